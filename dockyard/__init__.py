@@ -1,0 +1,1 @@
+"""Dockyard: the Docker architecture in Python."""

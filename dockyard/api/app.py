@@ -1,0 +1,105 @@
+"""The aiohttp application: version prefix, headers, errors; routers plug in.
+
+Routes are registered without the ``/vX.Y`` prefix; the middleware strips it,
+checks it, and records ``request["api_version"]`` for handlers that vary by version.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+
+from dockyard import errdefs
+from dockyard.api import errors, versions
+
+log = logging.getLogger("dockyard.api")
+
+_VERSIONED = re.compile(r"^/v(\d+\.\d+)(/.*)$")
+SERVER_HEADER = "Dockyard/0.1.0 (linux)"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json")
+
+
+def error_response(message: str, status: int) -> web.Response:
+    if status == 304:
+        return web.Response(status=304)
+    return json_response({"message": message}, status=status)
+
+
+async def read_json(request: web.Request, type: type | None = None, default: object = None) -> object:
+    """The request body as JSON (typed when ``type`` is given); a clear 400 when it is not."""
+    body = await request.read()
+    if not body.strip():
+        return default
+    try:
+        if type is None:
+            return msgspec.json.decode(body)
+        return msgspec.json.decode(body, type=type)
+    except msgspec.ValidationError as e:
+        raise errdefs.InvalidParameter(f"invalid JSON: {e}") from None
+    except msgspec.DecodeError as e:
+        raise errdefs.InvalidParameter(f"invalid character in JSON body: {e}") from None
+
+
+def _common_headers(resp: web.StreamResponse, version: str) -> None:
+    if resp.prepared:
+        return
+    h = resp.headers
+    h.setdefault("Api-Version", version)
+    h.setdefault("Server", SERVER_HEADER)
+    h.setdefault("Docker-Experimental", "false")
+    h.setdefault("Ostype", "linux")
+
+
+@web.middleware
+async def versioned(request: web.Request, handler: Handler) -> web.StreamResponse:
+    match = _VERSIONED.match(request.path)
+    version = versions.MAX_VERSION
+    try:
+        if match:
+            version = match.group(1)
+            versions.check(version)
+            rel = match.group(2)
+            if request.query_string:
+                rel += "?" + request.query_string
+            request = request.clone(rel_url=rel)
+            match_info = await request.app.router.resolve(request)
+            match_info.add_app(request.app)
+            match_info.freeze()
+            request._match_info = match_info  # what aiohttp's own dispatch sets
+            handler = match_info.handler
+        request["api_version"] = version
+        resp = await handler(request)
+    except errdefs.DockyardError as e:
+        resp = error_response(e.message, errors.status_for(e))
+    except web.HTTPNotFound:
+        resp = error_response("page not found", 404)
+    except web.HTTPMethodNotAllowed:
+        resp = error_response(f"method {request.method} not allowed for {request.path}", 405)
+    except web.HTTPException as e:
+        if e.status >= 400:
+            resp = error_response(e.text or e.reason, e.status)
+        else:
+            raise
+    except (ConnectionResetError, BrokenPipeError):
+        raise
+    except Exception as e:  # a real internal fault: log it, never show a traceback
+        log.exception("internal error serving %s %s", request.method, request.path)
+        resp = error_response(f"internal error: {type(e).__name__}: {e}", 500)
+    _common_headers(resp, version)
+    return resp
+
+
+def make_app(register_routes: Callable[[web.Application], None]) -> web.Application:
+    """Build the app; ``register_routes`` adds every router's routes (composition root decides)."""
+    app = web.Application(middlewares=[versioned], client_max_size=0)
+    register_routes(app)
+    return app

@@ -1,0 +1,73 @@
+"""Daemon configuration: dockerd-compatible flags merged over daemon.json.
+
+Plain data; ``dockyard.cmd.dockyardd`` fills it, every service reads it.
+Paths derived from the two roots live here so every service agrees on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class DaemonConfig:
+    data_root: Path = Path("/var/lib/dockyard")
+    exec_root: Path = Path("/run/dockyard")
+    hosts: list[str] = field(default_factory=lambda: ["unix:///run/dockyard/dockyard.sock"])
+    pidfile: Path | None = None  # default: exec_root / "dockyardd.pid"
+    log_level: str = "info"
+    config_file: Path = Path("/etc/dockyard/daemon.json")
+    default_runtime: str = "dockyard"  # or "runc", "crun"
+    runtimes: dict[str, str] = field(default_factory=dict)  # name -> binary path (runc-compatible)
+    bridge: str = "dockyard0"  # default bridge name; "none" disables the default bridge
+    bip: str | None = None  # gateway CIDR of the default bridge, e.g. "172.30.0.1/16"
+    default_address_pools: list[dict] = field(
+        default_factory=lambda: [{"base": "172.30.0.0/16", "size": 24}]
+    )
+    cgroup_parent: str = "/dockyard"  # our containers' cgroups go below this in each hierarchy
+    live_restore: bool = True
+    iptables: bool = True
+    ip_forward: bool = True
+    tls: bool = False
+    tlscacert: Path | None = None
+    tlscert: Path | None = None
+    tlskey: Path | None = None
+    tlsverify: bool = False
+
+    # Derived locations (everything a service writes lives below the two roots).
+    @property
+    def db_path(self) -> Path:
+        return self.data_root / "dockyard.db"
+
+    @property
+    def image_root(self) -> Path:
+        return self.data_root / "image"  # content/, layers/, ... owned by storage
+
+    @property
+    def snapshot_root(self) -> Path:
+        return self.data_root / "overlay"
+
+    def container_data_dir(self, container_id: str) -> Path:
+        """Persistent per-container files: json log, hostname, hosts, resolv.conf."""
+        return self.data_root / "containers" / container_id
+
+    def container_exec_dir(self, container_id: str) -> Path:
+        """Per-container runtime state: bundle (config.json, rootfs mountpoint), shim socket, exit file."""
+        return self.exec_root / "containers" / container_id
+
+    @property
+    def zygote_socket(self) -> Path:
+        return self.exec_root / "zygote.sock"
+
+    @property
+    def runtime_root(self) -> Path:
+        return self.exec_root / "runtime"
+
+    @property
+    def netns_dir(self) -> Path:
+        return self.exec_root / "netns"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_root / "dockyardd.lock"

@@ -1,0 +1,90 @@
+"""The narrow Protocols daemon services use to reach each other.
+
+Only ``daemon/daemon.py`` sees the implementations and wires them; a service
+takes what it needs in its constructor, typed by one of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from dockyard.mount import Mount
+
+
+# ---- events -----------------------------------------------------------------
+
+class EventSink(Protocol):
+    def emit(self, type: str, action: str, actor_id: str, attributes: dict[str, str] | None = None,
+             scope: str = "local") -> None:
+        """Record one event (Docker's shape: Type, Action, Actor{ID, Attributes}, time, timeNano)."""
+
+
+# ---- images, as the container service needs them ----------------------------
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str  # "sha256:<hex>"
+    config: dict[str, Any]  # the image config's "config" object: Env, Cmd, Entrypoint, WorkingDir,
+    # User, ExposedPorts, Volumes, Labels, StopSignal, Healthcheck, OnBuild, Shell
+    top_chain_id: str | None  # None for an image with no layers
+    repo_tags: list[str] = field(default_factory=list)
+
+
+class ImageLookup(Protocol):
+    def resolve(self, ref: str) -> ImageInfo:
+        """By name[:tag], name@digest, full or short ID. Raises NotFound ('No such image: ref')."""
+
+    def prepare_rootfs(self, key: str, image: ImageInfo) -> list[Mount]:
+        """A writable snapshot for a container: overlay mounts over the image's layers."""
+
+    def remove_rootfs(self, key: str) -> None: ...
+
+    def rootfs_diff(self, key: str) -> Any:
+        """Iterator of tar bytes: the container's changes as a Docker layer (for commit)."""
+
+    def rootfs_upper(self, key: str) -> Path: ...
+
+    def layer_dirs(self, image: ImageInfo) -> list[Path]:
+        """The image's unpacked layers, top first (read /etc/passwd without mounting)."""
+
+
+class ContainerUsage(Protocol):
+    def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        """(container id, running) for every container created from image_id."""
+
+
+# ---- networks, as the container service needs them --------------------------
+
+@dataclass
+class EndpointSettings:
+    network_name: str
+    network_id: str
+    endpoint_id: str
+    ip_address: str = ""
+    ip_prefix_len: int = 0
+    gateway: str = ""
+    mac_address: str = ""
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SandboxInfo:
+    """What the container's spec needs from networking."""
+    netns_path: str | None  # None: share the host's net namespace (host mode)
+    endpoints: list[EndpointSettings] = field(default_factory=list)
+    hosts_path: Path | None = None  # files to bind into /etc (absent in container:<id> mode: share peer's)
+    resolv_conf_path: Path | None = None
+    hostname_path: Path | None = None
+
+
+class NetworkAttacher(Protocol):
+    async def create_sandbox(self, container_id: str, mode: str, hostname: str, domainname: str,
+                             dns: list[str], dns_search: list[str], dns_options: list[str],
+                             extra_hosts: list[str], data_dir: Path) -> SandboxInfo:
+        """Make the container's network namespace (mode: bridge|none|host|container:<id>|<network name>)
+        with its interfaces up, and its /etc/hosts, resolv.conf and hostname files in data_dir."""
+
+    async def release_sandbox(self, container_id: str) -> None:
+        """Tear down the namespace and free addresses; idempotent, never slow (no synchronous veth delete)."""

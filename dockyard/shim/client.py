@@ -1,0 +1,94 @@
+"""The daemon's side of the shim: spawn a shim through the zygote, talk to it.
+
+CONTRACT (implemented by the shim package, used by daemon/containers.py).
+All methods are asyncio coroutines; they never block the event loop.
+
+Per container the shim keeps its state in ``state_dir`` (the container's exec
+dir): ``shim.sock`` (control + attach), ``shim.pid``, ``init.pid``,
+``exit.json`` ({"exit_code": int, "finished_at": RFC3339Nano str, "oom_killed": bool,
+"error": str}) written atomically when the container's init is reaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Protocol
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    container_id: str
+    bundle: Path  # holds config.json; config's root.path is absolute
+    state_dir: Path  # where shim.sock / exit.json live
+    runtime: str  # "dockyard" (ours, in-process) or a runc-compatible binary path
+    runtime_root: Path  # --root for runc; state dir root for ours
+    tty: bool
+    open_stdin: bool
+    stdin_once: bool
+    log_path: Path | None  # json-file log; None for log driver "none"
+    log_max_size: int | None = None  # bytes; rotation (issue 4 completes it)
+    log_max_files: int = 1
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    exit_code: int
+    finished_at: str  # RFC3339Nano, UTC
+    oom_killed: bool = False
+    error: str = ""
+
+
+class AttachStream(Protocol):
+    """One attach session to a running container's stdio.
+
+    ``output()`` yields (stream, data): stream 1 stdout, 2 stderr (always 1 with a
+    TTY); it ends when the container's output ends. ``write_stdin`` forwards input;
+    ``close_stdin`` half-closes it (the process sees EOF).
+    """
+
+    def output(self) -> AsyncIterator[tuple[int, bytes]]: ...
+
+    async def write_stdin(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ShimHandle(Protocol):
+    container_id: str
+    shim_pid: int
+    pid: int  # the container's init, host PID
+
+    async def start(self) -> None:
+        """Let the created container's process run (it was blocked before exec)."""
+
+    async def kill(self, signal: int, all_processes: bool = False) -> None: ...
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def resize(self, height: int, width: int) -> None: ...
+
+    async def attach(self, stdin: bool, stdout: bool, stderr: bool) -> AttachStream: ...
+
+    async def wait(self) -> ExitStatus:
+        """Return when the init has exited and been reaped (at once if it already has)."""
+
+    async def shutdown(self) -> None:
+        """Ask the shim to clean up (runtime delete) and exit; after the container exited."""
+
+
+class ShimManager(Protocol):
+    async def spawn(self, request: SpawnRequest) -> ShimHandle:
+        """Fork a shim from the zygote; it runs runtime create. Raises errdefs on failure
+        with the runtime's message (e.g. 'exec: "nope": executable file not found in $PATH')."""
+
+    async def connect(self, state_dir: Path, container_id: str) -> ShimHandle | None:
+        """Reattach to a live shim after a daemon restart; None if the shim is gone
+        (then read ``exit.json`` from state_dir if present)."""
+
+    async def close(self) -> None:
+        """Stop the zygote (shims keep running)."""
