@@ -19,7 +19,10 @@ from typing import AsyncIterator, Protocol
 @dataclass(frozen=True)
 class SpawnRequest:
     container_id: str
-    bundle: Path  # holds config.json; config's root.path is absolute
+    bundle: Path  # holds config.json; config's root.path is absolute (bundle/rootfs)
+    rootfs_mounts: tuple  # tuple[dockyard.mount.Mount, ...]: the shim mounts these at the spec's
+    # root.path (in the host mount namespace, so the daemon can read it for cp/export) before
+    # runtime create, and unmounts them when the container is deleted
     state_dir: Path  # where shim.sock / exit.json live
     runtime: str  # "dockyard" (ours, in-process) or a runc-compatible binary path
     runtime_root: Path  # --root for runc; state dir root for ours
