@@ -1,0 +1,130 @@
+"""System routes: /_ping, /version, /info, /events, /system/df."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any, AsyncIterator, Protocol
+
+import msgspec
+from aiohttp import web
+
+from dockyard import errdefs
+from dockyard.api.app import json_response
+from dockyard.api.versions import MAX_VERSION
+
+
+class SystemBackend(Protocol):
+    def version(self) -> dict[str, Any]: ...
+    def info(self) -> dict[str, Any]: ...
+    def disk_usage(self) -> dict[str, Any]: ...
+
+
+class EventsBackend(Protocol):
+    def subscribe(self, since_ns: int | None, until_ns: int | None, filters: Any) -> AsyncIterator[Any]: ...
+
+
+def parse_filters(raw: str | None) -> dict[str, list[str]]:
+    """Docker's ``filters`` query parameter: {"key": ["v"]} or the old {"key": {"v": true}}."""
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise errdefs.InvalidParameter(f"invalid filter '{raw}'") from None
+    if not isinstance(body, dict):
+        raise errdefs.InvalidParameter(f"invalid filter '{raw}'")
+    out: dict[str, list[str]] = {}
+    for key, value in body.items():
+        if isinstance(value, dict):
+            out[key] = [k for k, on in value.items() if on]
+        elif isinstance(value, list):
+            out[key] = [str(v) for v in value]
+        else:
+            raise errdefs.InvalidParameter(f"invalid filter '{raw}'")
+    return out
+
+
+def parse_timestamp(value: str | None, now: float) -> int | None:
+    """Docker's since/until: unix seconds with optional fraction, RFC3339, or a Go duration."""
+    if value is None or value == "":
+        return None
+    try:
+        if "." in value:
+            sec, frac = value.split(".", 1)
+            return int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
+        return int(value) * 1_000_000_000
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return int(dt.timestamp() * 1e9)
+    except ValueError:
+        pass
+    seconds = _duration(value)
+    if seconds is None:
+        raise errdefs.InvalidParameter(f"invalid value for time: {value!r}")
+    return int((now - seconds) * 1e9)
+
+
+def _duration(value: str) -> float | None:
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    total, num = 0.0, ""
+    i = 0
+    if not value:
+        return None
+    while i < len(value):
+        c = value[i]
+        if c.isdigit() or c == ".":
+            num += c
+            i += 1
+            continue
+        for unit in ("ns", "us", "µs", "ms", "s", "m", "h"):
+            if value.startswith(unit, i) and num:
+                total += float(num) * units[unit]
+                num = ""
+                i += len(unit)
+                break
+        else:
+            return None
+    return None if num else total
+
+
+def setup(app: web.Application, system: SystemBackend, events: EventsBackend,
+          make_filter: Any) -> None:
+    async def ping(request: web.Request) -> web.Response:
+        headers = {"Api-Version": MAX_VERSION, "Builder-Version": "1", "Swarm": "inactive",
+                   "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
+        if request.method == "HEAD":
+            return web.Response(headers=headers, content_type="text/plain")
+        return web.Response(text="OK", headers=headers)
+
+    async def version(request: web.Request) -> web.Response:
+        return json_response(system.version())
+
+    async def info(request: web.Request) -> web.Response:
+        return json_response(system.info())
+
+    async def df(request: web.Request) -> web.Response:
+        return json_response(system.disk_usage())
+
+    async def stream_events(request: web.Request) -> web.StreamResponse:
+        now = time.time()
+        since = parse_timestamp(request.query.get("since"), now)
+        until = parse_timestamp(request.query.get("until"), now)
+        filters = make_filter(parse_filters(request.query.get("filters")))
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        encoder = msgspec.json.Encoder()
+        async for ev in events.subscribe(since, until, filters):
+            await resp.write(encoder.encode(ev.to_json()) + b"\n")
+        await resp.write_eof()
+        return resp
+
+    app.router.add_route("GET", "/_ping", ping)
+    app.router.add_route("HEAD", "/_ping", ping)
+    app.router.add_get("/version", version)
+    app.router.add_get("/info", info)
+    app.router.add_get("/system/df", df)
+    app.router.add_get("/events", stream_events)

@@ -1,0 +1,16 @@
+"""Wires the routers to the daemon's services: the API's composition root."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dockyard.api.app import make_app
+from dockyard.api.routers import system
+from dockyard.daemon.daemon import Daemon
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    def register(app: web.Application) -> None:
+        system.setup(app, daemon.system, daemon.events, daemon.make_event_filter)
+
+    return make_app(register)
