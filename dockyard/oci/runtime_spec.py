@@ -45,7 +45,7 @@ class ConsoleSize(_S):
 
 class Process(_S):
     args: list[str]
-    cwd: str = "/"
+    cwd: str  # required: runc rejects a config without it (omit_defaults would drop "/")
     env: list[str] = []
     terminal: bool = False
     console_size: ConsoleSize | None = None
