@@ -12,9 +12,19 @@ fsynced: a crash at any instant leaves either no blob or a complete, verified on
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable
+
+from dockyard import errdefs
+
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -23,9 +33,36 @@ class Descriptor:
     size: int
 
 
+def _check_digest(digest: str) -> str:
+    """The hex part of a well-formed digest; anything else could name a path outside blobs/."""
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise errdefs.InvalidParameter(f"invalid digest {digest!r}: expected sha256:<64 hex digits>")
+    return digest[len("sha256:"):]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ContentStore:
     def __init__(self, root: Path) -> None:
-        raise NotImplementedError
+        self.root = Path(root)
+        self._blobs = self.root / "blobs" / "sha256"
+        self._ingest = self.root / "ingest"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._ingest.mkdir(parents=True, exist_ok=True)
+
+    def gc_ingest(self) -> None:
+        """At start-up: drop writes a crash interrupted (nobody is writing yet)."""
+        for entry in self._ingest.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     def ingest(self, data: bytes | BinaryIO | Iterable[bytes], expected_digest: str | None = None,
                expected_size: int | None = None) -> Descriptor:
@@ -34,36 +71,59 @@ class ContentStore:
         Raises errdefs.InvalidParameter (and leaves nothing in ingest/) when the size or
         digest differs from the expected one. Storing an existing blob is a cheap no-op
         apart from reading the input."""
-        raise NotImplementedError
+        if expected_digest is not None:
+            _check_digest(expected_digest)
+        with self.writer() as w:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                w.write(bytes(data))
+            elif hasattr(data, "read"):
+                read = data.read  # type: ignore[union-attr]
+                while chunk := read(_CHUNK):
+                    w.write(chunk)
+            else:
+                for chunk in data:  # type: ignore[union-attr]
+                    w.write(chunk)
+            return w.commit(expected_digest, expected_size)
 
     def writer(self) -> "BlobWriter":
         """A streaming writer for producers that push bytes (``write``), then ``commit``."""
-        raise NotImplementedError
+        return BlobWriter(self)
 
     def path(self, digest: str) -> Path:
         """Where the blob lives (whether or not it exists). Validates the digest's form."""
-        raise NotImplementedError
+        return self._blobs / _check_digest(digest)
 
     def has(self, digest: str) -> bool:
-        raise NotImplementedError
+        return self.path(digest).is_file()
 
     def info(self, digest: str) -> Descriptor:
         """Raises errdefs.NotFound when absent."""
-        raise NotImplementedError
+        try:
+            return Descriptor(digest, self.path(digest).stat().st_size)
+        except FileNotFoundError:
+            raise errdefs.NotFound(f"content {digest}: not found") from None
 
     def open(self, digest: str) -> BinaryIO:
         """Open for reading; raises errdefs.NotFound when absent. The caller closes it."""
-        raise NotImplementedError
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise errdefs.NotFound(f"content {digest}: not found") from None
 
     def read_bytes(self, digest: str) -> bytes:
-        raise NotImplementedError
+        with self.open(digest) as f:
+            return f.read()
 
     def delete(self, digest: str) -> None:
         """Remove the blob; no error when it is already gone."""
-        raise NotImplementedError
+        self.path(digest).unlink(missing_ok=True)
 
     def list(self) -> list[Descriptor]:
-        raise NotImplementedError
+        out = []
+        for entry in os.scandir(self._blobs):
+            if _DIGEST_RE.fullmatch("sha256:" + entry.name) and entry.is_file(follow_symlinks=False):
+                out.append(Descriptor("sha256:" + entry.name, entry.stat().st_size))
+        return sorted(out, key=lambda d: d.digest)
 
 
 class BlobWriter:
@@ -71,14 +131,56 @@ class BlobWriter:
 
     Use as a context manager: leaving the block without a commit removes the temp file."""
 
+    def __init__(self, store: ContentStore) -> None:
+        self._store = store
+        self._tmp = store._ingest / secrets.token_hex(16)
+        self._file: BinaryIO | None = open(self._tmp, "xb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+
     def write(self, chunk: bytes) -> None:
-        raise NotImplementedError
+        if self._file is None:
+            raise errdefs.System("write to a blob writer that was already committed or aborted")
+        self._hash.update(chunk)
+        self._file.write(chunk)
+        self._size += len(chunk)
 
     def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> Descriptor:
-        raise NotImplementedError
+        """Verify and move the blob into place. On a mismatch the temp file is removed and
+        errdefs.InvalidParameter says what was expected and what arrived."""
+        if self._file is None:
+            raise errdefs.System("commit of a blob writer that was already committed or aborted")
+        digest = "sha256:" + self._hash.hexdigest()
+        try:
+            if expected_size is not None and self._size != expected_size:
+                raise errdefs.InvalidParameter(
+                    f"content size mismatch: expected {expected_size} bytes, got {self._size}"
+                    + (f" (for {expected_digest})" if expected_digest else ""))
+            if expected_digest is not None and digest != expected_digest:
+                raise errdefs.InvalidParameter(
+                    f"content digest mismatch: expected {expected_digest}, got {digest}")
+            final = self._store.path(digest)
+            if final.exists():
+                self.abort()  # already committed by someone else: content addressing makes it equal
+                return Descriptor(digest, self._size)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            os.chmod(self._tmp, 0o444)
+            os.rename(self._tmp, final)
+            _fsync_dir(final.parent)
+            return Descriptor(digest, self._size)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
-        raise NotImplementedError
+        """Drop the temp file; a no-op after commit."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "BlobWriter":
         return self
