@@ -6,15 +6,42 @@ whiteouts (char device 0/0) and ``.wh..wh..opq`` into the opaque xattr, and refu
 (errdefs.InvalidParameter) any entry that would write outside the directory: absolute
 names, ``..`` escapes, paths through symlinks, hardlinks to outside.
 
+Every path is created relative to a directory file descriptor that was opened with
+O_NOFOLLOW, one component at a time, so a symlink met on the way (one the tar made
+earlier, or one planted in dest) is refused instead of followed.
+
 Out: ``tar_dir_changes`` turns an overlay upper directory back into a Docker layer tar
 (for commit / container diff); ``tar_dir`` tars a whole tree (export).
 """
 
 from __future__ import annotations
 
+import bz2
+import errno
+import gzip
+import hashlib
+import lzma
+import os
+import shutil
+import stat
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+from dockyard import errdefs
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+_XATTR_PAX_PREFIX = "SCHILY.xattr."
+# Overlay's own bookkeeping (opaque, redirect, origin, ...) must never come from or go into a
+# layer tar: a tar that set them could make overlayfs show paths the layer does not hold.
+_PRIVATE_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "security.selinux")
+
+_CHUNK = 1 << 20
+_TAR_BUFSIZE = 1 << 20
+_DIR_FD_CACHE_MAX = 512
 
 
 @dataclass(frozen=True)
@@ -24,21 +51,451 @@ class ExtractResult:
     tar_size: int  # length of the uncompressed tar stream
 
 
+# ---- decompression ----------------------------------------------------------------------
+
+class _Prefixed:
+    """A reader that first returns bytes already read (to sniff the magic), then the rest."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        return self._rest.read(n)
+
+
+def _decompressed(fileobj: BinaryIO) -> BinaryIO:
+    head = b""
+    while len(head) < 6:
+        more = fileobj.read(6 - len(head))
+        if not more:
+            break
+        head += more
+    src = _Prefixed(head, fileobj)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[arg-type]
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        try:
+            import zstandard
+        except ImportError:
+            raise errdefs.NotImplementedFeature(
+                "layer is zstd-compressed but this daemon has no zstd support "
+                "(install the 'zstandard' Python package)") from None
+        return zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)  # type: ignore[return-value]
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(src)  # type: ignore[arg-type]
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(src)  # type: ignore[arg-type]
+    return src  # type: ignore[return-value]
+
+
+class _HashingReader:
+    """Passes the uncompressed tar through, hashing it (the diff ID) and copying it to ``tee``."""
+
+    def __init__(self, src: BinaryIO, tee: BinaryIO | None) -> None:
+        self._src = src
+        self._tee = tee
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._src.read(n)
+        except errdefs.DockyardError:
+            raise
+        except Exception as err:  # each decompressor has its own error classes; all mean bad input
+            raise errdefs.InvalidParameter(f"invalid layer data: cannot decompress: {err}") from None
+        if data:
+            self.hash.update(data)
+            self.size += len(data)
+            if self._tee is not None:
+                self._tee.write(data)
+        return data
+
+
+# ---- extraction -------------------------------------------------------------------------
+
+def _split(name: str, entry: str) -> tuple[str, ...]:
+    """The components of a tar path relative to the layer root, or refuse it."""
+    if name.startswith("/"):
+        raise errdefs.InvalidParameter(f"invalid layer tar: entry {entry!r} has an absolute path")
+    if "\x00" in name:
+        raise errdefs.InvalidParameter(f"invalid layer tar: entry {entry!r} has a NUL in its path")
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise errdefs.InvalidParameter(
+                    f"invalid layer tar: entry {entry!r} points outside the layer")
+            parts.pop()
+        else:
+            parts.append(part)
+    return tuple(parts)
+
+
+def _refuse(entry: str, why: str) -> errdefs.InvalidParameter:
+    return errdefs.InvalidParameter(f"invalid layer tar: refusing entry {entry!r}: {why}")
+
+
+class _Extractor:
+    def __init__(self, dest: Path) -> None:
+        self._root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self._dirs: dict[tuple[str, ...], int] = {}
+        self._dir_times: list[tuple[tuple[str, ...], int, int]] = []
+        self.size = 0
+
+    def close(self) -> None:
+        self._forget_dirs()
+        os.close(self._root_fd)
+
+    def _forget_dirs(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+    def _dir_fd(self, parts: tuple[str, ...], entry: str, create: bool = True) -> int:
+        """An fd of the directory ``parts``, walked one component at a time without following
+        symlinks; missing directories are made (0755, as Docker does) when ``create``."""
+        if not parts:
+            return self._root_fd
+        cached = self._dirs.get(parts)
+        if cached is not None:
+            return cached
+        if len(self._dirs) >= _DIR_FD_CACHE_MAX:
+            self._forget_dirs()
+        fd = self._root_fd
+        opened: list[int] = []
+        try:
+            for i, part in enumerate(parts):
+                prefix = parts[: i + 1]
+                if prefix in self._dirs:
+                    fd = self._dirs[prefix]
+                    continue
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                try:
+                    child = os.open(part, flags, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise _refuse(entry, f"{'/'.join(prefix)} does not exist in the layer") from None
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    child = os.open(part, flags, dir_fd=fd)
+                except OSError as err:
+                    if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise _refuse(entry, f"{'/'.join(prefix)} is a symlink or not a directory; "
+                                             "paths through it could leave the layer") from None
+                    raise
+                opened.append(child)
+                fd = child
+        except BaseException:
+            for child in opened:
+                os.close(child)
+            raise
+        # every prefix opened here is cached so the next entry in the same tree is cheap
+        for i, part in enumerate(parts):
+            prefix = parts[: i + 1]
+            if prefix not in self._dirs:
+                self._dirs[prefix] = opened.pop(0)
+        return fd
+
+    def _remove_existing(self, parent_fd: int, name: str, keep_dir: bool) -> bool:
+        """Clear the way for a new entry; returns True when an existing directory is kept."""
+        try:
+            st = os.lstat(name, dir_fd=parent_fd)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return True
+            self._forget_dirs()  # cached fds may point into the tree we are about to delete
+            shutil.rmtree(name, dir_fd=parent_fd)
+        else:
+            os.unlink(name, dir_fd=parent_fd)
+        return False
+
+    def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        entry = member.name
+        parts = _split(entry, entry)
+        if not parts:
+            return  # the layer root itself: its attributes come from the container's upper dir
+        parent, base = parts[:-1], parts[-1]
+        parent_fd = self._dir_fd(parent, entry)
+
+        if base.startswith(WHITEOUT_PREFIX):
+            if base == WHITEOUT_OPAQUE:
+                os.setxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y")
+            elif not base.startswith(WHITEOUT_PREFIX * 2):  # .wh..wh.* are aufs bookkeeping
+                hidden = base[len(WHITEOUT_PREFIX):]
+                if hidden in ("", ".", ".."):
+                    raise _refuse(entry, "whiteout of an invalid name")
+                self._remove_existing(parent_fd, hidden, keep_dir=False)
+                os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent_fd)
+                os.chown(hidden, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
+            return
+
+        kept_dir = self._remove_existing(parent_fd, base, keep_dir=member.isdir())
+        if member.isreg():
+            self._write_file(tar, member, parent_fd, base)
+            return
+        if member.islnk():
+            self._hardlink(member, parent_fd, base)
+            return
+        if member.isdir():
+            if not kept_dir:
+                os.mkdir(base, 0o700, dir_fd=parent_fd)
+        elif member.issym():
+            os.symlink(member.linkname, base, dir_fd=parent_fd)
+        elif member.ischr() or member.isblk():
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=parent_fd)
+        elif member.isfifo():
+            os.mkfifo(base, 0o600, dir_fd=parent_fd)
+        else:
+            raise _refuse(entry, f"unsupported tar entry type {member.type!r}")
+
+        os.chown(base, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
+        if not member.issym():  # symlink modes are meaningless and lchmod does not exist on Linux
+            os.chmod(base, member.mode & 0o7777, dir_fd=parent_fd)
+        self._set_xattrs(member, f"/proc/self/fd/{parent_fd}/{base}")
+        mtime_ns, atime_ns = _times(member)
+        if member.isdir():
+            # creating entries inside would bump the mtime again: set directory times last
+            self._dir_times.append((parts, atime_ns, mtime_ns))
+        else:
+            os.utime(base, ns=(atime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
+
+    def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, base: str) -> None:
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=parent_fd)
+        try:
+            src = tar.extractfile(member)
+            assert src is not None  # a regular member always has data
+            while chunk := src.read(_CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            self.size += member.size
+            # chown clears set-id bits and file capabilities: owner first, then mode, then xattrs
+            os.fchown(fd, member.uid, member.gid)
+            os.fchmod(fd, member.mode & 0o7777)
+            self._set_xattrs(member, fd)
+            mtime_ns, atime_ns = _times(member)
+            os.utime(fd, ns=(atime_ns, mtime_ns))
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, member: tarfile.TarInfo, parent_fd: int, base: str) -> None:
+        entry = member.name
+        target = _split(member.linkname.lstrip("/"), entry)  # absolute link names are layer-relative
+        if not target:
+            raise _refuse(entry, "hardlink to the layer root")
+        target_parent = self._dir_fd(target[:-1], entry, create=False)
+        try:
+            # no AT_SYMLINK_FOLLOW: linking to a symlink links the symlink itself, never its target
+            os.link(target[-1], base, src_dir_fd=target_parent, dst_dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise _refuse(entry, f"hardlink target {member.linkname!r} is not in the layer") from None
+
+    @staticmethod
+    def _set_xattrs(member: tarfile.TarInfo, where: int | str) -> None:
+        for key, value in member.pax_headers.items():
+            if not key.startswith(_XATTR_PAX_PREFIX):
+                continue
+            name = key[len(_XATTR_PAX_PREFIX):]
+            if name.startswith(_PRIVATE_XATTR_PREFIXES):
+                continue
+            os.setxattr(where, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+
+    def finish(self) -> None:
+        """Apply directory times, deepest first, once nothing more is written inside them."""
+        for parts, atime_ns, mtime_ns in reversed(self._dir_times):
+            parent_fd = self._dir_fd(parts[:-1], "/".join(parts), create=False)
+            os.utime(parts[-1], ns=(atime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
+
+
+def _times(member: tarfile.TarInfo) -> tuple[int, int]:
+    mtime_ns = int(member.mtime * 1_000_000_000)
+    atime = member.pax_headers.get("atime")
+    try:
+        atime_ns = int(float(atime) * 1_000_000_000) if atime else mtime_ns
+    except ValueError:
+        atime_ns = mtime_ns
+    return mtime_ns, atime_ns
+
+
 def extract_layer(fileobj: BinaryIO, dest: Path, tee: BinaryIO | None = None) -> ExtractResult:
     """Unpack a layer tar read from ``fileobj`` into ``dest`` (an existing, empty directory).
 
     ``tee``, when given, receives every byte of the uncompressed tar (e.g. a
     ContentStore writer, to keep the exact diff). Raises errdefs.InvalidParameter for
-    an unknown compression, a corrupt tar, or an entry escaping ``dest``."""
-    raise NotImplementedError
+    a corrupt tar or an entry escaping ``dest``; on any error ``dest`` is left
+    half-filled and the caller removes it."""
+    source = _HashingReader(_decompressed(fileobj), tee)
+    extractor = _Extractor(dest)
+    try:
+        try:
+            with tarfile.open(fileobj=source, mode="r|", bufsize=_TAR_BUFSIZE) as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    extractor.apply(tar, member)
+                extractor.finish()
+            # the end-of-archive blocks and any padding belong to the diff ID too
+            while source.read(_CHUNK):
+                pass
+        except (tarfile.TarError, EOFError) as err:
+            raise errdefs.InvalidParameter(f"invalid layer tar: {err}") from None
+    finally:
+        extractor.close()
+    return ExtractResult("sha256:" + source.hash.hexdigest(), extractor.size, source.size)
+
+
+# ---- tar writing ------------------------------------------------------------------------
+
+def _xattrs(path: str) -> dict[str, str]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out = {}
+    for name in sorted(names):
+        if name.startswith(_PRIVATE_XATTR_PREFIXES):
+            continue
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+        out[_XATTR_PAX_PREFIX + name] = value.decode("utf-8", "surrogateescape")
+    return out
+
+
+def _header(ti: tarfile.TarInfo) -> bytes:
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+class _TarWriter:
+    """Builds tar bytes entry by entry and hands them out in chunks of about _CHUNK."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._links: dict[tuple[int, int], str] = {}
+
+    def _take(self, force: bool = False) -> Iterator[bytes]:
+        if self._buf and (force or len(self._buf) >= _CHUNK):
+            yield bytes(self._buf)
+            self._buf.clear()
+
+    def entry(self, path: str, name: str, st: os.stat_result, opaque: bool = False) -> Iterator[bytes]:
+        ti = tarfile.TarInfo(name)
+        ti.mode = stat.S_IMODE(st.st_mode)
+        ti.uid, ti.gid = st.st_uid, st.st_gid
+        ti.uname = ti.gname = ""
+        ti.mtime = int(st.st_mtime)
+        ti.pax_headers = _xattrs(path)
+        mode = st.st_mode
+        data_size = 0
+        if stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self._links:
+                ti.type, ti.linkname = tarfile.LNKTYPE, self._links[key]
+            else:
+                if st.st_nlink > 1:
+                    self._links[key] = name
+                ti.type, ti.size = tarfile.REGTYPE, st.st_size
+                data_size = st.st_size
+        elif stat.S_ISDIR(mode):
+            ti.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif stat.S_ISFIFO(mode):
+            ti.type = tarfile.FIFOTYPE
+        else:
+            return  # sockets and the like have no place in a layer (Docker skips them too)
+        self._buf += _header(ti)
+        if data_size:
+            yield from self._file_data(path, data_size)
+        if opaque:
+            marker = tarfile.TarInfo(f"{name}/{WHITEOUT_OPAQUE}")
+            marker.mode, marker.uid, marker.gid, marker.mtime = ti.mode & 0o777, ti.uid, ti.gid, ti.mtime
+            marker.uname = marker.gname = ""
+            self._buf += _header(marker)
+        yield from self._take()
+
+    def whiteout(self, name: str, st: os.stat_result) -> Iterator[bytes]:
+        parent, _, base = name.rpartition("/")
+        ti = tarfile.TarInfo(f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base)
+        ti.mode, ti.uid, ti.gid, ti.mtime = 0o600, st.st_uid, st.st_gid, int(st.st_mtime)
+        ti.uname = ti.gname = ""
+        self._buf += _header(ti)
+        yield from self._take()
+
+    def _file_data(self, path: str, size: int) -> Iterator[bytes]:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            left = size
+            while left:
+                chunk = os.read(fd, min(_CHUNK, left))
+                if not chunk:  # the file shrank while we read: keep the header's promise
+                    chunk = bytes(min(_CHUNK, left))
+                left -= len(chunk)
+                self._buf += chunk
+                yield from self._take()
+        finally:
+            os.close(fd)
+        pad = -size % tarfile.BLOCKSIZE
+        self._buf += bytes(pad)
+
+    def end(self) -> Iterator[bytes]:
+        self._buf += bytes(2 * tarfile.BLOCKSIZE)
+        yield from self._take(force=True)
+
+
+def _walk(root: str, rel: str = "") -> Iterator[tuple[str, str, os.stat_result]]:
+    """(path, tar name, lstat) of everything under root, depth first, names sorted."""
+    with os.scandir(os.path.join(root, rel) if rel else root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        name = f"{rel}/{entry.name}" if rel else entry.name
+        st = entry.stat(follow_symlinks=False)
+        yield entry.path, name, st
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk(root, name)
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def tar_dir_changes(upper: Path) -> Iterator[bytes]:
     """A Docker layer tar of an overlay upper dir, in a deterministic (sorted) order:
     overlay whiteouts become ``.wh.<name>``, opaque dirs get a ``.wh..wh..opq`` entry."""
-    raise NotImplementedError
+    writer = _TarWriter()
+    for path, name, st in _walk(str(upper)):
+        if _is_whiteout(st):
+            yield from writer.whiteout(name, st)
+        else:
+            yield from writer.entry(path, name, st, opaque=stat.S_ISDIR(st.st_mode) and _is_opaque(path))
+    yield from writer.end()
 
 
 def tar_dir(root: Path) -> Iterator[bytes]:
     """A tar of the whole tree under ``root`` (sorted, hardlinks preserved)."""
-    raise NotImplementedError
+    writer = _TarWriter()
+    for path, name, st in _walk(str(root)):
+        yield from writer.entry(path, name, st)
+    yield from writer.end()
