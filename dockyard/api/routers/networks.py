@@ -1,0 +1,52 @@
+"""Network routes: /networks (list, inspect, create, remove, prune, connect, disconnect)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiohttp import web
+
+from dockyard import errdefs
+from dockyard.api.app import json_response, read_json
+from dockyard.api.routers.system import parse_filters
+from dockyard.apitypes.network import Network
+
+
+class NetworksBackend(Protocol):
+    def list(self, filters: dict[str, list[str]]) -> list[Network]: ...
+    def inspect(self, ref: str) -> Network: ...
+    async def create(self, body: object) -> object: ...
+    def remove(self, ref: str) -> None: ...
+    def prune(self, filters: dict[str, list[str]]) -> list[str]: ...
+
+
+def setup(app: web.Application, backend: NetworksBackend) -> None:
+    async def list_networks(request: web.Request) -> web.Response:
+        return json_response(backend.list(parse_filters(request.query.get("filters"))))
+
+    async def inspect_network(request: web.Request) -> web.Response:
+        return json_response(backend.inspect(request.match_info["id"]))
+
+    async def create_network(request: web.Request) -> web.Response:
+        return json_response(await backend.create(await read_json(request, default={})), status=201)
+
+    async def remove_network(request: web.Request) -> web.Response:
+        backend.remove(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def prune_networks(request: web.Request) -> web.Response:
+        deleted = backend.prune(parse_filters(request.query.get("filters")))
+        return json_response({"NetworksDeleted": deleted})
+
+    async def connect_or_disconnect(request: web.Request) -> web.Response:
+        backend.inspect(request.match_info["id"])  # Docker answers 404 for an unknown network first
+        raise errdefs.NotImplementedFeature(
+            "connecting containers to networks after creation is not supported yet by this daemon")
+
+    app.router.add_get("/networks", list_networks)
+    app.router.add_get("/networks/{id}", inspect_network)
+    app.router.add_post("/networks/create", create_network)
+    app.router.add_delete("/networks/{id}", remove_network)
+    app.router.add_post("/networks/prune", prune_networks)
+    app.router.add_post("/networks/{id}/connect", connect_or_disconnect)
+    app.router.add_post("/networks/{id}/disconnect", connect_or_disconnect)

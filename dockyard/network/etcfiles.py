@@ -1,0 +1,135 @@
+"""The files a container gets bound at /etc/hosts, /etc/resolv.conf and /etc/hostname.
+
+Contents follow Docker's (libnetwork's etchosts and resolvconf packages); files are written
+atomically so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from dockyard import errdefs
+
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")
+HOST_HOSTS = Path("/etc/hosts")
+
+DEFAULT_HOSTS = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::\tip6-localnet\n"
+    "ff00::\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+
+# What Docker falls back to when the host lists only local resolvers (unreachable from a
+# container with its own network namespace).
+DEFAULT_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
+
+
+def write_atomic(path: Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def parse_extra_host(entry: str) -> tuple[str, str]:
+    """``--add-host name:ip`` (or ``name=ip``) -> (name, ip); IPv6 addresses may be bracketed."""
+    for sep in ("=", ":"):
+        name, found, ip = entry.partition(sep)
+        if found and name and ip:
+            ip = ip.strip("[]")
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                if ip != "host-gateway":
+                    break
+            return name, ip
+    raise errdefs.InvalidParameter(f"invalid IP address in add-host: {entry!r}")
+
+
+def hosts(hostname: str, domainname: str, address: str | None, extra_hosts: list[str]) -> str:
+    """Docker's /etc/hosts: localhost entries, --add-host entries, then the container's own."""
+    lines = [DEFAULT_HOSTS]
+    for entry in extra_hosts:
+        name, ip = parse_extra_host(entry)
+        lines.append(f"{ip}\t{name}\n")
+    if address:
+        names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
+        lines.append(f"{address}\t{names}\n")
+    return "".join(lines)
+
+
+def host_hosts(extra_hosts: list[str]) -> str:
+    """Host networking: the host's own /etc/hosts, plus --add-host entries."""
+    try:
+        base = HOST_HOSTS.read_text()
+    except FileNotFoundError:
+        base = DEFAULT_HOSTS
+    if base and not base.endswith("\n"):
+        base += "\n"
+    return base + "".join(f"{ip}\t{name}\n" for name, ip in map(parse_extra_host, extra_hosts))
+
+
+def _is_local_nameserver(line: str) -> bool:
+    fields = line.split()
+    if len(fields) < 2 or fields[0] != "nameserver":
+        return False
+    try:
+        return ipaddress.ip_address(fields[1].split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def resolv_conf(dns: list[str], dns_search: list[str], dns_options: list[str],
+                host_netns: bool = False) -> str:
+    """The host's resolv.conf adjusted as Docker does: loopback nameservers dropped (unless the
+    container shares the host's network), Google's servers if none is left, and --dns,
+    --dns-search, --dns-option replacing the matching lines."""
+    try:
+        source = HOST_RESOLV_CONF.read_text()
+    except FileNotFoundError:
+        source = ""
+    kept: list[str] = []
+    nameservers: list[str] = []
+    for line in source.splitlines():
+        stripped = line.strip()
+        key = stripped.split()[0] if stripped.split() else ""
+        if key == "nameserver":
+            if host_netns or not _is_local_nameserver(stripped):
+                nameservers.append(stripped.split()[1])
+            continue
+        if (key in ("search", "domain") and dns_search) or (key == "options" and dns_options):
+            continue
+        kept.append(line)
+    if dns:
+        nameservers = list(dns)
+    elif not nameservers:
+        nameservers = list(DEFAULT_NAMESERVERS)
+    out = [line for line in kept if line.strip()]
+    out += [f"nameserver {ns}" for ns in nameservers]
+    if dns_search:
+        # "." alone means: no search domains at all.
+        domains = [d for d in dns_search if d != "."]
+        if domains:
+            out.append("search " + " ".join(domains))
+    if dns_options:
+        out.append("options " + " ".join(dns_options))
+    return "\n".join(_order(out)) + "\n"
+
+
+def _order(lines: list[str]) -> list[str]:
+    """Comments first, then nameserver, search, options lines, as resolv.conf readers expect."""
+    rank = {"nameserver": 1, "search": 2, "domain": 2, "options": 3}
+    return sorted(lines, key=lambda l: rank.get(l.split()[0], 0) if l.split() else 0)
+
+
+def hostname_file(hostname: str) -> str:
+    return hostname + "\n"

@@ -1,0 +1,73 @@
+"""IPv4 address management: choosing a subnet for a network and addresses inside it.
+
+Pure logic (no kernel, no storage): the caller passes what is in use and records the result.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable
+
+from dockyard import errdefs
+
+
+def pick_subnet(pools: list[dict], in_use: Iterable[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """The first ``size``-prefix subnet of the pools (daemon.json's default-address-pools:
+    ``[{"base": "172.30.0.0/16", "size": 24}]``) overlapping nothing in ``in_use``."""
+    taken = list(in_use)
+    for pool in pools:
+        base = ipaddress.IPv4Network(pool["base"], strict=False)
+        size = int(pool.get("size", base.prefixlen))
+        if size < base.prefixlen:
+            raise errdefs.InvalidParameter(f"invalid pool {pool}: size {size} is larger than its base")
+        for candidate in base.subnets(new_prefix=size):
+            if not any(candidate.overlaps(t) for t in taken):
+                return candidate
+    raise errdefs.Unavailable(
+        "could not find an available, non-overlapping IPv4 address pool among the defaults "
+        "to assign to the network")
+
+
+def mac_for(address: ipaddress.IPv4Address) -> str:
+    """Docker's MAC for an IPv4 endpoint: 02:42 followed by the four address bytes."""
+    return ":".join(f"{b:02x}" for b in (0x02, 0x42, *address.packed))
+
+
+@dataclass
+class Pool:
+    """Addresses of one subnet; hands them out round-robin (as libnetwork's bitmap does), so a
+    freed address is not reused at once while its old veth may still be dying in the kernel."""
+
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+
+    def __post_init__(self) -> None:
+        self._used: set[ipaddress.IPv4Address] = set()
+        self._last = int(self.gateway)
+
+    def mark_used(self, address: ipaddress.IPv4Address) -> None:
+        self._used.add(address)
+        self._last = max(self._last, int(address))
+
+    def release(self, address: ipaddress.IPv4Address) -> None:
+        self._used.discard(address)
+
+    def is_used(self, address: ipaddress.IPv4Address) -> bool:
+        return address in self._used
+
+    def allocate(self) -> ipaddress.IPv4Address:
+        first = int(self.subnet.network_address) + 1
+        last = int(self.subnet.broadcast_address) - 1
+        span = last - first + 1
+        if span <= 0:
+            raise errdefs.Unavailable(f"no available IPv4 addresses on network with subnet {self.subnet}")
+        start = self._last + 1
+        for step in range(span):
+            value = first + (start - first + step) % span
+            address = ipaddress.IPv4Address(value)
+            if address != self.gateway and address not in self._used:
+                self._used.add(address)
+                self._last = value
+                return address
+        raise errdefs.Unavailable(f"no available IPv4 addresses on network with subnet {self.subnet}")

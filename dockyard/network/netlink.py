@@ -1,0 +1,108 @@
+"""Links, addresses and routes through netlink (pyroute2), nothing else.
+
+Each function takes an open ``IPRoute`` socket; the socket's namespace (the one its creator
+thread was in) decides which namespace the call changes.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+__all__ = ["IPRoute", "NetlinkError"]
+
+
+def open_socket() -> IPRoute:
+    return IPRoute()
+
+
+def link_index(ipr: IPRoute, name: str) -> int | None:
+    try:
+        found = ipr.link("get", ifname=name)
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return None
+        raise
+    return found[0]["index"] if found else None
+
+
+def link_kind(ipr: IPRoute, index: int) -> str | None:
+    link = ipr.link("get", index=index)[0]
+    return link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
+
+
+def ipv4_addresses(ipr: IPRoute, index: int | None = None) -> list[ipaddress.IPv4Interface]:
+    kwargs = {"index": index} if index is not None else {}
+    return [ipaddress.IPv4Interface(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
+            for a in ipr.get_addr(family=2, **kwargs)]
+
+
+def networks_in_use(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
+    """Every IPv4 network the host routes or has an address on (default routes excluded)."""
+    used = [iface.network for iface in ipv4_addresses(ipr)]
+    for route in ipr.get_routes(family=2):
+        dst = route.get("RTA_DST")
+        if dst and route["dst_len"] > 0:
+            used.append(ipaddress.IPv4Network(f"{dst}/{route['dst_len']}", strict=False))
+    return used
+
+
+def create_bridge(ipr: IPRoute, name: str, gateway: ipaddress.IPv4Interface) -> int:
+    ipr.link("add", ifname=name, kind="bridge")
+    index = link_index(ipr, name)
+    assert index is not None
+    ensure_address(ipr, index, gateway)
+    ipr.link("set", index=index, state="up")
+    return index
+
+
+def ensure_address(ipr: IPRoute, index: int, iface: ipaddress.IPv4Interface) -> None:
+    if iface in ipv4_addresses(ipr, index):
+        return
+    ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
+             broadcast=str(iface.network.broadcast_address))
+
+
+def set_up(ipr: IPRoute, index: int) -> None:
+    ipr.link("set", index=index, state="up")
+
+
+def delete_link(ipr: IPRoute, name: str) -> None:
+    index = link_index(ipr, name)
+    if index is not None:
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+
+
+def add_veth_into(ipr: IPRoute, host_name: str, bridge_index: int, peer_name: str,
+                  peer_netns_fd: int, peer_mac: str, mtu: int) -> None:
+    """One message: the host end enslaved to the bridge and up, the peer created directly
+    inside the target namespace with its final name and MAC (no move, no rename)."""
+    ipr.link("add", ifname=host_name, kind="veth", master=bridge_index, mtu=mtu, state="up",
+             peer={"ifname": peer_name, "net_ns_fd": peer_netns_fd, "address": peer_mac, "mtu": mtu})
+
+
+def link_mtu(ipr: IPRoute, index: int) -> int:
+    return ipr.link("get", index=index)[0].get("IFLA_MTU", 1500)
+
+
+def configure_endpoint(ns_ipr: IPRoute, ifname: str, iface: ipaddress.IPv4Interface,
+                       gateway: ipaddress.IPv4Address) -> None:
+    """Inside the sandbox: loopback up, the address on ifname, ifname up, default route."""
+    ns_ipr.link("set", index=1, state="up")  # lo is always ifindex 1 in a namespace
+    index = link_index(ns_ipr, ifname)
+    assert index is not None
+    ns_ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
+                broadcast=str(iface.network.broadcast_address))
+    ns_ipr.link("set", index=index, state="up")
+    ns_ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=index)
+
+
+def loopback_up(ns_ipr: IPRoute) -> None:
+    ns_ipr.link("set", index=1, state="up")
