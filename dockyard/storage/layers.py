@@ -2,7 +2,9 @@
 
 Layout under ``root``::
 
-    <cache_id>/        the unpacked layer: an overlay lower directory
+    <cache_id>/        the unpacked layer: an overlay lower directory. cache_id is 10 hex
+                       digits: short, because every lower dir of a container's rootfs is
+                       listed in one overlay mount option, and mount(2) takes one page
     tmp-<random>/      an extraction in progress; garbage at start-up
 
 The ``layers`` table (metadata.py) is the truth: a directory without a row is garbage
@@ -12,16 +14,32 @@ its diff ID, so save/push reproduce the exact diff.
 chain_id = diff_id for a base layer, else sha256(parent_chain_id + " " + diff_id) (OCI
 image spec). A layer is referenced by an image whose ``top_chain_id`` it is, or by a
 child layer (``parent``); ``release`` removes it only when neither holds.
+
+Crash safety of ``register``: extract into tmp-, syncfs, rename to <cache_id>, fsync the
+root, then insert the row. A crash before the insert leaves only garbage for ``gc``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import datetime
+import hashlib
+import os
+import secrets
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from dockyard import errdefs
+from dockyard.storage.archive import extract_layer
 from dockyard.storage.content import ContentStore
 from dockyard.storage.metadata import Database
+
+_TMP_PREFIX = "tmp-"
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -35,46 +53,171 @@ class Layer:
 
 def chain_id_of(parent_chain_id: str | None, diff_id: str) -> str:
     """OCI chain ID of a layer with this diff on top of ``parent_chain_id``."""
-    raise NotImplementedError
+    if parent_chain_id is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent_chain_id} {diff_id}".encode()).hexdigest()
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the filesystem holding ``path``: one call instead of an fsync per extracted file."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LayerStore:
     def __init__(self, root: Path, content: ContentStore, db: Database) -> None:
-        raise NotImplementedError
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._content = content
+        self._db = db
+        # Serializes the short commit / release steps (not extraction), so a release never
+        # deletes a diff blob that a concurrent register is about to reference.
+        self._lock = threading.Lock()
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def _layer(self, row: tuple) -> Layer:
+        chain_id, diff_id, parent, size, cache_id = row
+        return Layer(chain_id, diff_id, parent, size, self.root / cache_id)
+
+    def _find(self, chain_id: str) -> Layer | None:
+        rows = self._db.query(
+            "SELECT chain_id, diff_id, parent, size, cache_id FROM layers WHERE chain_id = ?", (chain_id,))
+        return self._layer(rows[0]) if rows else None
+
+    def get(self, chain_id: str) -> Layer:
+        """Raises errdefs.NotFound."""
+        layer = self._find(chain_id)
+        if layer is None:
+            raise errdefs.NotFound(f"layer {chain_id} does not exist")
+        return layer
+
+    def exists(self, chain_id: str) -> bool:
+        return bool(self._db.query("SELECT 1 FROM layers WHERE chain_id = ?", (chain_id,)))
+
+    def chain(self, chain_id: str) -> list[Layer]:
+        """The layer and its ancestors, top first."""
+        out = []
+        current: str | None = chain_id
+        while current is not None:
+            layer = self.get(current)
+            out.append(layer)
+            current = layer.parent
+        return out
+
+    def lower_dirs(self, chain_id: str) -> list[Path]:
+        """Overlay lower dirs of the chain, top first."""
+        return [layer.path for layer in self.chain(chain_id)]
+
+    def tar_stream(self, chain_id: str) -> BinaryIO:
+        """The layer's exact uncompressed diff tar (open file; the caller closes it)."""
+        return self._content.open(self.get(chain_id).diff_id)
+
+    # ---- writing ------------------------------------------------------------------------
 
     def register(self, fileobj: BinaryIO, parent_chain_id: str | None,
                  expected_diff_id: str | None = None) -> Layer:
         """Unpack a (possibly compressed) layer tar on top of ``parent_chain_id``.
 
-        Returns the existing layer when its chain is already there. Raises
-        errdefs.InvalidParameter for a bad tar or when the diff ID differs from
-        ``expected_diff_id``; errdefs.NotFound for an unknown parent."""
-        raise NotImplementedError
+        Returns the existing layer when its chain is already there (without reading
+        ``fileobj`` if ``expected_diff_id`` names it). Raises errdefs.InvalidParameter for
+        a bad tar or when the diff ID differs from ``expected_diff_id``; errdefs.NotFound
+        for an unknown parent."""
+        if parent_chain_id is not None and not self.exists(parent_chain_id):
+            raise errdefs.NotFound(f"parent layer {parent_chain_id} does not exist")
+        if expected_diff_id is not None:
+            existing = self._find(chain_id_of(parent_chain_id, expected_diff_id))
+            if existing is not None:
+                return existing
+        tmp = self.root / (_TMP_PREFIX + secrets.token_hex(8))
+        tmp.mkdir(mode=0o755)
+        try:
+            with self._content.writer() as blob:
+                result = extract_layer(fileobj, tmp, tee=blob)  # type: ignore[arg-type]
+                if expected_diff_id is not None and result.diff_id != expected_diff_id:
+                    raise errdefs.InvalidParameter(
+                        f"layer diff ID mismatch: expected {expected_diff_id}, got {result.diff_id}")
+                chain_id = chain_id_of(parent_chain_id, result.diff_id)
+                with self._lock:
+                    existing = self._find(chain_id)
+                    if existing is not None:
+                        return existing
+                    blob.commit(expected_digest=result.diff_id)
+                    return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
-    def get(self, chain_id: str) -> Layer:
-        """Raises errdefs.NotFound."""
-        raise NotImplementedError
-
-    def exists(self, chain_id: str) -> bool:
-        raise NotImplementedError
-
-    def chain(self, chain_id: str) -> list[Layer]:
-        """The layer and its ancestors, top first."""
-        raise NotImplementedError
-
-    def lower_dirs(self, chain_id: str) -> list[Path]:
-        """Overlay lower dirs of the chain, top first."""
-        raise NotImplementedError
-
-    def tar_stream(self, chain_id: str) -> BinaryIO:
-        """The layer's exact uncompressed diff tar (open file; the caller closes it)."""
-        raise NotImplementedError
+    def _commit(self, tmp: Path, chain_id: str, diff_id: str, parent: str | None, size: int) -> Layer:
+        _syncfs(tmp)
+        while True:
+            cache_id = secrets.token_hex(5)
+            final = self.root / cache_id
+            if not final.exists():
+                break
+        os.rename(tmp, final)
+        _fsync_dir(self.root)
+        try:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    "INSERT INTO layers (chain_id, diff_id, parent, size, cache_id, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (chain_id, diff_id, parent, size, cache_id,
+                     datetime.datetime.now(datetime.timezone.utc).isoformat()))
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+        return Layer(chain_id, diff_id, parent, size, final)
 
     def release(self, chain_id: str) -> list[str]:
         """Remove the layer, then its parents, while nothing references them (no image
         with that top_chain_id, no child layer). Returns the chain ids removed."""
-        raise NotImplementedError
+        removed: list[str] = []
+        current: str | None = chain_id
+        with self._lock:
+            while current is not None:
+                with self._db.transaction() as cur:
+                    row = cur.execute("SELECT diff_id, parent, cache_id FROM layers WHERE chain_id = ?",
+                                      (current,)).fetchone()
+                    if row is None:
+                        break
+                    in_use = cur.execute(
+                        "SELECT 1 FROM images WHERE top_chain_id = ? UNION ALL "
+                        "SELECT 1 FROM layers WHERE parent = ? LIMIT 1", (current, current)).fetchone()
+                    if in_use:
+                        break
+                    cur.execute("DELETE FROM layers WHERE chain_id = ?", (current,))
+                    diff_id, parent, cache_id = row
+                    diff_shared = cur.execute("SELECT 1 FROM layers WHERE diff_id = ? LIMIT 1",
+                                              (diff_id,)).fetchone()
+                # the row is gone: a crash from here on leaves only garbage for gc()
+                shutil.rmtree(self.root / cache_id, ignore_errors=True)
+                if not diff_shared:
+                    self._content.delete(diff_id)
+                removed.append(current)
+                current = parent
+        return removed
 
     def gc(self) -> None:
         """At start-up: remove extractions in progress and directories without a row."""
-        raise NotImplementedError
+        known = {row[0] for row in self._db.query("SELECT cache_id FROM layers")}
+        for entry in self.root.iterdir():
+            if entry.name in known:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)

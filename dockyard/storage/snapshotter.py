@@ -9,40 +9,120 @@ Layout under ``root``::
 
 Like containerd's snapshotters this module never mounts: ``prepare`` and ``mounts``
 return ``dockyard.mount.Mount`` values that the shim (or a daemon helper) performs.
+
+Overlay takes all its lower dirs in one mount option and mount(2) copies at most one
+page of options: the layer store keeps layer paths short (about 42 bytes each), which
+gives room for roughly 90 layers under /var/lib/dockyard; beyond the page ``prepare``
+refuses with a clear error instead of failing at container start.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import shutil
 from pathlib import Path
 from typing import Iterator
 
+from dockyard import errdefs
 from dockyard.mount import Mount
+from dockyard.storage.archive import tar_dir_changes
 from dockyard.storage.layers import LayerStore
+
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_MOUNT_DATA_MAX = os.sysconf("SC_PAGESIZE") - 1  # mount(2) copies one page, NUL included
 
 
 class OverlaySnapshotter:
     def __init__(self, root: Path, layers: LayerStore) -> None:
-        raise NotImplementedError
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._layers = layers
+
+    def _dir(self, key: str) -> Path:
+        if not _KEY_RE.fullmatch(key):
+            raise errdefs.InvalidParameter(f"invalid snapshot key {key!r}")
+        return self.root / key
 
     def prepare(self, key: str, parent_chain_id: str | None) -> list[Mount]:
         """Create the snapshot ``key`` over the chain and return its mounts (one overlay,
-        target empty: the caller picks it). Raises errdefs.Conflict if ``key`` exists."""
-        raise NotImplementedError
+        target empty: the caller picks it). Raises errdefs.Conflict if ``key`` exists,
+        errdefs.NotFound for an unknown chain."""
+        final = self._dir(key)
+        if final.exists():
+            raise errdefs.Conflict(f"snapshot {key} already exists")
+        lowers = self._layers.lower_dirs(parent_chain_id) if parent_chain_id else []
+        # built in a temp dir and renamed, so a half-made snapshot never carries the key
+        tmp = self.root / f".tmp-{key}-{secrets.token_hex(4)}"
+        tmp.mkdir(mode=0o700)
+        try:
+            (tmp / "upper").mkdir(mode=0o755)
+            (tmp / "work").mkdir(mode=0o700)
+            if not lowers:
+                (tmp / "lower").mkdir(mode=0o755)
+            _write_atomic(tmp / "parent", parent_chain_id or "")
+            mounts = [self._overlay(final, lowers)]
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return mounts
+
+    def _overlay(self, snapshot_dir: Path, lowers: list[Path]) -> Mount:
+        lower = ":".join(str(p) for p in lowers) if lowers else str(snapshot_dir / "lower")
+        options = (f"lowerdir={lower}", f"upperdir={snapshot_dir / 'upper'}",
+                   f"workdir={snapshot_dir / 'work'}")
+        if len(",".join(options)) > _MOUNT_DATA_MAX:
+            raise errdefs.InvalidParameter(
+                f"max depth exceeded: the image's {len(lowers)} layers do not fit in one overlay "
+                f"mount (options longer than {_MOUNT_DATA_MAX} bytes)")
+        return Mount(type="overlay", source="overlay", options=options)
 
     def mounts(self, key: str) -> list[Mount]:
         """The mounts of an existing snapshot; raises errdefs.NotFound."""
-        raise NotImplementedError
+        directory = self._dir(key)
+        try:
+            parent = (directory / "parent").read_text()
+        except FileNotFoundError:
+            raise errdefs.NotFound(f"snapshot {key} does not exist") from None
+        lowers = self._layers.lower_dirs(parent) if parent else []
+        return [self._overlay(directory, lowers)]
 
     def upper_dir(self, key: str) -> Path:
-        raise NotImplementedError
+        return self._dir(key) / "upper"
 
     def exists(self, key: str) -> bool:
-        raise NotImplementedError
+        return (self._dir(key) / "parent").is_file()
 
     def remove(self, key: str) -> None:
         """Delete the snapshot's directories (idempotent). The caller unmounts first."""
-        raise NotImplementedError
+        directory = self._dir(key)
+        if not directory.exists():
+            return
+        # rename first: a crash mid-delete leaves a .tmp- dir for gc(), never a broken snapshot
+        doomed = self.root / f".tmp-{key}-{secrets.token_hex(4)}"
+        os.rename(directory, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def diff(self, key: str) -> Iterator[bytes]:
         """The snapshot's changes as a Docker layer tar (for commit)."""
-        raise NotImplementedError
+        upper = self.upper_dir(key)
+        if not upper.is_dir():
+            raise errdefs.NotFound(f"snapshot {key} does not exist")
+        return tar_dir_changes(upper)
+
+    def gc(self) -> None:
+        """At start-up: remove snapshots a crash left half made or half removed."""
+        for entry in self.root.iterdir():
+            if entry.name.startswith(".tmp-"):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
