@@ -311,7 +311,17 @@ class _Extractor:
             name = key[len(_XATTR_PAX_PREFIX):]
             if name.startswith(_PRIVATE_XATTR_PREFIXES):
                 continue
-            os.setxattr(where, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+            value_bytes = value.encode("utf-8", "surrogateescape")
+            try:
+                if isinstance(where, int):
+                    os.setxattr(where, name, value_bytes)
+                else:
+                    os.setxattr(where, name, value_bytes, follow_symlinks=False)
+            except OSError as err:
+                # as Docker: a filesystem without that xattr namespace (or user.* on a symlink)
+                # loses the attribute rather than failing the whole layer
+                if err.errno not in (errno.ENOTSUP, errno.EPERM):
+                    raise
 
     def finish(self) -> None:
         """Apply directory times, deepest first, once nothing more is written inside them."""
