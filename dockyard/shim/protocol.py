@@ -1,0 +1,120 @@
+"""Wire format between the daemon, the zygote and the shims.
+
+Every byte on ``zygote.sock`` and ``shim.sock`` travels in frames::
+
+    +--------+----------------------+----------------+
+    | type u8| length u32 (big end.)| payload        |
+    +--------+----------------------+----------------+
+
+Frame types (direction: D daemon, Z zygote, S shim):
+
+===========  ====  =========  ==================================================================
+name         type  direction  payload
+===========  ====  =========  ==================================================================
+REQUEST      1     D -> Z/S   JSON object ``{"op": ..., args}`` (ops below)
+REPLY        2     Z/S -> D   JSON object ``{"ok": true, ...}`` or
+                              ``{"ok": false, "error": message, "kind": errdefs class name}``
+STDOUT       3     S -> D     container output, stream 1 (all output when the container has a TTY)
+STDERR       4     S -> D     container output, stream 2
+STDIN        5     D -> S     bytes for the container's stdin
+STDIN_CLOSE  6     D -> S     (empty) this client's stdin ended
+OUTPUT_END   7     S -> D     (empty) the container's output ended; the shim closes the connection
+===========  ====  =========  ==================================================================
+
+Requests on ``zygote.sock`` (one per connection):
+
+=========  ========================  ==============================================================
+op         args                      replies
+=========  ========================  ==============================================================
+spawn      ``request``: SpawnRequest  1st ``{"shim_pid"}`` as soon as the shim runs, then ``{"pid"}``
+                                      (container created) or an error (create failed); then EOF
+=========  ========================  ==============================================================
+
+Requests on ``<state_dir>/shim.sock`` (a connection may carry several, one at a time):
+
+=========  ========================  ==============================================================
+op         args                      reply
+=========  ========================  ==============================================================
+state      -                         ``{"status", "pid", "exit"}``; status is created, running,
+                                     paused or stopped; ``exit`` is exit.json's object or null
+start      -                         ``{}`` once the user process runs
+kill       ``signal``, ``all``        ``{}``
+pause      -                         ``{}``
+resume     -                         ``{}``
+resize     ``height``, ``width``      ``{}`` (Conflict without a TTY)
+wait       -                         ``{"exit"}`` sent when the init has been reaped and its output
+                                     drained (at once if it already was)
+attach     ``stdin``, ``stdout``,     ``{}``, then the connection carries STDOUT/STDERR/OUTPUT_END
+           ``stderr``                 from the shim and STDIN/STDIN_CLOSE from the daemon. Output from
+                                     before the attach is not replayed (it is in the log).
+shutdown   -                         ``{}`` after runtime delete and rootfs unmount; then the shim
+                                     exits. Conflict while the container runs.
+=========  ========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+from dockyard import errdefs
+
+REQUEST = 1
+REPLY = 2
+STDOUT = 3
+STDERR = 4
+STDIN = 5
+STDIN_CLOSE = 6
+OUTPUT_END = 7
+
+HEADER = struct.Struct(">BI")
+MAX_PAYLOAD = 1 << 20  # control JSON is tiny; output frames are at most one pipe read
+OUTPUT_CHUNK = 32768
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+def json_frame(kind: int, obj: dict) -> bytes:
+    return frame(kind, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def error_reply(err: BaseException) -> dict:
+    """A REPLY body for ``err``, keeping its errdefs class so the daemon re-raises the same kind."""
+    kind = type(err).__name__ if isinstance(err, errdefs.DockyardError) else "System"
+    return {"ok": False, "error": str(err) or type(err).__name__, "kind": kind}
+
+
+def raise_for_reply(reply: dict) -> dict:
+    """Return a successful REPLY body, or raise the errdefs class it names."""
+    if reply.get("ok"):
+        return reply
+    cls = getattr(errdefs, str(reply.get("kind")), errdefs.System)
+    if not (isinstance(cls, type) and issubclass(cls, errdefs.DockyardError)):
+        cls = errdefs.System
+    raise cls(str(reply.get("error", "shim error")))
+
+
+class FrameReader:
+    """Incremental decoder for a non-blocking socket: feed bytes, take whole frames."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= HEADER.size:
+            kind, length = HEADER.unpack_from(self._buf)
+            if length > MAX_PAYLOAD:
+                raise ValueError(f"frame of {length} bytes exceeds the limit")
+            end = HEADER.size + length
+            if len(self._buf) < end:
+                break
+            frames.append((kind, bytes(self._buf[HEADER.size:end])))
+            del self._buf[:end]
+        return frames
+

@@ -1,0 +1,652 @@
+"""The per-container shim: one small single-threaded supervisor per container.
+
+Forked from the zygote (``dockyard.shim.zygote``), detached from the daemon. It
+mounts the container's rootfs, owns the container's stdio (pipes or a pty),
+creates and starts the container through the runtime, copies output to the
+json-file log and to attached clients, reaps the init (it is a child subreaper),
+records ``exit.json``, and serves ``<state_dir>/shim.sock`` (protocol:
+``dockyard.shim.protocol``). A selectors loop, no asyncio, no threads: after the
+fork it touches few Python objects so most of the zygote's pages stay shared.
+
+Life of a shim::
+
+    create (mount, stdio, runtime create) -> created --start--> running <-pause/resume-> paused
+        running/paused --init reaped--> draining (output to EOF, at most DRAIN_TIMEOUT)
+        draining --> stopped (exit.json written, waiters answered, attach streams ended)
+        created/stopped --shutdown (or EXITED_LINGER without one)--> runtime delete, unmount, exit
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import termios
+import time
+import traceback
+from pathlib import Path
+
+from dockyard import errdefs
+from dockyard.mount import Mount
+from dockyard.oci import runtime_spec
+from dockyard.runtime.base import Runtime
+from dockyard.shim import protocol as P
+from dockyard.shim import rootfs
+from dockyard.shim.client import SpawnRequest
+from dockyard.shim.jsonlog import JsonLogWriter, format_time
+
+DRAIN_TIMEOUT = 2.0  # after the init exits, how long orphans may keep its output open
+EXITED_LINGER = 24 * 3600.0  # a stopped shim waits this long for the daemon to collect the exit
+HIGH_WATER = 256 * 1024  # per-client output backlog at which the shim stops reading the container
+CONSOLE_TIMEOUT = 10.0
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def load_runtime(name: str, root: Path) -> Runtime:
+    """``dockyard`` -> our in-process runtime; ``module:factory`` -> a Python factory called with
+    ``root`` (tests and embedders); anything else -> the path of a runc-compatible binary."""
+    if name == "dockyard":
+        from dockyard.runtime.linux import DockyardRuntime
+        return DockyardRuntime(root)
+    if ":" in name:
+        module, _, factory = name.partition(":")
+        return getattr(importlib.import_module(module), factory)(root)
+    from dockyard.runtime.runc import RuncRuntime
+    return RuncRuntime(name, root)
+
+
+def spawn_request_from_json(body: dict) -> SpawnRequest:
+    return SpawnRequest(
+        container_id=body["container_id"],
+        bundle=Path(body["bundle"]),
+        rootfs_mounts=tuple(Mount(type=m["type"], source=m["source"], target=m.get("target", ""),
+                                  options=tuple(m.get("options", ())))
+                            for m in body["rootfs_mounts"]),
+        state_dir=Path(body["state_dir"]),
+        runtime=body["runtime"],
+        runtime_root=Path(body["runtime_root"]),
+        tty=bool(body["tty"]),
+        open_stdin=bool(body["open_stdin"]),
+        stdin_once=bool(body["stdin_once"]),
+        log_path=Path(body["log_path"]) if body.get("log_path") else None,
+        log_max_size=body.get("log_max_size"),
+        log_max_files=int(body.get("log_max_files", 1)),
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class _Client:
+    """One connection on shim.sock."""
+
+    __slots__ = ("sock", "frames", "wbuf", "events", "stdin", "stdout", "stderr", "attached",
+                 "closing", "stdin_done")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.frames = P.FrameReader()
+        self.wbuf = bytearray()
+        self.events = selectors.EVENT_READ
+        self.attached = self.stdin = self.stdout = self.stderr = False
+        self.closing = False  # close once wbuf is flushed
+        self.stdin_done = False
+
+
+class Shim:
+    def __init__(self, request: SpawnRequest, runtime: Runtime) -> None:
+        self.request = request
+        self.id = request.container_id
+        self.runtime = runtime
+        self.state_dir = request.state_dir
+        self.sock_path = request.state_dir / "shim.sock"
+        self.status = "creating"
+        self.init_pid = 0
+        self.exit: dict | None = None  # exit.json's object once stopped
+        self.pending_exit: dict = {}  # exit code and time, while the output drains
+        self.root = Path()
+        self.cgroups_path: str | None = None
+        self.mounted = False
+        self.sel = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.outputs: dict[int, str] = {}  # our read ends -> "stdout"/"stderr"
+        self.output_paused = False
+        self.stdin_fd: int | None = None  # our write end (or a dup of the pty master)
+        self.stdin_buf = bytearray()
+        self.stdin_closing = False
+        self.stdin_once_used = False
+        self.master: int | None = None
+        self.log: JsonLogWriter | None = None
+        self.clients: dict[int, _Client] = {}
+        self.waiters: list[_Client] = []
+        self.drain_deadline: float | None = None
+        self.linger_deadline: float | None = None
+        self.running = True
+        self.sigchld_r, self.sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    # ---- create -------------------------------------------------------------
+
+    def create(self) -> None:
+        """Mount, set stdio up and run ``runtime create``; on failure undo everything and raise."""
+        req = self.request
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd gets written
+        signal.set_wakeup_fd(self.sigchld_w)
+        spec = runtime_spec.decode((req.bundle / "config.json").read_bytes())
+        self.root = Path(spec.root.path) if os.path.isabs(spec.root.path) \
+            else req.bundle / spec.root.path
+        self.cgroups_path = spec.linux.cgroups_path
+        child_fds: list[int] = []
+        console = None
+        try:
+            rootfs.mount_all(req.rootfs_mounts, self.root)
+            self.mounted = True
+            self._listen()
+            if req.log_path is not None:
+                self.log = JsonLogWriter(req.log_path, req.log_max_size, req.log_max_files)
+            if req.tty:
+                console_path = self.state_dir / "console.sock"
+                console = self._unix_listener(console_path)
+                self.init_pid = self.runtime.create(self.id, req.bundle, console_socket=console_path)
+                self._receive_console(console)
+            else:
+                stdio = self._make_pipes(child_fds)
+                self.init_pid = self.runtime.create(self.id, req.bundle, stdio=stdio)
+        except BaseException:
+            self._cleanup(delete=self.init_pid != 0 or self.status == "creating")
+            raise
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+            if console is not None:
+                console.close()
+                _unlink(self.state_dir / "console.sock")
+        self.status = "created"
+        write_atomic(self.state_dir / "init.pid", str(self.init_pid).encode())
+
+    def _unix_listener(self, path: Path) -> socket.socket:
+        _unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.bind(str(path))
+        sock.listen(16)
+        return sock
+
+    def _listen(self) -> None:
+        self.listener = self._unix_listener(self.sock_path)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
+        self.sel.register(self.sigchld_r, selectors.EVENT_READ, self._on_sigchld)
+
+    def _make_pipes(self, child_fds: list[int]) -> tuple[int, int, int]:
+        if self.request.open_stdin:
+            stdin_r, self.stdin_fd = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(self.stdin_fd, False)
+        else:
+            stdin_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        child_fds.append(stdin_r)
+        ends = []
+        for stream in ("stdout", "stderr"):
+            r, w = os.pipe2(os.O_CLOEXEC)
+            child_fds.append(w)
+            os.set_blocking(r, False)
+            self.outputs[r] = stream
+            self.sel.register(r, selectors.EVENT_READ, self._on_output)
+            ends.append(w)
+        return stdin_r, ends[0], ends[1]
+
+    def _receive_console(self, console: socket.socket) -> None:
+        console.settimeout(CONSOLE_TIMEOUT)
+        conn, _ = console.accept()
+        with conn:
+            conn.settimeout(CONSOLE_TIMEOUT)
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        if not fds:
+            raise errdefs.System(f"container {self.id}: the runtime sent no console")
+        self.master = fds[0]
+        os.set_blocking(self.master, False)
+        self.outputs[self.master] = "stdout"
+        self.sel.register(self.master, selectors.EVENT_READ, self._on_output)
+        if self.request.open_stdin:
+            self.stdin_fd = os.dup(self.master)  # its own selector entry for writes
+
+    # ---- loop ---------------------------------------------------------------
+
+    def serve(self) -> None:
+        self._reap()  # the init may have died before the handler was of use
+        while self.running:
+            timeout = None
+            deadline = self.drain_deadline or self.linger_deadline
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
+            for key, events in self.sel.select(timeout):
+                try:
+                    key.data(key.fd, events)
+                except Exception:  # a bug must not orphan the container: log it, keep serving
+                    traceback.print_exc()
+                    client = self.clients.get(key.fd)
+                    if client is not None:
+                        self._drop(client)
+                if not self.running:
+                    break
+            now = time.monotonic()
+            if self.drain_deadline is not None and now >= self.drain_deadline:
+                self._finish()
+            elif self.linger_deadline is not None and now >= self.linger_deadline:
+                self._cleanup(delete=True)
+                self.running = False
+        self.sel.close()
+
+    def _accept(self, fd: int, events: int) -> None:
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        client = _Client(sock)
+        self.clients[sock.fileno()] = client
+        self.sel.register(sock, selectors.EVENT_READ, self._on_client)
+        self.linger_deadline = None if self.linger_deadline is None \
+            else time.monotonic() + EXITED_LINGER  # the daemon is back: give it time again
+
+    def _on_client(self, fd: int, events: int) -> None:
+        client = self.clients.get(fd)
+        if client is None:
+            return
+        if events & selectors.EVENT_WRITE:
+            self._flush(client)
+            if client.sock.fileno() < 0:
+                return
+        if events & selectors.EVENT_READ:
+            try:
+                data = client.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(client)
+                return
+            try:
+                frames = client.frames.feed(data)
+            except ValueError:
+                self._drop(client)
+                return
+            for kind, payload in frames:
+                if kind == P.REQUEST:
+                    self._request(client, payload)
+                elif kind == P.STDIN and client.stdin and not client.stdin_done:
+                    self._write_stdin(payload)
+                elif kind == P.STDIN_CLOSE and client.stdin:
+                    self._client_stdin_closed(client)
+
+    def _send(self, client: _Client, data: bytes) -> None:
+        if client.closing or client.sock.fileno() < 0:
+            return
+        client.wbuf += data
+        self._flush(client)
+
+    def _reply(self, client: _Client, body: dict) -> None:
+        self._send(client, P.json_frame(P.REPLY, body))
+
+    def _flush(self, client: _Client) -> None:
+        if client.wbuf:
+            try:
+                sent = client.sock.send(client.wbuf)
+                del client.wbuf[:sent]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self._drop(client)
+                return
+        if not client.wbuf and client.closing:
+            self._drop(client)
+            return
+        wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.wbuf else 0)
+        if wanted != client.events:
+            client.events = wanted
+            self.sel.modify(client.sock, wanted, self._on_client)
+        self._update_output_pause()
+
+    def _drop(self, client: _Client) -> None:
+        fd = client.sock.fileno()
+        if fd < 0:
+            return
+        self.sel.unregister(client.sock)
+        client.sock.close()
+        self.clients.pop(fd, None)
+        if client in self.waiters:
+            self.waiters.remove(client)
+        if client.stdin and not client.stdin_done:
+            self._client_stdin_closed(client)  # a vanished stdin client counts as EOF
+        self._update_output_pause()
+
+    # ---- requests -----------------------------------------------------------
+
+    def _request(self, client: _Client, payload: bytes) -> None:
+        try:
+            req = json.loads(payload)
+            op = req.get("op")
+            handler = getattr(self, f"_op_{op}", None)
+            if handler is None:
+                raise errdefs.InvalidParameter(f"shim: unknown request {op!r}")
+            body = handler(client, req)
+        except Exception as err:  # every failure becomes an error reply, the shim keeps serving
+            self._reply(client, P.error_reply(err))
+            return
+        if body is not None:
+            self._reply(client, {"ok": True, **body})
+
+    def _not_running(self) -> errdefs.Conflict:
+        return errdefs.Conflict(f"Container {self.id} is not running")
+
+    def _op_state(self, client: _Client, req: dict) -> dict:
+        return {"status": self.status, "pid": self.init_pid, "exit": self.exit}
+
+    def _op_start(self, client: _Client, req: dict) -> dict:
+        if self.status != "created":
+            raise errdefs.Conflict(f"container {self.id} is {self.status}, not created")
+        self.runtime.start(self.id)
+        self.status = "running"
+        return {}
+
+    def _op_kill(self, client: _Client, req: dict) -> dict:
+        if self.status not in ("created", "running", "paused"):
+            raise self._not_running()
+        self.runtime.kill(self.id, int(req["signal"]), bool(req.get("all", False)))
+        return {}
+
+    def _op_pause(self, client: _Client, req: dict) -> dict:
+        if self.status != "running":
+            raise self._not_running() if self.status != "paused" \
+                else errdefs.Conflict(f"Container {self.id} is already paused")
+        self.runtime.pause(self.id)
+        self.status = "paused"
+        return {}
+
+    def _op_resume(self, client: _Client, req: dict) -> dict:
+        if self.status != "paused":
+            raise errdefs.Conflict(f"Container {self.id} is not paused")
+        self.runtime.resume(self.id)
+        self.status = "running"
+        return {}
+
+    def _op_resize(self, client: _Client, req: dict) -> dict:
+        if self.master is None:
+            raise errdefs.Conflict(f"container {self.id} has no TTY to resize")
+        if self.status == "stopped":
+            raise self._not_running()
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", int(req["height"]), int(req["width"]), 0, 0))
+        return {}
+
+    def _op_wait(self, client: _Client, req: dict) -> dict | None:
+        if self.exit is not None:
+            return {"exit": self.exit}
+        self.waiters.append(client)
+        return None
+
+    def _op_attach(self, client: _Client, req: dict) -> dict | None:
+        client.attached = True
+        client.stdin = bool(req.get("stdin")) and self.stdin_fd is not None
+        client.stdout = bool(req.get("stdout"))
+        client.stderr = bool(req.get("stderr"))
+        self._reply(client, {"ok": True})
+        if not self.outputs and self.status in ("stopped", "draining"):
+            self._end_attach(client)
+        return None
+
+    def _op_shutdown(self, client: _Client, req: dict) -> dict | None:
+        if self.status in ("running", "paused", "draining"):
+            raise errdefs.Conflict(
+                f"container {self.id} is {self.status}: stop it before shutting its shim down")
+        self._cleanup(delete=True)
+        self._reply(client, {"ok": True})
+        client.sock.setblocking(True)
+        client.sock.settimeout(5)
+        try:
+            client.sock.sendall(client.wbuf)
+        except OSError:
+            pass
+        self.running = False
+        return None
+
+    # ---- stdio --------------------------------------------------------------
+
+    def _on_output(self, fd: int, events: int) -> None:
+        try:
+            data = os.read(fd, P.OUTPUT_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:  # EIO: the pty's last slave is closed
+            if err.errno != errno.EIO:
+                raise
+            data = b""
+        stream = self.outputs[fd]
+        if not data:
+            self._end_output(fd)
+            return
+        if self.log is not None:
+            self.log.write(stream, data)
+        kind = P.STDOUT if stream == "stdout" else P.STDERR
+        out = P.frame(kind, data)
+        for client in list(self.clients.values()):
+            if client.attached and (client.stdout if kind == P.STDOUT else client.stderr):
+                self._send(client, out)
+
+    def _end_output(self, fd: int) -> None:
+        self._close_output(fd)
+        if not self.outputs and self.status == "draining":
+            self._finish()
+
+    def _close_output(self, fd: int) -> None:
+        stream = self.outputs.pop(fd)
+        if not self.output_paused:
+            self.sel.unregister(fd)
+        if fd != self.master:
+            os.close(fd)
+        if self.log is not None:
+            self.log.end_stream(stream)
+
+    def _update_output_pause(self) -> None:
+        """Back-pressure: while a client's backlog is over HIGH_WATER, stop reading the container."""
+        backlog = any(len(c.wbuf) > HIGH_WATER for c in self.clients.values())
+        if backlog == self.output_paused:
+            return
+        self.output_paused = backlog
+        for fd in self.outputs:
+            if backlog:
+                self.sel.unregister(fd)
+            else:
+                self.sel.register(fd, selectors.EVENT_READ, self._on_output)
+
+    def _write_stdin(self, data: bytes) -> None:
+        if self.stdin_fd is None or self.stdin_closing:
+            return
+        self.stdin_buf += data
+        self._flush_stdin(self.stdin_fd, selectors.EVENT_WRITE)
+
+    def _flush_stdin(self, fd: int, events: int) -> None:
+        assert self.stdin_fd is not None
+        try:
+            while self.stdin_buf:
+                del self.stdin_buf[:os.write(self.stdin_fd, self.stdin_buf)]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:  # EPIPE: the container closed its stdin; drop what it will never read
+            self.stdin_buf.clear()
+        registered = self.sel.get_map().get(self.stdin_fd) is not None
+        if self.stdin_buf and not registered:
+            self.sel.register(self.stdin_fd, selectors.EVENT_WRITE, self._flush_stdin)
+        elif not self.stdin_buf:
+            if registered:
+                self.sel.unregister(self.stdin_fd)
+            if self.stdin_closing:
+                self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin_fd is None:
+            return
+        if self.sel.get_map().get(self.stdin_fd) is not None:
+            self.sel.unregister(self.stdin_fd)
+        os.close(self.stdin_fd)
+        self.stdin_fd = None
+        self.stdin_buf.clear()
+
+    def _client_stdin_closed(self, client: _Client) -> None:
+        """Docker's rule: with StdinOnce (and no TTY) the first client's EOF closes the
+        container's stdin; otherwise the end of a client's stdin ends that attach session."""
+        client.stdin_done = True
+        if self.request.stdin_once and not self.request.tty:
+            if not self.stdin_once_used:
+                self.stdin_once_used = True
+                self.stdin_closing = True
+                if self.stdin_fd is not None:
+                    self._flush_stdin(self.stdin_fd, selectors.EVENT_WRITE)
+        elif client.sock.fileno() >= 0 and client.attached:
+            self._end_attach(client)
+
+    def _end_attach(self, client: _Client) -> None:
+        self._send(client, P.frame(P.OUTPUT_END))
+        client.closing = True
+        self._flush(client)
+
+    # ---- exit ---------------------------------------------------------------
+
+    def _on_sigchld(self, fd: int, events: int) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+        self._reap()
+
+    def _reap(self) -> None:
+        """Reap every exited child (we are a subreaper: orphans of the container come to us)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.init_pid and self.status in ("created", "running", "paused"):
+                code = os.waitstatus_to_exitcode(status)
+                self.pending_exit = {"exit_code": 128 - code if code < 0 else code,
+                                     "finished_at": format_time(time.time_ns())}
+                self.status = "draining"
+                if self.outputs:
+                    self.drain_deadline = time.monotonic() + DRAIN_TIMEOUT
+                else:
+                    self._finish()
+
+    def _finish(self) -> None:
+        """Output drained (or the drain timed out): record the exit and tell everyone."""
+        self.drain_deadline = None
+        for fd in list(self.outputs):
+            self._close_output(fd)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        self._close_stdin()
+        self.exit = {**self.pending_exit, "oom_killed": self._oom_killed(), "error": ""}
+        write_atomic(self.state_dir / "exit.json", json.dumps(self.exit).encode())
+        self.status = "stopped"
+        for client in self.waiters:
+            self._reply(client, {"ok": True, "exit": self.exit})
+        self.waiters.clear()
+        for client in list(self.clients.values()):
+            if client.attached:
+                self._end_attach(client)
+        self.linger_deadline = time.monotonic() + EXITED_LINGER
+
+    def _oom_killed(self) -> bool:
+        """Whether the kernel OOM-killed anything in the container's memory cgroup (v1 or v2)."""
+        if not self.cgroups_path or ":" in self.cgroups_path:
+            return False
+        rel = self.cgroups_path.lstrip("/")
+        for path in (Path("/sys/fs/cgroup/memory", rel, "memory.oom_control"),
+                     Path("/sys/fs/cgroup", rel, "memory.events")):
+            try:
+                for line in path.read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value) > 0
+            except OSError:
+                continue
+        return False
+
+    # ---- teardown -----------------------------------------------------------
+
+    def _cleanup(self, delete: bool) -> None:
+        """runtime delete, unmount the rootfs, remove the socket. Keeps exit.json as the record."""
+        if delete:
+            try:
+                self.runtime.delete(self.id, force=True)
+            except errdefs.NotFound:
+                pass
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+        if self.mounted:
+            rootfs.unmount_all(self.request.rootfs_mounts, self.root)
+            self.mounted = False
+        if self.listener is not None:
+            _unlink(self.sock_path)
+            self.listener.close()
+            self.listener = None
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def run(conn: socket.socket, body: dict) -> int:
+    """Body of the shim process, called in the zygote's grandchild. ``conn`` is the daemon's
+    spawn connection: it gets our pid, then the init's pid or the create error."""
+    conn.setblocking(True)
+    conn.sendall(P.json_frame(P.REPLY, {"ok": True, "shim_pid": os.getpid()}))
+    try:
+        request = spawn_request_from_json(body)
+        request.state_dir.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(request.state_dir / "shim.log",
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        os.chdir(request.state_dir)
+        if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        write_atomic(request.state_dir / "shim.pid", str(os.getpid()).encode())
+        shim = Shim(request, load_runtime(request.runtime, request.runtime_root))
+        shim.create()
+    except Exception as err:
+        conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
+        return 1
+    conn.sendall(P.json_frame(P.REPLY, {"ok": True, "pid": shim.init_pid}))
+    conn.close()
+    shim.serve()
+    return 0

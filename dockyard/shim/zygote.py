@@ -1,0 +1,145 @@
+"""The zygote: a pre-loaded, single-threaded Python process that forks shims.
+
+The daemon is threaded (asyncio plus executors) and must never fork, and a fresh
+interpreter per container costs tens of milliseconds of imports. So the daemon
+starts this process once; it imports everything a shim needs, freezes the GC
+(so forked children do not dirty the shared object pages) and waits on
+``zygote.sock``. For each ``spawn`` request (``dockyard.shim.protocol``) it double
+forks: the middle child calls ``setsid`` and exits at once, so the shim is
+re-parented away from the zygote and outlives it and the daemon. The shim gets the
+request's connection and reports its pid and the create result on it itself, so
+the zygote never waits on a container.
+
+Run as ``python -m dockyard.shim.zygote --socket PATH [--preload MODULE]...``; it prints
+``ready`` once listening and exits when its stdin (a pipe from the daemon) closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import selectors
+import socket
+import sys
+import traceback
+
+from dockyard.shim import protocol as P
+from dockyard.shim import shim
+
+# What a shim may import after the fork, loaded once here and shared copy-on-write.
+PRELOAD = ("subprocess",)
+REQUEST_TIMEOUT = 5.0
+
+
+def _read_request(conn: socket.socket) -> dict:
+    conn.settimeout(REQUEST_TIMEOUT)
+    reader = P.FrameReader()
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            raise EOFError("the daemon closed the spawn connection")
+        frames = reader.feed(data)
+        if frames:
+            kind, payload = frames[0]
+            if kind != P.REQUEST:
+                raise ValueError(f"expected a request frame, got type {kind}")
+            return json.loads(payload)
+
+
+class Zygote:
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        try:
+            os.unlink(socket_path)
+        except FileNotFoundError:
+            pass
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.listener.bind(socket_path)
+        os.chmod(socket_path, 0o600)
+        self.listener.listen(128)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ)
+        self.sel.register(0, selectors.EVENT_READ)  # the daemon's pipe: EOF means it is gone
+
+    def serve(self) -> None:
+        while True:
+            for key, _ in self.sel.select():
+                if key.fd == 0:
+                    if not os.read(0, 4096):
+                        self.close()
+                        return
+                    continue
+                conn, _ = self.listener.accept()
+                try:
+                    self._spawn(conn)
+                except Exception as err:
+                    try:
+                        conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
+                    except OSError:
+                        pass
+                finally:
+                    conn.close()
+
+    def close(self) -> None:
+        self.sel.close()
+        self.listener.close()
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+
+    def _spawn(self, conn: socket.socket) -> None:
+        request = _read_request(conn)
+        if request.get("op") != "spawn":
+            raise ValueError(f"zygote: unknown request {request.get('op')!r}")
+        body = request["request"]
+        gc.freeze()  # objects made since the last fork join the shared, never-scanned set
+        middle = os.fork()
+        if middle == 0:
+            code = 1
+            try:
+                os.setsid()
+                if os.fork() != 0:
+                    os._exit(0)
+                self._become_shim(conn)
+                code = shim.run(conn, body)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.waitpid(middle, 0)
+
+    def _become_shim(self, conn: socket.socket) -> None:
+        """Drop everything of the zygote's but the spawn connection."""
+        self.sel.close()
+        self.listener.close()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        keep = conn.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 1 << 20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dockyard.shim.zygote")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--preload", action="append", default=[],
+                        help="another module to import before forking (e.g. a test runtime)")
+    args = parser.parse_args(argv)
+    for name in (*PRELOAD, *args.preload):
+        importlib.import_module(name)
+    zygote = Zygote(args.socket)
+    gc.freeze()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    zygote.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
