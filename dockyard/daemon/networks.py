@@ -187,15 +187,19 @@ class NetworkService:
         release every address and namespace file whose container is gone."""
         names = dict(live_containers) if isinstance(live_containers, Mapping) else {c: "" for c in live_containers}
         bridge = self._networks.get(BRIDGE)
+        gone: list[tuple[str, str]] = []
         for network_id, address, owner in self._db.query("SELECT network_id, address, owner FROM ip_allocs"):
             if owner not in names:
-                self._free(network_id, address)
+                gone.append((network_id, address))
             elif bridge is not None and network_id == bridge.id and owner not in self._sandboxes:
                 prefix = bridge.subnet.split("/")[1]
                 self._sandboxes[owner] = _Sandbox(
                     owner, names[owner], bridge, self._netns_path(owner),
                     ipaddress.IPv4Interface(f"{address}/{prefix}"),
                     self._file_paths(self._config.container_data_dir(owner)))
+        if gone:
+            await asyncio.to_thread(self._delete_addresses, gone)
+            self._forget_addresses(gone)
         live_prefixes = {c[:12] for c in names}
         for path in self._config.netns_dir.iterdir():
             if path.name not in live_prefixes:
@@ -231,74 +235,82 @@ class NetworkService:
             self._sandboxes[container_id] = sandbox
             return self._info(sandbox)
         network = self._network_for_mode(mode)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        files = self._file_paths(data_dir)
-        sandbox = _Sandbox(container_id, container_name, network, None, files=files)
+        sandbox = _Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
         if network.name == HOST:
-            await asyncio.to_thread(self._write_files, files, etcfiles.host_hosts(extra_hosts),
-                                    etcfiles.resolv_conf(dns, dns_search, dns_options, host_netns=True), hostname)
+            hosts = etcfiles.host_hosts(extra_hosts)
+            resolv = etcfiles.resolv_conf(dns, dns_search, dns_options, host_netns=True)
         else:
             sandbox.netns_path = self._netns_path(container_id)
             if network.name == BRIDGE:
-                sandbox.address = self._allocate(network, container_id)
+                assert self._pool is not None
+                address = self._pool.allocate()
+                sandbox.address = ipaddress.IPv4Interface(f"{address}/{self._pool.subnet.prefixlen}")
             hosts = etcfiles.hosts(hostname, domainname, str(sandbox.address.ip) if sandbox.address else None,
                                    extra_hosts)
             resolv = etcfiles.resolv_conf(dns, dns_search, dns_options)
-            try:
-                await asyncio.gather(self._make_netns(sandbox),
-                                     asyncio.to_thread(self._write_files, files, hosts, resolv, hostname))
-            except BaseException:
-                if sandbox.address is not None:
-                    self._free(network.id, str(sandbox.address.ip))
-                await self._run(netns.remove, sandbox.netns_path)
-                raise
+        # The address record (an fsync'd transaction) and the kernel work run side by side.
+        steps = [self._run(self._set_up, sandbox, hosts, resolv, hostname)]
+        if sandbox.address is not None:
+            steps.append(asyncio.to_thread(self._record_address, network.id, sandbox))
+        results = await asyncio.gather(*steps, return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await self._undo(sandbox)
+            if isinstance(failure, OSError):
+                raise errdefs.System(f"failed to set up the network of container {container_id[:12]}: "
+                                     f"{failure}") from failure
+            raise failure
         self._sandboxes[container_id] = sandbox
         self._events.emit("network", "connect", network.id,
                           {"container": container_id, "name": network.name, "type": network.driver})
         return self._info(sandbox)
 
-    async def _make_netns(self, sandbox: _Sandbox) -> None:
-        worker = self._worker
-        assert worker is not None and sandbox.netns_path is not None
-        path = sandbox.netns_path
-        if path.exists():  # left by a crash before the container's record was removed
-            await self._run(netns.remove, path)
-        try:
-            if sandbox.address is None:
-                await self._run(worker.make_isolated, path)
-            else:
-                assert self._pool is not None
-                await self._run(worker.make_bridged, path, self._bridge_index, self._mtu, sandbox.address,
-                                self._pool.gateway, sandbox.mac)
-        except OSError as e:
-            raise errdefs.System(f"failed to set up the network of container {sandbox.container_id[:12]}: "
-                                 f"{e}") from e
+    def _record_address(self, network_id: str, sandbox: _Sandbox) -> None:
+        assert sandbox.address is not None
+        with self._db.transaction() as cur:
+            cur.execute("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)",
+                        (network_id, str(sandbox.address.ip), sandbox.container_id))
 
-    @staticmethod
-    def _write_files(files: tuple[Path, Path, Path], hosts: str, resolv: str, hostname: str) -> None:
-        hosts_path, resolv_path, hostname_path = files
+    async def _undo(self, sandbox: _Sandbox) -> None:
+        """Undo a half-made sandbox (each step is idempotent)."""
+        if sandbox.netns_path is not None:
+            await self._run(netns.remove, sandbox.netns_path)
+        if sandbox.address is not None and sandbox.network is not None:
+            rows = [(sandbox.network.id, str(sandbox.address.ip))]
+            await asyncio.to_thread(self._delete_addresses, rows)
+            self._forget_addresses(rows)
+
+    def _set_up(self, sandbox: _Sandbox, hosts: str, resolv: str, hostname: str) -> None:
+        """On the worker thread: the /etc files and the namespace with its interfaces."""
+        worker = self._worker
+        assert worker is not None
+        hosts_path, resolv_path, hostname_path = sandbox.files
+        assert hosts_path is not None and resolv_path is not None and hostname_path is not None
+        hosts_path.parent.mkdir(parents=True, exist_ok=True)
         etcfiles.write_atomic(hosts_path, hosts)
         etcfiles.write_atomic(resolv_path, resolv)
         etcfiles.write_atomic(hostname_path, etcfiles.hostname_file(hostname))
+        path = sandbox.netns_path
+        if path is None:
+            return
+        netns.remove(path)  # a leftover of a crash between create and release, if any
+        if sandbox.address is None:
+            worker.make_isolated(path)
+        else:
+            assert self._pool is not None
+            worker.make_bridged(path, self._bridge_index, self._mtu, sandbox.address, self._pool.gateway,
+                                sandbox.mac)
 
-    def _allocate(self, network: NetworkRecord, container_id: str) -> ipaddress.IPv4Interface:
-        assert self._pool is not None
-        address = self._pool.allocate()
-        try:
-            with self._db.transaction() as cur:
-                cur.execute("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)",
-                            (network.id, str(address), container_id))
-        except BaseException:
-            self._pool.release(address)
-            raise
-        return ipaddress.IPv4Interface(f"{address}/{self._pool.subnet.prefixlen}")
-
-    def _free(self, network_id: str, address: str) -> None:
+    def _delete_addresses(self, rows: list[tuple[str, str]]) -> None:
         with self._db.transaction() as cur:
-            cur.execute("DELETE FROM ip_allocs WHERE network_id = ? AND address = ?", (network_id, address))
+            cur.executemany("DELETE FROM ip_allocs WHERE network_id = ? AND address = ?", rows)
+
+    def _forget_addresses(self, rows: list[tuple[str, str]]) -> None:
+        """Return addresses to the in-memory pool (event loop only)."""
         bridge = self._networks.get(BRIDGE)
-        if self._pool is not None and bridge is not None and bridge.id == network_id:
-            self._pool.release(ipaddress.IPv4Address(address))
+        for network_id, address in rows:
+            if self._pool is not None and bridge is not None and bridge.id == network_id:
+                self._pool.release(ipaddress.IPv4Address(address))
 
     async def release_sandbox(self, container_id: str) -> None:
         """Unpin the namespace (the kernel drops the veth when its last process exits) and free
@@ -306,11 +318,15 @@ class NetworkService:
         sandbox = self._sandboxes.pop(container_id, None)
         if sandbox is not None and sandbox.network is None:
             return  # container:<id>: the namespace is the peer's
+        rows = [tuple(r) for r in self._db.query(
+            "SELECT network_id, address FROM ip_allocs WHERE owner = ?", (container_id,))]
+        steps = []
         if sandbox is None or sandbox.netns_path is not None:
-            await self._run(netns.remove, self._netns_path(container_id))
-        for network_id, address in self._db.query(
-                "SELECT network_id, address FROM ip_allocs WHERE owner = ?", (container_id,)):
-            self._free(network_id, address)
+            steps.append(self._run(netns.remove, self._netns_path(container_id)))
+        if rows:
+            steps.append(asyncio.to_thread(self._delete_addresses, rows))
+        await asyncio.gather(*steps)
+        self._forget_addresses(rows)
         if sandbox is not None and sandbox.network is not None:
             self._events.emit("network", "disconnect", sandbox.network.id,
                               {"container": container_id, "name": sandbox.network.name,

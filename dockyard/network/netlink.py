@@ -80,29 +80,5 @@ def delete_link(ipr: IPRoute, name: str) -> None:
                 raise
 
 
-def add_veth_into(ipr: IPRoute, host_name: str, bridge_index: int, peer_name: str,
-                  peer_netns_fd: int, peer_mac: str, mtu: int) -> None:
-    """One message: the host end enslaved to the bridge and up, the peer created directly
-    inside the target namespace with its final name and MAC (no move, no rename)."""
-    ipr.link("add", ifname=host_name, kind="veth", master=bridge_index, mtu=mtu, state="up",
-             peer={"ifname": peer_name, "net_ns_fd": peer_netns_fd, "address": peer_mac, "mtu": mtu})
-
-
 def link_mtu(ipr: IPRoute, index: int) -> int:
     return ipr.link("get", index=index)[0].get("IFLA_MTU", 1500)
-
-
-def configure_endpoint(ns_ipr: IPRoute, ifname: str, iface: ipaddress.IPv4Interface,
-                       gateway: ipaddress.IPv4Address) -> None:
-    """Inside the sandbox: loopback up, the address on ifname, ifname up, default route."""
-    ns_ipr.link("set", index=1, state="up")  # lo is always ifindex 1 in a namespace
-    index = link_index(ns_ipr, ifname)
-    assert index is not None
-    ns_ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
-                broadcast=str(iface.network.broadcast_address))
-    ns_ipr.link("set", index=index, state="up")
-    ns_ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=index)
-
-
-def loopback_up(ns_ipr: IPRoute) -> None:
-    ns_ipr.link("set", index=1, state="up")

@@ -174,8 +174,10 @@ def test_release_frees_address_and_namespace(env):
     info = env.sandbox(svc, a)
     address = info.endpoints[0].ip_address
     # a process inside keeps the namespace alive until it exits, like a container's init
-    sleeper = subprocess.Popen(["nsenter", f"--net={info.netns_path}", "sleep", "30"])
+    sleeper = subprocess.Popen(["nsenter", f"--net={info.netns_path}", "sh", "-c", "echo in; exec sleep 30"],
+                               stdout=subprocess.PIPE, text=True)
     try:
+        assert sleeper.stdout.readline() == "in\n"
         env.run(svc.release_sandbox(a))
         assert not Path(info.netns_path).exists()
         assert env.db.query("SELECT * FROM ip_allocs WHERE owner = ?", (a,)) == []
