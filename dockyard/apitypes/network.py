@@ -15,7 +15,7 @@ class _D(msgspec.Struct, rename="pascal"):
     pass
 
 
-class IPAMConfig(_D):
+class IPAMConfig(_D, omit_defaults=True):  # Docker omits empty IPRange/AuxiliaryAddresses
     subnet: str = ""
     gateway: str = ""
     ip_range: str | None = msgspec.field(default=None, name="IPRange")
