@@ -63,7 +63,7 @@ def register_images(lock: threading.RLock, layers: LayerStore, store: ImageStore
             tops: list[str | None] = []
             for image, diff_ids in plans:
                 top: str | None = None
-                new_top: str | None = None
+                made.append("")  # this image's topmost new chain, once it has one
                 for diff_id, open_layer in zip(diff_ids, image.layers):
                     chain = chain_id_of(top, diff_id)
                     if not layers.exists(chain):
@@ -74,10 +74,8 @@ def register_images(lock: threading.RLock, layers: LayerStore, store: ImageStore
                                 pass
                         finally:
                             reader.close()
-                        new_top = chain
+                        made[-1] = chain
                     top = chain
-                if new_top is not None:
-                    made.append(new_top)
                 tops.append(top)
             results = []
             with store.db.transaction() as cur:
@@ -94,7 +92,8 @@ def register_images(lock: threading.RLock, layers: LayerStore, store: ImageStore
             return results
         except BaseException:
             for chain in reversed(made):
-                layers.release(chain)
+                if chain:
+                    layers.release(chain)
             raise
 
 
