@@ -1,0 +1,48 @@
+"""Capability sets: OCI names -> kernel masks, and applying them to this process.
+
+Order matters and mirrors runc: the bounding set is dropped first (needs
+CAP_SETPCAP, so before the uid switch), then permitted/effective/inheritable are set
+with capset, then ambient capabilities are raised (they must already be
+permitted and inheritable). Names beyond this kernel's last capability are
+ignored, as runc does with a warning.
+"""
+
+from __future__ import annotations
+
+from dockyard.errdefs import InvalidParameter
+from dockyard.oci.defaults import CAPABILITY_NUMBERS
+from dockyard.oci.runtime_spec import Capabilities
+from dockyard.runtime import syscalls
+
+
+def last_cap() -> int:
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def mask(names: list[str], highest: int) -> int:
+    bits = 0
+    for name in names:
+        number = CAPABILITY_NUMBERS.get(name)
+        if number is None:
+            raise InvalidParameter(f'unknown capability "{name}"')
+        if number <= highest:
+            bits |= 1 << number
+    return bits
+
+
+def drop_bounding(caps: Capabilities, highest: int) -> None:
+    """Drop what the bounding set excludes; needs CAP_SETPCAP, so call it before the uid switch."""
+    bounding = mask(caps.bounding, highest)
+    for number in range(highest + 1):
+        if not bounding & (1 << number):
+            syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
+
+
+def set_sets(caps: Capabilities, highest: int) -> None:
+    """Effective/permitted/inheritable, then ambient; call after the uid switch."""
+    syscalls.capset(mask(caps.effective, highest), mask(caps.permitted, highest), mask(caps.inheritable, highest))
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+    for number in (CAPABILITY_NUMBERS[name] for name in caps.ambient):
+        if number <= highest:
+            syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, number)

@@ -1,0 +1,228 @@
+"""The container init: what the forked child does between ``create`` and exec.
+
+Runs in the child of the calling process (already PID 1 of its new PID
+namespace when one is asked for) and never returns: it execs the user's
+process or ``_exit``s.
+
+Handshake (runc's sync + exec.fifo, in typed messages):
+
+ =====  ==============  =============================  =============================
+ step   channel         init -> caller                 meaning
+ =====  ==============  =============================  =============================
+ 1      sync pipe       ``{"type": "ready"}``           set up, blocked before exec;
+                                                        ``create`` returns the PID
+ 1'     sync pipe       ``{"type": "error", ...}``      setup failed; init exits 1
+ 2      exec.fifo       (init blocks opening it for    ``start`` opens it for reading
+                        writing) then one NUL byte
+ 3      exec.fifo       EOF (the fd is close-on-exec)  exec succeeded
+ 3'     exec.fifo       error text, then EOF           post-start step or exec failed;
+                                                        init exits 1
+ =====  ==============  =============================  =============================
+
+Order of the setup mirrors runc: signals reset and a new session; cgroup join
+(before the cgroup namespace is unshared, so the namespace root is the
+container's cgroup); namespaces (join by path, else unshare); mounts and
+pivot_root; terminal; hostname; sysctls, read-only and masked paths; oom
+score and rlimits; seccomp (unless no_new_privileges, then it goes last);
+bounding set; executable lookup; ready. After start: user switch, capability
+sets, cwd, no_new_privileges, seccomp, exec.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+from dataclasses import dataclass
+
+import msgspec
+
+from dockyard.oci.runtime_spec import Spec
+from dockyard.runtime import caps, console, credentials, rootfs
+from dockyard.runtime import syscalls as sc
+from dockyard.runtime.cgroups import Manager
+
+
+class SyncMessage(msgspec.Struct):
+    type: str  # "ready" | "error"
+    message: str = ""
+
+
+class ExecLookupError(Exception):
+    """The process's executable cannot be run; message in runc/Go wording."""
+
+
+@dataclass
+class InitConfig:
+    spec: Spec
+    rootfs: str
+    cgroup: Manager | None
+    seccomp_program: bytes | None
+    sync_fd: int
+    fifo_path: str
+    stdio: tuple[int, int, int] | None
+    console_socket: socket.socket | None
+    new_pid_ns: bool
+
+
+def lookup_executable(name: str, env: list[str]) -> str:
+    """Go's exec.LookPath with the container's PATH, with its error messages."""
+    if "/" in name:
+        try:
+            info = os.stat(name)
+        except OSError as err:
+            raise ExecLookupError(f'exec: "{name}": stat {name}: {err.strerror.lower()}') from None
+        if stat.S_ISDIR(info.st_mode) or not info.st_mode & 0o111:
+            raise ExecLookupError(f'exec: "{name}": permission denied')
+        return name
+    path = ""
+    for entry in env:
+        if entry.startswith("PATH="):
+            path = entry[5:]
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) and info.st_mode & 0o111:
+            return candidate
+    raise ExecLookupError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def _send(fd: int, message: SyncMessage) -> None:
+    os.write(fd, msgspec.json.encode(message) + b"\n")
+
+
+def _reset_signals() -> None:
+    """Default dispositions and an empty mask: the shim's Python handlers must not run here,
+    and SIG_IGN (Python ignores SIGPIPE) would survive exec."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP,
+                signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGWINCH, signal.SIGALRM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _namespaces(spec: Spec) -> None:
+    joins: list[tuple[int, int, str]] = []
+    flags = 0
+    for ns in spec.linux.namespaces:
+        if ns.type == "pid":
+            continue  # the caller placed us in it before fork
+        if ns.type not in sc.NAMESPACE_FLAGS:
+            raise OSError(0, f"unknown namespace type {ns.type!r}")
+        if ns.type == "user":
+            raise OSError(0, "user namespaces are not supported by the dockyard runtime (use --runtime runc)")
+        if ns.path:
+            joins.append((os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC), sc.NAMESPACE_FLAGS[ns.type], ns.path))
+        else:
+            flags |= sc.NAMESPACE_FLAGS[ns.type]
+    # the mount namespace last: joining it changes which paths the others resolve through
+    joins.sort(key=lambda j: j[1] == sc.CLONE_NEWNS)
+    for fd, nstype, path in joins:
+        sc.setns(fd, nstype, f"join namespace {path}")
+        os.close(fd)
+    if flags:
+        sc.unshare(flags)
+
+
+def _has_ns(spec: Spec, kind: str) -> bool:
+    return any(ns.type == kind for ns in spec.linux.namespaces)
+
+
+def _setup(cfg: InitConfig) -> tuple[str, int]:
+    """Everything up to "ready"; returns (executable, O_PATH fd of exec.fifo)."""
+    spec = cfg.spec
+    process = spec.process
+    _reset_signals()
+    os.setsid()
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if cfg.stdio is not None and not process.terminal:
+        for target, fd in enumerate(cfg.stdio):
+            os.dup2(fd, target, inheritable=True)
+    sc.cloexec_from(3)
+    if cfg.cgroup is not None:
+        cfg.cgroup.add(0)
+    _namespaces(spec)
+    os.umask(0)
+    fifo_fd = os.open(cfg.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    if _has_ns(spec, "mount"):
+        rootfs.prepare(spec, cfg.rootfs)
+        rootfs.pivot(cfg.rootfs)
+    else:
+        os.chroot(cfg.rootfs)
+        os.chdir("/")
+    if process.terminal:
+        if cfg.console_socket is None:
+            raise OSError(0, "process.terminal is set but no console socket was given")
+        console.setup(cfg.console_socket, process.console_size)
+    if spec.hostname:
+        sc.sethostname(spec.hostname)
+    if spec.domainname:
+        sc.setdomainname(spec.domainname)
+    rootfs.finalize(spec)
+    if process.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(process.oom_score_adj))
+    credentials.set_rlimits(process.rlimits)
+    if cfg.seccomp_program is not None and not process.no_new_privileges:
+        sc.seccomp_filter(cfg.seccomp_program)
+    if process.capabilities is not None:
+        caps.drop_bounding(process.capabilities, caps.last_cap())
+    executable = lookup_executable(process.args[0], process.env)
+    return executable, fifo_fd
+
+
+def _after_start(cfg: InitConfig, executable: str) -> None:
+    spec = cfg.spec
+    process = spec.process
+    credentials.switch_user(process.user)
+    if process.capabilities is not None:
+        caps.set_sets(process.capabilities, caps.last_cap())
+    try:
+        os.chdir(process.cwd)
+    except OSError as err:
+        raise OSError(err.errno, f'chdir to cwd ("{process.cwd}") set in config.json failed: {err.strerror.lower()}') from None
+    if process.no_new_privileges:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        if cfg.seccomp_program is not None:
+            sc.seccomp_filter(cfg.seccomp_program)
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in process.env)
+    if "HOME" not in env:
+        env["HOME"] = credentials.home_of(process.user.uid)
+    try:
+        os.execve(executable, process.args, env)
+    except OSError as err:
+        raise ExecLookupError(f'exec: "{process.args[0]}": {err.strerror.lower()}') from None
+
+
+def run(cfg: InitConfig) -> None:
+    """The child's whole life; never returns."""
+    fifo_write = -1
+    try:
+        executable, fifo_fd = _setup(cfg)
+        sc.prctl(sc.PR_SET_PDEATHSIG, 0)
+        _send(cfg.sync_fd, SyncMessage(type="ready"))
+        os.close(cfg.sync_fd)
+        # blocks until start opens the fifo for reading
+        fifo_write = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.close(fifo_fd)
+        os.write(fifo_write, b"\0")
+        _after_start(cfg, executable)
+    except BaseException as err:  # noqa: BLE001 - the child must report, never unwind into the caller
+        message = _describe(err)
+        try:
+            if fifo_write >= 0:
+                os.write(fifo_write, message.encode())
+            else:
+                _send(cfg.sync_fd, SyncMessage(type="error", message=message))
+        finally:
+            os._exit(1)
+    os._exit(1)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    return str(err) or type(err).__name__

@@ -1,0 +1,379 @@
+"""``DockyardRuntime``: our OCI runtime, run in-process by the shim.
+
+``create`` forks the container init from the calling process (so the init is
+its child: the caller reaps it and sees its exit status) and returns once the
+init is set up and blocked before exec; ``start`` releases it through
+exec.fifo. The other verbs work from any process through
+``<root>/<id>/state.json`` (see ``state``). The child's side is ``init``.
+
+Exit status and errors, for the caller:
+- setup failures (bad mount, missing binary, ...) raise from ``create`` with
+  the init's message; exec failures found only after start raise from ``start``.
+  Messages starting ``exec: `` or ``chdir to cwd`` are InvalidParameter (the
+  daemon maps them to exit codes 127/126 as moby does), the rest System.
+- the container's exit status is the init's wait status, collected by the
+  caller with waitpid (the caller must be the init's parent; ``create`` never
+  waits for the init itself, except to reap it after a failed setup).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+
+from dockyard import errdefs
+from dockyard.oci import runtime_spec
+from dockyard.oci.runtime_spec import Seccomp, Spec
+from dockyard.runtime import console, init, seccomp, state
+from dockyard.runtime import syscalls as sc
+from dockyard.runtime.base import RuntimeState
+from dockyard.runtime.cgroups import Manager, manager_for
+
+_VALID_ID = re.compile(r"^[\w+\-.]+$")
+_seccomp_cache: dict[bytes, bytes] = {}
+
+
+def compiled_seccomp(profile: Seccomp) -> bytes:
+    """BPF for ``profile``, compiled once per distinct profile (the zygote can warm this)."""
+    key = msgspec.json.encode(profile)
+    program = _seccomp_cache.get(key)
+    if program is None:
+        program = _seccomp_cache[key] = seccomp.compile_filter(profile)
+    return program
+
+
+def _error(message: str) -> errdefs.DockyardError:
+    if message.startswith(("exec: ", "chdir to cwd")):
+        return errdefs.InvalidParameter(message)
+    return errdefs.System(message)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class DockyardRuntime:
+    name = "dockyard"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, container_id: str) -> str:
+        if not _VALID_ID.match(container_id):
+            raise errdefs.InvalidParameter(f"invalid container id format: {container_id}")
+        return str(self.root / container_id)
+
+    def _load(self, container_id: str) -> state.ContainerState:
+        try:
+            return state.load(self._dir(container_id))
+        except FileNotFoundError:
+            raise errdefs.NotFound(f"container does not exist: {container_id}") from None
+
+    # create ---------------------------------------------------------------
+
+    def create(
+        self,
+        container_id: str,
+        bundle: Path,
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: Path | None = None,
+        pid_file: Path | None = None,
+    ) -> int:
+        directory = self._dir(container_id)
+        bundle = Path(bundle).resolve()
+        try:
+            spec = runtime_spec.decode((bundle / "config.json").read_bytes())
+        except FileNotFoundError:
+            raise errdefs.NotFound(f"no config.json in bundle {bundle}") from None
+        except msgspec.ValidationError as err:
+            raise errdefs.InvalidParameter(f"invalid config.json in {bundle}: {err}") from None
+        if not spec.process.args:
+            raise errdefs.InvalidParameter("args must not be empty")
+        if spec.process.terminal and console_socket is None:
+            raise errdefs.InvalidParameter("cannot allocate tty if runc will detach without setting console socket")
+        rootfs = str(bundle / spec.root.path) if not spec.root.path.startswith("/") else spec.root.path
+        if not os.path.isdir(rootfs):
+            raise errdefs.InvalidParameter(f"rootfs ({rootfs}) does not exist")
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(directory, 0o711)
+        except FileExistsError:
+            raise errdefs.Conflict(f"container with id exists: {container_id}") from None
+        cgroup: Manager | None = None
+        try:
+            fifo = os.path.join(directory, state.EXEC_FIFO)
+            os.mkfifo(fifo, 0o622)
+            cgroup_path = spec.linux.cgroups_path or f"/dockyard/{container_id}"
+            cgroup = manager_for(cgroup_path)
+            cgroup.create()
+            cgroup.apply(spec.linux.resources)
+            program = compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None
+            pid = self._fork_init(spec, rootfs, cgroup, program, fifo, stdio, console_socket)
+            start_time = state.process_start_time(pid)
+            if start_time is None:
+                raise errdefs.System(f"container init {pid} exited during create")
+            state.save(
+                directory,
+                state.ContainerState(
+                    id=container_id,
+                    pid=pid,
+                    pid_start_time=start_time,
+                    bundle=str(bundle),
+                    rootfs=rootfs,
+                    cgroup_path=cgroup_path,
+                    created=_now(),
+                ),
+            )
+            if pid_file is not None:
+                _write_atomic(Path(pid_file), str(pid))
+            return pid
+        except BaseException as err:
+            if cgroup is not None and cgroup.exists():
+                _kill_cgroup(cgroup)
+                _destroy_quietly(cgroup)
+            shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(err, OSError):
+                raise errdefs.System(init._describe(err)) from None
+            raise
+
+    def _fork_init(
+        self,
+        spec: Spec,
+        rootfs: str,
+        cgroup: Manager,
+        program: bytes | None,
+        fifo: str,
+        stdio: tuple[int, int, int] | None,
+        console_socket: Path | None,
+    ) -> int:
+        # The container init must be our child so the caller can reap it; callers that are not
+        # subreapers still are its parent, as no intermediate process is used.
+        sock = console.connect(str(console_socket)) if spec.process.terminal and console_socket else None
+        sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
+        pid_ns = next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
+        own_pid_ns = -1
+        try:
+            if pid_ns is not None:
+                # a new (or joined) PID namespace applies to children only: fork after entering it,
+                # then put ourselves back for our later children
+                own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+                if pid_ns.path:
+                    fd = os.open(pid_ns.path, os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        sc.setns(fd, sc.CLONE_NEWPID, f"join namespace {pid_ns.path}")
+                    finally:
+                        os.close(fd)
+                else:
+                    sc.unshare(sc.CLONE_NEWPID)
+            pid = os.fork()
+            if pid == 0:
+                os.close(sync_read)
+                init.run(
+                    init.InitConfig(
+                        spec=spec,
+                        rootfs=rootfs,
+                        cgroup=cgroup,
+                        seccomp_program=program,
+                        sync_fd=sync_write,
+                        fifo_path=fifo,
+                        stdio=stdio,
+                        console_socket=sock,
+                        new_pid_ns=pid_ns is not None and not pid_ns.path,
+                    )
+                )
+        finally:
+            if own_pid_ns >= 0:
+                sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
+                os.close(own_pid_ns)
+            os.close(sync_write)
+            if sock is not None:
+                sock.close()
+        try:
+            message = _read_sync(sync_read)
+        finally:
+            os.close(sync_read)
+        if message is None or message.type != "ready":
+            _reap_failed(pid)
+            text = message.message if message else "container init exited before it was ready"
+            raise _error(text)
+        return pid
+
+    # start ----------------------------------------------------------------
+
+    def start(self, container_id: str) -> None:
+        st = self._load(container_id)
+        fifo = os.path.join(self._dir(container_id), state.EXEC_FIFO)
+        if not os.path.exists(fifo):
+            raise errdefs.Conflict(f"cannot start an already running container: {container_id}")
+        if not state.alive(st):
+            raise errdefs.Conflict(f"cannot start a container that has stopped: {container_id}")
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            data = _drain_fifo(fd, st)
+        finally:
+            os.close(fd)
+            os.unlink(fifo)
+        if not data:
+            raise errdefs.System(f"container {container_id}: init exited before start")
+        if len(data) > 1:
+            raise _error(data[1:].decode(errors="replace"))
+
+    # other verbs ----------------------------------------------------------
+
+    def state(self, container_id: str) -> RuntimeState:
+        st = self._load(container_id)
+        return RuntimeState(id=st.id, pid=st.pid, status=self._status(st), bundle=st.bundle)
+
+    def _status(self, st: state.ContainerState) -> str:
+        if not state.alive(st):
+            return "stopped"
+        if os.path.exists(os.path.join(self._dir(st.id), state.EXEC_FIFO)):
+            return "created"
+        if manager_for(st.cgroup_path).frozen():
+            return "paused"
+        return "running"
+
+    def kill(self, container_id: str, signal_number: int, all_processes: bool = False) -> None:
+        st = self._load(container_id)
+        if all_processes:
+            cgroup = manager_for(st.cgroup_path)
+            for pid in cgroup.pids():
+                _signal(pid, signal_number)
+            if signal_number == signal.SIGKILL and cgroup.frozen():
+                cgroup.thaw()  # frozen tasks cannot die
+            return
+        if not state.alive(st):
+            raise errdefs.Conflict(f"container {container_id} is not running")
+        _signal(st.pid, signal_number)
+
+    def pause(self, container_id: str) -> None:
+        st = self._load(container_id)
+        status = self._status(st)
+        if status not in ("running", "created"):
+            raise errdefs.Conflict(f"container {container_id} is not running")
+        manager_for(st.cgroup_path).freeze()
+
+    def resume(self, container_id: str) -> None:
+        st = self._load(container_id)
+        if self._status(st) != "paused":
+            raise errdefs.Conflict(f"container {container_id} is not paused")
+        manager_for(st.cgroup_path).thaw()
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        directory = self._dir(container_id)
+        st = self._load(container_id)
+        status = self._status(st)
+        cgroup = manager_for(st.cgroup_path)
+        if status != "stopped":
+            if not force:
+                raise errdefs.Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
+            _kill_cgroup(cgroup)
+            if state.alive(st):
+                _signal(st.pid, signal.SIGKILL)
+        elif cgroup.exists():
+            _kill_cgroup(cgroup)  # processes the init left behind (no PID namespace)
+        if cgroup.exists():
+            try:
+                cgroup.destroy()
+            except OSError as err:
+                raise errdefs.System(f"delete container {container_id}: {err.strerror}") from None
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def stats(self, container_id: str):  # -> cgroups.Stats
+        return manager_for(self._load(container_id).cgroup_path).stats()
+
+
+def _read_sync(fd: int) -> init.SyncMessage | None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    if not data.strip():
+        return None
+    return msgspec.json.decode(data.splitlines()[0], type=init.SyncMessage)
+
+
+def _drain_fifo(fd: int, st: state.ContainerState) -> bytes:
+    """Read the init's NUL byte and any error after it, until the init execs or exits (EOF)."""
+    data = b""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        events = poller.poll(50)
+        if events:
+            chunk = os.read(fd, 65536)
+            if chunk:
+                data += chunk
+                continue
+            if data:
+                return data
+            # no writer connected yet: the init is about to open its end
+        if not state.alive(st):
+            try:
+                data += os.read(fd, 65536)
+            except BlockingIOError:
+                pass
+            return data
+        if not events or not data:
+            time.sleep(0.0002)
+
+
+def _signal(pid: int, signal_number: int) -> None:
+    try:
+        os.kill(pid, signal_number)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_cgroup(cgroup: Manager) -> None:
+    """SIGKILL everything in the cgroup (thawing it, frozen tasks cannot die) and wait until empty."""
+    if cgroup.frozen():
+        for pid in cgroup.pids():
+            _signal(pid, signal.SIGKILL)
+        cgroup.thaw()
+    deadline = time.monotonic() + 5
+    while True:
+        pids = cgroup.pids()
+        if not pids or time.monotonic() > deadline:
+            return
+        for pid in pids:
+            _signal(pid, signal.SIGKILL)
+        time.sleep(0.002)
+
+
+def _destroy_quietly(cgroup: Manager) -> None:
+    try:
+        cgroup.destroy()
+    except OSError:
+        pass
+
+
+def _reap_failed(pid: int) -> None:
+    """The init reported failure and exits; reap it (a subreaper's own loop may have already)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
