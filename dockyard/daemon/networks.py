@@ -200,10 +200,14 @@ class NetworkService:
         if gone:
             await asyncio.to_thread(self._delete_addresses, gone)
             self._forget_addresses(gone)
-        live_prefixes = {c[:12] for c in names}
+        by_prefix = {c[:12]: c for c in names}
         for path in self._config.netns_dir.iterdir():
-            if path.name not in live_prefixes:
+            owner = by_prefix.get(path.name)
+            if owner is None:
                 await self._run(netns.remove, path)
+            elif owner not in self._sandboxes:  # a namespace without an address: --network none
+                self._sandboxes[owner] = _Sandbox(owner, names[owner], self._networks[NONE], path,
+                                                  files=self._file_paths(self._config.container_data_dir(owner)))
 
     # ---- sandboxes (NetworkAttacher) ---------------------------------------------------------
 
@@ -225,13 +229,13 @@ class NetworkService:
                              dns: list[str], dns_search: list[str], dns_options: list[str],
                              extra_hosts: list[str], data_dir: Path, peer_netns: str | None = None,
                              container_name: str = "") -> SandboxInfo:
-        """See ``interfaces.NetworkAttacher``. For ``container:<id>`` the container service passes
-        the peer's namespace path as ``peer_netns`` (None: the peer shares the host's)."""
+        """See ``interfaces.NetworkAttacher``. ``container:<full id>`` joins the peer's namespace
+        and shares its /etc files; ``peer_netns`` overrides the namespace path found for it."""
         existing = self._sandboxes.get(container_id)
         if existing is not None:
             return self._info(existing)
         if mode.startswith("container:"):
-            sandbox = _Sandbox(container_id, container_name, None, Path(peer_netns) if peer_netns else None)
+            sandbox = self._joined(container_id, container_name, mode.split(":", 1)[1], peer_netns)
             self._sandboxes[container_id] = sandbox
             return self._info(sandbox)
         network = self._network_for_mode(mode)
@@ -264,6 +268,19 @@ class NetworkService:
         self._events.emit("network", "connect", network.id,
                           {"container": container_id, "name": network.name, "type": network.driver})
         return self._info(sandbox)
+
+    def _joined(self, container_id: str, name: str, peer_id: str, peer_netns: str | None) -> _Sandbox:
+        peer = self._sandboxes.get(peer_id)
+        files = peer.files if peer is not None else self._file_paths(self._config.container_data_dir(peer_id))
+        if peer_netns is not None:
+            path: Path | None = Path(peer_netns)
+        elif peer is not None:
+            path = peer.netns_path  # None: the peer shares the host's namespace
+        elif self._netns_path(peer_id).exists():  # after a daemon restart
+            path = self._netns_path(peer_id)
+        else:
+            raise errdefs.Conflict(f"cannot join network of a non running container: {peer_id}")
+        return _Sandbox(container_id, name, None, path, files=files)
 
     def _record_address(self, network_id: str, sandbox: _Sandbox) -> None:
         assert sandbox.address is not None
@@ -333,8 +350,10 @@ class NetworkService:
                                "type": sandbox.network.driver})
 
     def _info(self, sandbox: _Sandbox) -> SandboxInfo:
+        hosts, resolv, hostname = sandbox.files
         if sandbox.network is None:
-            return SandboxInfo(netns_path=str(sandbox.netns_path) if sandbox.netns_path else None)
+            return SandboxInfo(netns_path=str(sandbox.netns_path) if sandbox.netns_path else None,
+                               hosts_path=hosts, resolv_conf_path=resolv, hostname_path=hostname)
         endpoint = EndpointSettings(network_name=sandbox.network.name, network_id=sandbox.network.id,
                                     endpoint_id=sandbox.endpoint_id)
         if sandbox.address is not None:
@@ -342,7 +361,6 @@ class NetworkService:
             endpoint.ip_prefix_len = sandbox.address.network.prefixlen
             endpoint.gateway = sandbox.network.gateway
             endpoint.mac_address = sandbox.mac
-        hosts, resolv, hostname = sandbox.files
         return SandboxInfo(netns_path=str(sandbox.netns_path) if sandbox.netns_path else None,
                            endpoints=[endpoint], hosts_path=hosts, resolv_conf_path=resolv,
                            hostname_path=hostname)

@@ -211,8 +211,13 @@ def test_none_host_and_container_modes(env):
     assert host.netns_path is None and host.endpoints[0].network_name == "host"
     assert host.hosts_path.read_text().startswith(Path("/etc/hosts").read_text().rstrip("\n"))
 
-    joined = env.sandbox(svc, c, f"container:{a}", peer_netns=none.netns_path)
-    assert joined.netns_path == none.netns_path and joined.hosts_path is None
+    joined = env.sandbox(svc, c, f"container:{a}")
+    assert joined.netns_path == none.netns_path and joined.endpoints == []
+    assert (joined.hosts_path, joined.resolv_conf_path) == (none.hosts_path, none.resolv_conf_path)
+    on_host = env.sandbox(svc, cid(), f"container:{h}")
+    assert on_host.netns_path is None and on_host.hosts_path == host.hosts_path
+    with pytest.raises(Exception, match="cannot join network of a non running container"):
+        env.sandbox(svc, cid(), f"container:{cid()}")
     env.run(svc.release_sandbox(c))
     assert Path(none.netns_path).exists()  # the peer's namespace is not ours to remove
 
@@ -252,16 +257,19 @@ def test_hosts_resolv_hostname_files(env, monkeypatch):
 
 def test_restart_keeps_live_sandboxes_and_reconciles(env):
     svc = env.service()
-    live, gone = cid(), cid()
+    live, gone, isolated = cid(), cid(), cid()
     live_info = env.sandbox(svc, live)
     gone_info = env.sandbox(svc, gone)
+    env.sandbox(svc, isolated, "none")
     bridge_id = svc.inspect("bridge").id
     env.run(svc.stop())  # the daemon goes away; sandboxes stay (live-restore)
     assert Path(live_info.netns_path).exists() and Path(gone_info.netns_path).exists()
 
     again = env.service()
     assert again.inspect("bridge").id == bridge_id
-    env.run(again.reconcile({live: "web"}))
+    env.run(again.reconcile({live: "web", isolated: "quiet"}))
+    assert set(again.endpoint_settings_json(isolated, "none")["Networks"]) == {"none"}
+    assert again.endpoint_settings_json(isolated, "none")["SandboxKey"].endswith(isolated[:12])
     assert not Path(gone_info.netns_path).exists()
     owners = {owner for (owner,) in env.db.query("SELECT owner FROM ip_allocs")}
     assert owners == {live}
