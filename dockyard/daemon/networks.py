@@ -219,7 +219,10 @@ class NetworkService:
         return data_dir / "hosts", data_dir / "resolv.conf", data_dir / "hostname"
 
     def _network_for_mode(self, mode: str) -> NetworkRecord:
-        name = BRIDGE if mode in ("", "default") else mode
+        if mode in ("", "default"):  # with the default bridge disabled (--bridge=none): no network
+            name = BRIDGE if BRIDGE in self._networks else NONE
+        else:
+            name = mode
         record = self._networks.get(name)
         if record is None:
             raise errdefs.NotFound(f"network {name} not found")

@@ -323,3 +323,14 @@ def test_sandbox_timings(env, capsys):
         print(f"\nbridge sandbox create ms: median {sorted(create)[5]:.2f} max {max(create):.2f}; "
               f"release ms: median {sorted(release)[5]:.2f}; none create ms: median {sorted(none_times)[2]:.2f}")
     assert sorted(create)[5] < 50 and sorted(release)[5] < 10
+
+
+def test_bridge_disabled(env):
+    env.config.bridge = "none"
+    svc = env.service()
+    assert sorted(n.name for n in svc.list({})) == ["host", "none"]
+    info = env.sandbox(svc, cid(), "default")
+    assert info.endpoints[0].network_name == "none"
+    with pytest.raises(Exception, match="network bridge not found"):
+        env.sandbox(svc, cid(), "bridge")
+    assert subprocess.run(["ip", "link", "show", env.bridge], capture_output=True).returncode != 0
