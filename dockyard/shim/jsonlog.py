@@ -7,19 +7,16 @@ One JSON object per line, as dockerd writes::
 Output is split at newlines; a line without a newline is written as it is when it
 reaches ``PARTIAL_LIMIT`` bytes or when its stream ends. With ``max_size`` the file
 rotates: ``<log>`` -> ``<log>.1`` -> ... -> ``<log>.<max_files-1>`` (Docker's
-``max-size``/``max-file``; one file means truncate in place).
+``max-size``/``max-file``; one file means truncate in place). Reading (``docker logs``):
+``dockyard.shim.jsonlog_reader``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
 
 PARTIAL_LIMIT = 16 * 1024  # dockerd's copier flushes a line without newline at its 16K buffer
 
@@ -31,21 +28,6 @@ def format_time(ns: int) -> str:
     if frac:
         return f"{base}.{frac:09d}".rstrip("0") + "Z"
     return base + "Z"
-
-
-def parse_time(text: str) -> int:
-    """Nanoseconds since the epoch from an RFC3339(Nano) timestamp."""
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    frac_ns = 0
-    dot = text.find(".")
-    if dot != -1:
-        end = dot + 1
-        while end < len(text) and text[end].isdigit():
-            end += 1
-        frac_ns = int(text[dot + 1:end].ljust(9, "0")[:9])
-        text = text[:dot] + text[end:]
-    return int(datetime.fromisoformat(text).timestamp()) * 1_000_000_000 + frac_ns
 
 
 # ---- writing (in the shim) ----------------------------------------------------
@@ -123,152 +105,3 @@ class JsonLogWriter:
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = 0
-
-
-# ---- reading (in the daemon, for docker logs) --------------------------------
-
-@dataclass(frozen=True)
-class LogRecord:
-    stream: str  # "stdout" or "stderr"
-    data: bytes
-    time: str  # RFC3339Nano as written
-    time_ns: int
-
-
-@dataclass(frozen=True)
-class LogPosition:
-    """Where a read stopped in the current file, so ``follow`` continues without gap or repeat."""
-    inode: int
-    offset: int
-
-
-def _decode_line(line: bytes) -> LogRecord | None:
-    try:
-        obj = json.loads(line)
-        stamp = obj.get("time", "")
-        return LogRecord(stream=obj.get("stream", "stdout"), data=obj.get("log", "").encode(),
-                         time=stamp, time_ns=parse_time(stamp) if stamp else 0)
-    except (ValueError, AttributeError):
-        return None  # a torn or foreign line: dockerd skips those too
-
-
-def _lines_backwards(path: Path, end: int, block: int = 65536) -> Iterator[bytes]:
-    """Complete lines of ``path[:end]``, last first, reading from the end."""
-    with open(path, "rb") as f:
-        pos = end
-        carry = b""
-        while pos > 0:
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start) + carry
-            pos = start
-            lines = chunk.split(b"\n")
-            carry = lines.pop(0)
-            for line in reversed(lines):
-                if line:
-                    yield line
-        if carry:
-            yield carry
-
-
-def _lines_forward(path: Path, end: int | None) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        data = f.read() if end is None else f.read(end)
-    for line in data.split(b"\n"):
-        if line:
-            yield line
-
-
-def log_files(path: Path, max_files: int = 1) -> list[Path]:
-    """The rotated files then the current one, oldest first, those that exist."""
-    rotated = [Path(f"{path}.{i}") for i in range(max(1, max_files) - 1, 0, -1)]
-    return [p for p in rotated if p.exists()] + ([path] if path.exists() else [])
-
-
-def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int | None = None,
-              tail: int | None = None) -> tuple[list[LogRecord], LogPosition]:
-    """The records of ``docker logs`` (``--since``, ``--until``, ``--tail``), oldest first, and the
-    position where ``follow`` must continue. ``tail`` None means all; 0 means none."""
-    try:
-        st = os.stat(path)
-        position = LogPosition(st.st_ino, st.st_size)
-    except FileNotFoundError:
-        position = LogPosition(0, 0)
-    files = log_files(path, max_files)
-
-    def keep(rec: LogRecord | None) -> bool:
-        return rec is not None and rec.time_ns >= since_ns and (until_ns is None or rec.time_ns <= until_ns)
-
-    def end_of(p: Path) -> int | None:
-        return position.offset if p == path else None
-
-    if tail is None:
-        records = [rec for p in files for rec in map(_decode_line, _lines_forward(p, end_of(p)))
-                   if keep(rec)]
-        return records, position
-    records = []
-    for p in reversed(files):
-        if len(records) >= tail:
-            break
-        end = end_of(p)
-        for line in _lines_backwards(p, os.path.getsize(p) if end is None else end):
-            if len(records) >= tail:
-                break
-            rec = _decode_line(line)
-            if keep(rec):
-                records.append(rec)
-    records.reverse()
-    return records, position
-
-
-async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
-                 until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[LogRecord]:
-    """Records appended after ``position`` (``docker logs -f``), across rotations, until ``stop()``
-    says the container is gone and everything written has been read, or a record is past ``until``."""
-    offset, inode = position.offset, position.inode
-    carry = b""
-    f = None
-    try:
-        while True:
-            if f is None:
-                try:
-                    f = open(path, "rb")
-                except FileNotFoundError:
-                    f = None
-                if f is not None:
-                    st = os.fstat(f.fileno())
-                    if st.st_ino != inode:
-                        inode, offset, carry = st.st_ino, 0, b""
-                    f.seek(offset)
-            stopping = stop()  # sample before reading: what was written before the stop is read
-            chunk = f.read() if f is not None else b""
-            if chunk:
-                offset += len(chunk)
-                lines = (carry + chunk).split(b"\n")
-                carry = lines.pop()
-                for line in lines:
-                    rec = _decode_line(line) if line else None
-                    if rec is None:
-                        continue
-                    if until_ns is not None and rec.time_ns > until_ns:
-                        return
-                    yield rec
-                continue
-            try:
-                rotated = os.stat(path).st_ino != inode
-            except FileNotFoundError:
-                rotated = False
-            if rotated and f is not None:
-                f.close()  # the old file is complete: move on to the new current file
-                f = None
-                continue
-            if f is not None and os.fstat(f.fileno()).st_size < offset:
-                offset, carry = 0, b""  # truncated in place (max-file 1): start over
-                f.seek(0)
-                continue
-            if stopping:
-                return
-            await asyncio.sleep(poll_interval)
-    finally:
-        if f is not None:
-            f.close()

@@ -64,6 +64,14 @@ def load_runtime(name: str, root: Path) -> Runtime:
     return RuncRuntime(name, root)
 
 
+def warm_up() -> None:
+    """Run once in the zygote: msgspec builds its decoder for ``Spec`` on first use, and
+    building it after the fork would make a private copy of ~1 MB in every shim."""
+    spec = runtime_spec.Spec(process=runtime_spec.Process(args=["true"], cwd="/"),
+                             root=runtime_spec.Root(path="/"))
+    runtime_spec.decode(runtime_spec.encode(spec))
+
+
 def spawn_request_from_json(body: dict) -> SpawnRequest:
     return SpawnRequest(
         container_id=body["container_id"],

@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name in (*PRELOAD, *args.preload):
         importlib.import_module(name)
+    shim.warm_up()
     zygote = Zygote(args.socket)
     gc.freeze()
     sys.stdout.write("ready\n")
