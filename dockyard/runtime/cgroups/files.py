@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -71,8 +72,11 @@ def remove(directory: str, timeout: float) -> None:
         delay = min(delay * 2, 0.05)
 
 
+@functools.cache
 def own_cgroups() -> dict[str, str]:
-    """This process's cgroup per hierarchy: {"memory": "/a/b", ..., "": "/x" (v2)}."""
+    """This process's cgroup per hierarchy: {"memory": "/a/b", ..., "": "/x" (v2)}.
+
+    Cached per process: only relative cgroup paths use it, resolved when the shim starts."""
     out: dict[str, str] = {}
     with open("/proc/self/cgroup") as f:
         for line in f:

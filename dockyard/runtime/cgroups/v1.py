@@ -10,6 +10,7 @@ errdefs.NotImplementedFeature when this kernel lacks the knob.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import time
 
@@ -23,8 +24,11 @@ _UNLIMITED_FLOOR = 1 << 62
 _NOT_CONTROLLERS = {"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods"}
 
 
+@functools.cache
 def hierarchies() -> dict[str, str]:
-    """{controller: mountpoint} for every cgroup v1 mount ("name=systemd" for named ones)."""
+    """{controller: mountpoint} for every cgroup v1 mount ("name=systemd" for named ones).
+
+    Cached: the host's cgroup mounts do not move under a running daemon."""
     out: dict[str, str] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
