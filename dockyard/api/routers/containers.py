@@ -1,0 +1,226 @@
+"""Container routes: /containers/... (create, list, inspect, start/stop/kill/restart,
+pause/unpause, wait, remove, rename, prune, logs, export, resize, attach)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator, Iterator, Protocol
+
+import msgspec
+from aiohttp import web
+
+from dockyard import errdefs
+from dockyard.api import hijack
+from dockyard.api.app import json_response, read_json
+from dockyard.api.routers.system import parse_filters
+from dockyard.apitypes.container import (
+    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse,
+)
+
+log = logging.getLogger("dockyard.api.containers")
+
+
+class AttachSession(Protocol):
+    tty: bool
+
+    def output(self) -> AsyncIterator[tuple[int, bytes]]: ...
+    async def write_stdin(self, data: bytes) -> None: ...
+    async def stdin_closed(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class ContainersBackend(Protocol):
+    def create(self, request: CreateRequest, name: str | None = None) -> CreateResponse: ...
+    def list(self, all: bool = False, limit: int = -1, size: bool = False,
+             filters: dict[str, list[str]] | None = None) -> list[ContainerSummary]: ...
+    def inspect(self, ref: str, size: bool = False) -> ContainerInspect: ...
+    async def start(self, ref: str) -> None: ...
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None: ...
+    async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None: ...
+    async def kill(self, ref: str, signal: str | None = None) -> None: ...
+    async def pause(self, ref: str) -> None: ...
+    async def unpause(self, ref: str) -> None: ...
+    def wait(self, ref: str, condition: str = "not-running") -> asyncio.Future: ...
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
+    def rename(self, ref: str, new_name: str) -> None: ...
+    async def prune(self, filters: dict[str, list[str]]) -> PruneResponse: ...
+    def logs(self, ref: str, *, stdout: bool, stderr: bool, follow: bool, since: str, until: str,
+             timestamps: bool, tail: str) -> AsyncIterator[tuple[int, bytes]]: ...
+    def tty(self, ref: str) -> bool: ...
+    async def resize(self, ref: str, height: int, width: int) -> None: ...
+    def export(self, ref: str) -> Iterator[bytes]: ...
+    async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
+                     stream: bool = True, detach_keys: str | None = None) -> AttachSession: ...
+    async def detach(self, session: AttachSession) -> None: ...
+
+
+def bool_value(request: web.Request, key: str) -> bool:
+    """moby's httputils.BoolValue: absent, "", "0", "no", "false", "none" are false."""
+    return request.query.get(key, "").strip().lower() not in ("", "0", "no", "false", "none")
+
+
+def int_value(request: web.Request, key: str, default: int | None = None) -> int | None:
+    raw = request.query.get(key, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise errdefs.InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax') from None
+
+
+def setup(app: web.Application, backend: ContainersBackend) -> None:
+    async def create(request: web.Request) -> web.Response:
+        body = await read_json(request, CreateRequest)
+        if body is None:
+            raise errdefs.InvalidParameter("config cannot be empty in order to create a container")
+        return json_response(backend.create(body, request.query.get("name") or None), status=201)
+
+    async def list_containers(request: web.Request) -> web.Response:
+        return json_response(backend.list(
+            all=bool_value(request, "all"), limit=int_value(request, "limit", -1),
+            size=bool_value(request, "size"), filters=parse_filters(request.query.get("filters"))))
+
+    async def inspect(request: web.Request) -> web.Response:
+        return json_response(backend.inspect(request.match_info["id"], size=bool_value(request, "size")))
+
+    async def start(request: web.Request) -> web.Response:
+        await backend.start(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def stop(request: web.Request) -> web.Response:
+        await backend.stop(request.match_info["id"], int_value(request, "t"),
+                           request.query.get("signal") or None)
+        return web.Response(status=204)
+
+    async def restart(request: web.Request) -> web.Response:
+        await backend.restart(request.match_info["id"], int_value(request, "t"),
+                              request.query.get("signal") or None)
+        return web.Response(status=204)
+
+    async def kill(request: web.Request) -> web.Response:
+        await backend.kill(request.match_info["id"], request.query.get("signal") or None)
+        return web.Response(status=204)
+
+    async def pause(request: web.Request) -> web.Response:
+        await backend.pause(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def unpause(request: web.Request) -> web.Response:
+        await backend.unpause(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def wait(request: web.Request) -> web.StreamResponse:
+        # Register the waiter, then send the headers at once, as dockerd does: the client
+        # (docker run) starts the container once it knows the wait is in place.
+        future = backend.wait(request.match_info["id"], request.query.get("condition", ""))
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        try:
+            await resp.prepare(request)
+            result = await future
+        except BaseException:
+            future.cancel()
+            raise
+        await resp.write(msgspec.json.encode(result) + b"\n")
+        await resp.write_eof()
+        return resp
+
+    async def remove(request: web.Request) -> web.Response:
+        await backend.remove(request.match_info["id"], force=bool_value(request, "force"),
+                             volumes=bool_value(request, "v"))
+        return web.Response(status=204)
+
+    async def rename(request: web.Request) -> web.Response:
+        backend.rename(request.match_info["id"], request.query.get("name", ""))
+        return web.Response(status=204)
+
+    async def prune(request: web.Request) -> web.Response:
+        return json_response(await backend.prune(parse_filters(request.query.get("filters"))))
+
+    async def logs(request: web.Request) -> web.StreamResponse:
+        ref = request.match_info["id"]
+        q = request.query
+        records = backend.logs(
+            ref, stdout=bool_value(request, "stdout"), stderr=bool_value(request, "stderr"),
+            follow=bool_value(request, "follow"), since=q.get("since", ""), until=q.get("until", ""),
+            timestamps=bool_value(request, "timestamps"), tail=q.get("tail", "all"))
+        tty = backend.tty(ref)
+        resp = web.StreamResponse(status=200, headers={
+            "Content-Type": hijack.stream_content_type(request, tty)})
+        await resp.prepare(request)
+        async for stream, data in records:
+            await resp.write(data if tty else hijack.frame(stream, data))
+        await resp.write_eof()
+        return resp
+
+    async def export(request: web.Request) -> web.StreamResponse:
+        chunks = backend.export(request.match_info["id"])
+        loop = asyncio.get_running_loop()
+        first = await loop.run_in_executor(None, next, chunks, None)  # errors before the headers
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
+        await resp.prepare(request)
+        chunk = first
+        while chunk is not None:
+            await resp.write(chunk)
+            chunk = await loop.run_in_executor(None, next, chunks, None)
+        await resp.write_eof()
+        return resp
+
+    async def resize(request: web.Request) -> web.Response:
+        await backend.resize(request.match_info["id"], int_value(request, "h", 0) or 0,
+                             int_value(request, "w", 0) or 0)
+        return web.Response(status=200)
+
+    async def attach(request: web.Request) -> web.StreamResponse:
+        session = await backend.attach(
+            request.match_info["id"], stdin=bool_value(request, "stdin"),
+            stdout=bool_value(request, "stdout"), stderr=bool_value(request, "stderr"),
+            logs=bool_value(request, "logs"), stream=bool_value(request, "stream"),
+            detach_keys=request.query.get("detachKeys") or None)
+        try:
+            resp, client = await hijack.upgrade(request, hijack.stream_content_type(request, session.tty))
+        except BaseException:
+            await backend.detach(session)
+            raise
+        pump = asyncio.ensure_future(_pump_stdin(client, session))
+        try:
+            async for stream, data in session.output():
+                await resp.write(data if session.tty else hijack.frame(stream, data))
+        except (ConnectionResetError, BrokenPipeError) as e:
+            log.debug("attach: client went away: %s", e)
+        finally:
+            pump.cancel()
+            await backend.detach(session)
+            hijack.close(request)
+        return resp
+
+    app.router.add_post("/containers/create", create)
+    app.router.add_get("/containers/json", list_containers)
+    app.router.add_post("/containers/prune", prune)
+    app.router.add_get("/containers/{id}/json", inspect)
+    app.router.add_post("/containers/{id}/start", start)
+    app.router.add_post("/containers/{id}/stop", stop)
+    app.router.add_post("/containers/{id}/restart", restart)
+    app.router.add_post("/containers/{id}/kill", kill)
+    app.router.add_post("/containers/{id}/pause", pause)
+    app.router.add_post("/containers/{id}/unpause", unpause)
+    app.router.add_post("/containers/{id}/wait", wait)
+    app.router.add_delete("/containers/{id}", remove)
+    app.router.add_post("/containers/{id}/rename", rename)
+    app.router.add_get("/containers/{id}/logs", logs)
+    app.router.add_get("/containers/{id}/export", export)
+    app.router.add_post("/containers/{id}/resize", resize)
+    app.router.add_post("/containers/{id}/attach", attach)
+
+
+async def _pump_stdin(client: hijack.ClientInput, session: AttachSession) -> None:
+    while True:
+        data = await client.read()
+        if not data:
+            if client.lost:
+                await session.close()  # the client is gone: nothing left to serve
+            else:
+                await session.stdin_closed()
+            return
+        await session.write_stdin(data)

@@ -1,0 +1,77 @@
+"""``docker logs`` (and attach's ``logs=1``) from the json-file log the shim writes.
+
+Reading and following the file is ``dockyard.shim.jsonlog``'s job; this module
+turns the API's options into its arguments and records into (stream, bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from dockyard import errdefs
+from dockyard.daemon.containers.record import ContainerRecord
+from dockyard.shim import jsonlog
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    stdout: bool = True
+    stderr: bool = True
+    follow: bool = False
+    since: str = ""  # unix seconds "1700000000.123456789" or RFC 3339, as the CLI sends
+    until: str = ""
+    timestamps: bool = False
+    tail: str = "all"
+
+
+def _time_ns(value: str) -> int | None:
+    if not value:
+        return None
+    seconds, _, frac = value.partition(".")
+    if seconds.lstrip("-").isdigit() and (not frac or frac.isdigit()):
+        return int(seconds) * 1_000_000_000 + int(frac.ljust(9, "0")[:9] or 0)
+    try:
+        return jsonlog.parse_time(value)
+    except ValueError:
+        raise errdefs.InvalidParameter(f"invalid value for time: {value!r}") from None
+
+
+def _tail(value: str) -> int | None:
+    if value in ("", "all"):
+        return None
+    if value.lstrip("-").isdigit():
+        n = int(value)
+        return None if n < 0 else n
+    raise errdefs.InvalidParameter(f"invalid value for tail: {value!r}")
+
+
+async def read(rec: ContainerRecord, options: LogOptions,
+               stopped: Callable[[], bool]) -> AsyncIterator[tuple[int, bytes]]:
+    """(1 stdout | 2 stderr, line) oldest first; with ``follow`` until ``stopped()`` and drained."""
+    since = _time_ns(options.since) or 0
+    until = _time_ns(options.until)
+    max_files = int((rec.host_config.log_config.config or {}).get("max-file", "1"))
+    path = Path(rec.log_path)
+    records, position = jsonlog.read_logs(path, max_files, since_ns=since, until_ns=until,
+                                          tail=_tail(options.tail))
+
+    def frame(r: jsonlog.LogRecord) -> tuple[int, bytes] | None:
+        stream = 2 if r.stream == "stderr" else 1
+        if (stream == 1 and not options.stdout) or (stream == 2 and not options.stderr):
+            return None
+        data = (r.time.encode() + b" " + r.data) if options.timestamps else r.data
+        return stream, data
+
+    for r in records:
+        item = frame(r)
+        if item:
+            yield item
+    if options.follow and (until is None or until > 0):
+        async for r in jsonlog.follow(path, position, stopped, until_ns=until):
+            if r.time_ns < since:
+                continue
+            item = frame(r)
+            if item:
+                yield item

@@ -1,0 +1,586 @@
+"""ContainerService: the container operations of the Engine API, without HTTP.
+
+Owns the containers table (through ``ContainerStore``), the running
+containers' shim handles and one exit-watch task per running container, and
+the attach sessions waiting for a start. Siblings arrive as Protocols
+(images, networks, shims, events); ``daemon/daemon.py`` wires them.
+
+Locking: one asyncio.Lock per container serializes start/remove/rename and
+exit handling. Nothing waits for an exit while holding it (stop/kill release
+it first), so an exit can always be recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal as signals
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Iterator, Protocol
+
+import msgspec
+
+from dockyard import errdefs
+from dockyard.apitypes.container import (
+    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse, WaitResponse,
+)
+from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.containers import create as creating
+from dockyard.daemon.containers import names, startup, views
+from dockyard.daemon.containers import state as st
+from dockyard.daemon.containers.attach import DEFAULT_DETACH_KEYS, AttachSession, parse_detach_keys
+from dockyard.daemon.containers.logs import LogOptions, read as read_logs
+from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
+from dockyard.daemon.containers.store import ContainerStore
+from dockyard.daemon.interfaces import EventSink, ImageLookup, NetworkAttacher
+from dockyard.mount import Mount
+from dockyard.shim.client import ExitStatus, ShimHandle, ShimManager
+from dockyard.storage.metadata import Database
+
+log = logging.getLogger("dockyard.containers")
+
+DEFAULT_STOP_TIMEOUT = 10
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+class RootfsExporter(Protocol):
+    def export(self, mounts: list[Mount]) -> Iterator[bytes]:
+        """Tar of the merged tree the mounts make (mounted briefly by the image service)."""
+
+
+@dataclass
+class _Running:
+    handle: ShimHandle
+    exited: asyncio.Event
+    watch: asyncio.Task | None = None
+
+
+def parse_signal(value: str | int | None, default: str = "SIGKILL") -> int:
+    """"SIGKILL", "KILL", "kill" or "9" -> 9; Docker's "Invalid signal: x" otherwise."""
+    text = str(value if value not in (None, "") else default).strip()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signals.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name.startswith("SIGRTMIN") or name.startswith("SIGRTMAX"):
+            base, _, offset = name[3:].partition("+")
+            if not offset:
+                base, _, offset = name[3:].partition("-")
+                offset = f"-{offset}" if offset else "0"
+            number = (signals.SIGRTMIN if base == "RTMIN" else signals.SIGRTMAX) + int(offset or 0)
+            return int(number)
+        try:
+            return int(signals.Signals[name])
+        except KeyError:
+            pass
+    raise errdefs.InvalidParameter(f"Invalid signal: {value}")
+
+
+class ContainerService:
+    def __init__(self, config: DaemonConfig, db: Database, images: ImageLookup, networks: NetworkAttacher,
+                 shims: ShimManager, events: EventSink) -> None:
+        self._config = config
+        self._store = ContainerStore(db)
+        self._images = images
+        self._networks = networks
+        self._shims = shims
+        self._events = events
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._live: dict[str, _Running] = {}
+        self._pending: dict[str, list[AttachSession]] = {}
+        self._exit_waiters: dict[str, list[asyncio.Future]] = {}
+        self._removed_waiters: dict[str, list[asyncio.Future]] = {}
+
+    # ---- helpers -----------------------------------------------------------------
+    def _lock(self, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault(cid, asyncio.Lock())
+
+    def _emit(self, rec: ContainerRecord, action: str, **extra: str) -> None:
+        attributes = {**(rec.config.labels or {}), "image": rec.config.image, "name": rec.name, **extra}
+        self._events.emit("container", action, rec.id, attributes)
+
+    def _exec_dir(self, cid: str) -> Path:
+        return self._config.container_exec_dir(cid)
+
+    def _data_dir(self, cid: str) -> Path:
+        return self._config.container_data_dir(cid)
+
+    def get(self, ref: str) -> ContainerRecord:
+        return self._store.get(ref)
+
+    # ---- create --------------------------------------------------------------------
+    def create(self, request: CreateRequest, name: str | None = None) -> CreateResponse:
+        if name:
+            name = names.validate_name(name)
+            holder = self._store.holder_of(name)
+            if holder:
+                raise names.name_conflict(name, holder)
+        image = startup.resolve_image(self._images, request.image)
+        cid = names.new_id(self._store.has_id)
+        prepared = creating.prepare(request, image, cid, self._config)
+        name = name or names.generate_name(lambda n: self._store.holder_of(n) is not None)
+        data_dir = self._data_dir(cid)
+        rootfs = self._images.prepare_rootfs(cid, image)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            rec = ContainerRecord(
+                id=cid, name=name, created=views.now_rfc3339(), image_id=image.id,
+                path=prepared.path, args=prepared.args, config=prepared.config,
+                host_config=prepared.host_config, runtime=prepared.runtime,
+                log_path=(str(data_dir / f"{cid}-json.log")
+                          if prepared.host_config.log_config.type == "json-file" else ""),
+                mounts=prepared.mounts,
+                rootfs_mounts=[RootfsMount(type=m.type, source=m.source, options=list(m.options))
+                               for m in rootfs],
+            )
+            self._store.add(rec)
+        except BaseException:
+            self._images.remove_rootfs(cid)
+            shutil.rmtree(data_dir, ignore_errors=True)
+            raise
+        self._emit(rec, "create")
+        return CreateResponse(id=cid, warnings=prepared.warnings)
+
+    # ---- start ---------------------------------------------------------------------
+    async def start(self, ref: str) -> None:
+        rec = self._store.get(ref)
+        async with self._lock(rec.id):
+            await self._start_locked(rec)
+
+    async def _start_locked(self, rec: ContainerRecord) -> None:
+        if rec.state.status == st.RUNNING:
+            raise errdefs.NotModified("Container already started")
+        st.check_start(rec.state, rec.id)
+        handle, sandbox = await startup.launch(
+            rec, config=self._config, images=self._images, networks=self._networks, shims=self._shims,
+            resolve_peer=self._network_peer, pending=self._pending.get(rec.id, []),
+            on_failure=lambda message, code: self._record_start_failure(rec, message, code))
+        self._pending.pop(rec.id, None)
+        st.transition(rec.state, st.RUNNING, rec.id, now=views.now_rfc3339())
+        rec.state.pid = handle.pid
+        rec.has_been_started = True
+        rec.manually_stopped = False
+        rec.sandbox_key = sandbox.netns_path or ""
+        rec.networks = startup.endpoints(sandbox)
+        rec.hostname_path = str(sandbox.hostname_path or "")
+        rec.hosts_path = str(sandbox.hosts_path or "")
+        rec.resolv_conf_path = str(sandbox.resolv_conf_path or "")
+        self._store.save(rec)
+        self._watch(rec.id, handle)
+        self._emit(rec, "start")
+
+    def _record_start_failure(self, rec: ContainerRecord, message: str, exit_code: int) -> None:
+        rec.state.error = message
+        rec.state.exit_code = exit_code
+        self._store.save(rec)
+
+    def _network_peer(self, ref: str) -> str:
+        """``container:<ref>`` -> the peer's full ID; it must be running (Docker's 409)."""
+        peer = self._store.get(ref)
+        if not peer.state.running:
+            raise errdefs.Conflict(f"cannot join network of a non running container: {peer.id}")
+        return peer.id
+
+    def _watch(self, cid: str, handle: ShimHandle) -> None:
+        running = _Running(handle=handle, exited=asyncio.Event())
+        self._live[cid] = running
+        running.watch = asyncio.ensure_future(self._watch_exit(cid, running))
+
+    async def _watch_exit(self, cid: str, running: _Running) -> None:
+        try:
+            status = await running.handle.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the shim vanished: record what we know
+            log.warning("container %s: lost its shim: %s", cid, e)
+            status = ExitStatus(exit_code=255, finished_at=views.now_rfc3339(), error="shim died")
+        await self._on_exit(cid, running, status)
+
+    async def _on_exit(self, cid: str, running: _Running, status: ExitStatus) -> None:
+        auto_remove = False
+        async with self._lock(cid):
+            self._live.pop(cid, None)
+            try:
+                await running.handle.shutdown()
+            except Exception as e:
+                log.warning("container %s: shim shutdown: %s", cid, e)
+            try:
+                await self._networks.release_sandbox(cid)
+            except Exception as e:
+                log.warning("container %s: releasing the sandbox: %s", cid, e)
+            if self._store.has_id(cid):
+                rec = self._store.get(cid)
+                st.transition(rec.state, st.EXITED, rec.name, now=status.finished_at or views.now_rfc3339())
+                rec.state.exit_code = status.exit_code
+                rec.state.oom_killed = status.oom_killed
+                rec.state.error = status.error
+                self._store.save(rec)
+                self._emit(rec, "die", exitCode=str(status.exit_code))
+                auto_remove = rec.host_config.auto_remove
+            running.exited.set()
+            for fut in self._exit_waiters.pop(cid, []):
+                if not fut.done():
+                    fut.set_result(status.exit_code)
+        if auto_remove:
+            try:
+                await self.remove(cid, force=False)
+            except errdefs.DockyardError as e:
+                log.warning("container %s: auto-remove: %s", cid, e)
+
+    # ---- stop / kill / restart / pause --------------------------------------------------
+    async def kill(self, ref: str, signal: str | None = None) -> None:
+        rec = self._store.get(ref)
+        number = parse_signal(signal)
+        running = self._live.get(rec.id)
+        if running is None or not rec.state.running:
+            raise errdefs.Conflict(f"Container {rec.id} is not running")
+        await self._signal(rec, running, number)
+
+    async def _signal(self, rec: ContainerRecord, running: _Running, number: int) -> None:
+        await running.handle.kill(number, all_processes=False)
+        self._emit(rec, "kill", signal=str(number))
+        if number == signals.SIGKILL and rec.state.paused:
+            await running.handle.resume()  # a frozen process only dies once thawed
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        rec = self._store.get(ref)
+        running = self._live.get(rec.id)
+        if running is None or not rec.state.running:
+            raise errdefs.NotModified("Container already stopped")
+        rec.manually_stopped = True
+        await self._stop(rec, running, timeout, signal)
+        self._emit(rec, "stop")
+
+    async def _stop(self, rec: ContainerRecord, running: _Running, timeout: int | None,
+                    signal: str | None) -> None:
+        if timeout is None:
+            timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else DEFAULT_STOP_TIMEOUT
+        number = parse_signal(signal or rec.config.stop_signal, default="SIGTERM")
+        if number != signals.SIGKILL:
+            try:
+                await self._signal(rec, running, number)
+                await asyncio.wait_for(running.exited.wait(), None if timeout < 0 else timeout)
+                return
+            except asyncio.TimeoutError:
+                pass
+            except errdefs.DockyardError as e:
+                log.info("container %s: stop signal failed (%s), killing", rec.id, e)
+        if not running.exited.is_set():
+            try:
+                await self._signal(rec, running, signals.SIGKILL)
+            except errdefs.DockyardError:
+                if running.exited.is_set():
+                    return
+                raise
+            await running.exited.wait()
+
+    async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        rec = self._store.get(ref)
+        running = self._live.get(rec.id)
+        if running is not None and rec.state.running:
+            await self._stop(rec, running, timeout, signal)
+            self._emit(rec, "stop")
+        await self.start(rec.id)
+        self._emit(rec, "restart")
+
+    async def pause(self, ref: str) -> None:
+        rec = self._store.get(ref)
+        async with self._lock(rec.id):
+            running = self._live.get(rec.id)
+            if running is None or not rec.state.running:
+                raise errdefs.Conflict(f"Container {rec.id} is not running")
+            if rec.state.paused:
+                raise errdefs.Conflict(f"Container {rec.id} is already paused")
+            await running.handle.pause()
+            st.transition(rec.state, st.PAUSED, rec.id)
+            self._store.save(rec)
+            self._emit(rec, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        rec = self._store.get(ref)
+        async with self._lock(rec.id):
+            running = self._live.get(rec.id)
+            if running is None or not rec.state.paused:
+                raise errdefs.Conflict(f"Container {rec.id} is not paused")
+            await running.handle.resume()
+            st.transition(rec.state, st.RUNNING, rec.id)
+            self._store.save(rec)
+            self._emit(rec, "unpause")
+
+    # ---- wait ----------------------------------------------------------------------
+    def wait(self, ref: str, condition: str = "not-running") -> asyncio.Future:
+        """Register a waiter now (so a start that follows cannot be missed); await the result.
+
+        The future's result is a ``WaitResponse``."""
+        condition = condition or "not-running"
+        if condition not in WAIT_CONDITIONS:
+            raise errdefs.InvalidParameter(f'invalid condition: "{condition}"')
+        rec = self._store.get(ref)
+        loop = asyncio.get_running_loop()
+        inner: asyncio.Future = loop.create_future()
+        if condition == "not-running" and not rec.state.running:
+            inner.set_result(rec.state.exit_code)
+        elif condition == "removed":
+            self._removed_waiters.setdefault(rec.id, []).append(inner)
+        else:
+            self._exit_waiters.setdefault(rec.id, []).append(inner)
+
+        async def answer() -> WaitResponse:
+            code = await inner
+            return WaitResponse(status_code=code)
+
+        return asyncio.ensure_future(answer())
+
+    # ---- remove / rename / prune ------------------------------------------------------
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        rec = self._store.get(ref)
+        running = self._live.get(rec.id)
+        if running is not None and rec.state.running:
+            if not force:
+                st.transition(rec.state, st.REMOVING, rec.name)  # raises Docker's 409
+            await self._signal(rec, running, signals.SIGKILL)
+            await running.exited.wait()
+        async with self._lock(rec.id):
+            if not self._store.has_id(rec.id):
+                return  # removed meanwhile (auto-remove)
+            st.transition(rec.state, st.REMOVING, rec.name)
+            try:
+                self._images.remove_rootfs(rec.id)
+            except Exception as e:
+                st.transition(rec.state, st.DEAD, rec.name)  # Docker shows such a container as Dead
+                self._store.save(rec)
+                raise errdefs.System(f"unable to remove filesystem for {rec.id}: {e}") from None
+            shutil.rmtree(self._exec_dir(rec.id), ignore_errors=True)
+            shutil.rmtree(self._data_dir(rec.id), ignore_errors=True)
+            self._store.delete(rec.id)
+            for session in self._pending.pop(rec.id, []):
+                session.abandon()
+            self._emit(rec, "destroy")
+            for fut in self._exit_waiters.pop(rec.id, []) + self._removed_waiters.pop(rec.id, []):
+                if not fut.done():
+                    fut.set_result(rec.state.exit_code)
+        self._locks.pop(rec.id, None)
+
+    def rename(self, ref: str, new_name: str) -> None:
+        rec = self._store.get(ref)
+        if not new_name:
+            raise errdefs.InvalidParameter("Neither old nor new names may be empty")
+        new_name = names.validate_name(new_name)
+        if new_name == rec.name:
+            raise errdefs.InvalidParameter("Renaming a container with the same name as its current name")
+        holder = self._store.holder_of(new_name)
+        if holder:
+            raise names.name_conflict(new_name, holder)
+        old = rec.name
+        self._store.rename(rec, new_name)
+        self._emit(rec, "rename", oldName="/" + old)
+
+    async def prune(self, filters: dict[str, list[str]]) -> PruneResponse:
+        for key in filters:
+            if key not in ("until", "label", "label!"):
+                raise errdefs.InvalidParameter(f"invalid filter '{key}'")
+        until = min((startup.parse_timestamp(v) for v in filters.get("until", [])), default=None)
+        deleted: list[str] = []
+        reclaimed = 0
+        for rec in self._store.all():
+            if rec.state.status not in (st.CREATED, st.EXITED, st.DEAD):
+                continue
+            if until is not None and views.parse_rfc3339(rec.created) >= until:
+                continue
+            labels = rec.config.labels or {}
+            if not all(views._label_match(labels, v) for v in filters.get("label", [])):
+                continue
+            if any(views._label_match(labels, v) for v in filters.get("label!", [])):
+                continue
+            size = startup.dir_size(self._upper(rec))
+            try:
+                await self.remove(rec.id)
+            except errdefs.DockyardError as e:
+                log.warning("prune: %s: %s", rec.id, e)
+                continue
+            deleted.append(rec.id)
+            reclaimed += size
+        self._events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return PruneResponse(containers_deleted=deleted or None, space_reclaimed=reclaimed)
+
+    # ---- inspect / list --------------------------------------------------------------
+    def _upper(self, rec: ContainerRecord) -> Path | None:
+        try:
+            return self._images.rootfs_upper(rec.id)
+        except (errdefs.DockyardError, NotImplementedError):
+            return None
+
+    def inspect(self, ref: str, size: bool = False) -> ContainerInspect:
+        rec = self._store.get(ref)
+        size_rw = startup.dir_size(self._upper(rec)) if size else None
+        return views.inspect(rec, size_rw=size_rw)
+
+    def list(self, all: bool = False, limit: int = -1, size: bool = False,
+             filters: dict[str, list[str]] | None = None) -> list[ContainerSummary]:
+        filters = dict(filters or {})
+        views.check_filters(filters)
+        records = sorted(self._store.all(), key=lambda r: r.created, reverse=True)
+        if "before" in filters:
+            before = self._store.get(filters.pop("before")[0])
+            records = [r for r in records if r.created < before.created]
+            all = True
+        if "since" in filters:
+            since = self._store.get(filters.pop("since")[0])
+            records = [r for r in records if r.created > since.created]
+            all = True
+        if limit > 0 or "status" in filters or "exited" in filters:
+            all = True
+        ancestors: set[str] = set()
+        for value in filters.get("ancestor", []):
+            try:
+                ancestors.add(self._images.resolve(value).id)
+            except errdefs.NotFound:
+                continue
+        out = []
+        labels: dict[str, str] = {}
+        for rec in records:
+            if not all and not rec.state.running and rec.state.status != st.RESTARTING:
+                continue
+            if not views.matches(rec, filters, ancestors):
+                continue
+            if rec.config.image not in labels:
+                labels[rec.config.image] = self._image_label(rec)
+            size_rw = startup.dir_size(self._upper(rec)) if size else None
+            out.append(views.summary(rec, labels[rec.config.image], size_rw=size_rw))
+            if 0 < limit <= len(out):
+                break
+        return out
+
+    def _image_label(self, rec: ContainerRecord) -> str:
+        """The name the container was made from, or the image ID once that name points elsewhere."""
+        try:
+            if self._images.resolve(rec.config.image).id == rec.image_id:
+                return rec.config.image
+        except errdefs.DockyardError:
+            pass
+        return rec.image_id
+
+    def counts(self) -> dict[str, int]:
+        records = self._store.all()
+        running = sum(1 for r in records if r.state.status == st.RUNNING)
+        paused = sum(1 for r in records if r.state.status == st.PAUSED)
+        return {"total": len(records), "running": running, "paused": paused,
+                "stopped": len(records) - running - paused}
+
+    def disk_usage(self) -> list[dict]:
+        """Summaries with SizeRw, for /system/df."""
+        return [msgspec.to_builtins(s) for s in self.list(all=True, size=True)]
+
+    def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(r.id, r.state.running) for r in self._store.all() if r.image_id == image_id]
+
+    # ---- attach / logs / resize / export ------------------------------------------------
+    async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
+                     stream: bool = True, detach_keys: str | None = None) -> AttachSession:
+        rec = self._store.get(ref)
+        if rec.state.paused:
+            raise errdefs.Conflict("You cannot attach to a paused container, unpause it first")
+        if rec.state.restarting:
+            raise errdefs.Conflict("You cannot attach to a restarting container, wait until it is running")
+        keys = parse_detach_keys(detach_keys or DEFAULT_DETACH_KEYS)
+        session = AttachSession(rec.id, stdin=stdin and rec.config.open_stdin, stdout=stdout, stderr=stderr,
+                                tty=rec.config.tty, stdin_once=rec.config.stdin_once, detach_keys=keys)
+        if logs and rec.log_path:
+            session.replay = [(1 if r.stream == "stdout" else 2, r.data)
+                              async for r in read_logs(rec, LogOptions(stdout=stdout, stderr=stderr),
+                                                       lambda: True)]
+        if not stream:
+            session.abandon()
+            return session
+        async with self._lock(rec.id):
+            running = self._live.get(rec.id)
+            if running is not None and rec.state.running:
+                session.connect(await running.handle.attach(session.stdin, stdout, stderr))
+            else:
+                self._pending.setdefault(rec.id, []).append(session)
+        self._emit(rec, "attach")
+        return session
+
+    async def detach(self, session: AttachSession) -> None:
+        """The client went away: drop a still-pending session, close a connected one."""
+        pending = self._pending.get(session.container_id)
+        if pending and session in pending:
+            pending.remove(session)
+        await session.close()
+        if session.detached and self._store.has_id(session.container_id):
+            self._emit(self._store.get(session.container_id), "detach")
+
+    def logs(self, ref: str, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
+             since: str = "", until: str = "", timestamps: bool = False,
+             tail: str = "all") -> AsyncIterator[tuple[int, bytes]]:
+        options = LogOptions(stdout=stdout, stderr=stderr, follow=follow, since=since, until=until,
+                             timestamps=timestamps, tail=tail)
+        rec = self._store.get(ref)
+        if rec.host_config.log_config.type == "none" or not rec.log_path:
+            raise errdefs.NotImplementedFeature("configured logging driver does not support reading")
+        if not options.stdout and not options.stderr:
+            raise errdefs.InvalidParameter("You must choose at least one stream")
+        cid = rec.id
+        return read_logs(rec, options, lambda: cid not in self._live)
+
+    def tty(self, ref: str) -> bool:
+        return self._store.get(ref).config.tty
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        rec = self._store.get(ref)
+        running = self._live.get(rec.id)
+        if running is None or not rec.state.running:
+            raise errdefs.Conflict(f"Container {rec.id} is not running")
+        await running.handle.resize(height, width)
+        self._emit(rec, "resize", height=str(height), width=str(width))
+
+    def export(self, ref: str) -> Iterator[bytes]:
+        rec = self._store.get(ref)
+        self._emit(rec, "export")
+        if rec.id in self._live:
+            from dockyard.storage.archive import tar_dir
+            return tar_dir(self._exec_dir(rec.id) / "rootfs")
+        exporter: RootfsExporter = self._images  # type: ignore[assignment]
+        return exporter.export([Mount(type=m.type, source=m.source, options=tuple(m.options))
+                                for m in rec.rootfs_mounts])
+
+    # ---- daemon start / stop -----------------------------------------------------------
+    async def restore(self) -> None:
+        """Reattach to the shims of containers that were running when the daemon stopped."""
+        for rec in self._store.all():
+            if rec.state.status not in (st.RUNNING, st.PAUSED, st.RESTARTING):
+                continue
+            handle = None
+            try:
+                handle = await self._shims.connect(self._exec_dir(rec.id), rec.id)
+            except Exception as e:
+                log.warning("container %s: reconnecting to its shim: %s", rec.id, e)
+            if handle is not None:
+                self._watch(rec.id, handle)
+                continue
+            status = startup.read_exit_file(self._exec_dir(rec.id))
+            if rec.state.status == st.RESTARTING:
+                rec.state.status = st.RUNNING
+            st.transition(rec.state, st.EXITED, rec.name, now=status.finished_at)
+            rec.state.exit_code = status.exit_code
+            rec.state.oom_killed = status.oom_killed
+            rec.state.error = status.error
+            self._store.save(rec)
+            try:
+                await self._networks.release_sandbox(rec.id)
+            except Exception as e:
+                log.warning("container %s: releasing the sandbox: %s", rec.id, e)
+            self._emit(rec, "die", exitCode=str(status.exit_code))
+
+    async def close(self) -> None:
+        """Daemon shutdown: stop watching; the shims keep the containers running."""
+        for running in list(self._live.values()):
+            if running.watch is not None:
+                running.watch.cancel()
+        self._live.clear()

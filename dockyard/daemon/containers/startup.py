@@ -1,0 +1,211 @@
+"""What ``start`` does outside the state machine: files, sandbox, bundle, shim.
+
+``launch`` makes everything a run needs and undoes all of it if any step
+fails: the network sandbox, the shim (which owns the rootfs mounts and the
+cgroups, and removes them on shutdown). A failure is recorded on the
+container (State.Error, ExitCode 127/126/128) in moby's words and classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+from dockyard import errdefs
+from dockyard.apitypes.container import EndpointSettings
+from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.containers import spec as specmod
+from dockyard.daemon.containers import user as users
+from dockyard.daemon.containers.attach import AttachSession
+from dockyard.daemon.containers.create import parse_size
+from dockyard.daemon.containers.record import ContainerRecord
+from dockyard.daemon.containers.views import now_rfc3339, parse_rfc3339
+from dockyard.daemon.interfaces import ImageInfo, ImageLookup, NetworkAttacher, SandboxInfo
+from dockyard.mount import Mount
+from dockyard.oci import runtime_spec
+from dockyard.shim.client import ExitStatus, ShimHandle, ShimManager, SpawnRequest
+
+EXIT_UNKNOWN = 128  # moby's exitUnknown: a start failed for a reason other than the command
+
+
+def resolve_image(images: ImageLookup, ref: str) -> ImageInfo:
+    """The image for a create; "No such image: name:latest" (the CLI then pulls) when absent."""
+    try:
+        return images.resolve(ref)
+    except errdefs.NotFound:
+        raise errdefs.no_such_image(_with_default_tag(ref)) from None
+
+
+def _with_default_tag(ref: str) -> str:
+    if "@" in ref or ref.startswith("sha256:") or re.fullmatch(r"[0-9a-f]{12,64}", ref):
+        return ref
+    return ref if ":" in ref.rsplit("/", 1)[-1] else ref + ":latest"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def start_error(message: str) -> tuple[errdefs.DockyardError, int]:
+    """moby's translateContainerdStartErr: the class and exit code a runtime's refusal means."""
+    if not message.startswith("failed to create task for container"):
+        message = "failed to create task for container: " + message
+    lower = message.lower()
+    if "executable file not found" in lower or "no such file or directory" in lower:
+        return errdefs.InvalidParameter(message), 127
+    if "permission denied" in lower:
+        return errdefs.InvalidParameter(message), 126
+    if "not a directory" in lower:
+        return errdefs.InvalidParameter(
+            message + ": Are you trying to mount a directory onto a file (or vice-versa)? "
+            "Check if the specified host path exists and is the expected type"), 127
+    return errdefs.System(message), EXIT_UNKNOWN
+
+
+def _fresh_exec_dir(exec_dir: Path) -> None:
+    """Clear what a previous run left (exit.json, sockets); the rootfs mountpoint stays."""
+    exec_dir.mkdir(parents=True, exist_ok=True)
+    for entry in exec_dir.iterdir():
+        if entry.name == "rootfs":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    (exec_dir / "rootfs").mkdir(exist_ok=True)
+
+
+async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLookup,
+                 networks: NetworkAttacher, shims: ShimManager, resolve_peer: Callable[[str], str],
+                 pending: list[AttachSession],
+                 on_failure: Callable[[str, int], None]) -> tuple[ShimHandle, SandboxInfo]:
+    hc = rec.host_config
+    exec_dir = config.container_exec_dir(rec.id)
+    data_dir = config.container_data_dir(rec.id)
+    sandbox: SandboxInfo | None = None
+    handle: ShimHandle | None = None
+    exit_code = EXIT_UNKNOWN
+    try:
+        image = images.resolve(rec.image_id)
+        exec_user = users.resolve(rec.config.user, images.layer_dirs(image), hc.group_add)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _fresh_exec_dir(exec_dir)
+        for bind in hc.binds or []:
+            # Docker creates a missing host path of a -v bind as a directory.
+            Path(specmod.parse_bind(bind).source).mkdir(parents=True, exist_ok=True)
+        mode = hc.network_mode
+        if mode.startswith("container:"):
+            mode = "container:" + resolve_peer(mode.split(":", 1)[1])
+        sandbox = await networks.create_sandbox(
+            rec.id, mode, rec.config.hostname, rec.config.domainname, hc.dns or [], hc.dns_search or [],
+            hc.dns_options or [], hc.extra_hosts or [], data_dir)
+        spec = specmod.build(rec, exec_user, rootfs=str(exec_dir / "rootfs"), sandbox=sandbox,
+                             cgroup_parent=config.cgroup_parent)
+        write_atomic(exec_dir / "config.json", runtime_spec.encode(spec))
+        log_opts = hc.log_config.config or {}
+        request = SpawnRequest(
+            container_id=rec.id, bundle=exec_dir,
+            rootfs_mounts=tuple(Mount(type=m.type, source=m.source, options=tuple(m.options))
+                                for m in rec.rootfs_mounts),
+            state_dir=exec_dir, runtime=rec.runtime, runtime_root=config.runtime_root,
+            tty=rec.config.tty, open_stdin=rec.config.open_stdin, stdin_once=rec.config.stdin_once,
+            log_path=Path(rec.log_path) if rec.log_path else None,
+            log_max_size=parse_size(log_opts["max-size"]) if "max-size" in log_opts else None,
+            log_max_files=int(log_opts.get("max-file", "1")),
+        )
+        try:
+            handle = await shims.spawn(request)
+            for session in pending:
+                session.connect(await handle.attach(session.stdin, session.stdout, session.stderr))
+            await handle.start()
+        except errdefs.DockyardError as e:
+            err, exit_code = start_error(str(e))
+            raise err from None
+        return handle, sandbox
+    except BaseException as e:
+        if handle is not None:
+            await _discard(handle)
+        if sandbox is not None:
+            await networks.release_sandbox(rec.id)
+        if isinstance(e, errdefs.DockyardError):
+            on_failure(e.message, exit_code)
+        raise
+
+
+async def _discard(handle: ShimHandle) -> None:
+    try:
+        await handle.kill(signal.SIGKILL, all_processes=True)
+    except Exception:
+        pass  # it may never have run
+    try:
+        await handle.shutdown()
+    except Exception:
+        pass
+
+
+def endpoints(sandbox: SandboxInfo) -> dict[str, EndpointSettings]:
+    return {
+        ep.network_name: EndpointSettings(
+            network_id=ep.network_id, endpoint_id=ep.endpoint_id, gateway=ep.gateway,
+            ip_address=ep.ip_address, ip_prefix_len=ep.ip_prefix_len, mac_address=ep.mac_address,
+            aliases=list(ep.aliases) or None)
+        for ep in sandbox.endpoints
+    }
+
+
+def read_exit_file(state_dir: Path) -> ExitStatus:
+    """The shim's exit.json, or "shim died" when the shim vanished without writing it."""
+    try:
+        doc = json.loads((state_dir / "exit.json").read_bytes())
+        return ExitStatus(exit_code=int(doc["exit_code"]), finished_at=doc.get("finished_at") or now_rfc3339(),
+                          oom_killed=bool(doc.get("oom_killed")), error=doc.get("error") or "")
+    except (OSError, ValueError, KeyError):
+        return ExitStatus(exit_code=255, finished_at=now_rfc3339(), error="shim died")
+
+
+def dir_size(path: Path | None) -> int:
+    if path is None:
+        return 0
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
+
+
+def parse_timestamp(value: str) -> float:
+    """A filter time: Go duration ("10m", "1h30m": that long ago), unix seconds or RFC 3339."""
+    if _DURATION.fullmatch(value) or re.fullmatch(r"(\d+(?:\.\d+)?(h|m|s|ms))+", value):
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[u]
+                      for n, u in _DURATION.findall(value))
+        return time.time() - seconds
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parse_rfc3339(value if "T" in value else value + "T00:00:00Z")
+    except ValueError:
+        raise errdefs.InvalidParameter(f"invalid filter 'until={value}'") from None
