@@ -73,8 +73,10 @@ class JsonLogWriter:
         batch = []
         batch_size = 0
         for piece in pieces:
-            record = (json.dumps({"log": piece.decode("utf-8", "replace"), "stream": stream,
-                                  "time": stamp}, ensure_ascii=False, separators=(",", ":"))
+            record = json.dumps({"log": piece.decode("utf-8", "replace"), "stream": stream,
+                                 "time": stamp}, ensure_ascii=False, separators=(",", ":"))
+            # raw UTF-8 as Go writes it, but the two JSON-legal line separators escaped as Go does
+            record = (record.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
                       + "\n").encode()
             if self.max_size and self._size + batch_size + len(record) > self.max_size \
                     and self._size + batch_size > 0:

@@ -81,18 +81,26 @@ def json_frame(kind: int, obj: dict) -> bytes:
 
 
 def error_reply(err: BaseException) -> dict:
-    """A REPLY body for ``err``, keeping its errdefs class so the daemon re-raises the same kind."""
-    kind = type(err).__name__ if isinstance(err, errdefs.DockyardError) else "System"
+    """A REPLY body for ``err``, naming its errdefs class (the nearest one for a subclass defined
+    elsewhere) so the daemon re-raises the same kind."""
+    kind = next((cls.__name__ for cls in type(err).__mro__
+                 if _errdefs_class(cls.__name__) is cls), "System")
     return {"ok": False, "error": str(err) or type(err).__name__, "kind": kind}
+
+
+def _errdefs_class(name: str) -> type[errdefs.DockyardError] | None:
+    cls = getattr(errdefs, name, None)
+    if isinstance(cls, type) and issubclass(cls, errdefs.DockyardError) \
+            and cls is not errdefs.DockyardError:
+        return cls
+    return None
 
 
 def raise_for_reply(reply: dict) -> dict:
     """Return a successful REPLY body, or raise the errdefs class it names."""
     if reply.get("ok"):
         return reply
-    cls = getattr(errdefs, str(reply.get("kind")), errdefs.System)
-    if not (isinstance(cls, type) and issubclass(cls, errdefs.DockyardError)):
-        cls = errdefs.System
+    cls = _errdefs_class(str(reply.get("kind"))) or errdefs.System
     raise cls(str(reply.get("error", "shim error")))
 
 
