@@ -1,0 +1,313 @@
+"""The CLI's thin Docker Engine API client: stdlib only, because it is on every command's start-up path.
+
+One persistent HTTP/1.1 connection (unix socket or TCP, optionally TLS), API version negotiated
+once through ``/_ping`` (the lower of ours and the server's, unless DOCKER_API_VERSION pins it),
+``{"message": ...}`` error bodies turned into :class:`APIError`, and the connection hijack that
+attach uses (``Connection: Upgrade`` / ``Upgrade: tcp`` -> ``101``, then a raw socket).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from typing import Any, Iterator
+from urllib.parse import quote, urlencode
+
+CLIENT_API_VERSION = "1.50"
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+USER_AGENT = "Dockyard-Client/0.1.0 (linux)"
+
+
+class APIError(Exception):
+    """The daemon answered with an error status; ``message`` is its ``message`` field."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"Error response from daemon: {self.message}"
+
+
+class ConnectError(Exception):
+    """The daemon could not be reached at all."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(host)
+        self.host = host
+
+    def __str__(self) -> str:
+        return f"Cannot connect to the Docker daemon at {self.host}. Is the docker daemon running?"
+
+
+class TLSOptions:
+    # a plain class: importing dataclasses costs more start-up time than it saves here
+    def __init__(self, verify: bool = False, ca_cert: str | None = None, cert: str | None = None,
+                 key: str | None = None) -> None:
+        self.verify, self.ca_cert, self.cert, self.key = verify, ca_cert, cert, key
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """http.client over an AF_UNIX socket; the Host header stays a harmless 'localhost'."""
+
+    def __init__(self, path: str, timeout: float | None = None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def parse_host(host: str, tls: bool) -> tuple[str, str, int]:
+    """``unix:///p`` -> ("unix", "/p", 0); ``tcp://h:p`` -> ("tcp", h, p) (2375, or 2376 with TLS)."""
+    if host.startswith("unix://"):
+        return "unix", host[len("unix://"):], 0
+    if host.startswith("/"):
+        return "unix", host, 0
+    for prefix in ("tcp://", "http://", "https://"):
+        if host.startswith(prefix):
+            rest = host[len(prefix):].rstrip("/")
+            break
+    else:
+        raise ValueError(f"unable to parse docker host `{host}`")
+    address, _, port = rest.rpartition(":") if ":" in rest.lstrip("[").split("]")[-1] else (rest, "", "")
+    address = address.strip("[]") or "localhost"
+    return "tcp", address, int(port) if port else (2376 if tls else 2375)
+
+
+class Client:
+    def __init__(self, host: str, tls: TLSOptions | None = None, version: str | None = None,
+                 timeout: float | None = None) -> None:
+        self.host = host
+        self.tls = tls
+        self.timeout = timeout
+        self.scheme, self.address, self.port = parse_host(host, tls is not None)
+        self._version = version
+        self._conn: http.client.HTTPConnection | None = None
+        self.server_os = "linux"
+
+    # -- transport --------------------------------------------------------------------------
+    def _ssl_context(self):  # noqa: ANN202 - ssl is imported only when TLS is used
+        import ssl
+
+        assert self.tls is not None
+        ctx = ssl.create_default_context(cafile=self.tls.ca_cert) if self.tls.verify else \
+            ssl._create_unverified_context()  # --tls without verify: docker's tlsverify=false
+        if self.tls.cert and self.tls.key:
+            ctx.load_cert_chain(self.tls.cert, self.tls.key)
+        return ctx
+
+    def _new_connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self.scheme == "unix":
+            return _UnixConnection(self.address, timeout=timeout)
+        if self.tls is not None:
+            return http.client.HTTPSConnection(self.address, self.port, timeout=timeout,
+                                               context=self._ssl_context())
+        return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
+
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+              ) -> http.client.HTTPResponse:
+        headers = {"User-Agent": USER_AGENT, **headers}
+        for attempt in (0, 1):
+            if self._conn is None:
+                self._conn = self._new_connection(self.timeout)
+            try:
+                self._conn.request(method, url, body=body, headers=headers)
+                return self._conn.getresponse()
+            except (FileNotFoundError, ConnectionRefusedError, socket.gaierror):
+                raise ConnectError(self.host) from None
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # a kept-alive connection the server closed: retry once on a fresh one
+                self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise ConnectError(self.host) from None
+            except PermissionError:
+                raise ConnectError(self.host) from None
+        raise AssertionError("unreachable")
+
+    @property
+    def version(self) -> str:
+        if self._version is None:
+            self._version = self._negotiate()
+        return self._version
+
+    def _negotiate(self) -> str:
+        resp = self._send("GET", "/_ping", None, {})
+        resp.read()
+        server = resp.getheader("Api-Version")
+        self.server_os = resp.getheader("Ostype") or "linux"
+        if not server:
+            return CLIENT_API_VERSION
+        return min(CLIENT_API_VERSION, server, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+    def url(self, path: str, query: dict[str, Any] | None = None) -> str:
+        url = f"/v{self.version}{path}"
+        if query:
+            items = []
+            for k, v in query.items():
+                if isinstance(v, list):  # repeated key (images/get?names=a&names=b)
+                    items += [(k, str(x)) for x in v]
+                elif v is not None:
+                    items.append((k, _query_value(v)))
+            if items:
+                url += "?" + urlencode(items)
+        return url
+
+    def request(self, method: str, path: str, query: dict[str, Any] | None = None,
+                body: Any = None, headers: dict[str, str] | None = None,
+                raw_body: bytes | None = None) -> http.client.HTTPResponse:
+        """Send a request; raise APIError for an error status; return the open response."""
+        hdrs = dict(headers or {})
+        data = raw_body
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        elif data is None and method == "POST":
+            hdrs.setdefault("Content-Type", "text/plain")
+        resp = self._send(method, self.url(path, query), data, hdrs)
+        if resp.status >= 400:
+            raise error_from_response(resp)
+        return resp
+
+    def request_stream(self, method: str, path: str, query: dict[str, Any] | None,
+                       body_iter: Iterator[bytes], headers: dict[str, str]) -> http.client.HTTPResponse:
+        """A request whose body is streamed with chunked encoding (image load/import)."""
+        if self._conn is None:
+            self._conn = self._new_connection(self.timeout)
+        try:
+            self._conn.request(method, self.url(path, query), body=body_iter,
+                               headers={"User-Agent": USER_AGENT, **headers}, encode_chunked=True)
+            resp = self._conn.getresponse()
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ConnectError(self.host) from None
+        if resp.status >= 400:
+            raise error_from_response(resp)
+        return resp
+
+    def json(self, method: str, path: str, query: dict[str, Any] | None = None,
+             body: Any = None) -> Any:
+        resp = self.request(method, path, query, body)
+        data = resp.read()
+        if not data.strip():
+            return None
+        return json.loads(data)
+
+    def get(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        return self.json("GET", path, query)
+
+    def post(self, path: str, query: dict[str, Any] | None = None, body: Any = None) -> Any:
+        return self.json("POST", path, query, body)
+
+    def delete(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        return self.json("DELETE", path, query)
+
+    def hijack(self, path: str, query: dict[str, Any]) -> tuple[socket.socket, bytes]:
+        """POST with ``Upgrade: tcp``; return the raw socket and any bytes read past the headers.
+
+        http.client cannot hand over its socket after a 101, so this speaks the few lines of
+        HTTP itself on a connection of its own.
+        """
+        url = self.url(path, query)
+        conn = self._new_connection(None)
+        try:
+            conn.connect()
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ConnectError(self.host) from None
+        sock = conn.sock
+        request = (f"POST {url} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: {USER_AGENT}\r\n"
+                   "Content-Type: text/plain\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        sock.sendall(request.encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise APIError(500, "attach: connection closed before response")
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1])
+        if status in (101, 200):
+            return sock, rest
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+        length = int(headers.get("content-length", "0") or 0)
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        sock.close()
+        raise APIError(status, _message_of(rest, status))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _query_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, dict):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def _message_of(data: bytes, status: int) -> str:
+    try:
+        body = json.loads(data)
+        if isinstance(body, dict) and "message" in body:
+            return str(body["message"])
+    except ValueError:
+        pass
+    text = data.decode(errors="replace").strip()
+    return text or http.client.responses.get(status, f"status {status}")
+
+
+def error_from_response(resp: http.client.HTTPResponse) -> APIError:
+    return APIError(resp.status, _message_of(resp.read(), resp.status))
+
+
+def filters_arg(pairs: list[str] | None) -> dict[str, dict[str, bool]] | None:
+    """``-f key=value`` flags -> the filters JSON docker sends (``{"key": {"value": true}}``)."""
+    if not pairs:
+        return None
+    out: dict[str, dict[str, bool]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"bad format of filter (expected name=value)")
+        out.setdefault(key.strip().lower(), {})[value] = True
+    return out
+
+
+def path_quote(s: str) -> str:
+    return quote(s, safe="")
+
+
+def from_environment(host: str | None, tls_flags: dict[str, Any]) -> Client:
+    """Build the client from -H / --tls* flags and DOCKER_HOST / DOCKER_TLS_VERIFY / DOCKER_CERT_PATH."""
+    host = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    env_verify = os.environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0", "false")
+    verify = bool(tls_flags.get("tlsverify")) or env_verify
+    tls: TLSOptions | None = None
+    if verify or tls_flags.get("tls"):
+        cert_path = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+
+        def pick(flag: str, name: str) -> str | None:
+            value = tls_flags.get(flag)
+            if value:
+                return value
+            candidate = os.path.join(cert_path, name)
+            return candidate if os.path.exists(candidate) else None
+
+        tls = TLSOptions(verify=verify, ca_cert=pick("tlscacert", "ca.pem"),
+                         cert=pick("tlscert", "cert.pem"), key=pick("tlskey", "key.pem"))
+    return Client(host, tls=tls, version=os.environ.get("DOCKER_API_VERSION") or None)

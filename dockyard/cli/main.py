@@ -1,0 +1,253 @@
+"""`dockyard`: entry point, global options, and the command table.
+
+Start-up is on the path of every invocation, so only the chosen command's module is imported and
+only that command's argparse parser is built. Global options are read by hand before the
+command word, the way docker's CLI stops at the first non-flag argument.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+PROG = "dockyard"
+
+# command -> (module under dockyard.cli.commands, function stem, short help)
+TOP: dict[str, tuple[str, str, str]] = {
+    "run": ("container", "run", "Create and run a new container from an image"),
+    "create": ("container", "create", "Create a new container"),
+    "start": ("container", "start", "Start one or more stopped containers"),
+    "stop": ("container", "stop", "Stop one or more running containers"),
+    "kill": ("container", "kill", "Kill one or more running containers"),
+    "restart": ("container", "restart", "Restart one or more containers"),
+    "pause": ("container", "pause", "Pause all processes within one or more containers"),
+    "unpause": ("container", "unpause", "Unpause all processes within one or more containers"),
+    "wait": ("container", "wait", "Block until one or more containers stop, then print their exit codes"),
+    "rm": ("container", "rm", "Remove one or more containers"),
+    "rename": ("container", "rename", "Rename a container"),
+    "ps": ("container", "ps", "List containers"),
+    "logs": ("container", "logs", "Fetch the logs of a container"),
+    "attach": ("container", "attach", "Attach local standard input, output, and error streams to a running container"),
+    "commit": ("container", "commit", "Create a new image from a container's changes"),
+    "export": ("container", "export", "Export a container's filesystem as a tar archive"),
+    "inspect": ("inspect", "inspect", "Return low-level information on Docker objects"),
+    "images": ("image", "ls", "List images"),
+    "rmi": ("image", "rm", "Remove one or more images"),
+    "tag": ("image", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "import": ("image", "import_", "Import the contents from a tarball to create a filesystem image"),
+    "load": ("image", "load", "Load an image from a tar archive or STDIN"),
+    "save": ("image", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+    "history": ("image", "history", "Show the history of an image"),
+    "pull": ("image", "pull", "Download an image from a registry"),
+    "version": ("system", "version", "Show the Docker version information"),
+    "info": ("system", "info", "Display system-wide information"),
+    "events": ("system", "events", "Get real time events from the server"),
+}
+
+MANAGEMENT: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
+    "container": ("Manage containers", {
+        "ls": ("container", "ps", "List containers"),
+        "list": ("container", "ps", "List containers"),
+        "ps": ("container", "ps", "List containers"),
+        "inspect": ("container", "inspect", "Display detailed information on one or more containers"),
+        "prune": ("container", "prune", "Remove all stopped containers"),
+        **{k: v for k, v in TOP.items() if v[0] == "container"},
+    }),
+    "image": ("Manage images", {
+        "ls": ("image", "ls", "List images"),
+        "list": ("image", "ls", "List images"),
+        "inspect": ("image", "inspect", "Display detailed information on one or more images"),
+        "rm": ("image", "rm", "Remove one or more images"),
+        "prune": ("image", "prune", "Remove unused images"),
+        "history": ("image", "history", "Show the history of an image"),
+        "import": ("image", "import_", "Import the contents from a tarball to create a filesystem image"),
+        "load": ("image", "load", "Load an image from a tar archive or STDIN"),
+        "save": ("image", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+        "tag": ("image", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+        "pull": ("image", "pull", "Download an image from a registry"),
+    }),
+    "system": ("Manage Docker", {
+        "df": ("system", "df", "Show docker disk usage"),
+        "events": ("system", "events", "Get real time events from the server"),
+        "info": ("system", "info", "Display system-wide information"),
+        "prune": ("system", "prune", "Remove unused data"),
+    }),
+    "network": ("Manage networks", {
+        "ls": ("network", "ls", "List networks"),
+        "list": ("network", "ls", "List networks"),
+        "inspect": ("network", "inspect", "Display detailed information on one or more networks"),
+    }),
+}
+
+_GLOBAL_VALUE_FLAGS = {"-H", "--host", "--tlscacert", "--tlscert", "--tlskey", "-l", "--log-level",
+                       "--config", "-c", "--context"}
+_GLOBAL_BOOL_FLAGS = {"--tls", "--tlsverify", "-D", "--debug"}
+
+
+class StatusError(Exception):
+    """Exit with ``code``, after printing ``message`` (if any) to stderr."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Context:
+    """What a command gets: its argv name, the (lazily built) API client, the output streams."""
+
+    def __init__(self, name: str, host: str | None, tls_flags: dict[str, object]) -> None:
+        self.name = name
+        self._host = host
+        self._tls_flags = tls_flags
+        self._client = None
+        self.out = sys.stdout
+        self.err = sys.stderr
+
+    @property
+    def client(self):  # noqa: ANN201 - typed in dockyard.cli.client, imported lazily
+        if self._client is None:
+            from dockyard.cli.client import from_environment
+
+            self._client = from_environment(self._host, self._tls_flags)
+        return self._client
+
+
+def _usage() -> str:
+    lines = [f"\nUsage:  {PROG} [OPTIONS] COMMAND\n", "A self-sufficient runtime for containers\n",
+             "Common Commands:"]
+    for name, (_, _, short) in TOP.items():
+        lines.append(f"  {name:<11} {short}")
+    lines.append("\nManagement Commands:")
+    for name, (short, _) in MANAGEMENT.items():
+        lines.append(f"  {name:<11} {short}")
+    lines += ["\nGlobal Options:",
+              "  -H, --host string        Daemon socket to connect to",
+              "      --tls                Use TLS; implied by --tlsverify",
+              "      --tlscacert string   Trust certs signed only by this CA",
+              "      --tlscert string     Path to TLS certificate file",
+              "      --tlskey string      Path to TLS key file",
+              "      --tlsverify          Use TLS and verify the remote",
+              "  -v, --version            Print version information and quit",
+              f"\nRun '{PROG} COMMAND --help' for more information on a command.\n"]
+    return "\n".join(lines)
+
+
+def _management_usage(group: str) -> str:
+    short, table = MANAGEMENT[group]
+    lines = [f"\nUsage:  {PROG} {group} COMMAND\n", f"{short}\n", "Commands:"]
+    for name, (_, _, sub_short) in table.items():
+        lines.append(f"  {name:<11} {sub_short}")
+    lines.append(f"\nRun '{PROG} {group} COMMAND --help' for more information on a command.\n")
+    return "\n".join(lines)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    sys.stderr.write(message + "\n")
+    sys.exit(code)
+
+
+def parse_global(argv: list[str]) -> tuple[str | None, dict[str, object], list[str]]:
+    host: str | None = None
+    tls: dict[str, object] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.partition("=")
+        if name in _GLOBAL_VALUE_FLAGS:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    _fail(f"flag needs an argument: {name}\nSee '{PROG} --help'.", 125)
+                value = argv[i]
+            if name in ("-H", "--host"):
+                host = value
+            elif name.startswith("--tls"):
+                tls[name[2:]] = value
+        elif name in _GLOBAL_BOOL_FLAGS:
+            if name.startswith("--tls"):
+                tls[name[2:]] = value.lower() not in ("false", "0") if eq else True
+        elif arg in ("-v", "--version"):
+            print(f"Dockyard version 0.1.0, API {__import__('dockyard.cli.client').cli.client.CLIENT_API_VERSION}")
+            sys.exit(0)
+        elif arg in ("-h", "--help"):
+            print(_usage())
+            sys.exit(0)
+        else:
+            _fail(f"unknown flag: {name}\nSee '{PROG} --help'.", 125)
+        i += 1
+    return host, tls, argv[i:]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    host, tls, rest = parse_global(argv)
+    if not rest:
+        print(_usage())
+        return
+    word, args = rest[0], rest[1:]
+    if word in MANAGEMENT:
+        table = MANAGEMENT[word][1]
+        if not args or args[0] in ("-h", "--help"):
+            print(_management_usage(word))
+            return
+        if args[0] not in table:
+            _fail(f"{PROG}: unknown command: {PROG} {word} {args[0]}\n\nUsage:  {PROG} {word}\n\n"
+                  f"Run '{PROG} {word} --help' for more information", 1)
+        entry = table[args[0]]
+        name = f"{word} {args[0]}"
+        args = args[1:]
+    elif word in TOP:
+        entry = TOP[word]
+        name = word
+    else:
+        _fail(f"{PROG}: unknown command: {PROG} {word}\n\nRun '{PROG} --help' for more information", 1)
+    sys.exit(run_command(entry, name, args, host, tls))
+
+
+def run_command(entry: tuple[str, str, str], name: str, args: list[str], host: str | None,
+                tls: dict[str, object]) -> int:
+    import importlib
+
+    from dockyard.cli.client import APIError, ConnectError
+    from dockyard.cli.parser import ParseExit, make_parser
+    from dockyard.cli.template import TemplateError
+
+    module_name, stem, short = entry
+    module = importlib.import_module(f"dockyard.cli.commands.{module_name}")
+    ctx = Context(name, host, tls)
+    parser = make_parser(f"{PROG} {name}", short)
+    getattr(module, f"setup_{stem}")(parser)
+    try:
+        opts = parser.parse_args(args)
+        return getattr(module, f"cmd_{stem}")(ctx, opts) or 0
+    except ParseExit as e:
+        if e.message:
+            (sys.stdout if e.code == 0 else sys.stderr).write(e.message)
+        return e.code
+    except StatusError as e:
+        if e.message:
+            sys.stderr.write(e.message.rstrip("\n") + "\n")
+        return e.code
+    except (APIError, ConnectError) as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
+    except TemplateError as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `dockyard ps | head`: the reader left; say nothing, like docker
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        if ctx._client is not None:
+            ctx._client.close()
+
+
+if __name__ == "__main__":
+    main()
