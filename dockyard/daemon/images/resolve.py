@@ -54,4 +54,4 @@ def resolve(store: ImageStore, ref: str) -> ImageRecord:
             record = store.get(matches[0])
             if record is not None:
                 return record
-    raise errdefs.no_such_image(ref)
+    raise errdefs.no_such_image(parsed.familiar() if parsed is not None else ref)

@@ -1,0 +1,55 @@
+"""dockyard-mkimage: a deterministic busybox archive that our loader takes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dockyard.cmd import mkimage
+from tests.integration.test_images_service import Harness
+
+pytestmark = pytest.mark.skipif(not mkimage.BUSYBOX.is_file(), reason="busybox-static not installed")
+
+
+@pytest.fixture
+def h():
+    root = Path(tempfile.mkdtemp(prefix="dockyard-mkimage-"))
+    harness = Harness(root)
+    try:
+        yield harness
+    finally:
+        harness.db.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_busybox_archive_is_stable_and_loads(h):
+    one, two = h.root / "one.tar", h.root / "two.tar"
+    assert mkimage.main(["busybox", "-o", str(one)]) == 0
+    out = subprocess.run([sys.executable, "-m", "dockyard.cmd.mkimage", "busybox", "-t", "bb:x"],
+                         capture_output=True, check=True)
+    two.write_bytes(out.stdout)
+    assert mkimage.main(["busybox", "-o", str(two.with_suffix(".again"))]) == 0
+    assert one.read_bytes() == two.with_suffix(".again").read_bytes()  # same bytes: same image ID
+    with open(one, "rb") as f:
+        assert [m.stream for m in h.service.load(f)] == ["Loaded image: busybox:latest\n"]
+    with open(two, "rb") as f:
+        assert [m.stream for m in h.service.load(f)] == ["Loaded image: bb:x\n"]
+    info = h.service.resolve("busybox")
+    assert h.service.resolve("bb:x").id == info.id
+    assert info.config == {"Env": [mkimage.DEFAULT_PATH], "Cmd": ["sh"]}
+    top = h.service.layer_dirs(info)[0]
+    assert (top / "bin" / "busybox").is_file()
+    assert (top / "bin" / "sh").readlink() == Path("/bin/busybox")
+    assert (top / "tmp").stat().st_mode & 0o7777 == 0o1777
+    assert "nobody:x:65534" in (top / "etc" / "passwd").read_text()
+    assert all((top / d).is_dir() for d in ("root", "var", "home", "proc", "sys", "dev"))
+
+
+def test_refuses_terminal_and_bad_names(capsys):
+    assert mkimage.main(["busybox", "-t", "Bad", "-o", "/dev/null"]) == 1
+    assert "must be lowercase" in capsys.readouterr().err
