@@ -40,8 +40,17 @@ def drop_bounding(caps: Capabilities, highest: int) -> None:
 
 
 def set_sets(caps: Capabilities, highest: int) -> None:
-    """Effective/permitted/inheritable, then ambient; call after the uid switch."""
-    syscalls.capset(mask(caps.effective, highest), mask(caps.permitted, highest), mask(caps.inheritable, highest))
+    """Effective/permitted/inheritable, then ambient; call after the uid switch.
+
+    Capabilities the runtime itself lacks (e.g. CAP_SYS_RESOURCE on a restricted host) cannot
+    be granted by anyone; they are left out rather than failing --privileged, whose meaning
+    is "everything available"."""
+    _, available, _ = syscalls.capget()
+    syscalls.capset(
+        mask(caps.effective, highest) & available,
+        mask(caps.permitted, highest) & available,
+        mask(caps.inheritable, highest) & available,
+    )
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
     for number in (CAPABILITY_NUMBERS[name] for name in caps.ambient):
         if number <= highest:

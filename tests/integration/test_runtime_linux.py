@@ -1,0 +1,360 @@
+"""DockyardRuntime against the real kernel (root): a busybox bundle with Docker's defaults.
+
+Each test gets its own runtime root and cgroup parent (random suffix) and removes
+them, its containers and their cgroups on the way out, even on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dockyard import errdefs
+from dockyard.oci import defaults, runtime_spec as rs
+from dockyard.runtime.cgroups.v1 import hierarchies
+from dockyard.runtime.linux import DockyardRuntime
+from dockyard.runtime.runc import RuncRuntime
+
+BUSYBOX = "/bin/busybox"
+RUNC = "/usr/sbin/runc"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(BUSYBOX), reason="needs root and busybox")
+
+
+@pytest.fixture(scope="module")
+def rootfs():
+    base = Path(tempfile.mkdtemp(prefix="dy-rt-rootfs-"))
+    try:
+        root = base / "rootfs"
+        (root / "bin").mkdir(parents=True)
+        (root / "etc").mkdir()
+        (root / "tmp").mkdir(mode=0o1777)
+        shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+        subprocess.run(["chroot", str(root), "/bin/busybox", "--install", "-s", "/bin"], check=True)
+        (root / "etc" / "passwd").write_text(
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+        )
+        (root / "etc" / "group").write_text("root:x:0:\ntty:x:5:\nnobody:x:65534:\n")
+        yield root
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class Harness:
+    def __init__(self, runtime, rootfs: Path, workdir: Path, cgroup_parent: str) -> None:
+        self.runtime = runtime
+        self.rootfs = rootfs
+        self.workdir = workdir
+        self.cgroup_parent = cgroup_parent
+        self.ids: list[str] = []
+
+    def spec(self, args: list[str], **kw) -> rs.Spec:
+        spec = defaults.base_spec(args, [], "/", str(self.rootfs), "dockyard-test", **kw)
+        return spec
+
+    def bundle(self, spec: rs.Spec) -> Path:
+        bundle = self.workdir / f"bundle-{secrets.token_hex(3)}"
+        bundle.mkdir()
+        (bundle / "config.json").write_bytes(rs.encode(spec))
+        return bundle
+
+    def create(self, spec: rs.Spec, **kw) -> tuple[str, int]:
+        cid = f"t-{secrets.token_hex(4)}"
+        spec.linux.cgroups_path = f"{self.cgroup_parent}/{cid}"
+        self.ids.append(cid)
+        kw.setdefault("stdio", None)
+        return cid, self.runtime.create(cid, self.bundle(spec), **kw)
+
+    def run(self, args: list[str], spec: rs.Spec | None = None) -> tuple[int, str]:
+        """create+start+wait with stdout/stderr captured; returns (exit code as the shim computes it, output)."""
+        spec = spec or self.spec(args)
+        spec.process.args = args
+        out_r, out_w = os.pipe()
+        try:
+            cid, pid = self.create(spec, stdio=(_devnull(), out_w, out_w))
+        finally:
+            os.close(out_w)
+        try:
+            self.runtime.start(cid)
+            status = _wait(pid)
+        finally:
+            output = _read_all(out_r)
+        self.runtime.delete(cid)
+        self.ids.remove(cid)
+        return status, output
+
+    def cleanup(self) -> None:
+        for cid in self.ids:
+            try:
+                self.runtime.delete(cid, force=True)
+            except errdefs.DockyardError:
+                pass
+        for mountpoint in set(hierarchies().values()):
+            path = os.path.join(mountpoint, self.cgroup_parent.lstrip("/"))
+            for directory in sorted((d for d, _, _ in os.walk(path)), reverse=True) if os.path.isdir(path) else []:
+                os.rmdir(directory)
+
+
+_null_fd = None
+
+
+def _devnull() -> int:
+    global _null_fd
+    if _null_fd is None:
+        _null_fd = os.open("/dev/null", os.O_RDONLY)
+    return _null_fd
+
+
+def _wait(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture
+def h(rootfs):
+    workdir = Path(tempfile.mkdtemp(prefix="dy-rt-"))
+    harness = Harness(DockyardRuntime(workdir / "state"), rootfs, workdir, f"/dytest-{secrets.token_hex(4)}")
+    try:
+        yield harness
+    finally:
+        harness.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def runc_h(rootfs):
+    if not os.path.exists(RUNC):
+        pytest.skip("runc not installed")
+    workdir = Path(tempfile.mkdtemp(prefix="dy-runc-"))
+    harness = Harness(RuncRuntime(RUNC, workdir / "state"), rootfs, workdir, f"/dytest-{secrets.token_hex(4)}")
+    try:
+        yield harness
+    finally:
+        harness.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- isolation -----------------------------------------------------------------
+
+
+def test_hostname_pid1_and_namespaces(h):
+    code, out = h.run(["sh", "-c", "hostname; echo pid=$$; for n in mnt pid uts ipc net cgroup; do readlink /proc/1/ns/$n; done"])
+    assert code == 0, out
+    lines = out.split()
+    assert lines[0] == "dockyard-test"
+    assert lines[1] == "pid=1"
+    host = {os.readlink(f"/proc/self/ns/{n}") for n in ("mnt", "pid", "uts", "ipc", "net", "cgroup")}
+    assert not host & set(lines[2:]), "container shares a namespace with the host"
+
+
+def test_default_capabilities_and_seccomp(h):
+    code, out = h.run(["sh", "-c", "grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status"])
+    assert code == 0, out
+    fields = dict(line.split(":\t") for line in out.strip().splitlines())
+    assert fields["CapEff"] == fields["CapBnd"] == "00000000a80425fb"  # Docker's 14
+    assert fields["Seccomp"] == "2"
+    code, out = h.run(["unshare", "-U", "true"])
+    assert code != 0 and "Operation not permitted" in out
+
+
+def test_cap_add_and_privileged_drop_seccomp(h):
+    code, out = h.run(["sh", "-c", "grep CapEff /proc/self/status"], h.spec(["sh"], cap_add=["NET_ADMIN"], cap_drop=["CHOWN"]))
+    assert int(out.split()[1], 16) == 0xA80425FB & ~1 | (1 << 12)
+    spec = h.spec(["sh", "-c", "grep -E 'CapEff|Seccomp:' /proc/self/status"], privileged=True)
+    code, out = h.run(spec.process.args, spec)
+    own = next(line for line in open("/proc/self/status") if line.startswith("CapEff"))
+    assert own.strip() in out  # everything the runtime holds
+    assert "Seccomp:\t0" in out
+
+
+def test_masked_and_readonly_paths(h):
+    code, out = h.run(
+        ["sh", "-c", "cat /proc/timer_list | wc -c; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname; echo rc=$?"]
+    )
+    lines = out.split()
+    assert lines[0] == "0" and lines[1] == "0"
+    assert "Read-only file system" in out and "rc=1" in out
+
+
+def test_readonly_root_and_bind_mount_of_host_file(h):
+    spec = h.spec(["sh", "-c", "touch /x; echo rc=$?; /sbin/docker-init --version"], readonly_rootfs=True)
+    spec.mounts.append(rs.Mount(destination="/sbin/docker-init", type="bind", source="/usr/bin/tini-static", options=["rbind", "ro"]))
+    code, out = h.run(spec.process.args, spec)
+    assert "rc=1" in out and "Read-only file system" in out
+    assert "tini version" in out
+
+
+def test_init_runs_as_pid1_via_tini(h):
+    spec = h.spec(["/sbin/docker-init", "--", "sh", "-c", "echo child=$$; exit 4"])
+    spec.mounts.append(rs.Mount(destination="/sbin/docker-init", type="bind", source="/usr/bin/tini-static", options=["rbind", "ro"]))
+    code, out = h.run(spec.process.args, spec)
+    assert code == 4 and "child=" in out and "child=1\n" not in out
+
+
+def test_user_switch(h):
+    spec = h.spec(["sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; echo $HOME"], user=rs.User(uid=65534, gid=65534))
+    code, out = h.run(spec.process.args, spec)
+    assert code == 0
+    lines = out.split("\n")
+    assert lines[0] == "65534" and lines[1] == "65534"
+    assert "0000000000000000" in lines[2]
+    assert lines[3] == "/nonexistent"
+
+
+# --- cgroups -------------------------------------------------------------------
+
+
+def test_memory_limit_visible_in_cgroup(h):
+    spec = h.spec(["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"])
+    spec.linux.resources.memory = rs.Memory(limit=64 << 20, swap=128 << 20)
+    code, out = h.run(spec.process.args, spec)
+    assert out.split() == [str(64 << 20), str(128 << 20)]
+
+
+def test_pids_limit_enforced(h):
+    spec = h.spec(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait; echo done"])
+    spec.linux.resources.pids = rs.Pids(limit=4)
+    code, out = h.run(spec.process.args, spec)
+    assert "can't fork" in out or "Resource temporarily unavailable" in out
+
+
+def test_pause_resume_and_kill(h):
+    spec = h.spec(["sleep", "30"])
+    cid, pid = h.create(spec)
+    assert h.runtime.state(cid).status == "created"
+    h.runtime.start(cid)
+    assert h.runtime.state(cid).status == "running"
+    h.runtime.pause(cid)
+    assert h.runtime.state(cid).status == "paused"
+    with open(f"/proc/{pid}/stat") as f:
+        assert f.read().split(") ")[1][0] in "DS"  # frozen tasks sleep in the freezer
+    h.runtime.resume(cid)
+    assert h.runtime.state(cid).status == "running"
+    with pytest.raises(errdefs.Conflict):
+        h.runtime.delete(cid)
+    h.runtime.kill(cid, signal.SIGKILL)
+    assert _wait(pid) == 137
+    assert h.runtime.state(cid).status == "stopped"
+    h.runtime.delete(cid)
+    h.ids.remove(cid)
+    with pytest.raises(errdefs.NotFound):
+        h.runtime.state(cid)
+
+
+# --- exit status and errors ----------------------------------------------------
+
+
+def test_exit_codes(h):
+    assert h.run(["sh", "-c", "exit 3"])[0] == 3
+    spec = h.spec(["sleep", "30"])
+    cid, pid = h.create(spec)
+    h.runtime.start(cid)
+    h.runtime.kill(cid, signal.SIGTERM)  # PID 1 without a handler ignores it, as in Docker
+    time.sleep(0.05)
+    assert h.runtime.state(cid).status == "running"
+    h.runtime.kill(cid, signal.SIGKILL, all_processes=True)
+    assert _wait(pid) == 137
+
+
+def test_missing_binary_and_permission_errors(h):
+    with pytest.raises(errdefs.InvalidParameter, match=r'^exec: "nope": executable file not found in \$PATH$'):
+        h.create(h.spec(["nope"]))
+    with pytest.raises(errdefs.InvalidParameter, match=r'^exec: "/etc/passwd": permission denied$'):
+        h.create(h.spec(["/etc/passwd"]))
+    # a failed create leaves nothing behind
+    assert not any((h.workdir / "state").iterdir())
+
+
+def test_bad_cwd_reported_by_start(h):
+    spec = h.spec(["true"])
+    spec.process.cwd = "/does/not/exist"
+    cid, pid = h.create(spec)
+    with pytest.raises(errdefs.InvalidParameter, match="chdir to cwd"):
+        h.runtime.start(cid)
+    assert _wait(pid) == 1
+
+
+# --- terminal ------------------------------------------------------------------
+
+
+def test_terminal_via_console_socket(h):
+    sock_path = str(h.workdir / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    try:
+        spec = h.spec(["sh", "-c", "tty; stty size; echo $$"], terminal=True)
+        spec.process.console_size = rs.ConsoleSize(height=33, width=101)
+        cid, pid = h.create(spec, console_socket=Path(sock_path))
+        conn, _ = server.accept()
+        with conn:
+            name, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        master = fds[0]
+        assert name.startswith(b"/dev/pts/")
+        h.runtime.start(cid)
+        assert _wait(pid) == 0
+        output = b""
+        try:
+            while chunk := os.read(master, 4096):
+                output += chunk
+        except OSError:  # EIO once the slave side is gone
+            pass
+        os.close(master)
+        text = output.decode().replace("\r", "")
+        assert "/dev/pts/0" in text and "33 101" in text
+    finally:
+        server.close()
+
+
+# --- speed ---------------------------------------------------------------------
+
+
+def test_create_start_wait_true_is_fast(h, capsys):
+    spec = h.spec(["true"])
+    spec.linux.cgroups_path = f"{h.cgroup_parent}/bench"
+    bundle = h.bundle(spec)
+    samples = []
+    for i in range(12):
+        cid = f"bench{i}"
+        t0 = time.perf_counter()
+        pid = h.runtime.create(cid, bundle, stdio=(_devnull(), _devnull(), _devnull()))
+        h.runtime.start(cid)
+        os.waitpid(pid, 0)
+        samples.append((time.perf_counter() - t0) * 1000)
+        h.runtime.delete(cid)
+    best = sorted(samples)[len(samples) // 2]
+    with capsys.disabled():
+        print(f"\ncreate+start+wait of `true`: median {best:.1f} ms, min {min(samples):.1f} ms")
+    assert best < 100
+
+
+# --- runc on the same bundles ----------------------------------------------------
+
+
+def test_runc_same_bundle(runc_h):
+    code, out = runc_h.run(["sh", "-c", "hostname; echo $$; grep -E '^(CapEff|Seccomp):' /proc/self/status; exit 3"])
+    assert code == 3
+    assert out.split()[:2] == ["dockyard-test", "1"]
+    assert "a80425fb" in out and "Seccomp:\t2" in out
+    with pytest.raises(errdefs.InvalidParameter, match='exec: "nope": executable file not found in \\$PATH'):
+        runc_h.create(runc_h.spec(["nope"]))
