@@ -36,7 +36,11 @@ from pathlib import Path
 from dockyard import errdefs
 from dockyard.mount import Mount
 from dockyard.oci import runtime_spec
+from dockyard.oci.defaults import capability_list
+from dockyard.oci.seccomp_default import default_seccomp
 from dockyard.runtime.base import Runtime
+from dockyard.runtime.linux import DockyardRuntime, compiled_seccomp
+from dockyard.runtime.runc import RuncRuntime
 from dockyard.shim import protocol as P
 from dockyard.shim import rootfs
 from dockyard.shim.client import SpawnRequest
@@ -55,21 +59,21 @@ def load_runtime(name: str, root: Path) -> Runtime:
     """``dockyard`` -> our in-process runtime; ``module:factory`` -> a Python factory called with
     ``root`` (tests and embedders); anything else -> the path of a runc-compatible binary."""
     if name == "dockyard":
-        from dockyard.runtime.linux import DockyardRuntime
         return DockyardRuntime(root)
     if ":" in name:
         module, _, factory = name.partition(":")
         return getattr(importlib.import_module(module), factory)(root)
-    from dockyard.runtime.runc import RuncRuntime
     return RuncRuntime(name, root)
 
 
 def warm_up() -> None:
-    """Run once in the zygote: msgspec builds its decoder for ``Spec`` on first use, and
-    building it after the fork would make a private copy of ~1 MB in every shim."""
+    """Run once in the zygote, so every shim inherits the results: msgspec builds its decoder
+    for ``Spec`` on first use (after the fork that would be ~1 MB private per shim), and the
+    BPF of Docker's default seccomp profile is compiled once instead of per container."""
     spec = runtime_spec.Spec(process=runtime_spec.Process(args=["true"], cwd="/"),
                              root=runtime_spec.Root(path="/"))
     runtime_spec.decode(runtime_spec.encode(spec))
+    compiled_seccomp(default_seccomp(capability_list()))
 
 
 def spawn_request_from_json(body: dict) -> SpawnRequest:

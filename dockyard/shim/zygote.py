@@ -29,8 +29,6 @@ import traceback
 from dockyard.shim import protocol as P
 from dockyard.shim import shim
 
-# What a shim may import after the fork, loaded once here and shared copy-on-write.
-PRELOAD = ("subprocess",)
 REQUEST_TIMEOUT = 5.0
 
 
@@ -131,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preload", action="append", default=[],
                         help="another module to import before forking (e.g. a test runtime)")
     args = parser.parse_args(argv)
-    for name in (*PRELOAD, *args.preload):
+    for name in args.preload:  # dockyard.shim.shim already imported what a shim uses
         importlib.import_module(name)
     shim.warm_up()
     zygote = Zygote(args.socket)

@@ -17,6 +17,7 @@ import termios
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from dockyard import errdefs
 from dockyard.mount import Mount
@@ -25,7 +26,8 @@ from dockyard.runtime.base import RuntimeState
 from dockyard.shim.client import SpawnRequest
 
 FORK_EXEC_RUNTIME = "tests.integration.test_shim_support:ForkExecRuntime"
-APPLETS = ("sh", "echo", "cat", "true", "sleep", "ls", "printf", "seq", "yes", "head", "stty", "kill")
+APPLETS = ("sh", "echo", "cat", "true", "sleep", "ls", "printf", "seq", "yes", "head", "tail", "stty",
+           "kill", "mount")
 
 
 class ForkExecRuntime:
@@ -123,12 +125,15 @@ class ForkExecRuntime:
 # ---- bundles -----------------------------------------------------------------
 
 def make_busybox_rootfs(path: Path) -> None:
+    """/bin/busybox of busybox-static with its applets linked in /bin."""
     (path / "bin").mkdir(parents=True)
-    for d in ("proc", "dev", "tmp", "etc"):
+    for d in ("proc", "dev", "sys", "tmp", "etc"):
         (path / d).mkdir()
     shutil.copy2("/bin/busybox", path / "bin" / "busybox")
     for applet in APPLETS:
         os.symlink("busybox", path / "bin" / applet)
+    (path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (path / "etc" / "group").write_text("root:x:0:\n")
 
 
 @dataclass
@@ -170,12 +175,15 @@ class Bundle:
 
 
 def make_bundle(base: Path, args: list[str], *, tty: bool = False,
-                spec: runtime_spec.Spec | None = None) -> Bundle:
+                spec_for: Callable[[Bundle], runtime_spec.Spec] | None = None) -> Bundle:
+    """A bundle whose config runs ``args``: a bare spec, or ``spec_for(bundle)``'s."""
     b = Bundle(base, "shimtest-" + uuid.uuid4().hex[:12])
     make_busybox_rootfs(base / "lower")
     for d in ("upper", "work", "bundle/rootfs", "state"):
         (base / d).mkdir(parents=True)
-    if spec is None:
+    if spec_for is not None:
+        spec = spec_for(b)
+    else:
         spec = runtime_spec.Spec(
             process=runtime_spec.Process(args=args, cwd="/", env=["PATH=/bin", "TERM=xterm"],
                                          terminal=tty),
