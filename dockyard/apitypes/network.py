@@ -25,7 +25,7 @@ class IPAMConfig(_D, omit_defaults=True):  # Docker omits empty IPRange/Auxiliar
 class IPAM(_D):
     driver: str = "default"
     options: dict[str, str] | None = None
-    config: list[IPAMConfig] = []
+    config: list[IPAMConfig] | None = []
 
 
 class ConfigReference(_D):
@@ -57,3 +57,26 @@ class Network(_D):
     containers: dict[str, EndpointResource] = {}
     options: dict[str, str] = {}
     labels: dict[str, str] = {}
+
+
+class CreateRequest(_D):
+    """POST /networks/create body (unknown fields ignored, as dockerd does)."""
+    name: str = ""
+    driver: str = ""
+    scope: str = ""
+    internal: bool = False
+    attachable: bool = False
+    ingress: bool = False
+    config_only: bool = False
+    config_from: ConfigReference | None = None
+    enable_ipv4: bool | None = msgspec.field(default=None, name="EnableIPv4")
+    enable_ipv6: bool | None = msgspec.field(default=None, name="EnableIPv6")
+    ipam: IPAM | None = msgspec.field(default=None, name="IPAM")
+    options: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+    check_duplicate: bool | None = None
+
+
+class CreateResponse(_D):
+    id: str = msgspec.field(name="Id")
+    warning: str = ""

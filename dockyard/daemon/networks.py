@@ -1,14 +1,15 @@
-"""NetworkService: the predefined networks (bridge, host, none) and container sandboxes.
+"""NetworkService: networks (bridge, host, none, user-defined bridges) and container sandboxes.
 
 Implements ``interfaces.NetworkAttacher`` for the container service and answers the network
-API (list, inspect). State: one record per network in the ``networks`` table and one row per
-address in ``ip_allocs``; sandboxes themselves are kernel objects (pinned namespaces under
+API. State: one record per network in the ``networks`` table and one row per address in
+``ip_allocs``; sandboxes themselves are kernel objects (pinned namespaces under
 ``DaemonConfig.netns_dir``) that outlive a daemon restart. Kernel work runs on the single
 ``NetnsWorker`` thread; the event loop only awaits it.
 
 The default bridge is created on start when missing and deleted only on request
 (``remove_default_bridge``): running containers keep their sandboxes across restarts, and a
-bridge this daemon did not create is never changed.
+bridge this daemon did not create is never changed. User-defined bridges ("br-" + 12 hex) are
+created by ``create`` and deleted by ``remove``/``prune``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -28,31 +30,27 @@ import msgspec
 from dockyard import errdefs
 from dockyard.apitypes.container import EndpointSettings as ApiEndpointSettings
 from dockyard.apitypes.container import NetworkSettings
-from dockyard.apitypes.network import IPAM, EndpointResource, IPAMConfig, Network
+from dockyard.apitypes.network import CreateRequest, CreateResponse, EndpointResource, Network
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo
-from dockyard.network import etcfiles, ipam, netns
+from dockyard.network import etcfiles, ipam, netns, records
+from dockyard.network.records import NetworkRecord
 from dockyard.network.sandbox import NetnsWorker
 from dockyard.storage.metadata import Database
 
 log = logging.getLogger("dockyard.networks")
 
 BRIDGE, HOST, NONE = "bridge", "host", "none"
-_DRIVERS = {BRIDGE: "bridge", HOST: "host", NONE: "null"}
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # Docker's rule for object names
+_IFNAME_MAX = 15
 
 
-class NetworkRecord(msgspec.Struct):
-    """What the ``networks`` table stores for one network (doc column)."""
-    id: str
-    name: str
-    driver: str
-    created: str
-    subnet: str = ""
-    gateway: str = ""  # address only, e.g. "172.30.0.1"
-    bridge: str = ""  # kernel link name (bridge driver)
-    bridge_created: bool = False  # True: this daemon made the link and may delete it
-    options: dict[str, str] = {}
-    labels: dict[str, str] = {}
+@dataclass
+class _Bridge:
+    """A bridge network's kernel facts and free addresses (memory only, rebuilt on start)."""
+    index: int
+    mtu: int
+    pool: ipam.Pool
 
 
 @dataclass
@@ -83,32 +81,41 @@ def _now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
+def _gateway_of(record: NetworkRecord) -> ipaddress.IPv4Interface:
+    return ipaddress.IPv4Interface(f"{record.gateway}/{record.subnet.split('/')[1]}")
+
+
 class NetworkService:
     def __init__(self, config: DaemonConfig, db: Database, events: EventSink) -> None:
         self._config = config
         self._db = db
         self._events = events
         self._worker: NetnsWorker | None = None
-        self._networks: dict[str, NetworkRecord] = {}  # by name
-        self._pool: ipam.Pool | None = None  # the default bridge's addresses
-        self._bridge_index = 0
-        self._mtu = 1500
-        self._sandboxes: dict[str, _Sandbox] = {}
+        self._networks: dict[str, NetworkRecord] = {}  # by id
+        self._bridges: dict[str, _Bridge] = {}  # by network id
+        self._sandboxes: dict[str, _Sandbox] = {}  # by container id
+        self._admin = asyncio.Lock()  # network create/remove, one at a time
 
     # ---- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the predefined networks, making the default bridge if needed."""
+        """Load the networks, making the default bridge (and any missing user bridge)."""
         self._worker = NetnsWorker()
         await self._run(netns.prepare_dir, self._config.netns_dir)
-        stored = {r.name: r for r in (msgspec.json.decode(doc, type=NetworkRecord)
-                                      for (doc,) in self._db.query("SELECT doc FROM networks"))}
+        stored = [msgspec.json.decode(doc, type=NetworkRecord)
+                  for (doc,) in self._db.query("SELECT doc FROM networks")]
+        by_name = {r.name: r for r in stored}
         for name in (HOST, NONE):
-            self._networks[name] = stored.get(name) or self._save(
-                NetworkRecord(id=secrets.token_hex(32), name=name, driver=_DRIVERS[name],
-                              created=_now_rfc3339()))
+            record = by_name.get(name) or self._save(NetworkRecord(
+                id=secrets.token_hex(32), name=name, driver=records.DRIVER_OF_PREDEFINED[name],
+                created=_now_rfc3339()))
+            self._networks[record.id] = record
         if self._config.bridge != "none":
-            self._networks[BRIDGE] = await self._ensure_default_bridge(stored.get(BRIDGE))
+            record = await self._ensure_default_bridge(by_name.get(BRIDGE))
+            self._networks[record.id] = record
+        for record in stored:
+            if not record.builtin:
+                await self._restore_user_bridge(record)
 
     async def stop(self) -> None:
         """Live-restore: sandboxes of running containers stay as they are."""
@@ -126,13 +133,12 @@ class NetworkService:
         name = self._config.bridge
         wanted = ipaddress.IPv4Interface(self._config.bip) if self._config.bip else None
         if record is not None and wanted is None and record.bridge == name and record.subnet:
-            wanted = ipaddress.IPv4Interface(f"{record.gateway}/{record.subnet.split('/')[1]}")
+            wanted = _gateway_of(record)
         ours = record is not None and record.bridge == name and record.bridge_created
         state = await self._run(worker.bridge_state, name)
         if state is None:
             if wanted is None:
-                subnet = ipam.pick_subnet(self._config.default_address_pools,
-                                          await self._run(worker.networks_in_use))
+                subnet = ipam.pick_subnet(self._config.default_address_pools, await self._subnets_in_use())
                 wanted = ipaddress.IPv4Interface(f"{subnet.network_address + 1}/{subnet.prefixlen}")
             index = await self._run(worker.create_bridge, name, wanted)
             ours = True
@@ -149,30 +155,46 @@ class NetworkService:
                 raise errdefs.System(
                     f"bridge {name!r} exists but was not created by this daemon and does not have "
                     f"the address {wanted or 'needed'}; choose another bridge name or bip")
-        self._bridge_index = index
-        self._mtu = await self._run(worker.link_mtu, index)
+        mtu = await self._run(worker.link_mtu, index)
         fresh = NetworkRecord(
             id=record.id if record else secrets.token_hex(32), name=BRIDGE, driver="bridge",
             created=record.created if record else _now_rfc3339(), subnet=str(wanted.network),
             gateway=str(wanted.ip), bridge=name, bridge_created=ours,
-            options={
-                "com.docker.network.bridge.default_bridge": "true",
-                "com.docker.network.bridge.enable_icc": "true",
-                "com.docker.network.bridge.enable_ip_masquerade": "true",
-                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
-                "com.docker.network.bridge.name": name,
-                "com.docker.network.driver.mtu": str(self._mtu),
-            })
+            options=records.default_bridge_options(name, mtu))
         if fresh != record:
             self._save(fresh)
-        self._pool = ipam.Pool(wanted.network, wanted.ip)
-        for (address,) in self._db.query("SELECT address FROM ip_allocs WHERE network_id = ?", (fresh.id,)):
-            self._pool.mark_used(ipaddress.IPv4Address(address))
+        self._bridges[fresh.id] = _Bridge(index, mtu, self._load_pool(fresh))
         return fresh
+
+    async def _restore_user_bridge(self, record: NetworkRecord) -> None:
+        worker = self._worker
+        assert worker is not None
+        gateway = _gateway_of(record)
+        state = await self._run(worker.bridge_state, record.bridge)
+        if state is None:
+            index = await self._run(worker.create_bridge, record.bridge, gateway)
+        else:
+            index = state[0]
+            await self._run(worker.ensure_bridge_up, index, gateway)
+        mtu = await self._run(worker.link_mtu, index)
+        self._networks[record.id] = record
+        self._bridges[record.id] = _Bridge(index, mtu, self._load_pool(record))
+
+    def _load_pool(self, record: NetworkRecord) -> ipam.Pool:
+        gateway = _gateway_of(record)
+        pool = ipam.Pool(gateway.network, gateway.ip)
+        for (address,) in self._db.query("SELECT address FROM ip_allocs WHERE network_id = ?", (record.id,)):
+            pool.mark_used(ipaddress.IPv4Address(address))
+        return pool
+
+    async def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
+        assert self._worker is not None
+        used = await self._run(self._worker.networks_in_use)
+        return used + [ipaddress.IPv4Network(r.subnet) for r in self._networks.values() if r.subnet]
 
     async def remove_default_bridge(self) -> None:
         """Delete the default bridge if this daemon created it (tests, uninstall)."""
-        record = self._networks.get(BRIDGE)
+        record = self._by_name(BRIDGE)
         if record is not None and record.bridge_created and self._worker is not None:
             await self._run(self._worker.delete_link, record.bridge)
 
@@ -182,31 +204,34 @@ class NetworkService:
                         (record.id, record.name, msgspec.json.encode(record)))
         return record
 
+    def _by_name(self, name: str) -> NetworkRecord | None:
+        return next((r for r in self._networks.values() if r.name == name), None)
+
     async def reconcile(self, live_containers: Mapping[str, str] | Iterable[str]) -> None:
         """After a restart: keep the sandboxes of live containers (id -> name, or just ids),
         release every address and namespace file whose container is gone."""
         names = dict(live_containers) if isinstance(live_containers, Mapping) else {c: "" for c in live_containers}
-        bridge = self._networks.get(BRIDGE)
         gone: list[tuple[str, str]] = []
         for network_id, address, owner in self._db.query("SELECT network_id, address, owner FROM ip_allocs"):
-            if owner not in names:
+            network = self._networks.get(network_id)
+            if owner not in names or network is None:
                 gone.append((network_id, address))
-            elif bridge is not None and network_id == bridge.id and owner not in self._sandboxes:
-                prefix = bridge.subnet.split("/")[1]
+            elif owner not in self._sandboxes:
                 self._sandboxes[owner] = _Sandbox(
-                    owner, names[owner], bridge, self._netns_path(owner),
-                    ipaddress.IPv4Interface(f"{address}/{prefix}"),
+                    owner, names[owner], network, self._netns_path(owner),
+                    ipaddress.IPv4Interface(f"{address}/{network.subnet.split('/')[1]}"),
                     self._file_paths(self._config.container_data_dir(owner)))
         if gone:
             await asyncio.to_thread(self._delete_addresses, gone)
             self._forget_addresses(gone)
+        none = self._by_name(NONE)
         by_prefix = {c[:12]: c for c in names}
         for path in self._config.netns_dir.iterdir():
             owner = by_prefix.get(path.name)
             if owner is None:
                 await self._run(netns.remove, path)
             elif owner not in self._sandboxes:  # a namespace without an address: --network none
-                self._sandboxes[owner] = _Sandbox(owner, names[owner], self._networks[NONE], path,
+                self._sandboxes[owner] = _Sandbox(owner, names[owner], none, path,
                                                   files=self._file_paths(self._config.container_data_dir(owner)))
 
     # ---- sandboxes (NetworkAttacher) ---------------------------------------------------------
@@ -220,13 +245,10 @@ class NetworkService:
 
     def _network_for_mode(self, mode: str) -> NetworkRecord:
         if mode in ("", "default"):  # with the default bridge disabled (--bridge=none): no network
-            name = BRIDGE if BRIDGE in self._networks else NONE
-        else:
-            name = mode
-        record = self._networks.get(name)
-        if record is None:
-            raise errdefs.NotFound(f"network {name} not found")
-        return record
+            record = self._by_name(BRIDGE) or self._by_name(NONE)
+            assert record is not None
+            return record
+        return self.find(mode)
 
     async def create_sandbox(self, container_id: str, mode: str, hostname: str, domainname: str,
                              dns: list[str], dns_search: list[str], dns_options: list[str],
@@ -243,20 +265,20 @@ class NetworkService:
             return self._info(sandbox)
         network = self._network_for_mode(mode)
         sandbox = _Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
-        if network.name == HOST:
+        bridge = self._bridges.get(network.id)
+        if network.driver == "host":
             hosts = etcfiles.host_hosts(extra_hosts)
             resolv = etcfiles.resolv_conf(dns, dns_search, dns_options, host_netns=True)
         else:
             sandbox.netns_path = self._netns_path(container_id)
-            if network.name == BRIDGE:
-                assert self._pool is not None
-                address = self._pool.allocate()
-                sandbox.address = ipaddress.IPv4Interface(f"{address}/{self._pool.subnet.prefixlen}")
+            if bridge is not None:
+                address = bridge.pool.allocate()
+                sandbox.address = ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}")
             hosts = etcfiles.hosts(hostname, domainname, str(sandbox.address.ip) if sandbox.address else None,
                                    extra_hosts)
             resolv = etcfiles.resolv_conf(dns, dns_search, dns_options)
         # The address record (an fsync'd transaction) and the kernel work run side by side.
-        steps = [self._run(self._set_up, sandbox, hosts, resolv, hostname)]
+        steps = [self._run(self._set_up, sandbox, bridge, hosts, resolv, hostname)]
         if sandbox.address is not None:
             steps.append(asyncio.to_thread(self._record_address, network.id, sandbox))
         results = await asyncio.gather(*steps, return_exceptions=True)
@@ -300,10 +322,10 @@ class NetworkService:
             await asyncio.to_thread(self._delete_addresses, rows)
             self._forget_addresses(rows)
 
-    def _set_up(self, sandbox: _Sandbox, hosts: str, resolv: str, hostname: str) -> None:
+    def _set_up(self, sandbox: _Sandbox, bridge: _Bridge | None, hosts: str, resolv: str, hostname: str) -> None:
         """On the worker thread: the /etc files and the namespace with its interfaces."""
         worker = self._worker
-        assert worker is not None
+        assert worker is not None and sandbox.network is not None
         hosts_path, resolv_path, hostname_path = sandbox.files
         assert hosts_path is not None and resolv_path is not None and hostname_path is not None
         hosts_path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,23 +336,22 @@ class NetworkService:
         if path is None:
             return
         netns.remove(path)  # a leftover of a crash between create and release, if any
-        if sandbox.address is None:
+        if bridge is None or sandbox.address is None:
             worker.make_isolated(path)
         else:
-            assert self._pool is not None
-            worker.make_bridged(path, self._bridge_index, self._mtu, sandbox.address, self._pool.gateway,
-                                sandbox.mac)
+            gateway = None if sandbox.network.internal else bridge.pool.gateway
+            worker.make_bridged(path, bridge.index, bridge.mtu, sandbox.address, gateway, sandbox.mac)
 
     def _delete_addresses(self, rows: list[tuple[str, str]]) -> None:
         with self._db.transaction() as cur:
             cur.executemany("DELETE FROM ip_allocs WHERE network_id = ? AND address = ?", rows)
 
     def _forget_addresses(self, rows: list[tuple[str, str]]) -> None:
-        """Return addresses to the in-memory pool (event loop only)."""
-        bridge = self._networks.get(BRIDGE)
+        """Return addresses to the in-memory pools (event loop only)."""
         for network_id, address in rows:
-            if self._pool is not None and bridge is not None and bridge.id == network_id:
-                self._pool.release(ipaddress.IPv4Address(address))
+            bridge = self._bridges.get(network_id)
+            if bridge is not None:
+                bridge.pool.release(ipaddress.IPv4Address(address))
 
     async def release_sandbox(self, container_id: str) -> None:
         """Unpin the namespace (the kernel drops the veth when its last process exits) and free
@@ -378,7 +399,7 @@ class NetworkService:
             return NetworkSettings()
         try:
             network = sandbox.network if sandbox is not None else self._network_for_mode(network_mode)
-        except errdefs.NotFound:
+        except errdefs.DockyardError:
             return NetworkSettings()
         assert network is not None
         entry = ApiEndpointSettings(network_id=network.id)
@@ -402,29 +423,19 @@ class NetworkService:
 
     # ---- network API ---------------------------------------------------------------------------
 
-    def _to_api(self, record: NetworkRecord, with_containers: bool) -> Network:
-        config = [IPAMConfig(subnet=record.subnet, gateway=record.gateway)] if record.subnet else []
-        containers: dict[str, EndpointResource] = {}
-        if with_containers:
-            for sandbox in self._sandboxes.values():
-                if sandbox.network is not None and sandbox.network.id == record.id:
-                    containers[sandbox.container_id] = EndpointResource(
-                        name=sandbox.name, endpoint_id=sandbox.endpoint_id, mac_address=sandbox.mac,
-                        ipv4_address=str(sandbox.address) if sandbox.address else "")
-        return Network(name=record.name, id=record.id, created=record.created, driver=record.driver,
-                       ipam=IPAM(config=config), containers=containers, options=dict(record.options),
-                       labels=dict(record.labels))
+    def _endpoints_on(self, network_id: str) -> dict[str, EndpointResource]:
+        return {s.container_id: EndpointResource(name=s.name, endpoint_id=s.endpoint_id, mac_address=s.mac,
+                                                 ipv4_address=str(s.address) if s.address else "")
+                for s in self._sandboxes.values() if s.network is not None and s.network.id == network_id}
 
     def find(self, ref: str) -> NetworkRecord:
         """By full ID, then name, then unique ID prefix (as dockerd resolves network references)."""
-        records = list(self._networks.values())
-        for record in records:
-            if record.id == ref:
-                return record
-        for record in records:
-            if record.name == ref:
-                return record
-        matches = [r for r in records if ref and r.id.startswith(ref)]
+        candidates = list(self._networks.values())
+        for match in ((r for r in candidates if r.id == ref), (r for r in candidates if r.name == ref)):
+            found = next(match, None)
+            if found is not None:
+                return found
+        matches = [r for r in candidates if ref and r.id.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -432,47 +443,123 @@ class NetworkService:
         raise errdefs.NotFound(f"network {ref} not found")
 
     def inspect(self, ref: str) -> Network:
-        return self._to_api(self.find(ref), with_containers=True)
+        record = self.find(ref)
+        return records.to_api(record, self._endpoints_on(record.id))
 
     def list(self, filters: dict[str, list[str]]) -> list[Network]:
-        known = {"name", "id", "driver", "type", "scope", "label", "dangling"}
+        records.check_filters(filters)
+        in_use = {s.network.id for s in self._sandboxes.values() if s.network is not None}
+        return [records.to_api(r, {}) for r in self._networks.values()
+                if records.matches(r, filters, r.id in in_use)]
+
+    async def create(self, request: CreateRequest) -> CreateResponse:
+        """A user-defined bridge network (IPv4, one subnet)."""
+        name = request.name
+        if not name:
+            raise errdefs.InvalidParameter("network name is required")
+        if not _NAME.match(name):
+            raise errdefs.InvalidParameter(
+                f"invalid network name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        driver = request.driver or "bridge"
+        if driver != "bridge":
+            raise errdefs.NotFound(f"plugin \"{driver}\" not found")
+        if request.enable_ipv6 or request.ingress or request.config_only or \
+                (request.config_from is not None and request.config_from.network):
+            raise errdefs.NotImplementedFeature(
+                "IPv6, ingress and config-only networks are not supported yet by this daemon")
+        ipam_request = request.ipam
+        if ipam_request is not None and ipam_request.driver not in ("", "default"):
+            raise errdefs.NotFound(f"plugin \"{ipam_request.driver}\" not found")
+        configs = (ipam_request.config or []) if ipam_request is not None else []
+        if len(configs) > 1 or any(c.ip_range or c.auxiliary_addresses for c in configs):
+            raise errdefs.NotImplementedFeature(
+                "several subnets, --ip-range and --aux-address are not supported yet by this daemon")
+        options = dict(request.options or {})
+        async with self._admin:
+            if self._by_name(name) is not None:
+                raise errdefs.Conflict(f"network with name {name} already exists")
+            gateway = await self._choose_gateway(configs[0] if configs else None)
+            network_id = secrets.token_hex(32)
+            bridge_name = options.get(records.BRIDGE_NAME_OPTION) or f"br-{network_id[:12]}"
+            if len(bridge_name) > _IFNAME_MAX:
+                raise errdefs.InvalidParameter(f"bridge name {bridge_name!r} is longer than {_IFNAME_MAX} characters")
+            worker = self._worker
+            assert worker is not None
+            if await self._run(worker.bridge_state, bridge_name) is not None:
+                raise errdefs.Conflict(f"a link named {bridge_name} already exists on the host")
+            index = await self._run(worker.create_bridge, bridge_name, gateway)
+            record = NetworkRecord(
+                id=network_id, name=name, driver="bridge", created=_now_rfc3339(), subnet=str(gateway.network),
+                gateway=str(gateway.ip), bridge=bridge_name, bridge_created=True, internal=request.internal,
+                attachable=request.attachable, options=options, labels=dict(request.labels or {}))
+            try:
+                self._save(record)
+            except BaseException:
+                await self._run(worker.delete_link, bridge_name)
+                raise
+            mtu = await self._run(worker.link_mtu, index)
+            self._networks[record.id] = record
+            self._bridges[record.id] = _Bridge(index, mtu, ipam.Pool(gateway.network, gateway.ip))
+        self._events.emit("network", "create", record.id, {"name": name, "type": "bridge"})
+        return CreateResponse(id=record.id)
+
+    async def _choose_gateway(self, config) -> ipaddress.IPv4Interface:
+        used = await self._subnets_in_use()
+        if config is None or not config.subnet:
+            subnet = ipam.pick_subnet(self._config.default_address_pools, used)
+        else:
+            try:
+                subnet = ipaddress.IPv4Network(config.subnet)
+            except ValueError as e:
+                raise errdefs.InvalidParameter(f"invalid subnet {config.subnet}: {e}") from None
+            if any(subnet.overlaps(u) for u in used):
+                raise errdefs.Forbidden("Pool overlaps with other one on this address space")
+        if config is not None and config.gateway:
+            try:
+                gateway = ipaddress.IPv4Address(config.gateway)
+            except ValueError:
+                raise errdefs.InvalidParameter(f"invalid gateway address {config.gateway}") from None
+            if gateway not in subnet:
+                raise errdefs.InvalidParameter(f"no matching subnet for gateway {gateway}")
+        else:
+            gateway = subnet.network_address + 1
+        return ipaddress.IPv4Interface(f"{gateway}/{subnet.prefixlen}")
+
+    async def remove(self, ref: str) -> None:
+        async with self._admin:
+            record = self.find(ref)
+            if record.builtin:
+                raise errdefs.Forbidden(f"{record.name} is a pre-defined network and cannot be removed")
+            if self._endpoints_on(record.id):
+                raise errdefs.Forbidden(
+                    f"error while removing network: network {record.name} id {record.id} has active endpoints")
+            await self._delete(record)
+
+    async def _delete(self, record: NetworkRecord) -> None:
+        if record.bridge_created:
+            assert self._worker is not None
+            await self._run(self._worker.delete_link, record.bridge)
+        with self._db.transaction() as cur:
+            cur.execute("DELETE FROM ip_allocs WHERE network_id = ?", (record.id,))
+            cur.execute("DELETE FROM networks WHERE id = ?", (record.id,))
+        self._networks.pop(record.id, None)
+        self._bridges.pop(record.id, None)
+        self._events.emit("network", "destroy", record.id, {"name": record.name, "type": record.driver})
+
+    async def prune(self, filters: dict[str, list[str]]) -> list[str]:
+        """Remove the user-defined networks no container uses; ``label``/``label!`` filters."""
         for key in filters:
-            if key not in known:
+            if key not in ("label", "label!"):
                 raise errdefs.InvalidParameter(f"invalid filter '{key}'")
-        out = []
-        for record in self._networks.values():
-            if not _matches(record, filters):
-                continue
-            out.append(self._to_api(record, with_containers=False))
-        return out
-
-    async def create(self, body: object) -> object:
-        raise errdefs.NotImplementedFeature("user-defined networks are not supported yet by this daemon")
-
-    def remove(self, ref: str) -> None:
-        record = self.find(ref)
-        raise errdefs.Forbidden(f"{record.name} is a pre-defined network and cannot be removed")
-
-    def prune(self, filters: dict[str, list[str]]) -> list[str]:
-        """Only user-defined networks are ever pruned; there are none yet."""
-        return []
-
-
-def _matches(record: NetworkRecord, filters: dict[str, list[str]]) -> bool:
-    def any_of(key: str, test) -> bool:
-        values = filters.get(key)
-        return not values or any(test(v) for v in values)
-
-    labels = record.labels
-
-    def label_ok(spec: str) -> bool:
-        key, eq, value = spec.partition("=")
-        return key in labels and (not eq or labels[key] == value)
-
-    return (any_of("name", lambda v: v in record.name)
-            and any_of("id", lambda v: record.id.startswith(v))
-            and any_of("driver", lambda v: v == record.driver)
-            and any_of("type", lambda v: v == "builtin")  # every network here is predefined
-            and any_of("scope", lambda v: v == "local")
-            and any_of("dangling", lambda v: v.lower() in ("false", "0"))  # predefined: never dangling
-            and all(label_ok(spec) for spec in filters.get("label", [])))
+        removed = []
+        async with self._admin:
+            for record in list(self._networks.values()):
+                if record.builtin or self._endpoints_on(record.id):
+                    continue
+                if not records.matches(record, {"label": filters.get("label", [])}, False):
+                    continue
+                if any(records.matches(record, {"label": [spec]}, False) for spec in filters.get("label!", [])):
+                    continue
+                await self._delete(record)
+                removed.append(record.name)
+        return removed

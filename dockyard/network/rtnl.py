@@ -110,14 +110,17 @@ class Socket:
         self._request((RTM_NEWLINK, 0, _ifinfo(LOOPBACK_INDEX, up=True)))
 
     def configure_endpoint(self, index: int, iface: ipaddress.IPv4Interface,
-                           gateway: ipaddress.IPv4Address) -> None:
-        """In one datagram: lo up, ``index`` up with its address, the default route via gateway."""
+                           gateway: ipaddress.IPv4Address | None) -> None:
+        """In one datagram: lo up, ``index`` up with its address, the default route via gateway
+        (none when gateway is None)."""
         address = _IFADDR.pack(socket.AF_INET, iface.network.prefixlen, 0, 0, index) + \
             _attr(IFA_LOCAL, iface.ip.packed) + _attr(IFA_ADDRESS, iface.ip.packed) + \
             _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
-        route = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0) + \
-            _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=I", index))
-        self._request((RTM_NEWLINK, 0, _ifinfo(LOOPBACK_INDEX, up=True)),
-                      (RTM_NEWLINK, 0, _ifinfo(index, up=True)),
-                      (RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address),
-                      (RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route))
+        messages = [(RTM_NEWLINK, 0, _ifinfo(LOOPBACK_INDEX, up=True)),
+                    (RTM_NEWLINK, 0, _ifinfo(index, up=True)),
+                    (RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address)]
+        if gateway is not None:
+            route = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0) + \
+                _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=I", index))
+            messages.append((RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route))
+        self._request(*messages)

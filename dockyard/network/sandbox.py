@@ -92,8 +92,9 @@ class NetnsWorker:
             ns.close()
 
     def make_bridged(self, path: Path, bridge_index: int, mtu: int, iface: ipaddress.IPv4Interface,
-                     gateway: ipaddress.IPv4Address, mac: str) -> str:
-        """A namespace whose eth0 is a veth peer on the bridge; returns the host end's name."""
+                     gateway: ipaddress.IPv4Address | None, mac: str) -> str:
+        """A namespace whose eth0 is a veth peer on the bridge; returns the host end's name.
+        No default route when gateway is None (internal networks)."""
         ns = self._new_netns(path)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

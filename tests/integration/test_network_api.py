@@ -1,4 +1,4 @@
-"""The /networks routes over HTTP against a real NetworkService (its own bridge and subnet)."""
+"""The /networks routes over HTTP against a real NetworkService (its own bridges and subnets)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from dockyard.api.app import make_app
 from dockyard.api.routers import networks as networks_router
 from tests.compat.openapi import validate
-from tests.integration.test_network_sandbox import Env, cid, env  # noqa: F401  (fixture)
+from tests.integration.test_network_sandbox import Env, _free_subnet, cid, env  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root")
 
@@ -61,5 +61,24 @@ def test_filters_and_errors(env):
     assert call(env, svc, "GET", "/networks/nosuch") == (404, {"message": "network nosuch not found"})
     assert call(env, svc, "DELETE", "/networks/bridge") == (
         403, {"message": "bridge is a pre-defined network and cannot be removed"})
-    assert call(env, svc, "POST", "/networks/create", {"Name": "mine"})[0] == 501
+    assert call(env, svc, "POST", "/networks/create", {"Name": "x", "Driver": "macvlan"})[0] == 404
     assert call(env, svc, "POST", "/networks/prune") == (200, {"NetworksDeleted": []})
+
+
+def test_create_and_delete_over_http(env):
+    svc = env.service()
+    subnet = str(_free_subnet())
+    body = {"Name": "h" + cid()[:8], "CheckDuplicate": True, "Driver": "bridge", "Scope": "",
+            "EnableIPv6": None, "IPAM": {"Driver": "default", "Config": [{"Subnet": subnet}], "Options": {}},
+            "Internal": False, "Attachable": False, "Ingress": False, "ConfigOnly": False,
+            "ConfigFrom": None, "Options": {}, "Labels": {"k": "v"}}
+    status, created = call(env, svc, "POST", "/networks/create", body)
+    assert status == 201, created
+    validate("post", "/networks/create", 201, created)
+    assert created["Warning"] == "" and len(created["Id"]) == 64
+    status, shown = call(env, svc, "GET", "/networks/" + body["Name"])
+    validate("get", "/networks/{id}", 200, shown)
+    assert shown["IPAM"]["Config"] == [{"Subnet": subnet, "Gateway": subnet.replace(".0/24", ".1")}]
+    assert call(env, svc, "GET", '/networks?filters={"label":["k=v"]}')[1][0]["Id"] == created["Id"]
+    assert call(env, svc, "POST", "/networks/create", body)[0] == 409
+    assert call(env, svc, "DELETE", "/networks/" + created["Id"][:12]) == (204, None)

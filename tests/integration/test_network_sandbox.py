@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import random
 import secrets
@@ -78,6 +79,12 @@ class Env:
         return self.run(svc.create_sandbox(cid, mode, **args))
 
     def cleanup(self) -> None:
+        bridges = {self.bridge}
+        try:  # user-defined networks the test made
+            bridges |= {json.loads(doc).get("bridge") or self.bridge
+                        for (doc,) in self.db.query("SELECT doc FROM networks")}
+        except Exception:
+            pass
         for svc in self.services:
             try:
                 self.run(svc.stop())
@@ -88,7 +95,8 @@ class Env:
             for path in netns_dir.iterdir():
                 netns.remove(path)
             subprocess.run(["umount", "-l", str(netns_dir)], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        for bridge in bridges:
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         self.loop.close()
         self.db.close()
         shutil.rmtree(self.root, ignore_errors=True)

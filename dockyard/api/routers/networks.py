@@ -9,15 +9,15 @@ from aiohttp import web
 from dockyard import errdefs
 from dockyard.api.app import json_response, read_json
 from dockyard.api.routers.system import parse_filters
-from dockyard.apitypes.network import Network
+from dockyard.apitypes.network import CreateRequest, CreateResponse, Network
 
 
 class NetworksBackend(Protocol):
     def list(self, filters: dict[str, list[str]]) -> list[Network]: ...
     def inspect(self, ref: str) -> Network: ...
-    async def create(self, body: object) -> object: ...
-    def remove(self, ref: str) -> None: ...
-    def prune(self, filters: dict[str, list[str]]) -> list[str]: ...
+    async def create(self, request: CreateRequest) -> CreateResponse: ...
+    async def remove(self, ref: str) -> None: ...
+    async def prune(self, filters: dict[str, list[str]]) -> list[str]: ...
 
 
 def setup(app: web.Application, backend: NetworksBackend) -> None:
@@ -28,14 +28,15 @@ def setup(app: web.Application, backend: NetworksBackend) -> None:
         return json_response(backend.inspect(request.match_info["id"]))
 
     async def create_network(request: web.Request) -> web.Response:
-        return json_response(await backend.create(await read_json(request, default={})), status=201)
+        body = await read_json(request, CreateRequest, default=CreateRequest())
+        return json_response(await backend.create(body), status=201)
 
     async def remove_network(request: web.Request) -> web.Response:
-        backend.remove(request.match_info["id"])
+        await backend.remove(request.match_info["id"])
         return web.Response(status=204)
 
     async def prune_networks(request: web.Request) -> web.Response:
-        deleted = backend.prune(parse_filters(request.query.get("filters")))
+        deleted = await backend.prune(parse_filters(request.query.get("filters")))
         return json_response({"NetworksDeleted": deleted})
 
     async def connect_or_disconnect(request: web.Request) -> web.Response:

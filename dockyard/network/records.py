@@ -1,0 +1,91 @@
+"""What the daemon stores about a network, and how Docker shows it.
+
+A ``NetworkRecord`` is the ``doc`` column of the ``networks`` table. ``to_api`` renders it as
+Docker's Network object; ``matches`` applies ``GET /networks`` filters.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from dockyard import errdefs
+from dockyard.apitypes.network import IPAM, EndpointResource, IPAMConfig, Network
+
+PREDEFINED = ("bridge", "host", "none")
+DRIVER_OF_PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+MTU_OPTION = "com.docker.network.driver.mtu"
+
+
+class NetworkRecord(msgspec.Struct):
+    id: str
+    name: str
+    driver: str  # "bridge", "host", "null"
+    created: str
+    subnet: str = ""  # "172.30.0.0/16"; empty for host and null
+    gateway: str = ""  # address only, e.g. "172.30.0.1"
+    bridge: str = ""  # kernel link name (bridge driver)
+    bridge_created: bool = False  # True: this daemon made the link and may delete it
+    internal: bool = False  # no default route out of the network
+    attachable: bool = False
+    options: dict[str, str] = {}
+    labels: dict[str, str] = {}
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in PREDEFINED
+
+
+def default_bridge_options(bridge: str, mtu: int) -> dict[str, str]:
+    return {
+        "com.docker.network.bridge.default_bridge": "true",
+        "com.docker.network.bridge.enable_icc": "true",
+        "com.docker.network.bridge.enable_ip_masquerade": "true",
+        "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+        BRIDGE_NAME_OPTION: bridge,
+        MTU_OPTION: str(mtu),
+    }
+
+
+def to_api(record: NetworkRecord, containers: dict[str, EndpointResource]) -> Network:
+    config = [IPAMConfig(subnet=record.subnet, gateway=record.gateway)] if record.subnet else []
+    return Network(name=record.name, id=record.id, created=record.created, driver=record.driver,
+                   ipam=IPAM(config=config), internal=record.internal, attachable=record.attachable,
+                   containers=containers, options=dict(record.options), labels=dict(record.labels))
+
+
+FILTERS = ("name", "id", "driver", "type", "scope", "label", "dangling")
+
+
+def check_filters(filters: dict[str, list[str]]) -> None:
+    for key, values in filters.items():
+        if key not in FILTERS:
+            raise errdefs.InvalidParameter(f"invalid filter '{key}'")
+        if key == "type":
+            for value in values:
+                if value not in ("custom", "builtin"):
+                    raise errdefs.InvalidParameter(f"invalid filter: 'type'='{value}'")
+
+
+def matches(record: NetworkRecord, filters: dict[str, list[str]], in_use: bool) -> bool:
+    """Docker's semantics: name is a substring, id a prefix, label ``key`` or ``key=value``,
+    dangling=true keeps user-defined networks without containers."""
+    def any_of(key: str, test) -> bool:
+        values = filters.get(key)
+        return not values or any(test(v) for v in values)
+
+    def label_ok(spec: str) -> bool:
+        key, eq, value = spec.partition("=")
+        return key in record.labels and (not eq or record.labels[key] == value)
+
+    def dangling_ok(value: str) -> bool:
+        dangling = not record.builtin and not in_use
+        return dangling == (value.lower() in ("true", "1"))
+
+    return (any_of("name", lambda v: v in record.name)
+            and any_of("id", lambda v: record.id.startswith(v))
+            and any_of("driver", lambda v: v == record.driver)
+            and any_of("type", lambda v: (v == "builtin") == record.builtin)
+            and any_of("scope", lambda v: v == "local")
+            and any_of("dangling", dangling_ok)
+            and all(label_ok(spec) for spec in filters.get("label", [])))
