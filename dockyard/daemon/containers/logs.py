@@ -1,6 +1,6 @@
 """``docker logs`` (and attach's ``logs=1``) from the json-file log the shim writes.
 
-Reading and following the file is ``dockyard.shim.jsonlog``'s job; this module
+Reading and following the file is ``dockyard.shim.jsonlog_reader``'s job; this module
 turns the API's options into its arguments and records into (stream, bytes).
 """
 
@@ -12,7 +12,7 @@ from typing import AsyncIterator, Callable
 
 from dockyard import errdefs
 from dockyard.daemon.containers.record import ContainerRecord
-from dockyard.shim import jsonlog
+from dockyard.shim import jsonlog_reader as jsonlog
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,20 @@ def _tail(value: str) -> int | None:
     raise errdefs.InvalidParameter(f"invalid value for tail: {value!r}")
 
 
-async def read(rec: ContainerRecord, options: LogOptions,
-               stopped: Callable[[], bool]) -> AsyncIterator[tuple[int, bytes]]:
-    """(1 stdout | 2 stderr, line) oldest first; with ``follow`` until ``stopped()`` and drained."""
+def read(rec: ContainerRecord, options: LogOptions,
+         stopped: Callable[[], bool]) -> AsyncIterator[tuple[int, bytes]]:
+    """(1 stdout | 2 stderr, line) oldest first; with ``follow`` until ``stopped()`` and drained.
+    Bad options raise here, before the caller has sent anything."""
     since = _time_ns(options.since) or 0
     until = _time_ns(options.until)
+    tail = _tail(options.tail)
     max_files = int((rec.host_config.log_config.config or {}).get("max-file", "1"))
-    path = Path(rec.log_path)
-    records, position = jsonlog.read_logs(path, max_files, since_ns=since, until_ns=until,
-                                          tail=_tail(options.tail))
+    return _records(Path(rec.log_path), max_files, options, since, until, tail, stopped)
+
+
+async def _records(path: Path, max_files: int, options: LogOptions, since: int, until: int | None,
+                   tail: int | None, stopped: Callable[[], bool]) -> AsyncIterator[tuple[int, bytes]]:
+    records, position = jsonlog.read_logs(path, max_files, since_ns=since, until_ns=until, tail=tail)
 
     def frame(r: jsonlog.LogRecord) -> tuple[int, bytes] | None:
         stream = 2 if r.stream == "stderr" else 1
