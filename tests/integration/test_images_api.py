@@ -8,11 +8,9 @@ import json
 import shutil
 import tarfile
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dockyard.api.app import make_app

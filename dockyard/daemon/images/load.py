@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from dockyard.daemon.images.service import ImageService
 
 
-def load(service: ImageService, archive: IO[bytes], quiet: bool) -> list[api.ProgressMessage]:
+def load(service: ImageService, archive: IO[bytes]) -> list[api.ProgressMessage]:
     """Returns the lines Docker streams back (``Loaded image: busybox:latest``)."""
     found = read_archive(archive)
     images = [NewImage(config=image.config, layers=[layer.open for layer in image.layers], names=image.names)

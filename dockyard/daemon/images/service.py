@@ -16,6 +16,7 @@ from dockyard.apitypes import image as api
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.images import (commit, export, history, importer, inspect, listing, load, pull,
                                     remove, save, tag)
+from dockyard.daemon.images.references import familiar
 from dockyard.daemon.images.resolve import resolve
 from dockyard.daemon.images.store import ImageRecord, ImageStore
 from dockyard.daemon.interfaces import ContainerUsage, EventSink, ImageInfo
@@ -48,7 +49,6 @@ class ImageService:
         return self.info(resolve(self.store, ref))
 
     def info(self, record: ImageRecord) -> ImageInfo:
-        from dockyard.daemon.images.references import familiar
         return ImageInfo(id=record.id, config=spec.container_config_dict(record.config.config),
                          top_chain_id=record.top_chain_id,
                          repo_tags=[familiar(r) for r in self.store.refs_of(record.id)])
@@ -70,7 +70,7 @@ class ImageService:
 
     # ---- the images API --------------------------------------------------------------
     def list(self, all: bool = False, filters: dict[str, list[str]] | None = None,
-             shared_size: bool = False, digests: bool = True) -> list[api.ImageSummary]:
+             shared_size: bool = False) -> list[api.ImageSummary]:
         return listing.list_images(self, all, filters or {}, shared_size)
 
     def count(self) -> int:
@@ -94,8 +94,9 @@ class ImageService:
     def prune(self, filters: dict[str, list[str]] | None = None) -> api.PruneReport:
         return remove.prune(self, filters or {})
 
-    def load(self, archive: IO[bytes], quiet: bool = False) -> list[api.ProgressMessage]:
-        return load.load(self, archive, quiet)
+    def load(self, archive: IO[bytes]) -> list[api.ProgressMessage]:
+        """The archive must be seekable (the router spools the upload)."""
+        return load.load(self, archive)
 
     def save(self, refs: list[str]) -> Iterator[bytes]:
         return save.save(self, refs)

@@ -95,9 +95,6 @@ class ImageStore:
     def children(self, image_id: str) -> list[str]:
         return [r[0] for r in self.db.query("SELECT id FROM images WHERE parent = ?", (image_id,))]
 
-    def top_chain_users(self, chain_id: str) -> int:
-        return self.db.query("SELECT COUNT(*) FROM images WHERE top_chain_id = ?", (chain_id,))[0][0]
-
     # ---- writes (inside a caller's transaction) -------------------------------------
     @staticmethod
     def insert(cur: sqlite3.Cursor, image_id: str, config: bytes, top_chain_id: str | None, size: int,
