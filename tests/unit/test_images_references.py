@@ -147,3 +147,21 @@ def test_blob_digest_checked():
     with pytest.raises(errdefs.InvalidParameter, match="does not match"):
         archive_read.read_archive(_tar({"index.json": spec.encode(spec.Index(manifests=[
             spec.Descriptor(spec.OCI_MANIFEST, "sha256:" + "1" * 64, len(bad))])), "blobs/sha256/" + "1" * 64: bad}))
+
+
+def test_docker25_legacy_paths_are_symlinks_into_blobs():
+    """Docker 25+ archives: ``<id>/layer.tar`` is a symlink to ``../blobs/sha256/<diff>``."""
+    import hashlib
+    layer = _tar({"hello": b"hi"}).getvalue()
+    diff = hashlib.sha256(layer).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff]}}).encode()
+    chex = hashlib.sha256(config).hexdigest()
+    manifest = json.dumps([{"Config": f"blobs/sha256/{chex}", "RepoTags": ["x:1"],
+                            "Layers": [f"{'a' * 64}/layer.tar"]}]).encode()
+    archive = _tar({"manifest.json": manifest, f"blobs/sha256/{chex}": config, f"blobs/sha256/{diff}": layer},
+                   {f"{'a' * 64}/layer.tar": f"../blobs/sha256/{diff}"})
+    image = archive_read.read_archive(archive)[0]
+    assert image.id == "sha256:" + chex
+    reader = image.layers[0].open()
+    assert reader.read() == layer and reader.read() == b""
