@@ -139,6 +139,14 @@ def test_compressed_layers(dest, compress):
     assert (dest / "f").read_bytes() == b"compressed " * 1000
 
 
+def test_multi_member_gzip(dest):
+    plain = make_tar(entry("a", data=b"A" * 3000), entry("b", data=b"B" * 3000))
+    packed = gzip.compress(plain[:1536]) + gzip.compress(plain[1536:])  # as pigz may write
+    result = extract(packed, dest)
+    assert result.diff_id == "sha256:" + hashlib.sha256(plain).hexdigest()
+    assert (dest / "b").read_bytes() == b"B" * 3000
+
+
 def test_corrupt_input_is_invalid_parameter(dest):
     with pytest.raises(errdefs.InvalidParameter):
         extract(gzip.compress(make_tar(entry("f", data=b"x" * 5000)))[:-40], dest)
