@@ -74,7 +74,7 @@ class SandboxInfo:
     """What the container's spec needs from networking."""
     netns_path: str | None  # None: share the host's net namespace (host mode)
     endpoints: list[EndpointSettings] = field(default_factory=list)
-    hosts_path: Path | None = None  # files to bind into /etc (absent in container:<id> mode: share peer's)
+    hosts_path: Path | None = None  # files to bind into /etc (container:<id> mode: the peer's files)
     resolv_conf_path: Path | None = None
     hostname_path: Path | None = None
 
@@ -82,9 +82,12 @@ class SandboxInfo:
 class NetworkAttacher(Protocol):
     async def create_sandbox(self, container_id: str, mode: str, hostname: str, domainname: str,
                              dns: list[str], dns_search: list[str], dns_options: list[str],
-                             extra_hosts: list[str], data_dir: Path) -> SandboxInfo:
-        """Make the container's network namespace (mode: bridge|none|host|container:<id>|<network name>)
-        with its interfaces up, and its /etc/hosts, resolv.conf and hostname files in data_dir."""
+                             extra_hosts: list[str], data_dir: Path, peer_netns: str | None = None,
+                             container_name: str = "") -> SandboxInfo:
+        """Make the container's network namespace (mode: bridge|none|host|container:<full id>|<network
+        name or ID>) with its interfaces up, and its /etc/hosts, resolv.conf and hostname files in
+        data_dir. container_name is what ``docker network inspect`` shows for the endpoint;
+        peer_netns overrides the namespace found for a container:<id> peer."""
 
     async def release_sandbox(self, container_id: str) -> None:
         """Tear down the namespace and free addresses; idempotent, never slow (no synchronous veth delete)."""
