@@ -8,7 +8,28 @@ from __future__ import annotations
 
 import msgspec
 
-from dockyard.oci.image_spec import ContainerConfig
+from dockyard.oci.image_spec import ContainerConfig, HealthConfig
+
+
+class ImageConfig(msgspec.Struct, rename="pascal", omit_defaults=True):
+    """ImageInspect.Config from API 1.50 on: the OCI image config fields only (Docker 28)."""
+    user: str | None = None
+    exposed_ports: dict[str, dict] | None = None
+    env: list[str] | None = None
+    cmd: list[str] | None = None
+    healthcheck: HealthConfig | None = None
+    args_escaped: bool | None = None
+    volumes: dict[str, dict] | None = None
+    working_dir: str | None = None
+    entrypoint: list[str] | None = None
+    on_build: list[str] | None = None
+    labels: dict[str, str] | None = None
+    stop_signal: str | None = None
+    shell: list[str] | None = None
+
+    @classmethod
+    def of(cls, config: ContainerConfig) -> ImageConfig:
+        return cls(**{f: getattr(config, f) for f in cls.__struct_fields__})
 
 
 class ImageSummary(msgspec.Struct, rename="pascal"):
@@ -46,7 +67,7 @@ class ImageInspect(msgspec.Struct, rename="pascal", omit_defaults=True):
     created: str | None  # RFC 3339 with nanoseconds, as in the config
     docker_version: str
     author: str
-    config: ContainerConfig
+    config: ContainerConfig | ImageConfig  # ImageConfig from API 1.50 on; before, the container config
     architecture: str
     os: str
     size: int

@@ -51,7 +51,12 @@ def test_load_list_inspect_history_tag_delete(h):
         resp = await client.post("/v1.50/images/busybox/tag", params={"repo": "localhost:5000/a/b", "tag": "t"})
         assert resp.status == 201
         resp = await client.get("/v1.50/images/localhost:5000/a/b:t/json")
-        assert resp.status == 200 and (await resp.json())["Id"] == BUSYBOX_ID
+        body = await resp.json()
+        assert resp.status == 200 and body["Id"] == BUSYBOX_ID
+        assert body["Config"] == {"User": "", "Env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"], "WorkingDir": ""}
+        resp = await client.get("/v1.41/images/busybox/json")
+        assert (await resp.json())["Config"]["Hostname"] == ""  # the container config, as API < 1.50 had
         resp = await client.get("/images/localhost:5000/a/b:t/history")
         assert (await resp.json())[0]["Tags"] == ["busybox:latest", "localhost:5000/a/b:t"]
         resp = await client.delete("/v1.50/images/localhost:5000/a/b:t")

@@ -16,9 +16,11 @@ import msgspec
 from aiohttp import web
 
 from dockyard import errdefs
+from dockyard.api import versions
 from dockyard.api.app import json_response, read_json
 from dockyard.api.routers.system import parse_filters
 from dockyard.apitypes import image as api
+from dockyard.oci.image_spec import ContainerConfig
 
 _SPOOL_IN_MEMORY = 8 << 20  # uploads larger than this go to disk
 _BATCH = 1 << 20  # bytes handed from the worker thread to the event loop at a time
@@ -96,7 +98,10 @@ def setup(app: web.Application, backend: ImagesBackend) -> None:
             shared_size=query_bool(request, "shared-size")))
 
     async def inspect_image(request: web.Request) -> web.Response:
-        return json_response(backend.inspect(request.match_info["name"]))
+        body = backend.inspect(request.match_info["name"])
+        if versions.at_least(request["api_version"], "1.50") and isinstance(body.config, ContainerConfig):
+            body.config = api.ImageConfig.of(body.config)  # Docker 28: OCI fields only from 1.50
+        return json_response(body)
 
     async def image_history(request: web.Request) -> web.Response:
         return json_response(backend.history(request.match_info["name"]))
