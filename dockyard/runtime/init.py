@@ -19,9 +19,10 @@ Handshake (runc's sync + exec.fifo, in typed messages):
                                                         init exits 1
  =====  ==============  =============================  =============================
 
-Order of the setup mirrors runc: signals reset and a new session; cgroup join
-(before the cgroup namespace is unshared, so the namespace root is the
-container's cgroup); namespaces (join by path, else unshare); mounts and
+Order of the setup mirrors runc: signals reset and a new session; namespaces
+(join by path, else unshare) except cgroup, while the caller moves the init
+into its cgroup (pipe ``cgroup_joined_fd``: one byte 1); then the cgroup
+namespace (so its root is the container's cgroup); mounts and
 pivot_root; terminal; hostname; sysctls, read-only and masked paths; oom
 score and rlimits; seccomp (unless no_new_privileges, then it goes last);
 bounding set; executable lookup; ready. After start: user switch, capability
@@ -30,6 +31,7 @@ sets, cwd, no_new_privileges, seccomp, exec.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -41,7 +43,6 @@ import msgspec
 from dockyard.oci.runtime_spec import Spec
 from dockyard.runtime import caps, console, credentials, rootfs
 from dockyard.runtime import syscalls as sc
-from dockyard.runtime.cgroups import Manager
 
 
 class SyncMessage(msgspec.Struct):
@@ -57,7 +58,7 @@ class ExecLookupError(Exception):
 class InitConfig:
     spec: Spec
     rootfs: str
-    cgroup: Manager | None
+    cgroup_joined_fd: int  # the caller writes b"\1" once we are in the container's cgroup
     seccomp_program: bytes | None
     sync_fd: int
     fifo_path: str
@@ -104,12 +105,14 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def _namespaces(spec: Spec) -> None:
+def _namespaces(spec: Spec, cgroup: bool) -> None:
+    """Join (by path) or unshare the spec's namespaces: all but cgroup when ``cgroup`` is false,
+    only the cgroup namespace when it is true (that one must wait until we are in our cgroup)."""
     joins: list[tuple[int, int, str]] = []
     flags = 0
     for ns in spec.linux.namespaces:
-        if ns.type == "pid":
-            continue  # the caller placed us in it before fork
+        if ns.type == "pid" or (ns.type == "cgroup") != cgroup:
+            continue  # pid: the caller placed us in it before fork
         if ns.type not in sc.NAMESPACE_FLAGS:
             raise OSError(0, f"unknown namespace type {ns.type!r}")
         if ns.type == "user":
@@ -142,9 +145,13 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
         for target, fd in enumerate(cfg.stdio):
             os.dup2(fd, target, inheritable=True)
     sc.cloexec_from(3)
-    if cfg.cgroup is not None:
-        cfg.cgroup.add(0)
-    _namespaces(spec)
+    _namespaces(spec, cgroup=False)
+    # the caller moves us into our cgroup meanwhile (a v1 migration waits for an RCU grace period,
+    # milliseconds better spent unsharing in parallel); wait for that before the cgroup namespace
+    if os.read(cfg.cgroup_joined_fd, 1) != b"\1":
+        raise OSError(0, "the runtime could not place the container in its cgroup")
+    os.close(cfg.cgroup_joined_fd)
+    _namespaces(spec, cgroup=True)
     os.umask(0)
     fifo_fd = os.open(cfg.fifo_path, os.O_PATH | os.O_CLOEXEC)
     if _has_ns(spec, "mount"):
@@ -199,6 +206,8 @@ def _after_start(cfg: InitConfig, executable: str) -> None:
 
 def run(cfg: InitConfig) -> None:
     """The child's whole life; never returns."""
+    # a full collection would touch (and so copy) every page inherited from the caller
+    gc.disable()
     fifo_write = -1
     try:
         executable, fifo_fd = _setup(cfg)

@@ -160,6 +160,7 @@ class DockyardRuntime:
         # subreapers still are its parent, as no intermediate process is used.
         sock = console.connect(str(console_socket)) if spec.process.terminal and console_socket else None
         sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
+        joined_read, joined_write = os.pipe2(os.O_CLOEXEC)
         pid_ns = next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
         own_pid_ns = -1
         try:
@@ -178,11 +179,12 @@ class DockyardRuntime:
             pid = os.fork()
             if pid == 0:
                 os.close(sync_read)
+                os.close(joined_write)
                 init.run(
                     init.InitConfig(
                         spec=spec,
                         rootfs=rootfs,
-                        cgroup=cgroup,
+                        cgroup_joined_fd=joined_read,
                         seccomp_program=program,
                         sync_fd=sync_write,
                         fifo_path=fifo,
@@ -196,12 +198,24 @@ class DockyardRuntime:
                 sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
                 os.close(own_pid_ns)
             os.close(sync_write)
+            os.close(joined_read)
             if sock is not None:
                 sock.close()
         try:
+            try:
+                cgroup.add(pid)
+                os.write(joined_write, b"\1")
+            except OSError as err:
+                os.close(joined_write)
+                joined_write = -1
+                os.kill(pid, signal.SIGKILL)
+                _reap_failed(pid)
+                raise errdefs.System(f"put container init in cgroup {cgroup.path}: {err.strerror}") from None
             message = _read_sync(sync_read)
         finally:
             os.close(sync_read)
+            if joined_write >= 0:
+                os.close(joined_write)
         if message is None or message.type != "ready":
             _reap_failed(pid)
             text = message.message if message else "container init exited before it was ready"

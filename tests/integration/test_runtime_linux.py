@@ -98,7 +98,8 @@ class Harness:
                 self.runtime.delete(cid, force=True)
             except errdefs.DockyardError:
                 pass
-        for mountpoint in set(hierarchies().values()):
+        # runc also joins the hybrid host's cgroup2 mount
+        for mountpoint in {*hierarchies().values(), "/sys/fs/cgroup/unified"}:
             path = os.path.join(mountpoint, self.cgroup_parent.lstrip("/"))
             for directory in sorted((d for d, _, _ in os.walk(path)), reverse=True) if os.path.isdir(path) else []:
                 os.rmdir(directory)

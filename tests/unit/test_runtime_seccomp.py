@@ -1,0 +1,113 @@
+"""The seccomp compiler, checked by loading its programs into the real kernel in a child."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import pytest
+
+from dockyard.oci.defaults import DEFAULT_CAPABILITIES
+from dockyard.oci.runtime_spec import Seccomp, SeccompArg, SeccompSyscall
+from dockyard.oci.seccomp_default import default_seccomp
+from dockyard.runtime import seccomp, syscalls
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+SYS_GETPGID = 121
+
+
+def _in_child(program: bytes, probe) -> int:
+    """Install ``program`` in a forked child, run ``probe()`` there; return its int result."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            syscalls.seccomp_filter(program)
+            os.write(write_fd, str(probe()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        result = f.read()
+    os.waitpid(pid, 0)
+    return int(result)
+
+
+def _getpgid_errno(value: int) -> int:
+    ctypes.set_errno(0)
+    _libc.syscall(ctypes.c_long(SYS_GETPGID), ctypes.c_ulong(value))
+    return ctypes.get_errno()
+
+
+def _profile(op: str, value: int, value_two: int = 0) -> bytes:
+    """getpgid fails with errno 77 when the comparison holds; everything else is allowed."""
+    return seccomp.compile_filter(
+        Seccomp(
+            default_action="SCMP_ACT_ALLOW",
+            architectures=["SCMP_ARCH_X86_64"],
+            syscalls=[
+                SeccompSyscall(
+                    names=["getpgid"],
+                    action="SCMP_ACT_ERRNO",
+                    errno_ret=77,
+                    args=[SeccompArg(index=0, value=value, value_two=value_two, op=op)],
+                )
+            ],
+        )
+    )
+
+
+BIG = (5 << 32) | 7  # exercises the high word
+
+
+@pytest.mark.parametrize(
+    "op,value,value_two,hits,misses",
+    [
+        ("SCMP_CMP_EQ", BIG, 0, [BIG], [7, 5 << 32, BIG + 1]),
+        ("SCMP_CMP_NE", BIG, 0, [7, BIG + 1], [BIG]),
+        ("SCMP_CMP_MASKED_EQ", 0x7E020000, 0, [0x11, 1 << 40], [0x10000000, 0x20000000 | 0x11]),
+        ("SCMP_CMP_GT", BIG, 0, [BIG + 1, 6 << 32], [BIG, 7, (4 << 32) | 0xFFFFFFFF]),
+        ("SCMP_CMP_GE", BIG, 0, [BIG, 6 << 32], [BIG - 1, 8]),
+        ("SCMP_CMP_LT", BIG, 0, [BIG - 1, 9], [BIG, 6 << 32]),
+        ("SCMP_CMP_LE", BIG, 0, [BIG, (4 << 32) | 0xFFFFFFFF], [BIG + 1, 6 << 32]),
+    ],
+)
+def test_argument_comparisons(op, value, value_two, hits, misses):
+    program = _profile(op, value, value_two)
+    for arg in hits:
+        assert _in_child(program, lambda: _getpgid_errno(arg)) == 77, (op, hex(arg))
+    for arg in misses:
+        assert _in_child(program, lambda: _getpgid_errno(arg)) != 77, (op, hex(arg))
+
+
+def test_docker_default_profile_blocks_and_allows():
+    program = seccomp.compile_filter(default_seccomp(DEFAULT_CAPABILITIES))
+
+    def probe():
+        ok = os.getpid() > 0 and os.getcwd() is not None
+        blocked = []
+        for flags in (syscalls.CLONE_NEWUSER, syscalls.CLONE_NEWNS):
+            try:
+                syscalls.unshare(flags)
+            except OSError as err:
+                blocked.append(err.errno)
+        _libc.personality.argtypes = [ctypes.c_ulong]
+        persona_query = _libc.personality(0xFFFFFFFF)
+        return int(ok) * 1000 + len(blocked) * 100 + (1 if persona_query >= 0 else 0)
+
+    assert _in_child(program, probe) == 1201
+
+
+def test_unknown_names_are_skipped_and_bad_input_rejected():
+    program = seccomp.compile_filter(
+        Seccomp(default_action="SCMP_ACT_ERRNO", syscalls=[SeccompSyscall(names=["no_such_call", "chown32"], action="SCMP_ACT_ALLOW")])
+    )
+    assert len(program) % 8 == 0
+    from dockyard.errdefs import InvalidParameter
+
+    with pytest.raises(InvalidParameter):
+        seccomp.compile_filter(Seccomp(default_action="SCMP_ACT_BOGUS"))
+    with pytest.raises(InvalidParameter):
+        seccomp.compile_filter(Seccomp(default_action="SCMP_ACT_ALLOW", architectures=["SCMP_ARCH_AARCH64"]))
