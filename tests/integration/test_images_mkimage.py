@@ -53,3 +53,41 @@ def test_busybox_archive_is_stable_and_loads(h):
 def test_refuses_terminal_and_bad_names(capsys):
     assert mkimage.main(["busybox", "-t", "Bad", "-o", "/dev/null"]) == 1
     assert "must be lowercase" in capsys.readouterr().err
+
+
+def test_load_into_a_running_daemon(h):
+    """``--load`` posts the archive to the daemon's unix socket."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from dockyard.api.app import make_app
+    from dockyard.api.routers import images as images_router
+
+    socket_path = h.root / "api.sock"
+    started = threading.Event()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app(lambda app: images_router.setup(app, h.service)))
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.UnixSite(runner, str(socket_path)).start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        assert started.wait(10)
+        out = subprocess.run([sys.executable, "-m", "dockyard.cmd.mkimage", "busybox", "--load",
+                              "-H", f"unix://{socket_path}"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "Loaded image: busybox:latest\n"
+        assert h.service.resolve("busybox").config["Cmd"] == ["sh"]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
