@@ -51,10 +51,21 @@ def prepare_dir(netns_dir: Path) -> None:
     namespace is not pinned by a stale copy of its bind mount.
     """
     netns_dir.mkdir(parents=True, exist_ok=True)
-    path = str(netns_dir)
-    if not os.path.ismount(path):
+    path = os.path.realpath(netns_dir)
+    if not _is_mount_point(path):
         _mount(path, path, MS_BIND | MS_REC)
     _mount("none", path, MS_SHARED | MS_REC)
+
+
+def _is_mount_point(path: str) -> bool:
+    """From mountinfo: a bind mount of a directory onto itself has the same st_dev as its
+    parent, so ``os.path.ismount`` cannot see it."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mount_point = line.split(" ", 5)[4]
+            if mount_point.replace("\\040", " ") == path:
+                return True
+    return False
 
 
 def create_here(path: Path) -> None:

@@ -94,7 +94,8 @@ class Env:
         if netns_dir.exists():
             for path in netns_dir.iterdir():
                 netns.remove(path)
-            subprocess.run(["umount", "-l", str(netns_dir)], capture_output=True)
+            while subprocess.run(["umount", "-l", str(netns_dir)], capture_output=True).returncode == 0:
+                pass
         for bridge in bridges:
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         self.loop.close()
@@ -275,6 +276,8 @@ def test_restart_keeps_live_sandboxes_and_reconciles(env):
 
     again = env.service()
     assert again.inspect("bridge").id == bridge_id
+    mounts = Path("/proc/self/mountinfo").read_text().split("\n")
+    assert sum(line.split(" ")[4] == str(env.config.netns_dir) for line in mounts if line) == 1
     env.run(again.reconcile({live: "web", isolated: "quiet"}))
     assert set(again.endpoint_settings_json(isolated, "none")["Networks"]) == {"none"}
     assert again.endpoint_settings_json(isolated, "none")["SandboxKey"].endswith(isolated[:12])
