@@ -149,15 +149,19 @@ class _Pipeline:
         while not self._stop.is_set():
             try:
                 item = self._src.read(_CHUNK)
-                if item:
-                    self.hash.update(item)
-                    self.size += len(item)
-                    if self._tee is not None:
-                        self._tee.write(item)
             except errdefs.DockyardError as err:
                 item = err
             except Exception as err:  # each decompressor has its own error classes; all mean bad input
                 item = errdefs.InvalidParameter(f"invalid layer data: cannot decompress: {err}")
+            else:
+                if item:
+                    try:
+                        self.hash.update(item)
+                        self.size += len(item)
+                        if self._tee is not None:
+                            self._tee.write(item)
+                    except BaseException as err:  # e.g. the disk is full: the caller re-raises it
+                        item = err
             while not self._stop.is_set():
                 try:
                     self._chunks.put(item, timeout=0.1)
@@ -392,6 +396,8 @@ class _Extractor:
             os.link(target[-1], base, src_dir_fd=target_parent, dst_dir_fd=parent_fd, follow_symlinks=False)
         except FileNotFoundError:
             raise _refuse(entry, f"hardlink target {member.linkname!r} is not in the layer") from None
+        except PermissionError:  # linkat refuses directories
+            raise _refuse(entry, f"hardlink target {member.linkname!r} is a directory") from None
 
     @staticmethod
     def _set_xattrs(member: tarfile.TarInfo, where: int | str) -> None:
@@ -437,19 +443,24 @@ def extract_layer(fileobj: BinaryIO, dest: Path, tee: BinaryIO | None = None) ->
     ContentStore writer, to keep the exact diff). Raises errdefs.InvalidParameter for
     a corrupt tar or an entry escaping ``dest``; on any error ``dest`` is left
     half-filled and the caller removes it."""
-    source = _Pipeline(_decompressed(fileobj), tee)
     extractor = _Extractor(dest)
+    source = _Pipeline(_decompressed(fileobj), tee)
+    member: tarfile.TarInfo | None = None
     try:
         try:
             with tarfile.open(fileobj=source, mode="r|", bufsize=_TAR_BUFSIZE) as tar:  # type: ignore[call-overload]
                 for member in tar:
                     extractor.apply(tar, member)
+                member = None
                 extractor.finish()
             # the end-of-archive blocks and any padding belong to the diff ID too
             while source.read(_CHUNK):
                 pass
         except (tarfile.TarError, EOFError) as err:
             raise errdefs.InvalidParameter(f"invalid layer tar: {err}") from None
+        except OSError as err:  # the kernel or the disk said no (ENOSPC, EPERM on mknod, ...)
+            where = f" at entry {member.name!r}" if member is not None else ""
+            raise errdefs.System(f"failed to extract layer{where}: {err}") from err
     finally:
         source.close()
         extractor.close()

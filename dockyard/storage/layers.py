@@ -155,6 +155,8 @@ class LayerStore:
                     existing = self._find(chain_id)
                     if existing is not None:
                         return existing
+                    if parent_chain_id is not None and not self.exists(parent_chain_id):
+                        raise errdefs.NotFound(f"parent layer {parent_chain_id} was removed meanwhile")
                     blob.commit(expected_digest=result.diff_id)
                     return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
         finally:

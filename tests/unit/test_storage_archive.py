@@ -196,6 +196,7 @@ EVIL = {
         entry("up", tarfile.SYMTYPE, linkname=str(out)),
         entry("hl", tarfile.LNKTYPE, linkname="up/secret")],
     "whiteout-dotdot": lambda out: [entry(".wh..")],
+    "hardlink-to-dir": lambda out: [entry("d/", tarfile.DIRTYPE), entry("hl", tarfile.LNKTYPE, linkname="d")],
 }
 
 
