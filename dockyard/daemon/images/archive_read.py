@@ -22,6 +22,7 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.daemon.images import references
+from dockyard.daemon.images.platforms import host_arch
 from dockyard.oci import image_spec as spec
 
 _SYMLINK_HOPS = 16
@@ -192,10 +193,11 @@ def _pick_manifest(archive: _Archive, desc: spec.Descriptor, depth: int = 0) -> 
     data = archive.read(_blob_path(desc.digest), desc.digest)
     if desc.media_type in spec.INDEX_TYPES:
         index = _decode(data, spec.Index, desc.digest)
+        arch = host_arch()
         candidates = [m for m in index.manifests
-                      if m.platform is None or (m.platform.os == "linux" and m.platform.architecture == "amd64")]
+                      if m.platform is None or (m.platform.os == "linux" and m.platform.architecture == arch)]
         if not candidates:
-            raise errdefs.NotFound("no matching manifest for linux/amd64 in the manifest list entries")
+            raise errdefs.NotFound(f"no matching manifest for linux/{arch} in the manifest list entries")
         return _pick_manifest(archive, candidates[0], depth + 1)
     if desc.media_type not in spec.MANIFEST_TYPES:
         raise _invalid(f"unsupported media type {desc.media_type}")

@@ -7,28 +7,19 @@ the single history entry (``Imported from -`` when none is given).
 
 from __future__ import annotations
 
-import platform as host_platform
 from typing import IO, TYPE_CHECKING
 
 from dockyard import errdefs
 from dockyard.apitypes import image as api
 from dockyard.daemon.images import changes as change_rules
 from dockyard.daemon.images import references
+from dockyard.daemon.images.platforms import host_arch
 from dockyard.daemon.images.register import register_with_new_layer
 from dockyard.daemon.images.store import now_rfc3339
 from dockyard.oci import image_spec as spec
 
 if TYPE_CHECKING:
     from dockyard.daemon.images.service import ImageService
-
-_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
-            "s390x": "s390x", "riscv64": "riscv64"}
-
-
-def host_arch() -> str:
-    machine = host_platform.machine()
-    return _GO_ARCH.get(machine, machine)
-
 
 def import_image(service: ImageService, source: IO[bytes], repo: str, tag_name: str, message: str,
                  changes: list[str], platform: str) -> list[api.ProgressMessage]:
