@@ -21,6 +21,7 @@ from dockyard.oci import image_spec as spec
 if TYPE_CHECKING:
     from dockyard.daemon.images.service import ImageService
 
+
 def import_image(service: ImageService, source: IO[bytes], repo: str, tag_name: str, message: str,
                  changes: list[str], platform: str) -> list[api.ProgressMessage]:
     name = references.parse_repo_tag(repo, tag_name) if repo else None
