@@ -142,8 +142,11 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
     os.setsid()
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if cfg.stdio is not None and not process.terminal:
-        for target, fd in enumerate(cfg.stdio):
+        # via fresh copies, so a source that is itself 0, 1 or 2 is not overwritten before use
+        copies = [os.dup(fd) for fd in cfg.stdio]
+        for target, fd in enumerate(copies):
             os.dup2(fd, target, inheritable=True)
+            os.close(fd)
     sc.cloexec_from(3)
     _namespaces(spec, cgroup=False)
     # the caller moves us into our cgroup meanwhile (a v1 migration waits for an RCU grace period,

@@ -160,7 +160,7 @@ def compile_filter(profile: Seccomp) -> bytes:
 
     asm = _Assembler()
     default_label = asm.ret(default)
-    next_header = default_label
+    bodies: dict[int, int] = {}
     for nr in sorted(rules, reverse=True):
         # rule bodies, last rule first; a failed rule falls through to the next one
         fail = default_label
@@ -175,7 +175,22 @@ def compile_filter(profile: Seccomp) -> bytes:
                 entry = _compare(asm, arg, success, fail)
                 success = entry
             fail = entry
-        next_header = asm.jump(_JEQ_K, nr, fail, next_header)
+        bodies[nr] = fail
+
+    def dispatch(numbers: list[int]) -> int:
+        """A binary search on the syscall number (A holds it), so a call costs ~log2(n)
+        comparisons instead of a walk through hundreds."""
+        if len(numbers) <= 4:
+            target = default_label
+            for nr in reversed(numbers):
+                target = asm.jump(_JEQ_K, nr, bodies[nr], target)
+            return target
+        middle = len(numbers) // 2
+        upper = dispatch(numbers[middle:])
+        lower = dispatch(numbers[:middle])
+        return asm.jump(_JGE_K, numbers[middle], upper, lower)
+
+    next_header = dispatch(sorted(rules))
     # x32 ABI calls share the x86_64 audit arch; they get the default action
     asm.jump(_JGE_K, _X32_SYSCALL_BIT, default_label, next_header)
     load_nr = asm.stmt(_LD_W_ABS, _OFF_NR)
