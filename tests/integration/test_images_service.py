@@ -16,9 +16,10 @@ import pytest
 
 from dockyard import errdefs
 from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.images.archive_read import read_archive
 from dockyard.daemon.images.service import ImageService
 from dockyard.storage.content import ContentStore
-from dockyard.storage.layers import LayerStore
+from dockyard.storage.layers import LayerStore, chain_id_of
 from dockyard.storage.metadata import Database
 from dockyard.storage.snapshotter import OverlaySnapshotter
 
@@ -328,3 +329,20 @@ def test_evil_archives_leave_nothing(h, tmp_path, how):
     assert not (tmp_path.parent / "escaped").exists()
     # the store still works afterwards
     assert h.load("whiteouts-docker-save.tar") == ["Loaded image: fixture/whiteouts:1\n"]
+
+
+def test_recover_releases_layers_of_an_image_never_added(h):
+    h.load("busybox-docker-save.tar")
+    with open(FIXTURES / "whiteouts-oci.tar", "rb") as f:  # as if the daemon died before the image row
+        image = read_archive(f)[0]
+        parent = None
+        for index, layer in enumerate(image.layers):
+            diff_id = msgspec.json.decode(image.config)["rootfs"]["diff_ids"][index]
+            chain = chain_id_of(parent, diff_id)
+            if not h.layers.exists(chain):
+                h.layers.register(layer.open(), parent, expected_diff_id=diff_id)
+            parent = chain
+    assert h.rows("layers") == 5
+    removed = h.service.recover()
+    assert len(removed) == 4 and h.rows("layers") == 1  # busybox's base layer stays
+    assert h.service.resolve("busybox").top_chain_id == h.db.query("SELECT chain_id FROM layers")[0][0]

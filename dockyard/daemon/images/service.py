@@ -44,6 +44,15 @@ class ImageService:
         # a layer that a concurrent load is about to reference.
         self.lock = threading.RLock()
 
+    def recover(self) -> list[str]:
+        """At start-up, before serving: release layers that a load, import or commit registered
+        before the daemon died, without the image row that would have used them."""
+        removed: list[str] = []
+        with self.lock:
+            for chain_id in self.store.orphan_layers():
+                removed.extend(self.layers.release(chain_id))
+        return removed
+
     # ---- ImageLookup (for the container service) ---------------------------------------
     def resolve(self, ref: str) -> ImageInfo:
         return self.info(resolve(self.store, ref))

@@ -95,6 +95,12 @@ class ImageStore:
     def children(self, image_id: str) -> list[str]:
         return [r[0] for r in self.db.query("SELECT id FROM images WHERE parent = ?", (image_id,))]
 
+    def orphan_layers(self) -> list[str]:
+        """Top layers no image uses: left by a load or import that died before its image row."""
+        return [r[0] for r in self.db.query(
+            "SELECT chain_id FROM layers AS l WHERE NOT EXISTS (SELECT 1 FROM images WHERE top_chain_id = l.chain_id)"
+            " AND NOT EXISTS (SELECT 1 FROM layers AS c WHERE c.parent = l.chain_id)")]
+
     # ---- writes (inside a caller's transaction) -------------------------------------
     @staticmethod
     def insert(cur: sqlite3.Cursor, image_id: str, config: bytes, top_chain_id: str | None, size: int,
