@@ -5,6 +5,8 @@ table shows how far each figure is from the physical limit. Timed the same way a
 from __future__ import annotations
 
 import json
+import shutil
+import statistics
 import subprocess
 import tarfile
 import tempfile
@@ -13,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+
+from bench.cases import API_CALLS
 from bench.targets import BUSYBOX_ARCHIVE, DOCKER_CLI, REPO, rand_suffix, remove_tree
 
 PYTHON = str(REPO / ".venv/bin/python")
@@ -22,7 +27,7 @@ PYTHON = str(REPO / ".venv/bin/python")
 class FloorItem:
     name: str
     title: str
-    argv: Callable[[], list[str]]  # called per run: runc needs a fresh container id each time
+    measure: Callable[[], float]  # milliseconds of one run
 
 
 def _time(argv: list[str]) -> float:
@@ -62,20 +67,51 @@ class RuncBundle:
         remove_tree(self.dir)
 
 
-def items(bundle: RuncBundle | None) -> list[FloorItem]:
+def _argv(*argv: str) -> Callable[[], float]:
+    return lambda: _time(list(argv))
+
+
+class PingServer:
+    """docker-py's /_ping against a server that does nothing else: the floor of the API cases."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-ping-"))
+        sock = self.dir / "ping.sock"
+        self.proc = subprocess.Popen([PYTHON, "-m", "bench.pingserver", str(sock)], cwd=REPO)
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.api = docker.APIClient(base_url=f"unix://{sock}", version="1.41", timeout=10)
+
+    def measure(self) -> float:
+        self.api.ping()
+        samples = []
+        for _ in range(API_CALLS):
+            t0 = time.perf_counter()
+            self.api.ping()
+            samples.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(samples)
+
+    def close(self) -> None:
+        self.api.close()
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def items(bundle: RuncBundle | None, ping: PingServer | None) -> list[FloorItem]:
     found = [
-        FloorItem("floor_true", "/bin/true (fork + exec from Python)", lambda: ["/bin/true"]),
+        FloorItem("floor_true", "/bin/true (fork + exec from Python)", _argv("/bin/true")),
         FloorItem("floor_unshare", "unshare mount,uts,ipc,net,pid,cgroup + true",
-                  lambda: ["unshare", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--fork", "/bin/true"]),
-        FloorItem("floor_python_bare", "interpreter start (python -I -S -c pass)",
-                  lambda: [PYTHON, "-I", "-S", "-c", "pass"]),
-        FloorItem("floor_python_site", "interpreter start with site (python -c pass)", lambda: [PYTHON, "-c", "pass"]),
-        FloorItem("floor_docker_cli", "docker CLI start (docker --version)", lambda: [DOCKER_CLI, "--version"]),
+                  _argv("unshare", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--fork", "/bin/true")),
+        FloorItem("floor_python_bare", "interpreter start (python -I -S -c pass)", _argv(PYTHON, "-I", "-S", "-c", "pass")),
+        FloorItem("floor_python_site", "interpreter start with site (python -c pass)", _argv(PYTHON, "-c", "pass")),
+        FloorItem("floor_docker_cli", "docker CLI start (docker --version)", _argv(DOCKER_CLI, "--version")),
     ]
     if bundle is not None:
-        found.insert(2, FloorItem("floor_runc_run", "runc run of the same busybox bundle (true)", bundle.argv))
+        found.insert(2, FloorItem("floor_runc_run", "runc run of the same busybox bundle (true)",
+                                  lambda: _time(bundle.argv())))
+    if ping is not None:
+        found.append(FloorItem("floor_api_ping", f"docker-py /_ping to a bare HTTP server (median of {API_CALLS})",
+                               ping.measure))
     return found
-
-
-def measure(item: FloorItem) -> float:
-    return _time(item.argv())

@@ -34,6 +34,13 @@ def memory_breakdown(target: Target) -> str:
              "PSS KiB   RSS KiB   pid      command"]
     for pid in procs.descendants(target.daemon_pid):
         lines.append(f"{procs.pss_kib(pid):>8}  {procs.rss_kib(pid):>8}  {pid:<7}  {procs.command(pid)}")
+    shims = {cid: procs.supervisors_of(target.api.inspect_container(cid)["State"]["Pid"], target.core_pids)
+             for cid in target.containers}
+    if shims:
+        lines += ["", "# per-container supervisors of the containers running now (detached from the daemon)", ""]
+        for cid, pids in shims.items():
+            lines += [f"{procs.pss_kib(p):>8}  {procs.rss_kib(p):>8}  {p:<7}  [{cid[:12]}] {procs.command(p)}"
+                      for p in pids]
     lines += ["", "# largest mappings of the daemon (PSS KiB)", ""]
     lines += [f"{kib:>8}  {name}" for name, kib in procs.top_mappings(target.daemon_pid)]
     return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ class Row:
     title: str
     unit: str
     cells: dict[str, Cell]  # target name -> cell
+    floor: str = ""  # name of the floor row that bounds this one from below
 
 
 @dataclass
@@ -52,7 +53,7 @@ def references(report: Report) -> list[str]:
 
 def to_json(report: Report) -> dict:
     def row_json(row: Row) -> dict:
-        out = {"name": row.name, "title": row.title, "unit": row.unit, "results": {}}
+        out = {"name": row.name, "title": row.title, "unit": row.unit, "floor": row.floor, "results": {}}
         for target, cell in row.cells.items():
             out["results"][target] = {"values": cell.values, "note": cell.note, **(cell.summary or {})}
         out["ratios"] = {ref: ratio(report, row, ref) for ref in references(report)}
@@ -77,14 +78,17 @@ def cell_text(cell: Cell | None) -> str:
 def to_markdown(report: Report) -> str:
     labels = {t["name"]: t["label"] for t in report.targets}
     names = [t["name"] for t in report.targets]
-    head = ["case", "unit"]
+    floors = {f.name: f.cells["floor"] for f in report.floor}
+    head = ["case", "unit", "floor"]
     for name in names:
         head.append(labels[name])
         if name != "dockyard" and "dockyard" in names:
             head.append(f"ratio vs {name}")
     lines = [f"# Dockyard bench, {report.meta['started']}", "",
              f"{report.meta['runs']} runs after {report.meta['warmup']} warm-up, alternating targets; "
-             f"each cell: median (min–max). Ratio = Dockyard / reference (below 1: Dockyard is faster "
+             f"each cell: median (min–max). Floor: the median of what bounds the case from below "
+             f"(the docker CLI's own start, `runc run` of the same bundle, docker-py against a bare HTTP "
+             f"server; see the floor table). Ratio = Dockyard / reference (below 1: Dockyard is faster "
              f"or smaller). Host: {report.meta['host']}.", ""]
     down = [t for t in report.targets if t["unavailable"]]
     for t in down:
@@ -93,15 +97,18 @@ def to_markdown(report: Report) -> str:
         lines.append("")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report.rows:
-        cols = [row.title, row.unit]
+        floor = floors.get(row.floor)
+        cols = [row.title, row.unit,
+                f"{_fmt(floor.summary['median'])} ({row.floor.removeprefix('floor_')})" if floor and floor.summary else ""]
         for name in names:
             cols.append(cell_text(row.cells.get(name)))
             if name != "dockyard" and "dockyard" in names:
                 r = ratio(report, row, name)
                 cols.append(f"{r:.2f}" if r is not None else "—")
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cols) + " |")
-    lines += ["", "The floor (the machine's own cost for the pieces a container start is made of):", "",
-              "| floor | unit | median (min–max) |", "|---|---|---|"]
+    if report.floor:
+        lines += ["", "The floor (the machine's own cost for the pieces a container start is made of):", "",
+                  "| floor | unit | median (min–max) |", "|---|---|---|"]
     for row in report.floor:
         lines.append(f"| {row.title} | {row.unit} | {cell_text(row.cells.get('floor'))} |")
     return "\n".join(lines) + "\n"
@@ -126,7 +133,7 @@ def plot(report: Report, path: Path) -> str:
             cells = [r.cells.get(t["name"]) for r in rows]
             series[t["label"]] = [c.summary["median"] if c and c.summary else None for c in cells]
         xlabel, title = "median (log scale; ms or MiB as in the table)", "absolute figures"
-    fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) * max(len(series), 1) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.22 * len(rows) * max(len(series), 1) + 1.5))
     height = 0.8 / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):
         ys = [j + i * height for j in range(len(rows))]

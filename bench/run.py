@@ -123,7 +123,7 @@ def run_case(case: cases.Case, live: list[Target], args: argparse.Namespace) -> 
                 t.remove_containers()
             except DAEMON_ERRORS as exc:
                 say(f"  {t.name}: teardown failed: {exc}")
-    rows = [report.Row(m.name, m.title, m.unit, cells[m.name]) for m in case.metrics]
+    rows = [report.Row(m.name, m.title, m.unit, cells[m.name], m.floor) for m in case.metrics]
     for row in rows:
         say("  " + row.title + ": " + ", ".join(f"{n} {report.cell_text(c)}" for n, c in row.cells.items()))
     return rows
@@ -135,20 +135,22 @@ def run_floor(args: argparse.Namespace) -> list[report.Row]:
     except (OSError, subprocess.CalledProcessError) as exc:
         say(f"floor: no runc bundle: {exc}")
         bundle = None
+    ping = floor.PingServer()
     rows = []
     try:
-        for item in floor.items(bundle):
+        for item in floor.items(bundle, ping):
             cell = report.Cell()
             try:
                 for i in range(args.warmup + args.runs):
-                    value = floor.measure(item)
+                    value = item.measure()
                     if i >= args.warmup:
                         cell.values.append(value)
-            except RuntimeError as exc:
+            except DAEMON_ERRORS as exc:
                 cell.note = str(exc)[:300]
             rows.append(report.Row(item.name, item.title, "ms", {"floor": cell}))
             say(f"  {item.title}: {report.cell_text(cell)}")
     finally:
+        ping.close()
         if bundle is not None:
             bundle.close()
     return rows
