@@ -22,7 +22,8 @@ Handshake (runc's sync + exec.fifo, in typed messages):
 Order of the setup mirrors runc: signals reset and a new session; namespaces
 (join by path, else unshare) except cgroup, while the caller moves the init
 into its cgroup (pipe ``cgroup_joined_fd``: one byte 1); then the cgroup
-namespace (so its root is the container's cgroup); mounts and
+namespace (so its root is the container's cgroup), entered as late as possible:
+just before the cgroup filesystem is mounted; mounts and
 pivot_root; terminal; hostname; sysctls, read-only and masked paths; oom
 score and rlimits; seccomp (unless no_new_privileges, then it goes last);
 bounding set; executable lookup; ready. After start: user switch, capability
@@ -149,18 +150,22 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
             os.close(fd)
     sc.cloexec_from(3)
     _namespaces(spec, cgroup=False)
-    # the caller moves us into our cgroup meanwhile (a v1 migration waits for an RCU grace period,
-    # milliseconds better spent unsharing in parallel); wait for that before the cgroup namespace
-    if os.read(cfg.cgroup_joined_fd, 1) != b"\1":
-        raise OSError(0, "the runtime could not place the container in its cgroup")
-    os.close(cfg.cgroup_joined_fd)
-    _namespaces(spec, cgroup=True)
+
+    def enter_cgroup_ns() -> None:
+        # The caller moves us into our cgroup meanwhile (a v1 migration waits for an RCU grace
+        # period: milliseconds better spent on our own setup); the cgroup namespace must wait for it.
+        if os.read(cfg.cgroup_joined_fd, 1) != b"\1":
+            raise OSError(0, "the runtime could not place the container in its cgroup")
+        os.close(cfg.cgroup_joined_fd)
+        _namespaces(spec, cgroup=True)
+
     os.umask(0)
     fifo_fd = os.open(cfg.fifo_path, os.O_PATH | os.O_CLOEXEC)
     if _has_ns(spec, "mount"):
-        rootfs.prepare(spec, cfg.rootfs)
+        rootfs.prepare(spec, cfg.rootfs, enter_cgroup_ns)
         rootfs.pivot(cfg.rootfs)
     else:
+        enter_cgroup_ns()
         os.chroot(cfg.rootfs)
         os.chdir("/")
     if process.terminal:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 
 from dockyard.oci.runtime_spec import Device, Mount, Spec
 from dockyard.runtime import syscalls as sc
@@ -216,13 +217,22 @@ def _dev_symlinks(rootfs: str, spec: Spec) -> None:
             pass
 
 
-def prepare(spec: Spec, rootfs: str) -> None:
-    """Everything before pivot_root: propagation, rootfs bind, mounts, /dev."""
+def prepare(spec: Spec, rootfs: str, enter_cgroup_ns: Callable[[], None]) -> None:
+    """Everything before pivot_root: propagation, rootfs bind, mounts, /dev.
+
+    ``enter_cgroup_ns`` runs once, as late as possible: just before the first cgroup mount
+    (which must see the container's cgroup namespace), else after the other mounts."""
     propagation = PROPAGATION.get(spec.linux.rootfs_propagation or "", sc.MS_SLAVE | sc.MS_REC)
     sc.mount(None, "/", None, propagation)
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+    in_cgroup_ns = False
     for mount in spec.mounts:
+        if mount.type == "cgroup" and not in_cgroup_ns:
+            enter_cgroup_ns()
+            in_cgroup_ns = True
         mount_one(rootfs, mount)
+    if not in_cgroup_ns:
+        enter_cgroup_ns()
     if _needs_dev_setup(spec):
         for device in spec.linux.devices:
             create_device(rootfs, device)
