@@ -359,3 +359,62 @@ def test_runc_same_bundle(runc_h):
     assert "a80425fb" in out and "Seccomp:\t2" in out
     with pytest.raises(errdefs.InvalidParameter, match='exec: "nope": executable file not found in \\$PATH'):
         runc_h.create(runc_h.spec(["nope"]))
+
+
+# --- spec knobs the daemon uses ------------------------------------------------------
+
+
+def test_sysctl_rlimits_groups_nnp_domainname_and_bind_options(h, tmp_path):
+    shared = tmp_path / "vol"
+    shared.mkdir()
+    (shared / "f").write_text("from-host")
+    spec = h.spec(
+        [
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; id -G; grep NoNewPrivs /proc/self/status; "
+            "cat /proc/sys/kernel/domainname; cat /proc/self/oom_score_adj; cat /vol/f; echo; echo x > /vol/g; echo rc=$?",
+        ],
+        user=rs.User(uid=65534, gid=65534, additional_gids=[5, 10]),
+        domainname="example.org",
+    )
+    spec.linux.sysctl = {"net.ipv4.ip_forward": "1"}
+    spec.process.rlimits = [rs.Rlimit(type="RLIMIT_NOFILE", soft=1000, hard=2000)]
+    spec.process.no_new_privileges = True
+    spec.process.oom_score_adj = 500
+    spec.mounts.append(rs.Mount(destination="/vol", type="bind", source=str(shared), options=["rbind", "ro", "rprivate"]))
+    code, out = h.run(spec.process.args, spec)
+    lines = out.split("\n")
+    assert lines[0] == "1" and lines[1] == "1000"
+    assert lines[2].split() == ["65534", "5", "10"]
+    assert lines[3].split() == ["NoNewPrivs:", "1"]
+    assert lines[4] == "example.org" and lines[5] == "500" and lines[6] == "from-host"
+    assert "Read-only file system" in out and "rc=1" in out
+    assert not (shared / "g").exists()
+
+
+def test_join_network_namespace_by_path_and_kill_all(h):
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+    try:
+        netns = f"/proc/{holder.pid}/ns/net"
+        deadline = time.monotonic() + 5
+        while os.readlink(netns) == os.readlink("/proc/self/ns/net") and time.monotonic() < deadline:
+            time.sleep(0.01)  # until unshare has run
+        spec = h.spec(["sh", "-c", "sleep 30 & sleep 30 & readlink /proc/self/ns/net; wait"])
+        spec.linux.namespaces = [ns if ns.type != "network" else rs.Namespace(type="network", path=netns) for ns in spec.linux.namespaces]
+        out_r, out_w = os.pipe()
+        cid, pid = h.create(spec, stdio=(_devnull(), out_w, out_w))
+        os.close(out_w)
+        h.runtime.start(cid)
+        line = b""
+        while not line.endswith(b"\n"):
+            line += os.read(out_r, 100)
+        assert line.decode().strip() == os.readlink(netns)
+        cgroup_pids = __import__("dockyard.runtime.cgroups", fromlist=["manager_for"]).manager_for(spec.linux.cgroups_path).pids()
+        assert len(cgroup_pids) >= 3  # sh and two sleeps (readlink may not be reaped yet)
+        h.runtime.kill(cid, signal.SIGKILL, all_processes=True)
+        assert _wait(pid) == 137
+        os.close(out_r)
+    finally:
+        holder.kill()
+        holder.wait()
