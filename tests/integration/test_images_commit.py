@@ -109,3 +109,18 @@ def test_export_merged_rootfs(h):
     with open("/proc/self/mounts") as f:
         assert "dockyard-export-" not in f.read()
     h.service.remove_rootfs(key)
+
+
+def test_forced_rmi_keeps_layers_of_a_stopped_container(h):
+    key = "d" * 64
+    _container(h, key)
+    h.usage.by_image[BUSYBOX_ID] = [(key, False)]
+    out = msgspec.to_builtins(h.service.remove("busybox", force=True))
+    assert out == [{"Untagged": "busybox:latest"}]  # a used image's last tag: untag only
+    out = msgspec.to_builtins(h.service.remove(BUSYBOX_ID, force=True))
+    assert out == [{"Deleted": BUSYBOX_ID}]  # no layer deleted: the container sits on it
+    assert h.rows("images") == 0 and h.rows("layers") == 1
+    assert h.service.recover() == []  # not an orphan while the snapshot is there
+    h.usage.by_image.clear()
+    h.service.remove_rootfs(key)
+    assert h.rows("layers") == 0 and h.layer_dirs() == []

@@ -66,7 +66,7 @@ def _delete(service: ImageService, image_id: str, force: bool, prune: bool, quie
     """Delete the image (untagging what is left), then its unreferenced layers; returns bytes freed."""
     conflict = _check_conflict(service, image_id, tagged=not force, stopped=not force)
     if conflict is not None:
-        if quiet and (service.store.refs_of(image_id) or conflict.used):
+        if quiet and (service.store.refs_of(image_id) or service.store.children(image_id) or conflict.used):
             return 0  # an untag already happened: that was the job
         raise conflict.error(image_id)
     for name in service.store.refs_of(image_id):
@@ -80,7 +80,10 @@ def _delete(service: ImageService, image_id: str, force: bool, prune: bool, quie
             if record.top_chain_id else {}
         with service.store.db.transaction() as cur:
             service.store.delete_image(cur, image_id)
-        removed = service.layers.release(record.top_chain_id) if record.top_chain_id else []
+        # A forced delete under a stopped container keeps the layers its snapshot sits on;
+        # remove_rootfs releases them with the container.
+        keep = bool(service.containers.containers_using_image(image_id))
+        removed = service.layers.release(record.top_chain_id) if record.top_chain_id and not keep else []
     service.events.emit("image", "delete", image_id, {"name": image_id})
     records.append(api.DeleteResponse(deleted=image_id))
     for chain_id in removed:

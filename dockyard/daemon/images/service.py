@@ -15,7 +15,7 @@ from typing import IO, Any, Iterator
 from dockyard.apitypes import image as api
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.images import (commit, export, history, importer, inspect, listing, load, pull,
-                                    remove, save, tag)
+                                    remove, save, snapshot_usage, tag)
 from dockyard.daemon.images.references import familiar
 from dockyard.daemon.images.resolve import resolve
 from dockyard.daemon.images.store import ImageRecord, ImageStore
@@ -49,8 +49,10 @@ class ImageService:
         before the daemon died, without the image row that would have used them."""
         removed: list[str] = []
         with self.lock:
+            in_use = snapshot_usage.chains_in_use(self.snapshotter, self.store.db)
             for chain_id in self.store.orphan_layers():
-                removed.extend(self.layers.release(chain_id))
+                if chain_id not in in_use:
+                    removed.extend(self.layers.release(chain_id))
         return removed
 
     # ---- ImageLookup (for the container service) ---------------------------------------
@@ -66,7 +68,13 @@ class ImageService:
         return self.snapshotter.prepare(key, image.top_chain_id)
 
     def remove_rootfs(self, key: str) -> None:
+        chain = snapshot_usage.snapshot_chain(self.snapshotter, self.store.db, key)
         self.snapshotter.remove(key)
+        # The image may have been force-removed while this container kept its layers alive.
+        if chain is not None and self.store.is_orphan_layer(chain):
+            with self.lock:
+                if chain not in snapshot_usage.chains_in_use(self.snapshotter, self.store.db):
+                    self.layers.release(chain)
 
     def rootfs_diff(self, key: str) -> Iterator[bytes]:
         return self.snapshotter.diff(key)

@@ -101,6 +101,11 @@ class ImageStore:
             "SELECT chain_id FROM layers AS l WHERE NOT EXISTS (SELECT 1 FROM images WHERE top_chain_id = l.chain_id)"
             " AND NOT EXISTS (SELECT 1 FROM layers AS c WHERE c.parent = l.chain_id)")]
 
+    def is_orphan_layer(self, chain_id: str) -> bool:
+        return not self.db.query(
+            "SELECT 1 FROM images WHERE top_chain_id = ? UNION ALL SELECT 1 FROM layers WHERE parent = ? LIMIT 1",
+            (chain_id, chain_id))
+
     # ---- writes (inside a caller's transaction) -------------------------------------
     @staticmethod
     def insert(cur: sqlite3.Cursor, image_id: str, config: bytes, top_chain_id: str | None, size: int,
