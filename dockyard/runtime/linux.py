@@ -289,7 +289,8 @@ class DockyardRuntime:
         status = self._status(st)
         cgroup = manager_for(st.cgroup_path)
         if status != "stopped":
-            if not force:
+            # a created container is deleted without --force, as runc does: its init never ran user code
+            if not force and status != "created":
                 raise errdefs.Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
             _kill_cgroup(cgroup)
             if state.alive(st):
