@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-PROG = "dockyard"
+from dockyard.cli.context import PROG, Context, StatusError
 
 # command -> (module under dockyard.cli.commands, function stem, short help)
 TOP: dict[str, tuple[str, str, str]] = {
@@ -83,35 +83,6 @@ MANAGEMENT: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
 _GLOBAL_VALUE_FLAGS = {"-H", "--host", "--tlscacert", "--tlscert", "--tlskey", "-l", "--log-level",
                        "--config", "-c", "--context"}
 _GLOBAL_BOOL_FLAGS = {"--tls", "--tlsverify", "-D", "--debug"}
-
-
-class StatusError(Exception):
-    """Exit with ``code``, after printing ``message`` (if any) to stderr."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class Context:
-    """What a command gets: its argv name, the (lazily built) API client, the output streams."""
-
-    def __init__(self, name: str, host: str | None, tls_flags: dict[str, object]) -> None:
-        self.name = name
-        self._host = host
-        self._tls_flags = tls_flags
-        self._client = None
-        self.out = sys.stdout
-        self.err = sys.stderr
-
-    @property
-    def client(self):  # noqa: ANN201 - typed in dockyard.cli.client, imported lazily
-        if self._client is None:
-            from dockyard.cli.client import from_environment
-
-            self._client = from_environment(self._host, self._tls_flags)
-        return self._client
 
 
 def _usage() -> str:
@@ -245,8 +216,7 @@ def run_command(entry: tuple[str, str, str], name: str, args: list[str], host: s
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
-        if ctx._client is not None:
-            ctx._client.close()
+        ctx.close()
 
 
 if __name__ == "__main__":

@@ -324,9 +324,29 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+# API fields that are Go maps: encoding/json writes their keys sorted (struct fields keep their order)
+_MAP_FIELDS = frozenset({"Labels", "Options", "Annotations", "ExposedPorts", "Volumes", "PortBindings", "Ports",
+                         "Networks", "EndpointsConfig", "Sysctls", "Tmpfs", "StorageOpt", "DriverOpts",
+                         "Config", "Runtimes", "Plugins"})
+
+
+def go_maps(value: Any, key: str = "") -> Any:
+    """Decoded API JSON with the Go-map fields' keys sorted, as the docker CLI's typed structs print."""
+    if isinstance(value, dict):
+        items = sorted(value.items()) if key in _MAP_FIELDS and not _is_struct(value) else value.items()
+        return {k: go_maps(v, k) for k, v in items}
+    if isinstance(value, list):
+        return [go_maps(v) for v in value]
+    return value
+
+
+def _is_struct(value: dict[str, Any]) -> bool:
+    # "Config" is a struct in container/image inspect but a map in LogConfig and IPAM entries
+    return any(k in value for k in ("Image", "Cmd", "Env", "Subnet", "Hostname"))
+
+
 def _json(value: Any) -> str:
-    return json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False,
-                      default=to_jsonable)
+    return json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False, default=to_jsonable)
 
 
 def _index(item: Any, *keys: Any) -> Any:

@@ -67,6 +67,7 @@ class FakeState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, dict[str, list[str]], Any]] = []
+        self.raw_paths: list[str] = []
         self.containers: dict[str, FakeContainer] = {}
         self.images: dict[str, FakeImage] = {}
         self.pullable: dict[str, FakeImage] = {}
@@ -208,6 +209,7 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         with state.lock:
             state.requests.append((method, path, query, body))
+            state.raw_paths.append(self.path)
         parts = path.strip("/").split("/")
         name = f"h_{method}_" + "_".join(p if i == 0 or p in _STATIC else "X" for i, p in enumerate(parts))
         handler = getattr(self, name, None)
@@ -304,7 +306,7 @@ class Handler(BaseHTTPRequestHandler):
                     {"status": f"Status: Downloaded newer image for {full}"}):
             self._chunk(json.dumps(msg).encode() + b"\r\n")
         self._end_chunked()
-        st.images[full] = img
+        st.images[_norm(full.removeprefix("docker.io/").removeprefix("library/"))] = img
 
     def h_POST_images_load(self, q: Any, b: Any) -> None:
         self._start_chunked()
@@ -339,6 +341,7 @@ class Handler(BaseHTTPRequestHandler):
                              "container to be able to reuse that name.")
             return
         cid = uuid.uuid4().hex + uuid.uuid4().hex
+        body = dict(body)
         host_config = body.pop("HostConfig", {}) or {}
         cmd = body.get("Cmd") or ["sh"]
         st.containers[cid] = FakeContainer(cid, name, image, cmd, body, host_config, time.time())
@@ -352,6 +355,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def h_GET_containers_json(self, q: Any, b: Any) -> None:
         show_all = self._q(q, "all") in ("1", "true")
+        limit = int(self._q(q, "limit", "0") or 0)
         out = []
         for c in sorted(self.server.state.containers.values(), key=lambda c: -c.created):
             if not show_all and c.status not in ("running", "paused"):
@@ -361,7 +365,7 @@ class Handler(BaseHTTPRequestHandler):
                         "Labels": c.config.get("Labels") or {}, "State": c.status, "Status": _status_text(c),
                         "HostConfig": {"NetworkMode": "bridge"}, "NetworkSettings": {"Networks": {}},
                         "Mounts": []})
-        self._send_json(out)
+        self._send_json(out[:limit] if limit > 0 else out)
 
     def h_GET_containers_X_json(self, q: Any, b: Any, ref: str) -> None:
         c = self._container(ref)

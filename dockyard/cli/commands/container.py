@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from dockyard.cli.client import APIError, Client, filters_arg, path_quote
 from dockyard.cli.formatting import Formatter, ellipsis, go_time_string, human_size, since, truncate_id
-from dockyard.cli.main import PROG, Context, StatusError
+from dockyard.cli.context import PROG, Context, StatusError
 from dockyard.cli.parser import DockyardParser
 
 # ---------------------------------------------------------------------------------------------
@@ -709,12 +709,13 @@ class ContainerRow:
 
     def Size(self) -> str:
         srw = human_size(self._c.get("SizeRw") or 0)
-        virtual = human_size(self._c.get("SizeRootFs") or 0)
-        return f"{srw} (virtual {virtual})"
+        if (self._c.get("SizeRootFs") or 0) > 0:
+            return f"{srw} (virtual {human_size(self._c['SizeRootFs'])})"
+        return srw
 
     def Labels(self) -> str:
         labels = self._c.get("Labels") or {}
-        return ",".join(f"{k}={v}" for k, v in labels.items())
+        return ",".join(sorted(f"{k}={v}" for k, v in labels.items()))
 
     def Label(self, name: str) -> str:
         return (self._c.get("Labels") or {}).get(name, "")
@@ -735,12 +736,12 @@ class ContainerRow:
         nets = (self._c.get("NetworkSettings") or {}).get("Networks") or {}
         return ",".join(sorted(nets))
 
-    def Platform(self) -> str:
-        return ""
+    def Platform(self) -> Any:
+        return self._c.get("ImageManifestDescriptor", {}).get("platform") if self._c.get("ImageManifestDescriptor") else None
 
-    def __json__(self) -> dict[str, str]:
+    def __json__(self) -> dict[str, Any]:
         fields = ["Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts", "Names",
-                  "Networks", "Ports", "RunningFor", "Size", "State", "Status"]
+                  "Networks", "Platform", "Ports", "RunningFor", "Size", "State", "Status"]
         return {f: getattr(self, f)() for f in fields}
 
 

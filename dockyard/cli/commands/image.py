@@ -11,7 +11,7 @@ from dockyard.cli.client import APIError, filters_arg, path_quote
 from dockyard.cli.commands.container import (confirm, familiar, for_each, fully_qualified,
                                              split_reference, write_stream_to)
 from dockyard.cli.formatting import Formatter, ellipsis, go_time_string, human_size, since, truncate_id
-from dockyard.cli.main import Context, StatusError
+from dockyard.cli.context import Context, StatusError
 from dockyard.cli.parser import DockyardParser
 
 

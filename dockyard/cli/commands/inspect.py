@@ -7,9 +7,9 @@ import sys
 from typing import Any, Callable
 
 from dockyard.cli.client import APIError, path_quote
-from dockyard.cli.main import Context, StatusError
+from dockyard.cli.context import Context, StatusError
 from dockyard.cli.parser import DockyardParser
-from dockyard.cli.template import Template
+from dockyard.cli.template import Template, go_maps
 
 
 def inspect_objects(names: list[str], get: Callable[[str], Any], fmt: str) -> int:
@@ -27,7 +27,7 @@ def inspect_objects(names: list[str], get: Callable[[str], Any], fmt: str) -> in
             errors.append(str(e))
             continue
         if template is not None:
-            sys.stdout.write(template.render(obj) + "\n")
+            sys.stdout.write(template.render(go_maps(obj)) + "\n")
         found.append(obj)
     if template is None:
         sys.stdout.write(json.dumps(found, indent=4, ensure_ascii=False) + "\n")

@@ -7,7 +7,7 @@ from typing import Any
 
 from dockyard.cli.client import filters_arg, path_quote
 from dockyard.cli.formatting import Formatter, go_time_string, parse_api_time, truncate_id
-from dockyard.cli.main import Context
+from dockyard.cli.context import Context
 from dockyard.cli.parser import DockyardParser
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from dockyard.cli.client import CLIENT_API_VERSION, APIError, ConnectError, filters_arg
 from dockyard.cli.formatting import Formatter, human_size, parse_api_time, rfc3339_nano_fixed, since
-from dockyard.cli.main import Context, StatusError
+from dockyard.cli.context import Context, StatusError
 from dockyard.cli.parser import DockyardParser
 from dockyard.cli.template import Template
 

@@ -1,0 +1,307 @@
+"""The dockyard CLI end to end against the fake Docker API (tests/unit/test_cli_fake_api.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import pytest
+
+from tests.unit.test_cli_fake_api import FakeServer, fake_api  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def dockyard(server: FakeServer, *args: str, stdin: bytes | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    full_env["DOCKER_HOST"] = server.host  # type: ignore[attr-defined]
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "dockyard.cli.main", *args], input=stdin if stdin is not None else b"",
+                          capture_output=True, env=full_env, timeout=30)
+
+
+def docker(server: FakeServer, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """The real docker CLI (the reference for output formats) against the same fake daemon."""
+    if not shutil.which("docker"):
+        pytest.skip("no docker CLI to compare with")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_HOST"] = server.host  # type: ignore[attr-defined]
+    env["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="dockyard-cli-dockercfg-")
+    try:
+        return subprocess.run(["docker", *args], capture_output=True, env=env, timeout=30)
+    finally:
+        shutil.rmtree(env["DOCKER_CONFIG"])
+
+
+def calls(server: FakeServer) -> list[str]:
+    return [f"{m} {p}" for m, p, _, _ in server.state.requests if p != "/_ping"]
+
+
+@pytest.fixture
+def api(fake_api: FakeServer) -> FakeServer:  # noqa: F811
+    fake_api.state.add_image("busybox:latest")
+    return fake_api
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+def test_run_rm_prints_exactly_the_output(api: FakeServer) -> None:
+    r = dockyard(api, "run", "--rm", "busybox", "echo", "hello")
+    assert (r.stdout, r.stderr, r.returncode) == (b"hello\n", b"", 0)
+    seq = [re.sub(r"/[0-9a-f]{64}/", "/ID/", c) for c in calls(api)]
+    assert seq == ["POST /containers/create", "POST /containers/ID/attach", "POST /containers/ID/wait",
+                   "POST /containers/ID/start"]
+    wait = next(q for m, p, q, _ in api.state.requests if p.endswith("/wait"))
+    assert wait == {"condition": ["removed"]}
+    attach = next(q for m, p, q, _ in api.state.requests if p.endswith("/attach"))
+    assert attach == {"stream": ["1"], "stdout": ["1"], "stderr": ["1"]}
+    assert api.state.containers == {}
+
+
+def test_run_exit_code_and_wait_next_exit(api: FakeServer) -> None:
+    r = dockyard(api, "run", "busybox", "sh", "-c", "exit 3")
+    assert r.returncode == 3
+    wait = next(q for m, p, q, _ in api.state.requests if p.endswith("/wait"))
+    assert wait == {"condition": ["next-exit"]}
+
+
+def test_run_separates_stdout_and_stderr(api: FakeServer) -> None:
+    r = dockyard(api, "run", "--rm", "busybox", "both")
+    assert (r.stdout, r.stderr) == (b"to stdout\n", b"to stderr\n")
+
+
+def test_run_piped_stdin_half_closes(api: FakeServer) -> None:
+    r = dockyard(api, "run", "-i", "--rm", "busybox", "cat", stdin=b"line one\nline two\n")
+    assert (r.stdout, r.returncode) == (b"line one\nline two\n", 0)
+    attach = next(q for m, p, q, _ in api.state.requests if p.endswith("/attach"))
+    assert attach["stdin"] == ["1"]
+
+
+@pytest.mark.parametrize("cmd, code", [("nonexistent", 127), ("/etc", 126)])
+def test_run_start_failure_exit_codes(api: FakeServer, cmd: str, code: int) -> None:
+    r = dockyard(api, "run", "busybox", cmd)
+    assert r.returncode == code
+    assert r.stderr.decode().startswith("dockyard: Error response from daemon: ")
+    assert r.stderr.decode().endswith("\n\nRun 'dockyard run --help' for more information\n")
+
+
+def test_run_missing_image_pull_fails_125(api: FakeServer) -> None:
+    r = dockyard(api, "run", "nothere")
+    assert r.returncode == 125
+    err = r.stderr.decode()
+    assert err.startswith("Unable to find image 'nothere:latest' locally\n")
+    assert "dockyard: Error response from daemon: pull access denied for docker.io/library/nothere" in err
+    pull = next(q for m, p, q, _ in api.state.requests if p == "/images/create")
+    assert pull == {"fromImage": ["docker.io/library/nothere"], "tag": ["latest"]}
+
+
+def test_run_missing_image_is_pulled_then_run(api: FakeServer) -> None:
+    api.state.add_image("docker.io/library/hello:latest", pullable_only=True)
+    r = dockyard(api, "run", "--rm", "hello", "echo", "pulled")
+    assert r.stdout == b"pulled\n"
+    assert r.returncode == 0
+    assert "Unable to find image 'hello:latest' locally" in r.stderr.decode()
+    assert "Status: Downloaded newer image for" in r.stderr.decode()
+
+
+def test_run_detached_prints_id(api: FakeServer) -> None:
+    r = dockyard(api, "run", "-d", "--name", "bg", "busybox", "sleep", "100")
+    assert r.returncode == 0
+    assert re.fullmatch(rb"[0-9a-f]{64}\n", r.stdout)
+    assert "/attach" not in " ".join(calls(api))
+
+
+def test_run_flags_become_the_create_body(api: FakeServer, tmp_path: Any) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=1\n\n")
+    r = dockyard(api, "run", "-d", "-e", "A=1", "--env-file", str(env_file), "-v", "/h:/c:ro", "-v", "/anon",
+                 "-m", "512m", "--cpus", "1.5", "--restart", "on-failure:3", "--ulimit", "nofile=10:20",
+                 "--network", "none", "-p", "127.0.0.1:8080:80/udp", "-l", "k=v", "--init", "--entrypoint", "",
+                 "--log-opt", "max-size=1m", "-w", "/work", "-u", "1000:1000", "-h", "box", "--read-only",
+                 "--privileged", "--cap-add", "NET_ADMIN", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                 "--pids-limit", "64", "--cpu-shares", "512", "--cpuset-cpus", "0", "--memory-swap", "-1",
+                 "--stop-signal", "SIGINT", "--stop-timeout", "3", "--dns", "1.1.1.1", "--add-host", "h:1.2.3.4",
+                 "--runtime", "runc", "--pull", "never", "--rm", "busybox", "sleep", "1")
+    assert r.returncode == 0, r.stderr
+    body = next(b for m, p, q, b in api.state.requests if p == "/containers/create")
+    hc = body["HostConfig"]
+    assert body["Env"] == ["FROM_FILE=1", "A=1"]
+    assert body["Cmd"] == ["sleep", "1"] and body["Entrypoint"] == [""]
+    assert body["Volumes"] == {"/anon": {}} and hc["Binds"] == ["/h:/c:ro"]
+    assert (hc["Memory"], hc["NanoCpus"], hc["MemorySwap"]) == (512 * 1024 * 1024, 1_500_000_000, -1)
+    assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert hc["Ulimits"] == [{"Name": "nofile", "Hard": 20, "Soft": 10}]
+    assert hc["NetworkMode"] == "none"
+    assert hc["PortBindings"] == {"80/udp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    assert body["ExposedPorts"] == {"80/udp": {}}
+    assert body["Labels"] == {"k": "v"} and hc["Init"] is True
+    assert hc["LogConfig"] == {"Type": "", "Config": {"max-size": "1m"}}
+    assert (body["WorkingDir"], body["User"], body["Hostname"]) == ("/work", "1000:1000", "box")
+    assert hc["ReadonlyRootfs"] and hc["Privileged"] and hc["AutoRemove"]
+    assert (hc["CapAdd"], hc["CapDrop"], hc["SecurityOpt"]) == (["NET_ADMIN"], ["ALL"], ["no-new-privileges"])
+    assert (hc["PidsLimit"], hc["CpuShares"], hc["CpusetCpus"]) == (64, 512, "0")
+    assert (body["StopSignal"], body["StopTimeout"]) == ("SIGINT", 3)
+    assert (hc["Dns"], hc["ExtraHosts"], hc["Runtime"]) == (["1.1.1.1"], ["h:1.2.3.4"], "runc")
+    assert (body["AttachStdout"], body["AttachStdin"]) == (False, False)
+
+
+def test_run_bad_flag_value_is_125(api: FakeServer) -> None:
+    r = dockyard(api, "run", "--restart", "sometimes", "busybox")
+    assert r.returncode == 125
+    assert "invalid restart policy" in r.stderr.decode()
+    assert dockyard(api, "run", "--bogus", "busybox").returncode == 125
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+def test_daemon_errors_print_like_docker(api: FakeServer) -> None:
+    r = dockyard(api, "rm", "nope1", "nope2")
+    assert r.returncode == 1
+    assert r.stderr == (b"Error response from daemon: No such container: nope1\n"
+                        b"Error response from daemon: No such container: nope2\n")
+
+
+def test_argument_count_errors(api: FakeServer) -> None:
+    r = dockyard(api, "rm")
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith("dockyard: 'dockyard rm' requires at least 1 argument\n\nUsage:  dockyard rm")
+    r = dockyard(api, "ps", "--bogus")
+    assert r.returncode == 125 and r.stderr.decode().startswith("unknown flag: --bogus\n")
+
+
+def test_cannot_connect(tmp_path: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/none.sock"
+    r = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "ps"], capture_output=True, env=env, timeout=30)
+    assert r.returncode == 1
+    assert r.stderr.decode() == (f"Cannot connect to the Docker daemon at unix://{tmp_path}/none.sock. "
+                                 "Is the docker daemon running?\n")
+
+
+# -- ps / images / inspect / logs -----------------------------------------------------------------
+
+def _container(api: FakeServer, name: str, cmd: list[str], status: str, age: float, **kw: Any) -> None:
+    from tests.unit.test_cli_fake_api import FakeContainer
+
+    now = time.time()
+    cid = (name * 64)[:64].encode().hex()[:64]
+    c = FakeContainer(cid, name, "busybox", cmd, {"Labels": kw.get("labels", {})}, {}, now - age, status=status,
+                      exit_code=kw.get("code", 0), started_at=now - age + 1, finished_at=now - 5)
+    api.state.containers[cid] = c
+
+
+def test_ps_table_matches_docker(api: FakeServer) -> None:
+    _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front"})
+    _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2)
+    r = dockyard(api, "ps", "-a")
+    assert r.returncode == 0
+    lines = r.stdout.decode().splitlines()
+    status_col = 27  # "Exited (2) 5 seconds ago" + 3 columns of padding
+    assert lines[0] == ("CONTAINER ID   IMAGE     COMMAND                  CREATED         "
+                        + "STATUS".ljust(status_col) + "PORTS     NAMES")
+    assert lines[1] == ("776562776562   busybox   \"sleep 1000\"             5 minutes ago   "
+                        + "Up 4 minutes".ljust(status_col) + "          web")
+    assert lines[2] == ("6f6c646f6c64   busybox   \"sh -c while true; d…\"   2 hours ago     "
+                        + "Exited (2) 5 seconds ago".ljust(status_col) + "          old")
+    r = dockyard(api, "ps")
+    assert len(r.stdout.decode().splitlines()) == 2
+    assert dockyard(api, "ps", "-aq").stdout == b"776562776562\n6f6c646f6c64\n"
+    r = dockyard(api, "ps", "-a", "--format", 'table {{.Names}}\\t{{.Label "tier"}}\\t{{.State}}')
+    assert r.stdout.decode() == "NAMES     LABEL     STATE\nweb       front     running\nold                 exited\n"
+    r = dockyard(api, "ps", "--format", "{{json .}}")
+    assert '"Names":"web"' in r.stdout.decode() and '"Status":"Up 4 minutes"' in r.stdout.decode()
+    assert dockyard(api, "ps", "-l", "--format", "{{.Names}}").stdout == b"web\n"
+
+
+def test_images_table(api: FakeServer) -> None:
+    api.state.add_image("alpine:3.19", size=7_380_000, created=int(time.time()) - 40 * 86400)
+    r = dockyard(api, "images")
+    lines = r.stdout.decode().splitlines()
+    assert lines[0] == "REPOSITORY   TAG       IMAGE ID       CREATED       SIZE"
+    assert re.fullmatch(r"busybox      latest    [0-9a-f]{12}   3 days ago    4\.26MB", lines[1])
+    assert re.fullmatch(r"alpine       3\.19      [0-9a-f]{12}   5 weeks ago   7\.38MB", lines[2])
+    r = dockyard(api, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+    assert r.stdout == b"busybox:latest\nalpine:3.19\n"
+
+
+def test_inspect(api: FakeServer) -> None:
+    _container(api, "web", ["sleep", "1000"], "running", 10)
+    r = dockyard(api, "inspect", "-f", "{{.Name}} {{.State.Status}} {{json .Args}}", "web")
+    assert r.stdout == b'/web running ["1000"]\n'
+    r = dockyard(api, "inspect", "web", "nope")
+    assert r.returncode == 1
+    assert r.stdout.decode().startswith('[\n    {\n        "Id": ')
+    assert r.stderr == b"Error: No such object: nope\n"
+    r = dockyard(api, "container", "inspect", "nope")
+    assert (r.stdout, r.stderr) == (b"[]\n", b"Error response from daemon: No such container: nope\n")
+    r = dockyard(api, "image", "inspect", "-f", "{{index .RepoTags 0}}", "busybox")
+    assert r.stdout == b"busybox:latest\n"
+
+
+def test_logs_demultiplexes(api: FakeServer) -> None:
+    dockyard(api, "run", "--name", "talk", "busybox", "both")
+    r = dockyard(api, "logs", "talk")
+    assert (r.stdout, r.stderr) == (b"to stdout\n", b"to stderr\n")
+    q = next(q for m, p, q, _ in api.state.requests if p.endswith("/logs"))
+    assert q["tail"] == ["all"] and q["stdout"] == ["1"]
+
+
+def test_lifecycle_verbs_echo_names(api: FakeServer) -> None:
+    dockyard(api, "run", "-d", "--name", "s", "busybox", "sleep", "100")
+    assert dockyard(api, "stop", "-t", "1", "s").stdout == b"s\n"
+    assert dockyard(api, "start", "s").stdout == b"s\n"
+    assert dockyard(api, "kill", "-s", "TERM", "s").stdout == b"s\n"
+    assert dockyard(api, "wait", "s").stdout == b"137\n"
+    assert dockyard(api, "rename", "s", "t").returncode == 0
+    assert dockyard(api, "rm", "t").stdout == b"t\n"
+    stop = next(q for m, p, q, _ in api.state.requests if p.endswith("/stop"))
+    assert stop == {"t": ["1"]}
+
+
+def test_load_renders_stream_and_errors(api: FakeServer, tmp_path: Any) -> None:
+    tar = tmp_path / "img.tar"
+    tar.write_bytes(b"x" * 70000)
+    r = dockyard(api, "load", "-i", str(tar))
+    assert (r.stdout, r.returncode) == (b"Loaded image: busybox:latest\n", 0)
+    body = next(b for m, p, q, b in api.state.requests if p == "/images/load")
+    assert len(body) == 70000
+    r = dockyard(api, "load", stdin=b"bad tar")
+    assert (r.stderr, r.returncode) == (b"unexpected EOF\n", 1)
+
+
+def test_api_version_negotiation(fake_api: FakeServer) -> None:  # noqa: F811
+    fake_api.api_version = "1.44"
+    dockyard(fake_api, "ps")
+    assert fake_api.state.raw_paths[-1].startswith("/v1.44/containers/json")
+    dockyard(fake_api, "ps", env={"DOCKER_API_VERSION": "1.41"})
+    assert fake_api.state.raw_paths[-1].startswith("/v1.41/containers/json")
+    fake_api.api_version = "1.52"
+    dockyard(fake_api, "ps")
+    assert fake_api.state.raw_paths[-1].startswith("/v1.50/containers/json")
+
+
+@pytest.mark.parametrize("args", [
+    ("ps", "-a"), ("ps",), ("ps", "-a", "--no-trunc"), ("ps", "-aq"), ("ps", "-a", "--format", "{{json .}}"),
+    ("ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.Labels}}\\t{{.State}}"),
+    ("images",), ("images", "-q"), ("images", "--no-trunc"), ("images", "--digests"),
+    ("images", "--format", "table {{.Repository}}\\t{{.ID}}\\t{{.Size}}"),
+    ("inspect", "web"), ("inspect", "-f", "{{.State.Status}} {{.Config.Labels}} {{json .Config.Labels}}", "web"),
+    ("inspect", "web", "nope"), ("container", "inspect", "nope"), ("image", "inspect", "nope"),
+    ("rm", "nope1", "nope2"), ("stop", "nope"), ("logs", "web"), ("version", "-f", "{{.Server.Version}}"),
+    ("info", "-f", "{{.NCPU}} {{.Driver}}"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
+])
+def test_same_output_as_docker(api: FakeServer, args: tuple[str, ...]) -> None:
+    api.state.add_image("alpine:3.19", size=7_380_000, created=int(time.time()) - 40 * 86400)
+    _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"})
+    _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2)
+    ours, theirs = dockyard(api, *args), docker(api, *args)
+    assert ours.returncode == theirs.returncode
+    assert ours.stdout.decode() == theirs.stdout.decode()
+    assert ours.stderr.decode() == theirs.stderr.decode().replace("docker", "dockyard")
