@@ -22,7 +22,6 @@ import hashlib
 import lzma
 import os
 import queue
-import shutil
 import stat
 import tarfile
 import threading
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dockyard import errdefs
+from dockyard.storage.fsutil import remove_tree
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
@@ -309,7 +309,7 @@ class _Extractor:
             if keep_dir:
                 return True
             self._forget_dirs()  # cached fds may point into the tree we are about to delete
-            shutil.rmtree(name, dir_fd=parent_fd)
+            remove_tree(name, dir_fd=parent_fd)
         else:
             os.unlink(name, dir_fd=parent_fd)
         return False
@@ -570,16 +570,28 @@ class _TarWriter:
         yield from self._take(force=True)
 
 
-def _walk(root: str, rel: str = "") -> Iterator[tuple[str, str, os.stat_result]]:
-    """(path, tar name, lstat) of everything under root, depth first, names sorted."""
-    with os.scandir(os.path.join(root, rel) if rel else root) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        name = f"{rel}/{entry.name}" if rel else entry.name
+def _sorted_entries(path: str) -> list[os.DirEntry]:
+    with os.scandir(path) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(path, tar name, lstat) of everything under root, depth first, names sorted.
+    A stack, not recursion: a container can nest directories deeper than Python's stack."""
+    levels = [iter(_sorted_entries(root))]
+    prefixes = [""]
+    while levels:
+        entry = next(levels[-1], None)
+        if entry is None:
+            levels.pop()
+            prefixes.pop()
+            continue
+        name = f"{prefixes[-1]}/{entry.name}" if prefixes[-1] else entry.name
         st = entry.stat(follow_symlinks=False)
         yield entry.path, name, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, name)
+            levels.append(iter(_sorted_entries(entry.path)))
+            prefixes.append(name)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

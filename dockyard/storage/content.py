@@ -16,12 +16,12 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from dockyard import errdefs
+from dockyard.storage.fsutil import fsync_dir, remove_tree
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _CHUNK = 1 << 20
@@ -40,14 +40,6 @@ def _check_digest(digest: str) -> str:
     return digest[len("sha256:"):]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ContentStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -59,10 +51,7 @@ class ContentStore:
     def gc_ingest(self) -> None:
         """At start-up: drop writes a crash interrupted (nobody is writing yet)."""
         for entry in self._ingest.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            remove_tree(entry)
 
     def ingest(self, data: bytes | BinaryIO | Iterable[bytes], expected_digest: str | None = None,
                expected_size: int | None = None) -> Descriptor:
@@ -169,7 +158,7 @@ class BlobWriter:
             self._file = None
             os.chmod(self._tmp, 0o444)
             os.rename(self._tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return Descriptor(digest, self._size)
         except BaseException:
             self.abort()

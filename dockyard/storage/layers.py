@@ -21,13 +21,10 @@ root, then insert the row. A crash before the insert leaves only garbage for ``g
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime
 import hashlib
 import os
 import secrets
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +33,10 @@ from typing import BinaryIO
 from dockyard import errdefs
 from dockyard.storage.archive import extract_layer
 from dockyard.storage.content import ContentStore
+from dockyard.storage.fsutil import fsync_dir, remove_tree, syncfs
 from dockyard.storage.metadata import Database
 
 _TMP_PREFIX = "tmp-"
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -56,25 +53,6 @@ def chain_id_of(parent_chain_id: str | None, diff_id: str) -> str:
     if parent_chain_id is None:
         return diff_id
     return "sha256:" + hashlib.sha256(f"{parent_chain_id} {diff_id}".encode()).hexdigest()
-
-
-def _syncfs(path: Path) -> None:
-    """Flush the filesystem holding ``path``: one call instead of an fsync per extracted file."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LayerStore:
@@ -160,18 +138,17 @@ class LayerStore:
                     blob.commit(expected_digest=result.diff_id)
                     return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)  # gone already when it became the layer
 
     def _commit(self, tmp: Path, chain_id: str, diff_id: str, parent: str | None, size: int) -> Layer:
-        _syncfs(tmp)
+        syncfs(tmp)
         while True:
             cache_id = secrets.token_hex(5)
             final = self.root / cache_id
             if not final.exists():
                 break
         os.rename(tmp, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         try:
             with self._db.transaction() as cur:
                 cur.execute(
@@ -180,7 +157,7 @@ class LayerStore:
                     (chain_id, diff_id, parent, size, cache_id,
                      datetime.datetime.now(datetime.timezone.utc).isoformat()))
         except BaseException:
-            shutil.rmtree(final, ignore_errors=True)
+            remove_tree(final)
             raise
         return Layer(chain_id, diff_id, parent, size, final)
 
@@ -206,7 +183,7 @@ class LayerStore:
                     diff_shared = cur.execute("SELECT 1 FROM layers WHERE diff_id = ? LIMIT 1",
                                               (diff_id,)).fetchone()
                 # the row is gone: a crash from here on leaves only garbage for gc()
-                shutil.rmtree(self.root / cache_id, ignore_errors=True)
+                remove_tree(self.root / cache_id)
                 if not diff_shared:
                     self._content.delete(diff_id)
                 removed.append(current)
@@ -217,9 +194,5 @@ class LayerStore:
         """At start-up: remove extractions in progress and directories without a row."""
         known = {row[0] for row in self._db.query("SELECT cache_id FROM layers")}
         for entry in self.root.iterdir():
-            if entry.name in known:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            if entry.name not in known:
+                remove_tree(entry)

@@ -21,13 +21,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 from pathlib import Path
 from typing import Iterator
 
 from dockyard import errdefs
 from dockyard.mount import Mount
 from dockyard.storage.archive import tar_dir_changes
+from dockyard.storage.fsutil import remove_tree, write_atomic
 from dockyard.storage.layers import LayerStore
 
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -61,11 +61,11 @@ class OverlaySnapshotter:
             (tmp / "work").mkdir(mode=0o700)
             if not lowers:
                 (tmp / "lower").mkdir(mode=0o755)
-            _write_atomic(tmp / "parent", parent_chain_id or "")
+            write_atomic(tmp / "parent", (parent_chain_id or "").encode())
             mounts = [self._overlay(final, lowers)]
             os.rename(tmp, final)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise
         return mounts
 
@@ -103,7 +103,7 @@ class OverlaySnapshotter:
         # rename first: a crash mid-delete leaves a .tmp- dir for gc(), never a broken snapshot
         doomed = self.root / f".tmp-{key}-{secrets.token_hex(4)}"
         os.rename(directory, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        remove_tree(doomed)
 
     def diff(self, key: str) -> Iterator[bytes]:
         """The snapshot's changes as a Docker layer tar (for commit)."""
@@ -116,13 +116,4 @@ class OverlaySnapshotter:
         """At start-up: remove snapshots a crash left half made or half removed."""
         for entry in self.root.iterdir():
             if entry.name.startswith(".tmp-"):
-                shutil.rmtree(entry, ignore_errors=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+                remove_tree(entry)
