@@ -62,7 +62,10 @@ def _remove(target: Target, cid: str) -> None:
 
 
 def _pid(target: Target, cid: str) -> int:
-    return target.api.inspect_container(cid)["State"]["Pid"]
+    pid = target.api.inspect_container(cid)["State"]["Pid"]
+    if not pid:
+        raise RuntimeError(f"container {cid[:12]} is not running after start (State.Pid is 0)")
+    return pid
 
 
 def _wait_for_child(pid: int, timeout: float = 10) -> None:
@@ -196,6 +199,9 @@ def _memory(target: Target, state: Any) -> dict[str, float]:
     process and the daemon or init (shim, conmon, ...), plus the daemon's own growth, over COUNT."""
     if not target.daemon_pid:
         raise RuntimeError("daemon pid unknown")
+    # The daemon side is taken again at each idle moment: helpers started lazily by the first
+    # container (a zygote, say) belong to the daemon, not to the containers measured next.
+    target.core_pids = set(procs.descendants(target.daemon_pid))
     core = sorted(target.core_pids)
     idle_rss = sum(procs.rss_kib(p) for p in core)
     idle_pss = sum(procs.pss_kib(p) for p in core)

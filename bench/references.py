@@ -28,7 +28,7 @@ def install() -> str:
     if shutil.which("dockerd") and shutil.which("podman"):
         return ""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    proc = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES, "crun", "conmon"],
+    proc = subprocess.run(["apt-get", "install", "-y", *APT_PACKAGES],
                           env=env, capture_output=True, text=True)
     return "" if proc.returncode == 0 else f"apt-get install failed: {proc.stderr.strip()[-300:]}"
 

@@ -117,12 +117,12 @@ def run_case(case: cases.Case, live: list[Target], args: argparse.Namespace) -> 
             except DAEMON_ERRORS as exc:
                 fail(t, "run", exc)
     for t in live:
-        if t.name in states:
-            try:
+        try:
+            if t.name in states:
                 case.teardown(t, states[t.name])
-                t.remove_containers()
-            except DAEMON_ERRORS as exc:
-                say(f"  {t.name}: teardown failed: {exc}")
+            t.remove_containers()  # also what a failed setup or run left behind
+        except DAEMON_ERRORS as exc:
+            say(f"  {t.name}: teardown failed: {exc}")
     rows = [report.Row(m.name, m.title, m.unit, cells[m.name], m.floor) for m in case.metrics]
     for row in rows:
         say("  " + row.title + ": " + ", ".join(f"{n} {report.cell_text(c)}" for n, c in row.cells.items()))
