@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.app import make_app
-from dockyard.api.routers import system
+from dockyard.api.routers import images, system
 from dockyard.daemon.daemon import Daemon
 
 
 def build_app(daemon: Daemon) -> web.Application:
     def register(app: web.Application) -> None:
         system.setup(app, daemon.system, daemon.events, daemon.make_event_filter)
+        images.setup(app, daemon.images)
 
     return make_app(register)

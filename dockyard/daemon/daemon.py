@@ -12,8 +12,12 @@ import logging
 
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.events import EventFilter, EventService
+from dockyard.daemon.images.service import ImageService
 from dockyard.daemon.system import SystemService
+from dockyard.storage.content import ContentStore
+from dockyard.storage.layers import LayerStore
 from dockyard.storage.metadata import Database
+from dockyard.storage.snapshotter import OverlaySnapshotter
 
 log = logging.getLogger("dockyard.daemon")
 
@@ -27,16 +31,27 @@ class Daemon:
         self.db = Database(config.db_path)
         self.events = EventService()
         self.make_event_filter = EventFilter
-        self.containers = None
-        self.images = None
+        self.content = ContentStore(config.image_root / "content")
+        self.layers = LayerStore(config.image_root / "layers", self.content, self.db)
+        self.snapshotter = OverlaySnapshotter(config.snapshot_root, self.layers)
+        self.containers = _NoContainers()
+        self.images = ImageService(config, self.db, self.content, self.layers, self.snapshotter,
+                                   self.events, self.containers)
         self.networks = None
-        self.system = SystemService(config, _NoContainers(), _NoImages(), self._runtimes())
+        self.system = SystemService(config, self.containers, self.images, self._runtimes())
 
     def _runtimes(self) -> dict[str, str]:
         return {"dockyard": "builtin", **self.config.runtimes}
 
     async def start(self) -> None:
         self.events.bind_loop(asyncio.get_running_loop())
+        # crash recovery before serving: half-made layers, snapshots and loads go away
+        self.content.gc_ingest()
+        self.layers.gc()
+        self.snapshotter.gc()
+        removed = self.images.recover()
+        if removed:
+            log.info("released %d layers left by an interrupted load", len(removed))
 
     async def stop(self) -> None:
         self.db.close()
@@ -49,10 +64,5 @@ class _NoContainers:
     def disk_usage(self) -> list:
         return []
 
-
-class _NoImages:
-    def count(self) -> int:
-        return 0
-
-    def disk_usage(self) -> dict:
-        return {"LayersSize": 0, "Images": []}
+    def containers_using_image(self, image_id: str) -> list:
+        return []
