@@ -35,7 +35,7 @@ from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo
 from dockyard.network import etcfiles, ipam, netns, records
 from dockyard.network.records import NetworkRecord
-from dockyard.network.sandbox import NetnsWorker
+from dockyard.network.sandbox import SPARE_PREFIX, NetnsWorker
 from dockyard.storage.metadata import Database
 
 log = logging.getLogger("dockyard.networks")
@@ -100,8 +100,7 @@ class NetworkService:
 
     async def start(self) -> None:
         """Load the networks, making the default bridge (and any missing user bridge)."""
-        self._worker = NetnsWorker()
-        await self._run(netns.prepare_dir, self._config.netns_dir)
+        self._worker = NetnsWorker(self._config.netns_dir)
         stored = [msgspec.json.decode(doc, type=NetworkRecord)
                   for (doc,) in self._db.query("SELECT doc FROM networks")]
         by_name = {r.name: r for r in stored}
@@ -227,6 +226,8 @@ class NetworkService:
         none = self._by_name(NONE)
         by_prefix = {c[:12]: c for c in names}
         for path in self._config.netns_dir.iterdir():
+            if path.name.startswith(SPARE_PREFIX):
+                continue  # the worker's own
             owner = by_prefix.get(path.name)
             if owner is None:
                 await self._run(netns.remove, path)
@@ -277,10 +278,11 @@ class NetworkService:
             hosts = etcfiles.hosts(hostname, domainname, str(sandbox.address.ip) if sandbox.address else None,
                                    extra_hosts)
             resolv = etcfiles.resolv_conf(dns, dns_search, dns_options)
-        # The address record (an fsync'd transaction) and the kernel work run side by side.
-        steps = [self._run(self._set_up, sandbox, bridge, hosts, resolv, hostname)]
-        if sandbox.address is not None:
-            steps.append(asyncio.to_thread(self._record_address, network.id, sandbox))
+        # The kernel work (worker thread) and the file work (the /etc files, the fsync'd address
+        # record) run side by side.
+        steps = [asyncio.to_thread(self._write_files, network.id, sandbox, hosts, resolv, hostname)]
+        if sandbox.netns_path is not None:
+            steps.append(self._run(self._make_netns, sandbox, bridge))
         results = await asyncio.gather(*steps, return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
@@ -307,11 +309,17 @@ class NetworkService:
             raise errdefs.Conflict(f"cannot join network of a non running container: {peer_id}")
         return _Sandbox(container_id, name, None, path, files=files)
 
-    def _record_address(self, network_id: str, sandbox: _Sandbox) -> None:
-        assert sandbox.address is not None
-        with self._db.transaction() as cur:
-            cur.execute("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)",
-                        (network_id, str(sandbox.address.ip), sandbox.container_id))
+    def _write_files(self, network_id: str, sandbox: _Sandbox, hosts: str, resolv: str, hostname: str) -> None:
+        hosts_path, resolv_path, hostname_path = sandbox.files
+        assert hosts_path is not None and resolv_path is not None and hostname_path is not None
+        hosts_path.parent.mkdir(parents=True, exist_ok=True)
+        etcfiles.write_atomic(hosts_path, hosts)
+        etcfiles.write_atomic(resolv_path, resolv)
+        etcfiles.write_atomic(hostname_path, etcfiles.hostname_file(hostname))
+        if sandbox.address is not None:
+            with self._db.transaction() as cur:
+                cur.execute("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)",
+                            (network_id, str(sandbox.address.ip), sandbox.container_id))
 
     async def _undo(self, sandbox: _Sandbox) -> None:
         """Undo a half-made sandbox (each step is idempotent)."""
@@ -322,19 +330,11 @@ class NetworkService:
             await asyncio.to_thread(self._delete_addresses, rows)
             self._forget_addresses(rows)
 
-    def _set_up(self, sandbox: _Sandbox, bridge: _Bridge | None, hosts: str, resolv: str, hostname: str) -> None:
-        """On the worker thread: the /etc files and the namespace with its interfaces."""
+    def _make_netns(self, sandbox: _Sandbox, bridge: _Bridge | None) -> None:
+        """On the worker thread: the namespace with its interfaces."""
         worker = self._worker
-        assert worker is not None and sandbox.network is not None
-        hosts_path, resolv_path, hostname_path = sandbox.files
-        assert hosts_path is not None and resolv_path is not None and hostname_path is not None
-        hosts_path.parent.mkdir(parents=True, exist_ok=True)
-        etcfiles.write_atomic(hosts_path, hosts)
-        etcfiles.write_atomic(resolv_path, resolv)
-        etcfiles.write_atomic(hostname_path, etcfiles.hostname_file(hostname))
         path = sandbox.netns_path
-        if path is None:
-            return
+        assert worker is not None and sandbox.network is not None and path is not None
         netns.remove(path)  # a leftover of a crash between create and release, if any
         if bridge is None or sandbox.address is None:
             worker.make_isolated(path)

@@ -83,6 +83,17 @@ def create_here(path: Path) -> None:
         raise
 
 
+def bind(source: Path, path: Path) -> None:
+    """Pin the namespace pinned at source at path too (a bind mount of the nsfs file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    os.close(fd)
+    try:
+        _mount(str(source), str(path), MS_BIND)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
 def remove(path: Path) -> None:
     """Unpin a namespace: lazy unmount and unlink. The kernel frees it (and its veth end)
     once the last process inside exits. Idempotent."""

@@ -345,3 +345,29 @@ def test_bridge_disabled(env):
     with pytest.raises(Exception, match="network bridge not found"):
         env.sandbox(svc, cid(), "bridge")
     assert subprocess.run(["ip", "link", "show", env.bridge], capture_output=True).returncode != 0
+
+
+def test_spare_namespaces_are_made_when_idle_and_dropped_on_stop(env):
+    netns_dir = env.config.netns_dir
+    netns_dir.mkdir(parents=True)
+    (netns_dir / ".spare-deadbeef0000").touch()  # left by a daemon that crashed
+    svc = env.service()
+    assert not (netns_dir / ".spare-deadbeef0000").exists()
+
+    def spares() -> list[Path]:
+        return sorted(p for p in netns_dir.iterdir() if p.name.startswith(".spare-"))
+
+    deadline = time.monotonic() + 5
+    while len(spares()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first = spares()
+    assert len(first) == 2 and all(netns.is_pinned(p) for p in first)
+    info = env.sandbox(svc, cid(), "none")  # takes a spare
+    assert "UP" in in_netns(info.netns_path, "ip", "link", "show", "lo").stdout
+    env.run(svc.reconcile([]))  # spares are not container namespaces: kept
+    assert not Path(info.netns_path).exists()
+    while len(set(spares()) - set(first)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(spares()) == 2 and len(set(spares()) & set(first)) == 1  # refilled; the claimed one unpinned
+    env.run(svc.stop())
+    assert spares() == []
