@@ -70,7 +70,7 @@ def cell_text(cell: Cell | None) -> str:
     if cell is None:
         return "—"
     if cell.summary is None:
-        return f"— ({cell.note})" if cell.note else "—"
+        return f"— ({' '.join(cell.note.split())})" if cell.note else "—"
     s = cell.summary
     return f"{_fmt(s['median'])} ({_fmt(s['min'])}–{_fmt(s['max'])})"
 
@@ -85,7 +85,7 @@ def to_markdown(report: Report) -> str:
         if name != "dockyard" and "dockyard" in names:
             head.append(f"ratio vs {name}")
     lines = [f"# Dockyard bench, {report.meta['started']}", "",
-             f"{report.meta['runs']} runs after {report.meta['warmup']} warm-up, alternating targets; "
+             f"Runs: {report.meta['runs']} after {report.meta['warmup']} warm-up, alternating targets; "
              f"each cell: median (min–max). Floor: the median of what bounds the case from below "
              f"(the docker CLI's own start, `runc run` of the same bundle, docker-py against a bare HTTP "
              f"server; see the floor table). Ratio = Dockyard / reference (below 1: Dockyard is faster "

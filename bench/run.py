@@ -95,7 +95,6 @@ def run_case(case: cases.Case, live: list[Target], args: argparse.Namespace) -> 
         for m in case.metrics:
             cells[m.name][t.name].note = f"{what} failed: {exc}"[:300]
         running.remove(t)
-        say(f"  {t.name}: {what} failed: {exc}")
 
     states = {}
     for t in list(running):
