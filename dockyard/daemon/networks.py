@@ -271,12 +271,12 @@ class NetworkService:
             hosts = etcfiles.host_hosts(extra_hosts)
             resolv = etcfiles.resolv_conf(dns, dns_search, dns_options, host_netns=True)
         else:
+            hosts = etcfiles.hosts(hostname, domainname, None, extra_hosts)  # checks --add-host first
             sandbox.netns_path = self._netns_path(container_id)
             if bridge is not None:
                 address = bridge.pool.allocate()
                 sandbox.address = ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}")
-            hosts = etcfiles.hosts(hostname, domainname, str(sandbox.address.ip) if sandbox.address else None,
-                                   extra_hosts)
+                hosts = etcfiles.hosts(hostname, domainname, str(address), extra_hosts)
             resolv = etcfiles.resolv_conf(dns, dns_search, dns_options)
         # The kernel work (worker thread) and the file work (the /etc files, the fsync'd address
         # record) run side by side.
@@ -372,6 +372,12 @@ class NetworkService:
             self._events.emit("network", "disconnect", sandbox.network.id,
                               {"container": container_id, "name": sandbox.network.name,
                                "type": sandbox.network.driver})
+
+    def container_renamed(self, container_id: str, name: str) -> None:
+        """What ``docker network inspect`` shows as the endpoint's container name."""
+        sandbox = self._sandboxes.get(container_id)
+        if sandbox is not None:
+            sandbox.name = name
 
     def _info(self, sandbox: _Sandbox) -> SandboxInfo:
         hosts, resolv, hostname = sandbox.files

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard import errdefs
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.networks import NetworkService
 from dockyard.network import etcfiles, netlink, netns
@@ -256,6 +257,10 @@ def test_hosts_resolv_hostname_files(env, monkeypatch):
     assert "search example.org" in resolv and "options edns0" in resolv
     assert info.hostname_path.read_text() == "web\n"
 
+    with pytest.raises(errdefs.InvalidParameter, match="invalid IP address in add-host"):
+        env.sandbox(svc, cid(), extra_hosts=["db:nope"])
+    assert len(env.db.query("SELECT * FROM ip_allocs")) == 1  # nothing allocated for the failure
+
     b = cid()
     custom = env.sandbox(svc, b, dns=["10.0.0.53"], dns_search=["corp"], dns_options=["ndots:1"])
     resolv = custom.resolv_conf_path.read_text()
@@ -287,6 +292,8 @@ def test_restart_keeps_live_sandboxes_and_reconciles(env):
     settings = again.endpoint_settings_json(live)
     assert settings["Networks"]["bridge"]["IPAddress"] == live_info.endpoints[0].ip_address
     assert again.inspect("bridge").containers[live].name == "web"
+    again.container_renamed(live, "web2")
+    assert again.inspect("bridge").containers[live].name == "web2"
     new = env.sandbox(again, cid())
     assert new.endpoints[0].ip_address not in (live_info.endpoints[0].ip_address,)
     ping = in_netns(new.netns_path, "busybox", "ping", "-c", "1", "-W", "3", live_info.endpoints[0].ip_address)
