@@ -11,6 +11,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class Target:
     unavailable: str = ""  # why the target cannot run at all
     cannot: dict[str, str] = field(default_factory=dict)  # case name -> why this target cannot run it
     daemon: ManagedDaemon | None = None
-    cleanups: list = field(default_factory=list)  # callables run at stop, last added first
+    cleanups: list[Callable[[], object]] = field(default_factory=list)  # run at stop, last added first
     daemon_pid: int = 0
     core_pids: set[int] = field(default_factory=set)  # daemon-side processes alive when idle
     containers: set[str] = field(default_factory=set)  # ids the bench created and must remove
