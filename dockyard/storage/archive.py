@@ -250,10 +250,15 @@ class _Extractor:
         self._forget_dirs()
         os.close(self._root_fd)
 
-    def _forget_dirs(self) -> None:
-        for fd in self._dirs.values():
-            os.close(fd)
-        self._dirs.clear()
+    def _forget_dirs(self, under: tuple[str, ...] = ()) -> None:
+        """Close cached directory fds at or below ``under`` (all of them by default)."""
+        for parts in [p for p in self._dirs if p[: len(under)] == under]:
+            os.close(self._dirs.pop(parts))
+
+    def _bound_cache(self) -> None:
+        # Only called between entries: an fd handed out for the current entry stays open.
+        if len(self._dirs) >= _DIR_FD_CACHE_MAX:
+            self._forget_dirs()
 
     def _dir_fd(self, parts: tuple[str, ...], entry: str, create: bool = True) -> int:
         """An fd of the directory ``parts``, walked one component at a time without following
@@ -263,8 +268,6 @@ class _Extractor:
         cached = self._dirs.get(parts)
         if cached is not None:
             return cached
-        if len(self._dirs) >= _DIR_FD_CACHE_MAX:
-            self._forget_dirs()
         fd = self._root_fd
         opened: list[int] = []
         try:
@@ -299,7 +302,7 @@ class _Extractor:
                 self._dirs[prefix] = opened.pop(0)
         return fd
 
-    def _remove_existing(self, parent_fd: int, name: str, keep_dir: bool) -> bool:
+    def _remove_existing(self, parent: tuple[str, ...], parent_fd: int, name: str, keep_dir: bool) -> bool:
         """Clear the way for a new entry; returns True when an existing directory is kept."""
         try:
             st = os.lstat(name, dir_fd=parent_fd)
@@ -308,7 +311,7 @@ class _Extractor:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return True
-            self._forget_dirs()  # cached fds may point into the tree we are about to delete
+            self._forget_dirs(under=parent + (name,))  # fds into the tree about to go
             remove_tree(name, dir_fd=parent_fd)
         else:
             os.unlink(name, dir_fd=parent_fd)
@@ -320,6 +323,7 @@ class _Extractor:
         if not parts:
             return  # the layer root itself: its attributes come from the container's upper dir
         parent, base = parts[:-1], parts[-1]
+        self._bound_cache()
         parent_fd = self._dir_fd(parent, entry)
 
         if base.startswith(WHITEOUT_PREFIX):
@@ -329,12 +333,12 @@ class _Extractor:
                 hidden = base[len(WHITEOUT_PREFIX):]
                 if hidden in ("", ".", ".."):
                     raise _refuse(entry, "whiteout of an invalid name")
-                self._remove_existing(parent_fd, hidden, keep_dir=False)
+                self._remove_existing(parent, parent_fd, hidden, keep_dir=False)
                 os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent_fd)
                 os.chown(hidden, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
             return
 
-        kept_dir = self._remove_existing(parent_fd, base, keep_dir=member.isdir())
+        kept_dir = self._remove_existing(parent, parent_fd, base, keep_dir=member.isdir())
         if member.isreg():
             self._write_file(tar, member, parent_fd, base)
             return
@@ -422,6 +426,7 @@ class _Extractor:
     def finish(self) -> None:
         """Apply directory times, deepest first, once nothing more is written inside them."""
         for parts, atime_ns, mtime_ns in reversed(self._dir_times):
+            self._bound_cache()
             parent_fd = self._dir_fd(parts[:-1], "/".join(parts), create=False)
             os.utime(parts[-1], ns=(atime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
 
@@ -443,8 +448,9 @@ def extract_layer(fileobj: BinaryIO, dest: Path, tee: BinaryIO | None = None) ->
     ContentStore writer, to keep the exact diff). Raises errdefs.InvalidParameter for
     a corrupt tar or an entry escaping ``dest``; on any error ``dest`` is left
     half-filled and the caller removes it."""
+    stream = _decompressed(fileobj)
     extractor = _Extractor(dest)
-    source = _Pipeline(_decompressed(fileobj), tee)
+    source = _Pipeline(stream, tee)
     member: tarfile.TarInfo | None = None
     try:
         try:

@@ -122,6 +122,31 @@ def test_later_entries_replace_earlier_ones(dest):
     assert stat.S_IMODE(os.lstat(dest / "e").st_mode) == 0o711
 
 
+def test_replacing_a_nested_dir_keeps_its_parent_usable(dest):
+    extract(make_tar(
+        entry("a/d/", tarfile.DIRTYPE),
+        entry("a/d/f", data=b"in d"),
+        entry("a/d", data=b"file now"),
+        entry("a/x", data=b"x"),
+        entry("a/e/", tarfile.DIRTYPE),
+        entry("a/.wh.e"),
+        entry("a/y", tarfile.LNKTYPE, linkname="a/x"),
+    ), dest)
+    assert (dest / "a/d").read_bytes() == b"file now"
+    assert os.lstat(dest / "a/e").st_rdev == 0
+    assert os.lstat(dest / "a/y").st_ino == os.lstat(dest / "a/x").st_ino
+
+
+def test_many_directories_and_late_hardlinks(dest):
+    """More directories than the fd cache holds, hardlinks reaching back to early ones."""
+    entries = [entry(f"d{i}/f", data=str(i).encode()) for i in range(600)]
+    entries += [entry(f"d{i}/h", tarfile.LNKTYPE, linkname=f"d{1199 - i}/f") for i in range(600)]
+    extract(make_tar(*entries), dest)
+    assert (dest / "d7/h").read_bytes() == b"592"
+    assert len(os.listdir(dest)) == 600
+    assert len(os.listdir("/proc/self/fd")) < 100  # nothing leaked
+
+
 @pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress, "zstd"],
                          ids=["gzip", "bzip2", "xz", "zstd"])
 def test_compressed_layers(dest, compress):
