@@ -346,7 +346,11 @@ def _is_struct(value: dict[str, Any]) -> bool:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False, default=to_jsonable)
+    text = json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False, default=to_jsonable)
+    if hasattr(value, "__json__"):
+        # docker's row contexts marshal themselves with json.Marshal, which escapes HTML characters
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def _index(item: Any, *keys: Any) -> Any:

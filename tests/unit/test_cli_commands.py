@@ -193,7 +193,8 @@ def _container(api: FakeServer, name: str, cmd: list[str], status: str, age: flo
     now = time.time()
     cid = (name * 64)[:64].encode().hex()[:64]
     c = FakeContainer(cid, name, "busybox", cmd, {"Labels": kw.get("labels", {})}, {}, now - age, status=status,
-                      exit_code=kw.get("code", 0), started_at=now - age + 1, finished_at=now - 5)
+                      exit_code=kw.get("code", 0), started_at=now - age + 1, finished_at=now - 5,
+                      ports=kw.get("ports", []))
     api.state.containers[cid] = c
 
 
@@ -287,8 +288,16 @@ def test_api_version_negotiation(fake_api: FakeServer) -> None:  # noqa: F811
     assert fake_api.state.raw_paths[-1].startswith("/v1.50/containers/json")
 
 
+PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"},
+         {"PrivatePort": 80, "PublicPort": 8080, "IP": "::", "Type": "tcp"},
+         {"PrivatePort": 9000, "PublicPort": 9000, "IP": "0.0.0.0", "Type": "tcp"},
+         {"PrivatePort": 9001, "PublicPort": 9001, "IP": "0.0.0.0", "Type": "tcp"},
+         {"PrivatePort": 9003, "PublicPort": 9003, "IP": "0.0.0.0", "Type": "tcp"},
+         {"PrivatePort": 53, "Type": "udp"}, {"PrivatePort": 54, "Type": "udp"}, {"PrivatePort": 443, "Type": "tcp"}]
+
+
 @pytest.mark.parametrize("args", [
-    ("ps", "-a"), ("ps",), ("ps", "-a", "--no-trunc"), ("ps", "-aq"), ("ps", "-a", "--format", "{{json .}}"),
+    ("ps", "-a"), ("ps", "--format", "{{.Ports}}"), ("ps",), ("ps", "-a", "--no-trunc"), ("ps", "-aq"), ("ps", "-a", "--format", "{{json .}}"),
     ("ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.Labels}}\\t{{.State}}"),
     ("images",), ("images", "-q"), ("images", "--no-trunc"), ("images", "--digests"),
     ("images", "--format", "table {{.Repository}}\\t{{.ID}}\\t{{.Size}}"),
@@ -299,7 +308,7 @@ def test_api_version_negotiation(fake_api: FakeServer) -> None:  # noqa: F811
 ])
 def test_same_output_as_docker(api: FakeServer, args: tuple[str, ...]) -> None:
     api.state.add_image("alpine:3.19", size=7_380_000, created=int(time.time()) - 40 * 86400)
-    _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"})
+    _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"}, ports=PORTS)
     _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2)
     ours, theirs = dockyard(api, *args), docker(api, *args)
     assert ours.returncode == theirs.returncode

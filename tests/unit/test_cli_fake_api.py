@@ -48,6 +48,7 @@ class FakeContainer:
     exited: threading.Condition = field(default_factory=threading.Condition)
     exits: int = 0
     removed: bool = False
+    ports: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tty(self) -> bool:
@@ -361,7 +362,7 @@ class Handler(BaseHTTPRequestHandler):
             if not show_all and c.status not in ("running", "paused"):
                 continue
             out.append({"Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": "sha256:" + "1" * 64,
-                        "Command": " ".join(c.cmd), "Created": int(c.created), "Ports": [],
+                        "Command": " ".join(c.cmd), "Created": int(c.created), "Ports": c.ports,
                         "Labels": c.config.get("Labels") or {}, "State": c.status, "Status": _status_text(c),
                         "HostConfig": {"NetworkMode": "bridge"}, "NetworkSettings": {"Networks": {}},
                         "Mounts": []})

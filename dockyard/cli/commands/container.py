@@ -753,22 +753,42 @@ PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}
 
 
 def display_ports(ports: list[dict[str, Any]]) -> str:
-    """docker's DisplayablePorts, with consecutive published ports folded into ranges."""
-    groups: dict[str, list[int]] = {}
-    order: list[str] = []
-    out: list[str] = []
-    for p in sorted(ports, key=lambda p: (p.get("Type", ""), p.get("PrivatePort", 0), p.get("IP", ""))):
-        ip = p.get("IP") or ""
-        ptype = p.get("Type") or "tcp"
-        if not ip:
-            out.append(f"{p.get('PrivatePort')}/{ptype}")
-            continue
+    """docker's DisplayablePorts: same-number mappings folded into ranges, others listed after."""
+    ports = sorted(ports, key=lambda p: (p.get("PrivatePort", 0), p.get("IP", ""), p.get("PublicPort", 0),
+                                         p.get("Type", "")))
+    groups: dict[str, list[int]] = {}  # key -> [first, last]; insertion order is output order
+    result: list[str] = []
+    host_mappings: list[str] = []
+    for p in ports:
+        private, public, ip, ptype = p.get("PrivatePort", 0), p.get("PublicPort", 0), p.get("IP", ""), p.get("Type", "")
+        key = ptype
+        if ip:
+            if public != private:
+                host = f"[{ip}]" if ":" in ip else ip
+                host_mappings.append(f"{host}:{public}->{private}/{ptype}")
+                continue
+            key = f"{ip}/{ptype}"
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [private, private]
+        elif private == group[1] + 1:
+            group[1] = private
+        else:
+            result.append(_port_group(key, *group))
+            del groups[key]  # re-inserted at the end, as docker's map keeps the first key's order
+            groups[key] = [private, private]
+    result = [_port_group(k, *g) for k, g in groups.items()] + host_mappings if not result else \
+        result + [_port_group(k, *g) for k, g in groups.items()] + host_mappings
+    return ", ".join(result)
+
+
+def _port_group(key: str, first: int, last: int) -> str:
+    ip, _, ptype = key.rpartition("/")
+    group = str(first) if first == last else f"{first}-{last}"
+    if ip:
         host = f"[{ip}]" if ":" in ip else ip
-        key = f"{host}:{p.get('PublicPort')}->{p.get('PrivatePort')}/{ptype}"
-        if key not in groups:
-            order.append(key)
-            groups[key] = []
-    return ", ".join(order + out)
+        group = f"{host}:{group}->{group}"
+    return f"{group}/{ptype}"
 
 
 def setup_ps(p: DockyardParser) -> None:
