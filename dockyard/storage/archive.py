@@ -282,8 +282,9 @@ class _Extractor:
                 except FileNotFoundError:
                     if not create:
                         raise _refuse(entry, f"{'/'.join(prefix)} does not exist in the layer") from None
-                    os.mkdir(part, 0o755, dir_fd=fd)
+                    os.mkdir(part, dir_fd=fd)
                     child = os.open(part, flags, dir_fd=fd)
+                    os.fchmod(child, 0o755)  # exactly, whatever the daemon's umask
                 except OSError as err:
                     if err.errno in (errno.ELOOP, errno.ENOTDIR):
                         raise _refuse(entry, f"{'/'.join(prefix)} is a symlink or not a directory; "

@@ -57,10 +57,11 @@ class OverlaySnapshotter:
         tmp = self.root / f".tmp-{key}-{secrets.token_hex(4)}"
         tmp.mkdir(mode=0o700)
         try:
-            (tmp / "upper").mkdir(mode=0o755)
+            (tmp / "upper").mkdir()
+            os.chmod(tmp / "upper", 0o755)  # the container's "/": exactly, whatever the umask
             (tmp / "work").mkdir(mode=0o700)
             if not lowers:
-                (tmp / "lower").mkdir(mode=0o755)
+                (tmp / "lower").mkdir()
             write_atomic(tmp / "parent", (parent_chain_id or "").encode())
             mounts = [self._overlay(final, lowers)]
             os.rename(tmp, final)

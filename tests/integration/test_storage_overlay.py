@@ -184,6 +184,10 @@ def test_snapshot_lifecycle(stores, docker_save, tmp_path):
         assert os.listdir(rootfs) == []
         (rootfs / "made").write_text("x")
     assert [m.name for m in tarfile.open(fileobj=io.BytesIO(b"".join(snapshots.diff("empty"))))] == ["made"]
+    # no changes: Docker's well-known empty layer (1024 zero bytes)
+    assert b"".join(snapshots.diff("c1")) == bytes(1024)
+    assert layers.register(io.BytesIO(bytes(1024)), top).diff_id == \
+        "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
     snapshots.remove("c1")
     snapshots.remove("c1")  # idempotent
     snapshots.remove("empty")
