@@ -87,14 +87,19 @@ class LayerStore:
         return bool(self._db.query("SELECT 1 FROM layers WHERE chain_id = ?", (chain_id,)))
 
     def chain(self, chain_id: str) -> list[Layer]:
-        """The layer and its ancestors, top first."""
-        out = []
-        current: str | None = chain_id
-        while current is not None:
-            layer = self.get(current)
-            out.append(layer)
-            current = layer.parent
-        return out
+        """The layer and its ancestors, top first (one query: this is on the container start path)."""
+        rows = self._db.query(
+            "WITH RECURSIVE up(chain_id, diff_id, parent, size, cache_id, depth) AS ("
+            " SELECT chain_id, diff_id, parent, size, cache_id, 0 FROM layers WHERE chain_id = ?"
+            " UNION ALL SELECT l.chain_id, l.diff_id, l.parent, l.size, l.cache_id, up.depth + 1"
+            " FROM layers l JOIN up ON l.chain_id = up.parent)"
+            " SELECT chain_id, diff_id, parent, size, cache_id FROM up ORDER BY depth", (chain_id,))
+        if not rows:
+            raise errdefs.NotFound(f"layer {chain_id} does not exist")
+        layers = [self._layer(row) for row in rows]
+        if layers[-1].parent is not None:
+            raise errdefs.NotFound(f"layer {layers[-1].parent} (below {chain_id}) does not exist")
+        return layers
 
     def lower_dirs(self, chain_id: str) -> list[Path]:
         """Overlay lower dirs of the chain, top first."""

@@ -160,6 +160,8 @@ def test_release_and_gc(stores, docker_save):
         cur.execute("DELETE FROM images")
     assert layers.release(base) == [base]
     assert list(layers.root.iterdir()) == []
+    with pytest.raises(errdefs.NotFound):
+        layers.chain(top)
     assert layers.release(base) == []
     # crash leftovers: an extraction in progress and a renamed dir whose row never came
     (layers.root / "tmp-deadbeef/etc").mkdir(parents=True)
@@ -256,6 +258,7 @@ def test_container_changes_round_trip(stores, docker_save, tmp_path):
         snapshots.remove(key)
 
 
+@pytest.mark.slow
 def test_extraction_throughput(stores, tmp_path, capsys):
     """A layer holding one big file: report MB/s of register (extract + hash + keep the diff)."""
     _, layers, _, _ = stores
