@@ -88,18 +88,29 @@ class Database:
                     raise
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
-        """One atomic state change: committed on success, rolled back on any error."""
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Cursor]:
+        """One atomic state change: committed on success, rolled back on any error.
+
+        ``durable=False`` commits to the WAL without an fsync (~0.02 ms instead of 0.3-3 ms): the
+        change survives a daemon crash but not a power loss. Only for state that a reboot voids
+        anyway (the addresses of running containers); the next durable commit syncs it too.
+        """
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            if not durable:
+                cur.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            else:
-                cur.execute("COMMIT")
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                else:
+                    cur.execute("COMMIT")
+            finally:
+                if not durable:
+                    cur.execute("PRAGMA synchronous=FULL")
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
         with self._lock:
