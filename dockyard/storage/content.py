@@ -64,14 +64,16 @@ class ContentStore:
             _check_digest(expected_digest)
         with self.writer() as w:
             if isinstance(data, (bytes, bytearray, memoryview)):
-                w.write(bytes(data))
+                chunks: Iterable[bytes] = [bytes(data)]
             elif hasattr(data, "read"):
                 read = data.read  # type: ignore[union-attr]
-                while chunk := read(_CHUNK):
-                    w.write(chunk)
+                chunks = iter(lambda: read(_CHUNK), b"")
             else:
-                for chunk in data:  # type: ignore[union-attr]
-                    w.write(chunk)
+                chunks = data  # type: ignore[assignment]
+            for chunk in chunks:
+                w.write(chunk)
+                if expected_size is not None and w.size > expected_size:
+                    break  # stop reading an oversized input now; commit reports the mismatch
             return w.commit(expected_digest, expected_size)
 
     def writer(self) -> "BlobWriter":
@@ -127,6 +129,11 @@ class BlobWriter:
         self._hash = hashlib.sha256()
         self._size = 0
 
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
     def write(self, chunk: bytes) -> None:
         if self._file is None:
             raise errdefs.System("write to a blob writer that was already committed or aborted")
@@ -142,8 +149,9 @@ class BlobWriter:
         digest = "sha256:" + self._hash.hexdigest()
         try:
             if expected_size is not None and self._size != expected_size:
+                got = f"more than {expected_size}" if self._size > expected_size else str(self._size)
                 raise errdefs.InvalidParameter(
-                    f"content size mismatch: expected {expected_size} bytes, got {self._size}"
+                    f"content size mismatch: expected {expected_size} bytes, got {got}"
                     + (f" (for {expected_digest})" if expected_digest else ""))
             if expected_digest is not None and digest != expected_digest:
                 raise errdefs.InvalidParameter(

@@ -139,6 +139,7 @@ def test_register_is_once_per_chain(stores, docker_save):
             pytest.raises(errdefs.InvalidParameter, match="diff ID mismatch"):
         layers.register(f, first.chain_id, expected_diff_id=config["rootfs"]["diff_ids"][2])
     assert sorted(p.name for p in layers.root.iterdir()) == [first.path.name]
+    assert os.listdir(content.root / "ingest") == []
     with pytest.raises(errdefs.NotFound):
         layers.register(io.BytesIO(b""), "sha256:" + "0" * 64)
 

@@ -60,9 +60,24 @@ def test_wrong_digest_rejected(store):
 
 
 def test_wrong_size_rejected(store):
-    with pytest.raises(errdefs.InvalidParameter, match="size mismatch: expected 5 bytes, got 7"):
-        store.ingest(io.BytesIO(b"payload"), expected_size=5)
+    with pytest.raises(errdefs.InvalidParameter, match="size mismatch: expected 9 bytes, got 7"):
+        store.ingest(io.BytesIO(b"payload"), expected_size=9)
     assert store.list() == []
+    assert ingest_is_empty(store)
+
+
+def test_oversized_input_stops_early(store):
+    class Endless:
+        reads = 0
+
+        def read(self, n):
+            self.reads += 1
+            return b"x" * n
+
+    src = Endless()
+    with pytest.raises(errdefs.InvalidParameter, match="expected 10 bytes, got more than 10"):
+        store.ingest(src, expected_size=10)
+    assert src.reads == 1
     assert ingest_is_empty(store)
 
 
