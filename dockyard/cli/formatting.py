@@ -61,11 +61,20 @@ def _zone(t: time.struct_time) -> tuple[str, str]:
     return f"{sign}{off // 3600:02d}{off % 3600 // 60:02d}", t.tm_zone or "UTC"
 
 
-def go_time_string(timestamp: float) -> str:
-    """Go's time.Time.String() for a local time: ``2006-01-02 15:04:05 -0700 MST``."""
+def go_time_string(timestamp: float, nanos: int = 0) -> str:
+    """Go's time.Time.String() for a local time: ``2006-01-02 15:04:05.999999999 -0700 MST``."""
     t = time.localtime(timestamp)
     offset, name = _zone(t)
-    return time.strftime("%Y-%m-%d %H:%M:%S", t) + f" {offset} {name}"
+    frac = f".{nanos:09d}".rstrip("0") if nanos else ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", t) + f"{frac} {offset} {name}"
+
+
+def rfc3339(timestamp: float) -> str:
+    """Go's time.RFC3339 in local time: ``2006-01-02T15:04:05Z07:00``."""
+    t = time.localtime(timestamp)
+    off = t.tm_gmtoff or 0
+    zone = "Z" if off == 0 else f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + zone
 
 
 def rfc3339_nano_fixed(seconds: int, nanos: int) -> str:
@@ -76,22 +85,25 @@ def rfc3339_nano_fixed(seconds: int, nanos: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{nanos:09d}" + zone
 
 
-def parse_api_time(value: str) -> float:
-    """An API RFC 3339 timestamp (nanosecond precision allowed) -> unix seconds; 0 for the zero time."""
+def parse_api_time(value: str) -> tuple[int, int]:
+    """An API RFC 3339 timestamp (nanosecond precision allowed) -> (unix seconds, nanoseconds).
+
+    The zero time ("0001-01-01T00:00:00Z") and an empty string give (0, 0).
+    """
     from datetime import datetime
 
     if not value or value.startswith("0001-01-01"):
-        return 0.0
+        return 0, 0
     v = value.replace("Z", "+00:00")
     head, dot, rest = v.partition(".")
+    digits = ""
     if dot:
-        digits = ""
         for ch in rest:
             if not ch.isdigit():
                 break
             digits += ch
-        v = head + "." + (digits[:6].ljust(6, "0")) + rest[len(digits):]
-    return datetime.fromisoformat(v).timestamp()
+        v = head + rest[len(digits):]
+    return int(datetime.fromisoformat(v).timestamp()), int(digits[:9].ljust(9, "0")) if digits else 0
 
 
 def display_width(s: str) -> int:
@@ -209,4 +221,4 @@ class _HeaderContext:
 
 
 __all__ = ["Formatter", "TemplateError", "human_size", "human_duration", "since", "tabwrite",
-           "ellipsis", "truncate_id", "go_time_string", "rfc3339_nano_fixed", "parse_api_time"]
+           "ellipsis", "truncate_id", "go_time_string", "rfc3339", "rfc3339_nano_fixed", "parse_api_time"]

@@ -304,12 +304,21 @@ PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"}
     ("inspect", "web"), ("inspect", "-f", "{{.State.Status}} {{.Config.Labels}} {{json .Config.Labels}}", "web"),
     ("inspect", "web", "nope"), ("container", "inspect", "nope"), ("image", "inspect", "nope"),
     ("rm", "nope1", "nope2"), ("stop", "nope"), ("logs", "web"), ("version", "-f", "{{.Server.Version}}"),
-    ("info", "-f", "{{.NCPU}} {{.Driver}}"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
+    ("info", "-f", "{{.NCPU}} {{.Driver}}"), ("history", "busybox"), ("history", "--no-trunc", "busybox"),
+    ("image", "history", "-q", "busybox"), ("history", "-H=false", "busybox"), ("system", "df"),
+    ("network", "ls"), ("network", "ls", "--no-trunc"), ("network", "ls", "--format", "{{json .}}"),
+    ("events",), ("events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"),
+    ("system", "df", "--format", "{{json .}}"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
 ])
 def test_same_output_as_docker(api: FakeServer, args: tuple[str, ...]) -> None:
     api.state.add_image("alpine:3.19", size=7_380_000, created=int(time.time()) - 40 * 86400)
     _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"}, ports=PORTS)
     _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2)
+    api.state.events += [
+        {"Type": "container", "Action": "start", "Actor": {"ID": "abc", "Attributes": {"name": "web", "image": "busybox"}},
+         "scope": "local", "time": 1764370000, "timeNano": 1764370000123456789},
+        {"Type": "image", "Action": "pull", "Actor": {"ID": "busybox:latest", "Attributes": {"name": "busybox"}},
+         "scope": "local", "time": 1764370001, "timeNano": 1764370001000000000}]
     ours, theirs = dockyard(api, *args), docker(api, *args)
     assert ours.returncode == theirs.returncode
     assert ours.stdout.decode() == theirs.stdout.decode()

@@ -290,6 +290,41 @@ class Handler(BaseHTTPRequestHandler):
                          "Config": {"Cmd": ["sh"], "Labels": img.labels or None}, "Os": "linux",
                          "Architecture": "amd64", "RootFS": {"Type": "layers", "Layers": []}})
 
+    def h_GET_images_X_history(self, q: Any, b: Any, ref: str) -> None:
+        img = self.server.state.find_image(ref)
+        if img is None:
+            self._error(404, f"No such image: {ref}")
+            return
+        self._send_json([{"Id": img.id, "Created": img.created, "CreatedBy": '/bin/sh -c #(nop)  CMD ["sh"]',
+                          "Tags": img.tags, "Size": 0, "Comment": ""},
+                         {"Id": "<missing>", "Created": img.created - 10,
+                          "CreatedBy": "/bin/sh -c #(nop) ADD file:5b1e63a3cb041177b802b501dedcd71a86f1773ea0f69f048f2eb3901097711d in / ",
+                          "Tags": None, "Size": img.size, "Comment": "imported"}])
+
+    def h_GET_system_df(self, q: Any, b: Any) -> None:
+        st = self.server.state
+        images = [{"Id": i.id, "ParentId": "", "RepoTags": i.tags, "RepoDigests": [], "Created": i.created,
+                   "Size": i.size, "SharedSize": 0, "Labels": None,
+                   "Containers": sum(c.image in (t.split(":")[0] for t in i.tags) for c in st.containers.values())}
+                  for i in {id(x): x for x in st.images.values()}.values()]
+        containers = [{"Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": "sha256:" + "1" * 64,
+                       "Command": " ".join(c.cmd), "Created": int(c.created), "Ports": [], "SizeRw": 1200,
+                       "SizeRootFs": 4_261_200, "Labels": {}, "State": c.status, "Status": _status_text(c),
+                       "HostConfig": {"NetworkMode": "bridge"}, "NetworkSettings": {"Networks": {}},
+                       "Mounts": []} for c in st.containers.values()]
+        self._send_json({"LayersSize": sum(i["Size"] for i in images), "Images": images,
+                         "Containers": containers,
+                         "Volumes": [{"Name": "data", "Driver": "local", "Mountpoint": "/v", "Labels": None,
+                                      "Scope": "local", "Options": None,
+                                      "UsageData": {"Size": 2_000_000, "RefCount": 0}}],
+                         "BuildCache": []})
+
+    def h_GET_networks(self, q: Any, b: Any) -> None:
+        self._send_json([{"Name": n, "Id": (n * 64)[:64].encode().hex()[:64], "Created": "2026-11-01T10:00:00.123456789Z",
+                          "Scope": "local", "Driver": d, "EnableIPv4": True, "EnableIPv6": False, "Internal": False,
+                          "Labels": {}, "IPAM": {"Driver": "default", "Config": [{"Subnet": "172.17.0.0/16"}]}}
+                         for n, d in (("bridge", "bridge"), ("host", "host"), ("none", "null"))])
+
     def h_POST_images_create(self, q: Any, b: Any) -> None:
         st = self.server.state
         ref = self._q(q, "fromImage")
@@ -509,7 +544,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json({"ContainersDeleted": [c.id for c in gone] or None, "SpaceReclaimed": 0})
 
 
-_STATIC = {"json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
+_STATIC = {"history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
            "logs", "resize", "create", "load", "prune", "_ping", "version", "info", "events"}
 
 

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, Iterator
 from dockyard.cli.client import APIError, filters_arg, path_quote
 from dockyard.cli.commands.container import (confirm, familiar, for_each, fully_qualified,
                                              split_reference, write_stream_to)
-from dockyard.cli.formatting import Formatter, ellipsis, go_time_string, human_size, since, truncate_id
+from dockyard.cli.formatting import Formatter, ellipsis, go_time_string, human_size, rfc3339, since, truncate_id
 from dockyard.cli.context import Context, StatusError
 from dockyard.cli.parser import DockyardParser
 
@@ -178,11 +178,11 @@ class HistoryRow:
     def CreatedSince(self) -> str:
         created = self._h.get("Created") or 0
         if not self._human:
-            return go_time_string(created)
+            return self.CreatedAt()
         return since(created, self._now) if created else "N/A"
 
     def CreatedAt(self) -> str:
-        return go_time_string(self._h.get("Created") or 0)
+        return rfc3339(self._h.get("Created") or 0)
 
     def CreatedBy(self) -> str:
         text = (self._h.get("CreatedBy") or "").replace("\t", " ")
@@ -217,7 +217,8 @@ def cmd_history(ctx: Context, opts: Any) -> int:
         return 0
     headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
                "Size": "SIZE", "Comment": "COMMENT"}
-    default = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    created = "{{.CreatedSince}}" if human else "{{.CreatedAt}}"
+    default = "table {{.ID}}\t" + created + "\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
     Formatter(opts.format or "table", default, headers).render(rows)
     return 0
 

@@ -43,7 +43,7 @@ class NetworkRow:
         return (self._n.get("Labels") or {}).get(name, "")
 
     def CreatedAt(self) -> str:
-        return go_time_string(parse_api_time(self._n.get("Created", "")))
+        return go_time_string(*parse_api_time(self._n.get("Created", "")))
 
     def __json__(self) -> dict[str, str]:
         fields = ["CreatedAt", "Driver", "ID", "IPv4", "IPv6", "Internal", "Labels", "Name", "Scope"]

@@ -218,11 +218,12 @@ class _DfRow:
     def Active(self) -> str:
         return str(self._active)
 
+    # system df prints go-units HumanSize: 4 significant digits where other tables use 3
     def Size(self) -> str:
-        return human_size(self._size)
+        return human_size(self._size, 4)
 
     def Reclaimable(self) -> str:
-        text = human_size(self._reclaimable)
+        text = human_size(self._reclaimable, 4)
         if self._size > 0:
             text += f" ({int(self._reclaimable * 100 / self._size)}%)"
         return text
@@ -288,7 +289,7 @@ def _df_verbose(images: list[dict], containers: list[dict], volumes: list[dict],
     out.write("\nBuild cache usage: " + human_size(sum(b.get("Size", 0) for b in cache)) + "\n\n")
     out.write(_simple_table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"],
                             [[b.get("ID", ""), b.get("Type", ""), human_size(b.get("Size", 0)),
-                              since(parse_api_time(b.get("CreatedAt", ""))), since(parse_api_time(b.get("LastUsedAt", ""))),
+                              since(parse_api_time(b.get("CreatedAt", ""))[0]), since(parse_api_time(b.get("LastUsedAt", ""))[0]),
                               str(b.get("UsageCount", 0)), str(bool(b.get("Shared"))).lower()] for b in cache]))
 
 
