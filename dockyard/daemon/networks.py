@@ -278,8 +278,8 @@ class NetworkService:
                 sandbox.address = ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}")
                 hosts = etcfiles.hosts(hostname, domainname, str(address), extra_hosts)
             resolv = etcfiles.resolv_conf(dns, dns_search, dns_options)
-        # The kernel work (worker thread) and the file work (the /etc files, the fsync'd address
-        # record) run side by side.
+        # The kernel work (worker thread) and the file work (the /etc files, the address record)
+        # run side by side.
         steps = [asyncio.to_thread(self._write_files, network.id, sandbox, hosts, resolv, hostname)]
         if sandbox.netns_path is not None:
             steps.append(self._run(self._make_netns, sandbox, bridge))
@@ -317,7 +317,9 @@ class NetworkService:
         etcfiles.write_atomic(resolv_path, resolv)
         etcfiles.write_atomic(hostname_path, etcfiles.hostname_file(hostname))
         if sandbox.address is not None:
-            with self._db.transaction() as cur:
+            # not fsync'd: addresses matter only for containers that survive a daemon restart,
+            # and no container survives a reboot
+            with self._db.transaction(durable=False) as cur:
                 cur.execute("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)",
                             (network_id, str(sandbox.address.ip), sandbox.container_id))
 
@@ -343,7 +345,7 @@ class NetworkService:
             worker.make_bridged(path, bridge.index, bridge.mtu, sandbox.address, gateway, sandbox.mac)
 
     def _delete_addresses(self, rows: list[tuple[str, str]]) -> None:
-        with self._db.transaction() as cur:
+        with self._db.transaction(durable=False) as cur:
             cur.executemany("DELETE FROM ip_allocs WHERE network_id = ? AND address = ?", rows)
 
     def _forget_addresses(self, rows: list[tuple[str, str]]) -> None:
