@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import os
 import queue
 import secrets
@@ -32,6 +33,7 @@ from typing import Callable, TypeVar
 from dockyard.network import netlink, netns, rtnl
 
 T = TypeVar("T")
+log = logging.getLogger("dockyard.network")
 
 CONTAINER_IFNAME = "eth0"
 SPARE_PREFIX = ".spare-"  # spare namespace files in the netns dir (hidden from reconcile)
@@ -122,8 +124,10 @@ class NetnsWorker:
                     netns.remove(path)
                     raise
                 self._spares.append((path, sock))
-        except OSError:
-            self._want_spares = 0  # the kernel refuses: make namespaces on demand (and report then)
+        except Exception:  # never let a chore kill the thread: jobs would wait forever
+            log.exception("spare network namespaces disabled")
+            self._want_spares = 0  # make namespaces on demand (and report errors then)
+            self._unpin.clear()
 
     def _shutdown(self) -> None:
         for path, sock in self._spares:
