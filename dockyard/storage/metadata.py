@@ -12,6 +12,11 @@ Schema (version 1)::
     ip_allocs   network_id | address | owner  PK(network_id, address)
     volumes     name PK | doc (JSON record)
 
+Version 2 adds::
+
+    container_mounts  container_id PK | doc (JSON: the container's resolved mounts, owned by
+                      the volume service; -v, --mount, --volumes-from, anonymous volumes)
+
 Every state change is one transaction (``with db.transaction() as cur: ...``).
 A schema change is a new entry at the end of MIGRATIONS; never edit an old one.
 """
@@ -52,6 +57,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (network_id, address)
     );
     CREATE TABLE volumes (name TEXT PRIMARY KEY, doc BLOB NOT NULL);
+    """,
+    # 2: the volume service's record of each container's mounts
+    """
+    CREATE TABLE container_mounts (container_id TEXT PRIMARY KEY, doc BLOB NOT NULL);
     """,
 ]
 
