@@ -127,7 +127,6 @@ class NetnsWorker:
         except Exception:  # never let a chore kill the thread: jobs would wait forever
             log.exception("spare network namespaces disabled")
             self._want_spares = 0  # make namespaces on demand (and report errors then)
-            self._unpin.clear()
 
     def _shutdown(self) -> None:
         for path, sock in self._spares:
