@@ -2,10 +2,17 @@
 
 Layout under ``root``::
 
+    .init/        the init layer, shared by every snapshot (read-only to overlay)
     <key>/upper   the container's changes (overlay upperdir)
     <key>/work    overlay workdir
-    <key>/lower   an empty lower dir, used only when the image has no layers
     <key>/parent  the parent chain id (empty: no layers), so mounts survive a restart
+
+The init layer is Docker's: the mount points the runtime binds over (``/etc/hosts``,
+``/etc/resolv.conf``, ``/etc/hostname``, ``/dev/console``, ``/proc``, ``/sys``, ...) plus
+``/.dockerenv``, as the topmost lower dir. They exist before the container starts, so
+creating them never lands in the upper dir, and ``docker diff`` / ``commit`` of a fresh
+container are empty, as on Docker. Its content never depends on the image, so one copy
+serves all snapshots.
 
 Like containerd's snapshotters this module never mounts: ``prepare`` and ``mounts``
 return ``dockyard.mount.Mount`` values that the shim (or a daemon helper) performs.
@@ -27,10 +34,13 @@ from typing import Iterator
 from dockyard import errdefs
 from dockyard.mount import Mount
 from dockyard.storage.archive import tar_dir_changes
-from dockyard.storage.fsutil import remove_tree, write_atomic
+from dockyard.storage.fsutil import remove_tree, syncfs, write_atomic
 from dockyard.storage.layers import LayerStore
 
-_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # never ".init" nor ".tmp-*"
+_INIT_DIRS = ("dev/pts", "dev/shm", "proc", "sys", "etc")
+_INIT_FILES = (".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname", "dev/console")
+_INIT_SYMLINKS = (("etc/mtab", "/proc/mounts"),)
 _MOUNT_DATA_MAX = os.sysconf("SC_PAGESIZE") - 1  # mount(2) copies one page, NUL included
 
 
@@ -39,6 +49,27 @@ class OverlaySnapshotter:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._layers = layers
+        self._init = self.root / ".init"
+        if not self._init.is_dir():
+            self._make_init_layer()
+
+    def _make_init_layer(self) -> None:
+        tmp = self.root / f".tmp-init-{secrets.token_hex(4)}"
+        try:
+            for d in ("",) + _INIT_DIRS:
+                (tmp / d).mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp / d, 0o755)
+            for f in _INIT_FILES:
+                (tmp / f).touch()
+                os.chmod(tmp / f, 0o755)  # Docker's mode for these mount points
+            for link, target in _INIT_SYMLINKS:
+                os.symlink(target, tmp / link)
+            syncfs(tmp)
+            os.rename(tmp, self._init)
+        except OSError:
+            remove_tree(tmp)
+            if not self._init.is_dir():  # not made by a concurrent daemon start either
+                raise
 
     def _dir(self, key: str) -> Path:
         if not _KEY_RE.fullmatch(key):
@@ -60,8 +91,6 @@ class OverlaySnapshotter:
             (tmp / "upper").mkdir()
             os.chmod(tmp / "upper", 0o755)  # the container's "/": exactly, whatever the umask
             (tmp / "work").mkdir(mode=0o700)
-            if not lowers:
-                (tmp / "lower").mkdir()
             write_atomic(tmp / "parent", (parent_chain_id or "").encode())
             mounts = [self._overlay(final, lowers)]
             os.rename(tmp, final)
@@ -71,7 +100,7 @@ class OverlaySnapshotter:
         return mounts
 
     def _overlay(self, snapshot_dir: Path, lowers: list[Path]) -> Mount:
-        lower = ":".join(str(p) for p in lowers) if lowers else str(snapshot_dir / "lower")
+        lower = ":".join(str(p) for p in [self._init, *lowers])
         options = (f"lowerdir={lower}", f"upperdir={snapshot_dir / 'upper'}",
                    f"workdir={snapshot_dir / 'work'}")
         if len(",".join(options)) > _MOUNT_DATA_MAX:

@@ -101,6 +101,14 @@ def test_docker_layers_stacked_show_what_docker_shows(stores, docker_save, tmp_p
         assert (rootfs / "dir/sub/f").read_text().strip() == "deep"
         assert (rootfs / "two.txt").read_text().strip() == "layer two"
         assert os.path.islink(rootfs / "bin/sh")
+        # Docker's init layer: mount points exist, and the image's /etc is still all there
+        for mount_point in (".dockerenv", "etc/hosts", "etc/resolv.conf", "etc/hostname", "dev/console"):
+            assert (rootfs / mount_point).is_file()
+        assert (rootfs / "proc").is_dir() and (rootfs / "dev/pts").is_dir()
+        assert os.readlink(rootfs / "etc/mtab") == "/proc/mounts"
+        assert (rootfs / "etc/group").is_file()
+    assert b"".join(snapshots.diff("fixture")) == bytes(1024)  # a fresh container has no changes
+    snapshots.remove("fixture")
 
 
 def test_oci_archive_gzip_layers_give_the_same_chain(stores, docker_save, tmp_path):
@@ -177,14 +185,15 @@ def test_snapshot_lifecycle(stores, docker_save, tmp_path):
     top = register_all(layers, root, manifest["Layers"][:1])
     mounts = snapshots.prepare("c1", top)
     assert mounts == snapshots.mounts("c1")
-    assert mounts[0].type == "overlay" and f"lowerdir={layers.get(top).path}" in mounts[0].options
+    assert mounts[0].type == "overlay"
+    assert f"lowerdir={snapshots.root / '.init'}:{layers.get(top).path}" in mounts[0].options
     with pytest.raises(errdefs.Conflict):
         snapshots.prepare("c1", top)
     with pytest.raises(errdefs.InvalidParameter):
         snapshots.prepare("../escape", top)
-    # an image without layers: an overlay over an empty lower dir
+    # an image without layers: only the init layer below
     with mounted(snapshots.prepare("empty", None), tmp_path / "empty") as rootfs:
-        assert os.listdir(rootfs) == []
+        assert sorted(os.listdir(rootfs)) == [".dockerenv", "dev", "etc", "proc", "sys"]
         (rootfs / "made").write_text("x")
     assert [m.name for m in tarfile.open(fileobj=io.BytesIO(b"".join(snapshots.diff("empty"))))] == ["made"]
     # no changes: Docker's well-known empty layer (1024 zero bytes)
@@ -197,7 +206,7 @@ def test_snapshot_lifecycle(stores, docker_save, tmp_path):
     assert not snapshots.exists("c1")
     with pytest.raises(errdefs.NotFound):
         snapshots.mounts("c1")
-    assert list(snapshots.root.iterdir()) == []
+    assert [p.name for p in snapshots.root.iterdir()] == [".init"]
 
 
 def tree(root: Path) -> dict[str, tuple]:
