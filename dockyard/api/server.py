@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.app import make_app
-from dockyard.api.routers import images, system
+from dockyard.api.routers import images, networks, system
 from dockyard.daemon.daemon import Daemon
 
 
@@ -13,5 +13,6 @@ def build_app(daemon: Daemon) -> web.Application:
     def register(app: web.Application) -> None:
         system.setup(app, daemon.system, daemon.events, daemon.make_event_filter)
         images.setup(app, daemon.images)
+        networks.setup(app, daemon.networks)
 
     return make_app(register)

@@ -13,6 +13,7 @@ import logging
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.events import EventFilter, EventService
 from dockyard.daemon.images.service import ImageService
+from dockyard.daemon.networks import NetworkService
 from dockyard.daemon.system import SystemService
 from dockyard.storage.content import ContentStore
 from dockyard.storage.layers import LayerStore
@@ -37,7 +38,7 @@ class Daemon:
         self.containers = _NoContainers()
         self.images = ImageService(config, self.db, self.content, self.layers, self.snapshotter,
                                    self.events, self.containers)
-        self.networks = None
+        self.networks = NetworkService(config, self.db, self.events)
         self.system = SystemService(config, self.containers, self.images, self._runtimes())
 
     def _runtimes(self) -> dict[str, str]:
@@ -52,8 +53,10 @@ class Daemon:
         removed = self.images.recover()
         if removed:
             log.info("released %d layers left by an interrupted load", len(removed))
+        await self.networks.start()
 
     async def stop(self) -> None:
+        await self.networks.stop()  # sandboxes of running containers stay (live-restore)
         self.db.close()
 
 
