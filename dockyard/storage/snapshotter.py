@@ -9,10 +9,11 @@ Layout under ``root``::
 
 The init layer is Docker's: the mount points the runtime binds over (``/etc/hosts``,
 ``/etc/resolv.conf``, ``/etc/hostname``, ``/dev/console``, ``/proc``, ``/sys``, ...) plus
-``/.dockerenv``, as the topmost lower dir. They exist before the container starts, so
-creating them never lands in the upper dir, and ``docker diff`` / ``commit`` of a fresh
-container are empty, as on Docker. Its content never depends on the image, so one copy
-serves all snapshots.
+``/.dockerenv``. They exist before the container starts, so creating them never lands in
+the upper dir, and ``docker diff`` / ``commit`` of a fresh container are empty, as on
+Docker. Its content never depends on the image, so one copy serves all snapshots. Unlike
+Docker it is the *bottom* lower dir: the image's own entries (an /etc/hosts it ships, the
+mode of its /etc) win, and the image's top layer stays the first lower dir.
 
 Like containerd's snapshotters this module never mounts: ``prepare`` and ``mounts``
 return ``dockyard.mount.Mount`` values that the shim (or a daemon helper) performs.
@@ -100,7 +101,7 @@ class OverlaySnapshotter:
         return mounts
 
     def _overlay(self, snapshot_dir: Path, lowers: list[Path]) -> Mount:
-        lower = ":".join(str(p) for p in [self._init, *lowers])
+        lower = ":".join(str(p) for p in [*lowers, self._init])
         options = (f"lowerdir={lower}", f"upperdir={snapshot_dir / 'upper'}",
                    f"workdir={snapshot_dir / 'work'}")
         if len(",".join(options)) > _MOUNT_DATA_MAX:
@@ -111,13 +112,16 @@ class OverlaySnapshotter:
 
     def mounts(self, key: str) -> list[Mount]:
         """The mounts of an existing snapshot; raises errdefs.NotFound."""
-        directory = self._dir(key)
+        parent = self.parent(key)
+        lowers = self._layers.lower_dirs(parent) if parent else []
+        return [self._overlay(self._dir(key), lowers)]
+
+    def parent(self, key: str) -> str | None:
+        """The chain id the snapshot sits on (None: an image without layers); NotFound."""
         try:
-            parent = (directory / "parent").read_text()
+            return (self._dir(key) / "parent").read_text() or None
         except FileNotFoundError:
             raise errdefs.NotFound(f"snapshot {key} does not exist") from None
-        lowers = self._layers.lower_dirs(parent) if parent else []
-        return [self._overlay(directory, lowers)]
 
     def upper_dir(self, key: str) -> Path:
         return self._dir(key) / "upper"

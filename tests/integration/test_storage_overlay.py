@@ -186,7 +186,8 @@ def test_snapshot_lifecycle(stores, docker_save, tmp_path):
     mounts = snapshots.prepare("c1", top)
     assert mounts == snapshots.mounts("c1")
     assert mounts[0].type == "overlay"
-    assert f"lowerdir={snapshots.root / '.init'}:{layers.get(top).path}" in mounts[0].options
+    assert f"lowerdir={layers.get(top).path}:{snapshots.root / '.init'}" in mounts[0].options
+    assert snapshots.parent("c1") == top
     with pytest.raises(errdefs.Conflict):
         snapshots.prepare("c1", top)
     with pytest.raises(errdefs.InvalidParameter):
@@ -194,6 +195,7 @@ def test_snapshot_lifecycle(stores, docker_save, tmp_path):
     # an image without layers: only the init layer below
     with mounted(snapshots.prepare("empty", None), tmp_path / "empty") as rootfs:
         assert sorted(os.listdir(rootfs)) == [".dockerenv", "dev", "etc", "proc", "sys"]
+        assert snapshots.parent("empty") is None
         (rootfs / "made").write_text("x")
     assert [m.name for m in tarfile.open(fileobj=io.BytesIO(b"".join(snapshots.diff("empty"))))] == ["made"]
     # no changes: Docker's well-known empty layer (1024 zero bytes)
@@ -206,6 +208,8 @@ def test_snapshot_lifecycle(stores, docker_save, tmp_path):
     assert not snapshots.exists("c1")
     with pytest.raises(errdefs.NotFound):
         snapshots.mounts("c1")
+    with pytest.raises(errdefs.NotFound):
+        snapshots.parent("c1")
     assert [p.name for p in snapshots.root.iterdir()] == [".init"]
 
 
