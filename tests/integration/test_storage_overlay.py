@@ -152,6 +152,23 @@ def test_register_is_once_per_chain(stores, docker_save):
         layers.register(io.BytesIO(b""), "sha256:" + "0" * 64)
 
 
+def test_concurrent_registers_of_one_chain(stores, docker_save):
+    from concurrent.futures import ThreadPoolExecutor
+
+    content, layers, _, _ = stores
+    root, manifest, _ = docker_save
+
+    def register(_: int):
+        with open(root / manifest["Layers"][0], "rb") as f:
+            return layers.register(f, None)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(register, range(4)))
+    assert len(set(results)) == 1
+    assert [p.name for p in layers.root.iterdir()] == [results[0].path.name]
+    assert os.listdir(content.root / "ingest") == []
+
+
 def test_release_and_gc(stores, docker_save):
     content, layers, _, db = stores
     root, manifest, _ = docker_save
