@@ -1,0 +1,579 @@
+"""VolumesService: volumes and every container's mounts, without HTTP.
+
+Owns the ``volumes`` table (one ``VolumeRecord`` per volume: driver, options,
+labels, the containers using it, the mounts active on it) and the
+``container_mounts`` table (each container's resolved mounts). Drivers: the
+local one and any Docker volume plugin found in the plugin directories.
+
+The container service calls, in a container's life:
+
+    resolve_mounts  at create: -v, --mount, --volumes-from, Config.Volumes -> MountPoints
+                    (named volumes created on first use, anonymous ones made, copy-up done)
+    mount           at start: driver Mount per volume -> the OCI mounts for the spec
+    unmount         at stop/exit: driver Unmount per volume
+    release         at remove: drop the container's references, and its anonymous
+                    volumes when asked (rm -v, --rm)
+
+Plugin calls block (with a timeout), so they run in worker threads; database
+changes happen on the event loop, serialized per volume name by an asyncio.Lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import msgspec
+
+from dockyard import errdefs
+from dockyard.apitypes.container import HostConfig, MountPoint
+from dockyard.apitypes.volume import CreateRequest, ListResponse, MountSpec, PruneResponse, UsageData, Volume
+from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.interfaces import EventSink
+from dockyard.oci import runtime_spec as oci
+from dockyard.storage.metadata import Database
+from dockyard.volume import copyup, mountspec, names, plugin
+from dockyard.volume.driver import VolumeDriver
+from dockyard.volume.local import LocalDriver, tree_size
+from dockyard.volume.mountspec import MountRequest
+
+log = logging.getLogger("dockyard.volumes")
+
+LIST_FILTERS = ("dangling", "driver", "label", "name")
+PRUNE_FILTERS = ("label", "label!", "all")
+
+
+class VolumeRecord(msgspec.Struct):
+    name: str
+    driver: str
+    created_at: str
+    labels: dict[str, str] | None = None
+    options: dict[str, str] | None = None
+    scope: str = "local"
+    mountpoint: str = ""  # the local path; for a plugin volume the last one it answered
+    users: list[str] = []  # IDs of the containers that reference the volume
+    active_mounts: list[str] = []  # mount IDs the driver has been asked to Mount and not Unmount
+
+    @property
+    def anonymous(self) -> bool:
+        return names.ANONYMOUS_LABEL in (self.labels or {})
+
+
+class PlannedMount(msgspec.Struct):
+    """One resolved mount of a container, as saved: enough to mount it at every start."""
+    type: str  # bind | volume | tmpfs
+    destination: str
+    source: str = ""  # host path (bind) or volume name (volume)
+    read_only: bool = False
+    mode: str = ""
+    propagation: str = ""
+    driver: str = ""
+    subpath: str = ""
+    recursive: str = "enabled"
+    create_source: bool = False
+    tmpfs_options: list[str] = []
+
+    def mount_id(self, container_id: str) -> str:
+        """The ID a driver sees for this container's mount of the volume (stable across restarts)."""
+        return hashlib.sha256(f"{container_id}:{self.destination}".encode()).hexdigest()
+
+
+class ContainerMounts(msgspec.Struct):
+    mounts: list[PlannedMount] = []
+
+
+VolumesFromLookup = Callable[[str], str]  # container reference -> full container ID (NotFound)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _bool_filter(key: str, value: str) -> bool:
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise errdefs.InvalidParameter(f"invalid filter '{key}={value}'")
+
+
+def _label_match(labels: dict[str, str], want: str) -> bool:
+    key, sep, value = want.partition("=")
+    if key not in labels:
+        return False
+    return not sep or labels[key] == value
+
+
+def _name_match(name: str, pattern: str) -> bool:
+    if name == pattern:
+        return True
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return pattern in name
+
+
+class VolumesService:
+    def __init__(self, config: DaemonConfig, db: Database, events: EventSink,
+                 plugin_socket_dirs: tuple[Path, ...] = plugin.DEFAULT_SOCKET_DIRS,
+                 plugin_spec_dirs: tuple[Path, ...] = plugin.DEFAULT_SPEC_DIRS,
+                 plugin_timeout: float = plugin.DEFAULT_TIMEOUT) -> None:
+        self._db = db
+        self._events = events
+        self.root = config.data_root / "volumes"
+        self._local = LocalDriver(self.root)
+        self._plugins: dict[str, plugin.PluginDriver] = {}
+        self._socket_dirs = tuple(plugin_socket_dirs)
+        self._spec_dirs = tuple(plugin_spec_dirs)
+        self._plugin_timeout = plugin_timeout
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ---- records ----------------------------------------------------------------
+    def _get(self, name: str) -> VolumeRecord | None:
+        rows = self._db.query("SELECT doc FROM volumes WHERE name = ?", (name,))
+        return msgspec.json.decode(rows[0][0], type=VolumeRecord) if rows else None
+
+    def _must_get(self, name: str) -> VolumeRecord:
+        rec = self._get(name)
+        if rec is None:
+            raise errdefs.NotFound(f"get {name}: no such volume")
+        return rec
+
+    def _all(self) -> list[VolumeRecord]:
+        return [msgspec.json.decode(doc, type=VolumeRecord)
+                for (doc,) in self._db.query("SELECT doc FROM volumes ORDER BY name")]
+
+    def _save(self, rec: VolumeRecord) -> None:
+        with self._db.transaction() as cur:
+            cur.execute("INSERT OR REPLACE INTO volumes (name, doc) VALUES (?, ?)",
+                        (rec.name, msgspec.json.encode(rec)))
+
+    def _plan(self, container_id: str) -> ContainerMounts | None:
+        rows = self._db.query("SELECT doc FROM container_mounts WHERE container_id = ?", (container_id,))
+        return msgspec.json.decode(rows[0][0], type=ContainerMounts) if rows else None
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    # ---- drivers ----------------------------------------------------------------
+    def _driver_sync(self, name: str) -> VolumeDriver:
+        """The driver called ``name``; a plugin is found and activated on first use (blocks)."""
+        if name in ("", "local"):
+            return self._local
+        cached = self._plugins.get(name)
+        if cached is not None:
+            return cached
+        address = plugin.find_address(name, self._socket_dirs, self._spec_dirs)
+        if address is None:
+            raise errdefs.NotFound(f'error looking up volume plugin {name}: plugin "{name}" not found')
+        driver = plugin.PluginDriver.activate(plugin.PluginClient(name, address, self._plugin_timeout))
+        self._plugins[name] = driver
+        return driver
+
+    async def _driver(self, name: str) -> VolumeDriver:
+        if name in ("", "local") or name in self._plugins:
+            return self._driver_sync(name)
+        return await asyncio.to_thread(self._driver_sync, name)
+
+    async def _call(self, driver: VolumeDriver, method: str, *args: object) -> object:
+        """A driver call; plugin calls run in a thread, and a plugin that stopped answering is
+        forgotten so the next use finds and activates it again."""
+        fn = getattr(driver, method)
+        if driver is self._local:
+            return fn(*args)
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except errdefs.Unavailable:
+            self._plugins.pop(driver.name, None)
+            raise
+
+    # ---- create / inspect / list --------------------------------------------------
+    async def create(self, request: CreateRequest) -> Volume:
+        rec = await self._create(request.name, request.driver or "local", dict(request.driver_opts or {}),
+                                 request.labels)
+        return self._view(rec)
+
+    async def _create(self, name: str, driver_name: str, options: dict[str, str],
+                      labels: dict[str, str] | None) -> VolumeRecord:
+        """Create a volume, or return the existing one of that name (Docker's create is idempotent)."""
+        if not name:
+            name = names.generate()
+            labels = {**(labels or {}), names.ANONYMOUS_LABEL: ""}
+        elif driver_name == "local":
+            names.validate_local(name)
+        async with self._lock(name):
+            existing = self._get(name)
+            if existing is not None:
+                if existing.driver != driver_name:
+                    raise errdefs.Conflict(
+                        f"create {name}: volume name already exists with a different driver: "
+                        f"{existing.driver}")
+                return existing
+            try:
+                driver = await self._driver(driver_name)
+                await self._call(driver, "create", name, options)
+                scope = driver.scope() if driver is self._local else await self._call(driver, "scope")
+            except errdefs.DockyardError as e:
+                message = e.message if e.message.startswith(f"create {name}") else f"create {name}: {e.message}"
+                raise type(e)(message) from None
+            rec = VolumeRecord(name=name, driver=driver_name, created_at=_now(), labels=labels,
+                               options=options or None, scope=str(scope),
+                               mountpoint=self._local.path(name) if driver is self._local else "")
+            self._save(rec)
+        self._events.emit("volume", "create", name, {"driver": driver_name})
+        return rec
+
+    def _view(self, rec: VolumeRecord, status: dict | None = None, usage: UsageData | None = None) -> Volume:
+        return Volume(name=rec.name, driver=rec.driver, mountpoint=rec.mountpoint, labels=rec.labels,
+                      scope=rec.scope, options=rec.options, created_at=rec.created_at,
+                      status=status or None, usage_data=usage)
+
+    async def inspect(self, name: str) -> Volume:
+        rec = self._must_get(name)
+        if rec.driver == "local":
+            return self._view(rec)
+        driver = await self._driver(rec.driver)
+        found = await self._call(driver, "get", name)
+        if found.mountpoint and found.mountpoint != rec.mountpoint:
+            rec.mountpoint = found.mountpoint
+        return self._view(rec, status=dict(found.status) or None)
+
+    def list(self, filters: dict[str, list[str]]) -> ListResponse:
+        for key in filters:
+            if key not in LIST_FILTERS:
+                raise errdefs.InvalidParameter(f"invalid filter '{key}'")
+        dangling = [_bool_filter("dangling", v) for v in filters.get("dangling", [])]
+        out = []
+        for rec in self._all():
+            if dangling and (not rec.users) not in dangling:
+                continue
+            if "driver" in filters and rec.driver not in filters["driver"]:
+                continue
+            if not all(_label_match(rec.labels or {}, want) for want in filters.get("label", [])):
+                continue
+            if "name" in filters and not any(_name_match(rec.name, p) for p in filters["name"]):
+                continue
+            out.append(self._view(rec))
+        return ListResponse(volumes=out, warnings=None)
+
+    # ---- remove / prune -------------------------------------------------------------
+    async def remove(self, name: str, force: bool = False) -> None:
+        rec = self._get(name)
+        if rec is None:
+            if force:
+                return
+            raise errdefs.NotFound(f"get {name}: no such volume")
+        async with self._lock(name):
+            await self._remove_locked(name, force)
+
+    async def _remove_locked(self, name: str, force: bool) -> int:
+        """Remove a volume nobody uses; returns the bytes it held (local volumes)."""
+        rec = self._get(name)
+        if rec is None:
+            return 0
+        if rec.users:
+            raise errdefs.Conflict(f"remove {name}: volume is in use - [{' '.join(rec.users)}]")
+        size = tree_size(Path(self._local.path(name))) if rec.driver == "local" else 0
+        try:
+            driver = await self._driver(rec.driver)
+            await self._call(driver, "remove", name)
+        except errdefs.DockyardError as e:
+            if not force:
+                if isinstance(e, errdefs.NotFound):
+                    raise
+                raise errdefs.System(f"remove {name}: {e}") from None
+            log.warning("volume %s: driver %s failed to remove it, forgetting it (force): %s",
+                        name, rec.driver, e)
+        with self._db.transaction() as cur:
+            cur.execute("DELETE FROM volumes WHERE name = ?", (name,))
+        self._locks.pop(name, None)
+        self._events.emit("volume", "destroy", name, {"driver": rec.driver})
+        return size
+
+    async def prune(self, filters: dict[str, list[str]]) -> PruneResponse:
+        for key in filters:
+            if key not in PRUNE_FILTERS:
+                raise errdefs.InvalidParameter(f"invalid filter '{key}'")
+        prune_all = any(_bool_filter("all", v) for v in filters.get("all", []))
+        deleted, reclaimed = [], 0
+        for rec in self._all():
+            if rec.users or (not prune_all and not rec.anonymous):
+                continue
+            labels = rec.labels or {}
+            if not all(_label_match(labels, want) for want in filters.get("label", [])):
+                continue
+            if any(_label_match(labels, want) for want in filters.get("label!", [])):
+                continue
+            try:
+                async with self._lock(rec.name):
+                    reclaimed += await self._remove_locked(rec.name, force=False)
+            except errdefs.DockyardError as e:
+                log.warning("prune: volume %s: %s", rec.name, e)
+                continue
+            deleted.append(rec.name)
+        self._events.emit("volume", "prune", "", {"reclaimed": str(reclaimed)})
+        return PruneResponse(volumes_deleted=deleted or None, space_reclaimed=reclaimed)
+
+    def disk_usage(self) -> list[Volume]:
+        """Every volume with UsageData (Size -1 where the driver cannot tell), for /system/df."""
+        out = []
+        for rec in self._all():
+            size = tree_size(Path(self._local.path(rec.name))) if rec.driver == "local" else -1
+            out.append(self._view(rec, usage=UsageData(size=size, ref_count=len(rec.users))))
+        return out
+
+    # ---- containers' mounts -----------------------------------------------------------
+    async def resolve_mounts(self, container_id: str, host_config: HostConfig,
+                             config_volumes: dict[str, object] | None, image_layer_dirs: list[Path],
+                             volumes_from_lookup: VolumesFromLookup) -> list[MountPoint]:
+        """Work out a new container's mounts, create the volumes they need, record them.
+
+        ``config_volumes`` is Config.Volumes with the image's VOLUMEs merged in (the docker
+        CLI sends ``-v /path`` there). On any error nothing is left behind."""
+        by_destination: dict[str, PlannedMount] = {}
+        # --volumes-from first; -v and --mount may replace what it brings.
+        for spec in host_config.volumes_from or []:
+            ref, mode = mountspec.parse_volumes_from(spec)
+            source_id = volumes_from_lookup(ref)
+            for m in (self._plan(source_id) or ContainerMounts()).mounts:
+                if m.type == "tmpfs":
+                    continue
+                inherited = msgspec.structs.replace(m)
+                if mode:
+                    words = mode.split(",")
+                    if "ro" in words or "rw" in words:
+                        inherited.read_only = "ro" in words
+                    inherited.mode = mode
+                by_destination[m.destination] = inherited
+        requests: list[MountRequest] = [mountspec.parse_bind(b) for b in host_config.binds or []]
+        for raw in host_config.mounts or []:
+            try:
+                spec = msgspec.convert(raw, MountSpec)
+            except msgspec.ValidationError as e:
+                raise errdefs.InvalidParameter(f"invalid mount config: {e}") from None
+            requests.append(mountspec.parse_mount(spec))
+        seen: set[str] = set()
+        for req in requests:
+            if req.destination in seen:
+                raise errdefs.InvalidParameter(f"Duplicate mount point: {req.destination}")
+            seen.add(req.destination)
+        for destination in config_volumes or {}:
+            problem = mountspec.check_destination("volume", destination)
+            if problem:
+                raise errdefs.InvalidParameter(f"invalid volume specification: '{destination}': {problem}")
+            clean = os.path.normpath(destination)
+            if clean not in seen and clean not in by_destination:
+                requests.append(MountRequest(type="volume", destination=clean))
+                seen.add(clean)
+
+        created: list[str] = []
+        try:
+            for req in requests:
+                planned = PlannedMount(
+                    type=req.type, destination=req.destination, source=req.source,
+                    read_only=req.read_only, mode=req.mode, propagation=req.propagation,
+                    subpath=req.subpath, recursive=req.recursive, create_source=req.create_source,
+                    tmpfs_options=list(req.tmpfs_options))
+                if req.type == "volume":
+                    driver_name = req.driver or host_config.volume_driver or "local"
+                    rec = self._get(req.source) if req.source else None
+                    if rec is None:
+                        rec = await self._create(req.source, driver_name, req.driver_opts, req.labels or None)
+                        created.append(rec.name)
+                        if not req.nocopy and not req.subpath:
+                            await self._copy_up(rec, req.destination, image_layer_dirs, container_id)
+                    elif req.driver and req.driver != rec.driver:
+                        raise errdefs.Conflict(
+                            f"create {rec.name}: volume name already exists with a different driver: "
+                            f"{rec.driver}")
+                    elif not req.nocopy and not req.subpath and rec.driver == "local":
+                        await self._copy_up(rec, req.destination, image_layer_dirs, container_id)
+                    planned.source = rec.name
+                    planned.driver = rec.driver
+                by_destination[req.destination] = planned
+        except BaseException:
+            for name in created:
+                try:
+                    async with self._lock(name):
+                        await self._remove_locked(name, force=True)
+                except Exception as e:
+                    log.warning("volume %s: undoing its creation: %s", name, e)
+            raise
+
+        plan = ContainerMounts(mounts=sorted(by_destination.values(), key=lambda m: m.destination))
+        with self._db.transaction() as cur:
+            cur.execute("INSERT OR REPLACE INTO container_mounts (container_id, doc) VALUES (?, ?)",
+                        (container_id, msgspec.json.encode(plan)))
+            for m in plan.mounts:
+                if m.type != "volume":
+                    continue
+                row = cur.execute("SELECT doc FROM volumes WHERE name = ?", (m.source,)).fetchone()
+                if row is None:
+                    raise errdefs.NotFound(f"get {m.source}: no such volume")
+                rec = msgspec.json.decode(row[0], type=VolumeRecord)
+                if container_id not in rec.users:
+                    rec.users.append(container_id)
+                    cur.execute("UPDATE volumes SET doc = ? WHERE name = ?", (msgspec.json.encode(rec), rec.name))
+        return [self._mount_point(m) for m in plan.mounts]
+
+    def _mount_point(self, m: PlannedMount) -> MountPoint:
+        if m.type == "volume":
+            rec = self._get(m.source)
+            source = rec.mountpoint if rec else ""
+            if source and m.subpath:
+                source = os.path.join(source, m.subpath)
+            return MountPoint(type="volume", name=m.source, source=source, destination=m.destination,
+                              driver=m.driver, mode=m.mode, rw=not m.read_only, propagation="")
+        if m.type == "tmpfs":
+            return MountPoint(type="tmpfs", source="", destination=m.destination, mode="",
+                              rw=not m.read_only, propagation="")
+        return MountPoint(type="bind", source=m.source, destination=m.destination, mode=m.mode,
+                          rw=not m.read_only, propagation=m.propagation)
+
+    def mount_points(self, container_id: str) -> list[MountPoint]:
+        """The container's mounts as inspect shows them (Mountpoints of plugin volumes as last seen)."""
+        return [self._mount_point(m) for m in (self._plan(container_id) or ContainerMounts()).mounts]
+
+    async def _copy_up(self, rec: VolumeRecord, destination: str, layers: list[Path], container_id: str) -> None:
+        """Fill an empty volume with the image's content at ``destination`` (Docker's copy-up)."""
+        if not layers:
+            return
+        driver = await self._driver(rec.driver)
+        mount_id = f"copyup-{container_id}"
+        path = str(await self._call(driver, "mount", rec.name, mount_id))
+        try:
+            if path and not any(os.scandir(path)):
+                await asyncio.to_thread(copyup.copy_up, layers, destination, Path(path))
+        except OSError as e:
+            raise errdefs.System(f"copying the image's {destination} into volume {rec.name}: {e}") from None
+        finally:
+            await self._call(driver, "unmount", rec.name, mount_id)
+
+    async def mount(self, container_id: str) -> list[oci.Mount]:
+        """At start: mount each volume through its driver; the OCI mounts for the container's spec.
+
+        If one fails, those already mounted are unmounted again."""
+        plan = self._plan(container_id) or ContainerMounts()
+        out: list[oci.Mount] = []
+        mounted: list[PlannedMount] = []
+        try:
+            for m in plan.mounts:
+                if m.type == "tmpfs":
+                    out.append(oci.Mount(destination=m.destination, type="tmpfs", source="tmpfs",
+                                         options=["nosuid", "nodev", "noexec", *m.tmpfs_options,
+                                                  "ro" if m.read_only else "rw"]))
+                    continue
+                if m.type == "bind":
+                    source = m.source
+                    if not os.path.exists(source):
+                        if not m.create_source:
+                            raise errdefs.InvalidParameter(
+                                f'invalid mount config for type "bind": bind source path does not exist: {source}')
+                        os.makedirs(source, 0o755, exist_ok=True)
+                else:
+                    source = await self._mount_volume(container_id, m)
+                    mounted.append(m)
+                options = ["rbind" if m.recursive != "disabled" else "bind",
+                           m.propagation or mountspec.DEFAULT_PROPAGATION, "ro" if m.read_only else "rw"]
+                out.append(oci.Mount(destination=m.destination, type="bind", source=source, options=options))
+        except BaseException:
+            for m in mounted:
+                await self._unmount_volume(container_id, m, emit=False)
+            raise
+        return out
+
+    async def _mount_volume(self, container_id: str, m: PlannedMount) -> str:
+        mount_id = m.mount_id(container_id)
+        async with self._lock(m.source):
+            rec = self._must_get(m.source)
+            driver = await self._driver(rec.driver)
+            try:
+                path = str(await self._call(driver, "mount", rec.name, mount_id))
+            except errdefs.DockyardError as e:
+                raise type(e)(f"error while mounting volume '{rec.name}': {e}") from None
+            if not path:
+                raise errdefs.System(f"error while mounting volume '{rec.name}': the driver gave no path")
+            rec.mountpoint = path
+            if mount_id not in rec.active_mounts:
+                rec.active_mounts.append(mount_id)
+            self._save(rec)
+        source = path
+        if m.subpath:
+            source = os.path.realpath(os.path.join(path, m.subpath))
+            if not (source + "/").startswith(os.path.realpath(path) + "/") or not os.path.exists(source):
+                await self._unmount_volume(container_id, m, emit=False)
+                raise errdefs.InvalidParameter(
+                    f"cannot access path {os.path.join(path, m.subpath)}: subpath does not exist in "
+                    f"volume {rec.name} or leaves it")
+        self._events.emit("volume", "mount", rec.name, {
+            "driver": rec.driver, "container": container_id, "destination": m.destination,
+            "read/write": str(not m.read_only).lower(), "propagation": m.propagation})
+        return source
+
+    async def _unmount_volume(self, container_id: str, m: PlannedMount, emit: bool = True) -> None:
+        mount_id = m.mount_id(container_id)
+        async with self._lock(m.source):
+            rec = self._get(m.source)
+            if rec is None or mount_id not in rec.active_mounts:
+                return
+            try:
+                driver = await self._driver(rec.driver)
+                await self._call(driver, "unmount", rec.name, mount_id)
+            except errdefs.DockyardError as e:
+                log.warning("volume %s: unmount for container %s: %s", rec.name, container_id, e)
+            rec.active_mounts.remove(mount_id)
+            self._save(rec)
+        if emit:
+            self._events.emit("volume", "unmount", rec.name, {"driver": rec.driver, "container": container_id})
+
+    async def unmount(self, container_id: str) -> None:
+        """At stop or exit: unmount each of the container's volumes; never raises for a driver."""
+        for m in (self._plan(container_id) or ContainerMounts()).mounts:
+            if m.type == "volume":
+                await self._unmount_volume(container_id, m)
+
+    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+        """At container removal: forget its mounts; remove its anonymous volumes nobody else uses
+        when asked (rm -v, --rm). Named volumes are always kept."""
+        plan = self._plan(container_id)
+        if plan is None:
+            return
+        await self.unmount(container_id)
+        to_remove = []
+        with self._db.transaction() as cur:
+            cur.execute("DELETE FROM container_mounts WHERE container_id = ?", (container_id,))
+            for m in plan.mounts:
+                if m.type != "volume":
+                    continue
+                row = cur.execute("SELECT doc FROM volumes WHERE name = ?", (m.source,)).fetchone()
+                if row is None:
+                    continue
+                rec = msgspec.json.decode(row[0], type=VolumeRecord)
+                if container_id in rec.users:
+                    rec.users.remove(container_id)
+                    cur.execute("UPDATE volumes SET doc = ? WHERE name = ?", (msgspec.json.encode(rec), rec.name))
+                if remove_anonymous and rec.anonymous and not rec.users:
+                    to_remove.append(rec.name)
+        for name in to_remove:
+            try:
+                async with self._lock(name):
+                    await self._remove_locked(name, force=False)
+            except errdefs.DockyardError as e:
+                log.warning("volume %s: removing with its container %s: %s", name, container_id, e)
+
+    def restore(self) -> None:
+        """At daemon start: the local driver relearns which mounts are active (its device mounts
+        stayed up across the restart, and the last Unmount must take them down)."""
+        for rec in self._all():
+            if rec.driver == "local" and rec.options:
+                for mount_id in rec.active_mounts:
+                    try:
+                        self._local.mount(rec.name, mount_id)
+                    except errdefs.DockyardError as e:
+                        log.warning("volume %s: restoring mount %s: %s", rec.name, mount_id, e)

@@ -1,0 +1,227 @@
+"""VolumesService with the local driver on a temp data root (real mounts for driver options)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dockyard import errdefs
+from dockyard.apitypes.container import HostConfig
+from dockyard.apitypes.volume import CreateRequest
+from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.volumes import VolumesService
+from dockyard.storage.metadata import Database
+from dockyard.volume import kernel
+
+
+class Events:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, dict]] = []
+
+    def emit(self, type, action, actor_id, attributes=None, scope="local") -> None:
+        self.events.append((type, action, actor_id, dict(attributes or {})))
+
+    def actions(self, name: str | None = None) -> list[str]:
+        return [a for _, a, n, _ in self.events if name is None or n == name]
+
+
+@pytest.fixture
+def root():
+    path = Path(tempfile.mkdtemp(prefix="dy-vol-svc-"))
+    try:
+        yield path
+    finally:
+        subprocess.run(["sh", "-c", f"grep -o ' {path}[^ ]*' /proc/self/mountinfo | sort -r | "
+                                    "xargs -r -n1 umount -l"], check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def make(root: Path) -> tuple[VolumesService, Database, Events]:
+    config = DaemonConfig(data_root=root / "data", exec_root=root / "exec")
+    db = Database(config.db_path)
+    events = Events()
+    return VolumesService(config, db, events, plugin_socket_dirs=(root / "plugins",), plugin_spec_dirs=()), db, events
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def no_lookup(ref: str) -> str:
+    raise errdefs.no_such_container(ref)
+
+
+def test_create_inspect_list_remove(root):
+    svc, db, events = make(root)
+    vol = run(svc.create(CreateRequest(name="data", labels={"team": "a"})))
+    assert vol.mountpoint == str(root / "data/volumes/data/_data") and os.path.isdir(vol.mountpoint)
+    assert vol.driver == "local" and vol.scope == "local" and vol.created_at.endswith("Z")
+    again = run(svc.create(CreateRequest(name="data")))  # idempotent, as Docker
+    assert again.created_at == vol.created_at
+    anon = run(svc.create(CreateRequest()))
+    assert len(anon.name) == 64 and anon.labels == {"com.docker.volume.anonymous": ""}
+    names = lambda f: [v.name for v in svc.list(f).volumes]  # noqa: E731
+    assert names({"label": ["team=a"]}) == ["data"]
+    assert names({"label": ["team=b"]}) == []
+    assert names({"name": ["dat"]}) == ["data"]
+    assert sorted(names({"dangling": ["true"]})) == sorted(["data", anon.name])
+    assert names({"driver": ["other"]}) == []
+    with pytest.raises(errdefs.InvalidParameter, match="invalid filter 'bogus'"):
+        svc.list({"bogus": ["x"]})
+    with pytest.raises(errdefs.InvalidParameter):
+        svc.list({"dangling": ["maybe"]})
+    run(svc.remove("data"))
+    assert not (root / "data/volumes/data").exists()
+    with pytest.raises(errdefs.NotFound, match="get data: no such volume"):
+        run(svc.inspect("data"))
+    with pytest.raises(errdefs.NotFound):
+        run(svc.remove("data"))
+    run(svc.remove("data", force=True))
+    assert events.actions("data") == ["create", "destroy"]
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "../x", ".hidden", "x"])
+def test_bad_names(root, name):
+    svc, _, _ = make(root)
+    with pytest.raises(errdefs.InvalidParameter, match="includes invalid characters"):
+        run(svc.create(CreateRequest(name=name)))
+    assert svc.list({}).volumes == []
+
+
+def test_bad_driver_and_options(root):
+    svc, _, _ = make(root)
+    with pytest.raises(errdefs.NotFound, match='create vol: error looking up volume plugin nope: plugin "nope" not found'):
+        run(svc.create(CreateRequest(name="vol", driver="nope")))
+    with pytest.raises(errdefs.InvalidParameter, match='invalid option: "bogus"'):
+        run(svc.create(CreateRequest(name="vol", driver_opts={"bogus": "1"})))
+    with pytest.raises(errdefs.InvalidParameter, match='missing required option: "device"'):
+        run(svc.create(CreateRequest(name="vol", driver_opts={"type": "tmpfs"})))
+    assert svc.list({}).volumes == [] and os.listdir(root / "data/volumes") == []
+
+
+def test_remove_never_follows_symlinks(root):
+    svc, _, _ = make(root)
+    outside = root / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep")
+    run(svc.create(CreateRequest(name="vol")))
+    os.symlink(outside, root / "data/volumes/vol/_data/link")
+    run(svc.remove("vol"))
+    assert (outside / "precious").read_text() == "keep"
+    # a volume directory replaced by a symlink to elsewhere: only the link goes
+    run(svc.create(CreateRequest(name="wol")))
+    shutil.rmtree(root / "data/volumes/wol")
+    os.symlink(outside, root / "data/volumes/wol")
+    run(svc.remove("wol"))
+    assert (outside / "precious").read_text() == "keep" and not os.path.lexists(root / "data/volumes/wol")
+
+
+def test_tmpfs_and_bind_options(root):
+    svc, _, events = make(root)
+    host = root / "hostdir"
+    host.mkdir()
+    (host / "f").write_text("from host")
+    run(svc.create(CreateRequest(name="tv", driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=1m,mode=0700"})))
+    run(svc.create(CreateRequest(name="bv", driver_opts={"type": "none", "device": str(host), "o": "bind"})))
+    hc = HostConfig(binds=["tv:/t", "bv:/b:ro"])
+    points = run(svc.resolve_mounts("c1", hc, None, [], no_lookup))
+    assert [(p.name, p.destination, p.rw, p.mode) for p in points] == [("bv", "/b", False, "ro"), ("tv", "/t", True, "z")]
+    mounts = run(svc.mount("c1"))
+    t_path = str(root / "data/volumes/tv/_data")
+    assert kernel.is_mountpoint(t_path)
+    with open("/proc/self/mountinfo") as f:
+        line = next(line for line in f if f" {t_path} " in line)
+    assert "tmpfs" in line and "size=1024k" in line
+    assert (root / "data/volumes/bv/_data/f").read_text() == "from host"
+    assert [(m.destination, m.options) for m in mounts] == [("/b", ["rbind", "rprivate", "ro"]),
+                                                           ("/t", ["rbind", "rprivate", "rw"])]
+    # a second user shares the device mount; the last unmount takes it down
+    run(svc.resolve_mounts("c2", HostConfig(binds=["tv:/x"]), None, [], no_lookup))
+    run(svc.mount("c2"))
+    run(svc.unmount("c1"))
+    assert kernel.is_mountpoint(t_path)
+    with pytest.raises(errdefs.Conflict, match=r"remove tv: volume is in use - \[c1 c2\]"):
+        run(svc.remove("tv"))
+    with pytest.raises(errdefs.Conflict):
+        run(svc.remove("tv", force=True))
+    run(svc.release("c2", remove_anonymous=True))
+    assert not kernel.is_mountpoint(t_path)
+    run(svc.release("c1", remove_anonymous=True))
+    run(svc.remove("bv"))
+    assert (host / "f").read_text() == "from host"  # removing a bind volume leaves the host dir alone
+    assert [a for _, a, n, _ in events.events if n == "tv"] == ["create", "mount", "mount", "unmount", "unmount"]
+
+
+def test_resolve_anonymous_copyup_release(root):
+    svc, _, events = make(root)
+    layer = root / "layer"
+    (layer / "etc/conf").mkdir(parents=True)
+    (layer / "etc/conf/app.ini").write_text("image content")
+    hc = HostConfig(binds=["named:/etc/conf"], mounts=[{"Type": "tmpfs", "Target": "/scratch",
+                                                         "TmpfsOptions": {"SizeBytes": 4096}}])
+    points = run(svc.resolve_mounts("c1", hc, {"/etc/conf": {}, "/anon": {}}, [layer], no_lookup))
+    kinds = {p.destination: (p.type, p.name) for p in points}
+    assert kinds["/etc/conf"] == ("volume", "named") and kinds["/scratch"] == ("tmpfs", "")
+    anon = kinds["/anon"][1]
+    assert len(anon) == 64
+    assert (root / "data/volumes/named/_data/app.ini").read_text() == "image content"
+    mounts = run(svc.mount("c1"))
+    tmpfs = next(m for m in mounts if m.destination == "/scratch")
+    assert tmpfs.type == "tmpfs" and "size=4096" in tmpfs.options
+    assert svc.list({"dangling": ["false"]}).volumes[0].name in ("named", anon)
+    # a second container takes c1's volumes read-only
+    points2 = run(svc.resolve_mounts("c2", HostConfig(volumes_from=["c1:ro"]), None, [], lambda ref: "c1"))
+    assert {(p.destination, p.rw) for p in points2} == {("/etc/conf", False), ("/anon", False)}
+    run(svc.release("c1", remove_anonymous=True))
+    assert {v.name for v in svc.list({}).volumes} == {"named", anon}  # c2 still uses the anonymous one
+    run(svc.release("c2", remove_anonymous=True))
+    assert {v.name for v in svc.list({}).volumes} == {"named"}
+    pruned = run(svc.prune({}))
+    assert pruned.volumes_deleted is None
+    pruned = run(svc.prune({"all": ["true"]}))
+    assert pruned.volumes_deleted == ["named"] and pruned.space_reclaimed == len("image content")
+
+
+def test_resolve_errors_leave_nothing(root):
+    svc, _, _ = make(root)
+    for hc, cls, message in [
+        (HostConfig(binds=["ok:/a", "bad/name:/b"]), errdefs.InvalidParameter, "invalid characters"),
+        (HostConfig(binds=["ok:/a"], mounts=[{"Type": "bind", "Source": "/no/such/xyz", "Target": "/b"}]),
+         errdefs.InvalidParameter, "bind source path does not exist"),
+        (HostConfig(binds=["ok:/a", "ok2:/a"]), errdefs.InvalidParameter, "Duplicate mount point: /a"),
+        (HostConfig(binds=["ok:/a"], volumes_from=["ghost"]), errdefs.NotFound, "No such container: ghost"),
+        (HostConfig(binds=["ok:/a", "other:/b"], volume_driver="nope"), errdefs.NotFound, "plugin \"nope\" not found"),
+    ]:
+        with pytest.raises(cls, match=message):
+            run(svc.resolve_mounts("c1", hc, {"/anon": {}}, [], no_lookup))
+        assert svc.list({}).volumes == [], hc
+    assert svc.mount_points("c1") == []
+
+
+def test_prune_filters_and_persistence(root):
+    svc, db, _ = make(root)
+    run(svc.create(CreateRequest(labels={"keep": "1"})))
+    gone = run(svc.create(CreateRequest()))
+    run(svc.create(CreateRequest(name="named")))
+    run(svc.resolve_mounts("c1", HostConfig(binds=["named:/n"]), None, [], no_lookup))
+    with pytest.raises(errdefs.InvalidParameter, match="invalid filter 'until'"):
+        run(svc.prune({"until": ["1h"]}))
+    pruned = run(svc.prune({"label!": ["keep"]}))
+    assert pruned.volumes_deleted == [gone.name]
+    db.close()
+    svc2, db2, _ = make(root)  # a daemon restart: users and options survive
+    try:
+        vols = {v.name: v for v in svc2.list({}).volumes}
+        assert set(vols) == {"named", next(n for n in vols if n != "named")}
+        with pytest.raises(errdefs.Conflict):
+            run(svc2.remove("named"))
+        assert [p.name for p in svc2.mount_points("c1")] == ["named"]
+        assert [v.name for v in svc2.disk_usage() if v.usage_data.ref_count == 1] == ["named"]
+    finally:
+        db2.close()
