@@ -190,7 +190,7 @@ def test_cannot_connect(tmp_path: Any) -> None:
 def _container(api: FakeServer, name: str, cmd: list[str], status: str, age: float, **kw: Any) -> None:
     from tests.unit.test_cli_fake_api import FakeContainer
 
-    now = time.time()
+    now = kw.get("now") or time.time()
     cid = (name * 64)[:64].encode().hex()[:64]
     c = FakeContainer(cid, name, "busybox", cmd, {"Labels": kw.get("labels", {})}, {}, now - age, status=status,
                       exit_code=kw.get("code", 0), started_at=now - age + 1, finished_at=now - 5,
@@ -288,6 +288,21 @@ def test_api_version_negotiation(fake_api: FakeServer) -> None:  # noqa: F811
     assert fake_api.state.raw_paths[-1].startswith("/v1.50/containers/json")
 
 
+def _seed(api: FakeServer, now: float) -> None:
+    from tests.unit.test_cli_fake_api import FakeState
+
+    api.state = FakeState()
+    api.state.add_image("busybox:latest", created=int(now) - 3 * 86400)
+    api.state.add_image("alpine:3.19", size=7_380_000, created=int(now) - 40 * 86400)
+    _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"}, ports=PORTS, now=now)
+    _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2, now=now)
+    api.state.events += [
+        {"Type": "container", "Action": "start", "Actor": {"ID": "abc", "Attributes": {"name": "web", "image": "busybox"}},
+         "scope": "local", "time": 1764370000, "timeNano": 1764370000123456789},
+        {"Type": "image", "Action": "pull", "Actor": {"ID": "busybox:latest", "Attributes": {"name": "busybox"}},
+         "scope": "local", "time": 1764370001, "timeNano": 1764370001000000000}]
+
+
 PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"},
          {"PrivatePort": 80, "PublicPort": 8080, "IP": "::", "Type": "tcp"},
          {"PrivatePort": 9000, "PublicPort": 9000, "IP": "0.0.0.0", "Type": "tcp"},
@@ -308,18 +323,17 @@ PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"}
     ("image", "history", "-q", "busybox"), ("history", "-H=false", "busybox"), ("system", "df"),
     ("network", "ls"), ("network", "ls", "--no-trunc"), ("network", "ls", "--format", "{{json .}}"),
     ("events",), ("events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"),
-    ("system", "df", "--format", "{{json .}}"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
+    ("system", "df", "--format", "{{json .}}"), ("ps", "-s"), ("ps", "-a", "--format", "{{.Size}}"),
+    ("container", "prune", "-f"), ("image", "prune", "-f"), ("image", "prune", "-a", "-f"), ("system", "prune", "-f"),
+    ("system", "prune", "-af", "--volumes"), ("rmi", "alpine:3.19", "nope"), ("images", "-a"),
+    ("tag", "busybox", "mine/box:v1"), ("image", "rm", "busybox"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
 ])
 def test_same_output_as_docker(api: FakeServer, args: tuple[str, ...]) -> None:
-    api.state.add_image("alpine:3.19", size=7_380_000, created=int(time.time()) - 40 * 86400)
-    _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"}, ports=PORTS)
-    _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2)
-    api.state.events += [
-        {"Type": "container", "Action": "start", "Actor": {"ID": "abc", "Attributes": {"name": "web", "image": "busybox"}},
-         "scope": "local", "time": 1764370000, "timeNano": 1764370000123456789},
-        {"Type": "image", "Action": "pull", "Actor": {"ID": "busybox:latest", "Attributes": {"name": "busybox"}},
-         "scope": "local", "time": 1764370001, "timeNano": 1764370001000000000}]
-    ours, theirs = dockyard(api, *args), docker(api, *args)
+    now = time.time()
+    _seed(api, now)
+    ours = dockyard(api, *args)
+    _seed(api, now)  # commands may change the state: docker gets the same starting point
+    theirs = docker(api, *args)
     assert ours.returncode == theirs.returncode
     assert ours.stdout.decode() == theirs.stdout.decode()
     assert ours.stderr.decode() == theirs.stderr.decode().replace("docker", "dockyard")

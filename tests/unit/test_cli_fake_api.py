@@ -8,6 +8,7 @@ The real docker CLI can be pointed at it too, which is how our output is compare
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -76,7 +77,7 @@ class FakeState:
 
     def add_image(self, ref: str, size: int = 4_260_000, created: int | None = None,
                   pullable_only: bool = False) -> FakeImage:
-        img = FakeImage("sha256:" + uuid.uuid4().hex + uuid.uuid4().hex, [_norm(ref)], size,
+        img = FakeImage("sha256:" + hashlib.sha256(ref.encode()).hexdigest(), [_norm(ref)], size,
                         created if created is not None else int(time.time()) - 3 * 86400)
         (self.pullable if pullable_only else self.images)[_norm(ref)] = img
         return img
@@ -301,6 +302,47 @@ class Handler(BaseHTTPRequestHandler):
                           "CreatedBy": "/bin/sh -c #(nop) ADD file:5b1e63a3cb041177b802b501dedcd71a86f1773ea0f69f048f2eb3901097711d in / ",
                           "Tags": None, "Size": img.size, "Comment": "imported"}])
 
+    def h_POST_images_X_tag(self, q: Any, b: Any, ref: str) -> None:
+        st = self.server.state
+        img = st.find_image(ref)
+        if img is None:
+            self._error(404, f"No such image: {ref}")
+            return
+        new = f"{self._q(q, 'repo')}:{self._q(q, 'tag') or 'latest'}"
+        img.tags.append(new)
+        st.images[new] = img
+        self._no_content(201)
+
+    def h_GET_images_get(self, q: Any, b: Any) -> None:
+        self._start_chunked("application/x-tar")
+        self._chunk(("TAR:" + ",".join(q.get("names", []))).encode())
+        self._end_chunked()
+
+    def h_GET_containers_X_export(self, q: Any, b: Any, ref: str) -> None:
+        if self._container(ref):
+            self._start_chunked("application/x-tar")
+            self._chunk(b"EXPORT:" + ref.encode())
+            self._end_chunked()
+
+    def h_POST_commit(self, q: Any, b: Any) -> None:
+        c = self._container(self._q(q, "container"))
+        if c:
+            img = self.server.state.add_image(f"{self._q(q, 'repo') or 'none'}:{self._q(q, 'tag') or 'latest'}")
+            self._send_json({"Id": img.id}, 201)
+
+    def h_POST_images_prune(self, q: Any, b: Any) -> None:
+        self._send_json({"ImagesDeleted": [{"Untagged": "old:1"}, {"Deleted": "sha256:" + "d" * 64}],
+                         "SpaceReclaimed": 1_234_567})
+
+    def h_POST_networks_prune(self, q: Any, b: Any) -> None:
+        self._send_json({"NetworksDeleted": ["frontnet"]})
+
+    def h_POST_volumes_prune(self, q: Any, b: Any) -> None:
+        self._send_json({"VolumesDeleted": ["data"], "SpaceReclaimed": 2_000_000})
+
+    def h_POST_build_prune(self, q: Any, b: Any) -> None:
+        self._send_json({"CachesDeleted": None, "SpaceReclaimed": 0})
+
     def h_GET_system_df(self, q: Any, b: Any) -> None:
         st = self.server.state
         images = [{"Id": i.id, "ParentId": "", "RepoTags": i.tags, "RepoDigests": [], "Created": i.created,
@@ -401,6 +443,8 @@ class Handler(BaseHTTPRequestHandler):
                         "Labels": c.config.get("Labels") or {}, "State": c.status, "Status": _status_text(c),
                         "HostConfig": {"NetworkMode": "bridge"}, "NetworkSettings": {"Networks": {}},
                         "Mounts": []})
+            if self._q(q, "size") in ("1", "true"):
+                out[-1].update({"SizeRw": 12_000, "SizeRootFs": 4_272_000})
         self._send_json(out[:limit] if limit > 0 else out)
 
     def h_GET_containers_X_json(self, q: Any, b: Any, ref: str) -> None:
@@ -544,7 +588,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json({"ContainersDeleted": [c.id for c in gone] or None, "SpaceReclaimed": 0})
 
 
-_STATIC = {"history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
+_STATIC = {"tag", "get", "export", "commit", "build", "volumes", "history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
            "logs", "resize", "create", "load", "prune", "_ping", "version", "info", "events"}
 
 

@@ -517,7 +517,7 @@ def cmd_prune(ctx: Context, opts: Any) -> int:
     out = ""
     if deleted:
         out += "Deleted Containers:\n" + "".join(f"{c}\n" for c in deleted) + "\n"
-    out += f"Total reclaimed space: {human_size(report.get('SpaceReclaimed') or 0)}\n"
+    out += f"Total reclaimed space: {human_size(report.get('SpaceReclaimed') or 0, 4)}\n"
     sys.stdout.write(out)
     return 0
 
@@ -668,7 +668,8 @@ class ContainerRow:
         self._c, self._trunc, self._now = c, trunc, now
 
     def ID(self) -> str:
-        return truncate_id(self._c["Id"]) if self._trunc else self._c["Id"]
+        id_ = self._c.get("Id", "")
+        return truncate_id(id_) if self._trunc else id_
 
     def Names(self) -> str:
         names = [n[1:] if n.startswith("/") else n for n in self._c.get("Names") or []]
@@ -803,10 +804,38 @@ def setup_ps(p: DockyardParser) -> None:
     p.positional("", 0, 0)
 
 
+class _FieldRecorder:
+    """Stands in for a row to learn which fields a --format template uses (docker's FieldsUsed)."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        self._row = ContainerRow({}, True, 0.0)
+
+    def __getattr__(self, name: str) -> Any:
+        self.used.add(name)
+        return getattr(self._row, name)
+
+    def __json__(self) -> dict[str, Any]:
+        self.used.add("Size")
+        return {}
+
+
+def _template_uses_size(fmt: str) -> bool:
+    from dockyard.cli.template import Template, TemplateError
+
+    fmt = {"json": "{{json .}}", "table": ""}.get(fmt, fmt).removeprefix("table")
+    recorder = _FieldRecorder()
+    try:
+        Template(fmt.replace("\\t", "\t")).render(recorder)
+    except TemplateError:
+        return False
+    return "Size" in recorder.used
+
+
 def cmd_ps(ctx: Context, opts: Any) -> int:
     limit = 1 if opts.latest else (opts.last if opts.last > 0 else None)
     fmt = opts.format
-    size = opts.size or ("{{.Size" in fmt or "{{ .Size" in fmt)
+    size = opts.size or (bool(fmt) and not opts.quiet and _template_uses_size(fmt))
     query = {"all": True if opts.all or limit else None, "limit": limit, "size": size or None,
              "filters": filters_arg(opts.filter)}
     containers = ctx.client.get("/containers/json", query)

@@ -281,7 +281,7 @@ def cmd_prune(ctx: Context, opts: Any) -> int:
     if not opts.force and not confirm(ctx, warning):
         return 0
     out, space = prune_images(ctx, opts.all, opts.filter)
-    sys.stdout.write(out + f"Total reclaimed space: {human_size(space)}\n")
+    sys.stdout.write(out + f"Total reclaimed space: {human_size(space, 4)}\n")
     return 0
 
 

@@ -360,5 +360,5 @@ def cmd_prune(ctx: Context, opts: Any) -> int:
     except APIError as e:
         if e.status != 404:  # a daemon without a builder has nothing to prune there
             raise
-    sys.stdout.write(out + f"Total reclaimed space: {human_size(space)}\n")
+    sys.stdout.write(out + f"Total reclaimed space: {human_size(space, 4)}\n")
     return 0
