@@ -222,9 +222,15 @@ class VolumesService:
             except errdefs.DockyardError as e:
                 message = e.message if e.message.startswith(f"create {name}") else f"create {name}: {e.message}"
                 raise type(e)(message) from None
+            if driver is self._local:
+                mountpoint = self._local.path(name)
+            else:
+                try:
+                    mountpoint = str(await self._call(driver, "path", name))
+                except errdefs.DockyardError:
+                    mountpoint = ""  # known once mounted; Path is optional before that
             rec = VolumeRecord(name=name, driver=driver_name, created_at=_now(), labels=labels,
-                               options=options or None, scope=str(scope),
-                               mountpoint=self._local.path(name) if driver is self._local else "")
+                               options=options or None, scope=str(scope), mountpoint=mountpoint)
             self._save(rec)
         self._events.emit("volume", "create", name, {"driver": driver_name})
         return rec
