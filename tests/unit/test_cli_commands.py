@@ -337,3 +337,101 @@ def test_same_output_as_docker(api: FakeServer, args: tuple[str, ...]) -> None:
     assert ours.returncode == theirs.returncode
     assert ours.stdout.decode() == theirs.stdout.decode()
     assert ours.stderr.decode() == theirs.stderr.decode().replace("docker", "dockyard")
+
+
+# -- more verbs -----------------------------------------------------------------------------------
+
+def test_create_then_start_attach(api: FakeServer) -> None:
+    r = dockyard(api, "create", "--name", "later", "busybox", "both")
+    assert re.fullmatch(rb"[0-9a-f]{64}\n", r.stdout)
+    r = dockyard(api, "start", "-a", "later")
+    assert (r.stdout, r.stderr, r.returncode) == (b"to stdout\n", b"to stderr\n", 0)
+    seq = [re.sub(r"/[0-9a-f]{64}/", "/ID/", c) for c in calls(api)]
+    assert seq[-4:] == ["GET /containers/later/json", "POST /containers/ID/attach", "POST /containers/ID/wait",
+                        "POST /containers/ID/start"]
+
+
+def test_run_attach_only_stderr(api: FakeServer) -> None:
+    r = dockyard(api, "run", "-a", "stderr", "--rm", "busybox", "both")
+    body = next(b for m, p, q, b in api.state.requests if p == "/containers/create")
+    assert (body["AttachStdout"], body["AttachStderr"], body["AttachStdin"]) == (False, True, False)
+    attach = next(q for m, p, q, _ in api.state.requests if p.endswith("/attach"))
+    assert attach == {"stream": ["1"], "stderr": ["1"]}
+    assert r.returncode == 0
+
+
+def test_signals_are_forwarded(api: FakeServer) -> None:
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_HOST"] = api.host  # type: ignore[attr-defined]
+    proc = subprocess.Popen([sys.executable, "-m", "dockyard.cli.main", "run", "--name", "sig", "busybox", "sleep"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 10
+        while not any(p.endswith("/start") for _, p, _, _ in api.state.requests):
+            assert time.time() < deadline
+            time.sleep(0.05)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 137  # the fake "kills" on any signal
+        kill = next(q for m, p, q, _ in api.state.requests if p.endswith("/kill"))
+        assert kill == {"signal": [str(int(signal.SIGINT))]}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_commit_export_save_tag(api: FakeServer, tmp_path: Any) -> None:
+    dockyard(api, "run", "--name", "c1", "busybox", "echo", "x")
+    r = dockyard(api, "commit", "-a", "me", "-m", "msg", "-c", "ENV A=1", "-c", "CMD [\"sh\"]", "c1", "snap:v2")
+    assert r.returncode == 0 and r.stdout.startswith(b"sha256:")
+    q = next(q for m, p, q, _ in api.state.requests if p == "/commit")
+    assert q == {"container": ["c1"], "author": ["me"], "comment": ["msg"], "pause": ["1"], "repo": ["snap"],
+                 "tag": ["v2"], "changes": ['ENV A=1\nCMD ["sh"]']}
+    out = tmp_path / "c1.tar"
+    assert dockyard(api, "export", "-o", str(out), "c1").returncode == 0
+    assert out.read_bytes() == b"EXPORT:c1"
+    assert dockyard(api, "export", "c1").stdout == b"EXPORT:c1"
+    assert dockyard(api, "save", "busybox", "snap:v2").stdout == b"TAR:busybox,snap:v2"
+    assert dockyard(api, "tag", "busybox", "localhost:5000/me/box:1").returncode == 0
+    q = next(q for m, p, q, _ in api.state.requests if p.endswith("/tag"))
+    assert q == {"repo": ["localhost:5000/me/box"], "tag": ["1"]}
+
+
+def test_tcp_host_flag(tmp_path: Any) -> None:
+    import socketserver
+    import threading
+
+    from tests.unit.test_cli_fake_api import FakeState, Handler
+
+    class TCPFake(socketserver.ThreadingMixIn, socketserver.TCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    server = TCPFake(("127.0.0.1", 0), Handler)
+    server.state = FakeState()  # type: ignore[attr-defined]
+    server.api_version = "1.45"  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        port = server.server_address[1]
+        r = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "-H", f"tcp://127.0.0.1:{port}", "ps", "-q"],
+                           capture_output=True, env=env, timeout=30)
+        assert (r.returncode, r.stderr) == (0, b"")
+        assert server.state.raw_paths[-1].startswith("/v1.45/containers/json")  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_help_texts(api: FakeServer) -> None:
+    r = dockyard(api, "--help")
+    assert r.returncode == 0 and b"Usage:  dockyard [OPTIONS] COMMAND" in r.stdout
+    r = dockyard(api, "run", "--help")
+    assert r.returncode == 0
+    assert b"Usage:  dockyard run [OPTIONS] IMAGE [COMMAND] [ARG...]" in r.stdout
+    assert b"  -h, --hostname string" in r.stdout
+    r = dockyard(api, "container")
+    assert b"Usage:  dockyard container COMMAND" in r.stdout
