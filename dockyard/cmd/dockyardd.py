@@ -79,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tlscacert", default=S, help="Trust certs signed only by this CA")
     p.add_argument("--tlscert", default=S, help="Path to TLS certificate file")
     p.add_argument("--tlskey", default=S, help="Path to TLS key file")
+    p.add_argument("--plugin-dir", dest="plugin_dirs", action="append", default=S,
+                   help="Directory to find volume plugins in (<name>.sock/.spec/.json); replaces "
+                        "/run/docker/plugins and /etc/docker/plugins; repeatable")
     p.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     return p
 
@@ -107,10 +110,13 @@ def load_config(argv: list[str]) -> DaemonConfig:
         file_values = {known[k]: v for k, v in raw.items() if k in known}
         file_values["runtimes"] = {name: spec["path"] for name, spec in raw.get("runtimes", {}).items()}
     values = {**file_values, **args}
+    plugin_dirs = [Path(d).absolute() for d in values.pop("plugin_dirs", [])]
     if values.pop("debug", False):
         values["log_level"] = "debug"
     config = DaemonConfig()
     config.config_file = config_file
+    if plugin_dirs:  # one flag sets both lists
+        config.plugin_socket_dirs, config.plugin_spec_dirs = plugin_dirs, list(plugin_dirs)
     for key, value in values.items():
         if key in ("data_root", "exec_root", "pidfile", "tlscacert", "tlscert", "tlskey"):
             value = Path(value).absolute()

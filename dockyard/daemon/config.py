@@ -34,6 +34,11 @@ class DaemonConfig:
     tlscert: Path | None = None
     tlskey: Path | None = None
     tlsverify: bool = False
+    # Where Docker volume plugins are found (as dockerd): <name>.sock in the socket dirs,
+    # <name>.spec / <name>.json in the spec dirs. dockyardd --plugin-dir replaces both.
+    plugin_socket_dirs: list[Path] = field(default_factory=lambda: [Path("/run/docker/plugins")])
+    plugin_spec_dirs: list[Path] = field(
+        default_factory=lambda: [Path("/etc/docker/plugins"), Path("/usr/lib/docker/plugins")])
 
     # Derived locations (everything a service writes lives below the two roots).
     @property
