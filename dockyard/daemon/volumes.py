@@ -121,16 +121,14 @@ def _name_match(name: str, pattern: str) -> bool:
 
 class VolumesService:
     def __init__(self, config: DaemonConfig, db: Database, events: EventSink,
-                 plugin_socket_dirs: tuple[Path, ...] = plugin.DEFAULT_SOCKET_DIRS,
-                 plugin_spec_dirs: tuple[Path, ...] = plugin.DEFAULT_SPEC_DIRS,
                  plugin_timeout: float = plugin.DEFAULT_TIMEOUT) -> None:
         self._db = db
         self._events = events
         self.root = config.data_root / "volumes"
         self._local = LocalDriver(self.root)
         self._plugins: dict[str, plugin.PluginDriver] = {}
-        self._socket_dirs = tuple(plugin_socket_dirs)
-        self._spec_dirs = tuple(plugin_spec_dirs)
+        self._socket_dirs = tuple(config.plugin_socket_dirs)
+        self._spec_dirs = tuple(config.plugin_spec_dirs)
         self._plugin_timeout = plugin_timeout
         self._locks: dict[str, asyncio.Lock] = {}
 

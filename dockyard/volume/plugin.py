@@ -1,10 +1,9 @@
 """A client of Docker's (v1, "legacy") volume plugin protocol: HTTP+JSON over a unix socket.
 
 Discovery, as Docker's pkg/plugins: ``<dir>/<name>.sock`` or ``<dir>/<name>/<name>.sock``
-in the socket directories (default /run/docker/plugins), then ``<name>.spec``
-(one line: ``unix:///path`` or ``tcp://host:port``) or ``<name>.json``
-(``{"Addr": ...}``) in the spec directories (default /etc/docker/plugins,
-/usr/lib/docker/plugins). A plugin is activated once (``/Plugin.Activate`` must
+in the socket directories, then ``<name>.spec`` (one line: ``unix:///path`` or
+``tcp://host:port``) or ``<name>.json`` (``{"Addr": ...}``) in the spec directories
+(DaemonConfig.plugin_socket_dirs / plugin_spec_dirs). A plugin is activated once (``/Plugin.Activate`` must
 list "VolumeDriver") and then called at ``/VolumeDriver.<Method>``.
 
 Every call has a timeout; a plugin that hangs, dies or answers garbage becomes a
@@ -24,8 +23,6 @@ from dockyard import errdefs
 from dockyard.volume.driver import DriverVolume
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
-DEFAULT_SOCKET_DIRS = (Path("/run/docker/plugins"),)
-DEFAULT_SPEC_DIRS = (Path("/etc/docker/plugins"), Path("/usr/lib/docker/plugins"))
 DEFAULT_TIMEOUT = 10.0
 
 

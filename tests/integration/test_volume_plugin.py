@@ -80,11 +80,11 @@ def plugin(root):
 
 
 def make(root: Path, timeout: float = 5.0, spec_dirs: tuple[Path, ...] = ()):
-    config = DaemonConfig(data_root=root / "data", exec_root=root / "exec")
+    config = DaemonConfig(data_root=root / "data", exec_root=root / "exec",
+                          plugin_socket_dirs=[root / "plugins"], plugin_spec_dirs=list(spec_dirs))
     db = Database(config.db_path)
     events = Events()
-    svc = VolumesService(config, db, events, plugin_socket_dirs=(root / "plugins",),
-                         plugin_spec_dirs=spec_dirs, plugin_timeout=timeout)
+    svc = VolumesService(config, db, events, plugin_timeout=timeout)
     return svc, db, events
 
 

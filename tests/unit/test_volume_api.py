@@ -30,9 +30,10 @@ def root():
 
 def with_client(root: Path, body):
     async def main():
-        config = DaemonConfig(data_root=root / "data", exec_root=root / "exec")
+        config = DaemonConfig(data_root=root / "data", exec_root=root / "exec",
+                          plugin_socket_dirs=[root / "plugins"], plugin_spec_dirs=[])
         db = Database(config.db_path)
-        svc = VolumesService(config, db, Events(), plugin_socket_dirs=(root / "plugins",), plugin_spec_dirs=())
+        svc = VolumesService(config, db, Events())
         client = TestClient(TestServer(make_app(lambda app: router.setup(app, svc))))
         await client.start_server()
         try:

@@ -43,10 +43,11 @@ def root():
 
 
 def make(root: Path) -> tuple[VolumesService, Database, Events]:
-    config = DaemonConfig(data_root=root / "data", exec_root=root / "exec")
+    config = DaemonConfig(data_root=root / "data", exec_root=root / "exec",
+                          plugin_socket_dirs=[root / "plugins"], plugin_spec_dirs=[])
     db = Database(config.db_path)
     events = Events()
-    return VolumesService(config, db, events, plugin_socket_dirs=(root / "plugins",), plugin_spec_dirs=()), db, events
+    return VolumesService(config, db, events), db, events
 
 
 def run(coro):
