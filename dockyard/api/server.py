@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.app import make_app
-from dockyard.api.routers import images, networks, system
+from dockyard.api.routers import images, networks, system, volumes
 from dockyard.daemon.daemon import Daemon
 
 
@@ -14,5 +14,6 @@ def build_app(daemon: Daemon) -> web.Application:
         system.setup(app, daemon.system, daemon.events, daemon.make_event_filter)
         images.setup(app, daemon.images)
         networks.setup(app, daemon.networks)
+        volumes.setup(app, daemon.volumes)
 
     return make_app(register)

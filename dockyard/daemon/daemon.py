@@ -15,6 +15,7 @@ from dockyard.daemon.events import EventFilter, EventService
 from dockyard.daemon.images.service import ImageService
 from dockyard.daemon.networks import NetworkService
 from dockyard.daemon.system import SystemService
+from dockyard.daemon.volumes import VolumesService
 from dockyard.storage.content import ContentStore
 from dockyard.storage.layers import LayerStore
 from dockyard.storage.metadata import Database
@@ -39,7 +40,9 @@ class Daemon:
         self.images = ImageService(config, self.db, self.content, self.layers, self.snapshotter,
                                    self.events, self.containers)
         self.networks = NetworkService(config, self.db, self.events)
-        self.system = SystemService(config, self.containers, self.images, self._runtimes())
+        self.volumes = VolumesService(config, self.db, self.events)
+        self.system = SystemService(config, self.containers, self.images, self._runtimes(),
+                                    volumes=self.volumes)
 
     def _runtimes(self) -> dict[str, str]:
         return {"dockyard": "builtin", **self.config.runtimes}
@@ -54,6 +57,7 @@ class Daemon:
         if removed:
             log.info("released %d layers left by an interrupted load", len(removed))
         await self.networks.start()
+        self.volumes.restore()
 
     async def stop(self) -> None:
         await self.networks.stop()  # sandboxes of running containers stay (live-restore)

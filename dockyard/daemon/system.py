@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from dockyard.daemon.config import DaemonConfig
 
 VERSION = "0.1.0"
@@ -24,6 +26,11 @@ class ContainerCounts(Protocol):
 
     def disk_usage(self) -> list[dict[str, Any]]:
         """Container summaries with SizeRw and SizeRootFs, for /system/df."""
+
+
+class VolumeUsage(Protocol):
+    def disk_usage(self) -> list[Any]:
+        """Volumes (apitypes.volume.Volume) with UsageData, for /system/df."""
 
 
 class ImageCounts(Protocol):
@@ -77,8 +84,9 @@ def _read_flag(path: str) -> bool:
 
 class SystemService:
     def __init__(self, config: DaemonConfig, containers: ContainerCounts, images: ImageCounts,
-                 runtimes: dict[str, str]) -> None:
+                 runtimes: dict[str, str], volumes: VolumeUsage | None = None) -> None:
         self.config = config
+        self.volumes = volumes
         self.containers = containers
         self.images = images
         self.runtimes = runtimes  # name -> path ("dockyard" -> our builtin)
@@ -192,7 +200,7 @@ class SystemService:
             "LayersSize": images.get("LayersSize", 0),
             "Images": images.get("Images", []),
             "Containers": self.containers.disk_usage(),
-            "Volumes": [],
+            "Volumes": msgspec.to_builtins(self.volumes.disk_usage()) if self.volumes else [],
             "BuildCache": [],
         }
 
