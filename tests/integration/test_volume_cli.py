@@ -1,0 +1,102 @@
+"""docker volume create/ls/inspect/rm/prune and system df -v through the real docker CLI against a
+private dockyardd, with the example dirplugin found in the daemon's --plugin-dir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests import daemon_harness
+from tests.integration.test_volume_plugin import start_plugin, stop
+
+
+@pytest.fixture(scope="module")
+def env():
+    plugins = Path(tempfile.mkdtemp(prefix="dy-vol-cli-"))
+    proc = start_plugin(plugins / "dirplugin.sock", plugins / "state")
+    handle = None
+    try:
+        handle = daemon_harness.new_daemon(["--plugin-dir", str(plugins)])
+        yield handle, plugins
+    finally:
+        if handle is not None:
+            daemon_harness.destroy(handle)
+        stop(proc)
+        shutil.rmtree(plugins, ignore_errors=True)
+
+
+def ok(handle, *args: str) -> str:
+    r = handle.docker(*args)
+    assert r.returncode == 0, (args, r.stderr.decode(), handle.log()[-2000:])
+    return r.stdout.decode()
+
+
+def fails(handle, *args: str) -> str:
+    r = handle.docker(*args)
+    assert r.returncode != 0, args
+    return r.stderr.decode().strip()
+
+
+def test_create_ls_inspect_rm(env):
+    handle, _ = env
+    assert ok(handle, "volume", "create", "--label", "tier=db", "dbdata").strip() == "dbdata"
+    info = json.loads(ok(handle, "volume", "inspect", "dbdata"))[0]
+    assert info["Mountpoint"] == str(handle.data_root / "volumes/dbdata/_data")
+    assert info["Labels"] == {"tier": "db"} and info["Driver"] == "local" and info["Scope"] == "local"
+    anon = ok(handle, "volume", "create").strip()
+    assert len(anon) == 64
+    assert "dbdata" in ok(handle, "volume", "ls", "-q").split()
+    assert ok(handle, "volume", "ls", "-q", "--filter", "label=tier=db").split() == ["dbdata"]
+    assert ok(handle, "volume", "ls", "--format", "{{.Name}} {{.Driver}}", "--filter", "name=dbdat").split() == [
+        "dbdata", "local"]
+    assert ok(handle, "volume", "prune", "-f").count(anon) == 1  # anonymous only by default
+    assert "dbdata" in ok(handle, "volume", "ls", "-q").split()
+    ok(handle, "volume", "rm", "dbdata")
+    assert "no such volume" in fails(handle, "volume", "inspect", "dbdata")
+
+
+def test_bad_input(env):
+    handle, _ = env
+    assert "includes invalid characters for a local volume name" in fails(handle, "volume", "create", "a..b/c")
+    assert 'plugin "nope" not found' in fails(handle, "volume", "create", "-d", "nope", "xyz")
+    assert 'invalid option: "bogus"' in fails(handle, "volume", "create", "-o", "bogus=1", "xyz")
+    assert "Error response from daemon: get ghost: no such volume" in fails(handle, "volume", "rm", "ghost")
+    assert "xyz" not in ok(handle, "volume", "ls", "-q").split()
+
+
+def test_tmpfs_volume_and_df(env):
+    handle, _ = env
+    ok(handle, "volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=2m", "scratch")
+    info = json.loads(ok(handle, "volume", "inspect", "scratch"))[0]
+    assert info["Options"] == {"device": "tmpfs", "o": "size=2m", "type": "tmpfs"}
+    data = handle.data_root / "volumes/scratch/_data"
+    (data / "f").write_bytes(b"x" * 5000)
+    df = ok(handle, "system", "df", "-v", "--format", "{{json .Volumes}}")
+    volumes = {v["Name"]: v for v in json.loads(df)}
+    assert volumes["scratch"]["Size"] == "5kB" and volumes["scratch"]["Links"] == "0"
+    ok(handle, "volume", "rm", "scratch")
+
+
+def test_plugin_volume(env):
+    handle, plugins = env
+    ok(handle, "volume", "create", "-d", "dirplugin", "-o", "mode=0700", "pv")
+    info = json.loads(ok(handle, "volume", "inspect", "pv"))[0]
+    assert info["Driver"] == "dirplugin" and info["Mountpoint"] == str(plugins / "state/volumes/pv")
+    assert info["Status"] == {"backend": "directory", "mounts": 0}
+    assert ok(handle, "volume", "ls", "-q", "--filter", "driver=dirplugin").split() == ["pv"]
+    ok(handle, "volume", "rm", "pv")
+    assert not (plugins / "state/volumes/pv").exists()
+
+
+def test_persistence_across_restart(env):
+    handle, _ = env
+    ok(handle, "volume", "create", "--label", "keep=1", "-o", "type=tmpfs", "-o", "device=tmpfs", "kept")
+    daemon_harness.stop(handle)
+    daemon_harness.start(handle, ["--plugin-dir", str(env[1])])
+    info = json.loads(ok(handle, "volume", "inspect", "kept"))[0]
+    assert info["Labels"] == {"keep": "1"} and info["Options"]["type"] == "tmpfs"
+    ok(handle, "volume", "rm", "kept")
