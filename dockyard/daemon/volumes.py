@@ -14,8 +14,12 @@ The container service calls, in a container's life:
     release         at remove: drop the container's references, and its anonymous
                     volumes when asked (rm -v, --rm)
 
-Plugin calls block (with a timeout), so they run in worker threads; database
-changes happen on the event loop, serialized per volume name by an asyncio.Lock.
+The core is blocking code (driver calls, copy-up, database); each state change
+of a volume holds that volume's lock. The API-facing methods and mount/unmount/
+release are coroutines that run the core in a worker thread, so a plugin that
+hangs (until its timeout) never stalls the event loop. ``resolve_mounts`` is
+called directly by the container service's (synchronous) create: it blocks only
+when a plugin is involved or an image directory is copied up.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -130,7 +135,8 @@ class VolumesService:
         self._socket_dirs = tuple(config.plugin_socket_dirs)
         self._spec_dirs = tuple(config.plugin_spec_dirs)
         self._plugin_timeout = plugin_timeout
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
 
     # ---- records ----------------------------------------------------------------
     def _get(self, name: str) -> VolumeRecord | None:
@@ -152,15 +158,27 @@ class VolumesService:
             cur.execute("INSERT OR REPLACE INTO volumes (name, doc) VALUES (?, ?)",
                         (rec.name, msgspec.json.encode(rec)))
 
+    def _update(self, name: str, change: Callable[[VolumeRecord], None]) -> None:
+        """Read, change and write one volume's record in one transaction (users and mounts of a
+        volume change from several containers at once)."""
+        with self._db.transaction() as cur:
+            row = cur.execute("SELECT doc FROM volumes WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return
+            rec = msgspec.json.decode(row[0], type=VolumeRecord)
+            change(rec)
+            cur.execute("UPDATE volumes SET doc = ? WHERE name = ?", (msgspec.json.encode(rec), name))
+
     def _plan(self, container_id: str) -> ContainerMounts | None:
         rows = self._db.query("SELECT doc FROM container_mounts WHERE container_id = ?", (container_id,))
         return msgspec.json.decode(rows[0][0], type=ContainerMounts) if rows else None
 
-    def _lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name, asyncio.Lock())
+    def _lock(self, name: str) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.RLock())
 
     # ---- drivers ----------------------------------------------------------------
-    def _driver_sync(self, name: str) -> VolumeDriver:
+    def _driver(self, name: str) -> VolumeDriver:
         """The driver called ``name``; a plugin is found and activated on first use (blocks)."""
         if name in ("", "local"):
             return self._local
@@ -174,30 +192,25 @@ class VolumesService:
         self._plugins[name] = driver
         return driver
 
-    async def _driver(self, name: str) -> VolumeDriver:
-        if name in ("", "local") or name in self._plugins:
-            return self._driver_sync(name)
-        return await asyncio.to_thread(self._driver_sync, name)
-
-    async def _call(self, driver: VolumeDriver, method: str, *args: object) -> object:
-        """A driver call; plugin calls run in a thread, and a plugin that stopped answering is
-        forgotten so the next use finds and activates it again."""
-        fn = getattr(driver, method)
-        if driver is self._local:
-            return fn(*args)
+    def _call(self, driver: VolumeDriver, method: str, *args: object) -> object:
+        """A driver call; a plugin that stopped answering is forgotten, so the next use finds
+        and activates it again (it may have been restarted)."""
         try:
-            return await asyncio.to_thread(fn, *args)
+            return getattr(driver, method)(*args)
         except errdefs.Unavailable:
             self._plugins.pop(driver.name, None)
             raise
 
     # ---- create / inspect / list --------------------------------------------------
     async def create(self, request: CreateRequest) -> Volume:
-        rec = await self._create(request.name, request.driver or "local", dict(request.driver_opts or {}),
+        return await asyncio.to_thread(self._create_view, request)
+
+    def _create_view(self, request: CreateRequest) -> Volume:
+        rec = self._create(request.name, request.driver or "local", dict(request.driver_opts or {}),
                                  request.labels)
         return self._view(rec)
 
-    async def _create(self, name: str, driver_name: str, options: dict[str, str],
+    def _create(self, name: str, driver_name: str, options: dict[str, str],
                       labels: dict[str, str] | None) -> VolumeRecord:
         """Create a volume, or return the existing one of that name (Docker's create is idempotent)."""
         if not name:
@@ -205,7 +218,7 @@ class VolumesService:
             labels = {**(labels or {}), names.ANONYMOUS_LABEL: ""}
         elif driver_name == "local":
             names.validate_local(name)
-        async with self._lock(name):
+        with self._lock(name):
             existing = self._get(name)
             if existing is not None:
                 if existing.driver != driver_name:
@@ -214,9 +227,9 @@ class VolumesService:
                         f"{existing.driver}")
                 return existing
             try:
-                driver = await self._driver(driver_name)
-                await self._call(driver, "create", name, options)
-                scope = driver.scope() if driver is self._local else await self._call(driver, "scope")
+                driver = self._driver(driver_name)
+                self._call(driver, "create", name, options)
+                scope = driver.scope() if driver is self._local else self._call(driver, "scope")
             except errdefs.DockyardError as e:
                 message = e.message if e.message.startswith(f"create {name}") else f"create {name}: {e.message}"
                 raise type(e)(message) from None
@@ -224,7 +237,7 @@ class VolumesService:
                 mountpoint = self._local.path(name)
             else:
                 try:
-                    mountpoint = str(await self._call(driver, "path", name))
+                    mountpoint = str(self._call(driver, "path", name))
                 except errdefs.DockyardError:
                     mountpoint = ""  # known once mounted; Path is optional before that
             rec = VolumeRecord(name=name, driver=driver_name, created_at=_now(), labels=labels,
@@ -242,8 +255,11 @@ class VolumesService:
         rec = self._must_get(name)
         if rec.driver == "local":
             return self._view(rec)
-        driver = await self._driver(rec.driver)
-        found = await self._call(driver, "get", name)
+        return await asyncio.to_thread(self._inspect, rec)
+
+    def _inspect(self, rec: VolumeRecord) -> Volume:
+        driver = self._driver(rec.driver)
+        found = self._call(driver, "get", rec.name)
         if found.mountpoint and found.mountpoint != rec.mountpoint:
             rec.mountpoint = found.mountpoint
         return self._view(rec, status=dict(found.status) or None)
@@ -268,15 +284,18 @@ class VolumesService:
 
     # ---- remove / prune -------------------------------------------------------------
     async def remove(self, name: str, force: bool = False) -> None:
+        await asyncio.to_thread(self._remove, name, force)
+
+    def _remove(self, name: str, force: bool) -> None:
         rec = self._get(name)
         if rec is None:
             if force:
                 return
             raise errdefs.NotFound(f"get {name}: no such volume")
-        async with self._lock(name):
-            await self._remove_locked(name, force)
+        with self._lock(name):
+            self._remove_locked(name, force)
 
-    async def _remove_locked(self, name: str, force: bool) -> int:
+    def _remove_locked(self, name: str, force: bool) -> int:
         """Remove a volume nobody uses; returns the bytes it held (local volumes)."""
         rec = self._get(name)
         if rec is None:
@@ -285,8 +304,8 @@ class VolumesService:
             raise errdefs.Conflict(f"remove {name}: volume is in use - [{' '.join(rec.users)}]")
         size = tree_size(Path(self._local.path(name))) if rec.driver == "local" else 0
         try:
-            driver = await self._driver(rec.driver)
-            await self._call(driver, "remove", name)
+            driver = self._driver(rec.driver)
+            self._call(driver, "remove", name)
         except errdefs.DockyardError as e:
             if not force:
                 if isinstance(e, errdefs.NotFound):
@@ -301,6 +320,9 @@ class VolumesService:
         return size
 
     async def prune(self, filters: dict[str, list[str]]) -> PruneResponse:
+        return await asyncio.to_thread(self._prune, filters)
+
+    def _prune(self, filters: dict[str, list[str]]) -> PruneResponse:
         for key in filters:
             if key not in PRUNE_FILTERS:
                 raise errdefs.InvalidParameter(f"invalid filter '{key}'")
@@ -315,8 +337,8 @@ class VolumesService:
             if any(_label_match(labels, want) for want in filters.get("label!", [])):
                 continue
             try:
-                async with self._lock(rec.name):
-                    reclaimed += await self._remove_locked(rec.name, force=False)
+                with self._lock(rec.name):
+                    reclaimed += self._remove_locked(rec.name, force=False)
             except errdefs.DockyardError as e:
                 log.warning("prune: volume %s: %s", rec.name, e)
                 continue
@@ -333,7 +355,7 @@ class VolumesService:
         return out
 
     # ---- containers' mounts -----------------------------------------------------------
-    async def resolve_mounts(self, container_id: str, host_config: HostConfig,
+    def resolve_mounts(self, container_id: str, host_config: HostConfig,
                              config_volumes: dict[str, object] | None, image_layer_dirs: list[Path],
                              volumes_from_lookup: VolumesFromLookup) -> list[MountPoint]:
         """Work out a new container's mounts, create the volumes they need, record them.
@@ -388,24 +410,24 @@ class VolumesService:
                     driver_name = req.driver or host_config.volume_driver or "local"
                     rec = self._get(req.source) if req.source else None
                     if rec is None:
-                        rec = await self._create(req.source, driver_name, req.driver_opts, req.labels or None)
+                        rec = self._create(req.source, driver_name, req.driver_opts, req.labels or None)
                         created.append(rec.name)
                         if not req.nocopy and not req.subpath:
-                            await self._copy_up(rec, req.destination, image_layer_dirs, container_id)
+                            self._copy_up(rec, req.destination, image_layer_dirs, container_id)
                     elif req.driver and req.driver != rec.driver:
                         raise errdefs.Conflict(
                             f"create {rec.name}: volume name already exists with a different driver: "
                             f"{rec.driver}")
                     elif not req.nocopy and not req.subpath and rec.driver == "local":
-                        await self._copy_up(rec, req.destination, image_layer_dirs, container_id)
+                        self._copy_up(rec, req.destination, image_layer_dirs, container_id)
                     planned.source = rec.name
                     planned.driver = rec.driver
                 by_destination[req.destination] = planned
         except BaseException:
             for name in created:
                 try:
-                    async with self._lock(name):
-                        await self._remove_locked(name, force=True)
+                    with self._lock(name):
+                        self._remove_locked(name, force=True)
                 except Exception as e:
                     log.warning("volume %s: undoing its creation: %s", name, e)
             raise
@@ -444,25 +466,28 @@ class VolumesService:
         """The container's mounts as inspect shows them (Mountpoints of plugin volumes as last seen)."""
         return [self._mount_point(m) for m in (self._plan(container_id) or ContainerMounts()).mounts]
 
-    async def _copy_up(self, rec: VolumeRecord, destination: str, layers: list[Path], container_id: str) -> None:
+    def _copy_up(self, rec: VolumeRecord, destination: str, layers: list[Path], container_id: str) -> None:
         """Fill an empty volume with the image's content at ``destination`` (Docker's copy-up)."""
         if not layers:
             return
-        driver = await self._driver(rec.driver)
+        driver = self._driver(rec.driver)
         mount_id = f"copyup-{container_id}"
-        path = str(await self._call(driver, "mount", rec.name, mount_id))
+        path = str(self._call(driver, "mount", rec.name, mount_id))
         try:
             if path and not any(os.scandir(path)):
-                await asyncio.to_thread(copyup.copy_up, layers, destination, Path(path))
+                copyup.copy_up(layers, destination, Path(path))
         except OSError as e:
             raise errdefs.System(f"copying the image's {destination} into volume {rec.name}: {e}") from None
         finally:
-            await self._call(driver, "unmount", rec.name, mount_id)
+            self._call(driver, "unmount", rec.name, mount_id)
 
     async def mount(self, container_id: str) -> list[oci.Mount]:
         """At start: mount each volume through its driver; the OCI mounts for the container's spec.
 
         If one fails, those already mounted are unmounted again."""
+        return await asyncio.to_thread(self._mount, container_id)
+
+    def _mount(self, container_id: str) -> list[oci.Mount]:
         plan = self._plan(container_id) or ContainerMounts()
         out: list[oci.Mount] = []
         mounted: list[PlannedMount] = []
@@ -481,37 +506,39 @@ class VolumesService:
                                 f'invalid mount config for type "bind": bind source path does not exist: {source}')
                         os.makedirs(source, 0o755, exist_ok=True)
                 else:
-                    source = await self._mount_volume(container_id, m)
+                    source = self._mount_volume(container_id, m)
                     mounted.append(m)
                 options = ["rbind" if m.recursive != "disabled" else "bind",
                            m.propagation or mountspec.DEFAULT_PROPAGATION, "ro" if m.read_only else "rw"]
                 out.append(oci.Mount(destination=m.destination, type="bind", source=source, options=options))
         except BaseException:
             for m in mounted:
-                await self._unmount_volume(container_id, m, emit=False)
+                self._unmount_volume(container_id, m, emit=False)
             raise
         return out
 
-    async def _mount_volume(self, container_id: str, m: PlannedMount) -> str:
+    def _mount_volume(self, container_id: str, m: PlannedMount) -> str:
         mount_id = m.mount_id(container_id)
-        async with self._lock(m.source):
+        with self._lock(m.source):
             rec = self._must_get(m.source)
-            driver = await self._driver(rec.driver)
+            driver = self._driver(rec.driver)
             try:
-                path = str(await self._call(driver, "mount", rec.name, mount_id))
+                path = str(self._call(driver, "mount", rec.name, mount_id))
             except errdefs.DockyardError as e:
                 raise type(e)(f"error while mounting volume '{rec.name}': {e}") from None
             if not path:
                 raise errdefs.System(f"error while mounting volume '{rec.name}': the driver gave no path")
-            rec.mountpoint = path
-            if mount_id not in rec.active_mounts:
-                rec.active_mounts.append(mount_id)
-            self._save(rec)
+
+            def note(rec: VolumeRecord) -> None:
+                rec.mountpoint = path
+                if mount_id not in rec.active_mounts:
+                    rec.active_mounts.append(mount_id)
+            self._update(rec.name, note)
         source = path
         if m.subpath:
             source = os.path.realpath(os.path.join(path, m.subpath))
             if not (source + "/").startswith(os.path.realpath(path) + "/") or not os.path.exists(source):
-                await self._unmount_volume(container_id, m, emit=False)
+                self._unmount_volume(container_id, m, emit=False)
                 raise errdefs.InvalidParameter(
                     f"cannot access path {os.path.join(path, m.subpath)}: subpath does not exist in "
                     f"volume {rec.name} or leaves it")
@@ -520,35 +547,40 @@ class VolumesService:
             "read/write": str(not m.read_only).lower(), "propagation": m.propagation})
         return source
 
-    async def _unmount_volume(self, container_id: str, m: PlannedMount, emit: bool = True) -> None:
+    def _unmount_volume(self, container_id: str, m: PlannedMount, emit: bool = True) -> None:
         mount_id = m.mount_id(container_id)
-        async with self._lock(m.source):
+        with self._lock(m.source):
             rec = self._get(m.source)
             if rec is None or mount_id not in rec.active_mounts:
                 return
             try:
-                driver = await self._driver(rec.driver)
-                await self._call(driver, "unmount", rec.name, mount_id)
+                driver = self._driver(rec.driver)
+                self._call(driver, "unmount", rec.name, mount_id)
             except errdefs.DockyardError as e:
                 log.warning("volume %s: unmount for container %s: %s", rec.name, container_id, e)
-            rec.active_mounts.remove(mount_id)
-            self._save(rec)
+            self._update(rec.name, lambda r: r.active_mounts.remove(mount_id) if mount_id in r.active_mounts else None)
         if emit:
             self._events.emit("volume", "unmount", rec.name, {"driver": rec.driver, "container": container_id})
 
     async def unmount(self, container_id: str) -> None:
         """At stop or exit: unmount each of the container's volumes; never raises for a driver."""
+        await asyncio.to_thread(self._unmount, container_id)
+
+    def _unmount(self, container_id: str) -> None:
         for m in (self._plan(container_id) or ContainerMounts()).mounts:
             if m.type == "volume":
-                await self._unmount_volume(container_id, m)
+                self._unmount_volume(container_id, m)
 
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
         """At container removal: forget its mounts; remove its anonymous volumes nobody else uses
         when asked (rm -v, --rm). Named volumes are always kept."""
+        await asyncio.to_thread(self._release, container_id, remove_anonymous)
+
+    def _release(self, container_id: str, remove_anonymous: bool) -> None:
         plan = self._plan(container_id)
         if plan is None:
             return
-        await self.unmount(container_id)
+        self._unmount(container_id)
         to_remove = []
         with self._db.transaction() as cur:
             cur.execute("DELETE FROM container_mounts WHERE container_id = ?", (container_id,))
@@ -566,8 +598,8 @@ class VolumesService:
                     to_remove.append(rec.name)
         for name in to_remove:
             try:
-                async with self._lock(name):
-                    await self._remove_locked(name, force=False)
+                with self._lock(name):
+                    self._remove_locked(name, force=False)
             except errdefs.DockyardError as e:
                 log.warning("volume %s: removing with its container %s: %s", name, container_id, e)
 

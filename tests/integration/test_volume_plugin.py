@@ -98,7 +98,7 @@ def test_whole_flow_through_dirplugin(root, plugin):
         assert oct(path.stat().st_mode & 0o777) == "0o700"
         info = await svc.inspect("pvol")
         assert info.mountpoint == str(path) and info.status == {"mounts": 0, "backend": "directory"}
-        points = await svc.resolve_mounts("c1", HostConfig(binds=["pvol:/data"]), None, [], lambda r: r)
+        points = svc.resolve_mounts("c1", HostConfig(binds=["pvol:/data"]), None, [], lambda r: r)
         assert (points[0].driver, points[0].source) == ("dirplugin", str(path))
         mounts = await svc.mount("c1")
         assert mounts[0].source == str(path)
@@ -108,7 +108,7 @@ def test_whole_flow_through_dirplugin(root, plugin):
         await svc.unmount("c1")
         assert (await svc.inspect("pvol")).status["mounts"] == 0
         # an anonymous volume through the container's VolumeDriver, removed with the container
-        points = await svc.resolve_mounts("c2", HostConfig(volume_driver="dirplugin"), {"/anon": {}}, [],
+        points = svc.resolve_mounts("c2", HostConfig(volume_driver="dirplugin"), {"/anon": {}}, [],
                                           lambda r: r)
         anon = points[0].name
         assert (root / "plugin-state/volumes" / anon).is_dir()
@@ -130,7 +130,7 @@ def test_plugin_dies_and_comes_back(root, plugin):
 
     async def flow():
         await svc.create(CreateRequest(name="pvol", driver="dirplugin"))
-        await svc.resolve_mounts("c1", HostConfig(binds=["pvol:/data"]), None, [], lambda r: r)
+        svc.resolve_mounts("c1", HostConfig(binds=["pvol:/data"]), None, [], lambda r: r)
         stop(plugin.procs[0])
         with pytest.raises(errdefs.DockyardError, match="volume plugin dirplugin") as e:
             await svc.mount("c1")

@@ -81,7 +81,7 @@ def test_crud_shapes(root):
 def test_remove_in_use_is_409(root):
     async def body(client, svc):
         from dockyard.apitypes.container import HostConfig
-        await svc.resolve_mounts("c1", HostConfig(binds=["used:/u"]), None, [], lambda r: r)
+        svc.resolve_mounts("c1", HostConfig(binds=["used:/u"]), None, [], lambda r: r)
         r = await client.delete("/v1.50/volumes/used", params={"force": "true"})
         assert r.status == 409
         assert (await r.json())["message"] == "remove used: volume is in use - [c1]"

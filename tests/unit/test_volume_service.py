@@ -131,7 +131,7 @@ def test_tmpfs_and_bind_options(root):
     run(svc.create(CreateRequest(name="tv", driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=1m,mode=0700"})))
     run(svc.create(CreateRequest(name="bv", driver_opts={"type": "none", "device": str(host), "o": "bind"})))
     hc = HostConfig(binds=["tv:/t", "bv:/b:ro"])
-    points = run(svc.resolve_mounts("c1", hc, None, [], no_lookup))
+    points = svc.resolve_mounts("c1", hc, None, [], no_lookup)
     assert [(p.name, p.destination, p.rw, p.mode) for p in points] == [("bv", "/b", False, "ro"), ("tv", "/t", True, "z")]
     mounts = run(svc.mount("c1"))
     t_path = str(root / "data/volumes/tv/_data")
@@ -143,7 +143,7 @@ def test_tmpfs_and_bind_options(root):
     assert [(m.destination, m.options) for m in mounts] == [("/b", ["rbind", "rprivate", "ro"]),
                                                            ("/t", ["rbind", "rprivate", "rw"])]
     # a second user shares the device mount; the last unmount takes it down
-    run(svc.resolve_mounts("c2", HostConfig(binds=["tv:/x"]), None, [], no_lookup))
+    svc.resolve_mounts("c2", HostConfig(binds=["tv:/x"]), None, [], no_lookup)
     run(svc.mount("c2"))
     run(svc.unmount("c1"))
     assert kernel.is_mountpoint(t_path)
@@ -166,7 +166,7 @@ def test_resolve_anonymous_copyup_release(root):
     (layer / "etc/conf/app.ini").write_text("image content")
     hc = HostConfig(binds=["named:/etc/conf"], mounts=[{"Type": "tmpfs", "Target": "/scratch",
                                                          "TmpfsOptions": {"SizeBytes": 4096}}])
-    points = run(svc.resolve_mounts("c1", hc, {"/etc/conf": {}, "/anon": {}}, [layer], no_lookup))
+    points = svc.resolve_mounts("c1", hc, {"/etc/conf": {}, "/anon": {}}, [layer], no_lookup)
     kinds = {p.destination: (p.type, p.name) for p in points}
     assert kinds["/etc/conf"] == ("volume", "named") and kinds["/scratch"] == ("tmpfs", "")
     anon = kinds["/anon"][1]
@@ -177,7 +177,7 @@ def test_resolve_anonymous_copyup_release(root):
     assert tmpfs.type == "tmpfs" and "size=4096" in tmpfs.options
     assert svc.list({"dangling": ["false"]}).volumes[0].name in ("named", anon)
     # a second container takes c1's volumes read-only
-    points2 = run(svc.resolve_mounts("c2", HostConfig(volumes_from=["c1:ro"]), None, [], lambda ref: "c1"))
+    points2 = svc.resolve_mounts("c2", HostConfig(volumes_from=["c1:ro"]), None, [], lambda ref: "c1")
     assert {(p.destination, p.rw) for p in points2} == {("/etc/conf", False), ("/anon", False)}
     run(svc.release("c1", remove_anonymous=True))
     assert {v.name for v in svc.list({}).volumes} == {"named", anon}  # c2 still uses the anonymous one
@@ -200,7 +200,7 @@ def test_resolve_errors_leave_nothing(root):
         (HostConfig(binds=["ok:/a", "other:/b"], volume_driver="nope"), errdefs.NotFound, "plugin \"nope\" not found"),
     ]:
         with pytest.raises(cls, match=message):
-            run(svc.resolve_mounts("c1", hc, {"/anon": {}}, [], no_lookup))
+            svc.resolve_mounts("c1", hc, {"/anon": {}}, [], no_lookup)
         assert svc.list({}).volumes == [], hc
     assert svc.mount_points("c1") == []
 
@@ -210,7 +210,7 @@ def test_prune_filters_and_persistence(root):
     run(svc.create(CreateRequest(labels={"keep": "1"})))
     gone = run(svc.create(CreateRequest()))
     run(svc.create(CreateRequest(name="named")))
-    run(svc.resolve_mounts("c1", HostConfig(binds=["named:/n"]), None, [], no_lookup))
+    svc.resolve_mounts("c1", HostConfig(binds=["named:/n"]), None, [], no_lookup)
     with pytest.raises(errdefs.InvalidParameter, match="invalid filter 'until'"):
         run(svc.prune({"until": ["1h"]}))
     pruned = run(svc.prune({"label!": ["keep"]}))
