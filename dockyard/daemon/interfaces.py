@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from dockyard.apitypes.container import HostConfig, MountPoint
 from dockyard.mount import Mount
+from dockyard.oci import runtime_spec as oci
 
 
 # ---- events -----------------------------------------------------------------
@@ -91,3 +93,28 @@ class NetworkAttacher(Protocol):
 
     async def release_sandbox(self, container_id: str) -> None:
         """Tear down the namespace and free addresses; idempotent, never slow (no synchronous veth delete)."""
+
+
+# ---- volumes, as the container service needs them ---------------------------
+
+class VolumeMounter(Protocol):
+    """A container's mounts (-v, --mount, --volumes-from, Config.Volumes), kept by the volume service."""
+
+    def resolve_mounts(self, container_id: str, host_config: HostConfig,
+                       config_volumes: dict[str, Any] | None, image_layer_dirs: list[Path],
+                       volumes_from_lookup: Any) -> list[MountPoint]:
+        """At create: validate, create named/anonymous volumes, copy-up, record; the inspect
+        Mounts. volumes_from_lookup(ref) -> full container ID (raises NotFound). Nothing is
+        left behind on error. Blocks only for plugin calls and copy-up."""
+
+    async def mount(self, container_id: str) -> list[oci.Mount]:
+        """At start: the OCI mounts (binds of volumes and host paths, --mount tmpfs) for the spec."""
+
+    async def unmount(self, container_id: str) -> None:
+        """At stop/exit (idempotent)."""
+
+    async def release(self, container_id: str, remove_anonymous: bool) -> None:
+        """At remove: drop the container's references; rm -v / --rm also remove its anonymous volumes."""
+
+    def release_blocking(self, container_id: str, remove_anonymous: bool) -> None:
+        """``release`` for a synchronous caller (a create that failed after resolve_mounts)."""
