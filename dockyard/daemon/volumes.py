@@ -574,9 +574,10 @@ class VolumesService:
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
         """At container removal: forget its mounts; remove its anonymous volumes nobody else uses
         when asked (rm -v, --rm). Named volumes are always kept."""
-        await asyncio.to_thread(self._release, container_id, remove_anonymous)
+        await asyncio.to_thread(self.release_blocking, container_id, remove_anonymous)
 
-    def _release(self, container_id: str, remove_anonymous: bool) -> None:
+    def release_blocking(self, container_id: str, remove_anonymous: bool) -> None:
+        """``release`` for synchronous callers (undoing a container create that failed later)."""
         plan = self._plan(container_id)
         if plan is None:
             return

@@ -4,6 +4,7 @@ private dockyardd, with the example dirplugin found in the daemon's --plugin-dir
 from __future__ import annotations
 
 import json
+import time
 import shutil
 import tempfile
 from pathlib import Path
@@ -100,3 +101,14 @@ def test_persistence_across_restart(env):
     info = json.loads(ok(handle, "volume", "inspect", "kept"))[0]
     assert info["Labels"] == {"keep": "1"} and info["Options"]["type"] == "tmpfs"
     ok(handle, "volume", "rm", "kept")
+
+
+def test_prune_all_and_events(env):
+    handle, _ = env
+    ok(handle, "volume", "create", "unused-named")
+    assert "unused-named" not in ok(handle, "volume", "prune", "-f")
+    assert "unused-named" in ok(handle, "volume", "prune", "-f", "-a")
+    until = str(int(time.time()) + 1)
+    out = ok(handle, "events", "--since", "0", "--until", until, "--filter", "type=volume",
+             "--filter", "volume=unused-named", "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}")
+    assert out.splitlines() == ["create unused-named local", "destroy unused-named local"]
