@@ -21,16 +21,16 @@ class UsageData(_D):
     ref_count: int = -1
 
 
-class Volume(_D, omit_defaults=True):
-    # Fields without a default are always sent (Labels and Options as null when unset, as
-    # Docker does); CreatedAt, Status and UsageData are omitted when empty.
-    name: str
-    driver: str
-    mountpoint: str
-    labels: dict[str, str] | None
-    scope: str
-    options: dict[str, str] | None
+class Volume(_D, omit_defaults=True, kw_only=True):
+    # Docker's field order (alphabetical). Fields without a default are always sent (Labels and
+    # Options as null when unset, as Docker does); CreatedAt, Status, UsageData are omitted when empty.
     created_at: str = ""
+    driver: str
+    labels: dict[str, str] | None
+    mountpoint: str
+    name: str
+    options: dict[str, str] | None
+    scope: str
     status: dict[str, object] | None = None
     usage_data: UsageData | None = None
 

@@ -206,12 +206,11 @@ class VolumesService:
         return await asyncio.to_thread(self._create_view, request)
 
     def _create_view(self, request: CreateRequest) -> Volume:
-        rec = self._create(request.name, request.driver or "local", dict(request.driver_opts or {}),
-                                 request.labels)
+        rec = self._create(request.name, request.driver or "local", request.driver_opts, request.labels)
         return self._view(rec)
 
-    def _create(self, name: str, driver_name: str, options: dict[str, str],
-                      labels: dict[str, str] | None) -> VolumeRecord:
+    def _create(self, name: str, driver_name: str, options: dict[str, str] | None,
+                labels: dict[str, str] | None) -> VolumeRecord:
         """Create a volume, or return the existing one of that name (Docker's create is idempotent)."""
         if not name:
             name = names.generate()
@@ -228,7 +227,7 @@ class VolumesService:
                 return existing
             try:
                 driver = self._driver(driver_name)
-                self._call(driver, "create", name, options)
+                self._call(driver, "create", name, dict(options or {}))
                 scope = driver.scope() if driver is self._local else self._call(driver, "scope")
             except errdefs.DockyardError as e:
                 message = e.message if e.message.startswith(f"create {name}") else f"create {name}: {e.message}"
@@ -241,7 +240,7 @@ class VolumesService:
                 except errdefs.DockyardError:
                     mountpoint = ""  # known once mounted; Path is optional before that
             rec = VolumeRecord(name=name, driver=driver_name, created_at=_now(), labels=labels,
-                               options=options or None, scope=str(scope), mountpoint=mountpoint)
+                               options=options, scope=str(scope), mountpoint=mountpoint)
             self._save(rec)
         self._events.emit("volume", "create", name, {"driver": driver_name})
         return rec
@@ -410,7 +409,7 @@ class VolumesService:
                     driver_name = req.driver or host_config.volume_driver or "local"
                     rec = self._get(req.source) if req.source else None
                     if rec is None:
-                        rec = self._create(req.source, driver_name, req.driver_opts, req.labels or None)
+                        rec = self._create(req.source, driver_name, req.driver_opts or None, req.labels or None)
                         created.append(rec.name)
                         if not req.nocopy and not req.subpath:
                             self._copy_up(rec, req.destination, image_layer_dirs, container_id)

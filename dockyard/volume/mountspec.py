@@ -176,7 +176,6 @@ def parse_mount(spec: MountSpec) -> MountRequest:
         if spec.tmpfs_options is not None:
             raise errdefs.InvalidParameter(_config_error(kind, "field TmpfsOptions must not be specified"))
         req.source = spec.source
-        req.mode = "z" if spec.source else ""
         opts = spec.volume_options
         if opts is not None:
             req.nocopy = opts.no_copy
