@@ -422,6 +422,8 @@ class VolumesService:
                     planned.source = rec.name
                     planned.driver = rec.driver
                 by_destination[req.destination] = planned
+            plan = ContainerMounts(mounts=sorted(by_destination.values(), key=lambda m: m.destination))
+            self._record_plan(container_id, plan)
         except BaseException:
             for name in created:
                 try:
@@ -430,8 +432,10 @@ class VolumesService:
                 except Exception as e:
                     log.warning("volume %s: undoing its creation: %s", name, e)
             raise
+        return [self._mount_point(m) for m in plan.mounts]
 
-        plan = ContainerMounts(mounts=sorted(by_destination.values(), key=lambda m: m.destination))
+    def _record_plan(self, container_id: str, plan: ContainerMounts) -> None:
+        """Save the container's mounts and make it a user of its volumes, in one transaction."""
         with self._db.transaction() as cur:
             cur.execute("INSERT OR REPLACE INTO container_mounts (container_id, doc) VALUES (?, ?)",
                         (container_id, msgspec.json.encode(plan)))
@@ -439,13 +443,12 @@ class VolumesService:
                 if m.type != "volume":
                     continue
                 row = cur.execute("SELECT doc FROM volumes WHERE name = ?", (m.source,)).fetchone()
-                if row is None:
+                if row is None:  # removed meanwhile by a volume rm
                     raise errdefs.NotFound(f"get {m.source}: no such volume")
                 rec = msgspec.json.decode(row[0], type=VolumeRecord)
                 if container_id not in rec.users:
                     rec.users.append(container_id)
                     cur.execute("UPDATE volumes SET doc = ? WHERE name = ?", (msgspec.json.encode(rec), rec.name))
-        return [self._mount_point(m) for m in plan.mounts]
 
     def _mount_point(self, m: PlannedMount) -> MountPoint:
         if m.type == "volume":
