@@ -34,6 +34,9 @@ _CONFIG_KEYS = {
     "live_restore": "live-restore", "iptables": "iptables", "ip_forward": "ip-forward",
     "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
     "tlskey": "tlskey", "debug": "debug",
+    "insecure_registries": "insecure-registries", "registry_mirrors": "registry-mirrors",
+    "max_concurrent_downloads": "max-concurrent-downloads", "max_concurrent_uploads": "max-concurrent-uploads",
+    "max_download_attempts": "max-download-attempts",
 }
 
 
@@ -82,6 +85,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin-dir", dest="plugin_dirs", action="append", default=S,
                    help="Directory to find volume plugins in (<name>.sock/.spec/.json); replaces "
                         "/run/docker/plugins and /etc/docker/plugins; repeatable")
+    p.add_argument("--insecure-registry", dest="insecure_registries", action="append", default=S,
+                   help="Enable insecure registry communication")
+    p.add_argument("--registry-mirror", dest="registry_mirrors", action="append", default=S,
+                   help="Preferred registry mirror")
+    p.add_argument("--max-concurrent-downloads", type=int, default=S,
+                   help="Set the max concurrent downloads (default 3)")
+    p.add_argument("--max-concurrent-uploads", type=int, default=S,
+                   help="Set the max concurrent uploads (default 5)")
+    p.add_argument("--max-download-attempts", type=int, default=S,
+                   help="Set the max download attempts for each pull (default 5)")
     p.add_argument("-v", "--version", action="store_true", help="Print version information and quit")
     return p
 

@@ -34,6 +34,13 @@ class DaemonConfig:
     tlscert: Path | None = None
     tlskey: Path | None = None
     tlsverify: bool = False
+    # registries (daemon/distribution): Docker's daemon.json keys and defaults
+    insecure_registries: list[str] = field(default_factory=list)  # names or CIDRs; 127.0.0.0/8 always
+    registry_mirrors: list[str] = field(default_factory=list)  # tried first for docker.io pulls
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
+    max_download_attempts: int = 5
+    registry_certs_dir: Path = Path("/etc/dockyard/certs.d")  # <host[:port]>/ca.crt, client.cert/.key
     # Where Docker volume plugins are found (as dockerd): <name>.sock in the socket dirs,
     # <name>.spec / <name>.json in the spec dirs. dockyardd --plugin-dir replaces both.
     plugin_socket_dirs: list[Path] = field(default_factory=lambda: [Path("/run/docker/plugins")])
