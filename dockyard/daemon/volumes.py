@@ -606,6 +606,20 @@ class VolumesService:
             except errdefs.DockyardError as e:
                 log.warning("volume %s: removing with its container %s: %s", name, container_id, e)
 
+    def forget_missing(self, container_ids: set[str]) -> None:
+        """At daemon start, after the containers are loaded: drop the mounts and volume references
+        of containers that no longer exist (a crash between a container's removal and its release),
+        so their volumes do not stay "in use" forever."""
+        known = {cid for (cid,) in self._db.query("SELECT container_id FROM container_mounts")}
+        users = {u for rec in self._all() for u in rec.users}
+        for cid in sorted((known | users) - container_ids):
+            log.info("container %s is gone: releasing its volume references", cid)
+            with self._db.transaction() as cur:
+                cur.execute("DELETE FROM container_mounts WHERE container_id = ?", (cid,))
+            for rec in self._all():
+                if cid in rec.users:
+                    self._update(rec.name, lambda r: r.users.remove(cid) if cid in r.users else None)
+
     def restore(self) -> None:
         """At daemon start: the local driver relearns which mounts are active (its device mounts
         stayed up across the restart, and the last Unmount must take them down)."""

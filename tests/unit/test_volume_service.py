@@ -226,3 +226,36 @@ def test_prune_filters_and_persistence(root):
         assert [v.name for v in svc2.disk_usage() if v.usage_data.ref_count == 1] == ["named"]
     finally:
         db2.close()
+
+
+def test_forget_missing_containers(root):
+    svc, db, _ = make(root)
+    svc.resolve_mounts("gone", HostConfig(binds=["shared:/s"]), None, [], no_lookup)
+    svc.resolve_mounts("alive", HostConfig(binds=["shared:/s"]), None, [], no_lookup)
+    svc.forget_missing({"alive"})
+    with pytest.raises(errdefs.Conflict, match=r"in use - \[alive\]"):
+        run(svc.remove("shared"))
+    assert svc.mount_points("gone") == [] and len(svc.mount_points("alive")) == 1
+
+
+def test_kernel_option_words():
+    flags, propagation, data = kernel.parse_options("ro,nosuid,size=1m,rshared,mode=0700,defaults")
+    assert flags == kernel.MS_RDONLY | kernel.MS_NOSUID
+    assert propagation == kernel.MS_SHARED | kernel.MS_REC and data == "size=1m,mode=0700"
+    assert kernel.parse_options("bind,rw")[0] == kernel.MS_BIND
+
+
+def test_local_bind_volume_read_only(root):
+    svc, _, _ = make(root)
+    host = root / "ro-src"
+    host.mkdir()
+    run(svc.create(CreateRequest(name="robind", driver_opts={"type": "none", "device": str(host), "o": "bind,ro"})))
+    svc.resolve_mounts("c1", HostConfig(binds=["robind:/r"]), None, [], no_lookup)
+    run(svc.mount("c1"))
+    try:
+        with pytest.raises(OSError) as e:
+            (root / "data/volumes/robind/_data/x").write_text("no")
+        assert e.value.errno == 30  # EROFS
+    finally:
+        run(svc.release("c1", remove_anonymous=False))
+    assert not kernel.is_mountpoint(str(root / "data/volumes/robind/_data"))
