@@ -293,7 +293,13 @@ def _seed(api: FakeServer, now: float) -> None:
 
     api.state = FakeState()
     api.state.add_image("busybox:latest", created=int(now) - 3 * 86400)
-    api.state.add_image("alpine:3.19", size=7_380_000, created=int(now) - 40 * 86400)
+    alpine = api.state.add_image("alpine:3.19", size=7_380_000, created=int(now) - 40 * 86400)
+    alpine.digests = ["alpine@sha256:" + "a" * 64, "docker.io/library/alpine@sha256:" + "b" * 64]
+    from tests.unit.test_cli_fake_api import FakeImage
+
+    api.state.dangling.append(FakeImage("sha256:" + "c" * 64, [], 1_000, int(now) - 3600))
+    api.state.dangling.append(FakeImage("sha256:" + "e" * 64, [], 2_000, int(now) - 7200,
+                                        digests=["registry.local:5000/team/app@sha256:" + "f" * 64]))
     _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"}, ports=PORTS, now=now)
     _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2, now=now)
     api.state.events += [
@@ -326,7 +332,8 @@ PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"}
     ("system", "df", "--format", "{{json .}}"), ("ps", "-s"), ("ps", "-a", "--format", "{{.Size}}"),
     ("container", "prune", "-f"), ("image", "prune", "-f"), ("image", "prune", "-a", "-f"), ("system", "prune", "-f"),
     ("system", "prune", "-af", "--volumes"), ("rmi", "alpine:3.19", "nope"), ("images", "-a"),
-    ("tag", "busybox", "mine/box:v1"), ("image", "rm", "busybox"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
+    ("tag", "busybox", "mine/box:v1"), ("images", "--digests", "--no-trunc"), ("images", "--format", "{{json .}}"),
+    ("image", "ls", "--format", "{{.Repository}}|{{.Tag}}|{{.Digest}}|{{.ID}}"), ("image", "rm", "busybox"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
 ])
 def test_same_output_as_docker(api: FakeServer, args: tuple[str, ...]) -> None:
     now = time.time()

@@ -63,6 +63,7 @@ class FakeImage:
     size: int
     created: int
     labels: dict[str, str] = field(default_factory=dict)
+    digests: list[str] = field(default_factory=list)
 
 
 class FakeState:
@@ -74,6 +75,7 @@ class FakeState:
         self.images: dict[str, FakeImage] = {}
         self.pullable: dict[str, FakeImage] = {}
         self.events: list[dict[str, Any]] = []
+        self.dangling: list[FakeImage] = []
 
     def add_image(self, ref: str, size: int = 4_260_000, created: int | None = None,
                   pullable_only: bool = False) -> FakeImage:
@@ -275,8 +277,8 @@ class Handler(BaseHTTPRequestHandler):
     # -- images ---------------------------------------------------------------------------------
     def h_GET_images_json(self, q: Any, b: Any) -> None:
         out = []
-        for img in {id(i): i for i in self.server.state.images.values()}.values():
-            out.append({"Id": img.id, "ParentId": "", "RepoTags": img.tags, "RepoDigests": [],
+        for img in {id(i): i for i in [*self.server.state.images.values(), *self.server.state.dangling]}.values():
+            out.append({"Id": img.id, "ParentId": "", "RepoTags": img.tags, "RepoDigests": img.digests,
                         "Created": img.created, "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
                         "Labels": img.labels or None, "Containers": -1})
         self._send_json(out)

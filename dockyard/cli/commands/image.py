@@ -40,8 +40,7 @@ class ImageRow:
         return self._digest
 
     def CreatedSince(self) -> str:
-        created = self._img.get("Created") or 0
-        return since(created, self._now) if created else "N/A"
+        return since(self._img.get("Created") or 0, self._now)
 
     def CreatedAt(self) -> str:
         return go_time_string(self._img.get("Created") or 0)
@@ -49,22 +48,21 @@ class ImageRow:
     def Size(self) -> str:
         return human_size(self._img.get("Size") or 0)
 
+    # docker prints these three with go-units HumanSize (4 significant digits)
     def VirtualSize(self) -> str:
-        return human_size(self._img.get("VirtualSize") or self._img.get("Size") or 0)
+        return human_size(self._img.get("Size") or 0, 4)
 
     def SharedSize(self) -> str:
         shared = self._img.get("SharedSize", -1)
-        return "N/A" if shared is None or shared < 0 else human_size(shared)
+        return "N/A" if shared == -1 else human_size(shared or 0, 4)
 
     def UniqueSize(self) -> str:
-        shared = self._img.get("SharedSize", -1)
-        if shared is None or shared < 0:
-            return "N/A"
-        return human_size((self._img.get("Size") or 0) - shared)
+        size, shared = self._img.get("Size", -1), self._img.get("SharedSize", -1)
+        return "N/A" if size == -1 or shared == -1 else human_size((size or 0) - (shared or 0), 4)
 
     def Containers(self) -> str:
         n = self._img.get("Containers", -1)
-        return "N/A" if n is None or n < 0 else str(n)
+        return "N/A" if n == -1 else str(n or 0)
 
     def __json__(self) -> dict[str, str]:
         fields = ["Containers", "CreatedAt", "CreatedSince", "Digest", "ID", "Repository", "SharedSize",
@@ -78,38 +76,52 @@ IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Di
                  "Containers": "CONTAINERS"}
 
 
-def image_rows(images: list[dict[str, Any]], trunc: bool, digests: bool) -> list[ImageRow]:
-    """One row per repository:tag (docker's imageFormatTaggedAndDigest), <none> for untagged."""
+def _familiar_name(name: str) -> str:
+    for prefix in ("docker.io/library/", "docker.io/", "library/"):
+        if name.startswith(prefix) and "/" not in name[len(prefix):] or prefix == "docker.io/" and name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _is_dangling(img: dict[str, Any]) -> bool:
+    tags, digests = img.get("RepoTags") or [], img.get("RepoDigests") or []
+    if not tags and not digests:
+        return True
+    return tags == ["<none>:<none>"] and digests == ["<none>@<none>"]
+
+
+def image_rows(images: list[dict[str, Any]], trunc: bool, digests: bool, format_digests: bool = False,
+               ) -> list[ImageRow]:
+    """docker's imageFormatTaggedAndDigest: a row per repository:tag (per digest too when digests
+    are shown), rows for digest-only repositories, and <none> rows for dangling images."""
     now = time.time()
     rows: list[ImageRow] = []
     for img in images:
-        tags: dict[str, list[str]] = {}
-        repo_digests: dict[str, list[str]] = {}
-        for ref in img.get("RepoTags") or []:
-            if ref == "<none>:<none>":
-                continue
-            name, tag = split_reference(ref)
-            tags.setdefault(familiar(name + ":x").rsplit(":", 1)[0], []).append(tag)
-        for ref in img.get("RepoDigests") or []:
-            if ref == "<none>@<none>":
-                continue
-            name, _, digest = ref.partition("@")
-            repo_digests.setdefault(familiar(name + ":x").rsplit(":", 1)[0], []).append(digest)
-            tags.setdefault(familiar(name + ":x").rsplit(":", 1)[0], [])
-        if not tags:
+        if _is_dangling(img):
             rows.append(ImageRow(img, "<none>", "<none>", "<none>", trunc, now))
             continue
-        for repo, repo_tags in tags.items():
-            ds = repo_digests.get(repo, [])
-            if not repo_tags:
-                for d in ds if digests else ds[:1]:
-                    rows.append(ImageRow(img, repo, "<none>", d, trunc, now))
-                continue
-            for tag in repo_tags:
-                if digests and ds:
-                    rows += [ImageRow(img, repo, tag, d, trunc, now) for d in ds]
-                else:
-                    rows.append(ImageRow(img, repo, tag, ds[0] if ds else "<none>", trunc, now))
+        repo_tags: dict[str, list[str]] = {}
+        repo_digests: dict[str, list[str]] = {}
+        for ref in img.get("RepoTags") or []:
+            name, tag = split_reference(ref)
+            if ref != "<none>:<none>":
+                repo_tags.setdefault(_familiar_name(name), []).append(tag)
+        for ref in img.get("RepoDigests") or []:
+            name, _, digest = ref.partition("@")
+            if ref != "<none>@<none>":
+                repo_digests.setdefault(_familiar_name(name), []).append(digest)
+        for repo, tags in repo_tags.items():
+            ds = repo_digests.pop(repo, [])  # never a row of their own once tagged
+            if not (digests or format_digests):
+                ds = []
+            for tag in tags:
+                rows += [ImageRow(img, repo, tag, d, trunc, now) for d in ds] or \
+                    [ImageRow(img, repo, tag, "<none>", trunc, now)]
+        for repo, ds in repo_digests.items():
+            if digests:
+                rows += [ImageRow(img, repo, "<none>", d, trunc, now) for d in ds]
+            else:
+                rows.append(ImageRow(img, repo, "<none>", "", trunc, now))
     return rows
 
 
@@ -135,8 +147,7 @@ def cmd_ls(ctx: Context, opts: Any) -> int:
     if opts.args:
         filters.append(f"reference={opts.args[0]}")
     images = ctx.client.get("/images/json", {"all": opts.all or None, "filters": filters_arg(filters)})
-    images.sort(key=lambda i: i.get("Created") or 0, reverse=True)
-    rows = image_rows(images, not opts.no_trunc, opts.digests)
+    rows = image_rows(images, not opts.no_trunc, opts.digests, "{{.Digest}}" in opts.format)
     if opts.quiet:
         sys.stdout.write("".join(r.ID() + "\n" for r in rows))
         return 0

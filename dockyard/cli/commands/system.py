@@ -128,10 +128,16 @@ def cmd_info(ctx: Context, opts: Any) -> int:
               f"  Volume: {' '.join(plugins.get('Volume') or [])}",
               f"  Network: {' '.join(plugins.get('Network') or [])}",
               f"  Log: {' '.join(plugins.get('Log') or [])}",
-              f" Swarm: {swarm.get('LocalNodeState', 'inactive')}",
-              f" Runtimes: {' '.join(sorted(g('Runtimes') or {}))}",
+              f" Swarm: {swarm.get('LocalNodeState', '')}"]
+    if swarm.get("LocalNodeState", "") not in ("inactive", "locked"):
+        lines += [f"  NodeID: {swarm.get('NodeID', '')}",
+                  f"  Is Manager: {str(bool(swarm.get('ControlAvailable'))).lower()}",
+                  f"  Node Address: {swarm.get('NodeAddr', '')}"]
+    lines += [f" Runtimes: {' '.join(sorted(g('Runtimes') or {}))}",
               f" Default Runtime: {g('DefaultRuntime', '')}",
               f" Init Binary: {g('InitBinary', '')}"]
+    for name, key in (("containerd", "ContainerdCommit"), ("runc", "RuncCommit"), ("init", "InitCommit")):
+        lines.append(f" {name} version: {(g(key) or {}).get('ID', '')}")
     if g("SecurityOptions"):
         lines.append(" Security Options:")
         for opt in g("SecurityOptions"):
