@@ -73,6 +73,15 @@ MANAGEMENT: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "info": ("system", "info", "Display system-wide information"),
         "prune": ("system", "prune", "Remove unused data"),
     }),
+    "volume": ("Manage volumes", {
+        "create": ("volume", "create", "Create a volume"),
+        "ls": ("volume", "ls", "List volumes"),
+        "list": ("volume", "ls", "List volumes"),
+        "inspect": ("volume", "inspect", "Display detailed information on one or more volumes"),
+        "rm": ("volume", "rm", "Remove one or more volumes"),
+        "remove": ("volume", "rm", "Remove one or more volumes"),
+        "prune": ("volume", "prune", "Remove unused local volumes"),
+    }),
     "network": ("Manage networks", {
         "ls": ("network", "ls", "List networks"),
         "list": ("network", "ls", "List networks"),
