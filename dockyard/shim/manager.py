@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable
 
 from dockyard import errdefs
 from dockyard.shim import protocol
@@ -180,6 +181,30 @@ class ShimClient:
         await self._call("shutdown")
 
 
+async def _unless_dead(pid: int, reply: Awaitable[dict | None]) -> dict | None:
+    """``reply``'s result, or None as soon as process ``pid`` exits first. The connection alone
+    cannot tell: the container's init, forked by the shim and blocked before exec, holds a copy."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    loop = asyncio.get_running_loop()
+    died = loop.create_future()
+    loop.add_reader(pidfd, lambda: died.done() or died.set_result(None))
+    task = asyncio.ensure_future(reply)
+    try:
+        await asyncio.wait((task, died), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():  # a reply sent just before exiting may still be in the socket buffer
+            await asyncio.wait((task,), timeout=0.5)
+        if task.done():
+            return task.result()
+        task.cancel()
+        return None
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
 class ZygoteShimManager:
     """ShimManager: starts the zygote (``start()``), asks it for shims, reconnects to live ones."""
 
@@ -218,7 +243,7 @@ class ZygoteShimManager:
             first = await conn.reply()
             if first is not None:
                 shim_pid = int(first["shim_pid"])
-                second = await conn.reply()
+                second = await _unless_dead(shim_pid, conn.reply())
                 if second is not None:
                     return ShimClient(request.container_id, request.state_dir, shim_pid,
                                       int(second["pid"]))

@@ -18,7 +18,6 @@ Life of a shim::
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import importlib
@@ -38,6 +37,7 @@ from dockyard.mount import Mount
 from dockyard.oci import runtime_spec
 from dockyard.oci.defaults import capability_list
 from dockyard.oci.seccomp_default import default_seccomp
+from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.linux import DockyardRuntime, compiled_seccomp
 from dockyard.runtime.runc import RuncRuntime
@@ -50,9 +50,6 @@ DRAIN_TIMEOUT = 2.0  # after the init exits, how long orphans may keep its outpu
 EXITED_LINGER = 24 * 3600.0  # a stopped shim waits this long for the daemon to collect the exit
 HIGH_WATER = 256 * 1024  # per-client output backlog at which the shim stops reading the container
 CONSOLE_TIMEOUT = 10.0
-PR_SET_CHILD_SUBREAPER = 36
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def load_runtime(name: str, root: Path) -> Runtime:
@@ -165,6 +162,7 @@ class Shim:
         req = self.request
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd gets written
         signal.set_wakeup_fd(self.sigchld_w)
+        self.sel.register(self.sigchld_r, selectors.EVENT_READ, self._on_sigchld)
         spec = runtime_spec.decode((req.bundle / "config.json").read_bytes())
         self.root = Path(spec.root.path) if os.path.isabs(spec.root.path) \
             else req.bundle / spec.root.path
@@ -174,7 +172,6 @@ class Shim:
         try:
             rootfs.mount_all(req.rootfs_mounts, self.root)
             self.mounted = True
-            self._listen()
             if req.log_path is not None:
                 self.log = JsonLogWriter(req.log_path, req.log_max_size, req.log_max_files)
             if req.tty:
@@ -185,8 +182,14 @@ class Shim:
             else:
                 stdio = self._make_pipes(child_fds)
                 self.init_pid = self.runtime.create(self.id, req.bundle, stdio=stdio)
+            # only now: a listener inherited by the init (blocked before exec) would accept
+            # connections nobody serves if the shim died
+            self._listen()
         except BaseException:
-            self._cleanup(delete=self.init_pid != 0 or self.status == "creating")
+            try:
+                self._cleanup(delete=True)
+            except Exception:  # the create error is the one to report; this goes to shim.log
+                traceback.print_exc()
             raise
         finally:
             for fd in child_fds:
@@ -208,7 +211,6 @@ class Shim:
         self.listener = self._unix_listener(self.sock_path)
         self.listener.setblocking(False)
         self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
-        self.sel.register(self.sigchld_r, selectors.EVENT_READ, self._on_sigchld)
 
     def _make_pipes(self, child_fds: list[int]) -> tuple[int, int, int]:
         if self.request.open_stdin:
@@ -650,8 +652,7 @@ def run(conn: socket.socket, body: dict) -> int:
         os.dup2(log_fd, 2)
         os.close(log_fd)
         os.chdir(request.state_dir)
-        if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         write_atomic(request.state_dir / "shim.pid", str(os.getpid()).encode())
         shim = Shim(request, load_runtime(request.runtime, request.runtime_root))
         shim.create()

@@ -26,6 +26,13 @@ RUNTIMES = ["dockyard", pytest.param(RUNC, marks=pytest.mark.skipif(
     not os.path.exists(RUNC), reason="runc not installed"))]
 
 
+def cgroup_dirs(relative: str) -> list[str]:
+    """``relative`` in every mounted hierarchy, the v1 controllers and the unified one (where
+    runc also makes its cgroups on a hybrid host)."""
+    return [os.path.join(root, relative.lstrip("/"))
+            for root in {*hierarchies().values(), "/sys/fs/cgroup/unified"}]
+
+
 class RuntimeHarness(Harness):
     def __init__(self, tmp_path: Path, runtime: str) -> None:
         super().__init__(tmp_path, runtime=runtime, preload=())
@@ -44,8 +51,7 @@ class RuntimeHarness(Harness):
 
     async def cleanup(self) -> None:
         await super().cleanup()
-        for mountpoint in set(hierarchies().values()):
-            path = os.path.join(mountpoint, self.cgroup_parent.lstrip("/"))
+        for path in cgroup_dirs(self.cgroup_parent):
             if os.path.isdir(path):
                 for directory in sorted((d for d, _, _ in os.walk(path)), reverse=True):
                     os.rmdir(directory)
@@ -76,8 +82,7 @@ def test_output_exit_codes_and_cleanup(tmp_path: Path, runtime: str) -> None:
         await handle.shutdown()
         assert await wait_gone(handle.shim_pid)
         assert not os.path.ismount(b.rootfs)
-        assert not any(os.path.isdir(os.path.join(m, h.cgroup_parent.lstrip("/"), b.container_id))
-                       for m in set(hierarchies().values()))
+        assert not any(os.path.isdir(p) for p in cgroup_dirs(f"{h.cgroup_parent}/{b.container_id}"))
     run(tmp_path, runtime, body)
 
 

@@ -122,6 +122,15 @@ class ForkExecRuntime:
         return RuntimeState(container_id, pid, status, (self._dir(container_id) / "bundle").read_text())
 
 
+class CrashAfterCreateRuntime(ForkExecRuntime):
+    """Kills the calling shim right after create: the init it forked keeps the shim's fds."""
+
+    def create(self, container_id: str, bundle: Path, **kw) -> int:
+        super().create(container_id, bundle, **kw)
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+
 # ---- bundles -----------------------------------------------------------------
 
 def make_busybox_rootfs(path: Path) -> None:

@@ -222,10 +222,26 @@ def test_create_failure_is_reported_and_cleaned_up(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         b = h.bundle(["true"])
         (b.base / "lower").rename(b.base / "gone")
-        with pytest.raises(errdefs.System, match="mount overlay"):
+        with pytest.raises(errdefs.System, match="mount overlay overlay on .*No such file"):
             await h.manager.spawn(b.request(h.runtime, h.runtime_root))
         assert not is_mounted(b.rootfs)
         assert not (b.state_dir / "shim.sock").exists()
+    run(tmp_path, body)
+
+
+def test_a_shim_dying_during_create_does_not_hang_spawn(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        b = h.bundle(["true"])
+        runtime = f"{SUPPORT}:CrashAfterCreateRuntime"
+        try:
+            with pytest.raises(errdefs.System, match="died during create"):
+                await asyncio.wait_for(h.manager.spawn(b.request(runtime, h.runtime_root)), 10)
+        finally:
+            init_pid = int((h.runtime_root / b.container_id / "pid").read_text())
+            os.kill(init_pid, signal.SIGKILL)  # the orphaned init, blocked before exec
+            await wait_gone(init_pid)
+            if is_mounted(b.rootfs):
+                os.system(f"umount {b.rootfs}")
     run(tmp_path, body)
 
 

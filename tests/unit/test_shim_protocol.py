@@ -12,7 +12,8 @@ from dockyard.mount import Mount
 from dockyard.shim import protocol as P
 from dockyard.shim.client import SpawnRequest
 from dockyard.shim.manager import spawn_request_to_json
-from dockyard.shim.rootfs import MS_BIND, MS_NOSUID, MS_RDONLY, MS_REC, mount_target, split_options
+from dockyard.runtime.syscalls import MS_BIND, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC
+from dockyard.shim.rootfs import mount_target, split_options
 from dockyard.shim.shim import spawn_request_from_json
 
 
@@ -63,5 +64,6 @@ def test_mount_options_split_into_flags_and_data() -> None:
         0, "lowerdir=/a:/b,upperdir=/u,workdir=/w")
     assert split_options(("rbind", "ro", "nosuid")) == (MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID, "")
     assert split_options(("ro", "rw")) == (0, "")
+    assert split_options(("bind", "private")) == (MS_BIND | MS_PRIVATE, "")
     assert mount_target(Path("/b/rootfs"), Mount("overlay", "overlay")) == Path("/b/rootfs")
     assert mount_target(Path("/b/rootfs"), Mount("bind", "/x", "/data")) == Path("/b/rootfs/data")
