@@ -141,8 +141,10 @@ def cmd_info(ctx: Context, opts: Any) -> int:
     if g("SecurityOptions"):
         lines.append(" Security Options:")
         for opt in g("SecurityOptions"):
-            name, _, rest = opt.partition(",")
-            lines.append(f"  {name.removeprefix('name=')}")
+            fields = dict(kv.partition("=")[::2] for kv in opt.split(","))
+            lines.append(f"  {fields.pop('name', '')}")
+            if "profile" in fields:
+                lines.append(f"   Profile: {fields['profile']}")
     lines += [f" Kernel Version: {g('KernelVersion', '')}",
               f" Operating System: {g('OperatingSystem', '')}",
               f" OSType: {g('OSType', '')}",
@@ -152,12 +154,28 @@ def cmd_info(ctx: Context, opts: Any) -> int:
               f" Name: {g('Name', '')}",
               f" ID: {g('ID', '')}",
               f" Docker Root Dir: {g('DockerRootDir', '')}",
-              f" Debug Mode: {str(bool(g('Debug'))).lower()}",
-              f" Experimental: {str(bool(g('ExperimentalBuild'))).lower()}",
-              f" Live Restore Enabled: {str(bool(g('LiveRestoreEnabled'))).lower()}"]
+              f" Debug Mode: {str(bool(g('Debug'))).lower()}"]
+    for title, key in (("HTTP Proxy", "HttpProxy"), ("HTTPS Proxy", "HttpsProxy"), ("No Proxy", "NoProxy")):
+        if g(key):
+            lines.append(f" {title}: {g(key)}")
     if g("Labels"):
         lines.append(" Labels:")
         lines += [f"  {label}" for label in g("Labels")]
+    lines.append(f" Experimental: {str(bool(g('ExperimentalBuild'))).lower()}")
+    registry = g("RegistryConfig") or {}
+    insecure = [name for name, index in sorted((registry.get("IndexConfigs") or {}).items())
+                if not index.get("Secure")] + list(registry.get("InsecureRegistryCIDRs") or [])
+    if insecure:
+        lines.append(" Insecure Registries:")
+        lines += [f"  {r}" for r in insecure]
+    if registry.get("Mirrors"):
+        lines.append(" Registry Mirrors:")
+        lines += [f"  {m}" for m in registry["Mirrors"]]
+    lines.append(f" Live Restore Enabled: {str(bool(g('LiveRestoreEnabled'))).lower()}")
+    pools = g("DefaultAddressPools") or []
+    if pools:
+        lines.append(" Default Address Pools:")
+        lines += [f"   Base: {p.get('Base')}, Size: {p.get('Size')}" for p in pools]
     sys.stdout.write("\n".join(lines) + "\n\n")
     for warning in g("Warnings") or []:
         sys.stderr.write(f"{warning}\n")
