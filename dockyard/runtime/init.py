@@ -131,10 +131,6 @@ def _namespaces(spec: Spec, cgroup: bool) -> None:
         sc.unshare(flags)
 
 
-def _has_ns(spec: Spec, kind: str) -> bool:
-    return any(ns.type == kind for ns in spec.linux.namespaces)
-
-
 def _setup(cfg: InitConfig) -> tuple[str, int]:
     """Everything up to "ready"; returns (executable, O_PATH fd of exec.fifo)."""
     spec = cfg.spec
@@ -161,13 +157,8 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
 
     os.umask(0)
     fifo_fd = os.open(cfg.fifo_path, os.O_PATH | os.O_CLOEXEC)
-    if _has_ns(spec, "mount"):
-        rootfs.prepare(spec, cfg.rootfs, enter_cgroup_ns)
-        rootfs.pivot(cfg.rootfs)
-    else:
-        enter_cgroup_ns()
-        os.chroot(cfg.rootfs)
-        os.chdir("/")
+    rootfs.prepare(spec, cfg.rootfs, enter_cgroup_ns)  # validate() made sure of a mount namespace
+    rootfs.pivot(cfg.rootfs)
     if process.terminal:
         if cfg.console_socket is None:
             raise OSError(0, "process.terminal is set but no console socket was given")

@@ -36,6 +36,7 @@ from dockyard.runtime import console, init, seccomp, state
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import RuntimeState
 from dockyard.runtime.cgroups import Manager, manager_for
+from dockyard.runtime.validate import validate
 
 _VALID_ID = re.compile(r"^[\w+\-.]+$")
 _seccomp_cache: dict[bytes, bytes] = {}
@@ -96,8 +97,7 @@ class DockyardRuntime:
             raise errdefs.NotFound(f"no config.json in bundle {bundle}") from None
         except msgspec.ValidationError as err:
             raise errdefs.InvalidParameter(f"invalid config.json in {bundle}: {err}") from None
-        if not spec.process.args:
-            raise errdefs.InvalidParameter("args must not be empty")
+        validate(spec)
         if spec.process.terminal and console_socket is None:
             raise errdefs.InvalidParameter("cannot allocate tty if runc will detach without setting console socket")
         rootfs = str(bundle / spec.root.path) if not spec.root.path.startswith("/") else spec.root.path

@@ -51,3 +51,28 @@ def test_seccomp_follows_capabilities():
     assert "chroot" in allowed(plain)  # CAP_SYS_CHROOT is a default capability
     assert any(rule.names == ["clone3"] for rule in plain.syscalls)
     assert not any(rule.names == ["clone3"] and rule.action == "SCMP_ACT_ERRNO" for rule in admin.syscalls)
+
+
+def test_validate_refuses_what_would_touch_the_host():
+    from dockyard.errdefs import NotImplementedFeature
+    from dockyard.runtime.validate import validate
+
+    def spec(**changes):
+        s = defaults.base_spec(["sh"], [], "/", "/r", "h")
+        for key, value in changes.items():
+            setattr(s.linux, key, value)
+        return s
+
+    validate(spec(sysctl={"net.ipv4.ip_forward": "1", "kernel.shmmax": "1"}))
+    no_uts = spec(namespaces=[n for n in spec().linux.namespaces if n.type != "uts"])
+    with pytest.raises(InvalidParameter, match="without a private UTS namespace"):
+        validate(no_uts)
+    host_net = spec(namespaces=[n for n in spec().linux.namespaces if n.type != "network"], sysctl={"net.core.somaxconn": "1"})
+    with pytest.raises(InvalidParameter, match="host's network namespace"):
+        validate(host_net)
+    with pytest.raises(InvalidParameter, match="not in a separate kernel namespace"):
+        validate(spec(sysctl={"vm.swappiness": "1"}))
+    with pytest.raises(InvalidParameter, match="private mount namespace"):
+        validate(spec(namespaces=[n for n in spec().linux.namespaces if n.type != "mount"]))
+    with pytest.raises(NotImplementedFeature, match="systemd"):
+        validate(spec(cgroups_path="system.slice:docker:abc"))
