@@ -48,7 +48,8 @@ attach     ``stdin``, ``stdout``,     ``{}``, then the connection carries STDOUT
            ``stderr``                 from the shim and STDIN/STDIN_CLOSE from the daemon. Output from
                                      before the attach is not replayed (it is in the log).
 shutdown   -                         ``{}`` after runtime delete and rootfs unmount; then the shim
-                                     exits. Conflict while the container runs.
+                                     exits. Conflict while the container runs; an init that was
+                                     just killed is waited for (the exit is recorded first).
 =========  ========================  ==============================================================
 """
 

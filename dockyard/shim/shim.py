@@ -150,6 +150,7 @@ class Shim:
         self.log: JsonLogWriter | None = None
         self.clients: dict[int, _Client] = {}
         self.waiters: list[_Client] = []
+        self.shutdown_waiters: list[_Client] = []
         self.drain_deadline: float | None = None
         self.linger_deadline: float | None = None
         self.running = True
@@ -352,6 +353,8 @@ class Shim:
         self.clients.pop(fd, None)
         if client in self.waiters:
             self.waiters.remove(client)
+        if client in self.shutdown_waiters:
+            self.shutdown_waiters.remove(client)
         if client.stdin and not client.stdin_done:
             self._client_stdin_closed(client)  # a vanished stdin client counts as EOF
         self._update_output_pause()
@@ -432,19 +435,34 @@ class Shim:
         return None
 
     def _op_shutdown(self, client: _Client, req: dict) -> dict | None:
-        if self.status in ("running", "paused", "draining"):
+        if self.status in ("running", "paused"):
             raise errdefs.Conflict(
                 f"container {self.id} is {self.status}: stop it before shutting its shim down")
-        self._cleanup(delete=True)
-        self._reply(client, {"ok": True})
-        client.sock.setblocking(True)
-        client.sock.settimeout(5)
-        try:
-            client.sock.sendall(client.wbuf)
-        except OSError:
-            pass
-        self.running = False
+        self.shutdown_waiters.append(client)
+        if self.status != "draining":  # else once the exit is recorded (a kill just landed)
+            self._shutdown()
         return None
+
+    def _shutdown(self) -> None:
+        """Clean up, answer the shutdown requests, leave the loop; on failure answer the error
+        and keep serving (the daemon may retry)."""
+        try:
+            self._cleanup(delete=True)
+        except Exception as err:
+            traceback.print_exc()
+            for client in self.shutdown_waiters:
+                self._reply(client, P.error_reply(err))
+            self.shutdown_waiters.clear()
+            return
+        for client in self.shutdown_waiters:
+            self._reply(client, {"ok": True})
+            try:  # the loop ends now: deliver the answer before the shim exits
+                client.sock.setblocking(True)
+                client.sock.settimeout(5)
+                client.sock.sendall(client.wbuf)
+            except OSError:
+                pass
+        self.running = False
 
     # ---- stdio --------------------------------------------------------------
 
@@ -594,6 +612,8 @@ class Shim:
             if client.attached:
                 self._end_attach(client)
         self.linger_deadline = time.monotonic() + EXITED_LINGER
+        if self.shutdown_waiters:
+            self._shutdown()
 
     def _oom_killed(self) -> bool:
         """Whether the kernel OOM-killed anything in the container's memory cgroup (v1 or v2)."""

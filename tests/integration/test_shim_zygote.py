@@ -155,6 +155,13 @@ def test_exit_code_and_kill(tmp_path: Path) -> None:
             await sleeper.kill(signal.SIGKILL)
         for handle in (three, sleeper):
             await handle.shutdown()
+        # the daemon's discard after a failed start: kill the created init, shut down at once
+        b = h.bundle(["sleep", "100"])
+        never_started = await h.spawn(b)
+        await never_started.kill(signal.SIGKILL, all_processes=True)
+        await never_started.shutdown()
+        assert await wait_gone(never_started.shim_pid)
+        assert not is_mounted(b.rootfs)
     run(tmp_path, body)
 
 
