@@ -21,6 +21,7 @@ import pytest
 from dockyard import errdefs
 from dockyard.oci import defaults, runtime_spec as rs
 from dockyard.runtime.cgroups.v1 import hierarchies
+from dockyard.runtime.devices import host_devices
 from dockyard.runtime.linux import DockyardRuntime
 from dockyard.runtime.runc import RuncRuntime
 
@@ -181,8 +182,10 @@ def test_default_capabilities_and_seccomp(h):
 def test_cap_add_and_privileged_drop_seccomp(h):
     code, out = h.run(["sh", "-c", "grep CapEff /proc/self/status"], h.spec(["sh"], cap_add=["NET_ADMIN"], cap_drop=["CHOWN"]))
     assert int(out.split()[1], 16) == 0xA80425FB & ~1 | (1 << 12)
-    spec = h.spec(["sh", "-c", "grep -E 'CapEff|Seccomp:' /proc/self/status"], privileged=True)
-    code, out = h.run(spec.process.args, spec)
+    spec = h.spec(["sh"], privileged=True)
+    spec.linux.devices = host_devices()  # what the daemon adds for --privileged
+    code, out = h.run(["sh", "-c", "grep -E 'CapEff|Seccomp:' /proc/self/status; ls /dev"], spec)
+    assert "kmsg" in out.split() and "full" in out.split()
     own = next(line for line in open("/proc/self/status") if line.startswith("CapEff"))
     assert own.strip() in out  # everything the runtime holds
     assert "Seccomp:\t0" in out

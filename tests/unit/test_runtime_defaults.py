@@ -76,3 +76,17 @@ def test_validate_refuses_what_would_touch_the_host():
         validate(spec(namespaces=[n for n in spec().linux.namespaces if n.type != "mount"]))
     with pytest.raises(NotImplementedFeature, match="systemd"):
         validate(spec(cgroups_path="system.slice:docker:abc"))
+
+
+def test_host_devices_and_device_flag():
+    from dockyard.runtime.devices import device_from_path, host_devices
+
+    device, rule = device_from_path("/dev/null", "/dev/mynull", "rw")
+    assert (device.path, device.type, device.major, device.minor) == ("/dev/mynull", "c", 1, 3)
+    assert rule.allow and rule.access == "rw" and (rule.major, rule.minor) == (1, 3)
+    with pytest.raises(InvalidParameter):
+        device_from_path("/dev/does-not-exist")
+    with pytest.raises(InvalidParameter):
+        device_from_path("/dev/null", "", "rwx")
+    paths = {d.path for d in host_devices()}
+    assert "/dev/null" in paths and not any(p.startswith("/dev/pts/") for p in paths)
