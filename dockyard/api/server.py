@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.app import make_app
-from dockyard.api.routers import images, networks, system, volumes
+from dockyard.api.routers import distribution, images, networks, system, volumes
 from dockyard.daemon.daemon import Daemon
 
 
@@ -13,6 +13,7 @@ def build_app(daemon: Daemon) -> web.Application:
     def register(app: web.Application) -> None:
         system.setup(app, daemon.system, daemon.events, daemon.make_event_filter)
         images.setup(app, daemon.images)
+        distribution.setup(app, daemon.distribution)
         networks.setup(app, daemon.networks)
         volumes.setup(app, daemon.volumes)
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.distribution.service import DistributionService, registry_client
 from dockyard.daemon.events import EventFilter, EventService
 from dockyard.daemon.images.service import ImageService
 from dockyard.daemon.networks import NetworkService
@@ -41,6 +42,7 @@ class Daemon:
                                    self.events, self.containers)
         self.networks = NetworkService(config, self.db, self.events)
         self.volumes = VolumesService(config, self.db, self.events)
+        self.distribution = DistributionService(config, self.images, registry_client(config))
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),
                                     volumes=self.volumes)
 
@@ -61,6 +63,7 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.networks.stop()  # sandboxes of running containers stay (live-restore)
+        self.distribution.close()  # transfers in flight stop; their blobs stay for the next pull
         self.db.close()
 
 
