@@ -112,3 +112,24 @@ def test_prune_all_and_events(env):
     out = ok(handle, "events", "--since", "0", "--until", until, "--filter", "type=volume",
              "--filter", "volume=unused-named", "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}")
     assert out.splitlines() == ["create unused-named local", "destroy unused-named local"]
+
+
+def test_our_cli_matches_docker(env):
+    handle, _ = env
+    r = handle.dockyard("volume", "create", "--label", "x=1", "ours")
+    assert r.returncode == 0 and r.stdout == b"ours\n", r.stderr
+    ok(handle, "volume", "create", "theirs")
+    for args in (["volume", "ls"], ["volume", "ls", "-q", "--filter", "label=x"],
+                 ["volume", "ls", "--format", "{{.Name}}\t{{.Driver}}\t{{.Scope}}\t{{.Labels}}"],
+                 ["volume", "inspect", "ours", "theirs"], ["volume", "inspect", "-f", "{{.Mountpoint}}", "ours"],
+                 ["volume", "inspect", "ours", "ghost"], ["volume", "rm", "ghost"],
+                 ["volume", "create", "bad/name"], ["volume", "create", "-d", "nope", "x1"]):
+        ours, theirs = handle.dockyard(*args), handle.docker(*args)
+        assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr), args
+    ok(handle, "volume", "create")  # anonymous: pruned by default
+    ours = handle.dockyard("volume", "prune", "-f", "-a", "--filter", "label=x")
+    assert ours.returncode == 0 and ours.stdout == b"Deleted Volumes:\nours\n\nTotal reclaimed space: 0B\n"
+    ours = handle.dockyard("volume", "prune", "-f")
+    assert ours.stdout.startswith(b"Deleted Volumes:\n") and b"theirs" not in ours.stdout
+    ours = handle.dockyard("volume", "rm", "theirs")
+    assert (ours.returncode, ours.stdout) == (0, b"theirs\n")
