@@ -1,4 +1,5 @@
-"""Image routes: list, inspect, history, tag, remove, prune, load, save, import, commit.
+"""Image routes: list, inspect, history, tag, remove, prune, load, save, import, commit
+(pull, push and search are in ``distribution``).
 
 Image names contain slashes (``localhost:5000/a/b``), so per-image routes match
 ``{name:.+}`` and the fixed routes (``/images/json``, ``/images/get``) are added first.
@@ -18,6 +19,7 @@ from aiohttp import web
 from dockyard import errdefs
 from dockyard.api import versions
 from dockyard.api.app import json_response, read_json
+from dockyard.api.routers import distribution
 from dockyard.api.routers.system import parse_filters
 from dockyard.apitypes import image as api
 from dockyard.oci.image_spec import ContainerConfig
@@ -38,7 +40,6 @@ class ImagesBackend(Protocol):
     def save(self, refs: list[str]) -> Iterator[bytes]: ...
     def import_image(self, source: IO[bytes], repo: str = "", tag_name: str = "", message: str = "",
                      changes: list[str] | None = None, platform: str = "") -> list[api.ProgressMessage]: ...
-    def pull(self, image: str, tag_name: str) -> None: ...
     def commit_container(self, container: str, repo: str = "", tag_name: str = "", author: str = "",
                          comment: str = "", changes: list[str] | None = None, pause: bool = True,
                          overrides: dict[str, Any] | None = None) -> api.CommitResponse: ...
@@ -135,10 +136,10 @@ def setup(app: web.Application, backend: ImagesBackend) -> None:
         chunks = await asyncio.to_thread(backend.save, [request.match_info["name"]])
         return await write_stream(request, chunks, "application/x-tar")
 
-    async def create_image(request: web.Request) -> web.Response:
+    async def create_image(request: web.Request) -> web.StreamResponse:
         q = request.query
         if "fromImage" in q:
-            backend.pull(q["fromImage"], q.get("tag", ""))
+            return await distribution.pull_image(request)
         source = q.get("fromSrc", "")
         if source != "-":
             raise errdefs.InvalidParameter(

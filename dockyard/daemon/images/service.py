@@ -14,8 +14,8 @@ from typing import IO, Any, Iterator
 
 from dockyard.apitypes import image as api
 from dockyard.daemon.config import DaemonConfig
-from dockyard.daemon.images import (commit, export, history, importer, inspect, listing, load, pull,
-                                    remove, save, snapshot_usage, tag)
+from dockyard.daemon.images import (commit, export, history, importer, inspect, listing, load, remove,
+                                    save, snapshot_usage, tag)
 from dockyard.daemon.images.references import familiar
 from dockyard.daemon.images.resolve import resolve
 from dockyard.daemon.images.store import ImageRecord, ImageStore
@@ -136,6 +136,3 @@ class ImageService:
 
     def export(self, mounts: list[Mount]) -> Iterator[bytes]:
         return export.export(mounts)
-
-    def pull(self, image: str, tag_name: str) -> None:
-        pull.pull(image, tag_name)

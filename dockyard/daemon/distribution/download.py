@@ -1,0 +1,159 @@
+"""Layer blobs from a registry into the content store.
+
+A blob is streamed into an ingest file (``ContentStore.writer``), hashed as it arrives and
+committed only when size and digest match: nothing unverified is ever visible. A broken
+connection is retried with back-off (Docker's five attempts), resuming with a Range
+request from the bytes already written when the registry supports it. A blob already in
+the content store (left by an interrupted pull) is not fetched again.
+
+``Downloads`` is daemon-wide: at most ``max-concurrent-downloads`` transfers at once, and
+two pulls that need the same blob share one transfer. Each pull holds the blobs it uses
+and releases them when done; the compressed blob is deleted once its layer is part of an
+image (the layer store keeps the uncompressed diff), and kept after a failure, so the
+next pull resumes from it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from dockyard import errdefs
+from dockyard.daemon.distribution.progress import Meter
+from dockyard.daemon.distribution.registry import RepositoryAPI
+from dockyard.storage.content import ContentStore
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class _Transfer:
+    future: Future
+    holders: int = 0
+    watchers: list[Callable[[str, int], None]] = field(default_factory=list)  # (event, bytes)
+
+
+class Downloads:
+    def __init__(self, content: ContentStore, max_concurrent: int = 3, attempts: int = 5,
+                 first_delay: float = 1.0) -> None:
+        self.content = content
+        self.attempts = attempts
+        self.first_delay = first_delay
+        self._pool = ThreadPoolExecutor(max_workers=max(1, max_concurrent), thread_name_prefix="download")
+        self._lock = threading.Lock()
+        self._transfers: dict[str, _Transfer] = {}
+
+    def fetch(self, repo: RepositoryAPI, digest: str, size: int, meter: Meter | None,
+              on_start: Callable[[], None] | None = None) -> Future:
+        """Start (or join) the transfer of a blob; the future's result is None once it is committed.
+        The caller must ``release(digest, ...)`` when it no longer needs the blob."""
+        with self._lock:
+            transfer = self._transfers.get(digest)
+            if transfer is None:
+                future: Future = Future()
+                transfer = self._transfers[digest] = _Transfer(future)
+                if self.content.has(digest):
+                    future.set_result(None)
+                else:
+                    self._pool.submit(self._run, repo, digest, size, transfer)
+            transfer.holders += 1
+            if meter is not None or on_start is not None:
+                transfer.watchers.append(_watcher(meter, on_start))
+        return transfer.future
+
+    def release(self, digest: str, consumed: bool) -> None:
+        """Drop a hold; ``consumed``: the layer is registered, the compressed blob can go."""
+        with self._lock:
+            transfer = self._transfers.get(digest)
+            if transfer is None:
+                return
+            transfer.holders -= 1
+            if transfer.holders > 0:
+                return
+            del self._transfers[digest]
+        if consumed:
+            self.content.delete(digest)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _notify(self, transfer: _Transfer, event: str, n: int = 0) -> None:
+        with self._lock:
+            watchers = list(transfer.watchers)
+        for watch in watchers:
+            try:
+                watch(event, n)
+            except errdefs.DockyardError:
+                pass  # that client went away; the transfer goes on for the others
+
+    def _run(self, repo: RepositoryAPI, digest: str, size: int, transfer: _Transfer) -> None:
+        if transfer.future.set_running_or_notify_cancel():
+            try:
+                self._download(repo, digest, size, transfer)
+            except BaseException as e:
+                transfer.future.set_exception(e)
+            else:
+                transfer.future.set_result(None)
+
+    def _download(self, repo: RepositoryAPI, digest: str, size: int, transfer: _Transfer) -> None:
+        self._notify(transfer, "start")
+        writer = self.content.writer()
+        try:
+            attempt = 0
+            while True:
+                try:
+                    response = repo.open_blob(digest, writer.size)
+                    try:
+                        if writer.size and response.status != 206:
+                            # the registry ignored the Range: start over
+                            writer.abort()
+                            writer = self.content.writer()
+                            self._notify(transfer, "reset")
+                        for chunk in response.iter_chunks(_CHUNK):
+                            writer.write(chunk)
+                            if writer.size > size:
+                                break
+                            self._notify(transfer, "bytes", len(chunk))
+                    finally:
+                        response.close(reuse=False)
+                    if writer.size < size:
+                        raise errdefs.Unavailable(
+                            f"unexpected EOF: got {writer.size} of {size} bytes of {digest}")
+                    break
+                except errdefs.Unavailable as e:
+                    attempt += 1
+                    if attempt >= self.attempts:
+                        raise
+                    delay = getattr(e, "retry_after", None)
+                    if delay is None:
+                        delay = self.first_delay * (2 ** (attempt - 1))
+                    self._notify(transfer, "retry", int(delay))
+                    time.sleep(delay)
+            self._notify(transfer, "verify")
+            try:
+                writer.commit(digest, size)
+            except errdefs.InvalidParameter:
+                raise errdefs.InvalidParameter(f"filesystem layer verification failed for digest {digest}") from None
+        finally:
+            writer.abort()  # a no-op once committed
+
+
+def _watcher(meter: Meter | None, on_start: Callable[[], None] | None) -> Callable[[str, int], None]:
+    def watch(event: str, n: int) -> None:
+        if event == "start" and on_start is not None:
+            on_start()
+        if meter is None:
+            return
+        if event == "bytes":
+            meter.add(n)
+        elif event == "reset":
+            meter.reset()
+        elif event == "retry":
+            meter._progress.layer(meter.id, f"Retrying in {max(n, 1)} second{'s' if n > 1 else ''}")
+        elif event == "verify":
+            meter.flush()
+            meter._progress.layer(meter.id, "Verifying Checksum")
+    return watch

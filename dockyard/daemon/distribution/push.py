@@ -1,0 +1,187 @@
+"""``POST /images/{name}/push``: a local image into a registry.
+
+Per layer (in parallel, daemon-wide ``max-concurrent-uploads``): a blob this registry is
+known to hold for the layer (``blobinfo``) is checked with HEAD ("Layer already exists") or
+mounted from the other repository that has it ("Mounted from ..."); otherwise the layer's
+diff is gzip-compressed while it streams to the registry (one PATCH, or fixed-size chunks
+when ``push_chunk_size`` is set) and the upload is closed with its digest. Then the config
+(monolithic PUT unless present) and the manifest, whose digest ends the stream exactly as
+Docker reports it: ``latest: digest: sha256:... size: 527``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Iterator
+
+from dockyard import errdefs
+from dockyard.daemon.distribution.blobinfo import BlobRecord
+from dockyard.daemon.distribution.progress import Progress, short
+from dockyard.daemon.distribution.registry import RepositoryAPI
+from dockyard.daemon.images import references
+from dockyard.daemon.images.store import ImageRecord
+from dockyard.distribution.auth import Credentials
+from dockyard.oci import image_spec as spec
+from dockyard.storage.layers import chain_id_of
+
+if TYPE_CHECKING:
+    from dockyard.daemon.distribution.service import DistributionService
+
+_CHUNK = 1 << 20
+_MAX_MOUNT_SOURCES = 3
+# Level 1: on a LAN or loopback, compression speed bounds the push; the ratio costs little.
+_GZIP_LEVEL = 1
+_OCI_OF = {spec.DOCKER_LAYER_GZIP: spec.OCI_LAYER_GZIP, spec.DOCKER_LAYER: spec.OCI_LAYER}
+
+
+def _tags(svc: DistributionService, name: str, tag: str) -> list[references.Reference]:
+    ref = references.parse(name)
+    if ref.digest is not None:
+        raise errdefs.InvalidParameter("cannot push a digest reference")
+    if tag:
+        return [references.parse_repo_tag(ref.name, tag)]
+    if ref.tag is not None:
+        return [ref]
+    tags = [references.parse(stored) for stored in svc.images.store.ref_names()]
+    found = [t for t in tags if t.name == ref.name and t.tag is not None]
+    if not found:
+        raise errdefs.NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+    return found
+
+
+def push(svc: DistributionService, name: str, tag: str, credentials: Credentials, progress: Progress) -> None:
+    refs = _tags(svc, name, tag)
+    records = []
+    for ref in refs:
+        image_id = svc.images.store.ref_target(str(ref))
+        record = svc.images.store.get(image_id) if image_id else None
+        if record is None:
+            raise errdefs.NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+        records.append((ref, record))
+    first = refs[0]
+    progress.status(f"The push refers to repository [{first.name}]")
+    for ref, record in records:
+        _push_one(svc, ref, record, credentials, progress)
+
+
+def _mount_sources(svc: DistributionService, ref: references.Reference, diff_ids: list[str]) -> list[str]:
+    sources: list[str] = []
+    for diff_id in diff_ids:
+        for known in svc.blobinfo.get(diff_id):
+            domain, _, path = known.repository.partition("/")
+            if domain == ref.domain and path != ref.path and path not in sources:
+                sources.append(path)
+    return sources[:_MAX_MOUNT_SOURCES]
+
+
+def _push_one(svc: DistributionService, ref: references.Reference, record: ImageRecord,
+              credentials: Credentials, progress: Progress) -> None:
+    diff_ids = record.config.rootfs.diff_ids
+    sources = _mount_sources(svc, ref, diff_ids)
+    repo = svc.registry.repository(ref.domain, ref.path, credentials, push=True,
+                                   extra_scopes=tuple(f"repository:{s}:pull" for s in sources))
+    chains: list[str] = []
+    chain: str | None = None
+    for diff_id in diff_ids:
+        chain = chain_id_of(chain, diff_id)
+        chains.append(chain)
+    order = list(range(len(diff_ids)))[::-1]  # Docker lists the top layer first
+    for i in order:
+        progress.layer(short(diff_ids[i]), "Preparing")
+    for n, i in enumerate(order):
+        if n >= svc.max_concurrent_uploads:
+            progress.layer(short(diff_ids[i]), "Waiting")
+    futures: dict[int, Future] = {i: svc.uploads.submit(_push_layer, svc, repo, ref, diff_ids[i], chains[i], progress)
+                                  for i in order}
+    error: BaseException | None = None
+    descriptors: list[spec.Descriptor] = []
+    for i in range(len(diff_ids)):
+        try:
+            descriptors.append(futures[i].result())
+        except BaseException as e:
+            error = error or e
+    if error is not None:
+        raise error
+    config_desc = spec.Descriptor(media_type=spec.DOCKER_CONFIG, digest=record.id, size=len(record.config_bytes))
+    if repo.blob_size(record.id) is None:
+        location = repo.mount_or_start(record.id, None)
+        assert location is not None
+        repo.upload_monolithic(location, record.id, record.config_bytes)
+    oci = any(d.media_type.startswith("application/vnd.oci.") for d in descriptors)
+    if oci:
+        config_desc.media_type = spec.OCI_CONFIG
+        for d in descriptors:
+            d.media_type = _OCI_OF.get(d.media_type, d.media_type)
+    media_type = spec.OCI_MANIFEST if oci else spec.DOCKER_MANIFEST
+    document = {"schemaVersion": 2, "mediaType": media_type,
+                "config": {"mediaType": config_desc.media_type, "size": config_desc.size, "digest": config_desc.digest},
+                "layers": [{"mediaType": d.media_type, "size": d.size, "digest": d.digest} for d in descriptors]}
+    data = json.dumps(document, indent=3).encode()  # the layout of Docker's MarshalIndent
+    tag = ref.tag or "latest"
+    digest = repo.put_manifest(tag, media_type, data)
+    with svc.images.store.db.transaction() as cur:
+        cur.execute("INSERT OR IGNORE INTO repo_digests (image_id, name) VALUES (?, ?)",
+                    (record.id, f"{ref.name}@{digest}"))
+    progress.status(f"{tag}: digest: {digest} size: {len(data)}")
+    progress.aux({"Tag": tag, "Digest": digest, "Size": len(data)})
+    svc.images.events.emit("image", "push", ref.familiar(), {"name": ref.familiar()})
+
+
+def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.Reference, diff_id: str,
+                chain: str, progress: Progress) -> spec.Descriptor:
+    layer_id = short(diff_id)
+    known = [k for k in svc.blobinfo.get(diff_id) if k.repository.partition("/")[0] == ref.domain]
+    for k in known:
+        if k.repository == ref.name and repo.blob_size(k.digest) is not None:
+            progress.layer(layer_id, "Layer already exists")
+            return spec.Descriptor(media_type=k.media_type, digest=k.digest, size=k.size)
+    location: str | None = None
+    for k in known[:_MAX_MOUNT_SOURCES]:
+        if k.repository == ref.name:
+            continue
+        source = k.repository.partition("/")[2]
+        try:
+            location = repo.mount_or_start(k.digest, source)
+        except errdefs.DockyardError:
+            continue
+        if location is None:
+            svc.blobinfo.add(diff_id, BlobRecord(k.digest, k.media_type, k.size, ref.name))
+            progress.layer(layer_id, f"Mounted from {references.Reference(ref.domain, source).familiar_name}")
+            return spec.Descriptor(media_type=k.media_type, digest=k.digest, size=k.size)
+        break  # the registry started an upload instead: use it
+    if location is None:
+        location = repo.mount_or_start("", None)
+        assert location is not None
+    total = svc.content.info(diff_id).size
+    meter = progress.meter(layer_id, "Pushing", total)
+    hasher = hashlib.sha256()
+    size = 0
+
+    def compressed() -> Iterator[bytes]:
+        nonlocal size
+        gz = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)
+        with svc.images.layers.tar_stream(chain) as tar:
+            while True:
+                block = tar.read(_CHUNK)
+                if not block:
+                    break
+                out = gz.compress(block)
+                meter.add(len(block))
+                if out:
+                    hasher.update(out)
+                    size += len(out)
+                    yield out
+        out = gz.flush()
+        hasher.update(out)
+        size += len(out)
+        yield out
+
+    location = repo.upload_chunks(location, compressed(), svc.push_chunk_size, lambda n: None)
+    digest = "sha256:" + hasher.hexdigest()
+    repo.finish_upload(location, digest)
+    progress.layer(layer_id, "Pushed")
+    svc.blobinfo.add(diff_id, BlobRecord(digest, spec.DOCKER_LAYER_GZIP, size, ref.name))
+    return spec.Descriptor(media_type=spec.DOCKER_LAYER_GZIP, digest=digest, size=size)

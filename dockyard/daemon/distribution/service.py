@@ -1,0 +1,145 @@
+"""DistributionService: the daemon's registry operations (pull, push, login, search, inspect).
+
+One per daemon: it owns the registry client (connections, token cache), the daemon-wide
+download and upload pools, and the blob-info records; the image service's store, layers
+and lock are reused so a pulled image is registered exactly like a loaded one. Methods are
+synchronous and run in a worker thread; progress goes out through ``Progress``.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable
+
+from dockyard import errdefs
+from dockyard.apitypes.distribution import (AuthConfig, AuthResponse, DistributionDescriptor,
+                                            DistributionInspect, JSONMessage, DistributionPlatform, SearchResult)
+from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.distribution import manifests, pull, push
+from dockyard.daemon.distribution.blobinfo import BlobInfo
+from dockyard.daemon.distribution.credentials import credentials, registry_domain
+from dockyard.daemon.distribution.download import Downloads
+from dockyard.daemon.distribution.progress import Progress
+from dockyard.daemon.distribution.registry import RegistryAPI
+from dockyard.daemon.images import references
+from dockyard.distribution.endpoints import DOCKER_IO, INDEX_SERVER
+from dockyard.oci import image_spec as spec
+
+if TYPE_CHECKING:
+    from dockyard.daemon.images.service import ImageService
+
+_SEARCH_FILTERS = ("is-automated", "is-official", "stars")
+
+
+class DistributionService:
+    def __init__(self, config: DaemonConfig, images: ImageService, registry: RegistryAPI,
+                 retry_delay: float = 1.0) -> None:
+        self.config = config
+        self.images = images
+        self.content = images.content
+        self.registry = registry
+        self.max_concurrent_downloads = max(1, config.max_concurrent_downloads)
+        self.max_concurrent_uploads = max(1, config.max_concurrent_uploads)
+        self.push_chunk_size = 0  # 0: each layer in one streamed PATCH
+        self.downloads = Downloads(self.content, self.max_concurrent_downloads,
+                                   max(1, config.max_download_attempts), retry_delay)
+        self.uploads = ThreadPoolExecutor(max_workers=self.max_concurrent_uploads, thread_name_prefix="upload")
+        self.blobinfo = BlobInfo(config.image_root / "distribution" / "blobinfo")
+
+    def close(self) -> None:
+        self.downloads.shutdown()
+        self.uploads.shutdown(wait=False, cancel_futures=True)
+
+    # ---- the API -----------------------------------------------------------------------
+    def pull(self, image: str, tag: str, platform: str, auth: AuthConfig,
+             emit: Callable[[JSONMessage], None]) -> None:
+        pull.pull(self, image, tag, platform, credentials(auth), Progress(emit))
+
+    def push(self, name: str, tag: str, auth: AuthConfig, emit: Callable[[JSONMessage], None]) -> None:
+        push.push(self, name, tag, credentials(auth), Progress(emit))
+
+    def login(self, auth: AuthConfig) -> AuthResponse:
+        self.registry.login(registry_domain(auth.serveraddress), credentials(auth))
+        return AuthResponse(status="Login Succeeded")
+
+    def search(self, term: str, limit: int, filters: dict[str, list[str]], auth: AuthConfig) -> list[SearchResult]:
+        if limit and not 1 <= limit <= 100:
+            raise errdefs.InvalidParameter(f"limit {limit} is outside the range of [1, 100]")
+        for key in filters:
+            if key not in _SEARCH_FILTERS:
+                raise errdefs.InvalidParameter(f"invalid filter '{key}'")
+        stars = 0
+        for value in filters.get("stars", []):
+            try:
+                stars = max(stars, int(value))
+            except ValueError:
+                raise errdefs.InvalidParameter(f"invalid filter 'stars={value}'") from None
+        wanted_bool: dict[str, bool] = {}
+        for key in ("is-automated", "is-official"):
+            for value in filters.get(key, []):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise errdefs.InvalidParameter(f"invalid filter '{key}={value}'")
+                wanted_bool[key] = value.lower() in ("true", "1")
+        index, query = _search_index(term)
+        results = []
+        for raw in self.registry.search(index, query, limit or 25, credentials(auth)):
+            try:
+                item = SearchResult(name=str(raw.get("name", "")), description=str(raw.get("description") or ""),
+                                    star_count=int(raw.get("star_count") or 0),
+                                    is_official=bool(raw.get("is_official")), is_automated=bool(raw.get("is_automated")))
+            except (TypeError, ValueError):
+                continue
+            if item.star_count < stars:
+                continue
+            if wanted_bool.get("is-official", item.is_official) != item.is_official:
+                continue
+            if wanted_bool.get("is-automated", item.is_automated) != item.is_automated:
+                continue
+            results.append(item)
+        return results[:limit] if limit else results
+
+    def inspect(self, name: str, auth: AuthConfig) -> DistributionInspect:
+        """``GET /distribution/{name}/json``: the registry's descriptor and platforms of a reference."""
+        ref = references.parse_tagged(name)
+        repo = self.registry.repository(ref.domain, ref.path, credentials(auth))
+        try:
+            media_type, data, digest = repo.get_manifest(ref.digest or ref.tag or "latest", manifests.ACCEPT)
+        except errdefs.DockyardError as e:
+            raise pull._translate(e, ref) from None
+        doc = manifests.decode(media_type, data)
+        media_type = media_type if media_type in spec.MANIFEST_TYPES + spec.INDEX_TYPES else (
+            spec.OCI_INDEX if isinstance(doc, spec.Index) else spec.OCI_MANIFEST)
+        platforms: list[DistributionPlatform] = []
+        if isinstance(doc, spec.Index):
+            for entry in doc.manifests:
+                if entry.platform is not None:
+                    p = entry.platform
+                    platforms.append(DistributionPlatform(architecture=p.architecture, os=p.os, variant=p.variant,
+                                                          os_version=p.os_version, os_features=p.os_features))
+        else:
+            config = spec.decode_config(pull._fetch_config(self, repo, doc.config))
+            platforms.append(DistributionPlatform(architecture=config.architecture, os=config.os,
+                                                  variant=config.variant, os_version=config.os_version))
+        return DistributionInspect(descriptor=DistributionDescriptor(media_type=media_type, digest=digest,
+                                                                     size=len(data)),
+                                   platforms=platforms)
+
+
+def _search_index(term: str) -> tuple[str, str]:
+    """``localhost:5000/busybox`` searches that registry for ``busybox``; anything else Hub's index."""
+    first, sep, rest = term.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        domain = registry_domain(first)
+        if domain != DOCKER_IO:
+            return f"https://{domain}", rest
+        return INDEX_SERVER, rest
+    return INDEX_SERVER, term
+
+
+def registry_client(config: DaemonConfig) -> RegistryAPI:
+    """The real client, configured from daemon.json (for the composition root)."""
+    from dockyard.distribution.client import RegistryClient
+    from dockyard.distribution.endpoints import Endpoints, RegistrySettings
+    settings = RegistrySettings(insecure_registries=list(config.insecure_registries),
+                                mirrors=list(config.registry_mirrors), certs_dir=config.registry_certs_dir)
+    return RegistryClient(Endpoints(settings))

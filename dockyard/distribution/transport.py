@@ -1,0 +1,189 @@
+"""HTTP(S) requests to a registry: stdlib ``http.client``, one kept-open connection per
+thread and origin, timeouts that bound a stalled peer, redirects followed.
+
+Synchronous on purpose: pulls and pushes run in worker threads (one per layer transfer),
+where blocking reads hand bytes straight to the content store without an event loop hop.
+A redirect to another origin (a registry's blob storage, a CDN) never carries the
+registry's Authorization header.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterable, Iterator
+
+from dockyard import errdefs
+
+_MAX_REDIRECTS = 10
+USER_AGENT = "docker/28.2.2 go/go1.24 git-commit/dockyard os/linux arch/amd64 (dockyard 0.1.0)"
+
+
+class ConnectionFailed(errdefs.Unavailable):
+    """The registry could not be reached, or the connection broke or stalled."""
+
+
+class TLSFailed(ConnectionFailed):
+    """The TLS handshake failed (a plain-HTTP registry answering an https:// request, a bad cert)."""
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, str]  # lower-case names
+    url: str  # after redirects
+    _raw: http.client.HTTPResponse | None = field(default=None, repr=False)
+    _release: object = field(default=None, repr=False)
+
+    def read(self, n: int = -1) -> bytes:
+        """Read from the body; a broken or stalled connection raises ConnectionFailed."""
+        if self._raw is None:
+            return b""
+        try:
+            return self._raw.read(n) if n >= 0 else self._raw.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.close(reuse=False)
+            raise ConnectionFailed(f"error reading from {_origin(self.url)}: {_describe(e)}") from None
+
+    def readinto(self, buffer: memoryview) -> int:
+        if self._raw is None:
+            return 0
+        try:
+            return self._raw.readinto(buffer)
+        except (OSError, http.client.HTTPException) as e:
+            self.close(reuse=False)
+            raise ConnectionFailed(f"error reading from {_origin(self.url)}: {_describe(e)}") from None
+
+    def iter_chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        while True:
+            chunk = self.read(size)
+            if not chunk:
+                return
+            yield chunk
+
+    def body(self, limit: int = 32 << 20) -> bytes:
+        """The whole body (manifests, errors, tokens): bounded, so a hostile server cannot fill memory."""
+        data = self.read(limit + 1)
+        if len(data) > limit:
+            self.close(reuse=False)
+            raise errdefs.InvalidParameter(f"response from {_origin(self.url)} is larger than {limit} bytes")
+        self.close()
+        return data
+
+    def close(self, reuse: bool = True) -> None:
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        if reuse and not raw.isclosed():
+            try:  # drain a short remainder so the connection can be reused
+                if raw.length is not None and raw.length <= 65536:
+                    raw.read()
+            except (OSError, http.client.HTTPException):
+                reuse = False
+        if callable(self._release):
+            self._release(reuse and raw.isclosed() and not raw.will_close)
+        raw.close()
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, socket.timeout):
+        return "timeout: the registry stopped sending data"
+    return str(e) or type(e).__name__
+
+
+class Transport:
+    """Requests with per-thread connection reuse. ``tls_for(host)`` gives the SSL context of
+    a host (custom CA, client cert, or verification off for an insecure registry)."""
+
+    def __init__(self, tls_for, timeout: float = 30.0) -> None:
+        self._tls_for = tls_for
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _pool(self) -> dict[str, http.client.HTTPConnection]:
+        pool = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = {}
+        return pool
+
+    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        key = f"{scheme}://{netloc}"
+        pool = self._pool()
+        conn = pool.pop(key, None)
+        if conn is not None:
+            return conn
+        if scheme == "https":
+            return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._tls_for(netloc))
+        if scheme == "http":
+            return http.client.HTTPConnection(netloc, timeout=self.timeout)
+        raise errdefs.InvalidParameter(f"unsupported URL scheme {scheme!r}")
+
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None,
+                body: bytes | BinaryIO | Iterable[bytes] | None = None, follow: bool = True) -> Response:
+        """Send one request (following redirects for GET/HEAD); the caller reads and closes the response."""
+        headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        origin = _origin(url)
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = self._send(method, url, headers, body)
+            if not (follow and method in ("GET", "HEAD") and response.status in (301, 302, 303, 307, 308)):
+                return response
+            location = response.headers.get("location", "")
+            response.close()
+            url = urllib.parse.urljoin(url, location)
+            if _origin(url) != origin:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        raise errdefs.Unavailable(f"{method} {url}: stopped after {_MAX_REDIRECTS} redirects")
+
+    def _send(self, method: str, url: str, headers: dict[str, str],
+              body: bytes | BinaryIO | Iterable[bytes] | None) -> Response:
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        key = f"{parts.scheme}://{parts.netloc}"
+        # A kept-open connection may have been closed by the server meanwhile: retry once on a
+        # fresh one, but only when nothing of a streamed body was consumed.
+        retry_ok = body is None or isinstance(body, (bytes, bytearray))
+        for attempt in (0, 1):
+            conn = self._connection(parts.scheme, parts.netloc)
+            fresh = conn.sock is None
+            try:
+                chunked = body is not None and not isinstance(body, (bytes, bytearray)) \
+                    and "Content-Length" not in headers
+                if chunked:
+                    conn.request(method, target, body=body, headers=headers, encode_chunked=True)
+                else:
+                    conn.request(method, target, body=body, headers=headers)
+                raw = conn.getresponse()
+            except ssl.SSLError as e:
+                conn.close()
+                raise TLSFailed(f'Get "{url}": tls: {e.reason or e}') from None
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                if attempt == 0 and not fresh and retry_ok:
+                    continue
+                raise ConnectionFailed(f'{method} "{url}": {_describe(e)}') from None
+            break
+
+        def release(reuse: bool, conn=conn, key=key) -> None:
+            if reuse:
+                self._pool()[key] = conn
+            else:
+                conn.close()
+
+        response = Response(status=raw.status, reason=raw.reason,
+                            headers={k.lower(): v for k, v in raw.getheaders()}, url=url, _raw=raw,
+                            _release=release)
+        if method == "HEAD":
+            response.close()
+        return response
