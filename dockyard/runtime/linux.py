@@ -116,7 +116,6 @@ class DockyardRuntime:
             cgroup_path = spec.linux.cgroups_path or f"/dockyard/{container_id}"
             cgroup = manager_for(cgroup_path)
             cgroup.create()
-            cgroup.apply(spec.linux.resources)
             program = compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None
             pid = self._fork_init(spec, rootfs, cgroup, program, fifo, stdio, console_socket)
             start_time = state.process_start_time(pid)
@@ -203,14 +202,19 @@ class DockyardRuntime:
                 sock.close()
         try:
             try:
+                # add first: the migration's RCU wait then overlaps the child's setup; the limits
+                # still apply before the child can run user code (it waits for the byte below)
                 cgroup.add(pid)
+                cgroup.apply(spec.linux.resources)
                 os.write(joined_write, b"\1")
-            except OSError as err:
+            except BaseException as err:
                 os.close(joined_write)
                 joined_write = -1
                 os.kill(pid, signal.SIGKILL)
                 _reap_failed(pid)
-                raise errdefs.System(f"put container init in cgroup {cgroup.path}: {err.strerror}") from None
+                if isinstance(err, OSError):
+                    raise errdefs.System(f"container cgroup {cgroup.path}: {init._describe(err)}") from None
+                raise
             message = _read_sync(sync_read)
         finally:
             os.close(sync_read)

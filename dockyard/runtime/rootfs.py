@@ -260,9 +260,10 @@ def pivot(rootfs: str) -> None:
 def mask_path(path: str) -> None:
     """Hide ``path``: /dev/null over a file, an empty read-only tmpfs over a directory."""
     try:
-        is_dir = os.path.isdir(path)
-        if not os.path.lexists(path):
-            return
+        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    try:
         if is_dir:
             sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
         else:
