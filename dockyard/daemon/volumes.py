@@ -622,7 +622,22 @@ class VolumesService:
 
     def restore(self) -> None:
         """At daemon start: the local driver relearns which mounts are active (its device mounts
-        stayed up across the restart, and the last Unmount must take them down)."""
+        stayed up across the restart, and the last Unmount must take them down), and volume
+        directories without a record (a create cut short, a data root carried over) are adopted,
+        as Docker's local driver lists what is on disk."""
+        known = {rec.name for rec in self._all()}
+        for found in self._local.list():
+            if found.name in known:
+                continue
+            try:
+                names.validate_local(found.name)
+            except errdefs.InvalidParameter:
+                continue
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.lstat(self.root / found.name).st_mtime))
+            options = self._local.options(found.name) or None
+            self._save(VolumeRecord(name=found.name, driver="local", created_at=created, options=options,
+                                    mountpoint=found.mountpoint))
+            log.info("volume %s: found on disk, adopted", found.name)
         for rec in self._all():
             if rec.driver == "local" and rec.options:
                 for mount_id in rec.active_mounts:

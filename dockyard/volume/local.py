@@ -60,7 +60,7 @@ class LocalDriver:
     def data_path(self, name: str) -> Path:
         return self.root / name / "_data"
 
-    def _options(self, name: str) -> dict[str, str]:
+    def options(self, name: str) -> dict[str, str]:
         try:
             return json.loads((self.root / name / "opts.json").read_bytes())
         except FileNotFoundError:
@@ -78,7 +78,7 @@ class LocalDriver:
 
     def mount(self, name: str, mount_id: str) -> str:
         data = self.data_path(name)
-        options = self._options(name)
+        options = self.options(name)
         with self._lock:
             users = self._active.setdefault(name, set())
             if options and not users and not kernel.is_mountpoint(str(data)):
@@ -102,7 +102,7 @@ class LocalDriver:
             if not users:
                 self._active.pop(name, None)
                 data = self.data_path(name)
-                if self._options(name) and kernel.is_mountpoint(str(data)):
+                if self.options(name) and kernel.is_mountpoint(str(data)):
                     try:
                         kernel.unmount(str(data))
                     except OSError as e:

@@ -259,3 +259,21 @@ def test_local_bind_volume_read_only(root):
     finally:
         run(svc.release("c1", remove_anonymous=False))
     assert not kernel.is_mountpoint(str(root / "data/volumes/robind/_data"))
+
+
+def test_restore_adopts_volume_dirs_on_disk(root):
+    svc, db, _ = make(root)
+    run(svc.create(CreateRequest(name="known")))
+    db.close()
+    (root / "data/volumes/orphan/_data").mkdir(parents=True)
+    (root / "data/volumes/orphan/opts.json").write_text('{"type": "tmpfs", "device": "tmpfs"}')
+    (root / "data/volumes/bad..name").mkdir()
+    os.symlink("/etc", root / "data/volumes/linked")
+    svc2, db2, _ = make(root)
+    try:
+        svc2.restore()
+        vols = {v.name: v for v in svc2.list({}).volumes}
+        assert set(vols) == {"known", "orphan", "bad..name"}
+        assert vols["orphan"].options == {"type": "tmpfs", "device": "tmpfs"}
+    finally:
+        db2.close()
