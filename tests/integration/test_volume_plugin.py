@@ -4,7 +4,6 @@ its socket or a .spec file; plugins that hang, die, or are not plugins."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
