@@ -99,7 +99,7 @@ class DockyardRuntime:
             raise errdefs.InvalidParameter(f"invalid config.json in {bundle}: {err}") from None
         validate(spec)
         if spec.process.terminal and console_socket is None:
-            raise errdefs.InvalidParameter("cannot allocate tty if runc will detach without setting console socket")
+            raise errdefs.InvalidParameter("cannot allocate a tty without a console socket (process.terminal is set)")
         rootfs = str(bundle / spec.root.path) if not spec.root.path.startswith("/") else spec.root.path
         if not os.path.isdir(rootfs):
             raise errdefs.InvalidParameter(f"rootfs ({rootfs}) does not exist")
