@@ -33,13 +33,16 @@ class APIError(Exception):
 
 
 class ConnectError(Exception):
-    """The daemon could not be reached at all."""
+    """The daemon could not be reached at all (``detail``: why, when it is not simply absent)."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, detail: str = "") -> None:
         super().__init__(host)
         self.host = host
+        self.detail = detail
 
     def __str__(self) -> str:
+        if self.detail:
+            return f"error during connect: {self.detail}"
         return f"Cannot connect to the Docker daemon at {self.host}. Is the docker daemon running?"
 
 
@@ -129,8 +132,11 @@ class Client:
                 self._conn = None
                 if attempt:
                     raise ConnectError(self.host) from None
-            except PermissionError:
-                raise ConnectError(self.host) from None
+            except PermissionError as e:
+                raise ConnectError(self.host, f"permission denied while trying to connect to {self.host}: "
+                                              f"{e.strerror}") from None
+            except OSError as e:  # TLS handshake failures, unreachable hosts, timeouts
+                raise ConnectError(self.host, str(e)) from None
         raise AssertionError("unreachable")
 
     @property

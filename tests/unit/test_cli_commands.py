@@ -442,3 +442,63 @@ def test_help_texts(api: FakeServer) -> None:
     assert b"  -h, --hostname string" in r.stdout
     r = dockyard(api, "container")
     assert b"Usage:  dockyard container COMMAND" in r.stdout
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make certificates")
+def test_tls_verify_with_cert_path(tmp_path: Any) -> None:
+    import socketserver
+    import ssl
+    import threading
+
+    from tests.unit.test_cli_fake_api import FakeState, Handler
+
+    d = str(tmp_path)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+             "-keyout", f"{d}/ca-key.pem", "-out", f"{d}/ca.pem")
+    for name, cn in (("server", "127.0.0.1"), ("client", "client")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{d}/{name}-key.pem",
+                 "-out", f"{d}/{name}.csr")
+        ext = f"{d}/{name}.ext"
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n" if name == "server" else "extendedKeyUsage=clientAuth\n")
+        _openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca-key.pem",
+                 "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", f"{d}/{name}.pem")
+    os.rename(f"{d}/client.pem", f"{d}/cert.pem")
+    os.rename(f"{d}/client-key.pem", f"{d}/key.pem")
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=f"{d}/ca.pem")
+    ctx.load_cert_chain(f"{d}/server.pem", f"{d}/server-key.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+
+    class TLSFake(socketserver.ThreadingMixIn, socketserver.TCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def get_request(self):  # noqa: ANN202
+            sock, addr = super().get_request()
+            return ctx.wrap_socket(sock, server_side=True), addr
+
+    server = TLSFake(("127.0.0.1", 0), Handler)
+    server.state = FakeState()  # type: ignore[attr-defined]
+    server.api_version = "1.50"  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env.update(DOCKER_HOST=f"tcp://127.0.0.1:{port}", DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=d)
+        r = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "ps", "-q"], capture_output=True, env=env,
+                           timeout=30)
+        assert (r.returncode, r.stderr) == (0, b"")
+        env.pop("DOCKER_TLS_VERIFY")
+        env.pop("DOCKER_CERT_PATH")
+        r = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "--tlsverify", f"--tlscacert={d}/ca.pem",
+                            f"--tlscert={d}/cert.pem", f"--tlskey={d}/key.pem", "ps", "-q"],
+                           capture_output=True, env=env, timeout=30)
+        assert (r.returncode, r.stderr) == (0, b"")
+    finally:
+        server.shutdown()
+        server.server_close()
