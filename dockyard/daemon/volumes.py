@@ -423,7 +423,8 @@ class VolumesService:
                     planned.driver = rec.driver
                 by_destination[req.destination] = planned
             plan = ContainerMounts(mounts=sorted(by_destination.values(), key=lambda m: m.destination))
-            self._record_plan(container_id, plan)
+            if plan.mounts:  # a container without mounts costs no write (and no fsync) at create
+                self._record_plan(container_id, plan)
         except BaseException:
             for name in created:
                 try:
@@ -487,10 +488,14 @@ class VolumesService:
         """At start: mount each volume through its driver; the OCI mounts for the container's spec.
 
         If one fails, those already mounted are unmounted again."""
-        return await asyncio.to_thread(self._mount, container_id)
+        plan = self._plan(container_id)
+        if plan is None:
+            return []  # the common case on the hot path: no thread hop, no driver
+        if not any(m.type == "volume" for m in plan.mounts):
+            return self._mount(container_id, plan)
+        return await asyncio.to_thread(self._mount, container_id, plan)
 
-    def _mount(self, container_id: str) -> list[oci.Mount]:
-        plan = self._plan(container_id) or ContainerMounts()
+    def _mount(self, container_id: str, plan: ContainerMounts) -> list[oci.Mount]:
         out: list[oci.Mount] = []
         mounted: list[PlannedMount] = []
         try:
@@ -566,7 +571,9 @@ class VolumesService:
 
     async def unmount(self, container_id: str) -> None:
         """At stop or exit: unmount each of the container's volumes; never raises for a driver."""
-        await asyncio.to_thread(self._unmount, container_id)
+        plan = self._plan(container_id)
+        if plan is not None and any(m.type == "volume" for m in plan.mounts):
+            await asyncio.to_thread(self._unmount, container_id)
 
     def _unmount(self, container_id: str) -> None:
         for m in (self._plan(container_id) or ContainerMounts()).mounts:
@@ -576,7 +583,8 @@ class VolumesService:
     async def release(self, container_id: str, remove_anonymous: bool) -> None:
         """At container removal: forget its mounts; remove its anonymous volumes nobody else uses
         when asked (rm -v, --rm). Named volumes are always kept."""
-        await asyncio.to_thread(self.release_blocking, container_id, remove_anonymous)
+        if self._plan(container_id) is not None:
+            await asyncio.to_thread(self.release_blocking, container_id, remove_anonymous)
 
     def release_blocking(self, container_id: str, remove_anonymous: bool) -> None:
         """``release`` for synchronous callers (undoing a container create that failed later)."""
