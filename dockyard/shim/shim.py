@@ -664,6 +664,7 @@ def run(conn: socket.socket, body: dict) -> int:
     try:
         request = spawn_request_from_json(body)
         request.state_dir.mkdir(parents=True, exist_ok=True)
+        _unlink(request.state_dir / "exit.json")  # a restart's new run: the old record is void
         log_fd = os.open(request.state_dir / "shim.log",
                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         os.dup2(log_fd, 2)

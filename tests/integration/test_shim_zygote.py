@@ -165,6 +165,19 @@ def test_exit_code_and_kill(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_a_restart_reuses_the_exec_dir(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        b = h.bundle(["sh", "-c", "echo run; exit 2"])
+        for _ in range(2):
+            handle = await h.spawn(b)
+            assert not (b.state_dir / "exit.json").exists()  # the last run's record is void
+            status, chunks = await run_to_exit(handle)
+            assert status.exit_code == 2 and joined(chunks, 1) == b"run\n"
+            await handle.shutdown()
+        assert [r.data for r in read_logs(b.log_path)[0]] == [b"run\n", b"run\n"]  # appended
+    run(tmp_path, body)
+
+
 def test_tty_output_and_resize(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         handle = await h.spawn(h.bundle(["sh", "-c", "stty size; echo tty"], tty=True), tty=True)
