@@ -9,8 +9,10 @@ non-root user exactly as the kernel does for runc.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
+import stat
 
 from dockyard.oci.runtime_spec import Rlimit, User
 from dockyard.runtime import syscalls
@@ -27,8 +29,27 @@ def set_rlimits(rlimits: list[Rlimit]) -> None:
             raise OSError(1, f"error setting rlimit type {limit.type} to {limit.soft}:{limit.hard}: {err}") from None
 
 
+def give_stdio_to(uid: int, gid: int) -> None:
+    """Make fds 0-2 (the pty slave or the shim's pipes) the user's, as runc does, so a
+    non-root process can still reopen /dev/stdout or /proc/self/fd/1. /dev/null stays root's."""
+    for fd in (0, 1, 2):
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue
+        if info.st_uid == uid or (stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)):
+            continue
+        try:
+            os.fchown(fd, uid, gid)
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise
+
+
 def switch_user(user: User) -> None:
     """setgroups + setresgid + setresuid, keeping capabilities across the uid change."""
+    if user.uid != 0:
+        give_stdio_to(user.uid, user.gid)
     syscalls.setgroups(list(user.additional_gids or []))
     syscalls.setresgid(user.gid)
     if user.uid != 0:

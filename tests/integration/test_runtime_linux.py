@@ -216,9 +216,9 @@ def test_init_runs_as_pid1_via_tini(h):
 
 
 def test_user_switch(h):
-    spec = h.spec(["sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; echo $HOME"], user=rs.User(uid=65534, gid=65534))
+    spec = h.spec(["sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; echo $HOME; echo via-proc > /proc/self/fd/1"], user=rs.User(uid=65534, gid=65534))
     code, out = h.run(spec.process.args, spec)
-    assert code == 0
+    assert code == 0 and "via-proc" in out
     lines = out.split("\n")
     assert lines[0] == "65534" and lines[1] == "65534"
     assert "0000000000000000" in lines[2]
