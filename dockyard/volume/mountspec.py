@@ -19,7 +19,6 @@ DEFAULT_PROPAGATION = "rprivate"
 _RW_MODES = ("rw", "ro")
 _LABEL_MODES = ("z", "Z")
 _CONSISTENCY = ("consistent", "cached", "delegated")
-_BIND_RECURSIVE = ("enabled", "disabled", "writable", "readonly")
 
 
 @dataclass
@@ -36,7 +35,7 @@ class MountRequest:
     labels: dict[str, str] = field(default_factory=dict)
     subpath: str = ""
     create_source: bool = False  # -v: a missing host path is made at start
-    recursive: str = "enabled"  # binds: rbind (enabled), bind (disabled), read-only handling
+    recursive: str = "enabled"  # binds: "enabled" (rbind), "disabled" (bind), "writable" (ro on the top only)
     tmpfs_options: list[str] = field(default_factory=list)  # "size=..", "mode=.."
 
 
@@ -169,7 +168,11 @@ def parse_mount(spec: MountSpec) -> MountRequest:
             if not spec.read_only:
                 raise errdefs.InvalidParameter(_config_error(
                     kind, "option ReadOnlyForceRecursive requires ReadOnly"))
-            req.recursive = "readonly"
+            # Docker fails such a mount where the kernel/runtime cannot make submounts read-only;
+            # our runtime has no "rro" yet, so say so instead of mounting them writable.
+            raise errdefs.NotImplementedFeature(_config_error(
+                kind, "option ReadOnlyForceRecursive (bind-recursive=readonly) is not supported: "
+                      "this daemon's runtime cannot make submounts read-only yet"))
     elif kind == "volume":
         if spec.bind_options is not None:
             raise errdefs.InvalidParameter(_config_error(kind, "field BindOptions must not be specified"))

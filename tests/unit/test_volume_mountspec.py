@@ -100,3 +100,16 @@ def test_volumes_from():
     assert mountspec.parse_volumes_from("c1:ro") == ("c1", "ro")
     with pytest.raises(errdefs.InvalidParameter):
         mountspec.parse_volumes_from("c1:rshared")
+
+
+def test_bind_recursive_modes():
+    with tempfile.TemporaryDirectory() as d:
+        writable = mountspec.parse_mount(MountSpec(type="bind", source=d, target="/x", read_only=True,
+                                                   bind_options=BindOptions(read_only_non_recursive=True)))
+        assert writable.recursive == "writable"
+        with pytest.raises(errdefs.InvalidParameter, match="requires ReadOnly"):
+            mountspec.parse_mount(MountSpec(type="bind", source=d, target="/x",
+                                            bind_options=BindOptions(read_only_force_recursive=True)))
+        with pytest.raises(errdefs.NotImplementedFeature, match="cannot make submounts read-only"):
+            mountspec.parse_mount(MountSpec(type="bind", source=d, target="/x", read_only=True,
+                                            bind_options=BindOptions(read_only_force_recursive=True)))
