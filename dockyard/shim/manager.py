@@ -209,19 +209,24 @@ class ZygoteShimManager:
     """ShimManager: starts the zygote (``start()``), asks it for shims, reconnects to live ones."""
 
     def __init__(self, zygote_socket: Path, python: str = sys.executable,
-                 preload: tuple[str, ...] = ()) -> None:
+                 preload: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+        """``preload``: more modules for the zygote to import (e.g. a runtime given as
+        ``module:factory``); ``env``: the zygote's (and so every shim's) environment, the
+        daemon's by default."""
         self.zygote_socket = zygote_socket
         self.python = python
         self.preload = preload
+        self.env = env
         self._proc: asyncio.subprocess.Process | None = None
 
     async def start(self, timeout: float = 30.0) -> None:
         self.zygote_socket.parent.mkdir(parents=True, exist_ok=True)
-        args = [self.python, "-m", "dockyard.shim.zygote", "--socket", str(self.zygote_socket)]
+        # -P: the daemon's working directory must not shadow modules of the shims
+        args = [self.python, "-P", "-m", "dockyard.shim.zygote", "--socket", str(self.zygote_socket)]
         for module in self.preload:
             args += ["--preload", module]
         self._proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=self.env)
         assert self._proc.stdout is not None
         try:
             line = await asyncio.wait_for(self._proc.stdout.readline(), timeout)

@@ -24,6 +24,8 @@ from tests.integration.test_shim_support import (FORK_EXEC_RUNTIME, Bundle, is_m
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (overlay mounts)")
 
 SUPPORT = "tests.integration.test_shim_support"
+# the zygote imports this test package's runtime: give it the repository on its path
+ZYGOTE_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 def smaps_rollup(pid: int) -> dict[str, int]:
@@ -57,7 +59,7 @@ class Harness:
         self.tmp_path = tmp_path
         self.runtime = runtime
         self.runtime_root = tmp_path / "runtime"
-        self.manager = ZygoteShimManager(tmp_path / "zygote.sock", preload=preload)
+        self.manager = ZygoteShimManager(tmp_path / "zygote.sock", preload=preload, env=ZYGOTE_ENV)
         self.spawned: list[tuple[Bundle, int, int]] = []  # bundle, shim pid, init pid
         self.count = 0
 
