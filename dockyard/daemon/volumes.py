@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EventSink
 from dockyard.oci import runtime_spec as oci
 from dockyard.storage.metadata import Database
-from dockyard.volume import copyup, mountspec, names, plugin
+from dockyard.volume import copyup, kernel, mountspec, names, plugin
 from dockyard.volume.driver import VolumeDriver
 from dockyard.volume.local import LocalDriver, tree_size
 from dockyard.volume.mountspec import MountRequest
@@ -130,6 +131,7 @@ class VolumesService:
         self._db = db
         self._events = events
         self.root = config.data_root / "volumes"
+        self._subpath_root = config.exec_root / "volume-subpaths"
         self._local = LocalDriver(self.root)
         self._plugins: dict[str, plugin.PluginDriver] = {}
         self._socket_dirs = tuple(config.plugin_socket_dirs)
@@ -543,19 +545,67 @@ class VolumesService:
             self._update(rec.name, note)
         source = path
         if m.subpath:
-            source = os.path.realpath(os.path.join(path, m.subpath))
-            if not (source + "/").startswith(os.path.realpath(path) + "/") or not os.path.exists(source):
+            try:
+                source = self._pin_subpath(container_id, m, path)
+            except BaseException:
                 self._unmount_volume(container_id, m, emit=False)
-                raise errdefs.InvalidParameter(
-                    f"cannot access path {os.path.join(path, m.subpath)}: subpath does not exist in "
-                    f"volume {rec.name} or leaves it")
+                raise
         self._events.emit("volume", "mount", rec.name, {
             "driver": rec.driver, "container": container_id, "destination": m.destination,
             "read/write": str(not m.read_only).lower(), "propagation": m.propagation})
         return source
 
+    def _subpath_pin(self, container_id: str, m: PlannedMount) -> Path:
+        return self._subpath_root / container_id / m.mount_id(container_id)[:16]
+
+    def _pin_subpath(self, container_id: str, m: PlannedMount, volume_path: str) -> str:
+        """Bind the volume's subpath to a private place and give the runtime that, as Docker's
+        safepath: the path is walked one component at a time without following symlinks, and the
+        bind is made from the descriptor, so a container that swaps a directory for a symlink
+        (in a volume it shares) cannot point the mount outside the volume."""
+        fd = os.open(volume_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in m.subpath.split("/"):
+                if part in ("", "."):
+                    continue
+                try:
+                    child = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:
+                    raise errdefs.InvalidParameter(
+                        f"cannot access path {os.path.join(volume_path, m.subpath)}: lstat "
+                        f"{os.path.join(volume_path, m.subpath)}: no such file or directory") from None
+                os.close(fd)
+                fd = child
+                if stat.S_ISLNK(os.fstat(fd).st_mode):
+                    raise errdefs.InvalidParameter(
+                        f"cannot access path {os.path.join(volume_path, m.subpath)}: a symbolic link in the "
+                        f"subpath of volume {m.source} is not followed")
+            pin = self._subpath_pin(container_id, m)
+            pin.parent.mkdir(parents=True, exist_ok=True)
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                pin.mkdir(exist_ok=True)
+            else:
+                pin.touch(exist_ok=True)
+            if not kernel.is_mountpoint(str(pin)):
+                kernel.mount(f"/proc/self/fd/{fd}", str(pin), "", "bind")
+            return str(pin)
+        finally:
+            os.close(fd)
+
+    def _unpin_subpath(self, container_id: str, m: PlannedMount) -> None:
+        pin = self._subpath_pin(container_id, m)
+        try:
+            if kernel.is_mountpoint(str(pin)):
+                kernel.unmount(str(pin))
+            pin.rmdir() if pin.is_dir() else pin.unlink(missing_ok=True)
+            pin.parent.rmdir()
+        except OSError:
+            pass  # another pin of the container is still there, or it is already gone
+
     def _unmount_volume(self, container_id: str, m: PlannedMount, emit: bool = True) -> None:
         mount_id = m.mount_id(container_id)
+        if m.subpath:
+            self._unpin_subpath(container_id, m)
         with self._lock(m.source):
             rec = self._get(m.source)
             if rec is None or mount_id not in rec.active_mounts:

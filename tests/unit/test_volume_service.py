@@ -277,3 +277,34 @@ def test_restore_adopts_volume_dirs_on_disk(root):
         assert vols["orphan"].options == {"type": "tmpfs", "device": "tmpfs"}
     finally:
         db2.close()
+
+
+def test_subpath_is_pinned_and_never_follows_symlinks(root):
+    svc, _, _ = make(root)
+    run(svc.create(CreateRequest(name="sub")))
+    data = root / "data/volumes/sub/_data"
+    (data / "a/b").mkdir(parents=True)
+    (data / "a/b/f").write_text("inside")
+    os.symlink("/etc", data / "escape")
+    (data / "a/link").symlink_to("../../../../..")
+
+    def spec(subpath: str) -> HostConfig:
+        return HostConfig(mounts=[{"Type": "volume", "Source": "sub", "Target": "/s",
+                                   "VolumeOptions": {"Subpath": subpath}}])
+
+    svc.resolve_mounts("c1", spec("a/b"), None, [], no_lookup)
+    mounts = run(svc.mount("c1"))
+    pin = mounts[0].source
+    assert pin.startswith(str(root / "exec/volume-subpaths/c1/")) and kernel.is_mountpoint(pin)
+    assert open(os.path.join(pin, "f")).read() == "inside"
+    run(svc.unmount("c1"))
+    assert not os.path.exists(pin)
+    for cid, subpath, message in [("c2", "escape", "symbolic link"), ("c3", "a/link/etc", "symbolic link"),
+                                  ("c4", "nope", "no such file or directory")]:
+        svc.resolve_mounts(cid, spec(subpath), None, [], no_lookup)
+        with pytest.raises(errdefs.InvalidParameter, match=message):
+            run(svc.mount(cid))
+        assert not os.path.exists(root / "exec/volume-subpaths" / cid)
+    for cid in ("c1", "c2", "c3", "c4"):
+        run(svc.release(cid, remove_anonymous=False))
+    run(svc.remove("sub"))
