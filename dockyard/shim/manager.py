@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import AsyncIterator, Awaitable
 from dockyard import errdefs
 from dockyard.shim import protocol
 from dockyard.shim.client import AttachStream, ExitStatus, ShimState, SpawnRequest
+
+log = logging.getLogger("dockyard.shim")
 
 
 def spawn_request_to_json(request: SpawnRequest) -> dict:
@@ -237,6 +240,10 @@ class ZygoteShimManager:
             raise errdefs.System("the shim zygote did not start (see the daemon's log for its error)")
 
     async def spawn(self, request: SpawnRequest) -> ShimClient:
+        if self._proc is not None and self._proc.returncode is not None:
+            log.warning("the shim zygote exited (status %s); starting a new one", self._proc.returncode)
+            self._proc = None
+            await self.start()
         try:
             conn = await _Connection.open(self.zygote_socket)
         except (FileNotFoundError, ConnectionRefusedError):

@@ -267,6 +267,19 @@ def test_a_shim_dying_during_create_does_not_hang_spawn(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_a_dead_zygote_is_replaced_on_the_next_spawn(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        zygote = h.manager._proc
+        zygote.kill()
+        await zygote.wait()
+        handle = await h.spawn(h.bundle(["true"]))
+        assert h.manager._proc is not zygote
+        status, _ = await run_to_exit(handle)
+        assert status.exit_code == 0
+        await handle.shutdown()
+    run(tmp_path, body)
+
+
 def test_log_rotation(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         b = h.bundle(["sh", "-c", "seq 1 2000"])
