@@ -12,6 +12,7 @@ up front instead of paying a 401 round trip each.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -85,7 +86,7 @@ class Authorizer:
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
         self._lock = threading.Lock()
-        self._tokens: dict[tuple, tuple[str, float]] = {}  # (realm, service, scopes, user) -> (token, expiry)
+        self._tokens: dict[tuple, tuple[str, float]] = {}  # (realm, service, scopes, credentials) -> (token, expiry)
         self._challenges: dict[str, Challenge] = {}  # origin -> its last challenge
 
     def challenge_of(self, origin: str) -> Challenge | None:
@@ -115,7 +116,8 @@ class Authorizer:
         service = challenge.params.get("service", "")
         if not realm:
             raise errdefs.Unauthorized("bearer challenge without a realm: cannot ask for a token")
-        key = (realm, service, scopes, credentials.username, credentials.identity_token)
+        # keyed by the whole credentials: a wrong password must not reuse a token the right one got
+        key = (realm, service, scopes, hashlib.sha256(repr(credentials).encode()).hexdigest())
         now = time.monotonic()
         if not fresh:
             with self._lock:
@@ -147,7 +149,8 @@ class Authorizer:
             response = self._transport.request("GET", url, headers)
         body = response.body(1 << 20)
         if response.status in (401, 403):
-            raise errdefs.Unauthorized(_token_error(body) or "unauthorized: incorrect username or password")
+            detail = _token_error(body) or "incorrect username or password"
+            raise errdefs.Unauthorized(detail if detail.startswith("unauthorized") else f"unauthorized: {detail}")
         if response.status != 200:
             raise errdefs.Unavailable(
                 f"token server {realm} answered {response.status} {response.reason}: {_token_error(body)}".rstrip(": "))

@@ -69,10 +69,9 @@ def pull(svc: DistributionService, image: str, tag: str, platform: str, credenti
 
 def _translate(error: errdefs.DockyardError, ref: references.Reference) -> errdefs.DockyardError:
     codes = codes_of(error)
-    if isinstance(error, errdefs.Unauthorized) or any(c in ("NAME_UNKNOWN", "DENIED", "UNAUTHORIZED") for c in codes):
-        detail = str(error) if codes else "denied: requested access to the resource is denied"
+    if any(c in ("NAME_UNKNOWN", "DENIED", "UNAUTHORIZED") for c in codes):
         return errdefs.NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or "
-                                f"may require 'docker login': {detail}")
+                                f"may require 'docker login': {error}")
     if "MANIFEST_UNKNOWN" in codes or (isinstance(error, errdefs.NotFound) and codes):
         return errdefs.NotFound(f"manifest for {ref.familiar()} not found: {error}")
     return error

@@ -1,0 +1,268 @@
+"""A small fake registry for fault tests, and images made in memory.
+
+``FakeRegistry`` serves the v2 API from dicts (manifests by tag/digest, blobs by digest)
+on 127.0.0.1 in a thread. ``faults[digest]`` is a list of actions consumed one per GET of
+that blob: ``"500"``, ``"429"`` (Retry-After: 0), ``"truncate"`` (close after half),
+``"wrong"`` (other bytes, right length), ``"stall"`` (send half, then hang). With
+``users`` set it requires bearer tokens from its own ``/token`` endpoint (basic auth
+checked there), and counts token requests per scope.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def layer_tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 1700000000
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def compress(tar: bytes, kind: str) -> bytes:
+    if kind == "gzip":
+        return gzip.compress(tar, mtime=0)
+    if kind == "zstd":
+        import zstandard
+        return zstandard.ZstdCompressor().compress(tar)
+    return tar
+
+
+@dataclass
+class Image:
+    config: bytes
+    layers: list[tuple[str, bytes]]  # (media type, blob)
+    manifest: bytes
+    media_type: str
+
+    @property
+    def id(self) -> str:
+        return digest_of(self.config)
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.manifest)
+
+
+def make_image(layer_files: list[dict[str, bytes]], kind: str = "gzip", oci: bool = False,
+               arch: str = "amd64") -> Image:
+    tars = [layer_tar(files) for files in layer_files]
+    config = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [digest_of(t) for t in tars]},
+                         "history": [{"created_by": f"layer {i}"} for i in range(len(tars))]}).encode()
+    if oci:
+        types = {"gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+                 "zstd": "application/vnd.oci.image.layer.v1.tar+zstd", "none": "application/vnd.oci.image.layer.v1.tar"}
+        config_type, manifest_type = "application/vnd.oci.image.config.v1+json", OCI_MANIFEST
+    else:
+        types = {"gzip": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                 "none": "application/vnd.docker.image.rootfs.diff.tar"}
+        config_type, manifest_type = "application/vnd.docker.container.image.v1+json", DOCKER_MANIFEST
+    layers = [(types[kind], compress(t, kind)) for t in tars]
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": manifest_type,
+        "config": {"mediaType": config_type, "size": len(config), "digest": digest_of(config)},
+        "layers": [{"mediaType": t, "size": len(b), "digest": digest_of(b)} for t, b in layers]}).encode()
+    return Image(config, layers, manifest, manifest_type)
+
+
+def make_index(entries: list[tuple[Image, dict]], oci: bool = True) -> tuple[str, bytes]:
+    media_type = OCI_INDEX if oci else DOCKER_LIST
+    doc = {"schemaVersion": 2, "mediaType": media_type,
+           "manifests": [{"mediaType": image.media_type, "size": len(image.manifest), "digest": image.digest,
+                          "platform": platform} for image, platform in entries]}
+    return media_type, json.dumps(doc).encode()
+
+
+def docker_archive(image: Image, tag: str) -> bytes:
+    """``docker save`` form of an image (uncompressed layers), to load it locally."""
+    buf = io.BytesIO()
+    config = json.loads(image.config)
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        names = []
+        for i, diff_id in enumerate(config["rootfs"]["diff_ids"]):
+            _, blob = image.layers[i]
+            raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+            assert digest_of(raw) == diff_id
+            add(f"l{i}/layer.tar", raw)
+            names.append(f"l{i}/layer.tar")
+        add(image.id[7:] + ".json", image.config)
+        add("manifest.json", json.dumps([{"Config": image.id[7:] + ".json", "RepoTags": [tag],
+                                          "Layers": names}]).encode())
+    return buf.getvalue()
+
+
+@dataclass
+class FakeRegistry:
+    manifests: dict[str, dict[str, tuple[str, bytes]]] = field(default_factory=dict)  # repo -> ref -> (type, bytes)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    faults: dict[str, list[str]] = field(default_factory=dict)
+    users: dict[str, str] | None = None
+    blob_gets: dict[str, int] = field(default_factory=dict)
+    token_requests: list[str] = field(default_factory=list)
+    stall_seconds: float = 30.0
+
+    def add(self, repo: str, tag: str, image: Image) -> None:
+        refs = self.manifests.setdefault(repo, {})
+        refs[tag] = refs[image.digest] = (image.media_type, image.manifest)
+        self.blobs[image.id] = image.config
+        for _, blob in image.layers:
+            self.blobs[digest_of(blob)] = blob
+
+    def add_index(self, repo: str, tag: str, media_type: str, data: bytes) -> None:
+        refs = self.manifests.setdefault(repo, {})
+        refs[tag] = refs[digest_of(data)] = (media_type, data)
+
+    def start(self) -> None:
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _error(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
+                self._send(status, json.dumps({"errors": [{"code": code, "message": message}]}).encode(),
+                           {"Content-Type": "application/json", **(headers or {})})
+
+            def _authorized(self) -> bool:
+                if registry.users is None:
+                    return True
+                if self.headers.get("Authorization", "").startswith("Bearer good-"):
+                    return True
+                host = self.headers.get("Host")
+                scope = ""
+                parts = self.path.split("/")
+                if len(parts) > 3 and parts[1] == "v2":
+                    end = [i for i, p in enumerate(parts) if p in ("manifests", "blobs", "tags")]
+                    if end:
+                        scope = f' ,scope="repository:{"/".join(parts[2:end[0]])}:pull"'.replace(" ,", ",")
+                self._error(401, "UNAUTHORIZED", "authentication required",
+                            {"WWW-Authenticate": f'Bearer realm="http://{host}/token",service="fake"{scope}'})
+                return False
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/token":
+                    query = self.path.split("?", 1)[1] if "?" in self.path else ""
+                    registry.token_requests.append(query)
+                    auth = self.headers.get("Authorization", "")
+                    if auth.startswith("Basic "):
+                        user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                        if registry.users.get(user) != password:
+                            self._send(401, b'{"details":"incorrect username or password"}')
+                            return
+                    self._send(200, json.dumps({"token": f"good-{len(registry.token_requests)}",
+                                                "expires_in": 300}).encode())
+                    return
+                if not self._authorized():
+                    return
+                if path == "/v2/":
+                    self._send(200, b"{}")
+                    return
+                parts = path.split("/")
+                if parts[-2:] == ["tags", "list"]:
+                    repo = "/".join(parts[2:-2])
+                    tags = sorted(r for r in registry.manifests.get(repo, {}) if not r.startswith("sha256:"))
+                    self._send(200, json.dumps({"name": repo, "tags": tags}).encode(),
+                               {"Content-Type": "application/json"})
+                    return
+                if "manifests" in parts:
+                    i = parts.index("manifests")
+                    repo, ref = "/".join(parts[2:i]), parts[i + 1]
+                    found = registry.manifests.get(repo, {}).get(ref)
+                    if repo not in registry.manifests:
+                        self._error(404, "NAME_UNKNOWN", "repository name not known to registry")
+                        return
+                    if found is None:
+                        self._error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+                        return
+                    self._send(200, found[1], {"Content-Type": found[0], "Docker-Content-Digest": digest_of(found[1])})
+                    return
+                if "blobs" in parts:
+                    digest = parts[parts.index("blobs") + 1]
+                    blob = registry.blobs.get(digest)
+                    if blob is None:
+                        self._error(404, "BLOB_UNKNOWN", "blob unknown to registry")
+                        return
+                    registry.blob_gets[digest] = registry.blob_gets.get(digest, 0) + 1
+                    fault = registry.faults.get(digest, [])
+                    action = fault.pop(0) if fault else ""
+                    start = 0
+                    rng = self.headers.get("Range", "")
+                    if rng.startswith("bytes=") and action == "":
+                        start = int(rng[6:].split("-")[0])
+                    if action == "500":
+                        self._error(500, "UNKNOWN", "internal error")
+                    elif action == "429":
+                        self._error(429, "TOOMANYREQUESTS", "slow down", {"Retry-After": "0"})
+                    elif action in ("truncate", "stall"):
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(len(blob)))
+                        self.end_headers()
+                        self.wfile.write(blob[:len(blob) // 2])
+                        self.wfile.flush()
+                        if action == "stall":
+                            time.sleep(registry.stall_seconds)
+                        self.close_connection = True
+                    elif action == "wrong":
+                        self._send(200, bytes(reversed(blob)))
+                    elif start:
+                        self._send(206, blob[start:], {"Content-Range": f"bytes {start}-{len(blob) - 1}/{len(blob)}"})
+                    else:
+                        self._send(200, blob)
+                    return
+                self._error(404, "NAME_UNKNOWN", "repository name not known to registry")
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
