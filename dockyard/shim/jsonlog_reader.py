@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
 
 
 def parse_time(text: str) -> int:
@@ -74,12 +74,21 @@ def _lines_backwards(path: Path, end: int, block: int = 65536) -> Iterator[bytes
             yield carry
 
 
-def _lines_forward(path: Path, end: int | None) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        data = f.read() if end is None else f.read(end)
-    for line in data.split(b"\n"):
-        if line:
-            yield line
+def _lines_forward(files: list[tuple[BinaryIO, int | None]]) -> Iterator[bytes]:
+    """Complete lines of already opened files, each read up to its end offset (None: to EOF),
+    a line at a time so a large log is never held in memory; closes them."""
+    try:
+        for f, end in files:
+            consumed = 0
+            for line in f:
+                consumed += len(line)
+                if end is not None and consumed > end:
+                    break
+                if line.endswith(b"\n") and len(line) > 1:
+                    yield line[:-1]
+    finally:
+        for f, _ in files:
+            f.close()
 
 
 def log_files(path: Path, max_files: int = 1) -> list[Path]:
@@ -89,9 +98,10 @@ def log_files(path: Path, max_files: int = 1) -> list[Path]:
 
 
 def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int | None = None,
-              tail: int | None = None) -> tuple[list[LogRecord], LogPosition]:
+              tail: int | None = None) -> tuple[Iterable[LogRecord], LogPosition]:
     """The records of ``docker logs`` (``--since``, ``--until``, ``--tail``), oldest first, and the
-    position where ``follow`` must continue. ``tail`` None means all; 0 means none."""
+    position where ``follow`` must continue. ``tail`` None means all, read lazily (iterate the
+    records once, to the end or not); 0 means none."""
     try:
         st = os.stat(path)
         position = LogPosition(st.st_ino, st.st_size)
@@ -106,9 +116,9 @@ def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int |
         return position.offset if p == path else None
 
     if tail is None:
-        records = [rec for p in files for rec in map(_decode_line, _lines_forward(p, end_of(p)))
-                   if keep(rec)]
-        return records, position
+        # opened now: a rotation while the caller iterates cannot shift the files under it
+        opened = [(open(p, "rb"), end_of(p)) for p in files]
+        return (rec for rec in map(_decode_line, _lines_forward(opened)) if keep(rec)), position
     records = []
     for p in reversed(files):
         if len(records) >= tail:

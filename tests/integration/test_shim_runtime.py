@@ -77,8 +77,8 @@ def test_output_exit_codes_and_cleanup(tmp_path: Path, runtime: str) -> None:
         assert status.exit_code == 3
         assert joined(chunks, 1) == b"hello\n"
         assert joined(chunks, 2) == b"1\n"  # the init is pid 1 in its own PID namespace
-        assert [r.data for r in read_logs(b.log_path)[0]] == [b"hello\n", b"1\n"] or \
-            [r.data for r in read_logs(b.log_path)[0]] == [b"1\n", b"hello\n"]
+        assert sorted((r.stream, r.data) for r in read_logs(b.log_path)[0]) == [
+            ("stderr", b"1\n"), ("stdout", b"hello\n")]
         await handle.shutdown()
         assert await wait_gone(handle.shim_pid)
         assert not os.path.ismount(b.rootfs)

@@ -123,7 +123,7 @@ def test_echo_reaches_attach_and_log_and_shutdown_cleans_up(tmp_path: Path) -> N
         assert status.exit_code == 0 and not status.oom_killed
         assert joined(chunks, 1) == b"hello\npartial"
         assert joined(chunks, 2) == b"oops\n"
-        records, _ = read_logs(b.log_path)
+        records = list(read_logs(b.log_path)[0])
         assert [(r.stream, r.data) for r in records if r.stream == "stdout"] == [
             ("stdout", b"hello\n"), ("stdout", b"partial")]
         assert [(r.stream, r.data) for r in records if r.stream == "stderr"] == [
