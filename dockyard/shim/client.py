@@ -2,6 +2,9 @@
 
 CONTRACT (implemented by the shim package, used by daemon/containers.py).
 All methods are asyncio coroutines; they never block the event loop.
+Implementation: ``dockyard.shim.manager.ZygoteShimManager(config.zygote_socket)``
+(``await start()`` once at daemon start); it lives apart so the zygote, which
+imports these types, does not load asyncio. Wire format: ``dockyard.shim.protocol``.
 
 Per container the shim keeps its state in ``state_dir`` (the container's exec
 dir): ``shim.sock`` (control + attach), ``shim.pid``, ``init.pid``,
