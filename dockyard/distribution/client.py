@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -281,13 +282,15 @@ class Repository:
         self._scopes = scopes
         self._endpoints = list(endpoints)
         self._session: Session | None = None
+        self._lock = threading.Lock()
 
     @property
     def session(self) -> Session:
-        if self._session is None:
-            self._next_endpoint()
-        assert self._session is not None
-        return self._session
+        with self._lock:  # layer transfers share the repository from several threads
+            if self._session is None:
+                self._next_endpoint()
+            assert self._session is not None
+            return self._session
 
     @property
     def on_mirror(self) -> bool:
@@ -311,10 +314,11 @@ class Repository:
 
     def _fallback(self, error: BaseException) -> bool:
         """A mirror failed: move to the next endpoint (the origin) if there is one."""
-        if self._session is not None and self._session.endpoint.mirror and self._endpoints:
-            self._session = None
-            return True
-        return False
+        with self._lock:
+            if self._session is not None and self._session.endpoint.mirror and self._endpoints:
+                self._session = None
+                return True
+            return False
 
     def _api(self, suffix: str) -> str:
         return f"/v2/{self.path}/{suffix}"

@@ -149,7 +149,7 @@ def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.R
             continue
         if location is None:
             svc.blobinfo.add(diff_id, BlobRecord(k.digest, k.media_type, k.size, ref.name))
-            progress.layer(layer_id, f"Mounted from {references.Reference(ref.domain, source).familiar_name}")
+            progress.layer(layer_id, f"Mounted from {source}")
             return spec.Descriptor(media_type=k.media_type, digest=k.digest, size=k.size)
         break  # the registry started an upload instead: use it
     if location is None:
