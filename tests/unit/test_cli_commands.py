@@ -300,6 +300,8 @@ def _seed(api: FakeServer, now: float) -> None:
     api.state.dangling.append(FakeImage("sha256:" + "c" * 64, [], 1_000, int(now) - 3600))
     api.state.dangling.append(FakeImage("sha256:" + "e" * 64, [], 2_000, int(now) - 7200,
                                         digests=["registry.local:5000/team/app@sha256:" + "f" * 64]))
+    api.state.add_image("hello:pullable", pullable_only=True)
+    api.state.add_image("hello:latest", pullable_only=True)
     _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"}, ports=PORTS, now=now)
     _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2, now=now)
     api.state.events += [
@@ -333,7 +335,8 @@ PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"}
     ("container", "prune", "-f"), ("image", "prune", "-f"), ("image", "prune", "-a", "-f"), ("system", "prune", "-f"),
     ("system", "prune", "-af", "--volumes"), ("rmi", "alpine:3.19", "nope"), ("images", "-a"),
     ("tag", "busybox", "mine/box:v1"), ("images", "--digests", "--no-trunc"), ("images", "--format", "{{json .}}"),
-    ("image", "ls", "--format", "{{.Repository}}|{{.Tag}}|{{.Digest}}|{{.ID}}"), ("image", "rm", "busybox"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
+    ("image", "ls", "--format", "{{.Repository}}|{{.Tag}}|{{.Digest}}|{{.ID}}"),
+    ("pull", "hello:pullable"), ("pull", "hello"), ("pull", "-q", "hello:pullable"), ("image", "pull", "nothere"), ("image", "rm", "busybox"), ("rm",), ("ps", "--bogus"), ("rename", "a"),
 ])
 def test_same_output_as_docker(api: FakeServer, args: tuple[str, ...]) -> None:
     now = time.time()
@@ -341,9 +344,17 @@ def test_same_output_as_docker(api: FakeServer, args: tuple[str, ...]) -> None:
     ours = dockyard(api, *args)
     _seed(api, now)  # commands may change the state: docker gets the same starting point
     theirs = docker(api, *args)
+    _same(ours, theirs)
+
+
+def _same(ours: subprocess.CompletedProcess[bytes], theirs: subprocess.CompletedProcess[bytes]) -> None:
     assert ours.returncode == theirs.returncode
     assert ours.stdout.decode() == theirs.stdout.decode()
-    assert ours.stderr.decode() == theirs.stderr.decode().replace("docker", "dockyard")
+    theirs_err = theirs.stderr.decode()
+    for word in ("docker: ", "'docker run", "'docker rm", "'docker ps", "'docker rename", "Usage:  docker ",
+                 "Run 'docker", "See 'docker"):
+        theirs_err = theirs_err.replace(word, word.replace("docker", "dockyard"))
+    assert ours.stderr.decode() == theirs_err
 
 
 # -- more verbs -----------------------------------------------------------------------------------
@@ -405,6 +416,17 @@ def test_commit_export_save_tag(api: FakeServer, tmp_path: Any) -> None:
     assert dockyard(api, "tag", "busybox", "localhost:5000/me/box:1").returncode == 0
     q = next(q for m, p, q, _ in api.state.requests if p.endswith("/tag"))
     assert q == {"repo": ["localhost:5000/me/box"], "tag": ["1"]}
+
+
+def test_load_and_import_like_docker(api: FakeServer, tmp_path: Any) -> None:
+    tar = tmp_path / "x.tar"
+    tar.write_bytes(b"t" * 1000)
+    for args in (("load", "-i", str(tar)), ("import", str(tar), "imp:1"), ("import", "-m", "hi", "-c", "ENV A=1", str(tar))):
+        ours = dockyard(api, *args)
+        theirs = docker(api, *args)
+        _same(ours, theirs)
+    imports = [q for m, p, q, _ in api.state.requests if p == "/images/create"]
+    assert imports[-1] == {"fromSrc": ["-"], "message": ["hi"], "changes": ["ENV A=1"]}
 
 
 def test_tcp_host_flag(tmp_path: Any) -> None:

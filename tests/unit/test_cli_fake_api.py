@@ -373,8 +373,11 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.state
         ref = self._q(q, "fromImage")
         tag = self._q(q, "tag") or "latest"
+        if self._q(q, "fromSrc"):
+            self._import(q, b)
+            return
         full = f"{ref}:{tag}"
-        img = st.pullable.get(full)
+        img = st.pullable.get(full) or st.pullable.get(full.removeprefix("docker.io/").removeprefix("library/"))
         if img is None:
             self._error(404, f"pull access denied for {ref}, repository does not exist or may require "
                              "'docker login': denied: requested access to the resource is denied")
@@ -387,6 +390,13 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(json.dumps(msg).encode() + b"\r\n")
         self._end_chunked()
         st.images[_norm(full.removeprefix("docker.io/").removeprefix("library/"))] = img
+
+    def _import(self, q: Any, b: Any) -> None:
+        repo = self._q(q, "repo")
+        img = self.server.state.add_image(f"{repo}:{self._q(q, 'tag') or 'latest'}" if repo else "imported:latest")
+        self._start_chunked()
+        self._chunk(json.dumps({"status": img.id}).encode() + b"\r\n")
+        self._end_chunked()
 
     def h_POST_images_load(self, q: Any, b: Any) -> None:
         self._start_chunked()

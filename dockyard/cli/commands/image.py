@@ -382,9 +382,7 @@ def cmd_import_(ctx: Context, opts: Any) -> int:
     source = opts.args[0]
     query: dict[str, Any] = {"message": opts.message or None, "platform": opts.platform or None}
     if len(opts.args) == 2:
-        repo, tag = split_reference(opts.args[1])
-        query["repo"] = repo
-        query["tag"] = tag
+        query["repo"] = opts.args[1]  # docker sends "name:tag" whole; the daemon splits it
     if opts.change:
         query["changes"] = opts.change
     headers = {"Content-Type": "application/x-tar"}
