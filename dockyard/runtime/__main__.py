@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from dockyard import errdefs
-from dockyard.runtime import syscalls
+from dockyard.oci.runtime_spec import OCI_VERSION
+from dockyard.runtime import state, syscalls
 from dockyard.runtime.linux import DockyardRuntime
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             runtime.resume(args.id)
         elif args.verb == "state":
             st = runtime.state(args.id)
-            print(json.dumps({"id": st.id, "pid": st.pid, "status": st.status, "bundle": st.bundle}, indent=2))
+            record = state.load(str(Path(args.root) / args.id))
+            print(json.dumps({"ociVersion": OCI_VERSION, "id": st.id, "pid": st.pid, "status": st.status,
+                              "bundle": st.bundle, "rootfs": record.rootfs, "created": record.created}, indent=2))
         elif args.verb == "kill":
             runtime.kill(args.id, parse_signal(args.signal), all_processes=args.all)
         elif args.verb == "delete":

@@ -20,6 +20,7 @@ import pytest
 
 from dockyard import errdefs
 from dockyard.oci import defaults, runtime_spec as rs
+from dockyard.runtime.cgroups import files
 from dockyard.runtime.cgroups.v1 import hierarchies
 from dockyard.runtime.devices import host_devices
 from dockyard.runtime.linux import DockyardRuntime
@@ -103,7 +104,16 @@ class Harness:
         for mountpoint in {*hierarchies().values(), "/sys/fs/cgroup/unified"}:
             path = os.path.join(mountpoint, self.cgroup_parent.lstrip("/"))
             for directory in sorted((d for d, _, _ in os.walk(path)), reverse=True) if os.path.isdir(path) else []:
-                os.rmdir(directory)
+                # anything still in our uniquely named cgroup is a container process a failed test left
+                deadline = time.monotonic() + 5
+                while (pids := files.procs(directory)) and time.monotonic() < deadline:
+                    for pid in pids:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    time.sleep(0.01)
+                files.remove(directory, 5)
 
 
 _null_fd = None
@@ -421,3 +431,38 @@ def test_join_network_namespace_by_path_and_kill_all(h):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_cli_verbs(h):
+    import json
+    import sys
+
+    spec = h.spec(["sleep", "30"])
+    spec.linux.cgroups_path = f"{h.cgroup_parent}/cli"
+    bundle = h.bundle(spec)
+    root = str(h.workdir / "cli-root")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        # the container inherits create's stdio: a captured pipe would stay open as long as it runs
+        output = subprocess.DEVNULL if args[0] == "create" else subprocess.PIPE
+        return subprocess.run([sys.executable, "-m", "dockyard.runtime", "--root", root, *args],
+                              stdout=output, stderr=output, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    try:
+        assert cli("create", "--bundle", str(bundle), "c1").returncode == 0
+        state = json.loads(cli("state", "c1").stdout)
+        assert state["status"] == "created" and state["pid"] > 0 and state["bundle"] == str(bundle)
+        assert cli("start", "c1").returncode == 0
+        assert json.loads(cli("state", "c1").stdout)["status"] == "running"
+        refused = cli("delete", "c1")
+        assert refused.returncode == 1 and "that is not stopped: running" in refused.stderr
+        assert cli("kill", "c1", "KILL").returncode == 0
+        deadline = time.monotonic() + 5
+        while json.loads(cli("state", "c1").stdout)["status"] != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        assert cli("delete", "--force", "c1").returncode == 0
+    assert "container does not exist" in cli("state", "c1").stderr
+    spec.process.args = ["sh", "-c", "exit 7"]
+    (bundle / "config.json").write_bytes(rs.encode(spec))
+    assert cli("run", "--bundle", str(bundle), "c2").returncode == 7
