@@ -172,7 +172,7 @@ class Transport:
                 conn.close()
                 if attempt == 0 and not fresh and retry_ok:
                     continue
-                raise ConnectionFailed(f'{method} "{url}": {_describe(e)}') from None
+                raise ConnectionFailed(f'{method.capitalize()} "{url}": {_describe(e)}') from None
             break
 
         def release(reuse: bool, conn=conn, key=key) -> None:

@@ -1,0 +1,155 @@
+"""The real docker CLI 28 through dockyardd to registries: push, pull (progress, -a, digest,
+--platform), login/logout with basic auth, search errors, and a pull killed halfway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests import daemon_harness
+from tests.integration import distribution_registry as dr
+from tests.integration.distribution_fake import FakeRegistry, docker_archive, make_image
+
+pytestmark = pytest.mark.skipif(not dr.available(), reason="docker-registry is not installed")
+
+
+def ok(d, *args, input=None, timeout=120):
+    r = d.docker(*args, input=input, timeout=timeout)
+    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}\n{r.stderr.decode()}\n{d.log()}"
+    return r.stdout.decode()
+
+
+def fail(d, *args, timeout=120):
+    r = d.docker(*args, timeout=timeout)
+    assert r.returncode != 0, f"docker {' '.join(args)} succeeded:\n{r.stdout.decode()}"
+    return r.stderr.decode()
+
+
+@pytest.fixture
+def registry():
+    r = dr.start()
+    try:
+        yield r
+    finally:
+        dr.stop(r)
+
+
+def test_push_rmi_pull_round_trip(dockyardd, registry):
+    d = dockyardd
+    image_id = ok(d, "image", "inspect", "-f", "{{.Id}}", "busybox").strip()
+    name = f"{registry.host}/cli/busybox"
+    ok(d, "tag", "busybox", f"{name}:1")
+    out = ok(d, "push", f"{name}:1")
+    assert f"The push refers to repository [{name}]" in out
+    digest_line = out.strip().splitlines()[-1]
+    assert digest_line.startswith("1: digest: sha256:") and " size: " in digest_line
+    digest = digest_line.split()[2]
+    assert ": Layer already exists" in ok(d, "push", f"{name}:1")
+    ok(d, "rmi", f"{name}:1", f"{name}@{digest}")
+    out = ok(d, "pull", f"{name}:1")
+    assert f"1: Pulling from cli/busybox" in out or f"1: Pulling from {registry.host}/cli/busybox" in out
+    assert f"Digest: {digest}" in out and f"Status: Image is up to date for {name}:1" in out or \
+        f"Status: Downloaded newer image for {name}:1" in out
+    assert ok(d, "image", "inspect", "-f", "{{.Id}}", f"{name}:1").strip() == image_id
+    digests = json.loads(ok(d, "image", "inspect", "-f", "{{json .RepoDigests}}", f"{name}:1"))
+    assert f"{name}@{digest}" in digests
+    # pulled fresh, into a daemon of its own, by digest, quietly
+    assert ok(d, "pull", "-q", f"{name}@{digest}").strip() == f"{name}@{digest}"
+    ok(d, "rmi", f"{name}:1")
+
+
+def test_pull_progress_and_errors(dockyardd, registry):
+    d = dockyardd
+    image = make_image([{f"f{i}": os.urandom(50_000)} for i in range(3)])
+    name = f"{registry.host}/cli/three"
+    ok(d, "load", input=docker_archive(image, f"{name}:v1"))
+    ok(d, "push", f"{name}:v1")
+    ok(d, "rmi", "-f", image.id[7:19])
+    out = ok(d, "pull", f"{name}:v1")
+    assert out.count("Pull complete") == 3
+    err = fail(d, "pull", f"{registry.host}/cli/nothere")
+    assert f"Error response from daemon: manifest for {registry.host}/cli/nothere:latest not found: manifest unknown" in err
+    err = fail(d, "pull", f"127.0.0.1:{dr.free_port()}/cli/three")
+    assert "connection refused" in err.lower()
+    ok(d, "rmi", image.id[7:19])
+
+
+def test_pull_all_tags(dockyardd, registry):
+    d = dockyardd
+    name = f"{registry.host}/cli/tags"
+    for tag in ("a", "b"):
+        ok(d, "tag", "busybox", f"{name}:{tag}")
+        ok(d, "push", "-q", f"{name}:{tag}")
+        ok(d, "rmi", f"{name}:{tag}")
+    out = ok(d, "pull", "-a", name)
+    assert f"Status: Downloaded newer image for {name}" in out
+    rows = ok(d, "images", "--format", "{{.Repository}} {{.Tag}}").splitlines()
+    assert sorted(row.split()[1] for row in rows if row.split()[0] == name) == ["a", "b"]
+    ok(d, "rmi", f"{name}:a", f"{name}:b")
+
+
+def test_login_push_pull_logout_basic_auth(dockyardd):
+    d = dockyardd
+    registry = dr.start(htpasswd=("carol", "pa55word"))
+    try:
+        name = f"{registry.host}/carol/app"
+        r = d.docker("login", "-u", "carol", "--password-stdin", registry.host, input=b"wrong\n")
+        assert r.returncode != 0 and b"401 Unauthorized" in r.stderr, r.stderr
+        ok(d, "tag", "busybox", f"{name}:1")
+        err = fail(d, "push", f"{name}:1")
+        assert "no basic auth credentials" in err or "unauthorized" in err
+        out = ok(d, "login", "-u", "carol", "--password-stdin", registry.host, input=b"pa55word\n")
+        assert "Login Succeeded" in out
+        config = json.loads((d.root / "docker-config" / "config.json").read_text())
+        assert registry.host in config["auths"]
+        ok(d, "push", f"{name}:1")
+        ok(d, "rmi", f"{name}:1")
+        ok(d, "pull", f"{name}:1")
+        ok(d, "logout", registry.host)
+        ok(d, "rmi", f"{name}:1")
+        err = fail(d, "pull", f"{name}:1")
+        assert "pull access denied" in err or "unauthorized" in err
+    finally:
+        dr.stop(registry)
+
+
+def test_search_against_a_registry_without_search(dockyardd, registry):
+    err = fail(dockyardd, "search", f"{registry.host}/busybox")
+    assert "Error response from daemon: Unexpected status code 404" in err
+
+
+def test_pull_killed_halfway_resumes(fresh_daemon):
+    d = fresh_daemon
+    fake = FakeRegistry()
+    fake.start()
+    try:
+        image = make_image([{f"f{i}": os.urandom(200_000)} for i in range(4)])
+        fake.add("slow/app", "v1", image)
+        from tests.integration.distribution_fake import digest_of
+        layers = [digest_of(b) for _, b in image.layers]
+        fake.stall_seconds = 60
+        fake.faults[layers[3]] = ["stall"] * 10
+        proc = daemon_harness.subprocess.Popen(
+            [daemon_harness.DOCKER, "pull", f"{fake.host}/slow/app:v1"], env=d.env,
+            stdout=daemon_harness.subprocess.PIPE, stderr=daemon_harness.subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(fake.blob_gets.get(x) for x in layers):
+            time.sleep(0.05)
+        time.sleep(0.5)  # the first three are committed by now
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        proc.wait(timeout=30)
+        daemon_harness.start(d)
+        assert ok(d, "images", "-q", "--filter", "dangling=false") .strip() == ""
+        fake.faults.clear()
+        before = dict(fake.blob_gets)
+        out = ok(d, "pull", f"{fake.host}/slow/app:v1")
+        assert "Downloaded newer image" in out
+        assert [fake.blob_gets[x] - before[x] for x in layers] == [0, 0, 0, 1]
+        assert ok(d, "image", "inspect", "-f", "{{.Id}}", f"{fake.host}/slow/app:v1").strip() == image.id
+    finally:
+        fake.stop()
