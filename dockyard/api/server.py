@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.app import make_app
-from dockyard.api.routers import distribution, images, networks, system, volumes
+from dockyard.api.routers import containers, distribution, images, networks, system, volumes
 from dockyard.daemon.daemon import Daemon
 
 
 def build_app(daemon: Daemon) -> web.Application:
     def register(app: web.Application) -> None:
         system.setup(app, daemon.system, daemon.events, daemon.make_event_filter)
+        containers.setup(app, daemon.containers)
         images.setup(app, daemon.images)
         distribution.setup(app, daemon.distribution)
         networks.setup(app, daemon.networks)

@@ -12,10 +12,12 @@ import logging
 
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.distribution.service import DistributionService, registry_client
+from dockyard.daemon.containers.service import ContainerService
 from dockyard.daemon.events import EventFilter, EventService
 from dockyard.daemon.images.service import ImageService
 from dockyard.daemon.networks import NetworkService
 from dockyard.daemon.system import SystemService
+from dockyard.shim.manager import ZygoteShimManager
 from dockyard.daemon.volumes import VolumesService
 from dockyard.storage.content import ContentStore
 from dockyard.storage.layers import LayerStore
@@ -37,10 +39,15 @@ class Daemon:
         self.content = ContentStore(config.image_root / "content")
         self.layers = LayerStore(config.image_root / "layers", self.content, self.db)
         self.snapshotter = OverlaySnapshotter(config.snapshot_root, self.layers)
-        self.containers = _NoContainers()
-        self.images = ImageService(config, self.db, self.content, self.layers, self.snapshotter,
-                                   self.events, self.containers)
         self.networks = NetworkService(config, self.db, self.events)
+        self.shims = ZygoteShimManager(config.zygote_socket)
+        # images and containers need each other: images ask which containers use an image
+        # (ContainerUsage), containers resolve images (ImageLookup); wired after both exist
+        self.images = ImageService(config, self.db, self.content, self.layers, self.snapshotter,
+                                   self.events, containers=None)
+        self.containers = ContainerService(config, self.db, self.images, self.networks, self.shims,
+                                           self.events)
+        self.images.containers = self.containers
         self.volumes = VolumesService(config, self.db, self.events)
         self.distribution = DistributionService(config, self.images, registry_client(config))
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),
@@ -59,20 +66,16 @@ class Daemon:
         if removed:
             log.info("released %d layers left by an interrupted load", len(removed))
         await self.networks.start()
+        await self.shims.start()
+        await self.containers.restore()
+        live = {c.id: c.names[0].lstrip("/") for c in self.containers.list(all=False)}
+        await self.networks.reconcile(live)
         self.volumes.restore()
 
     async def stop(self) -> None:
-        await self.networks.stop()  # sandboxes of running containers stay (live-restore)
+        await self.containers.close()  # running containers keep running (live-restore)
+        await self.shims.close()
+        await self.networks.stop()
         self.distribution.close()  # transfers in flight stop; their blobs stay for the next pull
         self.db.close()
 
-
-class _NoContainers:
-    def counts(self) -> dict[str, int]:
-        return {"total": 0, "running": 0, "paused": 0, "stopped": 0}
-
-    def disk_usage(self) -> list:
-        return []
-
-    def containers_using_image(self, image_id: str) -> list:
-        return []
