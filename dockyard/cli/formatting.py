@@ -8,7 +8,7 @@ import time
 import unicodedata
 from typing import Any, Callable, Iterable, TextIO
 
-from dockyard.cli.template import Template, TemplateError
+from dockyard.cli.template import Template
 
 _DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
 
@@ -220,5 +220,5 @@ class _HeaderContext:
         return self._headers
 
 
-__all__ = ["Formatter", "TemplateError", "human_size", "human_duration", "since", "tabwrite",
+__all__ = ["Formatter", "human_size", "human_duration", "since", "tabwrite",
            "ellipsis", "truncate_id", "go_time_string", "rfc3339", "rfc3339_nano_fixed", "parse_api_time"]

@@ -331,7 +331,7 @@ PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"}
     ("image", "history", "-q", "busybox"), ("history", "-H=false", "busybox"), ("system", "df"),
     ("network", "ls"), ("network", "ls", "--no-trunc"), ("network", "ls", "--format", "{{json .}}"),
     ("events",), ("events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"),
-    ("system", "df", "--format", "{{json .}}"), ("ps", "-s"), ("ps", "-a", "--format", "{{.Size}}"),
+    ("system", "df", "--format", "{{json .}}"), ("system", "df", "-v"), ("ps", "-s"), ("ps", "-a", "--format", "{{.Size}}"),
     ("container", "prune", "-f"), ("image", "prune", "-f"), ("image", "prune", "-a", "-f"), ("system", "prune", "-f"),
     ("system", "prune", "-af", "--volumes"), ("rmi", "alpine:3.19", "nope"), ("images", "-a"),
     ("tag", "busybox", "mine/box:v1"), ("images", "--digests", "--no-trunc"), ("images", "--format", "{{json .}}"),

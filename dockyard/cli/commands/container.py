@@ -35,7 +35,7 @@ def for_each(ctx: Context, names: list[str], action: Callable[[str], Any], echo:
     return 0
 
 
-def confirm(ctx: Context, warning: str) -> bool:
+def confirm(warning: str) -> bool:
     sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
     sys.stdout.flush()
     answer = sys.stdin.readline().strip().lower()
@@ -510,7 +510,7 @@ def setup_prune(p: DockyardParser) -> None:
 
 
 def cmd_prune(ctx: Context, opts: Any) -> int:
-    if not opts.force and not confirm(ctx, "WARNING! This will remove all stopped containers."):
+    if not opts.force and not confirm("WARNING! This will remove all stopped containers."):
         return 0
     report = ctx.client.post("/containers/prune", {"filters": filters_arg(opts.filter)})
     deleted = report.get("ContainersDeleted") or []
@@ -599,17 +599,10 @@ def cmd_commit(ctx: Context, opts: Any) -> int:
         query["repo"] = repo
         query["tag"] = tag if ":" in opts.args[1].rsplit("/", 1)[-1] else None
     if opts.change:
-        query["changes"] = opts.change
-    resp = ctx.client.request("POST", "/commit", _multi(query))
+        query["changes"] = "\n".join(opts.change)  # one value, split on newlines by the daemon
+    resp = ctx.client.request("POST", "/commit", query)
     print(json.loads(resp.read())["Id"])
     return 0
-
-
-def _multi(query: dict[str, Any]) -> dict[str, Any]:
-    # repeated "changes" values are sent joined by newlines, which the daemon splits
-    if isinstance(query.get("changes"), list):
-        query["changes"] = "\n".join(query["changes"])
-    return query
 
 
 def setup_export(p: DockyardParser) -> None:
@@ -617,11 +610,10 @@ def setup_export(p: DockyardParser) -> None:
     p.positional("CONTAINER", 1, 1)
 
 
-def write_stream_to(resp, output: str, what: str) -> None:  # noqa: ANN001 - HTTPResponse
+def write_stream_to(resp, output: str) -> None:  # noqa: ANN001 - HTTPResponse
+    """Copy a (tar) response body to the -o file or to stdout."""
     from dockyard.cli import streams
 
-    if not output and sys.stdout.isatty():
-        raise StatusError(1, f"{what}: cowardly refusing to save to a terminal. Use the -o flag or redirect")
     target = open(output, "wb") if output else sys.stdout.buffer
     try:
         streams.copy_raw(streams.response_chunks(resp), target)
@@ -634,7 +626,7 @@ def cmd_export(ctx: Context, opts: Any) -> int:
     if not opts.output and sys.stdout.isatty():
         raise StatusError(1, "cowardly refusing to save to a terminal. Use the -o flag or redirect")
     resp = ctx.client.request("GET", _c(opts.args[0]) + "/export")
-    write_stream_to(resp, opts.output, "export")
+    write_stream_to(resp, opts.output)
     return 0
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import argparse
+import re
 import sys
 import time
 from typing import Any, BinaryIO, Iterator
 
-from dockyard.cli.client import APIError, filters_arg, path_quote
-from dockyard.cli.commands.container import (confirm, familiar, for_each, fully_qualified,
-                                             split_reference, write_stream_to)
+from dockyard.cli.client import filters_arg, path_quote
+from dockyard.cli.commands.container import confirm, for_each, fully_qualified, split_reference, write_stream_to
 from dockyard.cli.formatting import Formatter, ellipsis, go_time_string, human_size, rfc3339, since, truncate_id
 from dockyard.cli.context import Context, StatusError
 from dockyard.cli.parser import DockyardParser
@@ -83,6 +83,12 @@ def _familiar_name(name: str) -> str:
     return name
 
 
+# distribution/reference grammar, enough to skip references docker cannot parse either
+_NAME = re.compile(r"(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?/)?"
+                   r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+
+
 def _is_dangling(img: dict[str, Any]) -> bool:
     tags, digests = img.get("RepoTags") or [], img.get("RepoDigests") or []
     if not tags and not digests:
@@ -104,11 +110,11 @@ def image_rows(images: list[dict[str, Any]], trunc: bool, digests: bool, format_
         repo_digests: dict[str, list[str]] = {}
         for ref in img.get("RepoTags") or []:
             name, tag = split_reference(ref)
-            if ref != "<none>:<none>":
+            if ref != "<none>:<none>" and _NAME.fullmatch(name) and _TAG.fullmatch(tag):
                 repo_tags.setdefault(_familiar_name(name), []).append(tag)
         for ref in img.get("RepoDigests") or []:
             name, _, digest = ref.partition("@")
-            if ref != "<none>@<none>":
+            if ref != "<none>@<none>" and _NAME.fullmatch(name):
                 repo_digests.setdefault(_familiar_name(name), []).append(digest)
         for repo, tags in repo_tags.items():
             ds = repo_digests.pop(repo, [])  # never a row of their own once tagged
@@ -132,14 +138,8 @@ def setup_ls(p: DockyardParser) -> None:
     p.add_argument("--format", default="", help="Format output using a custom template")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
-    p.add_argument("--tree", action="store_true", help=argparse_suppress())
+    p.add_argument("--tree", action="store_true", help=argparse.SUPPRESS)  # docker's experimental view
     p.positional("[REPOSITORY[:TAG]]", 0, 1)
-
-
-def argparse_suppress() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def cmd_ls(ctx: Context, opts: Any) -> int:
@@ -289,7 +289,7 @@ def prune_images(ctx: Context, all_: bool, filters: list[str]) -> tuple[str, int
 def cmd_prune(ctx: Context, opts: Any) -> int:
     warning = ("WARNING! This will remove all images without at least one container associated to them."
                if opts.all else "WARNING! This will remove all dangling images.")
-    if not opts.force and not confirm(ctx, warning):
+    if not opts.force and not confirm(warning):
         return 0
     out, space = prune_images(ctx, opts.all, opts.filter)
     sys.stdout.write(out + f"Total reclaimed space: {human_size(space, 4)}\n")
@@ -413,8 +413,6 @@ def cmd_save(ctx: Context, opts: Any) -> int:
     if not opts.output and sys.stdout.isatty():
         raise StatusError(1, "cowardly refusing to save to a terminal. Use the -o flag or redirect")
     resp = ctx.client.request("GET", "/images/get", {"names": list(opts.args)})
-    write_stream_to(resp, opts.output, "save")
+    write_stream_to(resp, opts.output)
     return 0
 
-
-__all__ = ["json"]

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from dockyard.cli.client import CLIENT_API_VERSION, APIError, ConnectError, filters_arg
+from dockyard.cli.commands.container import PS_HEADERS, ContainerRow, confirm, get_timestamp
 from dockyard.cli.formatting import Formatter, human_size, parse_api_time, rfc3339_nano_fixed, since
 from dockyard.cli.context import Context, StatusError
 from dockyard.cli.parser import DockyardParser
@@ -210,8 +211,6 @@ def format_event(ev: dict[str, Any]) -> str:
 
 
 def cmd_events(ctx: Context, opts: Any) -> int:
-    from dockyard.cli.commands.container import get_timestamp
-
     template = None
     if opts.format:
         template = Template("{{json .}}" if opts.format == "json" else opts.format)
@@ -295,7 +294,6 @@ def cmd_df(ctx: Context, opts: Any) -> int:
 
 
 def _df_verbose(images: list[dict], containers: list[dict], volumes: list[dict], cache: list[dict]) -> None:
-    from dockyard.cli.commands.container import ContainerRow, PS_HEADERS
     from dockyard.cli.commands.image import IMAGE_HEADERS, image_rows
 
     out = sys.stdout
@@ -305,7 +303,7 @@ def _df_verbose(images: list[dict], containers: list[dict], volumes: list[dict],
     out.write("\nContainers space usage:\n\n")
     now = time.time()
     Formatter("table", "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t"
-              "{{.Status}}\t{{.Names}}", PS_HEADERS).render([_SizeRow(c, now) for c in containers])
+              "{{.Status}}\t{{.Names}}", PS_HEADERS).render([_SizeRow(c, True, now) for c in containers])
     out.write("\nLocal Volumes space usage:\n\n")
     out.write(_simple_table(["VOLUME NAME", "LINKS", "SIZE"],
                             [[v.get("Name", ""), str((v.get("UsageData") or {}).get("RefCount", 0)),
@@ -317,14 +315,11 @@ def _df_verbose(images: list[dict], containers: list[dict], volumes: list[dict],
                               str(b.get("UsageCount", 0)), str(bool(b.get("Shared"))).lower()] for b in cache]))
 
 
-def _SizeRow(c: dict, now: float):  # noqa: ANN202, N802 - a ps row whose Size is just the writable layer
-    from dockyard.cli.commands.container import ContainerRow
+class _SizeRow(ContainerRow):
+    """A ps row whose Size is the writable layer alone (df -v)."""
 
-    class Row(ContainerRow):
-        def Size(self) -> str:
-            return human_size(self._c.get("SizeRw") or 0)
-
-    return Row(c, True, now)
+    def Size(self) -> str:
+        return human_size(self._c.get("SizeRw") or 0)
 
 
 def _simple_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -346,7 +341,6 @@ def setup_prune(p: DockyardParser) -> None:
 
 
 def cmd_prune(ctx: Context, opts: Any) -> int:
-    from dockyard.cli.commands.container import confirm
     from dockyard.cli.commands.image import prune_images
 
     items = ["all stopped containers", "all networks not used by at least one container"]
@@ -356,7 +350,7 @@ def cmd_prune(ctx: Context, opts: Any) -> int:
                  else "all dangling images")
     items.append("unused build cache" if not opts.all else "all build cache")
     warning = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
-    if not opts.force and not confirm(ctx, warning):
+    if not opts.force and not confirm(warning):
         return 0
     filters = filters_arg(opts.filter)
     out = ""

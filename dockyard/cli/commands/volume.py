@@ -159,7 +159,7 @@ def cmd_prune(ctx: Context, opts: Any) -> int:
         warning = "WARNING! This will remove all local volumes not used by at least one container."
     else:
         warning = "WARNING! This will remove anonymous local volumes not used by at least one container."
-    if not opts.force and not confirm(ctx, warning):
+    if not opts.force and not confirm(warning):
         return 0
     report = ctx.client.post("/volumes/prune", {"filters": filters or None})
     out = ""
