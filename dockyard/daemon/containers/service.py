@@ -220,8 +220,11 @@ class ContainerService:
                 rec.state.exit_code = status.exit_code
                 rec.state.oom_killed = status.oom_killed
                 rec.state.error = status.error
+                startup.forget_sandbox(rec)
                 self._store.save(rec)
-                self._emit(rec, "die", exitCode=str(status.exit_code))
+                self._emit(rec, "die", exitCode=str(status.exit_code),
+                           execDuration=str(int(views.parse_rfc3339(rec.state.finished_at)
+                                                - views.parse_rfc3339(rec.state.started_at))))
                 auto_remove = rec.host_config.auto_remove
             running.exited.set()
             for fut in self._exit_waiters.pop(cid, []):
@@ -571,6 +574,7 @@ class ContainerService:
             rec.state.exit_code = status.exit_code
             rec.state.oom_killed = status.oom_killed
             rec.state.error = status.error
+            startup.forget_sandbox(rec)
             self._store.save(rec)
             try:
                 await self._networks.release_sandbox(rec.id)

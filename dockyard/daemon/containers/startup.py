@@ -169,6 +169,14 @@ def endpoints(sandbox: SandboxInfo) -> dict[str, EndpointSettings]:
     }
 
 
+def forget_sandbox(rec: ContainerRecord) -> None:
+    """After an exit the sandbox is gone: keep which networks, drop addresses (as Docker shows)."""
+    rec.sandbox_key = ""
+    for name, ep in rec.networks.items():
+        rec.networks[name] = EndpointSettings(network_id=ep.network_id, aliases=ep.aliases,
+                                              ipam_config=ep.ipam_config, links=ep.links)
+
+
 def read_exit_file(state_dir: Path) -> ExitStatus:
     """The shim's exit.json, or "shim died" when the shim vanished without writing it."""
     try:
