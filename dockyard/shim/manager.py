@@ -20,6 +20,7 @@ from typing import AsyncIterator, Awaitable
 from dockyard import errdefs
 from dockyard.shim import protocol
 from dockyard.shim.client import AttachStream, ExitStatus, ShimState, SpawnRequest
+from dockyard.shim.sockpath import short_path
 
 log = logging.getLogger("dockyard.shim")
 
@@ -56,7 +57,8 @@ class _Connection:
 
     @classmethod
     async def open(cls, path: Path) -> "_Connection":
-        reader, writer = await asyncio.open_unix_connection(str(path))
+        with short_path(path) as reachable:
+            reader, writer = await asyncio.open_unix_connection(reachable)
         return cls(reader, writer)
 
     async def send(self, kind: int, payload: bytes = b"") -> None:

@@ -45,6 +45,7 @@ from dockyard.shim import protocol as P
 from dockyard.shim import rootfs
 from dockyard.shim.client import SpawnRequest
 from dockyard.shim.jsonlog import JsonLogWriter, format_time
+from dockyard.shim.sockpath import short_path
 
 DRAIN_TIMEOUT = 2.0  # after the init exits, how long orphans may keep its output open
 EXITED_LINGER = 24 * 3600.0  # a stopped shim waits this long for the daemon to collect the exit
@@ -175,7 +176,9 @@ class Shim:
             if req.tty:
                 console_path = self.state_dir / "console.sock"
                 console = self._unix_listener(console_path)
-                self.init_pid = self.runtime.create(self.id, req.bundle, console_socket=console_path)
+                with short_path(console_path) as reachable:
+                    self.init_pid = self.runtime.create(self.id, req.bundle,
+                                                        console_socket=Path(reachable))
                 self._receive_console(console)
             else:
                 stdio = self._make_pipes(child_fds)
@@ -201,7 +204,8 @@ class Shim:
     def _unix_listener(self, path: Path) -> socket.socket:
         _unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.bind(str(path))
+        with short_path(path) as reachable:
+            sock.bind(reachable)
         sock.listen(16)
         return sock
 

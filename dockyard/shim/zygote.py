@@ -25,9 +25,11 @@ import selectors
 import socket
 import sys
 import traceback
+from pathlib import Path
 
 from dockyard.shim import protocol as P
 from dockyard.shim import shim
+from dockyard.shim.sockpath import short_path
 
 REQUEST_TIMEOUT = 5.0
 
@@ -55,7 +57,8 @@ class Zygote:
         except FileNotFoundError:
             pass
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.listener.bind(socket_path)
+        with short_path(Path(socket_path)) as reachable:
+            self.listener.bind(reachable)
         os.chmod(socket_path, 0o600)
         self.listener.listen(128)
         self.sel = selectors.DefaultSelector()
