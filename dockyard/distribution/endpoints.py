@@ -43,13 +43,15 @@ class RegistrySettings:
     insecure_registries: list[str] = field(default_factory=list)
     mirrors: list[str] = field(default_factory=list)
     certs_dir: Path = Path("/etc/dockyard/certs.d")
+    insecure_loopback: bool = True  # Docker always adds 127.0.0.0/8; off only to test TLS on loopback
 
 
 class Endpoints:
     def __init__(self, settings: RegistrySettings) -> None:
         self.settings = settings
         self._insecure_names: set[str] = set()
-        self._insecure_nets: list[ipaddress._BaseNetwork] = [ipaddress.ip_network(c) for c in DEFAULT_INSECURE_CIDRS]
+        self._insecure_nets: list[ipaddress._BaseNetwork] = [
+            ipaddress.ip_network(c) for c in DEFAULT_INSECURE_CIDRS if settings.insecure_loopback]
         for entry in settings.insecure_registries:
             entry = entry.removeprefix("http://").removeprefix("https://").rstrip("/")
             try:
@@ -101,11 +103,17 @@ class Endpoints:
             self._http_only.add(domain)
 
     def tls_context(self, host: str, verify: bool = True) -> ssl.SSLContext:
-        return _tls_context(self.settings.certs_dir, host, verify)
+        """Built once per state of ``certs.d/<host>``: certificates added later are used without a
+        restart, as Docker reads them per connection."""
+        try:
+            stamp = (self.settings.certs_dir / host).stat().st_mtime_ns
+        except OSError:
+            stamp = 0
+        return _tls_context(self.settings.certs_dir, host, verify, stamp)
 
 
 @functools.lru_cache(maxsize=128)
-def _tls_context(certs_dir: Path, host: str, verify: bool) -> ssl.SSLContext:
+def _tls_context(certs_dir: Path, host: str, verify: bool, stamp: int) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Protocol
 
 import msgspec
@@ -26,6 +27,9 @@ from dockyard.apitypes.distribution import (AuthConfig, AuthResponse, Distributi
                                             SearchResult)
 
 Emit = Callable[[JSONMessage], None]
+# Pulls and pushes hold a thread for their whole length: a pool of their own, so a few of them
+# cannot starve the default executor that every other route uses.
+_WORKERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="registry-op")
 
 
 class DistributionBackend(Protocol):
@@ -64,7 +68,7 @@ async def stream_progress(request: web.Request, work: Callable[[Emit], Any]) -> 
             raise errdefs.Unavailable("operation cancelled: the client went away")
         loop.call_soon_threadsafe(queue.put_nowait, message)
 
-    task = asyncio.ensure_future(asyncio.to_thread(work, emit))
+    task = asyncio.ensure_future(loop.run_in_executor(_WORKERS, work, emit))
     resp: web.StreamResponse | None = None
 
     async def write(message: JSONMessage) -> None:
