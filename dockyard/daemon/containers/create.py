@@ -117,7 +117,9 @@ def validate_resources(hc: HostConfig, warnings: list[str]) -> None:
             "Minimum memory limit can not be less than memory reservation limit, see usage")
     if hc.memory_reservation and hc.memory_reservation < MIN_MEMORY:
         raise errdefs.InvalidParameter("Minimum memory reservation allowed is 6MB")
-    if hc.memory_swappiness is not None and hc.memory_swappiness != -1 and not 0 <= hc.memory_swappiness <= 100:
+    if hc.memory_swappiness == -1:
+        hc.memory_swappiness = None  # the CLI's "unset"; dockerd stores null
+    if hc.memory_swappiness is not None and not 0 <= hc.memory_swappiness <= 100:
         raise errdefs.InvalidParameter(
             f"Invalid value: {hc.memory_swappiness}, valid memory swappiness range is 0-100")
     if hc.memory > 0 and hc.memory_swap == 0:
@@ -240,6 +242,9 @@ def prepare(request: CreateRequest, image: ImageInfo, container_id: str, config:
     validate_logging(hc)
     specmod.parse_security_opts(hc.security_opt)
     hc.runtime, runtime = resolve_runtime(hc.runtime, config)
+    if hc.cgroupns_mode not in ("", "private", "host"):
+        raise errdefs.InvalidParameter(f"invalid cgroup namespace mode: {hc.cgroupns_mode}")
+    hc.cgroupns_mode = hc.cgroupns_mode or "private"  # what our spec gives (its own cgroup namespace)
     if hc.network_mode in ("", "default"):
         hc.network_mode = "bridge"
     if not cfg.hostname:
