@@ -299,3 +299,18 @@ def test_parse_signal():
     assert parse_signal(None, default="SIGTERM") == 15
     with pytest.raises(errdefs.InvalidParameter, match="Invalid signal: FOO"):
         parse_signal("FOO")
+
+
+def test_attach_logs_replay_without_stream(env):
+    svc = service(env)
+
+    async def flow():
+        cid = svc.create(body()).id
+        rec = svc.get(cid)
+        Path(rec.log_path).write_text(
+            '{"log":"past\\n","stream":"stdout","time":"2026-11-29T00:00:00.1Z"}\n'
+            '{"log":"err\\n","stream":"stderr","time":"2026-11-29T00:00:00.2Z"}\n')
+        session = await svc.attach(cid, stdin=False, stdout=True, stderr=False, logs=True, stream=False)
+        return [item async for item in session.output()]
+
+    assert run(flow()) == [(1, b"past\n")]

@@ -37,6 +37,7 @@ from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
 from dockyard.daemon.containers.store import ContainerStore
 from dockyard.daemon.interfaces import EventSink, ImageLookup, NetworkAttacher
 from dockyard.mount import Mount
+from dockyard.shim import rootfs
 from dockyard.shim.client import ExitStatus, ShimHandle, ShimManager
 from dockyard.storage.metadata import Database
 
@@ -354,6 +355,9 @@ class ContainerService:
                 return  # removed meanwhile (auto-remove)
             st.transition(rec.state, st.REMOVING, rec.name)
             try:
+                rootfs_dir = self._exec_dir(rec.id) / "rootfs"
+                if os.path.ismount(rootfs_dir):  # its shim died before unmounting it
+                    rootfs.unmount_all(tuple(self._rootfs_mounts(rec)), rootfs_dir)
                 self._images.remove_rootfs(rec.id)
             except Exception as e:
                 st.transition(rec.state, st.DEAD, rec.name)  # Docker shows such a container as Dead
@@ -495,9 +499,8 @@ class ContainerService:
         session = AttachSession(rec.id, stdin=stdin and rec.config.open_stdin, stdout=stdout, stderr=stderr,
                                 tty=rec.config.tty, stdin_once=rec.config.stdin_once, detach_keys=keys)
         if logs and rec.log_path:
-            session.replay = [(1 if r.stream == "stdout" else 2, r.data)
-                              async for r in read_logs(rec, LogOptions(stdout=stdout, stderr=stderr),
-                                                       lambda: True)]
+            session.replay = [item async for item in read_logs(
+                rec, LogOptions(stdout=stdout, stderr=stderr), lambda: True)]
         if not stream:
             session.abandon()
             return session
@@ -550,8 +553,11 @@ class ContainerService:
             from dockyard.storage.archive import tar_dir
             return tar_dir(self._exec_dir(rec.id) / "rootfs")
         exporter: RootfsExporter = self._images  # type: ignore[assignment]
-        return exporter.export([Mount(type=m.type, source=m.source, options=tuple(m.options))
-                                for m in rec.rootfs_mounts])
+        return exporter.export(self._rootfs_mounts(rec))
+
+    @staticmethod
+    def _rootfs_mounts(rec: ContainerRecord) -> list[Mount]:
+        return [Mount(type=m.type, source=m.source, options=tuple(m.options)) for m in rec.rootfs_mounts]
 
     # ---- daemon start / stop -----------------------------------------------------------
     async def restore(self) -> None:
