@@ -50,10 +50,14 @@ _PATHS = {"container": "/containers/{}/json", "image": "/images/{}/json", "netwo
 
 def cmd_inspect(ctx: Context, opts: Any) -> int:
     if opts.type and opts.type not in _PATHS:
-        raise StatusError(1, f'"{opts.type}" is not a valid value for --type')
+        raise StatusError(1, f'unknown type: "{opts.type}": must be one of "config", "container", "image", '
+                             '"network", "node", "plugin", "secret", "service", "task", "volume"')
     kinds = [opts.type] if opts.type else ["container", "image", "network", "volume"]
 
     def get(name: str) -> Any:
+        if opts.type:  # one kind asked for: the daemon's own error, as docker prints it
+            query = {"size": True} if opts.type == "container" and opts.size else None
+            return ctx.client.get(_PATHS[opts.type].format(path_quote(name)), query)
         for kind in kinds:
             query = {"size": True} if kind == "container" and opts.size else None
             try:
@@ -61,8 +65,6 @@ def cmd_inspect(ctx: Context, opts: Any) -> int:
             except APIError as e:
                 if e.status not in (404, 400):
                     raise
-        if opts.type:
-            raise LookupError(f"No such {opts.type}: {name}")
         raise LookupError(f"No such object: {name}")
 
     return inspect_objects(opts.args, get, opts.format)
