@@ -95,6 +95,9 @@ def test_pull_oci_manifest_layer_compressions(env, fake, kind):
     fake.add("oci", "latest", image)
     env.pull(f"{fake.host}/oci", "latest")
     assert env.h.service.inspect(f"{fake.host}/oci").id == image.id
+    for diff_id in env.h.service.inspect(image.id).root_fs.layers:
+        assert env.h.content.has(diff_id)  # the diffs stay, whatever the blobs were
+    assert sum(len(chunk) for chunk in env.h.service.save([image.id])) > 0
 
 
 def test_index_platform_selection(env, fake):

@@ -182,8 +182,9 @@ def _pull_one(svc: DistributionService, repo: RepositoryAPI, ref: references.Ref
         for digest in held:
             svc.downloads.release(digest, consumed=False)
         raise
-    for digest in held:
-        svc.downloads.release(digest, consumed=True)
+    for diff_id, desc in downloaded:
+        # an uncompressed layer's blob is its diff, which the layer store keeps
+        svc.downloads.release(desc.digest, consumed=desc.digest != diff_id)
     for diff_id, desc in downloaded:
         svc.blobinfo.add(diff_id, BlobRecord(desc.digest, desc.media_type, desc.size, ref.name))
     progress.status(f"Digest: {manifest_digest}")
