@@ -314,3 +314,18 @@ def test_attach_logs_replay_without_stream(env):
         return [item async for item in session.output()]
 
     assert run(flow()) == [(1, b"past\n")]
+
+
+def test_failed_start_removes_an_autoremove_container(env):
+    env[2]["shims"].fail = 'exec: "nope": executable file not found in $PATH'
+    svc = service(env)
+
+    async def flow():
+        cid = svc.create(body(host_config=HostConfig(auto_remove=True))).id
+        removed = svc.wait(cid, "removed")
+        with pytest.raises(errdefs.InvalidParameter):
+            await svc.start(cid)
+        return (await asyncio.wait_for(removed, 2)).status_code
+
+    assert run(flow()) == 127
+    assert svc.list(all=True) == []

@@ -151,8 +151,17 @@ class ContainerService:
     # ---- start ---------------------------------------------------------------------
     async def start(self, ref: str) -> None:
         rec = self._store.get(ref)
-        async with self._lock(rec.id):
-            await self._start_locked(rec)
+        try:
+            async with self._lock(rec.id):
+                await self._start_locked(rec)
+        except errdefs.NotModified:
+            raise
+        except errdefs.DockyardError:
+            # moby: a failed start of an AutoRemove container removes it (docker run --rm
+            # waits for "removed" and must not hang)
+            if rec.host_config.auto_remove and not rec.state.running and self._store.has_id(rec.id):
+                await self.remove(rec.id, force=True)
+            raise
 
     async def _start_locked(self, rec: ContainerRecord) -> None:
         if rec.state.status == st.RUNNING:
