@@ -3,7 +3,7 @@
 Manifest (a list or index resolved to the wanted platform), then the config, then the
 layers: the ones whose chain is already registered are skipped ("Already exists"), a diff
 already in the content store is unpacked from there, the rest are downloaded in parallel
-(daemon-wide limit) while earlier layers are unpacked in order. Layers, image row and tag
+(daemon-wide limit), then unpacked in order. Layers, image row and tag
 are added by ``register_images`` exactly as ``docker load`` adds them, so a pull that
 fails or is killed halfway leaves no image and no half layer; downloaded blobs stay in
 the content store and the next pull resumes from them.
@@ -146,9 +146,8 @@ def _pull_one(svc: DistributionService, repo: RepositoryAPI, ref: references.Ref
     if len(diff_ids) != len(manifest.layers):
         raise errdefs.InvalidParameter(f"invalid image: config lists {len(diff_ids)} layers, "
                                        f"manifest {len(manifest.layers)}")
-    held: list[str] = []
     openers: list[Callable[[], IO[bytes]]] = []
-    downloaded: list[tuple[str, spec.Descriptor]] = []
+    downloaded: list[tuple[str, spec.Descriptor, Future]] = []
     chain: str | None = None
     try:
         new_image = images.store.get(manifest.config.digest) is None
@@ -165,12 +164,18 @@ def _pull_one(svc: DistributionService, repo: RepositoryAPI, ref: references.Ref
                 progress.layer(layer_id, "Pulling fs layer")
                 meter = progress.meter(layer_id, "Downloading", desc.size)
                 future = svc.downloads.fetch(repo, desc.digest, desc.size, meter)
-                held.append(desc.digest)
-                downloaded.append((diff_id, desc))
+                downloaded.append((diff_id, desc, future))
                 openers.append(_downloaded(svc, future, desc, layer_id, progress))
-        for position, (_, desc) in enumerate(downloaded):
+        for position, (_, desc, _) in enumerate(downloaded):
             if position >= svc.max_concurrent_downloads and not svc.content.has(desc.digest):
                 progress.layer(short(desc.digest), "Waiting")
+        # All blobs first, then unpack: register_images holds the image lock while it works, and
+        # a slow download must not keep rmi, load or another pull's unpacking waiting.
+        for _, desc, future in downloaded:
+            error = future.exception()  # waits
+            if error is not None:
+                raise error
+            progress.layer(short(desc.digest), "Download complete")
         name = [ref] if ref.tag is not None else []
         previous = images.store.ref_target(str(ref)) if ref.tag is not None else None
         result = register_images(images.lock, images.layers, images.store,
@@ -179,13 +184,12 @@ def _pull_one(svc: DistributionService, repo: RepositoryAPI, ref: references.Ref
             cur.execute("INSERT OR IGNORE INTO repo_digests (image_id, name) VALUES (?, ?)",
                         (result.id, f"{ref.name}@{manifest_digest}"))
     except BaseException:
-        for digest in held:
-            svc.downloads.release(digest, consumed=False)
+        for _, desc, _ in downloaded:
+            svc.downloads.release(desc.digest, consumed=False)
         raise
-    for diff_id, desc in downloaded:
+    for diff_id, desc, _ in downloaded:
         # an uncompressed layer's blob is its diff, which the layer store keeps
         svc.downloads.release(desc.digest, consumed=desc.digest != diff_id)
-    for diff_id, desc in downloaded:
         svc.blobinfo.add(diff_id, BlobRecord(desc.digest, desc.media_type, desc.size, ref.name))
     progress.status(f"Digest: {manifest_digest}")
     images.events.emit("image", "pull", ref.familiar(), {"name": ref.familiar()})
@@ -204,7 +208,6 @@ def _downloaded(svc: DistributionService, future: Future, desc: spec.Descriptor,
                 progress: Progress) -> Callable[[], IO[bytes]]:
     def open_blob() -> IO[bytes]:
         future.result()
-        progress.layer(layer_id, "Download complete")
         meter = progress.meter(layer_id, "Extracting", desc.size)
         return _ExtractReader(svc.content.open(desc.digest), meter,  # type: ignore[return-value]
                               lambda: progress.layer(layer_id, "Pull complete"))
