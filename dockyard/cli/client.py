@@ -215,7 +215,7 @@ class Client:
     def delete(self, path: str, query: dict[str, Any] | None = None) -> Any:
         return self.json("DELETE", path, query)
 
-    def hijack(self, path: str, query: dict[str, Any]) -> tuple[socket.socket, bytes]:
+    def hijack(self, path: str, query: dict[str, Any], body: Any = None) -> tuple[socket.socket, bytes]:
         """POST with ``Upgrade: tcp``; return the raw socket and any bytes read past the headers.
 
         http.client cannot hand over its socket after a 101, so this speaks the few lines of
@@ -228,9 +228,12 @@ class Client:
         except (FileNotFoundError, ConnectionRefusedError):
             raise ConnectError(self.host) from None
         sock = conn.sock
+        data = json.dumps(body).encode() if body is not None else b""
+        content = f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if data else \
+            "Content-Type: text/plain\r\n"
         request = (f"POST {url} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: {USER_AGENT}\r\n"
-                   "Content-Type: text/plain\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
-        sock.sendall(request.encode())
+                   f"{content}Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        sock.sendall(request.encode() + data)
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = sock.recv(65536)

@@ -28,6 +28,7 @@ TOP: dict[str, tuple[str, str, str]] = {
     "rename": ("container", "rename", "Rename a container"),
     "ps": ("container", "ps", "List containers"),
     "logs": ("container", "logs", "Fetch the logs of a container"),
+    "exec": ("container", "exec_", "Execute a command in a running container"),
     "attach": ("container", "attach", "Attach local standard input, output, and error streams to a running container"),
     "commit": ("container", "commit", "Create a new image from a container's changes"),
     "export": ("container", "export", "Export a container's filesystem as a tar archive"),

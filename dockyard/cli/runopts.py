@@ -126,8 +126,13 @@ def _nano_cpus(value: str) -> int:
 
 
 def _env(opts: argparse.Namespace) -> list[str] | None:
+    return exec_env(opts.env_file, opts.env)
+
+
+def exec_env(env_files: list[str], entries: list[str]) -> list[str] | None:
+    """-e and --env-file values (files first), as docker merges them."""
     env: list[str] = []
-    for path in opts.env_file:
+    for path in env_files:
         try:
             with open(path, encoding="utf-8") as f:
                 lines = f.read().splitlines()
@@ -138,7 +143,7 @@ def _env(opts: argparse.Namespace) -> list[str] | None:
             if not line or line.startswith("#"):
                 continue
             env.append(_env_entry(line))
-    env += [_env_entry(e) for e in opts.env]
+    env += [_env_entry(e) for e in entries]
     return env or None
 
 

@@ -352,7 +352,7 @@ def _same(ours: subprocess.CompletedProcess[bytes], theirs: subprocess.Completed
     assert ours.returncode == theirs.returncode
     assert ours.stdout.decode() == theirs.stdout.decode()
     theirs_err = theirs.stderr.decode()
-    for word in ("docker: ", "'docker run", "'docker rm", "'docker ps", "'docker rename", "Usage:  docker ",
+    for word in ("docker: ", "'docker run", "'docker exec", "'docker rm", "'docker ps", "'docker rename", "Usage:  docker ",
                  "Run 'docker", "See 'docker"):
         theirs_err = theirs_err.replace(word, word.replace("docker", "dockyard"))
     assert ours.stderr.decode() == theirs_err
@@ -525,3 +525,15 @@ def test_tls_verify_with_cert_path(tmp_path: Any) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_exec(api: FakeServer) -> None:
+    dockyard(api, "run", "-d", "--name", "box", "busybox", "sleep")
+    for args in (("exec", "box", "echo", "hi", "there"), ("exec", "box", "sh", "-c", "exit 7"),
+                 ("exec", "-d", "box", "echo", "x"), ("exec", "nope", "echo"), ("exec", "box"),
+                 ("exec", "-u", "1000", "-w", "/tmp", "-e", "A=1", "box", "echo", "env")):
+        _same(dockyard(api, *args), docker(api, *args))
+    bodies = [b for m, p, q, b in api.state.requests if p.endswith("/exec")]
+    ours, theirs = bodies[-2], bodies[-1]
+    for key in ("User", "WorkingDir", "Env", "Cmd", "Tty", "AttachStdin", "AttachStdout", "AttachStderr", "Detach"):
+        assert ours[key] == theirs[key], key

@@ -76,6 +76,7 @@ class FakeState:
         self.pullable: dict[str, FakeImage] = {}
         self.events: list[dict[str, Any]] = []
         self.dangling: list[FakeImage] = []
+        self.execs: dict[str, dict[str, Any]] = {}
 
     def add_image(self, ref: str, size: int = 4_260_000, created: int | None = None,
                   pullable_only: bool = False) -> FakeImage:
@@ -592,6 +593,42 @@ class Handler(BaseHTTPRequestHandler):
                 self._chunk(data if c.tty else _frame(stream, data))
         self._end_chunked()
 
+    def h_POST_containers_X_exec(self, q: Any, body: dict[str, Any], ref: str) -> None:
+        c = self._container(ref)
+        if c is None:
+            return
+        if c.status != "running":
+            self._error(409, f"container {c.id} is not running")
+            return
+        exec_id = uuid.uuid4().hex * 2
+        self.server.state.execs[exec_id] = {"cmd": body["Cmd"], "tty": body["Tty"], "exit": None, "body": body}
+        self._send_json({"Id": exec_id}, 201)
+
+    def h_POST_exec_X_start(self, q: Any, body: dict[str, Any], exec_id: str) -> None:
+        ex = self.server.state.execs[exec_id]
+        cmd = ex["cmd"]
+        code = int(cmd[2].split()[1]) if cmd[:2] == ["sh", "-c"] and cmd[2].startswith("exit ") else 0
+        out = (" ".join(cmd[1:]) + "\n").encode() if cmd[0] == "echo" else b""
+        if body.get("Detach"):
+            ex["exit"] = code
+            self._no_content(200)
+            return
+        self.send_response(101)
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Upgrade", "tcp")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        if out:
+            self.wfile.write(out if ex["tty"] else _frame(1, out))
+            self.wfile.flush()
+        ex["exit"] = code
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def h_GET_exec_X_json(self, q: Any, b: Any, exec_id: str) -> None:
+        ex = self.server.state.execs[exec_id]
+        self._send_json({"ID": exec_id, "Running": ex["exit"] is None, "ExitCode": ex["exit"]})
+
     def h_POST_containers_prune(self, q: Any, b: Any) -> None:
         st = self.server.state
         gone = [c for c in st.containers.values() if c.status in ("exited", "created")]
@@ -600,7 +637,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json({"ContainersDeleted": [c.id for c in gone] or None, "SpaceReclaimed": 0})
 
 
-_STATIC = {"tag", "get", "export", "commit", "build", "volumes", "history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
+_STATIC = {"exec", "tag", "get", "export", "commit", "build", "volumes", "history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
            "logs", "resize", "create", "load", "prune", "_ping", "version", "info", "events"}
 
 

@@ -412,6 +412,68 @@ def cmd_attach(ctx: Context, opts: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# exec
+
+
+def setup_exec_(p: DockyardParser) -> None:
+    p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
+    p.add_argument("--detach-keys", default="", help="Override the key sequence for detaching a container")
+    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables")
+    p.add_argument("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    p.add_argument("--privileged", action="store_true", help="Give extended privileges to the command")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("-u", "--user", default="", help='Username or UID (format: "<name|uid>[:<group|gid>]")')
+    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
+    p.command_line("CONTAINER COMMAND [ARG...]")
+    p.min_args = 2
+
+
+def cmd_exec_(ctx: Context, opts: Any) -> int:
+    from dockyard.cli import streams
+    from dockyard.cli.runopts import OptionError, exec_env
+
+    name, *cmd = opts.args
+    if opts.tty and opts.interactive and not opts.detach and not os.isatty(sys.stdin.fileno()):
+        raise StatusError(1, "the input device is not a TTY")
+    try:
+        env = exec_env(opts.env_file, opts.env)
+    except OptionError as e:
+        raise StatusError(125, f"{PROG}: {e}\n\nRun '{PROG} exec --help' for more information") from None
+    client = ctx.client
+    attach = not opts.detach
+    body = {"User": opts.user, "Privileged": opts.privileged, "Tty": opts.tty,
+            "AttachStdin": opts.interactive and attach, "AttachStderr": attach, "AttachStdout": attach,
+            "Detach": opts.detach, "DetachKeys": opts.detach_keys, "Env": env, "WorkingDir": opts.workdir,
+            "Cmd": cmd}
+    exec_id = client.post(_c(name) + "/exec", body=body)["Id"]
+    if opts.detach:
+        client.post(f"/exec/{exec_id}/start", body={"Detach": True, "Tty": opts.tty})
+        return 0
+    sock, first = client.hijack(f"/exec/{exec_id}/start", {}, {"Detach": False, "Tty": opts.tty})
+    attachment = streams.Attachment(sock, first, opts.tty, body["AttachStdin"],
+                                    streams.parse_detach_keys(opts.detach_keys))
+    raw = streams.RawTerminal(sys.stdin.fileno()) if opts.tty and body["AttachStdin"] else None
+    if raw:
+        raw.__enter__()
+    try:
+        attachment.start()
+        if opts.tty and os.isatty(sys.stdout.fileno()):
+            streams.monitor_tty_size(lambda h, w: client.post(f"/exec/{exec_id}/resize", {"h": h, "w": w}),
+                                     sys.stdout.fileno())
+        try:
+            attachment.wait()
+        except streams.Detached:
+            return 0
+        finally:
+            attachment.close()
+    finally:
+        if raw:
+            raw.__exit__(None, None, None)
+    return int(client.get(f"/exec/{exec_id}/json").get("ExitCode") or 0)
+
+
+# ---------------------------------------------------------------------------------------------
 # simple lifecycle verbs
 
 
