@@ -21,7 +21,7 @@ import logging
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -29,11 +29,14 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.apitypes.container import EndpointSettings as ApiEndpointSettings
-from dockyard.apitypes.container import NetworkSettings
+from dockyard.apitypes.container import NetworkSettings, PortBinding
 from dockyard.apitypes.network import CreateRequest, CreateResponse, EndpointResource, Network
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo
-from dockyard.network import etcfiles, ipam, netns, records
+from dockyard.network import etcfiles, iptables, ipam, netns, portmap, records
+from dockyard.network.dns import DnsServer
+from dockyard.network.portmap import PortMapping
+from dockyard.network.proxy import Proxy
 from dockyard.network.records import NetworkRecord
 from dockyard.network.sandbox import SPARE_PREFIX, NetnsWorker
 from dockyard.storage.metadata import Database
@@ -61,6 +64,14 @@ class _Sandbox:
     netns_path: Path | None
     address: ipaddress.IPv4Interface | None = None
     files: tuple[Path | None, Path | None, Path | None] = (None, None, None)
+    aliases: list[str] = field(default_factory=list)  # --network-alias (user-defined networks)
+    ports: list[PortMapping] = field(default_factory=list)  # published ports, host side reserved
+    exposed: list[str] = field(default_factory=list)  # ExposedPorts keys, for NetworkSettings.Ports
+    proxies: list[Proxy] = field(default_factory=list)
+    port_rules: list[iptables.Rule] = field(default_factory=list)
+    resolver: DnsServer | None = None
+    mac_address: str = ""  # --mac-address; else derived from the address
+    upstreams: list[tuple[str, int]] = field(default_factory=list)  # the resolver's forwarders
 
     @property
     def endpoint_id(self) -> str:
@@ -73,6 +84,8 @@ class _Sandbox:
 
     @property
     def mac(self) -> str:
+        if self.mac_address:
+            return self.mac_address
         return ipam.mac_for(self.address.ip) if self.address else ""
 
 
@@ -85,6 +98,29 @@ def _gateway_of(record: NetworkRecord) -> ipaddress.IPv4Interface:
     return ipaddress.IPv4Interface(f"{record.gateway}/{record.subnet.split('/')[1]}")
 
 
+class _SandboxState(msgspec.Struct):
+    """What a sandbox needs besides its kernel objects and address to be served again after a
+    daemon restart (a file in the exec root: sandboxes do not outlive a reboot either)."""
+    aliases: list[str] = []
+    ports: list[PortMapping] = []
+    exposed: list[str] = []
+    upstreams: list[tuple[str, int]] = []
+    mac_address: str = ""
+
+
+def _enable_ip_forward() -> None:
+    """As dockerd with --ip-forward (the default): containers' traffic is routed by the host."""
+    path = Path("/proc/sys/net/ipv4/ip_forward")
+    if path.read_text().strip() != "1":
+        log.warning("enabling IPv4 forwarding (net.ipv4.ip_forward=1), as --ip-forward asks")
+        path.write_text("1\n")
+
+
+def _masquerade(record: NetworkRecord) -> bool:
+    """Outbound NAT only for networks that ask for it (the default bridge does)."""
+    return record.options.get(records.MASQUERADE_OPTION, "").lower() == "true"
+
+
 class NetworkService:
     def __init__(self, config: DaemonConfig, db: Database, events: EventSink) -> None:
         self._config = config
@@ -95,6 +131,9 @@ class NetworkService:
         self._bridges: dict[str, _Bridge] = {}  # by network id
         self._sandboxes: dict[str, _Sandbox] = {}  # by container id
         self._admin = asyncio.Lock()  # network create/remove, one at a time
+        # iptables chains of this daemon instance (several test daemons share a host)
+        self._chains = iptables.Chains.for_instance(str(config.exec_root))
+        self._state_dir = config.exec_root / "network"
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -115,9 +154,31 @@ class NetworkService:
         for record in stored:
             if not record.builtin:
                 await self._restore_user_bridge(record)
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        if self._config.ip_forward:
+            await asyncio.to_thread(_enable_ip_forward)
+        if self._config.iptables:
+            rules = [r for record in self._networks.values() for r in self._network_rules(record)]
+            await asyncio.to_thread(self._setup_iptables, rules)
+
+    def _setup_iptables(self, rules: list[iptables.Rule]) -> None:
+        iptables.setup(self._chains)  # also drops what a killed previous run left
+        iptables.add(rules)
+
+    def _network_rules(self, record: NetworkRecord) -> list[iptables.Rule]:
+        if record.id not in self._bridges:
+            return []
+        return iptables.network_rules(self._chains, record.bridge, record.subnet, record.internal,
+                                      _masquerade(record))
 
     async def stop(self) -> None:
-        """Live-restore: sandboxes of running containers stay as they are."""
+        """Live-restore: sandboxes of running containers stay as they are; their published ports
+        and resolvers (served by this process) and our iptables chains go, and come back with
+        ``reconcile`` at the next start."""
+        for sandbox in self._sandboxes.values():
+            self._stop_serving(sandbox)
+        if self._config.iptables:
+            await asyncio.to_thread(iptables.teardown, self._chains)
         if self._worker is not None:
             await asyncio.to_thread(self._worker.close)
             self._worker = None
@@ -234,6 +295,37 @@ class NetworkService:
             elif owner not in self._sandboxes:  # a namespace without an address: --network none
                 self._sandboxes[owner] = _Sandbox(owner, names[owner], none, path,
                                                   files=self._file_paths(self._config.container_data_dir(owner)))
+        for path in list(self._state_dir.glob("*.json")):
+            sandbox = self._sandboxes.get(path.stem)
+            if sandbox is None or path.stem not in names:
+                path.unlink(missing_ok=True)
+            elif not sandbox.proxies and sandbox.resolver is None:
+                await self._restore_serving(sandbox, path)
+
+    async def _restore_serving(self, sandbox: _Sandbox, path: Path) -> None:
+        """Serve a live container's resolver and published ports again after a restart."""
+        try:
+            state = msgspec.json.decode(path.read_bytes(), type=_SandboxState)
+        except (OSError, msgspec.DecodeError):
+            log.warning("unreadable network state %s: ports and names of %s not restored", path,
+                        sandbox.container_id[:12])
+            return
+        sandbox.aliases, sandbox.exposed = list(state.aliases), list(state.exposed)
+        sandbox.upstreams, sandbox.mac_address = [tuple(u) for u in state.upstreams], state.mac_address
+        if sandbox.address is not None:
+            for mapping in state.ports:
+                try:
+                    sock = portmap.rebind(mapping)
+                except OSError as e:
+                    log.warning("container %s: cannot publish %s:%d again: %s", sandbox.container_id[:12],
+                                mapping.host_ip, mapping.host_port, e)
+                    continue
+                sandbox.ports.append(mapping)
+                sandbox.proxies.append(Proxy(sock, mapping.proto, (str(sandbox.address.ip), mapping.container_port)))
+        try:
+            await self._serve(sandbox)
+        except Exception:
+            log.exception("container %s: restoring its resolver and ports failed", sandbox.container_id[:12])
 
     # ---- sandboxes (NetworkAttacher) ---------------------------------------------------------
 
@@ -254,9 +346,16 @@ class NetworkService:
     async def create_sandbox(self, container_id: str, mode: str, hostname: str, domainname: str,
                              dns: list[str], dns_search: list[str], dns_options: list[str],
                              extra_hosts: list[str], data_dir: Path, peer_netns: str | None = None,
-                             container_name: str = "") -> SandboxInfo:
+                             container_name: str = "", *,
+                             port_bindings: dict[str, list[PortBinding] | None] | None = None,
+                             exposed_ports: Iterable[str] = (), publish_all: bool = False,
+                             endpoint_config: ApiEndpointSettings | None = None,
+                             links: Iterable[str] = ()) -> SandboxInfo:
         """See ``interfaces.NetworkAttacher``. ``container:<full id>`` joins the peer's namespace
-        and shares its /etc files; ``peer_netns`` overrides the namespace path found for it."""
+        and shares its /etc files; ``peer_netns`` overrides the namespace path found for it.
+        On a bridge network: ``port_bindings``/``publish_all`` publish ports (reserved before
+        anything else is made), ``endpoint_config`` gives --ip, --mac-address and
+        --network-alias, ``links`` (``name[:alias]``, default bridge) become /etc/hosts entries."""
         existing = self._sandboxes.get(container_id)
         if existing is not None:
             return self._info(existing)
@@ -267,17 +366,42 @@ class NetworkService:
         network = self._network_for_mode(mode)
         sandbox = _Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
         bridge = self._bridges.get(network.id)
+        user_defined = bridge is not None and not network.builtin
+        wanted_ip, mac = self._endpoint_wishes(network, bridge, endpoint_config)
+        aliases = list(endpoint_config.aliases or []) if endpoint_config is not None else []
+        if aliases and not user_defined:
+            raise errdefs.InvalidParameter(
+                "network-scoped alias is supported only for containers in user defined networks")
+        sandbox.aliases = aliases
+        sandbox.mac_address = mac or ""
+        requests = portmap.requested(port_bindings, exposed_ports, publish_all) if bridge is not None else []
+        link_entries = self._link_entries(links) if bridge is not None else []
+        host_gateway = self._host_gateway()
         if network.driver == "host":
-            hosts = etcfiles.host_hosts(extra_hosts)
+            hosts = etcfiles.host_hosts(extra_hosts, host_gateway)
             resolv = etcfiles.resolv_conf(dns, dns_search, dns_options, host_netns=True)
         else:
-            hosts = etcfiles.hosts(hostname, domainname, None, extra_hosts)  # checks --add-host first
+            # checks --add-host before anything is made
+            hosts = etcfiles.hosts(hostname, domainname, None, extra_hosts, host_gateway)
             sandbox.netns_path = self._netns_path(container_id)
             if bridge is not None:
-                address = bridge.pool.allocate()
+                address = bridge.pool.claim(wanted_ip) if wanted_ip is not None else bridge.pool.allocate()
                 sandbox.address = ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}")
-                hosts = etcfiles.hosts(hostname, domainname, str(address), extra_hosts)
-            resolv = etcfiles.resolv_conf(dns, dns_search, dns_options)
+                hosts = etcfiles.hosts(hostname, domainname, str(address), extra_hosts, host_gateway,
+                                       link_entries)
+            if user_defined:
+                resolv, sandbox.upstreams = etcfiles.internal_resolv_conf(dns, dns_search, dns_options)
+            else:
+                resolv = etcfiles.resolv_conf(dns, dns_search, dns_options)
+        if bridge is not None:
+            sandbox.exposed = sorted(exposed_ports or ())
+            try:
+                self._reserve_ports(sandbox, requests)
+            except BaseException:
+                self._stop_serving(sandbox)
+                if sandbox.address is not None:
+                    bridge.pool.release(sandbox.address.ip)
+                raise
         # The kernel work (worker thread) and the file work (the /etc files, the address record)
         # run side by side.
         steps = [asyncio.to_thread(self._write_files, network.id, sandbox, hosts, resolv, hostname)]
@@ -285,6 +409,11 @@ class NetworkService:
             steps.append(self._run(self._make_netns, sandbox, bridge))
         results = await asyncio.gather(*steps, return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is None:
+            try:
+                await self._serve(sandbox)
+            except BaseException as e:
+                failure = e
         if failure is not None:
             await self._undo(sandbox)
             if isinstance(failure, OSError):
@@ -295,6 +424,124 @@ class NetworkService:
         self._events.emit("network", "connect", network.id,
                           {"container": container_id, "name": network.name, "type": network.driver})
         return self._info(sandbox)
+
+    def _endpoint_wishes(self, network: NetworkRecord, bridge: _Bridge | None,
+                         config: ApiEndpointSettings | None) -> tuple[ipaddress.IPv4Address | None, str | None]:
+        """The validated --ip and --mac-address of an endpoint (None: choose)."""
+        if config is None:
+            return None, None
+        wanted = config.ipam_config.ipv4_address if config.ipam_config is not None else ""
+        address = None
+        if wanted:
+            if bridge is None or network.builtin:
+                raise errdefs.InvalidParameter("user specified IP address is supported on user defined networks only")
+            try:
+                address = ipaddress.IPv4Address(wanted)
+            except ValueError:
+                raise errdefs.InvalidParameter(f"invalid IPv4 address: {wanted}") from None
+            if address not in bridge.pool.subnet:
+                raise errdefs.InvalidParameter(
+                    f"no configured subnet or ip-range contain the IP address {address}")
+        mac = config.mac_address or None
+        if mac is not None and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+            raise errdefs.InvalidParameter(f"invalid MAC address: {mac}")
+        return address, mac.lower() if mac else None
+
+    def _link_entries(self, links: Iterable[str]) -> list[tuple[str, str]]:
+        """Legacy --link name[:alias]: (address, "alias id12 name") lines for /etc/hosts."""
+        out = []
+        for link in links:
+            target, _, alias = link.partition(":")
+            target = target.lstrip("/")
+            alias = alias.lstrip("/").rsplit("/", 1)[-1] or target
+            peer = next((s for s in self._sandboxes.values()
+                         if target in (s.name, s.container_id) or
+                         (len(target) >= 12 and s.container_id.startswith(target))), None)
+            if peer is None or peer.address is None:
+                raise errdefs.InvalidParameter(
+                    f"could not get container for {target}: it is not running on a bridge network")
+            names = dict.fromkeys([alias, peer.container_id[:12], peer.name or target])
+            out.append((str(peer.address.ip), " ".join(n for n in names if n)))
+        return out
+
+    def _host_gateway(self) -> str:
+        """What --add-host name:host-gateway resolves to: the default bridge's gateway."""
+        record = self._by_name(BRIDGE)
+        return record.gateway if record is not None else ""
+
+    def _reserve_ports(self, sandbox: _Sandbox, requests: list[portmap.PortRequest]) -> None:
+        assert sandbox.address is not None
+        for request in requests:
+            try:
+                mapping, sock = portmap.reserve(request)
+            except errdefs.DockyardError as e:
+                raise type(e)(f"driver failed programming external connectivity on endpoint "
+                              f"{sandbox.name or sandbox.container_id[:12]} ({sandbox.endpoint_id}): {e}") from None
+            sandbox.ports.append(mapping)
+            sandbox.proxies.append(Proxy(sock, mapping.proto, (str(sandbox.address.ip), mapping.container_port)))
+
+    async def _serve(self, sandbox: _Sandbox) -> None:
+        """Once the namespace exists: the resolver inside it, the published ports' proxies and
+        NAT rules, and the state a restarted daemon needs to do this again."""
+        network, address = sandbox.network, sandbox.address
+        assert network is not None
+        if sandbox.upstreams and sandbox.netns_path is not None:
+            assert self._worker is not None
+            udp, tcp = await self._run(self._worker.dns_sockets, sandbox.netns_path)
+            sandbox.resolver = DnsServer(udp, tcp, self._lookup_for(sandbox), sandbox.upstreams)
+            await sandbox.resolver.start()
+        for proxy in sandbox.proxies:
+            await proxy.start()
+        if sandbox.ports and self._config.iptables and address is not None:
+            dnat: list[iptables.Rule] = []
+            accept: list[iptables.Rule] = []
+            for m in sandbox.ports:
+                if ipaddress.ip_address(m.host_ip).version != 4:
+                    continue  # IPv6 host addresses: the proxy alone
+                d, a = iptables.port_rules(self._chains, network.bridge, m.proto, m.host_ip, m.host_port,
+                                           str(address.ip), m.container_port)
+                dnat += d
+                accept += a
+            sandbox.port_rules = dnat + accept
+            await asyncio.to_thread(self._add_port_rules, dnat, accept)
+        if sandbox.aliases or sandbox.ports or sandbox.upstreams or sandbox.mac_address:
+            state = _SandboxState(aliases=sandbox.aliases, ports=sandbox.ports, exposed=sandbox.exposed,
+                                  upstreams=sandbox.upstreams, mac_address=sandbox.mac_address)
+            await asyncio.to_thread(etcfiles.write_atomic, self._state_path(sandbox.container_id),
+                                    msgspec.json.encode(state).decode())
+
+    @staticmethod
+    def _add_port_rules(dnat: list[iptables.Rule], accept: list[iptables.Rule]) -> None:
+        iptables.add(dnat)
+        iptables.insert(accept, 2)  # after the established rule, before the isolation jump
+
+    def _state_path(self, container_id: str) -> Path:
+        return self._state_dir / f"{container_id}.json"
+
+    def _stop_serving(self, sandbox: _Sandbox) -> None:
+        """Close the sandbox's sockets in this process (the kernel rules are dropped apart)."""
+        if sandbox.resolver is not None:
+            sandbox.resolver.close()
+            sandbox.resolver = None
+        for proxy in sandbox.proxies:
+            proxy.close()
+        sandbox.proxies = []
+
+    def _lookup_for(self, sandbox: _Sandbox):
+        """The resolver's name table for one container: the endpoints on its network."""
+        def lookup(name: str) -> list[ipaddress.IPv4Address] | None:
+            network = sandbox.network
+            if network is None:
+                return None
+            suffix = "." + network.name.lower()
+            if name.endswith(suffix):
+                name = name[:-len(suffix)]
+            found = [s.address.ip for s in self._sandboxes.values()
+                     if s.network is not None and s.network.id == network.id and s.address is not None
+                     and (name == s.name.lower() or name in (a.lower() for a in s.aliases)
+                          or (len(name) >= 12 and s.container_id.startswith(name)))]
+            return found or None
+        return lookup
 
     def _joined(self, container_id: str, name: str, peer_id: str, peer_netns: str | None) -> _Sandbox:
         peer = self._sandboxes.get(peer_id)
@@ -325,6 +572,7 @@ class NetworkService:
 
     async def _undo(self, sandbox: _Sandbox) -> None:
         """Undo a half-made sandbox (each step is idempotent)."""
+        await self._unserve(sandbox)
         if sandbox.netns_path is not None:
             await self._run(netns.remove, sandbox.netns_path)
         if sandbox.address is not None and sandbox.network is not None:
@@ -344,6 +592,14 @@ class NetworkService:
             gateway = None if sandbox.network.internal else bridge.pool.gateway
             worker.make_bridged(path, bridge.index, bridge.mtu, sandbox.address, gateway, sandbox.mac)
 
+    async def _unserve(self, sandbox: _Sandbox) -> None:
+        """Everything ``_serve`` made: sockets, NAT rules, the state file."""
+        self._stop_serving(sandbox)
+        rules, sandbox.port_rules = sandbox.port_rules, []
+        if rules:
+            await asyncio.to_thread(iptables.delete, rules)
+        self._state_path(sandbox.container_id).unlink(missing_ok=True)
+
     def _delete_addresses(self, rows: list[tuple[str, str]]) -> None:
         with self._db.transaction(durable=False) as cur:
             cur.executemany("DELETE FROM ip_allocs WHERE network_id = ? AND address = ?", rows)
@@ -361,6 +617,10 @@ class NetworkService:
         sandbox = self._sandboxes.pop(container_id, None)
         if sandbox is not None and sandbox.network is None:
             return  # container:<id>: the namespace is the peer's
+        if sandbox is not None:
+            await self._unserve(sandbox)
+        else:
+            self._state_path(container_id).unlink(missing_ok=True)
         rows = [tuple(r) for r in self._db.query(
             "SELECT network_id, address FROM ip_allocs WHERE owner = ?", (container_id,))]
         steps = []
@@ -423,7 +683,22 @@ class NetworkService:
             entry.gateway = settings.gateway = network.gateway
             entry.ip_address = settings.ip_address = str(sandbox.address.ip)
             entry.ip_prefix_len = settings.ip_prefix_len = sandbox.address.network.prefixlen
+        if not network.builtin and network.id in self._bridges:
+            entry.aliases = list(sandbox.aliases) or None
+            entry.dns_names = [n for n in dict.fromkeys([sandbox.name, *sandbox.aliases,
+                                                         sandbox.container_id[:12]]) if n]
+        settings.ports = self.published_ports(container_id)
         return settings
+
+    def published_ports(self, container_id: str) -> dict[str, list[PortBinding] | None]:
+        """NetworkSettings.Ports of a container with a sandbox (``docker port``): exposed ports
+        with their host bindings, null when not published."""
+        sandbox = self._sandboxes.get(container_id)
+        if sandbox is None:
+            return {}
+        return {key: None if value is None else [PortBinding(host_ip=b["HostIp"], host_port=b["HostPort"])
+                                                 for b in value]
+                for key, value in portmap.settings(sandbox.ports, sandbox.exposed).items()}
 
     def endpoint_settings_json(self, container_id: str, network_mode: str = "") -> dict:
         """``network_settings`` as plain JSON data (Docker's names)."""
@@ -508,6 +783,12 @@ class NetworkService:
             mtu = await self._run(worker.link_mtu, index)
             self._networks[record.id] = record
             self._bridges[record.id] = _Bridge(index, mtu, ipam.Pool(gateway.network, gateway.ip))
+            if self._config.iptables:
+                try:
+                    await asyncio.to_thread(iptables.add, self._network_rules(record))
+                except BaseException:
+                    await self._delete(record, emit=False)
+                    raise
         self._events.emit("network", "create", record.id, {"name": name, "type": "bridge"})
         return CreateResponse(id=record.id)
 
@@ -543,7 +824,9 @@ class NetworkService:
                     f"error while removing network: network {record.name} id {record.id} has active endpoints")
             await self._delete(record)
 
-    async def _delete(self, record: NetworkRecord) -> None:
+    async def _delete(self, record: NetworkRecord, emit: bool = True) -> None:
+        if self._config.iptables:
+            await asyncio.to_thread(iptables.delete, self._network_rules(record))
         if record.bridge_created:
             assert self._worker is not None
             await self._run(self._worker.delete_link, record.bridge)
@@ -552,7 +835,8 @@ class NetworkService:
             cur.execute("DELETE FROM networks WHERE id = ?", (record.id,))
         self._networks.pop(record.id, None)
         self._bridges.pop(record.id, None)
-        self._events.emit("network", "destroy", record.id, {"name": record.name, "type": record.driver})
+        if emit:
+            self._events.emit("network", "destroy", record.id, {"name": record.name, "type": record.driver})
 
     async def prune(self, filters: dict[str, list[str]]) -> list[str]:
         """Remove the user-defined networks no container uses; ``label``/``label!`` filters."""

@@ -27,6 +27,7 @@ DEFAULT_HOSTS = (
 # What Docker falls back to when the host lists only local resolvers (unreachable from a
 # container with its own network namespace).
 DEFAULT_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
+INTERNAL_RESOLVER = "127.0.0.11"  # the embedded DNS of user-defined networks
 
 
 def write_atomic(path: Path, data: str) -> None:
@@ -60,19 +61,30 @@ def parse_extra_host(entry: str) -> tuple[str, str]:
     raise errdefs.InvalidParameter(f"invalid IP address in add-host: {entry!r}")
 
 
-def hosts(hostname: str, domainname: str, address: str | None, extra_hosts: list[str]) -> str:
-    """Docker's /etc/hosts: localhost entries, --add-host entries, then the container's own."""
+def _host_entry(entry: str, host_gateway: str) -> str:
+    name, ip = parse_extra_host(entry)
+    if ip == "host-gateway":
+        if not host_gateway:
+            raise errdefs.InvalidParameter("unable to derive the IP value for host-gateway: "
+                                           "the daemon has no default bridge")
+        ip = host_gateway
+    return f"{ip}\t{name}\n"
+
+
+def hosts(hostname: str, domainname: str, address: str | None, extra_hosts: list[str],
+          host_gateway: str = "", links: list[tuple[str, str]] = ()) -> str:
+    """Docker's /etc/hosts: localhost entries, --add-host entries, legacy --link entries
+    ((address, names) pairs), then the container's own."""
     lines = [DEFAULT_HOSTS]
-    for entry in extra_hosts:
-        name, ip = parse_extra_host(entry)
-        lines.append(f"{ip}\t{name}\n")
+    lines += [_host_entry(entry, host_gateway) for entry in extra_hosts]
+    lines += [f"{ip}\t{names}\n" for ip, names in links]
     if address:
         names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
         lines.append(f"{address}\t{names}\n")
     return "".join(lines)
 
 
-def host_hosts(extra_hosts: list[str]) -> str:
+def host_hosts(extra_hosts: list[str], host_gateway: str = "") -> str:
     """Host networking: the host's own /etc/hosts, plus --add-host entries."""
     try:
         base = HOST_HOSTS.read_text()
@@ -80,7 +92,7 @@ def host_hosts(extra_hosts: list[str]) -> str:
         base = DEFAULT_HOSTS
     if base and not base.endswith("\n"):
         base += "\n"
-    return base + "".join(f"{ip}\t{name}\n" for name, ip in map(parse_extra_host, extra_hosts))
+    return base + "".join(_host_entry(entry, host_gateway) for entry in extra_hosts)
 
 
 def _is_local_nameserver(line: str) -> bool:
@@ -128,6 +140,27 @@ def resolv_conf(dns: list[str], dns_search: list[str], dns_options: list[str],
     if dns_options:
         out.append("options " + " ".join(dns_options))
     return "\n".join(_order(out)) + "\n"
+
+
+def internal_resolv_conf(dns: list[str], dns_search: list[str],
+                         dns_options: list[str]) -> tuple[str, list[tuple[str, int]]]:
+    """A user-defined network's resolv.conf, as Docker writes it: the embedded resolver
+    (127.0.0.11) as the only nameserver, ``ndots:0`` unless asked otherwise, and the servers it
+    forwards to. Those are the --dns servers, else the host's (loopback ones included: the
+    resolver forwards from the host's namespace)."""
+    external = resolv_conf(dns, dns_search, dns_options, host_netns=True)
+    upstreams = [(line.split()[1], 53) for line in external.splitlines() if line.startswith("nameserver ")]
+    lines = [line for line in external.splitlines() if not line.startswith("nameserver ")]
+    lines.append(f"nameserver {INTERNAL_RESOLVER}")
+    if not any(line.startswith("options") and "ndots:" in line for line in lines):
+        options = [line for line in lines if line.startswith("options ")]
+        if options:
+            lines[lines.index(options[0])] = options[0] + " ndots:0"
+        else:
+            lines.append("options ndots:0")
+    servers = ", ".join(ip for ip, _ in upstreams)
+    lines.append(f"# ExtServers: [{servers}]")
+    return "\n".join(_order(lines)) + "\n", upstreams
 
 
 def _order(lines: list[str]) -> list[str]:

@@ -56,6 +56,15 @@ class Pool:
     def is_used(self, address: ipaddress.IPv4Address) -> bool:
         return address in self._used
 
+    def claim(self, address: ipaddress.IPv4Address) -> ipaddress.IPv4Address:
+        """A chosen address (--ip): Docker's errors when it is out of range or taken."""
+        if address not in self.subnet or address in (self.subnet.network_address, self.subnet.broadcast_address):
+            raise errdefs.InvalidParameter(f"no configured subnet or ip-range contain the IP address {address}")
+        if address == self.gateway or address in self._used:
+            raise errdefs.Forbidden("Address already in use")
+        self._used.add(address)
+        return address
+
     def allocate(self) -> ipaddress.IPv4Address:
         first = int(self.subnet.network_address) + 1
         last = int(self.subnet.broadcast_address) - 1

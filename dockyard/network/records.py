@@ -15,6 +15,7 @@ PREDEFINED = ("bridge", "host", "none")
 DRIVER_OF_PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MTU_OPTION = "com.docker.network.driver.mtu"
+MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
 
 
 class NetworkRecord(msgspec.Struct):
@@ -40,7 +41,7 @@ def default_bridge_options(bridge: str, mtu: int) -> dict[str, str]:
     return {
         "com.docker.network.bridge.default_bridge": "true",
         "com.docker.network.bridge.enable_icc": "true",
-        "com.docker.network.bridge.enable_ip_masquerade": "true",
+        MASQUERADE_OPTION: "true",
         "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
         BRIDGE_NAME_OPTION: bridge,
         MTU_OPTION: str(mtu),

@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from dockyard.network import netlink, netns, rtnl
+from dockyard.network import dns, netlink, netns, rtnl
 
 T = TypeVar("T")
 log = logging.getLogger("dockyard.network")
@@ -193,6 +193,16 @@ class NetnsWorker:
             raise
         finally:
             ns.close()
+
+    def dns_sockets(self, path: Path) -> tuple:
+        """The embedded resolver's sockets (127.0.0.11:53), bound inside the namespace at path."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            netns.setns_net(fd)
+            return dns.bind_sockets()
+        finally:
+            os.close(fd)
+            netns.setns_net(self._host_fd)
 
     def _add_veth(self, bridge_index: int, netns_fd: int, mac: str, mtu: int) -> str:
         assert self._host_rtnl is not None

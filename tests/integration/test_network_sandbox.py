@@ -23,7 +23,7 @@ import pytest
 from dockyard import errdefs
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.networks import NetworkService
-from dockyard.network import etcfiles, netlink, netns
+from dockyard.network import etcfiles, iptables, netlink, netns
 from dockyard.storage.metadata import Database
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, links)")
@@ -91,6 +91,10 @@ class Env:
                 self.run(svc.stop())
             except Exception:
                 pass
+        try:  # the chains of a service the test did not stop (a simulated crash)
+            iptables.teardown(iptables.Chains.for_instance(str(self.config.exec_root)))
+        except Exception:
+            pass
         netns_dir = self.config.netns_dir
         if netns_dir.exists():
             for path in netns_dir.iterdir():
