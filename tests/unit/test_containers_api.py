@@ -172,3 +172,28 @@ def test_errors(root):
             db.close()
 
     asyncio.run(flow())
+
+
+def test_attach_websocket(root):
+    shims = FakeShims()
+    shims.echo, shims.output, shims.exit_code = True, [(1, b"hello\n")], None
+
+    async def flow():
+        import aiohttp
+        runner, db, sock = await serve(root, shims)
+        try:
+            status, data = await simple(sock, "POST", "/containers/create", {"Image": "busybox", "OpenStdin": True})
+            cid = json.loads(data)["Id"]
+            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as http:
+                async with http.ws_connect(f"http://d/v1.50/containers/{cid}/attach/ws?stream=1&stdin=1&stdout=1") as ws:
+                    assert (await simple(sock, "POST", f"/containers/{cid}/start"))[0] == 204
+                    assert (await asyncio.wait_for(ws.receive_bytes(), 5)) == b"hello\n"
+                    await ws.send_bytes(b"typed\n")
+                    assert (await asyncio.wait_for(ws.receive_bytes(), 5)) == b"typed\n"
+            assert shims.handles[cid].stdin == [b"typed\n"]
+            await simple(sock, "DELETE", f"/containers/{cid}?force=1")
+        finally:
+            await runner.cleanup()
+            db.close()
+
+    asyncio.run(flow())

@@ -195,6 +195,30 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
             hijack.close(request)
         return resp
 
+    async def attach_ws(request: web.Request) -> web.StreamResponse:
+        session = await backend.attach(
+            request.match_info["id"], stdin=bool_value(request, "stdin"),
+            stdout=bool_value(request, "stdout"), stderr=bool_value(request, "stderr"),
+            logs=bool_value(request, "logs"), stream=bool_value(request, "stream"),
+            detach_keys=request.query.get("detachKeys") or None)
+        ws = web.WebSocketResponse()
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            await backend.detach(session)
+            raise
+        pump = asyncio.ensure_future(_pump_ws(ws, session))
+        try:
+            async for _, data in session.output():  # raw, as dockerd sends it (binary frames)
+                await ws.send_bytes(data)
+        except (ConnectionResetError, BrokenPipeError) as e:
+            log.debug("attach/ws: client went away: %s", e)
+        finally:
+            pump.cancel()
+            await backend.detach(session)
+            await ws.close()
+        return ws
+
     app.router.add_post("/containers/create", create)
     app.router.add_get("/containers/json", list_containers)
     app.router.add_post("/containers/prune", prune)
@@ -212,6 +236,7 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
     app.router.add_get("/containers/{id}/export", export)
     app.router.add_post("/containers/{id}/resize", resize)
     app.router.add_post("/containers/{id}/attach", attach)
+    app.router.add_get("/containers/{id}/attach/ws", attach_ws)
 
 
 async def _pump_stdin(client: hijack.ClientInput, session: AttachSession) -> None:
@@ -224,3 +249,12 @@ async def _pump_stdin(client: hijack.ClientInput, session: AttachSession) -> Non
                 await session.stdin_closed()
             return
         await session.write_stdin(data)
+
+
+async def _pump_ws(ws: web.WebSocketResponse, session: AttachSession) -> None:
+    async for msg in ws:
+        if msg.type == web.WSMsgType.BINARY:
+            await session.write_stdin(msg.data)
+        elif msg.type == web.WSMsgType.TEXT:
+            await session.write_stdin(msg.data.encode())
+    await session.close()  # the websocket closed: the client is gone
