@@ -363,17 +363,14 @@ class ContainerService:
             if not self._store.has_id(rec.id):
                 return  # removed meanwhile (auto-remove)
             st.transition(rec.state, st.REMOVING, rec.name)
+            self._store.save(rec)
             try:
-                rootfs_dir = self._exec_dir(rec.id) / "rootfs"
-                if os.path.ismount(rootfs_dir):  # its shim died before unmounting it
-                    rootfs.unmount_all(tuple(self._rootfs_mounts(rec)), rootfs_dir)
-                self._images.remove_rootfs(rec.id)
+                # Deleting a big tree takes a while: off the event loop.
+                await asyncio.to_thread(self._remove_files, rec)
             except Exception as e:
                 st.transition(rec.state, st.DEAD, rec.name)  # Docker shows such a container as Dead
                 self._store.save(rec)
                 raise errdefs.System(f"unable to remove filesystem for {rec.id}: {e}") from None
-            shutil.rmtree(self._exec_dir(rec.id), ignore_errors=True)
-            shutil.rmtree(self._data_dir(rec.id), ignore_errors=True)
             self._store.delete(rec.id)
             for session in self._pending.pop(rec.id, []):
                 session.abandon()
@@ -382,6 +379,14 @@ class ContainerService:
                 if not fut.done():
                     fut.set_result(rec.state.exit_code)
         self._locks.pop(rec.id, None)
+
+    def _remove_files(self, rec: ContainerRecord) -> None:
+        rootfs_dir = self._exec_dir(rec.id) / "rootfs"
+        if os.path.ismount(rootfs_dir):  # its shim died before unmounting it
+            rootfs.unmount_all(tuple(self._rootfs_mounts(rec)), rootfs_dir)
+        self._images.remove_rootfs(rec.id)
+        shutil.rmtree(self._exec_dir(rec.id), ignore_errors=True)
+        shutil.rmtree(self._data_dir(rec.id), ignore_errors=True)
 
     def rename(self, ref: str, new_name: str) -> None:
         rec = self._store.get(ref)
@@ -572,6 +577,10 @@ class ContainerService:
     async def restore(self) -> None:
         """Reattach to the shims of containers that were running when the daemon stopped."""
         for rec in self._store.all():
+            if rec.state.status == st.REMOVING:  # the daemon stopped half way through a removal
+                st.transition(rec.state, st.DEAD, rec.name)
+                self._store.save(rec)
+                continue
             if rec.state.status not in (st.RUNNING, st.PAUSED, st.RESTARTING):
                 continue
             handle = None
