@@ -415,9 +415,9 @@ class ContainerService:
             if until is not None and views.parse_rfc3339(rec.created) >= until:
                 continue
             labels = rec.config.labels or {}
-            if not all(views._label_match(labels, v) for v in filters.get("label", [])):
+            if not all(views.label_match(labels, v) for v in filters.get("label", [])):
                 continue
-            if any(views._label_match(labels, v) for v in filters.get("label!", [])):
+            if any(views.label_match(labels, v) for v in filters.get("label!", [])):
                 continue
             size = startup.dir_size(self._upper(rec))
             try:

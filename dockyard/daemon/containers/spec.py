@@ -11,7 +11,6 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 from dockyard import errdefs
 from dockyard.apitypes.container import HostConfig
@@ -303,7 +302,3 @@ def build(rec: ContainerRecord, user: ExecUser, *, rootfs: str, sandbox: Sandbox
         mounts.append(_bind(INIT_BINARY, INIT_PATH, True))
     spec.mounts = mounts
     return spec
-
-
-def rootfs_path(bundle: Path) -> str:
-    return str(bundle / "rootfs")

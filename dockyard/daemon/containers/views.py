@@ -170,7 +170,7 @@ def check_filters(filters: dict[str, list[str]]) -> None:
                     raise errdefs.InvalidParameter(f"invalid filter 'exited={v}'")
 
 
-def _label_match(labels: dict[str, str], wanted: str) -> bool:
+def label_match(labels: dict[str, str], wanted: str) -> bool:
     key, sep, value = wanted.partition("=")
     if key not in labels:
         return False
@@ -183,7 +183,7 @@ def matches(rec: ContainerRecord, filters: dict[str, list[str]], ancestors: set[
         return False
     if "name" in filters and not any(_name_match(rec.name, v) for v in filters["name"]):
         return False
-    if "label" in filters and not all(_label_match(rec.config.labels or {}, v) for v in filters["label"]):
+    if "label" in filters and not all(label_match(rec.config.labels or {}, v) for v in filters["label"]):
         return False
     if "status" in filters and rec.state.status not in filters["status"]:
         return False
