@@ -258,3 +258,14 @@ def test_detach_keys():
     assert f.feed(b"ab\x10") == (b"ab", False)
     assert f.feed(b"c") == (b"\x10c", False)
     assert f.feed(b"\x10\x11rest") == (b"", True)
+
+
+def test_mount_flag():
+    s = build(record(Mounts=[{"Type": "bind", "Source": "/tmp", "Target": "/t", "ReadOnly": True},
+                             {"Type": "tmpfs", "Target": "/scratch", "TmpfsOptions": {"SizeBytes": 1024}}]))
+    mounts = {m.destination: m for m in s.mounts}
+    assert mounts["/t"].options == ["rbind", "rprivate", "ro"]
+    assert mounts["/scratch"].type == "tmpfs" and "size=1024" in mounts["/scratch"].options
+    with pytest.raises(errdefs.InvalidParameter, match="bind source path does not exist: /nonexistent-x"):
+        spec.check_mount(msgspec.convert({"Type": "bind", "Source": "/nonexistent-x", "Target": "/x"},
+                                         spec.MountSpec))

@@ -254,6 +254,8 @@ def prepare(request: CreateRequest, image: ImageInfo, container_id: str, config:
         b = specmod.parse_bind(bind)
         mounts.append(MountPoint(type="bind", source=b.source, destination=b.destination,
                                  mode=b.mode, rw=not b.read_only, propagation=b.propagation))
+    for mount in hc.mounts or []:
+        mounts.append(specmod.check_mount(mount))
     cfg.image = request.image
     return Created(config=cfg, host_config=hc, runtime=runtime, path=command[0], args=command[1:],
                    mounts=mounts, warnings=warnings)

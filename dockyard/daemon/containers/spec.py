@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 
 from dockyard import errdefs
-from dockyard.apitypes.container import HostConfig
+from dockyard.apitypes.container import HostConfig, MountPoint, MountSpec
 from dockyard.daemon.containers.record import ContainerRecord
 from dockyard.daemon.containers.user import ExecUser
 from dockyard.daemon.interfaces import SandboxInfo
@@ -60,6 +60,43 @@ def parse_bind(spec: str) -> BindSpec:
         elif opt not in ("z", "Z", "nocopy", "consistent", "cached", "delegated"):
             raise errdefs.InvalidParameter(f"invalid mode: {opt}")
     return BindSpec(os.path.normpath(source), os.path.normpath(destination), read_only, propagation, mode)
+
+
+def check_mount(m: MountSpec) -> MountPoint:
+    """A ``--mount`` as inspect shows it; Docker's 400s for what cannot work (types other than
+    bind and tmpfs need the volume service, which this daemon does not reach from here yet)."""
+    prefix = f'invalid mount config for type "{m.type}"'
+    if not m.target.startswith("/"):
+        raise errdefs.InvalidParameter(f"{prefix}: invalid mount path: '{m.target}' mount path must be absolute")
+    if m.type == "bind":
+        if not m.source.startswith("/"):
+            raise errdefs.InvalidParameter(f"{prefix}: invalid mount path: '{m.source}' mount path must be absolute")
+        create = m.bind_options is not None and m.bind_options.create_mountpoint
+        if not create and not os.path.exists(m.source):
+            raise errdefs.InvalidParameter(f"{prefix}: bind source path does not exist: {m.source}")
+        propagation = (m.bind_options.propagation if m.bind_options else "") or _DEFAULT_PROPAGATION
+        return MountPoint(type="bind", source=os.path.normpath(m.source), destination=os.path.normpath(m.target),
+                          rw=not m.read_only, propagation=propagation)
+    if m.type == "tmpfs":
+        if m.source:
+            raise errdefs.InvalidParameter(f"{prefix}: field Source must not be specified")
+        return MountPoint(type="tmpfs", destination=os.path.normpath(m.target), rw=not m.read_only)
+    if m.type == "volume":
+        raise errdefs.NotImplementedFeature("volume mounts (--mount type=volume) are not supported yet")
+    raise errdefs.InvalidParameter(f"mount type unknown: '{m.type}'")
+
+
+def _oci_mount(m: MountSpec) -> oci.Mount:
+    point = check_mount(m)
+    if point.type == "bind":
+        return _bind(point.source, point.destination, not point.rw, point.propagation)
+    opts = ["noexec", "nosuid", "nodev"] + ([] if point.rw else ["ro"])
+    if m.tmpfs_options is not None:
+        if m.tmpfs_options.size_bytes:
+            opts.append(f"size={m.tmpfs_options.size_bytes}")
+        if m.tmpfs_options.mode:
+            opts.append(f"mode={m.tmpfs_options.mode:o}")
+    return oci.Mount(destination=point.destination, type="tmpfs", source="tmpfs", options=opts)
 
 
 def parse_security_opts(opts: list[str] | None) -> tuple[bool, str | None]:
@@ -287,6 +324,8 @@ def build(rec: ContainerRecord, user: ExecUser, *, rootfs: str, sandbox: Sandbox
     for bind_spec in hc.binds or []:
         b = parse_bind(bind_spec)
         user_mounts.append(_bind(b.source, b.destination, b.read_only, b.propagation))
+    for mount in hc.mounts or []:
+        user_mounts.append(_oci_mount(mount))
     for destination, options in (hc.tmpfs or {}).items():
         opts = ["noexec", "nosuid", "nodev", *filter(None, options.split(","))]
         user_mounts.append(oci.Mount(destination=destination, type="tmpfs", source="tmpfs", options=opts))

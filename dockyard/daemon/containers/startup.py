@@ -109,6 +109,9 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
         for bind in hc.binds or []:
             # Docker creates a missing host path of a -v bind as a directory.
             Path(specmod.parse_bind(bind).source).mkdir(parents=True, exist_ok=True)
+        for mount in hc.mounts or []:
+            if mount.type == "bind" and mount.bind_options and mount.bind_options.create_mountpoint:
+                Path(mount.source).mkdir(parents=True, exist_ok=True)
         mode = hc.network_mode
         if mode.startswith("container:"):
             mode = "container:" + resolve_peer(mode.split(":", 1)[1])
