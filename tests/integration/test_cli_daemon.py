@@ -1,0 +1,107 @@
+"""The dockyard CLI against a real dockyardd: same behaviour and output as docker CLI 28."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import termios
+import time
+
+import pytest
+
+from tests import daemon_harness
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _same(ours: subprocess.CompletedProcess, theirs: subprocess.CompletedProcess) -> None:
+    assert ours.returncode == theirs.returncode, (ours.stderr, theirs.stderr)
+    assert ours.stdout.decode() == theirs.stdout.decode()
+    err = theirs.stderr.decode()
+    for word in ("docker: ", "'docker run", "Run 'docker", "See 'docker"):
+        err = err.replace(word, word.replace("docker", "dockyard"))
+    assert ours.stderr.decode() == err
+
+
+def test_run_rm_echo_hello(dockyardd: daemon_harness.DaemonHandle) -> None:
+    r = dockyardd.dockyard("run", "--rm", "busybox", "echo", "hello")
+    assert (r.stdout, r.stderr, r.returncode) == (b"hello\n", b"", 0), dockyardd.log()
+
+
+@pytest.mark.parametrize("args", [
+    ("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"),
+    ("run", "--rm", "busybox", "no-such-binary"),
+    ("run", "--rm", "busybox", "/etc"),
+    ("run", "--rm", "no-such-image-here"),
+    ("run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "1000:1000", "-h", "box", "busybox",
+     "sh", "-c", "echo $A $(pwd) $(id -u):$(id -g) $(hostname)"),
+    ("run", "--rm", "--read-only", "busybox", "touch", "/x"),
+    ("rm", "no-such-container"), ("stop", "no-such-container"), ("logs", "no-such-container"),
+    ("inspect", "no-such-thing"), ("image", "inspect", "-f", "{{.Os}} {{.Architecture}} {{json .Config.Cmd}}", "busybox"),
+    ("history", "busybox"), ("images",), ("images", "--digests"), ("network", "ls"),
+])
+def test_same_as_docker(dockyardd: daemon_harness.DaemonHandle, args: tuple[str, ...]) -> None:
+    _same(dockyardd.dockyard(*args), dockyardd.docker(*args))
+
+
+def test_piped_stdin(dockyardd: daemon_harness.DaemonHandle) -> None:
+    r = dockyardd.dockyard("run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done", input=b"a\nb\n")
+    assert (r.stdout, r.returncode) == (b"a\nb\ndone\n", 0), r.stderr
+
+
+def test_lifecycle_and_listing(dockyardd: daemon_harness.DaemonHandle) -> None:
+    name = f"cli-life-{os.getpid()}"
+    try:
+        r = dockyardd.dockyard("run", "-d", "--name", name, "-l", "k=v", "busybox", "sh", "-c",
+                               "echo started; exec sleep 300")
+        assert re.fullmatch(rb"[0-9a-f]{64}\n", r.stdout), r.stderr
+        for args in (("ps", "--filter", f"name={name}"), ("ps", "-a", "--no-trunc", "--filter", f"name={name}"),
+                     ("ps", "--filter", f"name={name}", "--format", "{{.Names}} {{.Label \"k\"}} {{.Status}}"),
+                     ("inspect", name), ("inspect", "-f", "{{.State.Status}} {{.Config.Labels}}", name),
+                     ("container", "inspect", "-f", "{{json .Config.Cmd}}", name)):
+            _same(dockyardd.dockyard(*args), dockyardd.docker(*args))
+        deadline = time.time() + 10
+        while dockyardd.dockyard("logs", name).stdout != b"started\n":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert dockyardd.dockyard("pause", name).stdout.decode() == f"{name}\n"
+        assert "(Paused)" in dockyardd.dockyard("ps", "--filter", f"name={name}").stdout.decode()
+        assert dockyardd.dockyard("unpause", name).returncode == 0
+        assert dockyardd.dockyard("stop", "-t", "1", name).stdout.decode() == f"{name}\n"
+        assert dockyardd.dockyard("wait", name).stdout == b"137\n"
+    finally:
+        dockyardd.dockyard("rm", "-f", name)
+
+
+def test_run_tty_interactive(dockyardd: daemon_harness.DaemonHandle) -> None:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([str(daemon_harness.VENV_BIN / "dockyard"), "run", "-it", "--rm", "busybox", "sh"],
+                            stdin=slave, stdout=slave, stderr=slave, env=dockyardd.env, start_new_session=True)
+    out = b""
+    try:
+        before = termios.tcgetattr(slave)
+        deadline = time.time() + 30
+        while b"# " not in out:
+            assert time.time() < deadline, out
+            if select.select([master], [], [], 0.2)[0]:
+                out += os.read(master, 4096)
+        os.write(master, b"stty size; exit 5\r")
+        deadline = time.time() + 30
+        while proc.poll() is None and time.time() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                out += os.read(master, 4096)
+        assert proc.wait(10) == 5
+        assert b"40 120" in out
+        assert termios.tcgetattr(slave) == before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
