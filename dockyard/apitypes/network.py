@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
+from dockyard.apitypes.container import EndpointSettings
+
 
 class _D(msgspec.Struct, rename="pascal"):
     pass
@@ -80,3 +82,15 @@ class CreateRequest(_D):
 class CreateResponse(_D):
     id: str = msgspec.field(name="Id")
     warning: str = ""
+
+
+class ConnectRequest(_D):
+    """POST /networks/{id}/connect body."""
+    container: str = ""
+    endpoint_config: EndpointSettings | None = None
+
+
+class DisconnectRequest(_D):
+    """POST /networks/{id}/disconnect body."""
+    container: str = ""
+    force: bool = False

@@ -57,7 +57,32 @@ class _Bridge:
 
 
 @dataclass
+class _Endpoint:
+    """A sandbox's interface on one network."""
+    network: NetworkRecord
+    address: ipaddress.IPv4Interface | None
+    aliases: list[str]
+    mac_address: str
+    ifname: str
+    container_id: str
+
+    @property
+    def endpoint_id(self) -> str:
+        seed = f"{self.network.id}/{self.container_id}/{self.address}"
+        return hashlib.sha256(seed.encode()).hexdigest()
+
+    @property
+    def mac(self) -> str:
+        if self.mac_address:
+            return self.mac_address
+        return ipam.mac_for(self.address.ip) if self.address else ""
+
+
+@dataclass
 class _Sandbox:
+    """A container's network namespace. Its first endpoint's fields are the sandbox's own
+    (``network``, ``address``, ...: the network it was started on, which carries the default
+    route and the published ports); ``network connect`` adds ``extra`` endpoints."""
     container_id: str
     name: str
     network: NetworkRecord | None  # None: container:<id> mode (no endpoint of its own)
@@ -72,6 +97,14 @@ class _Sandbox:
     resolver: DnsServer | None = None
     mac_address: str = ""  # --mac-address; else derived from the address
     upstreams: list[tuple[str, int]] = field(default_factory=list)  # the resolver's forwarders
+    ifname: str = "eth0"
+    extra: list[_Endpoint] = field(default_factory=list)
+
+    def endpoints(self) -> list[_Endpoint]:
+        """Every endpoint with a network, the first one first."""
+        first = [] if self.network is None else [
+            _Endpoint(self.network, self.address, self.aliases, self.mac_address, self.ifname, self.container_id)]
+        return first + self.extra
 
     @property
     def endpoint_id(self) -> str:
@@ -98,6 +131,14 @@ def _gateway_of(record: NetworkRecord) -> ipaddress.IPv4Interface:
     return ipaddress.IPv4Interface(f"{record.gateway}/{record.subnet.split('/')[1]}")
 
 
+class _ExtraState(msgspec.Struct):
+    """An endpoint added by ``network connect`` (its address is in ip_allocs)."""
+    network_id: str
+    ifname: str
+    aliases: list[str] = []
+    mac_address: str = ""
+
+
 class _SandboxState(msgspec.Struct):
     """What a sandbox needs besides its kernel objects and address to be served again after a
     daemon restart (a file in the exec root: sandboxes do not outlive a reboot either)."""
@@ -106,6 +147,8 @@ class _SandboxState(msgspec.Struct):
     exposed: list[str] = []
     upstreams: list[tuple[str, int]] = []
     mac_address: str = ""
+    ifname: str = "eth0"
+    extra: list[_ExtraState] = []
 
 
 def _enable_ip_forward() -> None:
@@ -269,22 +312,48 @@ class NetworkService:
 
     async def reconcile(self, live_containers: Mapping[str, str] | Iterable[str]) -> None:
         """After a restart: keep the sandboxes of live containers (id -> name, or just ids),
-        release every address and namespace file whose container is gone."""
+        serve their resolvers and published ports again, release every address, namespace
+        file and state file whose container is gone."""
         names = dict(live_containers) if isinstance(live_containers, Mapping) else {c: "" for c in live_containers}
+        states: dict[str, _SandboxState] = {}
+        for path in list(self._state_dir.glob("*.json")):
+            if path.stem not in names or path.stem in self._sandboxes:
+                if path.stem not in names:
+                    path.unlink(missing_ok=True)
+                continue
+            try:
+                states[path.stem] = msgspec.json.decode(path.read_bytes(), type=_SandboxState)
+            except (OSError, msgspec.DecodeError):
+                log.warning("unreadable network state %s: ports and names of that container are lost", path)
         gone: list[tuple[str, str]] = []
+        found: dict[str, _Sandbox] = {}
         for network_id, address, owner in self._db.query("SELECT network_id, address, owner FROM ip_allocs"):
             network = self._networks.get(network_id)
             if owner not in names or network is None:
                 gone.append((network_id, address))
-            elif owner not in self._sandboxes:
-                self._sandboxes[owner] = _Sandbox(
-                    owner, names[owner], network, self._netns_path(owner),
-                    ipaddress.IPv4Interface(f"{address}/{network.subnet.split('/')[1]}"),
-                    self._file_paths(self._config.container_data_dir(owner)))
+                continue
+            if owner in self._sandboxes:
+                continue
+            sandbox = found.get(owner)
+            if sandbox is None:
+                sandbox = found[owner] = _Sandbox(owner, names[owner], None, self._netns_path(owner),
+                                                  files=self._file_paths(self._config.container_data_dir(owner)))
+            iface = ipaddress.IPv4Interface(f"{address}/{network.subnet.split('/')[1]}")
+            state = states.get(owner) or _SandboxState()
+            extra = next((e for e in state.extra if e.network_id == network_id), None)
+            if extra is not None:
+                sandbox.extra.append(_Endpoint(network, iface, list(extra.aliases), extra.mac_address,
+                                               extra.ifname, owner))
+            else:
+                sandbox.network, sandbox.address = network, iface
+        none = self._by_name(NONE)
+        for owner, sandbox in found.items():
+            if sandbox.network is None:  # its first network was disconnected
+                sandbox.network = none
+            self._sandboxes[owner] = sandbox
         if gone:
             await asyncio.to_thread(self._delete_addresses, gone)
             self._forget_addresses(gone)
-        none = self._by_name(NONE)
         by_prefix = {c[:12]: c for c in names}
         for path in self._config.netns_dir.iterdir():
             if path.name.startswith(SPARE_PREFIX):
@@ -295,23 +364,16 @@ class NetworkService:
             elif owner not in self._sandboxes:  # a namespace without an address: --network none
                 self._sandboxes[owner] = _Sandbox(owner, names[owner], none, path,
                                                   files=self._file_paths(self._config.container_data_dir(owner)))
-        for path in list(self._state_dir.glob("*.json")):
-            sandbox = self._sandboxes.get(path.stem)
-            if sandbox is None or path.stem not in names:
-                path.unlink(missing_ok=True)
-            elif not sandbox.proxies and sandbox.resolver is None:
-                await self._restore_serving(sandbox, path)
+        for owner, state in states.items():
+            sandbox = self._sandboxes.get(owner)
+            if sandbox is not None and sandbox.network is not None:
+                await self._restore_serving(sandbox, state)
 
-    async def _restore_serving(self, sandbox: _Sandbox, path: Path) -> None:
+    async def _restore_serving(self, sandbox: _Sandbox, state: _SandboxState) -> None:
         """Serve a live container's resolver and published ports again after a restart."""
-        try:
-            state = msgspec.json.decode(path.read_bytes(), type=_SandboxState)
-        except (OSError, msgspec.DecodeError):
-            log.warning("unreadable network state %s: ports and names of %s not restored", path,
-                        sandbox.container_id[:12])
-            return
         sandbox.aliases, sandbox.exposed = list(state.aliases), list(state.exposed)
         sandbox.upstreams, sandbox.mac_address = [tuple(u) for u in state.upstreams], state.mac_address
+        sandbox.ifname = state.ifname
         if sandbox.address is not None:
             for mapping in state.ports:
                 try:
@@ -504,11 +566,19 @@ class NetworkService:
                 accept += a
             sandbox.port_rules = dnat + accept
             await asyncio.to_thread(self._add_port_rules, dnat, accept)
-        if sandbox.aliases or sandbox.ports or sandbox.upstreams or sandbox.mac_address:
-            state = _SandboxState(aliases=sandbox.aliases, ports=sandbox.ports, exposed=sandbox.exposed,
-                                  upstreams=sandbox.upstreams, mac_address=sandbox.mac_address)
+        await self._save_state(sandbox)
+
+    async def _save_state(self, sandbox: _Sandbox) -> None:
+        """The state file, for a sandbox that has more than a namespace and an address."""
+        if sandbox.aliases or sandbox.ports or sandbox.upstreams or sandbox.mac_address or sandbox.extra:
+            state = _SandboxState(
+                aliases=sandbox.aliases, ports=sandbox.ports, exposed=sandbox.exposed,
+                upstreams=sandbox.upstreams, mac_address=sandbox.mac_address, ifname=sandbox.ifname,
+                extra=[_ExtraState(e.network.id, e.ifname, e.aliases, e.mac_address) for e in sandbox.extra])
             await asyncio.to_thread(etcfiles.write_atomic, self._state_path(sandbox.container_id),
                                     msgspec.json.encode(state).decode())
+        else:
+            self._state_path(sandbox.container_id).unlink(missing_ok=True)
 
     @staticmethod
     def _add_port_rules(dnat: list[iptables.Rule], accept: list[iptables.Rule]) -> None:
@@ -528,18 +598,25 @@ class NetworkService:
         sandbox.proxies = []
 
     def _lookup_for(self, sandbox: _Sandbox):
-        """The resolver's name table for one container: the endpoints on its network."""
+        """The resolver's name table for one container: the endpoints on the user-defined
+        networks it is connected to (``name`` or ``name.<network>``), their addresses there."""
         def lookup(name: str) -> list[ipaddress.IPv4Address] | None:
-            network = sandbox.network
-            if network is None:
-                return None
-            suffix = "." + network.name.lower()
-            if name.endswith(suffix):
-                name = name[:-len(suffix)]
-            found = [s.address.ip for s in self._sandboxes.values()
-                     if s.network is not None and s.network.id == network.id and s.address is not None
-                     and (name == s.name.lower() or name in (a.lower() for a in s.aliases)
-                          or (len(name) >= 12 and s.container_id.startswith(name)))]
+            found: list[ipaddress.IPv4Address] = []
+            for mine in sandbox.endpoints():
+                network = mine.network
+                if network.builtin:
+                    continue
+                wanted = name
+                suffix = "." + network.name.lower()
+                if wanted.endswith(suffix):
+                    wanted = wanted[:-len(suffix)]
+                for other in self._sandboxes.values():
+                    for ep in other.endpoints():
+                        if ep.network.id == network.id and ep.address is not None and (
+                                wanted == other.name.lower() or wanted in (a.lower() for a in ep.aliases)
+                                or (len(wanted) >= 12 and other.container_id.startswith(wanted))):
+                            if ep.address.ip not in found:
+                                found.append(ep.address.ip)
             return found or None
         return lookup
 
@@ -630,10 +707,113 @@ class NetworkService:
             steps.append(asyncio.to_thread(self._delete_addresses, rows))
         await asyncio.gather(*steps)
         self._forget_addresses(rows)
-        if sandbox is not None and sandbox.network is not None:
-            self._events.emit("network", "disconnect", sandbox.network.id,
-                              {"container": container_id, "name": sandbox.network.name,
-                               "type": sandbox.network.driver})
+        for ep in sandbox.endpoints() if sandbox is not None else []:
+            self._events.emit("network", "disconnect", ep.network.id,
+                              {"container": container_id, "name": ep.network.name, "type": ep.network.driver})
+
+    # ---- network connect / disconnect -------------------------------------------------------
+
+    def _sandbox_of(self, ref: str) -> _Sandbox:
+        """A running container's sandbox by full ID, name or ID prefix."""
+        for match in (lambda s: s.container_id == ref, lambda s: s.name == ref.lstrip("/")):
+            found = next((s for s in self._sandboxes.values() if match(s)), None)
+            if found is not None:
+                return found
+        matches = [s for s in self._sandboxes.values() if ref and s.container_id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        raise errdefs.Conflict(f"container {ref} is not running: this daemon connects and disconnects "
+                               f"running containers only")
+
+    async def connect(self, network_ref: str, container: str,
+                      endpoint_config: ApiEndpointSettings | None = None) -> None:
+        """``docker network connect``: one more interface (ethN) in a running container."""
+        async with self._admin:
+            network = self.find(network_ref)
+            sandbox = self._sandbox_of(container)
+            if network.driver == "host" or (sandbox.network is not None and sandbox.network.driver == "host"):
+                raise errdefs.Forbidden("container cannot be disconnected from host network or connected to host network")
+            if sandbox.network is None or sandbox.netns_path is None:
+                raise errdefs.Forbidden("container sharing network namespace with another container or host "
+                                        "cannot be connected to any other network")
+            if network.driver == "null" or (sandbox.network.name == NONE and not sandbox.extra):
+                raise errdefs.Forbidden("container cannot be connected to multiple networks with one of the "
+                                        "networks in private (none) mode")
+            if any(ep.network.id == network.id for ep in sandbox.endpoints()):
+                raise errdefs.Forbidden(f"endpoint with name {sandbox.name or sandbox.container_id[:12]} "
+                                        f"already exists in network {network.name}")
+            bridge = self._bridges.get(network.id)
+            assert bridge is not None
+            wanted_ip, mac = self._endpoint_wishes(network, bridge, endpoint_config)
+            aliases = list(endpoint_config.aliases or []) if endpoint_config is not None else []
+            if aliases and network.builtin:
+                raise errdefs.InvalidParameter(
+                    "network-scoped alias is supported only for containers in user defined networks")
+            used = {ep.ifname for ep in sandbox.endpoints()} | {sandbox.ifname}
+            ifname = next(f"eth{n}" for n in range(1, 1000) if f"eth{n}" not in used)
+            address = bridge.pool.claim(wanted_ip) if wanted_ip is not None else bridge.pool.allocate()
+            endpoint = _Endpoint(network, ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}"),
+                                 aliases, mac or "", ifname, sandbox.container_id)
+            try:
+                assert self._worker is not None and endpoint.address is not None
+                await self._run(self._worker.attach, sandbox.netns_path, bridge.index, bridge.mtu, ifname,
+                                endpoint.address, endpoint.mac)
+                try:
+                    await asyncio.to_thread(self._insert_address, network.id, str(address), sandbox.container_id)
+                except BaseException:
+                    await self._run(self._worker.detach, sandbox.netns_path, ifname)
+                    raise
+            except BaseException as e:
+                bridge.pool.release(address)
+                if isinstance(e, OSError):
+                    raise errdefs.System(f"failed to connect container {sandbox.container_id[:12]} to "
+                                         f"network {network.name}: {e}") from e
+                raise
+            sandbox.extra.append(endpoint)
+            await self._save_state(sandbox)
+        self._events.emit("network", "connect", network.id,
+                          {"container": sandbox.container_id, "name": network.name, "type": network.driver})
+
+    async def disconnect(self, network_ref: str, container: str, force: bool = False) -> None:
+        """``docker network disconnect``: the interface goes, its address is freed."""
+        async with self._admin:
+            network = self.find(network_ref)
+            sandbox = self._sandbox_of(container)
+            if network.driver == "host":
+                raise errdefs.Forbidden("container cannot be disconnected from host network or connected to host network")
+            endpoint = next((ep for ep in sandbox.endpoints() if ep.network.id == network.id), None)
+            if endpoint is None or endpoint.address is None or sandbox.netns_path is None:
+                raise errdefs.Forbidden(f"container {sandbox.container_id} is not connected to network {network.name}")
+            assert self._worker is not None
+            await self._run(self._worker.detach, sandbox.netns_path, endpoint.ifname)
+            rows = [(network.id, str(endpoint.address.ip))]
+            await asyncio.to_thread(self._delete_addresses, rows)
+            self._forget_addresses(rows)
+            if endpoint.network.id == sandbox.network.id and endpoint.ifname == sandbox.ifname:
+                # the first network: its published ports go with it; the next endpoint takes its place
+                rules, sandbox.port_rules = sandbox.port_rules, []
+                if rules:
+                    await asyncio.to_thread(iptables.delete, rules)
+                for proxy in sandbox.proxies:
+                    proxy.close()
+                sandbox.proxies, sandbox.ports = [], []
+                if sandbox.extra:
+                    nxt = sandbox.extra.pop(0)
+                    sandbox.network, sandbox.address, sandbox.aliases = nxt.network, nxt.address, nxt.aliases
+                    sandbox.mac_address, sandbox.ifname = nxt.mac_address, nxt.ifname
+                else:
+                    sandbox.network, sandbox.address, sandbox.aliases = self._by_name(NONE), None, []
+                    sandbox.mac_address = ""
+            else:
+                sandbox.extra = [ep for ep in sandbox.extra if ep.network.id != network.id]
+            await self._save_state(sandbox)
+        self._events.emit("network", "disconnect", network.id,
+                          {"container": sandbox.container_id, "name": network.name, "type": network.driver})
+
+    def _insert_address(self, network_id: str, address: str, owner: str) -> None:
+        with self._db.transaction(durable=False) as cur:
+            cur.execute("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)",
+                        (network_id, address, owner))
 
     def container_renamed(self, container_id: str, name: str) -> None:
         """What ``docker network inspect`` shows as the endpoint's container name."""
@@ -643,50 +823,54 @@ class NetworkService:
 
     def _info(self, sandbox: _Sandbox) -> SandboxInfo:
         hosts, resolv, hostname = sandbox.files
-        if sandbox.network is None:
-            return SandboxInfo(netns_path=str(sandbox.netns_path) if sandbox.netns_path else None,
-                               hosts_path=hosts, resolv_conf_path=resolv, hostname_path=hostname)
-        endpoint = EndpointSettings(network_name=sandbox.network.name, network_id=sandbox.network.id,
-                                    endpoint_id=sandbox.endpoint_id)
-        if sandbox.address is not None:
-            endpoint.ip_address = str(sandbox.address.ip)
-            endpoint.ip_prefix_len = sandbox.address.network.prefixlen
-            endpoint.gateway = sandbox.network.gateway
-            endpoint.mac_address = sandbox.mac
+        endpoints = []
+        for ep in sandbox.endpoints():
+            endpoint = EndpointSettings(network_name=ep.network.name, network_id=ep.network.id,
+                                        endpoint_id=ep.endpoint_id, aliases=list(ep.aliases))
+            if ep.address is not None:
+                endpoint.ip_address = str(ep.address.ip)
+                endpoint.ip_prefix_len = ep.address.network.prefixlen
+                endpoint.gateway = ep.network.gateway
+                endpoint.mac_address = ep.mac
+            endpoints.append(endpoint)
         return SandboxInfo(netns_path=str(sandbox.netns_path) if sandbox.netns_path else None,
-                           endpoints=[endpoint], hosts_path=hosts, resolv_conf_path=resolv,
+                           endpoints=endpoints, hosts_path=hosts, resolv_conf_path=resolv,
                            hostname_path=hostname)
 
     # ---- container inspect --------------------------------------------------------------------
 
     def network_settings(self, container_id: str, network_mode: str = "") -> NetworkSettings:
-        """Docker's NetworkSettings for a container: its endpoint while it has a sandbox,
+        """Docker's NetworkSettings for a container: its endpoints while it has a sandbox,
         the network's empty entry otherwise."""
         sandbox = self._sandboxes.get(container_id)
         if network_mode.startswith("container:") or (sandbox is not None and sandbox.network is None):
             return NetworkSettings()
-        try:
-            network = sandbox.network if sandbox is not None else self._network_for_mode(network_mode)
-        except errdefs.DockyardError:
-            return NetworkSettings()
-        assert network is not None
-        entry = ApiEndpointSettings(network_id=network.id)
-        settings = NetworkSettings(networks={network.name: entry})
         if sandbox is None:
-            return settings
-        entry.endpoint_id = sandbox.endpoint_id
-        settings.sandbox_id = sandbox.sandbox_id
-        settings.sandbox_key = str(sandbox.netns_path) if sandbox.netns_path else ""
-        settings.endpoint_id = entry.endpoint_id
-        if sandbox.address is not None:
-            entry.mac_address = settings.mac_address = sandbox.mac
-            entry.gateway = settings.gateway = network.gateway
-            entry.ip_address = settings.ip_address = str(sandbox.address.ip)
-            entry.ip_prefix_len = settings.ip_prefix_len = sandbox.address.network.prefixlen
-        if not network.builtin and network.id in self._bridges:
-            entry.aliases = list(sandbox.aliases) or None
-            entry.dns_names = [n for n in dict.fromkeys([sandbox.name, *sandbox.aliases,
-                                                         sandbox.container_id[:12]]) if n]
+            try:
+                network = self._network_for_mode(network_mode)
+            except errdefs.DockyardError:
+                return NetworkSettings()
+            return NetworkSettings(networks={network.name: ApiEndpointSettings(network_id=network.id)})
+        settings = NetworkSettings(networks={}, sandbox_id=sandbox.sandbox_id,
+                                   sandbox_key=str(sandbox.netns_path) if sandbox.netns_path else "")
+        for ep in sandbox.endpoints():
+            if ep.network.name == NONE and sandbox.extra:
+                continue  # a container whose first network was disconnected
+            entry = ApiEndpointSettings(network_id=ep.network.id, endpoint_id=ep.endpoint_id)
+            if ep.address is not None:
+                entry.mac_address = ep.mac
+                entry.gateway = ep.network.gateway
+                entry.ip_address = str(ep.address.ip)
+                entry.ip_prefix_len = ep.address.network.prefixlen
+            if not ep.network.builtin and ep.network.id in self._bridges:
+                entry.aliases = list(ep.aliases) or None
+                entry.dns_names = [n for n in dict.fromkeys([sandbox.name, *ep.aliases,
+                                                             sandbox.container_id[:12]]) if n]
+            settings.networks[ep.network.name] = entry
+            if ep.network.id == sandbox.network.id:  # the deprecated top-level fields: the first network
+                settings.endpoint_id = entry.endpoint_id
+                settings.mac_address, settings.gateway = entry.mac_address, entry.gateway
+                settings.ip_address, settings.ip_prefix_len = entry.ip_address, entry.ip_prefix_len
         settings.ports = self.published_ports(container_id)
         return settings
 
@@ -707,9 +891,9 @@ class NetworkService:
     # ---- network API ---------------------------------------------------------------------------
 
     def _endpoints_on(self, network_id: str) -> dict[str, EndpointResource]:
-        return {s.container_id: EndpointResource(name=s.name, endpoint_id=s.endpoint_id, mac_address=s.mac,
-                                                 ipv4_address=str(s.address) if s.address else "")
-                for s in self._sandboxes.values() if s.network is not None and s.network.id == network_id}
+        return {s.container_id: EndpointResource(name=s.name, endpoint_id=ep.endpoint_id, mac_address=ep.mac,
+                                                 ipv4_address=str(ep.address) if ep.address else "")
+                for s in self._sandboxes.values() for ep in s.endpoints() if ep.network.id == network_id}
 
     def find(self, ref: str) -> NetworkRecord:
         """By full ID, then name, then unique ID prefix (as dockerd resolves network references)."""
@@ -731,7 +915,7 @@ class NetworkService:
 
     def list(self, filters: dict[str, list[str]]) -> list[Network]:
         records.check_filters(filters)
-        in_use = {s.network.id for s in self._sandboxes.values() if s.network is not None}
+        in_use = {ep.network.id for s in self._sandboxes.values() for ep in s.endpoints()}
         return [records.to_api(r, {}) for r in self._networks.values()
                 if records.matches(r, filters, r.id in in_use)]
 

@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 
-RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 IFF_UP = 0x1
@@ -88,11 +88,12 @@ class Socket:
                 offset += (length + 3) & ~3 or len(data)
 
     def add_veth_into(self, host_name: str, bridge_index: int, mtu: int, peer_name: str,
-                      peer_netns_fd: int, peer_mac: str) -> None:
+                      peer_netns_fd: int, peer_mac: str, peer_index: int = FIRST_FREE_INDEX) -> None:
         """A veth pair whose host end is on the bridge and up, and whose peer is created inside
-        the namespace behind ``peer_netns_fd`` with its final name, MAC and ifindex 2 (down: the
-        kernel refuses to open a veth end before its pair is complete, ENOTCONN)."""
-        peer = (_ifinfo(FIRST_FREE_INDEX)
+        the namespace behind ``peer_netns_fd`` with its final name, MAC and ifindex ``peer_index``
+        (0: the kernel's choice; down: the kernel refuses to open a veth end before its pair is
+        complete, ENOTCONN)."""
+        peer = (_ifinfo(peer_index)
                 + _attr(IFLA_IFNAME, peer_name.encode() + b"\0")
                 + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
                 + _attr(IFLA_ADDRESS, _mac(peer_mac))
@@ -105,6 +106,10 @@ class Socket:
                 + _attr(IFLA_MASTER, struct.pack("=I", bridge_index))
                 + _attr(IFLA_LINKINFO, linkinfo))
         self._request((RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body))
+
+    def delete_link(self, index: int) -> None:
+        """Delete a link of this socket's namespace (a veth end takes its peer with it)."""
+        self._request((RTM_DELLINK, 0, _ifinfo(index)))
 
     def loopback_up(self) -> None:
         self._request((RTM_NEWLINK, 0, _ifinfo(LOOPBACK_INDEX, up=True)))

@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import secrets
+import socket
 import threading
 from collections import deque
 from concurrent.futures import Future
@@ -194,6 +195,43 @@ class NetnsWorker:
         finally:
             ns.close()
 
+    def attach(self, path: Path, bridge_index: int, mtu: int, ifname: str, iface: ipaddress.IPv4Interface,
+               mac: str) -> None:
+        """One more interface (``network connect``) in an existing namespace: a veth peer named
+        ifname on the bridge, with its address and no route beyond its subnet."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._add_veth(bridge_index, fd, mac, mtu, ifname=ifname, peer_index=0)
+            netns.setns_net(fd)
+            try:
+                with rtnl.Socket() as ns:
+                    try:
+                        ns.configure_endpoint(socket.if_nametoindex(ifname), iface, None)
+                    except BaseException:
+                        ns.delete_link(socket.if_nametoindex(ifname))
+                        raise
+            finally:
+                netns.setns_net(self._host_fd)
+        finally:
+            os.close(fd)
+
+    def detach(self, path: Path, ifname: str) -> None:
+        """Delete an interface of a namespace (``network disconnect``); gone already is fine."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            netns.setns_net(fd)
+            try:
+                with rtnl.Socket() as ns:
+                    try:
+                        index = socket.if_nametoindex(ifname)
+                    except OSError:
+                        return
+                    ns.delete_link(index)
+            finally:
+                netns.setns_net(self._host_fd)
+        finally:
+            os.close(fd)
+
     def dns_sockets(self, path: Path) -> tuple:
         """The embedded resolver's sockets (127.0.0.11:53), bound inside the namespace at path."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -204,12 +242,13 @@ class NetnsWorker:
             os.close(fd)
             netns.setns_net(self._host_fd)
 
-    def _add_veth(self, bridge_index: int, netns_fd: int, mac: str, mtu: int) -> str:
+    def _add_veth(self, bridge_index: int, netns_fd: int, mac: str, mtu: int, ifname: str = CONTAINER_IFNAME,
+                  peer_index: int = rtnl.FIRST_FREE_INDEX) -> str:
         assert self._host_rtnl is not None
         for _ in range(3):
             name = veth_name()
             try:
-                self._host_rtnl.add_veth_into(name, bridge_index, mtu, CONTAINER_IFNAME, netns_fd, mac)
+                self._host_rtnl.add_veth_into(name, bridge_index, mtu, ifname, netns_fd, mac, peer_index)
                 return name
             except OSError as e:
                 if e.errno != errno.EEXIST:

@@ -9,7 +9,8 @@ from aiohttp import web
 from dockyard import errdefs
 from dockyard.api.app import json_response, read_json
 from dockyard.api.routers.system import parse_filters
-from dockyard.apitypes.network import CreateRequest, CreateResponse, Network
+from dockyard.apitypes.container import EndpointSettings
+from dockyard.apitypes.network import ConnectRequest, CreateRequest, CreateResponse, DisconnectRequest, Network
 
 
 class NetworksBackend(Protocol):
@@ -18,6 +19,9 @@ class NetworksBackend(Protocol):
     async def create(self, request: CreateRequest) -> CreateResponse: ...
     async def remove(self, ref: str) -> None: ...
     async def prune(self, filters: dict[str, list[str]]) -> list[str]: ...
+    async def connect(self, network_ref: str, container: str,
+                      endpoint_config: EndpointSettings | None = None) -> None: ...
+    async def disconnect(self, network_ref: str, container: str, force: bool = False) -> None: ...
 
 
 def setup(app: web.Application, backend: NetworksBackend) -> None:
@@ -39,15 +43,24 @@ def setup(app: web.Application, backend: NetworksBackend) -> None:
         deleted = await backend.prune(parse_filters(request.query.get("filters")))
         return json_response({"NetworksDeleted": deleted})
 
-    async def connect_or_disconnect(request: web.Request) -> web.Response:
-        backend.inspect(request.match_info["id"])  # Docker answers 404 for an unknown network first
-        raise errdefs.NotImplementedFeature(
-            "connecting containers to networks after creation is not supported yet by this daemon")
+    async def connect(request: web.Request) -> web.Response:
+        body = await read_json(request, ConnectRequest, default=ConnectRequest())
+        if not body.container:
+            raise errdefs.InvalidParameter("no container was specified")
+        await backend.connect(request.match_info["id"], body.container, body.endpoint_config)
+        return web.Response(status=200)
+
+    async def disconnect(request: web.Request) -> web.Response:
+        body = await read_json(request, DisconnectRequest, default=DisconnectRequest())
+        if not body.container:
+            raise errdefs.InvalidParameter("no container was specified")
+        await backend.disconnect(request.match_info["id"], body.container, body.force)
+        return web.Response(status=200)
 
     app.router.add_get("/networks", list_networks)
     app.router.add_get("/networks/{id}", inspect_network)
     app.router.add_post("/networks/create", create_network)
     app.router.add_delete("/networks/{id}", remove_network)
     app.router.add_post("/networks/prune", prune_networks)
-    app.router.add_post("/networks/{id}/connect", connect_or_disconnect)
-    app.router.add_post("/networks/{id}/disconnect", connect_or_disconnect)
+    app.router.add_post("/networks/{id}/connect", connect)
+    app.router.add_post("/networks/{id}/disconnect", disconnect)
