@@ -90,7 +90,9 @@ async def versioned(request: web.Request, handler: Handler) -> web.StreamRespons
         else:
             raise
     except (ConnectionResetError, BrokenPipeError):
-        raise
+        # the client went away mid-stream (docker CLI interrupted, wait abandoned): nothing to answer
+        log.debug("client left during %s %s", request.method, request.path)
+        return web.Response(status=499)
     except Exception as e:  # a real internal fault: log it, never show a traceback
         log.exception("internal error serving %s %s", request.method, request.path)
         resp = error_response(f"internal error: {type(e).__name__}: {e}", 500)
