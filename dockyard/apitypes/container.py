@@ -95,29 +95,6 @@ class DeviceMapping(_D):
     cgroup_permissions: str = ""
 
 
-class BindOptions(_D):
-    propagation: str = ""
-    non_recursive: bool = False
-    create_mountpoint: bool = False
-
-
-class TmpfsOptions(_D):
-    size_bytes: int = 0
-    mode: int = 0
-
-
-class MountSpec(_D):
-    """A ``--mount`` entry (HostConfig.Mounts)."""
-    target: str = ""
-    source: str = ""
-    type: str = ""
-    read_only: bool = False
-    consistency: str = ""
-    bind_options: BindOptions | None = None
-    volume_options: dict | None = None
-    tmpfs_options: TmpfsOptions | None = None
-
-
 class HostConfig(_D):
     # resources
     cpu_shares: int = 0
@@ -160,7 +137,7 @@ class HostConfig(_D):
     auto_remove: bool = False
     volume_driver: str = ""
     volumes_from: list[str] | None = None
-    mounts: list[MountSpec] | None = None
+    mounts: list[dict] | None = None  # parsed by the volume service (apitypes.volume.MountSpec)
     console_size: list[int] | None = None
     annotations: dict[str, str] | None = None
     cap_add: list[str] | None = None

@@ -20,6 +20,7 @@ from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers.service import ContainerService
 from dockyard.daemon.images.service import ImageService
 from dockyard.daemon.networks import NetworkService
+from dockyard.daemon.volumes import VolumesService
 from dockyard.runtime.cgroups.v1 import hierarchies
 from dockyard.shim.manager import ZygoteShimManager
 from dockyard.storage.content import ContentStore
@@ -53,6 +54,7 @@ class Stack:
         self.containers: ContainerService | None = None
         self.images = ImageService(self.config, self.db, content, layers, snapshotter, self.events, self)
         self.networks = NetworkService(self.config, self.db, self.events)
+        self.volumes = VolumesService(self.config, self.db, self.events)
         self.shims = ZygoteShimManager(self.config.zygote_socket)
 
     def containers_using_image(self, image_id):
@@ -64,7 +66,7 @@ class Stack:
         await self.networks.start()
         await self.shims.start()
         self.containers = ContainerService(self.config, self.db, self.images, self.networks, self.shims,
-                                           self.events)
+                                           self.events, self.volumes)
         return self.containers
 
     async def cleanup(self) -> None:
@@ -201,11 +203,36 @@ def test_restore_after_daemon_restart():
         pid = svc.inspect(cid).state.pid
         await svc.close()
         again = ContainerService(stack.config, stack.db, stack.images, stack.networks, stack.shims,
-                                 stack.events)
+                                 stack.events, stack.volumes)
         stack.containers = again
         await again.restore()
         assert again.inspect(cid).state.running and again.inspect(cid).state.pid == pid
         await asyncio.wait_for(again.kill(cid, "KILL"), 5)
         assert (await asyncio.wait_for(again.wait(cid), 10)).status_code == 137
+
+    run(body)
+
+
+def test_bind_and_named_volume():
+    async def body(svc: ContainerService, stack: Stack) -> None:
+        host_dir = stack.root / "hostdir"
+        host_dir.mkdir()
+        (host_dir / "f").write_text("from-host")
+        hc = HostConfig(network_mode="none", binds=[f"{host_dir}:/h:ro", "dyvol:/v"])
+        cid = svc.create(req(["sh", "-c", "cat /h/f; echo saved > /v/x; touch /h/nope"], host_config=hc)).id
+        session = await svc.attach(cid, stdin=False, stdout=True, stderr=True)
+        await svc.start(cid)
+        out = b"".join(d for _, d in await asyncio.wait_for(collect(session), 10))
+        assert b"from-host" in out and b"Read-only file system" in out
+        assert {m.type for m in svc.inspect(cid).mounts} == {"bind", "volume"}
+        await asyncio.wait_for(svc.wait(cid), 10)
+        await svc.remove(cid)
+        again = svc.create(req(["cat", "/v/x"], host_config=HostConfig(network_mode="none", binds=["dyvol:/v"]))).id
+        session = await svc.attach(again, stdin=False, stdout=True, stderr=True)
+        await svc.start(again)
+        assert b"".join(d for _, d in await asyncio.wait_for(collect(session), 10)) == b"saved\n"
+        await asyncio.wait_for(svc.wait(again), 10)
+        await svc.remove(again)
+        await stack.volumes.remove("dyvol")
 
     run(body)

@@ -197,3 +197,36 @@ class FakeEvents:
 
     def actions(self) -> list[str]:
         return [a for a, _, _ in self.events]
+
+
+class FakeVolumes:
+    """-v host binds only, as the volume service would plan them."""
+
+    def __init__(self) -> None:
+        self.plans: dict[str, list[tuple[str, str, bool]]] = {}
+        self.mounted: set[str] = set()
+
+    def resolve_mounts(self, container_id, host_config, config_volumes, image_layer_dirs, volumes_from_lookup):
+        from dockyard.apitypes.container import MountPoint
+        plan = []
+        for bind in host_config.binds or []:
+            source, destination, *mode = bind.split(":")
+            plan.append((source, destination, mode == ["ro"]))
+        if plan:
+            self.plans[container_id] = plan
+        return [MountPoint(type="bind", source=s, destination=d, rw=not ro) for s, d, ro in plan]
+
+    async def mount(self, container_id):
+        from dockyard.oci import runtime_spec as oci
+        self.mounted.add(container_id)
+        return [oci.Mount(destination=d, type="bind", source=s, options=["rbind", "rprivate", "ro" if ro else "rw"])
+                for s, d, ro in self.plans.get(container_id, [])]
+
+    async def unmount(self, container_id):
+        self.mounted.discard(container_id)
+
+    async def release(self, container_id, remove_anonymous):
+        self.release_blocking(container_id, remove_anonymous)
+
+    def release_blocking(self, container_id, remove_anonymous):
+        self.plans.pop(container_id, None)

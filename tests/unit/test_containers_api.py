@@ -18,7 +18,7 @@ from dockyard.api.routers import containers as router
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers.service import ContainerService
 from dockyard.storage.metadata import Database
-from tests.unit.containers_fakes import FakeEvents, FakeImages, FakeNetworks, FakeShims
+from tests.unit.containers_fakes import FakeEvents, FakeImages, FakeNetworks, FakeShims, FakeVolumes
 
 
 @pytest.fixture
@@ -33,7 +33,8 @@ def root():
 async def serve(root: Path, shims: FakeShims):
     config = DaemonConfig(data_root=root / "data", exec_root=root / "exec")
     db = Database(config.db_path)
-    svc = ContainerService(config, db, FakeImages(root / "img"), FakeNetworks(), shims, FakeEvents())
+    svc = ContainerService(config, db, FakeImages(root / "img"), FakeNetworks(), shims, FakeEvents(),
+                           FakeVolumes())
     app = make_app(lambda a: router.setup(a, svc))
     runner = web.AppRunner(app)
     await runner.setup()

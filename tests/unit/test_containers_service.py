@@ -16,7 +16,7 @@ from dockyard.apitypes.container import CreateRequest, HostConfig
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers.service import ContainerService, parse_signal
 from dockyard.storage.metadata import Database
-from tests.unit.containers_fakes import IMAGE_ID, FakeEvents, FakeImages, FakeNetworks, FakeShims
+from tests.unit.containers_fakes import IMAGE_ID, FakeEvents, FakeImages, FakeNetworks, FakeShims, FakeVolumes
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def env():
     config = DaemonConfig(data_root=root / "data", exec_root=root / "exec")
     db = Database(config.db_path)
     parts = dict(images=FakeImages(root / "img"), networks=FakeNetworks(), shims=FakeShims(),
-                 events=FakeEvents())
+                 events=FakeEvents(), volumes=FakeVolumes())
     try:
         yield config, db, parts
     finally:
@@ -329,3 +329,23 @@ def test_failed_start_removes_an_autoremove_container(env):
 
     assert run(flow()) == 127
     assert svc.list(all=True) == []
+
+
+def test_mounts_come_from_the_volume_service(env):
+    svc = service(env)
+    volumes = env[2]["volumes"]
+
+    async def flow():
+        cid = svc.create(body(host_config=HostConfig(binds=["/srv/x:/data:ro"]))).id
+        assert [(m.source, m.destination, m.rw) for m in svc.inspect(cid).mounts] == [("/srv/x", "/data", False)]
+        await svc.start(cid)
+        spec = json.loads((env[0].container_exec_dir(cid) / "config.json").read_bytes())
+        assert {"destination": "/data", "type": "bind", "source": "/srv/x",
+                "options": ["rbind", "rprivate", "ro"]} in spec["mounts"]
+        await svc.wait(cid, "not-running")
+        assert cid not in volumes.mounted
+        await svc.remove(cid)
+        return cid
+
+    cid = run(flow())
+    assert cid not in volumes.plans

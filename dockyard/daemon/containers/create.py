@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard import errdefs
-from dockyard.apitypes.container import ContainerConfig, CreateRequest, HealthConfig, HostConfig, MountPoint
+from dockyard.apitypes.container import ContainerConfig, CreateRequest, HealthConfig, HostConfig
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import spec as specmod
 from dockyard.daemon.interfaces import ImageInfo
@@ -36,7 +36,6 @@ class Created:
     runtime: str  # "dockyard" or a binary path
     path: str
     args: list[str]
-    mounts: list[MountPoint]
     warnings: list[str]
 
 
@@ -249,13 +248,6 @@ def prepare(request: CreateRequest, image: ImageInfo, container_id: str, config:
         hc.network_mode = "bridge"
     if not cfg.hostname:
         cfg.hostname = os.uname().nodename if hc.network_mode == "host" else container_id[:12]
-    mounts = []
-    for bind in hc.binds or []:
-        b = specmod.parse_bind(bind)
-        mounts.append(MountPoint(type="bind", source=b.source, destination=b.destination,
-                                 mode=b.mode, rw=not b.read_only, propagation=b.propagation))
-    for mount in hc.mounts or []:
-        mounts.append(specmod.check_mount(mount))
     cfg.image = request.image
     return Created(config=cfg, host_config=hc, runtime=runtime, path=command[0], args=command[1:],
-                   mounts=mounts, warnings=warnings)
+                   warnings=warnings)

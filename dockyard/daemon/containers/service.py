@@ -35,7 +35,7 @@ from dockyard.daemon.containers.attach import DEFAULT_DETACH_KEYS, AttachSession
 from dockyard.daemon.containers.logs import LogOptions, read as read_logs
 from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
 from dockyard.daemon.containers.store import ContainerStore
-from dockyard.daemon.interfaces import EventSink, ImageLookup, NetworkAttacher
+from dockyard.daemon.interfaces import EventSink, ImageLookup, NetworkAttacher, VolumeMounter
 from dockyard.mount import Mount
 from dockyard.shim import rootfs
 from dockyard.shim.client import ExitStatus, ShimHandle, ShimManager
@@ -85,13 +85,14 @@ def parse_signal(value: str | int | None, default: str = "SIGKILL") -> int:
 
 class ContainerService:
     def __init__(self, config: DaemonConfig, db: Database, images: ImageLookup, networks: NetworkAttacher,
-                 shims: ShimManager, events: EventSink) -> None:
+                 shims: ShimManager, events: EventSink, volumes: VolumeMounter) -> None:
         self._config = config
         self._store = ContainerStore(db)
         self._images = images
         self._networks = networks
         self._shims = shims
         self._events = events
+        self._volumes = volumes
         self._locks: dict[str, asyncio.Lock] = {}
         self._live: dict[str, _Running] = {}
         self._pending: dict[str, list[AttachSession]] = {}
@@ -127,7 +128,13 @@ class ContainerService:
         prepared = creating.prepare(request, image, cid, self._config)
         name = name or names.generate_name(lambda n: self._store.holder_of(n) is not None)
         data_dir = self._data_dir(cid)
-        rootfs = self._images.prepare_rootfs(cid, image)
+        mounts = self._volumes.resolve_mounts(cid, prepared.host_config, prepared.config.volumes,
+                                              self._images.layer_dirs(image), lambda ref: self._store.get(ref).id)
+        try:
+            rootfs = self._images.prepare_rootfs(cid, image)
+        except BaseException:
+            self._volumes.release_blocking(cid, remove_anonymous=True)
+            raise
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             rec = ContainerRecord(
@@ -136,13 +143,14 @@ class ContainerService:
                 host_config=prepared.host_config, runtime=prepared.runtime,
                 log_path=(str(data_dir / f"{cid}-json.log")
                           if prepared.host_config.log_config.type == "json-file" else ""),
-                mounts=prepared.mounts,
+                mounts=mounts,
                 rootfs_mounts=[RootfsMount(type=m.type, source=m.source, options=list(m.options))
                                for m in rootfs],
             )
             self._store.add(rec)
         except BaseException:
             self._images.remove_rootfs(cid)
+            self._volumes.release_blocking(cid, remove_anonymous=True)
             shutil.rmtree(data_dir, ignore_errors=True)
             raise
         self._emit(rec, "create")
@@ -169,7 +177,7 @@ class ContainerService:
         st.check_start(rec.state, rec.id)
         handle, sandbox = await startup.launch(
             rec, config=self._config, images=self._images, networks=self._networks, shims=self._shims,
-            resolve_peer=self._network_peer, pending=self._pending.get(rec.id, []),
+            volumes=self._volumes, resolve_peer=self._network_peer, pending=self._pending.get(rec.id, []),
             on_failure=lambda message, code: self._record_start_failure(rec, message, code))
         self._pending.pop(rec.id, None)
         st.transition(rec.state, st.RUNNING, rec.id, now=views.now_rfc3339())
@@ -224,6 +232,7 @@ class ContainerService:
                 await self._networks.release_sandbox(cid)
             except Exception as e:
                 log.warning("container %s: releasing the sandbox: %s", cid, e)
+            await self._volumes.unmount(cid)
             if self._store.has_id(cid):
                 rec = self._store.get(cid)
                 st.transition(rec.state, st.EXITED, rec.name, now=status.finished_at or views.now_rfc3339())
@@ -371,6 +380,7 @@ class ContainerService:
                 st.transition(rec.state, st.DEAD, rec.name)  # Docker shows such a container as Dead
                 self._store.save(rec)
                 raise errdefs.System(f"unable to remove filesystem for {rec.id}: {e}") from None
+            await self._volumes.release(rec.id, remove_anonymous=volumes or rec.host_config.auto_remove)
             self._store.delete(rec.id)
             for session in self._pending.pop(rec.id, []):
                 session.abandon()

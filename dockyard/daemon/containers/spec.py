@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass
 
 from dockyard import errdefs
-from dockyard.apitypes.container import HostConfig, MountPoint, MountSpec
+from dockyard.apitypes.container import HostConfig
 from dockyard.daemon.containers.record import ContainerRecord
 from dockyard.daemon.containers.user import ExecUser
 from dockyard.daemon.interfaces import SandboxInfo
@@ -22,81 +21,8 @@ from dockyard.oci import runtime_spec as oci
 
 INIT_BINARY = "/usr/bin/tini-static"
 INIT_PATH = "/sbin/docker-init"
-# Docker's default rbind propagation for binds and the network files.
+# Docker's default rbind propagation for the network files.
 _DEFAULT_PROPAGATION = "rprivate"
-_PROPAGATIONS = {"shared", "slave", "private", "rshared", "rslave", "rprivate"}
-
-
-@dataclass(frozen=True)
-class BindSpec:
-    source: str
-    destination: str
-    read_only: bool
-    propagation: str
-    mode: str  # the options as the user wrote them ("ro", "rw,z", "")
-
-
-def parse_bind(spec: str) -> BindSpec:
-    """``/host:/ctr[:opts]``; a source that is not absolute names a volume (not served here)."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise errdefs.InvalidParameter(f"invalid volume specification: '{spec}'")
-    source, destination = parts[0], parts[1]
-    mode = parts[2] if len(parts) == 3 else ""
-    if not destination.startswith("/"):
-        raise errdefs.InvalidParameter(
-            f"invalid volume specification: '{spec}': invalid mount config for type \"bind\": "
-            f"invalid mount path: '{destination}' mount path must be absolute")
-    if not source.startswith("/"):
-        raise errdefs.NotImplementedFeature(
-            f"named volumes are not supported yet: '{spec}' (use an absolute host path)")
-    read_only = False
-    propagation = _DEFAULT_PROPAGATION
-    for opt in filter(None, mode.split(",")):
-        if opt in ("ro", "rw"):
-            read_only = opt == "ro"
-        elif opt in _PROPAGATIONS:
-            propagation = opt
-        elif opt not in ("z", "Z", "nocopy", "consistent", "cached", "delegated"):
-            raise errdefs.InvalidParameter(f"invalid mode: {opt}")
-    return BindSpec(os.path.normpath(source), os.path.normpath(destination), read_only, propagation, mode)
-
-
-def check_mount(m: MountSpec) -> MountPoint:
-    """A ``--mount`` as inspect shows it; Docker's 400s for what cannot work (types other than
-    bind and tmpfs need the volume service, which this daemon does not reach from here yet)."""
-    prefix = f'invalid mount config for type "{m.type}"'
-    if not m.target.startswith("/"):
-        raise errdefs.InvalidParameter(f"{prefix}: invalid mount path: '{m.target}' mount path must be absolute")
-    if m.type == "bind":
-        if not m.source.startswith("/"):
-            raise errdefs.InvalidParameter(f"{prefix}: invalid mount path: '{m.source}' mount path must be absolute")
-        create = m.bind_options is not None and m.bind_options.create_mountpoint
-        if not create and not os.path.exists(m.source):
-            raise errdefs.InvalidParameter(f"{prefix}: bind source path does not exist: {m.source}")
-        propagation = (m.bind_options.propagation if m.bind_options else "") or _DEFAULT_PROPAGATION
-        return MountPoint(type="bind", source=os.path.normpath(m.source), destination=os.path.normpath(m.target),
-                          rw=not m.read_only, propagation=propagation)
-    if m.type == "tmpfs":
-        if m.source:
-            raise errdefs.InvalidParameter(f"{prefix}: field Source must not be specified")
-        return MountPoint(type="tmpfs", destination=os.path.normpath(m.target), rw=not m.read_only)
-    if m.type == "volume":
-        raise errdefs.NotImplementedFeature("volume mounts (--mount type=volume) are not supported yet")
-    raise errdefs.InvalidParameter(f"mount type unknown: '{m.type}'")
-
-
-def _oci_mount(m: MountSpec) -> oci.Mount:
-    point = check_mount(m)
-    if point.type == "bind":
-        return _bind(point.source, point.destination, not point.rw, point.propagation)
-    opts = ["noexec", "nosuid", "nodev"] + ([] if point.rw else ["ro"])
-    if m.tmpfs_options is not None:
-        if m.tmpfs_options.size_bytes:
-            opts.append(f"size={m.tmpfs_options.size_bytes}")
-        if m.tmpfs_options.mode:
-            opts.append(f"mode={m.tmpfs_options.mode:o}")
-    return oci.Mount(destination=point.destination, type="tmpfs", source="tmpfs", options=opts)
 
 
 def parse_security_opts(opts: list[str] | None) -> tuple[bool, str | None]:
@@ -266,7 +192,7 @@ def _bind(source: str, destination: str, read_only: bool, propagation: str = _DE
 
 
 def build(rec: ContainerRecord, user: ExecUser, *, rootfs: str, sandbox: SandboxInfo,
-          cgroup_parent: str) -> oci.Spec:
+          cgroup_parent: str, volume_mounts: list[oci.Mount] = ()) -> oci.Spec:
     hc = rec.host_config
     args = [rec.path, *rec.args]
     if hc.init:
@@ -320,16 +246,10 @@ def build(rec: ContainerRecord, user: ExecUser, *, rootfs: str, sandbox: Sandbox
         linux.devices.append(oci.Device(path=mapping.path_in_container or mapping.path_on_host, type=kind,
                                         major=major, minor=minor, file_mode=0o666, uid=0, gid=0))
 
-    user_mounts: list[oci.Mount] = []
-    for bind_spec in hc.binds or []:
-        b = parse_bind(bind_spec)
-        user_mounts.append(_bind(b.source, b.destination, b.read_only, b.propagation))
-    for mount in hc.mounts or []:
-        user_mounts.append(_oci_mount(mount))
+    user_mounts = list(volume_mounts)  # -v, --mount, --volumes-from, VOLUME: the volume service's
     for destination, options in (hc.tmpfs or {}).items():
         opts = ["noexec", "nosuid", "nodev", *filter(None, options.split(","))]
         user_mounts.append(oci.Mount(destination=destination, type="tmpfs", source="tmpfs", options=opts))
-    # A user's mount at a default location (e.g. -v /x:/dev/shm) replaces the default.
     user_destinations = {m.destination for m in user_mounts}
     mounts = [m for m in spec.mounts if m.destination not in user_destinations] + user_mounts
     for path, destination in ((sandbox.hosts_path, "/etc/hosts"),

@@ -1,8 +1,8 @@
 """What ``start`` does outside the state machine: files, sandbox, bundle, shim.
 
 ``launch`` makes everything a run needs and undoes all of it if any step
-fails: the network sandbox, the shim (which owns the rootfs mounts and the
-cgroups, and removes them on shutdown). A failure is recorded on the
+fails: the network sandbox, the volumes' mounts, the shim (which owns the rootfs
+mounts and the cgroups, and removes them on shutdown). A failure is recorded on the
 container (State.Error, ExitCode 127/126/128) in moby's words and classes.
 """
 
@@ -26,7 +26,7 @@ from dockyard.daemon.containers.attach import AttachSession
 from dockyard.daemon.containers.create import parse_size
 from dockyard.daemon.containers.record import ContainerRecord
 from dockyard.daemon.containers.views import now_rfc3339, parse_rfc3339
-from dockyard.daemon.interfaces import ImageInfo, ImageLookup, NetworkAttacher, SandboxInfo
+from dockyard.daemon.interfaces import ImageInfo, ImageLookup, NetworkAttacher, SandboxInfo, VolumeMounter
 from dockyard.mount import Mount
 from dockyard.oci import runtime_spec
 from dockyard.shim.client import ExitStatus, ShimHandle, ShimManager, SpawnRequest
@@ -92,7 +92,8 @@ def _fresh_exec_dir(exec_dir: Path) -> None:
 
 
 async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLookup,
-                 networks: NetworkAttacher, shims: ShimManager, resolve_peer: Callable[[str], str],
+                 networks: NetworkAttacher, shims: ShimManager, volumes: VolumeMounter,
+                 resolve_peer: Callable[[str], str],
                  pending: list[AttachSession],
                  on_failure: Callable[[str, int], None]) -> tuple[ShimHandle, SandboxInfo]:
     hc = rec.host_config
@@ -100,26 +101,23 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
     data_dir = config.container_data_dir(rec.id)
     sandbox: SandboxInfo | None = None
     handle: ShimHandle | None = None
+    mounted = False
     exit_code = EXIT_UNKNOWN
     try:
         image = images.resolve(rec.image_id)
         exec_user = users.resolve(rec.config.user, images.layer_dirs(image), hc.group_add)
         data_dir.mkdir(parents=True, exist_ok=True)
         _fresh_exec_dir(exec_dir)
-        for bind in hc.binds or []:
-            # Docker creates a missing host path of a -v bind as a directory.
-            Path(specmod.parse_bind(bind).source).mkdir(parents=True, exist_ok=True)
-        for mount in hc.mounts or []:
-            if mount.type == "bind" and mount.bind_options and mount.bind_options.create_mountpoint:
-                Path(mount.source).mkdir(parents=True, exist_ok=True)
         mode = hc.network_mode
         if mode.startswith("container:"):
             mode = "container:" + resolve_peer(mode.split(":", 1)[1])
         sandbox = await networks.create_sandbox(
             rec.id, mode, rec.config.hostname, rec.config.domainname, hc.dns or [], hc.dns_search or [],
             hc.dns_options or [], hc.extra_hosts or [], data_dir)
+        volume_mounts = await volumes.mount(rec.id)
+        mounted = True
         spec = specmod.build(rec, exec_user, rootfs=str(exec_dir / "rootfs"), sandbox=sandbox,
-                             cgroup_parent=config.cgroup_parent)
+                             cgroup_parent=config.cgroup_parent, volume_mounts=volume_mounts)
         write_atomic(exec_dir / "config.json", runtime_spec.encode(spec))
         log_opts = hc.log_config.config or {}
         request = SpawnRequest(
@@ -144,6 +142,8 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
     except BaseException as e:
         if handle is not None:
             await _discard(handle)
+        if mounted:
+            await volumes.unmount(rec.id)
         if sandbox is not None:
             await networks.release_sandbox(rec.id)
         if isinstance(e, errdefs.DockyardError):
