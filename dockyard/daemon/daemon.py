@@ -45,10 +45,10 @@ class Daemon:
         # (ContainerUsage), containers resolve images (ImageLookup); wired after both exist
         self.images = ImageService(config, self.db, self.content, self.layers, self.snapshotter,
                                    self.events, containers=None)
-        self.containers = ContainerService(config, self.db, self.images, self.networks, self.shims,
-                                           self.events)
-        self.images.containers = self.containers
         self.volumes = VolumesService(config, self.db, self.events)
+        self.containers = ContainerService(config, self.db, self.images, self.networks, self.shims,
+                                           self.events, self.volumes)
+        self.images.containers = self.containers
         self.distribution = DistributionService(config, self.images, registry_client(config))
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),
                                     volumes=self.volumes)
