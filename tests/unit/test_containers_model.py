@@ -254,3 +254,15 @@ def test_detach_keys():
     assert f.feed(b"c") == (b"\x10c", False)
     assert f.feed(b"\x10\x11rest") == (b"", True)
 
+
+
+def test_top_parses_ps():
+    from dockyard.daemon.containers.top import parse_ps
+    out = ("UID   PID  PPID CMD\n"
+           "root    1     0 /sbin/init splash\n"
+           "root  4242    1 sleep 100 200\n")
+    result = parse_ps(out, {4242})
+    assert result.titles == ["UID", "PID", "PPID", "CMD"]
+    assert result.processes == [["root", "4242", "1", "sleep 100 200"]]
+    with pytest.raises(errdefs.System, match="Couldn't find PID field"):
+        parse_ps("USER CMD\n", set())

@@ -50,6 +50,7 @@ class ContainersBackend(Protocol):
     def tty(self, ref: str) -> bool: ...
     async def resize(self, ref: str, height: int, width: int) -> None: ...
     def export(self, ref: str) -> Iterator[bytes]: ...
+    async def top(self, ref: str, ps_args: str = "") -> object: ...
     async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
                      stream: bool = True, detach_keys: str | None = None) -> AttachSession: ...
     async def detach(self, session: AttachSession) -> None: ...
@@ -167,6 +168,9 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         await resp.write_eof()
         return resp
 
+    async def top(request: web.Request) -> web.Response:
+        return json_response(await backend.top(request.match_info["id"], request.query.get("ps_args", "")))
+
     async def resize(request: web.Request) -> web.Response:
         await backend.resize(request.match_info["id"], int_value(request, "h", 0) or 0,
                              int_value(request, "w", 0) or 0)
@@ -235,6 +239,7 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
     app.router.add_get("/containers/{id}/logs", logs)
     app.router.add_get("/containers/{id}/export", export)
     app.router.add_post("/containers/{id}/resize", resize)
+    app.router.add_get("/containers/{id}/top", top)
     app.router.add_post("/containers/{id}/attach", attach)
     app.router.add_get("/containers/{id}/attach/ws", attach_ws)
 

@@ -30,11 +30,13 @@ from dockyard.apitypes.container import (
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import names, startup, views
+from dockyard.daemon.containers import top as top_mod
 from dockyard.daemon.containers import state as st
 from dockyard.daemon.containers.attach import DEFAULT_DETACH_KEYS, AttachSession, parse_detach_keys
 from dockyard.daemon.containers.logs import LogOptions, read as read_logs
 from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
 from dockyard.daemon.containers.store import ContainerStore
+from dockyard.daemon.containers.top import TopResponse
 from dockyard.daemon.interfaces import EventSink, ImageLookup, NetworkAttacher, VolumeMounter
 from dockyard.mount import Mount
 from dockyard.shim import rootfs
@@ -569,6 +571,18 @@ class ContainerService:
             raise errdefs.Conflict(f"Container {rec.id} is not running")
         await running.handle.resize(height, width)
         self._emit(rec, "resize", height=str(height), width=str(width))
+
+    async def top(self, ref: str, ps_args: str = "") -> TopResponse:
+        rec = self._store.get(ref)
+        if rec.id not in self._live or not rec.state.running:
+            raise errdefs.Conflict(f"Container {rec.id} is not running")
+        cgroups_path = f"{rec.host_config.cgroup_parent or self._config.cgroup_parent}/{rec.id}"
+
+        def run() -> TopResponse:
+            return top_mod.top(top_mod.container_pids(cgroups_path), ps_args or "-ef")
+        result = await asyncio.to_thread(run)
+        self._emit(rec, "top")
+        return result
 
     def export(self, ref: str) -> Iterator[bytes]:
         rec = self._store.get(ref)
