@@ -160,7 +160,7 @@ def test_stdin_tty_stop_and_restart():
         await svc.start(sleeper)
         info = svc.inspect(sleeper)
         assert info.state.running and info.state.pid > 0
-        listing = await svc.top(sleeper, "-o pid,args")
+        listing = await svc.top(sleeper, "-eo pid,args")  # -e: the container's pty is not ours
         assert listing.titles == ["PID", "COMMAND"] and listing.processes == [[str(info.state.pid), "sleep 60"]]
         assert svc.list()[0].status.startswith("Up ")
         await svc.pause(sleeper)
