@@ -67,10 +67,11 @@ class Daemon:
             log.info("released %d layers left by an interrupted load", len(removed))
         await self.networks.start()
         await self.shims.start()
+        self.volumes.restore()  # before containers: an exit found now unmounts through the drivers
         await self.containers.restore()
         live = {c.id: c.names[0].lstrip("/") for c in self.containers.list(all=False)}
         await self.networks.reconcile(live)
-        self.volumes.restore()
+        self.volumes.forget_missing({c.id for c in self.containers.list(all=True)})
 
     async def stop(self) -> None:
         await self.containers.close()  # running containers keep running (live-restore)
