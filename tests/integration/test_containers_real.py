@@ -171,7 +171,7 @@ def test_stdin_tty_stop_and_restart():
         assert svc.inspect(sleeper).state.running
         await asyncio.wait_for(svc.remove(sleeper, force=True), 10)
         actions = [a for a, i, _ in stack.events.seen if i == sleeper]
-        assert actions[:5] == ["create", "start", "pause", "unpause", "kill"]
+        assert actions[:6] == ["create", "start", "top", "pause", "unpause", "kill"]
         assert actions[-1] == "destroy"
 
     run(body)
