@@ -384,7 +384,16 @@ class Handler(BaseHTTPRequestHandler):
                              "'docker login': denied: requested access to the resource is denied")
             return
         self._start_chunked()
-        for msg in ({"status": f"Pulling from library/{ref}", "id": tag},
+        layers = ({"status": "Pulling fs layer", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
+                  {"status": "Pulling fs layer", "progressDetail": {}, "id": "bbbbbbbbbbbb"},
+                  {"status": "Downloading", "progressDetail": {"current": 1_200_000, "total": 4_260_000},
+                   "progress": "[==>   ]", "id": "aaaaaaaaaaaa"},
+                  {"status": "Downloading", "progressDetail": {"current": 300, "total": 700},
+                   "progress": "[=>    ]", "id": "bbbbbbbbbbbb"},
+                  {"status": "Download complete", "progressDetail": {}, "id": "bbbbbbbbbbbb"},
+                  {"status": "Extracting", "progressDetail": {"current": 4_260_000, "total": 4_260_000},
+                   "id": "aaaaaaaaaaaa"}) if "progress" in tag else ()
+        for msg in ({"status": f"Pulling from library/{ref}", "id": tag}, *layers,
                     {"status": "Pull complete", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
                     {"status": "Digest: sha256:" + "0" * 64},
                     {"status": f"Status: Downloaded newer image for {full}"}):

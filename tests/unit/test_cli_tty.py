@@ -94,3 +94,53 @@ def test_tty_without_terminal_is_refused(fake_api: FakeServer) -> None:  # noqa:
                        capture_output=True, env=env, timeout=30)
     assert r.returncode == 1
     assert r.stderr == b"the input device is not a TTY\n"
+
+
+def _pty_output(argv: list[str], host: str) -> tuple[int, bytes]:
+    import select
+    import shutil
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 150, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_HOST"] = host
+    cfg = None
+    if argv[0] == "docker":
+        import tempfile
+
+        cfg = tempfile.mkdtemp(prefix="dockyard-cli-dockercfg-")
+        env["DOCKER_CONFIG"] = cfg
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    out = b""
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+            elif proc.poll() is not None:
+                break
+        return proc.wait(10), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+        if cfg:
+            shutil.rmtree(cfg)
+
+
+@pytest.mark.parametrize("ref", ["hello:progress", "hello:plain"])
+def test_pull_progress_on_a_terminal_like_docker(fake_api: FakeServer, ref: str) -> None:  # noqa: F811
+    import shutil
+
+    if not shutil.which("docker"):
+        pytest.skip("no docker CLI to compare with")
+    fake_api.state.add_image(ref, pullable_only=True)
+    ours = _pty_output([sys.executable, "-m", "dockyard.cli.main", "pull", ref], fake_api.host)  # type: ignore[attr-defined]
+    fake_api.state.images.clear()
+    theirs = _pty_output(["docker", "pull", ref], fake_api.host)  # type: ignore[attr-defined]
+    assert ours == theirs
