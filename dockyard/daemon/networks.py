@@ -33,12 +33,12 @@ from dockyard.apitypes.container import NetworkSettings, PortBinding
 from dockyard.apitypes.network import CreateRequest, CreateResponse, EndpointResource, Network
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo
-from dockyard.network import etcfiles, iptables, ipam, netns, portmap, records
+from dockyard.network import etcfiles, iptables, ipam, netns, portmap, records, rtnl
 from dockyard.network.dns import DnsServer
 from dockyard.network.portmap import PortMapping
 from dockyard.network.proxy import Proxy
 from dockyard.network.records import NetworkRecord
-from dockyard.network.sandbox import SPARE_PREFIX, NetnsWorker
+from dockyard.network.sandbox import SPARE_PREFIX, NetnsWorker, Uplink
 from dockyard.storage.metadata import Database
 
 log = logging.getLogger("dockyard.networks")
@@ -49,11 +49,18 @@ _IFNAME_MAX = 15
 
 
 @dataclass
-class _Bridge:
-    """A bridge network's kernel facts and free addresses (memory only, rebuilt on start)."""
+class _Uplink:
+    """What endpoints of a network with addresses plug into (the bridge, or a macvlan network's
+    parent link) and its free addresses (memory only, rebuilt on start)."""
     index: int
     mtu: int
     pool: ipam.Pool
+    kind: str = "veth"
+    macvlan_mode: str = "bridge"
+
+    @property
+    def spec(self) -> Uplink:
+        return Uplink(self.kind, self.index, self.mtu, self.macvlan_mode)
 
 
 @dataclass
@@ -151,6 +158,39 @@ class _SandboxState(msgspec.Struct):
     extra: list[_ExtraState] = []
 
 
+def _pool(record: NetworkRecord, gateway: ipaddress.IPv4Interface) -> ipam.Pool:
+    return ipam.Pool(gateway.network, gateway.ip,
+                     ipaddress.IPv4Network(record.ip_range) if record.ip_range else None,
+                     frozenset(ipaddress.IPv4Address(a) for a in record.aux_addresses.values()))
+
+
+def _parse_range(text: str, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    try:
+        ip_range = ipaddress.IPv4Network(text)
+    except ValueError as e:
+        raise errdefs.InvalidParameter(f"invalid ip-range {text}: {e}") from None
+    if not ip_range.subnet_of(subnet):
+        raise errdefs.InvalidParameter(f"ip-range {ip_range} is not within subnet {subnet}")
+    return ip_range
+
+
+def _range_and_aux(config, gateway: ipaddress.IPv4Interface) -> tuple[str, dict[str, str]]:
+    """Validated --ip-range and --aux-address of a network create."""
+    if config is None:
+        return "", {}
+    ip_range = str(_parse_range(config.ip_range, gateway.network)) if config.ip_range else ""
+    aux: dict[str, str] = {}
+    for host, text in (config.auxiliary_addresses or {}).items():
+        try:
+            address = ipaddress.IPv4Address(text)
+        except ValueError:
+            raise errdefs.InvalidParameter(f"invalid aux-address {host}={text}") from None
+        if address not in gateway.network:
+            raise errdefs.InvalidParameter(f"no matching subnet for aux-address {address}")
+        aux[host] = str(address)
+    return ip_range, aux
+
+
 def _enable_ip_forward() -> None:
     """As dockerd with --ip-forward (the default): containers' traffic is routed by the host."""
     path = Path("/proc/sys/net/ipv4/ip_forward")
@@ -171,7 +211,7 @@ class NetworkService:
         self._events = events
         self._worker: NetnsWorker | None = None
         self._networks: dict[str, NetworkRecord] = {}  # by id
-        self._bridges: dict[str, _Bridge] = {}  # by network id
+        self._bridges: dict[str, _Uplink] = {}  # by network id
         self._sandboxes: dict[str, _Sandbox] = {}  # by container id
         self._admin = asyncio.Lock()  # network create/remove, one at a time
         # iptables chains of this daemon instance (several test daemons share a host)
@@ -209,7 +249,7 @@ class NetworkService:
         iptables.add(rules)
 
     def _network_rules(self, record: NetworkRecord) -> list[iptables.Rule]:
-        if record.id not in self._bridges:
+        if record.id not in self._bridges or record.driver != "bridge":
             return []
         return iptables.network_rules(self._chains, record.bridge, record.subnet, record.internal,
                                       _masquerade(record))
@@ -266,12 +306,23 @@ class NetworkService:
             options=records.default_bridge_options(name, mtu))
         if fresh != record:
             self._save(fresh)
-        self._bridges[fresh.id] = _Bridge(index, mtu, self._load_pool(fresh))
+        self._bridges[fresh.id] = _Uplink(index, mtu, self._load_pool(fresh))
         return fresh
 
     async def _restore_user_bridge(self, record: NetworkRecord) -> None:
         worker = self._worker
         assert worker is not None
+        self._networks[record.id] = record
+        if record.driver == "macvlan":
+            parent = await self._run(worker.link_exists, record.bridge)
+            if parent is None:
+                log.warning("macvlan network %s: parent interface %s is gone; its containers cannot start",
+                            record.name, record.bridge)
+                return
+            mtu = await self._run(worker.link_mtu, parent)
+            self._bridges[record.id] = _Uplink(parent, mtu, self._load_pool(record), "macvlan",
+                                               record.options.get(records.MACVLAN_MODE_OPTION, "bridge"))
+            return
         gateway = _gateway_of(record)
         state = await self._run(worker.bridge_state, record.bridge)
         if state is None:
@@ -280,12 +331,11 @@ class NetworkService:
             index = state[0]
             await self._run(worker.ensure_bridge_up, index, gateway)
         mtu = await self._run(worker.link_mtu, index)
-        self._networks[record.id] = record
-        self._bridges[record.id] = _Bridge(index, mtu, self._load_pool(record))
+        self._bridges[record.id] = _Uplink(index, mtu, self._load_pool(record))
 
     def _load_pool(self, record: NetworkRecord) -> ipam.Pool:
         gateway = _gateway_of(record)
-        pool = ipam.Pool(gateway.network, gateway.ip)
+        pool = _pool(record, gateway)
         for (address,) in self._db.query("SELECT address FROM ip_allocs WHERE network_id = ?", (record.id,)):
             pool.mark_used(ipaddress.IPv4Address(address))
         return pool
@@ -428,6 +478,9 @@ class NetworkService:
         network = self._network_for_mode(mode)
         sandbox = _Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
         bridge = self._bridges.get(network.id)
+        if bridge is None and network.driver == "macvlan":
+            raise errdefs.System(f"parent interface {network.bridge} of network {network.name} was not "
+                                 f"found on the host")
         user_defined = bridge is not None and not network.builtin
         wanted_ip, mac = self._endpoint_wishes(network, bridge, endpoint_config)
         aliases = list(endpoint_config.aliases or []) if endpoint_config is not None else []
@@ -436,7 +489,9 @@ class NetworkService:
                 "network-scoped alias is supported only for containers in user defined networks")
         sandbox.aliases = aliases
         sandbox.mac_address = mac or ""
-        requests = portmap.requested(port_bindings, exposed_ports, publish_all) if bridge is not None else []
+        # published ports: on bridges only (Docker ignores them on other drivers)
+        publishable = bridge is not None and bridge.kind == "veth"
+        requests = portmap.requested(port_bindings, exposed_ports, publish_all) if publishable else []
         link_entries = self._link_entries(links) if bridge is not None else []
         host_gateway = self._host_gateway()
         if network.driver == "host":
@@ -455,7 +510,7 @@ class NetworkService:
                 resolv, sandbox.upstreams = etcfiles.internal_resolv_conf(dns, dns_search, dns_options)
             else:
                 resolv = etcfiles.resolv_conf(dns, dns_search, dns_options)
-        if bridge is not None:
+        if publishable:
             sandbox.exposed = sorted(exposed_ports or ())
             try:
                 self._reserve_ports(sandbox, requests)
@@ -487,7 +542,7 @@ class NetworkService:
                           {"container": container_id, "name": network.name, "type": network.driver})
         return self._info(sandbox)
 
-    def _endpoint_wishes(self, network: NetworkRecord, bridge: _Bridge | None,
+    def _endpoint_wishes(self, network: NetworkRecord, bridge: _Uplink | None,
                          config: ApiEndpointSettings | None) -> tuple[ipaddress.IPv4Address | None, str | None]:
         """The validated --ip and --mac-address of an endpoint (None: choose)."""
         if config is None:
@@ -657,7 +712,7 @@ class NetworkService:
             await asyncio.to_thread(self._delete_addresses, rows)
             self._forget_addresses(rows)
 
-    def _make_netns(self, sandbox: _Sandbox, bridge: _Bridge | None) -> None:
+    def _make_netns(self, sandbox: _Sandbox, bridge: _Uplink | None) -> None:
         """On the worker thread: the namespace with its interfaces."""
         worker = self._worker
         path = sandbox.netns_path
@@ -667,7 +722,7 @@ class NetworkService:
             worker.make_isolated(path)
         else:
             gateway = None if sandbox.network.internal else bridge.pool.gateway
-            worker.make_bridged(path, bridge.index, bridge.mtu, sandbox.address, gateway, sandbox.mac)
+            worker.make_bridged(path, bridge.spec, sandbox.address, gateway, sandbox.mac)
 
     async def _unserve(self, sandbox: _Sandbox) -> None:
         """Everything ``_serve`` made: sockets, NAT rules, the state file."""
@@ -756,7 +811,7 @@ class NetworkService:
                                  aliases, mac or "", ifname, sandbox.container_id)
             try:
                 assert self._worker is not None and endpoint.address is not None
-                await self._run(self._worker.attach, sandbox.netns_path, bridge.index, bridge.mtu, ifname,
+                await self._run(self._worker.attach, sandbox.netns_path, bridge.spec, ifname,
                                 endpoint.address, endpoint.mac)
                 try:
                     await asyncio.to_thread(self._insert_address, network.id, str(address), sandbox.container_id)
@@ -920,7 +975,7 @@ class NetworkService:
                 if records.matches(r, filters, r.id in in_use)]
 
     async def create(self, request: CreateRequest) -> CreateResponse:
-        """A user-defined bridge network (IPv4, one subnet)."""
+        """A user-defined network: bridge (the default) or macvlan; one IPv4 subnet."""
         name = request.name
         if not name:
             raise errdefs.InvalidParameter("network name is required")
@@ -928,7 +983,15 @@ class NetworkService:
             raise errdefs.InvalidParameter(
                 f"invalid network name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         driver = request.driver or "bridge"
-        if driver != "bridge":
+        if driver in (HOST, "null"):
+            raise errdefs.Forbidden(f"only one instance of \"{driver}\" network is allowed")
+        if driver == "ipvlan":
+            assert self._worker is not None
+            if not await self._run(self._worker.link_kind_supported, "ipvlan"):
+                raise errdefs.NotImplementedFeature(
+                    "ipvlan networks are not supported on this host: its kernel has no ipvlan driver")
+            raise errdefs.NotImplementedFeature("ipvlan networks are not supported yet by this daemon")
+        if driver not in ("bridge", "macvlan"):
             raise errdefs.NotFound(f"plugin \"{driver}\" not found")
         if request.enable_ipv6 or request.ingress or request.config_only or \
                 (request.config_from is not None and request.config_from.network):
@@ -938,47 +1001,90 @@ class NetworkService:
         if ipam_request is not None and ipam_request.driver not in ("", "default"):
             raise errdefs.NotFound(f"plugin \"{ipam_request.driver}\" not found")
         configs = (ipam_request.config or []) if ipam_request is not None else []
-        if len(configs) > 1 or any(c.ip_range or c.auxiliary_addresses for c in configs):
-            raise errdefs.NotImplementedFeature(
-                "several subnets, --ip-range and --aux-address are not supported yet by this daemon")
+        if len(configs) > 1:
+            raise errdefs.NotImplementedFeature("several subnets per network are not supported yet by this daemon")
+        config = configs[0] if configs else None
         options = dict(request.options or {})
         async with self._admin:
             if self._by_name(name) is not None:
                 raise errdefs.Conflict(f"network with name {name} already exists")
-            gateway = await self._choose_gateway(configs[0] if configs else None)
-            network_id = secrets.token_hex(32)
-            bridge_name = options.get(records.BRIDGE_NAME_OPTION) or f"br-{network_id[:12]}"
-            if len(bridge_name) > _IFNAME_MAX:
-                raise errdefs.InvalidParameter(f"bridge name {bridge_name!r} is longer than {_IFNAME_MAX} characters")
-            worker = self._worker
-            assert worker is not None
-            if await self._run(worker.bridge_state, bridge_name) is not None:
-                raise errdefs.Conflict(f"a link named {bridge_name} already exists on the host")
-            index = await self._run(worker.create_bridge, bridge_name, gateway)
+            gateway = await self._choose_gateway(config, host_routes=driver == "bridge")
+            ip_range, aux = _range_and_aux(config, gateway)
             record = NetworkRecord(
-                id=network_id, name=name, driver="bridge", created=_now_rfc3339(), subnet=str(gateway.network),
-                gateway=str(gateway.ip), bridge=bridge_name, bridge_created=True, internal=request.internal,
-                attachable=request.attachable, options=options, labels=dict(request.labels or {}))
-            try:
-                self._save(record)
-            except BaseException:
-                await self._run(worker.delete_link, bridge_name)
-                raise
-            mtu = await self._run(worker.link_mtu, index)
-            self._networks[record.id] = record
-            self._bridges[record.id] = _Bridge(index, mtu, ipam.Pool(gateway.network, gateway.ip))
-            if self._config.iptables:
-                try:
-                    await asyncio.to_thread(iptables.add, self._network_rules(record))
-                except BaseException:
-                    await self._delete(record, emit=False)
-                    raise
-        self._events.emit("network", "create", record.id, {"name": name, "type": "bridge"})
+                id=secrets.token_hex(32), name=name, driver=driver, created=_now_rfc3339(),
+                subnet=str(gateway.network), gateway=str(gateway.ip), ip_range=ip_range, aux_addresses=aux,
+                internal=request.internal, attachable=request.attachable, options=options,
+                labels=dict(request.labels or {}))
+            if driver == "macvlan":
+                record = await self._create_macvlan(record)
+            else:
+                record = await self._create_bridge(record, gateway)
+        self._events.emit("network", "create", record.id, {"name": name, "type": driver})
         return CreateResponse(id=record.id)
 
-    async def _choose_gateway(self, config) -> ipaddress.IPv4Interface:
-        used = await self._subnets_in_use()
+    async def _create_bridge(self, record: NetworkRecord, gateway: ipaddress.IPv4Interface) -> NetworkRecord:
+        bridge_name = record.options.get(records.BRIDGE_NAME_OPTION) or f"br-{record.id[:12]}"
+        if len(bridge_name) > _IFNAME_MAX:
+            raise errdefs.InvalidParameter(f"bridge name {bridge_name!r} is longer than {_IFNAME_MAX} characters")
+        worker = self._worker
+        assert worker is not None
+        if await self._run(worker.bridge_state, bridge_name) is not None:
+            raise errdefs.Conflict(f"a link named {bridge_name} already exists on the host")
+        index = await self._run(worker.create_bridge, bridge_name, gateway)
+        record = msgspec.structs.replace(record, bridge=bridge_name, bridge_created=True)
+        try:
+            self._save(record)
+        except BaseException:
+            await self._run(worker.delete_link, bridge_name)
+            raise
+        mtu = await self._run(worker.link_mtu, index)
+        self._networks[record.id] = record
+        self._bridges[record.id] = _Uplink(index, mtu, _pool(record, gateway))
+        if self._config.iptables:
+            try:
+                await asyncio.to_thread(iptables.add, self._network_rules(record))
+            except BaseException:
+                await self._delete(record, emit=False)
+                raise
+        return record
+
+    async def _create_macvlan(self, record: NetworkRecord) -> NetworkRecord:
+        """Containers get a macvlan link of the parent (-o parent=): their own MAC on the
+        parent's segment. Nothing is made on the host until a container joins."""
+        parent = record.options.get(records.PARENT_OPTION, "")
+        if not parent:
+            raise errdefs.InvalidParameter(
+                "macvlan networks need a parent interface on this host: -o parent=<interface> "
+                "(this kernel has no dummy links to make an isolated one)")
+        mode = record.options.get(records.MACVLAN_MODE_OPTION, "bridge")
+        if mode not in rtnl.MACVLAN_MODES:
+            raise errdefs.InvalidParameter(f"requested macvlan mode '{mode}' is not valid, "
+                                           f"'bridge' mode is the macvlan driver default")
+        taken = next((r for r in self._networks.values() if r.driver == "macvlan" and r.bridge == parent), None)
+        if taken is not None:
+            raise errdefs.Forbidden(f"network {taken.name} is already using parent interface {parent}")
+        worker = self._worker
+        assert worker is not None
+        index = await self._run(worker.link_exists, parent)
+        if index is None:
+            raise errdefs.InvalidParameter(f"-o parent interface was not found on the host: {parent}")
+        record = msgspec.structs.replace(record, bridge=parent, bridge_created=False)
+        self._save(record)
+        mtu = await self._run(worker.link_mtu, index)
+        self._networks[record.id] = record
+        self._bridges[record.id] = _Uplink(index, mtu, _pool(record, _gateway_of(record)), "macvlan", mode)
+        return record
+
+    async def _choose_gateway(self, config, host_routes: bool = True) -> ipaddress.IPv4Interface:
+        """The subnet (given, or the first free one of the pools) and its gateway. A given
+        subnet must not overlap another network's, nor, for a bridge, a network the host
+        routes (a macvlan subnet is usually the parent's own LAN)."""
+        used = [ipaddress.IPv4Network(r.subnet) for r in self._networks.values() if r.subnet]
+        if host_routes or config is None or not config.subnet:
+            used = await self._subnets_in_use()
         if config is None or not config.subnet:
+            if config is not None and (config.gateway or config.ip_range):
+                raise errdefs.InvalidParameter("a gateway or ip-range needs a subnet (--subnet)")
             subnet = ipam.pick_subnet(self._config.default_address_pools, used)
         else:
             try:
@@ -994,6 +1100,8 @@ class NetworkService:
                 raise errdefs.InvalidParameter(f"invalid gateway address {config.gateway}") from None
             if gateway not in subnet:
                 raise errdefs.InvalidParameter(f"no matching subnet for gateway {gateway}")
+        elif config is not None and config.ip_range:
+            gateway = _parse_range(config.ip_range, subnet).network_address + 1  # as Docker: from the range
         else:
             gateway = subnet.network_address + 1
         return ipaddress.IPv4Interface(f"{gateway}/{subnet.prefixlen}")

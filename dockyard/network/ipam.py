@@ -41,6 +41,8 @@ class Pool:
 
     subnet: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address
+    ip_range: ipaddress.IPv4Network | None = None  # --ip-range: where addresses are chosen from
+    reserved: frozenset[ipaddress.IPv4Address] = frozenset()  # --aux-address: never handed out
 
     def __post_init__(self) -> None:
         self._used: set[ipaddress.IPv4Address] = set()
@@ -60,7 +62,7 @@ class Pool:
         """A chosen address (--ip): Docker's errors when it is out of range or taken."""
         if address not in self.subnet or address in (self.subnet.network_address, self.subnet.broadcast_address):
             raise errdefs.InvalidParameter(f"no configured subnet or ip-range contain the IP address {address}")
-        if address == self.gateway or address in self._used:
+        if address == self.gateway or address in self._used or address in self.reserved:
             raise errdefs.Forbidden("Address already in use")
         self._used.add(address)
         return address
@@ -68,6 +70,9 @@ class Pool:
     def allocate(self) -> ipaddress.IPv4Address:
         first = int(self.subnet.network_address) + 1
         last = int(self.subnet.broadcast_address) - 1
+        if self.ip_range is not None:
+            first = max(first, int(self.ip_range.network_address))
+            last = min(last, int(self.ip_range.broadcast_address))
         span = last - first + 1
         if span <= 0:
             raise errdefs.Unavailable(f"no available IPv4 addresses on network with subnet {self.subnet}")
@@ -75,7 +80,7 @@ class Pool:
         for step in range(span):
             value = first + (start - first + step) % span
             address = ipaddress.IPv4Address(value)
-            if address != self.gateway and address not in self._used:
+            if address != self.gateway and address not in self._used and address not in self.reserved:
                 self._used.add(address)
                 self._last = value
                 return address

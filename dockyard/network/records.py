@@ -16,16 +16,20 @@ DRIVER_OF_PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MTU_OPTION = "com.docker.network.driver.mtu"
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+PARENT_OPTION = "parent"  # macvlan: -o parent=<host interface>
+MACVLAN_MODE_OPTION = "macvlan_mode"
 
 
 class NetworkRecord(msgspec.Struct):
     id: str
     name: str
-    driver: str  # "bridge", "host", "null"
+    driver: str  # "bridge", "host", "null", "macvlan"
     created: str
     subnet: str = ""  # "172.30.0.0/16"; empty for host and null
     gateway: str = ""  # address only, e.g. "172.30.0.1"
-    bridge: str = ""  # kernel link name (bridge driver)
+    ip_range: str = ""  # --ip-range: dynamic addresses come from here
+    aux_addresses: dict[str, str] = {}  # --aux-address name=ip: reserved, never handed out
+    bridge: str = ""  # kernel link name: the bridge (bridge driver), the parent (macvlan)
     bridge_created: bool = False  # True: this daemon made the link and may delete it
     internal: bool = False  # no default route out of the network
     attachable: bool = False
@@ -49,7 +53,8 @@ def default_bridge_options(bridge: str, mtu: int) -> dict[str, str]:
 
 
 def to_api(record: NetworkRecord, containers: dict[str, EndpointResource]) -> Network:
-    config = [IPAMConfig(subnet=record.subnet, gateway=record.gateway)] if record.subnet else []
+    config = [IPAMConfig(subnet=record.subnet, gateway=record.gateway, ip_range=record.ip_range or None,
+                         auxiliary_addresses=dict(record.aux_addresses) or None)] if record.subnet else []
     return Network(name=record.name, id=record.id, created=record.created, driver=record.driver,
                    ipam=IPAM(config=config), internal=record.internal, attachable=record.attachable,
                    containers=containers, options=dict(record.options), labels=dict(record.labels))

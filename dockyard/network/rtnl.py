@@ -9,6 +9,7 @@ linux/if_link.h, linux/veth.h.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -18,7 +19,9 @@ RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 IFF_UP = 0x1
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 5, 10, 18, 28
+IFLA_MACVLAN_MODE = 1
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_OIF, RTA_GATEWAY = 4, 5
@@ -106,6 +109,32 @@ class Socket:
                 + _attr(IFLA_MASTER, struct.pack("=I", bridge_index))
                 + _attr(IFLA_LINKINFO, linkinfo))
         self._request((RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body))
+
+    def add_macvlan_into(self, parent_index: int, mode: str, mtu: int, name: str, netns_fd: int, mac: str,
+                         index: int = FIRST_FREE_INDEX) -> None:
+        """A macvlan link on the parent (a link of this socket's namespace) created straight
+        inside the namespace behind ``netns_fd`` with its final name, MAC and ifindex (0: the
+        kernel's choice)."""
+        linkinfo = (_attr(IFLA_INFO_KIND, b"macvlan\0")
+                    + _attr(IFLA_INFO_DATA, _attr(IFLA_MACVLAN_MODE, struct.pack("=I", MACVLAN_MODES[mode]))))
+        body = (_ifinfo(index)
+                + _attr(IFLA_IFNAME, name.encode() + b"\0")
+                + _attr(IFLA_LINK, struct.pack("=I", parent_index))
+                + _attr(IFLA_NET_NS_FD, struct.pack("=I", netns_fd))
+                + _attr(IFLA_ADDRESS, _mac(mac))
+                + _attr(IFLA_MTU, struct.pack("=I", mtu))
+                + _attr(IFLA_LINKINFO, linkinfo))
+        self._request((RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body))
+
+    def link_kind_supported(self, kind: str) -> bool:
+        """Whether the kernel knows a link type: ask it to make one with nothing else given;
+        an unknown type is refused with EOPNOTSUPP before anything else is checked."""
+        body = _ifinfo() + _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, kind.encode() + b"\0"))
+        try:
+            self._request((RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body))
+        except OSError as e:
+            return e.errno != errno.EOPNOTSUPP
+        raise AssertionError(f"the kernel made a {kind} link from nothing")
 
     def delete_link(self, index: int) -> None:
         """Delete a link of this socket's namespace (a veth end takes its peer with it)."""

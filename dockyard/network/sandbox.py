@@ -27,6 +27,7 @@ import secrets
 import socket
 import threading
 from collections import deque
+from dataclasses import dataclass
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -38,6 +39,16 @@ log = logging.getLogger("dockyard.network")
 
 CONTAINER_IFNAME = "eth0"
 SPARE_PREFIX = ".spare-"  # spare namespace files in the netns dir (hidden from reconcile)
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """Where a container's interface plugs in: a bridge (through a veth pair) or a macvlan
+    parent link (the macvlan link itself moves into the container)."""
+    kind: str  # "veth" or "macvlan"
+    index: int  # the bridge's or the parent's ifindex
+    mtu: int
+    macvlan_mode: str = "bridge"
 
 
 def veth_name() -> str:
@@ -176,15 +187,16 @@ class NetnsWorker:
         """``--network none``: a namespace with only the loopback interface, up."""
         self._claim(path).close()
 
-    def make_bridged(self, path: Path, bridge_index: int, mtu: int, iface: ipaddress.IPv4Interface,
+    def make_bridged(self, path: Path, uplink: Uplink, iface: ipaddress.IPv4Interface,
                      gateway: ipaddress.IPv4Address | None, mac: str) -> str:
-        """A namespace whose eth0 is a veth peer on the bridge; returns the host end's name.
+        """A namespace whose eth0 is plugged into uplink (a veth peer on the bridge, or a
+        macvlan link on the parent); returns the veth's host end name ("" for macvlan).
         No default route when gateway is None (internal networks)."""
         ns = self._claim(path)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                host_name = self._add_veth(bridge_index, fd, mac, mtu)
+                host_name = self._add_link(uplink, fd, mac, CONTAINER_IFNAME, rtnl.FIRST_FREE_INDEX)
             finally:
                 os.close(fd)
             ns.configure_endpoint(rtnl.FIRST_FREE_INDEX, iface, gateway)
@@ -195,13 +207,12 @@ class NetnsWorker:
         finally:
             ns.close()
 
-    def attach(self, path: Path, bridge_index: int, mtu: int, ifname: str, iface: ipaddress.IPv4Interface,
-               mac: str) -> None:
-        """One more interface (``network connect``) in an existing namespace: a veth peer named
-        ifname on the bridge, with its address and no route beyond its subnet."""
+    def attach(self, path: Path, uplink: Uplink, ifname: str, iface: ipaddress.IPv4Interface, mac: str) -> None:
+        """One more interface (``network connect``) in an existing namespace, named ifname and
+        plugged into uplink, with its address and no route beyond its subnet."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._add_veth(bridge_index, fd, mac, mtu, ifname=ifname, peer_index=0)
+            self._add_link(uplink, fd, mac, ifname, 0)
             netns.setns_net(fd)
             try:
                 with rtnl.Socket() as ns:
@@ -242,6 +253,14 @@ class NetnsWorker:
             os.close(fd)
             netns.setns_net(self._host_fd)
 
+    def _add_link(self, uplink: Uplink, netns_fd: int, mac: str, ifname: str, index: int) -> str:
+        if uplink.kind == "macvlan":
+            assert self._host_rtnl is not None
+            self._host_rtnl.add_macvlan_into(uplink.index, uplink.macvlan_mode, uplink.mtu, ifname, netns_fd,
+                                             mac, index)
+            return ""
+        return self._add_veth(uplink.index, netns_fd, mac, uplink.mtu, ifname, index)
+
     def _add_veth(self, bridge_index: int, netns_fd: int, mac: str, mtu: int, ifname: str = CONTAINER_IFNAME,
                   peer_index: int = rtnl.FIRST_FREE_INDEX) -> str:
         assert self._host_rtnl is not None
@@ -256,6 +275,13 @@ class NetnsWorker:
         raise OSError(errno.EEXIST, "could not find a free veth name")
 
     # bridge management (cold path: pyroute2)
+
+    def link_kind_supported(self, kind: str) -> bool:
+        assert self._host_rtnl is not None
+        return self._host_rtnl.link_kind_supported(kind)
+
+    def link_exists(self, name: str) -> int | None:
+        return netlink.link_index(self.host, name)
 
     def bridge_state(self, name: str) -> tuple[int, str | None, list[ipaddress.IPv4Interface]] | None:
         """(index, kind, IPv4 addresses) of a link, None when it does not exist."""

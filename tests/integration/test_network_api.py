@@ -60,7 +60,11 @@ def test_filters_and_errors(env):
     assert call(env, svc, "GET", "/networks/nosuch") == (404, {"message": "network nosuch not found"})
     assert call(env, svc, "DELETE", "/networks/bridge") == (
         403, {"message": "bridge is a pre-defined network and cannot be removed"})
-    assert call(env, svc, "POST", "/networks/create", {"Name": "x", "Driver": "macvlan"})[0] == 404
+    assert call(env, svc, "POST", "/networks/create", {"Name": "x", "Driver": "nosuch"}) == (
+        404, {"message": 'plugin "nosuch" not found'})
+    assert call(env, svc, "POST", "/networks/create", {"Name": "x", "Driver": "macvlan"})[0] == 400
+    assert call(env, svc, "POST", "/networks/create", {"Name": "x", "Driver": "ipvlan"}) == (
+        501, {"message": "ipvlan networks are not supported on this host: its kernel has no ipvlan driver"})
     assert call(env, svc, "POST", "/networks/prune") == (200, {"NetworksDeleted": []})
 
 
