@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from dockyard import errdefs
 
-IPTABLES = "/usr/sbin/iptables"
 IPTABLES_RESTORE = "/usr/sbin/iptables-restore"
+IPTABLES_SAVE = "/usr/sbin/iptables-save"
 
 Rule = tuple[str, str, str]  # (table, chain, match/target spec)
 
@@ -119,21 +119,28 @@ def delete(rules: list[Rule]) -> None:
                 pass
 
 
-def _chain_exists(table: str, chain: str) -> bool:
-    return subprocess.run([IPTABLES, "-w", "-t", table, "-n", "-L", chain], capture_output=True,
-                          timeout=30).returncode == 0
+def _saved(table: str) -> list[str]:
+    done = subprocess.run([IPTABLES_SAVE, "-t", table], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise errdefs.System(f"iptables-save failed: {done.stderr.strip()}")
+    return done.stdout.splitlines()
 
 
 def teardown(chains: Chains) -> None:
-    """Remove the jumps and chains of this instance (whatever a previous run left too)."""
-    for table, chain, spec in chains.jumps():
-        # a jump added twice (a crash between add and record) is deleted as often as it is there
-        while subprocess.run([IPTABLES, "-w", "-t", table, "-D", chain, *spec.split()],
-                             capture_output=True, timeout=30).returncode == 0:
-            pass
-    present = [(t, c) for t, c in chains.all() if _chain_exists(t, c)]
-    if present:
-        _restore(_batch([(t, f"-F {c}") for t, c in present] + [(t, f"-X {c}") for t, c in present]))
+    """Remove the jumps and chains of this instance (whatever a previous run left too), read
+    from one dump per table and removed in one batch."""
+    ours = {c for _, c in chains.all()}
+    lines: list[tuple[str, str]] = []
+    present: list[tuple[str, str]] = []
+    for table in ("nat", "filter"):
+        for line in _saved(table):
+            if line.startswith(":") and line[1:].split()[0] in ours:
+                present.append((table, line[1:].split()[0]))
+            elif line.startswith("-A ") and line.split()[-1] in ours and line.split()[1] not in ours:
+                lines.append((table, "-D" + line[2:]))  # a jump from a built-in chain
+    lines += [(t, f"-F {c}") for t, c in present] + [(t, f"-X {c}") for t, c in present]
+    if lines:
+        _restore(_batch(lines))
 
 
 def setup(chains: Chains) -> None:
