@@ -133,3 +133,26 @@ def test_our_cli_matches_docker(env):
     assert ours.stdout.startswith(b"Deleted Volumes:\n") and b"theirs" not in ours.stdout
     ours = handle.dockyard("volume", "rm", "theirs")
     assert (ours.returncode, ours.stdout) == (0, b"theirs\n")
+
+
+def test_docker_py(env):
+    import docker
+
+    handle, _ = env
+    client = docker.DockerClient(base_url=handle.host, version="auto", timeout=30)
+    try:
+        vol = client.volumes.create(name="pyvol", driver="local", labels={"k": "v"},
+                                    driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})
+        assert vol.name == "pyvol" and vol.attrs["Options"]["type"] == "tmpfs"
+        assert [v.name for v in client.volumes.list(filters={"label": "k=v"})] == ["pyvol"]
+        assert client.volumes.get("pyvol").attrs["Labels"] == {"k": "v"}
+        with pytest.raises(docker.errors.NotFound):
+            client.volumes.get("nope")
+        with pytest.raises(docker.errors.APIError) as e:
+            client.volumes.create(name="bad/name")
+        assert e.value.status_code == 400
+        vol.remove()
+        anon = client.volumes.create()
+        assert anon.name in (client.volumes.prune().get("VolumesDeleted") or [])
+    finally:
+        client.close()
