@@ -29,6 +29,7 @@ TOP: dict[str, tuple[str, str, str]] = {
     "ps": ("container", "ps", "List containers"),
     "logs": ("container", "logs", "Fetch the logs of a container"),
     "exec": ("container", "exec_", "Execute a command in a running container"),
+    "port": ("container", "port", "List port mappings or a specific mapping for the container"),
     "attach": ("container", "attach", "Attach local standard input, output, and error streams to a running container"),
     "commit": ("container", "commit", "Create a new image from a container's changes"),
     "export": ("container", "export", "Export a container's filesystem as a tar archive"),

@@ -127,6 +127,16 @@ def _status_text(c: FakeContainer) -> str:
     return "Created"
 
 
+def _port_map(ports: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in ports:
+        key = f"{p['PrivatePort']}/{p['Type']}"
+        out.setdefault(key, None)
+        if p.get("IP"):
+            out[key] = (out[key] or []) + [{"HostIp": p["IP"], "HostPort": str(p["PublicPort"])}]
+    return out
+
+
 def _frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BxxxL", stream, len(data)) + data
 
@@ -478,7 +488,7 @@ class Handler(BaseHTTPRequestHandler):
                                        "StartedAt": _go_time(c.started_at), "FinishedAt": _go_time(c.finished_at)},
                              "Image": "sha256:" + "1" * 64, "Name": "/" + c.name, "RestartCount": 0,
                              "HostConfig": c.host_config, "Mounts": [], "Config": c.config,
-                             "NetworkSettings": {"Networks": {}}})
+                             "NetworkSettings": {"Networks": {}, "Ports": _port_map(c.ports)}})
 
     def h_POST_containers_X_attach(self, q: Any, b: Any, ref: str) -> None:
         c = self._container(ref)

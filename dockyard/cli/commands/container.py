@@ -474,6 +474,35 @@ def cmd_exec_(ctx: Context, opts: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# port
+
+
+def setup_port(p: DockyardParser) -> None:
+    p.positional("CONTAINER [PRIVATE_PORT[/PROTO]]", 1, 2)
+
+
+def cmd_port(ctx: Context, opts: Any) -> int:
+    info = ctx.client.get(_c(opts.args[0]) + "/json")
+    ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
+
+    def host_port(binding: dict[str, str]) -> str:
+        ip = binding.get("HostIp", "")
+        return f"[{ip}]:{binding.get('HostPort', '')}" if ":" in ip else f"{ip}:{binding.get('HostPort', '')}"
+
+    if len(opts.args) == 2:
+        port, _, proto = opts.args[1].partition("/")
+        key = f"{port}/{proto or 'tcp'}"
+        bindings = ports.get(key)
+        if not bindings:
+            raise StatusError(1, f"Error: No public port '{key}' published for {opts.args[0]}")
+        sys.stdout.write("".join(host_port(b) + "\n" for b in bindings))
+        return 0
+    lines = [f"{key} -> {host_port(b)}" for key, bindings in ports.items() for b in bindings or []]
+    sys.stdout.write("".join(line + "\n" for line in sorted(lines)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # simple lifecycle verbs
 
 
