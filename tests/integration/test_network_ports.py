@@ -16,7 +16,8 @@ import pytest
 from dockyard import errdefs
 from dockyard.apitypes.container import PortBinding
 from dockyard.network import iptables
-from tests.integration.test_network_sandbox import cid, env, in_netns  # noqa: F401 (fixture)
+from tests.integration.test_network_sandbox import _free_subnet, cid, env, in_netns  # noqa: F401 (fixture)
+from tests.integration.test_network_user import create
 
 # A server inside a namespace that answers each TCP connection (or UDP datagram) with the
 # address it saw the client come from, so a test can tell the kernel path from the proxy.
@@ -234,3 +235,31 @@ def test_ports_survive_a_killed_daemon(env, servers):
     env.run(svc2.stop())
     chains = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert svc2._chains.suffix not in chains  # stop removes every chain and jump
+
+
+def test_masquerade_only_where_the_network_asks(env, servers, outside):
+    svc = env.service()
+    out_ns, host_ip, peer_ip = outside
+    servers.start(out_ns, port=9000)
+    plain, masq = "p" + cid()[:8], "m" + cid()[:8]
+    create(env, svc, plain, str(_free_subnet()))
+    create(env, svc, masq, str(_free_subnet()), options={"com.docker.network.bridge.enable_ip_masquerade": "true"})
+    info_plain = env.sandbox(svc, cid(), plain)
+    info_masq = env.sandbox(svc, cid(), masq)
+    info_default = env.sandbox(svc, cid(), "bridge")
+    # the outside host routes everything back through the host: it sees who sent the packet
+    assert tcp_from(env, info_plain.netns_path, peer_ip, 9000) == f"from {info_plain.endpoints[0].ip_address}"
+    assert tcp_from(env, info_masq.netns_path, peer_ip, 9000) == f"from {host_ip}"
+    assert tcp_from(env, info_default.netns_path, peer_ip, 9000) == f"from {host_ip}"
+
+
+def test_without_iptables_the_proxy_serves_alone(env, servers):
+    env.config.iptables = False
+    svc = env.service()
+    a = cid()
+    info = publish(env, svc, a, {"80/tcp": [("", "")]})
+    port = int(svc.published_ports(a)["80/tcp"][0].host_port)
+    servers.start(info.netns_path)
+    assert tcp_from(env, None, "127.0.0.1", port) == f"from {info.endpoints[0].gateway}"
+    chains = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert svc._chains.suffix not in chains
