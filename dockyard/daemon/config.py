@@ -29,6 +29,7 @@ class DaemonConfig:
     live_restore: bool = True
     iptables: bool = True
     ip_forward: bool = True
+    userland_proxy: bool = True  # dockerd's --userland-proxy: published ports on 127.0.0.1 by proxy
     tls: bool = False
     tlscacert: Path | None = None
     tlscert: Path | None = None
