@@ -223,9 +223,12 @@ class Session:
         if response.status != 200:
             raise errdefs.Unauthorized(f"login attempt to {url} failed with status: {response.status} {response.reason}")
 
-    def _auth_header(self, challenge: Challenge | None, fresh: bool = False) -> dict[str, str]:
+    def _auth_header(self, method: str, url: str, challenge: Challenge | None, fresh: bool = False) -> dict[str, str]:
         if challenge is None:
             return {}
+        if challenge.scheme == "basic" and self.credentials.anonymous:
+            # a basic-auth registry has nothing for anonymous clients (Docker's words)
+            raise errdefs.Unauthorized(f'{method.capitalize()} "{url}": no basic auth credentials')
         header = self.client.authorizer.header(challenge, self.credentials, self.scopes, fresh)
         return {"Authorization": header} if header else {}
 
@@ -243,7 +246,7 @@ class Session:
             challenge = self.client.authorizer.challenge_of(self.origin)
             try:
                 response = self.client.transport.request(
-                    method, url, {**(headers or {}), **self._auth_header(challenge, fresh=reauthorized)}, body)
+                    method, url, {**(headers or {}), **self._auth_header(method, url, challenge, fresh=reauthorized)}, body)
             except ConnectionFailed as e:
                 if not retry or isinstance(e, TLSFailed) or attempt + 1 >= policy.attempts:
                     raise

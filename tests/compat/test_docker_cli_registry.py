@@ -101,7 +101,7 @@ def test_login_push_pull_logout_basic_auth(dockyardd):
         assert r.returncode != 0 and b"401 Unauthorized" in r.stderr, r.stderr
         ok(d, "tag", "busybox", f"{name}:1")
         err = fail(d, "push", f"{name}:1")
-        assert "no basic auth credentials" in err or "unauthorized" in err
+        assert "no basic auth credentials" in err
         out = ok(d, "login", "-u", "carol", "--password-stdin", registry.host, input=b"pa55word\n")
         assert "Login Succeeded" in out
         config = json.loads((d.root / "docker-config" / "config.json").read_text())
@@ -112,7 +112,7 @@ def test_login_push_pull_logout_basic_auth(dockyardd):
         ok(d, "logout", registry.host)
         ok(d, "rmi", f"{name}:1")
         err = fail(d, "pull", f"{name}:1")
-        assert "pull access denied" in err or "unauthorized" in err
+        assert "no basic auth credentials" in err
     finally:
         dr.stop(registry)
 

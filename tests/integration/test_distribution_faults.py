@@ -143,8 +143,8 @@ def test_unknown_tag_and_repository(env, fake):
     fake.add("app", "v1", make_image(_files(1)))
     with pytest.raises(errdefs.NotFound, match=rf"manifest for {fake.host}/app:nope not found: manifest unknown"):
         env.pull(f"{fake.host}/app", "nope")
-    with pytest.raises(errdefs.NotFound, match=rf"pull access denied for {fake.host}/other, repository does not "
-                                               r"exist or may require 'docker login': name unknown"):
+    with pytest.raises(errdefs.NotFound, match=rf"repository {fake.host}/other not found: name unknown: "
+                                               r"repository name not known to registry"):
         env.pull(f"{fake.host}/other", "latest")
 
 
@@ -254,6 +254,6 @@ def test_bearer_token_auth_and_cache(env, fake):
     scoped = [q for q in fake.token_requests if "scope=repository%3Aprivate%3Apull" in q]
     assert len(scoped) == 1  # one token for the whole pull, cached per scope
     env.h.service.remove(image.id, force=True)
-    with pytest.raises(errdefs.Unauthorized, match="unauthorized: incorrect username or password"):
+    with pytest.raises(errdefs.System, match="unauthorized: incorrect username or password"):
         env.pull(f"{fake.host}/private", "v1", auth=AuthConfig(username="alice", password="wrong"))
     env.nothing_visible()

@@ -68,12 +68,15 @@ def pull(svc: DistributionService, image: str, tag: str, platform: str, credenti
 
 
 def _translate(error: errdefs.DockyardError, ref: references.Reference) -> errdefs.DockyardError:
+    """Docker's words for a registry's refusal (moby distribution/errors.go notFoundError)."""
     codes = codes_of(error)
-    if any(c in ("NAME_UNKNOWN", "DENIED", "UNAUTHORIZED") for c in codes):
+    if "DENIED" in codes:
         return errdefs.NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or "
                                 f"may require 'docker login': {error}")
-    if "MANIFEST_UNKNOWN" in codes or (isinstance(error, errdefs.NotFound) and codes):
+    if "MANIFEST_UNKNOWN" in codes:
         return errdefs.NotFound(f"manifest for {ref.familiar()} not found: {error}")
+    if "NAME_UNKNOWN" in codes:
+        return errdefs.NotFound(f"repository {ref.familiar_name} not found: {error}")
     return error
 
 

@@ -9,7 +9,8 @@ synchronous and run in a worker thread; progress goes out through ``Progress``.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from dockyard import errdefs
 from dockyard.apitypes.distribution import (AuthConfig, AuthResponse, DistributionDescriptor,
@@ -53,10 +54,12 @@ class DistributionService:
     # ---- the API -----------------------------------------------------------------------
     def pull(self, image: str, tag: str, platform: str, auth: AuthConfig,
              emit: Callable[[JSONMessage], None]) -> None:
-        pull.pull(self, image, tag, platform, credentials(auth), Progress(emit))
+        with _not_unauthorized():
+            pull.pull(self, image, tag, platform, credentials(auth), Progress(emit))
 
     def push(self, name: str, tag: str, auth: AuthConfig, emit: Callable[[JSONMessage], None]) -> None:
-        push.push(self, name, tag, credentials(auth), Progress(emit))
+        with _not_unauthorized():
+            push.push(self, name, tag, credentials(auth), Progress(emit))
 
     def login(self, auth: AuthConfig) -> AuthResponse:
         self.registry.login(registry_domain(auth.serveraddress), credentials(auth))
@@ -123,6 +126,17 @@ class DistributionService:
         return DistributionInspect(descriptor=DistributionDescriptor(media_type=media_type, digest=digest,
                                                                      size=len(data)),
                                    platforms=platforms)
+
+
+@contextmanager
+def _not_unauthorized() -> Iterator[None]:
+    """A registry's 401 during a pull or push is not the API client's 401: dockerd answers 500
+    (errdefs.Unknown) with the registry's words, and the docker CLI would otherwise stop to
+    prompt for a login it cannot use."""
+    try:
+        yield
+    except errdefs.Unauthorized as e:
+        raise errdefs.System(e.message) from None
 
 
 def _search_index(term: str) -> tuple[str, str]:
