@@ -49,7 +49,7 @@ def _auth(request: web.Request) -> AuthConfig:
     if not header:
         return AuthConfig()
     try:
-        raw = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        raw = base64.b64decode(header + "=" * (-len(header) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise errdefs.InvalidParameter("invalid X-Registry-Auth header: not base64url") from None
     try:
