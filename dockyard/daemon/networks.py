@@ -217,6 +217,8 @@ class NetworkService:
         # iptables chains of this daemon instance (several test daemons share a host)
         self._chains = iptables.Chains.for_instance(str(config.exec_root))
         self._state_dir = config.exec_root / "network"
+        # Without iptables the proxy is the only way in, whatever --userland-proxy says.
+        self._userland_proxy = config.userland_proxy or not config.iptables
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -245,14 +247,23 @@ class NetworkService:
             await asyncio.to_thread(self._setup_iptables, rules)
 
     def _setup_iptables(self, rules: list[iptables.Rule]) -> None:
-        iptables.setup(self._chains)  # also drops what a killed previous run left
+        iptables.setup(self._chains, localhost=not self._userland_proxy)  # also drops what a killed run left
+        self._add_network_rules(rules, [r.bridge for r in self._networks.values() if r.driver == "bridge"
+                                        and r.id in self._bridges])
+
+    def _add_network_rules(self, rules: list[iptables.Rule], bridges: list[str]) -> None:
         iptables.add(rules)
+        if not self._userland_proxy:
+            for bridge in bridges:
+                # as dockerd without the proxy: 127.0.0.1 may be routed to this bridge's
+                # containers (a setting of the bridge only, not of the host)
+                Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet").write_text("1\n")
 
     def _network_rules(self, record: NetworkRecord) -> list[iptables.Rule]:
         if record.id not in self._bridges or record.driver != "bridge":
             return []
         return iptables.network_rules(self._chains, record.bridge, record.subnet, record.internal,
-                                      _masquerade(record))
+                                      _masquerade(record), hairpin=not self._userland_proxy)
 
     async def stop(self) -> None:
         """Live-restore: sandboxes of running containers stay as they are; their published ports
@@ -427,13 +438,12 @@ class NetworkService:
         if sandbox.address is not None:
             for mapping in state.ports:
                 try:
-                    sock = portmap.rebind(mapping)
+                    sock = portmap.rebind(mapping, listen=self._proxied(mapping))
                 except OSError as e:
                     log.warning("container %s: cannot publish %s:%d again: %s", sandbox.container_id[:12],
                                 mapping.host_ip, mapping.host_port, e)
                     continue
-                sandbox.ports.append(mapping)
-                sandbox.proxies.append(Proxy(sock, mapping.proto, (str(sandbox.address.ip), mapping.container_port)))
+                self._publish(sandbox, mapping, sock)
         try:
             await self._serve(sandbox)
         except Exception:
@@ -586,16 +596,26 @@ class NetworkService:
         record = self._by_name(BRIDGE)
         return record.gateway if record is not None else ""
 
-    def _reserve_ports(self, sandbox: _Sandbox, requests: list[portmap.PortRequest]) -> None:
+    def _proxied(self, mapping: PortMapping) -> bool:
+        """Whether the userland proxy serves a port (IPv6 host addresses always: no ip6tables
+        path here), or its socket only holds it for the kernel's DNAT."""
+        return self._userland_proxy or ipaddress.ip_address(mapping.host_ip).version == 6
+
+    def _publish(self, sandbox: _Sandbox, mapping: PortMapping, sock) -> None:
         assert sandbox.address is not None
+        sandbox.ports.append(mapping)
+        sandbox.proxies.append(Proxy(sock, mapping.proto, (str(sandbox.address.ip), mapping.container_port),
+                                     serve=self._proxied(mapping)))
+
+    def _reserve_ports(self, sandbox: _Sandbox, requests: list[portmap.PortRequest]) -> None:
         for request in requests:
+            proxied = self._userland_proxy or ipaddress.ip_address(request.host_ip).version == 6
             try:
-                mapping, sock = portmap.reserve(request)
+                mapping, sock = portmap.reserve(request, listen=proxied)
             except errdefs.DockyardError as e:
                 raise type(e)(f"driver failed programming external connectivity on endpoint "
                               f"{sandbox.name or sandbox.container_id[:12]} ({sandbox.endpoint_id}): {e}") from None
-            sandbox.ports.append(mapping)
-            sandbox.proxies.append(Proxy(sock, mapping.proto, (str(sandbox.address.ip), mapping.container_port)))
+            self._publish(sandbox, mapping, sock)
 
     async def _serve(self, sandbox: _Sandbox) -> None:
         """Once the namespace exists: the resolver inside it, the published ports' proxies and
@@ -616,7 +636,7 @@ class NetworkService:
                 if ipaddress.ip_address(m.host_ip).version != 4:
                     continue  # IPv6 host addresses: the proxy alone
                 d, a = iptables.port_rules(self._chains, network.bridge, m.proto, m.host_ip, m.host_port,
-                                           str(address.ip), m.container_port)
+                                           str(address.ip), m.container_port, hairpin=not self._userland_proxy)
                 dnat += d
                 accept += a
             sandbox.port_rules = dnat + accept
@@ -1042,7 +1062,7 @@ class NetworkService:
         self._bridges[record.id] = _Uplink(index, mtu, _pool(record, gateway))
         if self._config.iptables:
             try:
-                await asyncio.to_thread(iptables.add, self._network_rules(record))
+                await asyncio.to_thread(self._add_network_rules, self._network_rules(record), [record.bridge])
             except BaseException:
                 await self._delete(record, emit=False)
                 raise

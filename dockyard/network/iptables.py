@@ -13,7 +13,9 @@ Layout (filter FORWARD is not given a new policy; we only add rules):
 
   nat PREROUTING  -m addrtype --dst-type LOCAL -> DNAT chain
   nat OUTPUT      ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -> DNAT chain
-                  (127.0.0.1 is served by the userland proxy, as with Docker's default)
+                  (127.0.0.1 is served by the userland proxy, as with Docker's default; with
+                  --userland-proxy=false loopback is DNATed too: the bridge gets route_localnet
+                  and traffic from 127.0.0.0/8 or from the bridge back into it is masqueraded)
   nat POSTROUTING -> POST chain: MASQUERADE per network that enables it
   filter FORWARD  -> FWD chain: established -> ACCEPT; published ports -> ACCEPT (inserted
                   before the isolation jump); -> ISO1; per internal network DROP in/out;
@@ -69,10 +71,11 @@ class Chains:
         return [("nat", self.dnat), ("nat", self.post), ("filter", self.forward),
                 ("filter", self.iso1), ("filter", self.iso2)]
 
-    def jumps(self) -> list[Rule]:
-        """The rules in built-in chains that lead into ours."""
+    def jumps(self, localhost: bool = False) -> list[Rule]:
+        """The rules in built-in chains that lead into ours (localhost: loopback DNATed too)."""
+        loopback = "" if localhost else "! -d 127.0.0.0/8 "
         return [("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
-                ("nat", "OUTPUT", f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {self.dnat}"),
+                ("nat", "OUTPUT", f"{loopback}-m addrtype --dst-type LOCAL -j {self.dnat}"),
                 ("nat", "POSTROUTING", f"-j {self.post}"),
                 ("filter", "FORWARD", f"-j {self.forward}")]
 
@@ -143,17 +146,20 @@ def teardown(chains: Chains) -> None:
         _restore(_batch(lines))
 
 
-def setup(chains: Chains) -> None:
+def setup(chains: Chains, localhost: bool = False) -> None:
     """Fresh chains and jumps for this instance (after removing any left by a previous run)."""
     teardown(chains)
     lines = [(t, f":{c} - [0:0]") for t, c in chains.all()]
     lines += [("filter", f"-A {chains.forward} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
               ("filter", f"-A {chains.forward} -j {chains.iso1}")]
-    lines += [(t, f"-I {c} 1 {spec}") for t, c, spec in chains.jumps()]
+    lines += [(t, f"-I {c} 1 {spec}") for t, c, spec in chains.jumps(localhost)]
     _restore(_batch(lines))
 
 
-def network_rules(chains: Chains, bridge: str, subnet: str, internal: bool, masquerade: bool) -> list[Rule]:
+def network_rules(chains: Chains, bridge: str, subnet: str, internal: bool, masquerade: bool,
+                  hairpin: bool = False) -> list[Rule]:
+    """Isolation, --internal, masquerade; hairpin (no userland proxy): NAT for published ports
+    reached from 127.0.0.0/8 or from the bridge itself, which cannot be answered directly."""
     rules: list[Rule] = [("filter", chains.iso1, f"-i {bridge} ! -o {bridge} -j {chains.iso2}"),
                          ("filter", chains.iso2, f"-o {bridge} -j DROP")]
     if internal:
@@ -163,15 +169,20 @@ def network_rules(chains: Chains, bridge: str, subnet: str, internal: bool, masq
         rules.append(("filter", chains.forward, f"-i {bridge} -j ACCEPT"))
         if masquerade:
             rules.append(("nat", chains.post, f"-s {subnet} ! -o {bridge} -j MASQUERADE"))
+        if hairpin:
+            rules += [("nat", chains.post, f"-s 127.0.0.0/8 -o {bridge} -j MASQUERADE"),
+                      ("nat", chains.post, f"-s {subnet} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE")]
     return rules
 
 
 def port_rules(chains: Chains, bridge: str, proto: str, host_ip: str, host_port: int,
-               container_ip: str, container_port: int) -> tuple[list[Rule], list[Rule]]:
-    """(DNAT rules to append, FORWARD accept rules to insert before the isolation jump)."""
+               container_ip: str, container_port: int, hairpin: bool = False) -> tuple[list[Rule], list[Rule]]:
+    """(DNAT rules to append, FORWARD accept rules to insert before the isolation jump).
+    Without hairpin, traffic from the container's own bridge is left to the userland proxy."""
     dst = "" if ipaddress.ip_address(host_ip).is_unspecified else f"-d {host_ip}/32 "
-    dnat = [("nat", chains.dnat, f"{dst}! -i {bridge} -p {proto} -m {proto} --dport {host_port} "
+    inbound = "" if hairpin else f"! -i {bridge} "
+    dnat = [("nat", chains.dnat, f"{dst}{inbound}-p {proto} -m {proto} --dport {host_port} "
                                  f"-j DNAT --to-destination {container_ip}:{container_port}")]
-    accept = [("filter", chains.forward, f"-d {container_ip}/32 ! -i {bridge} -o {bridge} -p {proto} "
+    accept = [("filter", chains.forward, f"-d {container_ip}/32 {inbound}-o {bridge} -p {proto} "
                                          f"-m {proto} --dport {container_port} -j ACCEPT")]
     return dnat, accept

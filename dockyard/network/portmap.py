@@ -88,7 +88,7 @@ def requested(port_bindings: dict | None, exposed_ports, publish_all: bool) -> l
     return out
 
 
-def _bind(proto: str, host_ip: str, port: int) -> socket.socket:
+def _bind(proto: str, host_ip: str, port: int, listen: bool) -> socket.socket:
     family = socket.AF_INET6 if ipaddress.ip_address(host_ip).version == 6 else socket.AF_INET
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     sock = socket.socket(family, kind | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
@@ -98,7 +98,7 @@ def _bind(proto: str, host_ip: str, port: int) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host_ip, port))
-        if kind == socket.SOCK_STREAM:
+        if kind == socket.SOCK_STREAM and listen:
             sock.listen(128)
         return sock
     except BaseException:
@@ -110,13 +110,14 @@ def _display(host_ip: str, port: int | str) -> str:
     return f"[{host_ip}]:{port}" if ":" in host_ip else f"{host_ip}:{port}"
 
 
-def reserve(request: PortRequest) -> tuple[PortMapping, socket.socket]:
-    """Bind the host side of one request; Docker's error when the port is taken."""
+def reserve(request: PortRequest, listen: bool = True) -> tuple[PortMapping, socket.socket]:
+    """Bind the host side of one request; Docker's error when the port is taken. Without
+    ``listen`` (no userland proxy) a TCP port is only held, so nobody else can take it."""
     low, high = request.host_ports
     candidates = [0] if low == 0 else range(low, high + 1)
     for port in candidates:
         try:
-            sock = _bind(request.proto, request.host_ip, port)
+            sock = _bind(request.proto, request.host_ip, port, listen)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 continue
@@ -134,9 +135,9 @@ def reserve(request: PortRequest) -> tuple[PortMapping, socket.socket]:
     raise errdefs.System(f"Bind for {_display(request.host_ip, shown)} failed: port is already allocated")
 
 
-def rebind(mapping: PortMapping) -> socket.socket:
+def rebind(mapping: PortMapping, listen: bool = True) -> socket.socket:
     """The socket of a mapping restored after a daemon restart (the same port again)."""
-    return _bind(mapping.proto, mapping.host_ip, mapping.host_port)
+    return _bind(mapping.proto, mapping.host_ip, mapping.host_port, listen)
 
 
 def settings(mappings: list[PortMapping], exposed_ports) -> dict[str, list[dict[str, str]] | None]:

@@ -21,7 +21,8 @@ UDP_IDLE_SECONDS = 90.0  # an idle UDP "connection" is forgotten after this, as 
 class Proxy:
     """One published port: the reserved host socket and the container address it relays to."""
 
-    def __init__(self, sock: socket.socket, proto: str, target: tuple[str, int]) -> None:
+    def __init__(self, sock: socket.socket, proto: str, target: tuple[str, int], serve: bool = True) -> None:
+        self._serve = serve  # False: the socket only holds the port (--userland-proxy=false)
         self._sock = sock
         self._proto = proto
         self._target = target
@@ -30,6 +31,8 @@ class Proxy:
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
+        if not self._serve:
+            return
         if self._proto == "tcp":
             self._server = await asyncio.start_server(self._serve_tcp, sock=self._sock)
         else:

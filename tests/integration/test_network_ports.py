@@ -263,3 +263,19 @@ def test_without_iptables_the_proxy_serves_alone(env, servers):
     assert tcp_from(env, None, "127.0.0.1", port) == f"from {info.endpoints[0].gateway}"
     chains = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert svc._chains.suffix not in chains
+
+
+def test_without_userland_proxy_loopback_and_neighbours_are_nated(env, servers):
+    env.config.userland_proxy = False
+    svc = env.service()
+    a, b = cid(), cid()
+    info = publish(env, svc, a, {"80/tcp": [("", "")]})
+    port = int(svc.published_ports(a)["80/tcp"][0].host_port)
+    servers.start(info.netns_path)
+    route_localnet = f"/proc/sys/net/ipv4/conf/{env.bridge}/route_localnet"
+    assert open(route_localnet).read().strip() == "1"
+    # no proxy: 127.0.0.1 reaches the container through DNAT (masqueraded to the gateway)
+    assert tcp_from(env, None, "127.0.0.1", port) == f"from {info.endpoints[0].gateway}"
+    info_b = env.sandbox(svc, b)
+    assert tcp_from(env, info_b.netns_path, info.endpoints[0].gateway, port) == f"from {info.endpoints[0].gateway}"
+    assert "! -i" not in nat_rules(env)[0]
