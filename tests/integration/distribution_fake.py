@@ -129,6 +129,10 @@ class FakeRegistry:
     blob_gets: dict[str, int] = field(default_factory=dict)
     token_requests: list[str] = field(default_factory=list)
     stall_seconds: float = 30.0
+    blob_delay: float = 0.0  # seconds each blob GET waits before answering
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, repo: str, tag: str, image: Image) -> None:
         refs = self.manifests.setdefault(repo, {})
@@ -224,6 +228,13 @@ class FakeRegistry:
                         self._error(404, "BLOB_UNKNOWN", "blob unknown to registry")
                         return
                     registry.blob_gets[digest] = registry.blob_gets.get(digest, 0) + 1
+                    if self.command == "GET" and registry.blob_delay:
+                        with registry._count_lock:
+                            registry.in_flight += 1
+                            registry.peak_in_flight = max(registry.peak_in_flight, registry.in_flight)
+                        time.sleep(registry.blob_delay)
+                        with registry._count_lock:
+                            registry.in_flight -= 1
                     fault = registry.faults.get(digest, [])
                     action = fault.pop(0) if fault else ""
                     start = 0

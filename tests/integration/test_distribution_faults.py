@@ -257,3 +257,50 @@ def test_bearer_token_auth_and_cache(env, fake):
     with pytest.raises(errdefs.System, match="unauthorized: incorrect username or password"):
         env.pull(f"{fake.host}/private", "v1", auth=AuthConfig(username="alice", password="wrong"))
     env.nothing_visible()
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_parallel_downloads_respect_the_limit(fake, limit):
+    root = Path(tempfile.mkdtemp(prefix="dy-dist-"))
+    env = Env.__new__(Env)
+    try:
+        env.h = Harness(root)
+        env.h.config.max_concurrent_downloads = limit
+        env.client = RegistryClient(Endpoints(RegistrySettings(certs_dir=root / "certs.d")), timeout=5)
+        env.svc = DistributionService(env.h.config, env.h.service, env.client, retry_delay=0.01)
+        env.messages = []
+        image = make_image(_files(6))
+        fake.add("app", "v1", image)
+        fake.blob_delay = 0.15
+        statuses = env.pull(f"{fake.host}/app", "v1")
+        assert fake.peak_in_flight == limit
+        assert statuses.count("Waiting") == 6 - limit
+        assert env.h.service.inspect(f"{fake.host}/app:v1").id == image.id
+    finally:
+        env.svc.close()
+        env.h.db.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_concurrent_pulls_share_one_transfer_per_blob(env, fake):
+    import threading
+    image = make_image(_files(3, 50_000))
+    fake.add("app", "v1", image)
+    fake.add("app", "v2", image)
+    fake.blob_delay = 0.2
+    errors: list[BaseException] = []
+
+    def pull(tag: str) -> None:
+        try:
+            env.svc.pull(f"{fake.host}/app", tag, "", AuthConfig(), lambda m: None)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=pull, args=(tag,)) for tag in ("v1", "v2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert all(fake.blob_gets[digest_of(b)] == 1 for _, b in image.layers)
+    assert env.h.service.inspect(f"{fake.host}/app:v1").id == env.h.service.inspect(f"{fake.host}/app:v2").id
+    assert not any(env.h.content.has(digest_of(b)) for _, b in image.layers)
