@@ -69,3 +69,36 @@ def test_network_commands(env, docker):
     assert "host is a pre-defined network and cannot be removed" in refused.stderr
     missing = run("network", "inspect", "nosuch")
     assert missing.returncode == 1 and "network nosuch not found" in missing.stderr
+
+
+def test_connect_disconnect_and_create_options(env, docker):
+    run, svc = docker
+    a = cid()
+    env.sandbox(svc, a, container_name="web")
+    subnet = _free_subnet()
+    base = subnet.network_address
+    made = run("network", "create", "--subnet", str(subnet), "--ip-range", f"{base + 128}/25",
+               "--aux-address", f"rtr={base + 130}", "--internal", "--attachable", "-o",
+               "com.docker.network.bridge.name=dyc" + a[:6], "cnet")
+    assert made.returncode == 0, made.stderr
+    shown = run("network", "inspect", "-f", "{{json .IPAM.Config}} {{.Internal}} {{.Attachable}}", "cnet").stdout
+    assert shown.strip() == (f'[{{"Subnet":"{subnet}","IPRange":"{base + 128}/25","Gateway":"{base + 129}",'
+                             f'"AuxiliaryAddresses":{{"rtr":"{base + 130}"}}}}] true true')
+    overlap = run("network", "create", "--subnet", str(subnet), "other")
+    assert overlap.returncode == 1 and "Pool overlaps with other one on this address space" in overlap.stderr
+
+    done = run("network", "connect", "--alias", "api", "--ip", str(base + 200), "cnet", "web")
+    assert done.returncode == 0, done.stderr
+    members = run("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}", "cnet")
+    assert members.stdout.strip() == f"web {base + 200}/24"
+    twice = run("network", "connect", "cnet", "web")
+    assert twice.returncode == 1 and "endpoint with name web already exists in network cnet" in twice.stderr
+    assert run("network", "disconnect", "cnet", "web").returncode == 0
+    again = run("network", "disconnect", "cnet", "web")
+    assert again.returncode == 1 and f"container {a} is not connected to network cnet" in again.stderr
+    assert run("network", "rm", "cnet").returncode == 0
+
+    unknown = run("network", "create", "-d", "nosuch", "x")
+    assert unknown.returncode == 1 and 'plugin "nosuch" not found' in unknown.stderr
+    ipvlan = run("network", "create", "-d", "ipvlan", "x")
+    assert ipvlan.returncode == 1 and "ipvlan networks are not supported" in ipvlan.stderr
