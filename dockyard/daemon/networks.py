@@ -472,12 +472,14 @@ class NetworkService:
                              port_bindings: dict[str, list[PortBinding] | None] | None = None,
                              exposed_ports: Iterable[str] = (), publish_all: bool = False,
                              endpoint_config: ApiEndpointSettings | None = None,
-                             links: Iterable[str] = ()) -> SandboxInfo:
+                             links: Iterable[str] = (),
+                             more_networks: Mapping[str, ApiEndpointSettings | None] | None = None) -> SandboxInfo:
         """See ``interfaces.NetworkAttacher``. ``container:<full id>`` joins the peer's namespace
         and shares its /etc files; ``peer_netns`` overrides the namespace path found for it.
         On a bridge network: ``port_bindings``/``publish_all`` publish ports (reserved before
         anything else is made), ``endpoint_config`` gives --ip, --mac-address and
-        --network-alias, ``links`` (``name[:alias]``, default bridge) become /etc/hosts entries."""
+        --network-alias, ``links`` (``name[:alias]``, default bridge) become /etc/hosts entries,
+        ``more_networks`` (name or ID -> its endpoint config) are connected as eth1, eth2, ..."""
         existing = self._sandboxes.get(container_id)
         if existing is not None:
             return self._info(existing)
@@ -486,6 +488,7 @@ class NetworkService:
             self._sandboxes[container_id] = sandbox
             return self._info(sandbox)
         network = self._network_for_mode(mode)
+        extra_networks = [(self.find(ref), config) for ref, config in (more_networks or {}).items()]
         sandbox = _Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
         bridge = self._bridges.get(network.id)
         if bridge is None and network.driver == "macvlan":
@@ -550,6 +553,13 @@ class NetworkService:
         self._sandboxes[container_id] = sandbox
         self._events.emit("network", "connect", network.id,
                           {"container": container_id, "name": network.name, "type": network.driver})
+        if extra_networks:
+            try:
+                for extra_network, config in extra_networks:
+                    await self._add_endpoint(sandbox, extra_network, config)
+            except BaseException:
+                await self.release_sandbox(container_id)
+                raise
         return self._info(sandbox)
 
     def _endpoint_wishes(self, network: NetworkRecord, bridge: _Uplink | None,
@@ -806,46 +816,53 @@ class NetworkService:
         async with self._admin:
             network = self.find(network_ref)
             sandbox = self._sandbox_of(container)
-            if network.driver == "host" or (sandbox.network is not None and sandbox.network.driver == "host"):
-                raise errdefs.Forbidden("container cannot be disconnected from host network or connected to host network")
-            if sandbox.network is None or sandbox.netns_path is None:
-                raise errdefs.Forbidden("container sharing network namespace with another container or host "
-                                        "cannot be connected to any other network")
-            if network.driver == "null" or (sandbox.network.name == NONE and not sandbox.extra):
-                raise errdefs.Forbidden("container cannot be connected to multiple networks with one of the "
-                                        "networks in private (none) mode")
-            if any(ep.network.id == network.id for ep in sandbox.endpoints()):
-                raise errdefs.Forbidden(f"endpoint with name {sandbox.name or sandbox.container_id[:12]} "
-                                        f"already exists in network {network.name}")
-            bridge = self._bridges.get(network.id)
-            assert bridge is not None
-            wanted_ip, mac = self._endpoint_wishes(network, bridge, endpoint_config)
-            aliases = list(endpoint_config.aliases or []) if endpoint_config is not None else []
-            if aliases and network.builtin:
-                raise errdefs.InvalidParameter(
-                    "network-scoped alias is supported only for containers in user defined networks")
-            used = {ep.ifname for ep in sandbox.endpoints()} | {sandbox.ifname}
-            ifname = next(f"eth{n}" for n in range(1, 1000) if f"eth{n}" not in used)
-            address = bridge.pool.claim(wanted_ip) if wanted_ip is not None else bridge.pool.allocate()
-            endpoint = _Endpoint(network, ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}"),
-                                 aliases, mac or "", ifname, sandbox.container_id)
+            await self._add_endpoint(sandbox, network, endpoint_config)
+
+    async def _add_endpoint(self, sandbox: _Sandbox, network: NetworkRecord,
+                            endpoint_config: ApiEndpointSettings | None) -> None:
+        """One more interface (ethN) in the sandbox's namespace, on network."""
+        if network.driver == "host" or (sandbox.network is not None and sandbox.network.driver == "host"):
+            raise errdefs.Forbidden("container cannot be disconnected from host network or connected to host network")
+        if sandbox.network is None or sandbox.netns_path is None:
+            raise errdefs.Forbidden("container sharing network namespace with another container or host "
+                                    "cannot be connected to any other network")
+        if network.driver == "null" or (sandbox.network.name == NONE and not sandbox.extra):
+            raise errdefs.Forbidden("container cannot be connected to multiple networks with one of the "
+                                    "networks in private (none) mode")
+        if any(ep.network.id == network.id for ep in sandbox.endpoints()):
+            raise errdefs.Forbidden(f"endpoint with name {sandbox.name or sandbox.container_id[:12]} "
+                                    f"already exists in network {network.name}")
+        bridge = self._bridges.get(network.id)
+        if bridge is None:
+            raise errdefs.System(f"parent interface {network.bridge} of network {network.name} was not "
+                                 f"found on the host")
+        wanted_ip, mac = self._endpoint_wishes(network, bridge, endpoint_config)
+        aliases = list(endpoint_config.aliases or []) if endpoint_config is not None else []
+        if aliases and network.builtin:
+            raise errdefs.InvalidParameter(
+                "network-scoped alias is supported only for containers in user defined networks")
+        used = {ep.ifname for ep in sandbox.endpoints()} | {sandbox.ifname}
+        ifname = next(f"eth{n}" for n in range(1, 1000) if f"eth{n}" not in used)
+        address = bridge.pool.claim(wanted_ip) if wanted_ip is not None else bridge.pool.allocate()
+        endpoint = _Endpoint(network, ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}"),
+                             aliases, mac or "", ifname, sandbox.container_id)
+        try:
+            assert self._worker is not None and endpoint.address is not None
+            await self._run(self._worker.attach, sandbox.netns_path, bridge.spec, ifname,
+                            endpoint.address, endpoint.mac)
             try:
-                assert self._worker is not None and endpoint.address is not None
-                await self._run(self._worker.attach, sandbox.netns_path, bridge.spec, ifname,
-                                endpoint.address, endpoint.mac)
-                try:
-                    await asyncio.to_thread(self._insert_address, network.id, str(address), sandbox.container_id)
-                except BaseException:
-                    await self._run(self._worker.detach, sandbox.netns_path, ifname)
-                    raise
-            except BaseException as e:
-                bridge.pool.release(address)
-                if isinstance(e, OSError):
-                    raise errdefs.System(f"failed to connect container {sandbox.container_id[:12]} to "
-                                         f"network {network.name}: {e}") from e
+                await asyncio.to_thread(self._insert_address, network.id, str(address), sandbox.container_id)
+            except BaseException:
+                await self._run(self._worker.detach, sandbox.netns_path, ifname)
                 raise
-            sandbox.extra.append(endpoint)
-            await self._save_state(sandbox)
+        except BaseException as e:
+            bridge.pool.release(address)
+            if isinstance(e, OSError):
+                raise errdefs.System(f"failed to connect container {sandbox.container_id[:12]} to "
+                                     f"network {network.name}: {e}") from e
+            raise
+        sandbox.extra.append(endpoint)
+        await self._save_state(sandbox)
         self._events.emit("network", "connect", network.id,
                           {"container": sandbox.container_id, "name": network.name, "type": network.driver})
 

@@ -97,3 +97,22 @@ def test_static_ip_and_mac_at_start(env):
     with pytest.raises(errdefs.InvalidParameter, match="user defined networks only"):
         env.sandbox(svc, cid(), "bridge", endpoint_config=config)
     assert len(list(p for p in env.config.netns_dir.iterdir() if not p.name.startswith("."))) == 1
+
+
+def test_several_networks_at_start(env):
+    svc = env.service()
+    one, two = "m" + cid()[:8], "m" + cid()[:8]
+    create(env, svc, one, str(_free_subnet()))
+    create(env, svc, two, str(_free_subnet()))
+    a = cid()
+    info = env.sandbox(svc, a, one, container_name="multi",
+                       more_networks={two: EndpointSettings(aliases=["second"])})
+    assert [(e.network_name, e.aliases) for e in info.endpoints] == [(one, []), (two, ["second"])]
+    links = in_netns(info.netns_path, "ip", "-o", "-4", "addr").stdout
+    assert info.endpoints[0].ip_address in links and info.endpoints[1].ip_address in links
+    # a failure on a later network undoes the whole sandbox
+    b = cid()
+    with pytest.raises(errdefs.NotFound):
+        env.sandbox(svc, b, one, more_networks={"nosuch": None})
+    assert not (env.config.netns_dir / b[:12]).exists()
+    assert env.db.query("SELECT * FROM ip_allocs WHERE owner = ?", (b,)) == []
