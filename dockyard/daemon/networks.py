@@ -635,7 +635,8 @@ class NetworkService:
         if sandbox.upstreams and sandbox.netns_path is not None:
             assert self._worker is not None
             udp, tcp = await self._run(self._worker.dns_sockets, sandbox.netns_path)
-            sandbox.resolver = DnsServer(udp, tcp, self._lookup_for(sandbox), sandbox.upstreams)
+            sandbox.resolver = DnsServer(udp, tcp, self._lookup_for(sandbox), sandbox.upstreams,
+                                         self._reverse_for(sandbox))
             await sandbox.resolver.start()
         for proxy in sandbox.proxies:
             await proxy.start()
@@ -704,6 +705,18 @@ class NetworkService:
                                 found.append(ep.address.ip)
             return found or None
         return lookup
+
+    def _reverse_for(self, sandbox: _Sandbox):
+        """PTR answers for the resolver of one container: ``<name>.<network>`` of an address on
+        a user-defined network it shares."""
+        def reverse(address: ipaddress.IPv4Address) -> str | None:
+            shared = {ep.network.id for ep in sandbox.endpoints() if not ep.network.builtin}
+            for other in self._sandboxes.values():
+                for ep in other.endpoints():
+                    if ep.network.id in shared and ep.address is not None and ep.address.ip == address:
+                        return f"{other.name or other.container_id[:12]}.{ep.network.name}"
+            return None
+        return reverse
 
     def _joined(self, container_id: str, name: str, peer_id: str, peer_netns: str | None) -> _Sandbox:
         peer = self._sandboxes.get(peer_id)

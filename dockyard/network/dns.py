@@ -5,7 +5,8 @@ One ``DnsServer`` per container sandbox: a UDP and a TCP socket bound to 127.0.0
 that namespace: a socket stays in the namespace it was created in), served by the daemon's
 event loop. A-queries for names the daemon knows (container names, aliases, short IDs on a
 network the asking container shares) are answered from the daemon's endpoint table, all
-addresses of a name in rotating order (round-robin); names it knows get no AAAA record; every
+addresses of a name in rotating order (round-robin); reverse (PTR) queries for those addresses
+answer ``<name>.<network>``; names it knows get no AAAA record; every
 other query is relayed from the host's namespace to the container's external resolvers (its
 --dns servers, else the host's). Messages follow RFC 1035; only what a stub resolver sends is
 parsed.
@@ -25,7 +26,8 @@ log = logging.getLogger("dockyard.network.dns")
 ADDRESS = "127.0.0.11"
 PORT = 53
 TTL = 600  # Docker's answer TTL
-TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
+TYPE_A, TYPE_PTR, TYPE_AAAA, CLASS_IN = 1, 12, 28, 1
+REVERSE_SUFFIX = ".in-addr.arpa"
 RCODE_FORMERR, RCODE_SERVFAIL = 1, 2
 FORWARD_TIMEOUT = 4.0
 
@@ -33,6 +35,8 @@ _HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arco
 
 # name (lower case, no trailing dot) -> addresses, or None when the name is not ours
 Lookup = Callable[[str], "list[ipaddress.IPv4Address] | None"]
+# address -> the name a PTR query answers, or None when the address is not ours
+ReverseLookup = Callable[[ipaddress.IPv4Address], "str | None"]
 
 
 class Question:
@@ -78,6 +82,25 @@ def answer(query: bytes, question: Question, addresses: list[ipaddress.IPv4Addre
     return b"".join(body)
 
 
+def answer_ptr(query: bytes, question: Question, name: str) -> bytes:
+    query_id, flags = struct.unpack_from("!HH", query)
+    header = _HEADER.pack(query_id, 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080, 1, 1, 0, 0)
+    rdata = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".") if label) + b"\0"
+    record = struct.pack("!HHHIH", 0xC00C, TYPE_PTR, CLASS_IN, TTL, len(rdata)) + rdata
+    return header + query[_HEADER.size:question.end] + record
+
+
+def reverse_address(name: str) -> ipaddress.IPv4Address | None:
+    """"4.3.2.1.in-addr.arpa" -> 1.2.3.4 (None for anything else)."""
+    if not name.endswith(REVERSE_SUFFIX):
+        return None
+    parts = name[:-len(REVERSE_SUFFIX)].split(".")
+    try:
+        return ipaddress.IPv4Address(".".join(reversed(parts))) if len(parts) == 4 else None
+    except ValueError:
+        return None
+
+
 def error(query: bytes, rcode: int) -> bytes:
     query_id, flags = struct.unpack_from("!HH", query) if len(query) >= 4 else (0, 0)
     return _HEADER.pack(query_id, 0x8000 | (flags & 0x0100) | 0x0080 | rcode, 0, 0, 0, 0)
@@ -87,9 +110,10 @@ class DnsServer:
     """The resolver of one sandbox. ``lookup`` answers names; ``upstreams`` are (ip, port)."""
 
     def __init__(self, udp: socket.socket, tcp: socket.socket, lookup: Lookup,
-                 upstreams: list[tuple[str, int]]) -> None:
+                 upstreams: list[tuple[str, int]], reverse: ReverseLookup | None = None) -> None:
         self._udp_sock, self._tcp_sock = udp, tcp
         self._lookup = lookup
+        self._reverse = reverse
         self.upstreams = upstreams
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
@@ -114,6 +138,11 @@ class DnsServer:
         question = parse_question(query)
         if question is None:
             return error(query, RCODE_FORMERR) if len(query) >= 4 else None
+        if question.qtype == TYPE_PTR and self._reverse is not None:
+            address = reverse_address(question.name)
+            target = self._reverse(address) if address is not None else None
+            if target is not None:
+                return answer_ptr(query, question, target)
         addresses = self._lookup(question.name)
         if addresses is not None:
             if len(addresses) > 1:  # round-robin: each answer starts one further

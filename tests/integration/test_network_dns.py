@@ -112,6 +112,8 @@ def test_names_aliases_round_robin_and_forwarding(env, upstream):
     assert answers[7] == [0, ["192.0.2.1"]] and answers[8] == [0, ["192.0.2.1"]]
     assert seen == ["elsewhere", "example.com"]
 
+    reverse = env.run(asyncio.to_thread(in_netns, info_c.netns_path, "busybox", "nslookup", ip_a, "127.0.0.11"))
+    assert f"web.{name}" in reverse.stdout, reverse.stdout + reverse.stderr
     settings = svc.endpoint_settings_json(a, name)["Networks"][name]
     assert settings["Aliases"] == ["svc"] and settings["DNSNames"] == ["web", "svc", a[:12]]
 
