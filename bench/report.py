@@ -104,7 +104,7 @@ def to_markdown(report: Report) -> str:
             cols.append(cell_text(row.cells.get(name)))
             if name != "dockyard" and "dockyard" in names:
                 r = ratio(report, row, name)
-                cols.append(f"{r:.2f}" if r is not None else "—")
+                cols.append(("—" if r is None else f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"))
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cols) + " |")
     if report.floor:
         lines += ["", "The floor (the machine's own cost for the pieces a container start is made of):", "",
