@@ -169,6 +169,17 @@ class RegistryClient:
         raise last
 
 
+    def open_url(self, url: str) -> Response:
+        """A plain GET (an import's archive URL); the caller reads and closes the body."""
+        if not url.startswith(("http://", "https://")):
+            raise errdefs.InvalidParameter(f"unsupported URL scheme in {url!r}: use http or https")
+        response = self.transport.request("GET", url)
+        if response.status >= 400:
+            response.close(reuse=False)
+            raise errdefs.InvalidParameter(f"failed to GET {url} with status {response.status} {response.reason}")
+        return response
+
+
 class Session:
     """Requests to one endpoint with one set of credentials and scopes."""
 

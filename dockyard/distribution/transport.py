@@ -50,6 +50,9 @@ class Response:
             self.close(reuse=False)
             raise ConnectionFailed(f"error reading from {_origin(self.url)}: {_describe(e)}") from None
 
+    def readable(self) -> bool:
+        return True
+
     def readinto(self, buffer: memoryview) -> int:
         if self._raw is None:
             return 0

@@ -153,3 +153,21 @@ def test_pull_killed_halfway_resumes(fresh_daemon):
         assert ok(d, "image", "inspect", "-f", "{{.Id}}", f"{fake.host}/slow/app:v1").strip() == image.id
     finally:
         fake.stop()
+
+
+def test_import_from_url(dockyardd):
+    from tests.integration.distribution_fake import layer_tar
+    d = dockyardd
+    fake = FakeRegistry()
+    fake.files["/rootfs.tar"] = layer_tar({"hello.txt": b"imported over http\n"})
+    fake.start()
+    try:
+        out = ok(d, "import", f"http://{fake.host}/rootfs.tar", "fromurl:1").splitlines()
+        assert out[0] == f"Downloading from http://{fake.host}/rootfs.tar"
+        assert out[-1].startswith("sha256:")
+        assert ok(d, "image", "inspect", "-f", "{{.Id}}", "fromurl:1").strip() == out[-1]
+        err = fail(d, "import", f"http://{fake.host}/missing.tar", "fromurl:2")
+        assert f"failed to GET http://{fake.host}/missing.tar with status 404" in err
+        ok(d, "rmi", "fromurl:1")
+    finally:
+        fake.stop()

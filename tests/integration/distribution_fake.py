@@ -130,6 +130,7 @@ class FakeRegistry:
     token_requests: list[str] = field(default_factory=list)
     stall_seconds: float = 30.0
     blob_delay: float = 0.0  # seconds each blob GET waits before answering
+    files: dict[str, bytes] = field(default_factory=dict)  # plain paths outside /v2/ (import URLs)
     in_flight: int = 0
     peak_in_flight: int = 0
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -196,6 +197,9 @@ class FakeRegistry:
                             return
                     self._send(200, json.dumps({"token": f"good-{len(registry.token_requests)}",
                                                 "expires_in": 300}).encode())
+                    return
+                if path in registry.files:
+                    self._send(200, registry.files[path], {"Content-Type": "application/x-tar"})
                     return
                 if not self._authorized():
                     return

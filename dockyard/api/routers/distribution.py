@@ -38,6 +38,7 @@ class DistributionBackend(Protocol):
     def login(self, auth: AuthConfig) -> AuthResponse: ...
     def search(self, term: str, limit: int, filters: dict[str, list[str]], auth: AuthConfig) -> list[SearchResult]: ...
     def inspect(self, name: str, auth: AuthConfig) -> DistributionInspect: ...
+    def open_url(self, url: str) -> Any: ...
 
 
 BACKEND = web.AppKey("distribution_backend", object)
@@ -113,6 +114,14 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
     auth = _auth(request)
     return await stream_progress(request, lambda emit: backend.pull(
         q["fromImage"], q.get("tag", ""), q.get("platform", ""), auth, emit))
+
+
+async def open_url(request: web.Request, url: str) -> Any:
+    """``fromSrc=<url>`` of an import: the archive's body as a readable file (with ``url``)."""
+    backend: DistributionBackend | None = request.app.get(BACKEND)  # type: ignore[assignment]
+    if backend is None:
+        raise errdefs.Unavailable("this daemon cannot download: it has no registry client")
+    return await asyncio.to_thread(backend.open_url, url)
 
 
 def setup(app: web.Application, backend: DistributionBackend) -> None:

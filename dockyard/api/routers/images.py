@@ -141,12 +141,16 @@ def setup(app: web.Application, backend: ImagesBackend) -> None:
         if "fromImage" in q:
             return await distribution.pull_image(request)
         source = q.get("fromSrc", "")
-        if source != "-":
-            raise errdefs.InvalidParameter(
-                "fromSrc: only \"-\" (the request body) is supported; download the archive and send it")
-        upload = await _spool(request)
+        if not source:
+            raise errdefs.InvalidParameter("fromImage or fromSrc is required")
+        lead: list[api.ProgressMessage] = []
+        if source == "-":
+            upload = await _spool(request)
+        else:  # a URL: the daemon downloads the archive (docker import http://...)
+            upload = await distribution.open_url(request, source)
+            lead.append(api.ProgressMessage(status=f"Downloading from {upload.url}"))  # type: ignore[attr-defined]
         try:
-            return _progress(await asyncio.to_thread(
+            return _progress(lead + await asyncio.to_thread(
                 backend.import_image, upload, q.get("repo", ""), q.get("tag", ""), q.get("message", ""),
                 q.getall("changes", []), q.get("platform", "")))
         finally:

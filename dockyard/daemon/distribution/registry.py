@@ -4,7 +4,7 @@ codes are on the error's ``codes`` attribute (``MANIFEST_UNKNOWN``, ``DENIED``, 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterable, Iterator, Protocol
 
 from dockyard.distribution.auth import Credentials
 
@@ -39,3 +39,4 @@ class RegistryAPI(Protocol):
                    extra_scopes: tuple[str, ...] = ()) -> RepositoryAPI: ...
     def login(self, domain: str, credentials: Credentials) -> None: ...
     def search(self, index_url: str, term: str, limit: int, credentials: Credentials) -> list[dict]: ...
+    def open_url(self, url: str) -> BinaryIO: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from dockyard import errdefs
 from dockyard.apitypes.distribution import (AuthConfig, AuthResponse, DistributionDescriptor,
@@ -100,6 +100,12 @@ class DistributionService:
                 continue
             results.append(item)
         return results[:limit] if limit else results
+
+    def open_url(self, url: str) -> BinaryIO:
+        """An import's ``fromSrc`` URL (scheme-less means http://, as Docker), opened for reading."""
+        if "://" not in url:
+            url = "http://" + url
+        return self.registry.open_url(url)
 
     def inspect(self, name: str, auth: AuthConfig) -> DistributionInspect:
         """``GET /distribution/{name}/json``: the registry's descriptor and platforms of a reference."""
