@@ -392,14 +392,22 @@ class Repository:
         except ValueError:
             return -1
 
-    def mount_or_start(self, digest: str, from_path: str | None) -> str | None:
-        """Cross-repository mount when ``from_path`` is given: None when mounted, else the
-        upload location to send the blob to (the registry starts an upload when it cannot mount)."""
-        query = "?" + urllib.parse.urlencode({"mount": digest, "from": from_path}) if from_path else ""
-        response = self.session.request("POST", self._api("blobs/uploads/") + query, {"Content-Length": "0"}, b"")
+    def start_upload(self) -> str:
+        """A new upload session: its location."""
+        response = self.session.request("POST", self._api("blobs/uploads/"), {"Content-Length": "0"}, b"")
         response.close()
-        if response.status == 201 and from_path:
-            return None
+        return self._location(response)
+
+    def mount(self, digest: str, from_path: str) -> str | None:
+        """Cross-repository mount: None when mounted, else the location of the upload the
+        registry started instead (where the blob can be sent)."""
+        query = urllib.parse.urlencode({"mount": digest, "from": from_path})
+        response = self.session.request("POST", self._api("blobs/uploads/") + "?" + query,
+                                        {"Content-Length": "0"}, b"")
+        response.close()
+        return None if response.status == 201 else self._location(response)
+
+    def _location(self, response: Response) -> str:
         location = response.headers.get("location")
         if not location:
             raise errdefs.Unavailable(f"{self.domain}: upload started without a Location")

@@ -152,8 +152,8 @@ def _watcher(meter: Meter | None, on_start: Callable[[], None] | None) -> Callab
         elif event == "reset":
             meter.reset()
         elif event == "retry":
-            meter._progress.layer(meter.id, f"Retrying in {max(n, 1)} second{'s' if n > 1 else ''}")
+            meter.status(f"Retrying in {max(n, 1)} second{'s' if n > 1 else ''}")
         elif event == "verify":
             meter.flush()
-            meter._progress.layer(meter.id, "Verifying Checksum")
+            meter.status("Verifying Checksum")
     return watch

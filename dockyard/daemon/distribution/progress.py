@@ -102,6 +102,10 @@ class Meter:
             self._last = now
             self.flush()
 
+    def status(self, text: str) -> None:
+        """A state line of this layer (``Verifying Checksum``, ``Retrying in 2 seconds``)."""
+        self._progress.layer(self.id, text)
+
     def reset(self, current: int = 0) -> None:
         self.current = current
 

@@ -107,9 +107,7 @@ def _push_one(svc: DistributionService, ref: references.Reference, record: Image
         raise error
     config_desc = spec.Descriptor(media_type=spec.DOCKER_CONFIG, digest=record.id, size=len(record.config_bytes))
     if repo.blob_size(record.id) is None:
-        location = repo.mount_or_start(record.id, None)
-        assert location is not None
-        repo.upload_monolithic(location, record.id, record.config_bytes)
+        repo.upload_monolithic(repo.start_upload(), record.id, record.config_bytes)
     oci = any(d.media_type.startswith("application/vnd.oci.") for d in descriptors)
     if oci:
         config_desc.media_type = spec.OCI_CONFIG
@@ -144,7 +142,7 @@ def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.R
             continue
         source = k.repository.partition("/")[2]
         try:
-            location = repo.mount_or_start(k.digest, source)
+            location = repo.mount(k.digest, source)
         except errdefs.DockyardError:
             continue
         if location is None:
@@ -153,8 +151,7 @@ def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.R
             return spec.Descriptor(media_type=k.media_type, digest=k.digest, size=k.size)
         break  # the registry started an upload instead: use it
     if location is None:
-        location = repo.mount_or_start("", None)
-        assert location is not None
+        location = repo.start_upload()
     total = svc.content.info(diff_id).size
     meter = progress.meter(layer_id, "Pushing", total)
     hasher = hashlib.sha256()
