@@ -103,6 +103,8 @@ class DockyardParser(argparse.ArgumentParser):
             short = [n for n in names if not n.startswith("--")]
             self._flag_error(f"flag needs an argument: '{short[0][1:]}' in {short[0]}" if short
                              else f"flag needs an argument: {names[-1]}")
+        if message.startswith("argument ") and ": invalid argument " in message:
+            self._flag_error(message.split(": ", 1)[1])  # an ArgumentTypeError already worded as docker's
         if "invalid int value" in message:
             name = message.split(":", 1)[0].replace("argument ", "").split("/")[-1]
             value = message.rsplit(":", 1)[1].strip().strip("'")

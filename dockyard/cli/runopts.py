@@ -18,6 +18,10 @@ class OptionError(Exception):
     """A flag value docker would reject before talking to the daemon."""
 
 
+class ConflictingOptions(Exception):
+    """Flags that cannot go together: docker prints the bare message and exits 1."""
+
+
 def add_container_flags(p: DockyardParser, run: bool) -> None:
     a = p.add_argument
     if run:
@@ -38,7 +42,7 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)")
     a("--cpu-period", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) period")
     a("--cpu-quota", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) quota")
-    a("--cpus", default="", metavar="decimal", help="Number of CPUs")
+    a("--cpus", type=_nano_cpus, default=0, metavar="decimal", help="Number of CPUs")
     a("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)")
     a("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)")
     a("--device", action="append", default=[], help="Add a host device to the container")
@@ -59,9 +63,11 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("--label-file", action="append", default=[], help="Read in a line delimited file of labels")
     a("--log-driver", default="", help="Logging driver for the container")
     a("--log-opt", action="append", default=[], help="Log driver options")
-    a("-m", "--memory", default="", metavar="bytes", help="Memory limit")
-    a("--memory-reservation", default="", metavar="bytes", help="Memory soft limit")
-    a("--memory-swap", default="", metavar="bytes", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    a("-m", "--memory", type=_bytes_flag("-m, --memory"), default=0, metavar="bytes", help="Memory limit")
+    a("--memory-reservation", type=_bytes_flag("--memory-reservation"), default=0, metavar="bytes",
+      help="Memory soft limit")
+    a("--memory-swap", type=_bytes_flag("--memory-swap", allow_unlimited=True), default=0, metavar="bytes",
+      help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
     a("--mount", action="append", default=[], metavar="mount", help="Attach a filesystem mount to the container")
     a("--network", "--net", default="", metavar="network", help="Connect a container to a network")
     a("--network-alias", action="append", default=[], help="Add network-scoped alias for the container")
@@ -77,7 +83,7 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("--rm", action="store_true", help="Automatically remove the container and its associated anonymous volumes when it exits")
     a("--runtime", default="", help="Runtime to use for this container")
     a("--security-opt", action="append", default=[], help="Security Options")
-    a("--shm-size", default="", metavar="bytes", help="Size of /dev/shm")
+    a("--shm-size", type=_bytes_flag("--shm-size"), default=0, metavar="bytes", help="Size of /dev/shm")
     a("--stop-signal", default="", help="Signal to stop the container")
     a("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container")
     a("--sysctl", action="append", default=[], metavar="map", help="Sysctl options")
@@ -105,24 +111,25 @@ def ram_in_bytes(value: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def _bytes_opt(value: str, flag: str) -> int:
-    if not value:
-        return 0
-    if value == "-1" and flag == "memory-swap":
-        return -1
-    try:
-        return ram_in_bytes(value)
-    except OptionError:
-        raise OptionError(f"invalid argument \"{value}\" for \"--{flag}\" flag: invalid size: '{value}'") from None
+def _bytes_flag(flag: str, allow_unlimited: bool = False):  # noqa: ANN202 - an argparse type
+    """A size flag parsed while the flags are read, so a bad value is a flag error (exit 125)."""
+    def parse(value: str) -> int:
+        if allow_unlimited and value == "-1":
+            return -1
+        try:
+            return ram_in_bytes(value)
+        except OptionError:
+            raise argparse.ArgumentTypeError(
+                f'invalid argument "{value}" for "{flag}" flag: invalid size: \'{value}\'') from None
+    return parse
 
 
 def _nano_cpus(value: str) -> int:
-    if not value:
-        return 0
     try:
         return int(round(float(value) * 1e9))
     except ValueError:
-        raise OptionError(f'invalid argument "{value}" for "--cpus" flag: failed to parse {value} as a rational number') from None
+        raise argparse.ArgumentTypeError(
+            f'invalid argument "{value}" for "--cpus" flag: failed to parse {value} as a rational number') from None
 
 
 def _env(opts: argparse.Namespace) -> list[str] | None:
@@ -184,13 +191,15 @@ def _ulimits(values: list[str]) -> list[dict[str, Any]]:
 
 
 def _restart(value: str) -> dict[str, Any]:
-    name, _, count = value.partition(":")
-    if name not in ("", "no", "always", "on-failure", "unless-stopped"):
-        raise OptionError(f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', "
-                          "'on-failure', or 'unless-stopped'")
-    if count and name != "on-failure":
-        raise OptionError(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
-    return {"Name": name or "no", "MaximumRetryCount": int(count) if count else 0}
+    """docker's ParseRestartPolicy: the name is checked by the daemon, only the shape here."""
+    name, sep, count = value.partition(":")
+    if sep and not name:
+        raise OptionError("invalid restart policy format: no policy provided before colon")
+    try:
+        retries = int(count) if count else 0
+    except ValueError:
+        raise OptionError("invalid restart policy format: maximum retry count must be an integer") from None
+    return {"Name": name, "MaximumRetryCount": retries}
 
 
 def _ports(opts: argparse.Namespace) -> tuple[dict[str, dict], dict[str, list[dict[str, str]]]]:
@@ -273,7 +282,7 @@ def build_create_body(opts: argparse.Namespace, run: bool) -> dict[str, Any]:
             raise OptionError(f'invalid argument "{a}" for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR')
     detach = run and opts.detach
     if detach and attach:
-        raise OptionError("Conflicting options: -a and -d")
+        raise ConflictingOptions("conflicting options: cannot specify both --attach and --detach")
     if attach:
         attach_stdin, attach_stdout, attach_stderr = ("stdin" in attach, "stdout" in attach, "stderr" in attach)
     else:
@@ -305,16 +314,16 @@ def build_create_body(opts: argparse.Namespace, run: bool) -> dict[str, Any]:
         "IpcMode": opts.ipc, "Cgroup": "", "Links": None, "OomScoreAdj": opts.oom_score_adj,
         "PidMode": opts.pid, "Privileged": opts.privileged, "PublishAllPorts": opts.publish_all,
         "ReadonlyRootfs": opts.read_only, "SecurityOpt": opts.security_opt or None, "UTSMode": opts.uts,
-        "UsernsMode": opts.userns, "ShmSize": _bytes_opt(opts.shm_size, "shm-size"), "Isolation": "",
-        "CpuShares": opts.cpu_shares, "Memory": _bytes_opt(opts.memory, "memory"),
-        "NanoCpus": _nano_cpus(opts.cpus), "CgroupParent": opts.cgroup_parent, "BlkioWeight": 0,
+        "UsernsMode": opts.userns, "ShmSize": opts.shm_size, "Isolation": "",
+        "CpuShares": opts.cpu_shares, "Memory": opts.memory,
+        "NanoCpus": opts.cpus, "CgroupParent": opts.cgroup_parent, "BlkioWeight": 0,
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
         "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": opts.cpu_period,
         "CpuQuota": opts.cpu_quota, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
         "CpusetCpus": opts.cpuset_cpus, "CpusetMems": opts.cpuset_mems, "Devices": _devices(opts.device),
         "DeviceCgroupRules": None, "DeviceRequests": None,
-        "MemoryReservation": _bytes_opt(opts.memory_reservation, "memory-reservation"),
-        "MemorySwap": _bytes_opt(opts.memory_swap, "memory-swap"), "MemorySwappiness": -1,
+        "MemoryReservation": opts.memory_reservation,
+        "MemorySwap": opts.memory_swap, "MemorySwappiness": -1,
         "OomKillDisable": opts.oom_kill_disable, "PidsLimit": opts.pids_limit,
         "Ulimits": _ulimits(opts.ulimit), "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
         "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,

@@ -153,9 +153,9 @@ def test_run_flags_become_the_create_body(api: FakeServer, tmp_path: Any) -> Non
 
 
 def test_run_bad_flag_value_is_125(api: FakeServer) -> None:
-    r = dockyard(api, "run", "--restart", "sometimes", "busybox")
+    r = dockyard(api, "run", "--restart", ":3", "busybox")
     assert r.returncode == 125
-    assert "invalid restart policy" in r.stderr.decode()
+    assert "invalid restart policy format" in r.stderr.decode()
     assert dockyard(api, "run", "--bogus", "busybox").returncode == 125
 
 
@@ -332,7 +332,12 @@ PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"}
     ("network", "ls"), ("network", "ls", "--no-trunc"), ("network", "ls", "--format", "{{json .}}"),
     ("events",), ("events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"),
     ("system", "df", "--format", "{{json .}}"), ("system", "df", "-v"), ("port", "web"), ("port", "web", "80"), ("port", "web", "9000/tcp"),
-    ("port", "web", "53/udp"), ("port", "old"), ("inspect", "--type", "foo", "x"), ("inspect", "--type", "image", "web"),
+    ("port", "web", "53/udp"), ("port", "old"),
+    ("create", "nothere"), ("create", "--name", "web", "busybox"), ("run", "--name", "web", "busybox"),
+    ("run", "-d", "-a", "stdout", "busybox"), ("run", "--restart", ":3", "busybox"),
+    ("run", "--restart", "always:x", "busybox"), ("run", "-m", "lots", "busybox"),
+    ("run", "--pull", "sometimes", "busybox"), ("run", "--pull", "never", "nothere"), ("start", "nope", "old"),
+    ("kill", "old"), ("wait", "nope"), ("logs", "--tail", "1", "web"), ("inspect", "--type", "foo", "x"), ("inspect", "--type", "image", "web"),
     ("inspect", "--type", "container", "-f", "{{.Name}}", "web"), ("ps", "-s"), ("ps", "-a", "--format", "{{.Size}}"),
     ("container", "prune", "-f"), ("image", "prune", "-f"), ("image", "prune", "-a", "-f"), ("system", "prune", "-f"),
     ("system", "prune", "-af", "--volumes"), ("rmi", "alpine:3.19", "nope"), ("images", "-a"),

@@ -258,13 +258,15 @@ class _SignalProxy:
 
 
 def cmd_run(ctx: Context, opts: Any) -> int:
-    from dockyard.cli.runopts import OptionError, build_create_body
+    from dockyard.cli.runopts import ConflictingOptions, OptionError, build_create_body
 
     try:
         _validate_pull(opts)
         body = build_create_body(opts, run=True)
     except (OptionError, ValueError) as e:
         raise StatusError(125, f"{PROG}: {e}\n\nRun '{PROG} run --help' for more information") from None
+    except ConflictingOptions as e:
+        raise StatusError(1, str(e)) from None
     tty = opts.tty
     if not opts.detach and body["AttachStdin"] and tty and not os.isatty(sys.stdin.fileno()):
         raise StatusError(1, "the input device is not a TTY")
@@ -381,15 +383,16 @@ def cmd_start(ctx: Context, opts: Any) -> int:
             raise StatusError(1, "you cannot start and attach multiple containers at once")
         info = ctx.client.get(_c(opts.args[0]) + "/json")
         return _attach_and_wait(ctx, info["Id"], info, opts.interactive, opts.detach_keys, start=True)
-    errors = []
+    errors, failed = [], []
     for name in opts.args:
         try:
             ctx.client.post(_c(name) + "/start")
             print(name, flush=True)
         except APIError as e:
             errors.append(str(e))
+            failed.append(name)
     if errors:
-        errors.append("Error: failed to start containers: " + ", ".join(opts.args))
+        errors.append("Error: failed to start containers: " + ", ".join(failed))
         raise StatusError(1, "\n".join(errors))
     return 0
 
