@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 PROG = "dockyard"
+VERSION = "0.1.0"
 
 
 class StatusError(Exception):
@@ -22,8 +21,6 @@ class Context:
         self._host = host
         self._tls_flags = tls_flags
         self._client = None
-        self.out = sys.stdout
-        self.err = sys.stderr
 
     @property
     def client(self):  # noqa: ANN201 - typed in dockyard.cli.client, imported lazily

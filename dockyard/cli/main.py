@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-from dockyard.cli.context import PROG, Context, StatusError
+from dockyard.cli.context import PROG, VERSION, Context, StatusError
 
 # command -> (module under dockyard.cli.commands, function stem, short help)
 TOP: dict[str, tuple[str, str, str]] = {
@@ -153,7 +153,7 @@ def parse_global(argv: list[str]) -> tuple[str | None, dict[str, object], list[s
             if name.startswith("--tls"):
                 tls[name[2:]] = value.lower() not in ("false", "0") if eq else True
         elif arg in ("-v", "--version"):
-            print(f"Dockyard version 0.1.0, API {__import__('dockyard.cli.client').cli.client.CLIENT_API_VERSION}")
+            print(f"Dockyard version {VERSION}")
             sys.exit(0)
         elif arg in ("-h", "--help"):
             print(_usage())

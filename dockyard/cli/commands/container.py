@@ -1,5 +1,6 @@
-"""Container commands: run, create, start, stop, kill, restart, pause, unpause, wait, rm,
-rename, ps, logs, attach, commit, export, inspect, prune."""
+"""Container commands: run, create, start, attach, exec, port, stop, kill, restart, pause, unpause,
+wait, rm, rename, prune, logs, commit, export, inspect, ps; and the image-reference helpers that
+run (pull on a missing image) and the image commands share."""
 
 from __future__ import annotations
 

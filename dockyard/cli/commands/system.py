@@ -10,12 +10,9 @@ from typing import Any
 from dockyard.cli.client import CLIENT_API_VERSION, APIError, ConnectError, filters_arg
 from dockyard.cli.commands.container import PS_HEADERS, ContainerRow, confirm, get_timestamp
 from dockyard.cli.formatting import Formatter, human_size, parse_api_time, rfc3339_nano_fixed, since
-from dockyard.cli.context import Context, StatusError
+from dockyard.cli.context import VERSION, Context, StatusError
 from dockyard.cli.parser import DockyardParser
 from dockyard.cli.template import Template
-
-CLIENT_VERSION = "0.1.0"
-
 
 def _bytes_size(size: float) -> str:
     """go-units BytesSize: binary units, 4 significant digits ("3.725GiB")."""
@@ -43,7 +40,7 @@ class _Obj(dict):
 def cmd_version(ctx: Context, opts: Any) -> int:
     import platform
 
-    client_info = {"Platform": {"Name": ""}, "Version": CLIENT_VERSION, "ApiVersion": CLIENT_API_VERSION,
+    client_info = {"Platform": {"Name": ""}, "Version": VERSION, "ApiVersion": CLIENT_API_VERSION,
                    "DefaultAPIVersion": CLIENT_API_VERSION, "GitCommit": "", "GoVersion": "python" + platform.python_version(),
                    "Os": "linux", "Arch": _arch(), "BuildTime": "", "Context": "default"}
     server: dict[str, Any] | None = None
@@ -111,7 +108,7 @@ def cmd_info(ctx: Context, opts: Any) -> int:
     g = info.get
     plugins = g("Plugins") or {}
     swarm = g("Swarm") or {}
-    lines = ["Client:", f" Version:    {CLIENT_VERSION}", " Context:    default", " Debug Mode: false", "",
+    lines = ["Client:", f" Version:    {VERSION}", " Context:    default", " Debug Mode: false", "",
              "Server:",
              f" Containers: {g('Containers', 0)}",
              f"  Running: {g('ContainersRunning', 0)}",
