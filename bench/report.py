@@ -125,7 +125,8 @@ def plot(report: Report, path: Path) -> str:
     refs = references(report)
     series: dict[str, list[float | None]] = {}
     rows = report.rows
-    if any(ratio(report, r, ref) for r in rows for ref in refs):
+    ratios = any(ratio(report, r, ref) for r in rows for ref in refs)
+    if ratios:
         series = {f"Dockyard / {ref}": [ratio(report, r, ref) for r in rows] for ref in refs}
         xlabel, title = "ratio (log scale; < 1: Dockyard is faster or smaller)", "Dockyard vs references"
     else:
@@ -133,16 +134,19 @@ def plot(report: Report, path: Path) -> str:
             cells = [r.cells.get(t["name"]) for r in rows]
             series[t["label"]] = [c.summary["median"] if c and c.summary else None for c in cells]
         xlabel, title = "median (log scale; ms or MiB as in the table)", "absolute figures"
-    fig, ax = plt.subplots(figsize=(9, 0.22 * len(rows) * max(len(series), 1) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.22 * len(rows) * max(len(series), 1) + 1.5))
     height = 0.8 / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):
         ys = [j + i * height for j in range(len(rows))]
-        ax.barh(ys, [v or 0 for v in values], height=height, label=label)
+        if ratios:  # bars grow from 1 (parity) to the ratio, left when faster or smaller
+            ax.barh(ys, [v - 1 if v else 0 for v in values], left=1, height=height, label=label)
+        else:
+            ax.barh(ys, [v or 0 for v in values], height=height, label=label)
     ax.set_yticks([j + 0.4 - height / 2 for j in range(len(rows))])
     ax.set_yticklabels([f"{r.title} [{r.unit}]" for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    if title.startswith("Dockyard"):
+    if ratios:
         ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel(xlabel)
     ax.set_title(f"{title} ({report.meta['started']})")
