@@ -105,3 +105,26 @@ def test_run_tty_interactive(dockyardd: daemon_harness.DaemonHandle) -> None:
             proc.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_logs_follow_and_events(dockyardd: daemon_harness.DaemonHandle) -> None:
+    name = f"cli-logs-{os.getpid()}"
+    since = str(int(time.time()) - 1)
+    try:
+        r = dockyardd.dockyard("run", "-d", "--name", name, "busybox", "sh", "-c",
+                               "for i in 1 2 3; do echo line$i; echo err$i >&2; sleep 0.2; done")
+        assert r.returncode == 0, r.stderr
+        r = dockyardd.dockyard("logs", "-f", name, timeout=30)
+        assert r.stdout == b"line1\nline2\nline3\n" and r.stderr == b"err1\nerr2\nerr3\n"
+        _same(dockyardd.dockyard("logs", "--tail", "2", name), dockyardd.docker("logs", "--tail", "2", name))
+        until = str(int(time.time()) + 1)
+        time.sleep(1.1)
+        args = ("events", "--since", since, "--until", until, "--filter", f"container={name}")
+        _same(dockyardd.dockyard(*args), dockyardd.docker(*args))
+        fmt = ("events", "--since", since, "--until", until, "--filter", f"container={name}", "--format",
+               "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
+        ours = dockyardd.dockyard(*fmt)
+        _same(ours, dockyardd.docker(*fmt))
+        assert f"container start {name}\n".encode() in ours.stdout
+    finally:
+        dockyardd.dockyard("rm", "-f", name)
