@@ -105,6 +105,9 @@ def podman() -> Target:
             "--storage-driver", "overlay", "--tmpdir", str(workdir / "tmp"), "--log-level", "warn",
             "system", "service", "--time=0", f"unix://{sock}"]
     env = dict(os.environ, CONTAINERS_CONF=str(conf))
+    # With cgroupfs, podman puts containers under libpod_parent and leaves it behind; only empty
+    # directories are removed, so another podman's containers are never disturbed.
+    target.cleanups.append(lambda: _remove_cgroups("libpod_parent"))
     return _ready(target, argv, workdir, sock, env=env)
 
 
