@@ -76,11 +76,6 @@ def start_targets(args: argparse.Namespace) -> list[Target]:
     for t in started:
         if t.unavailable:
             say(f"{t.label}: cannot run: {t.unavailable}")
-        else:
-            try:
-                t.label = f"{t.label} {t.api.version().get('Version', '')}".strip() if t.name == "dockyard" else t.label
-            except DAEMON_ERRORS:
-                pass
     return started
 
 

@@ -67,6 +67,9 @@ class Target:
             raise RuntimeError(f"docker {' '.join(args)}: {proc.stderr.strip()[-400:]}")
         return proc
 
+    def name_version(self, product: str) -> None:
+        self.label = f"{product} {self.api.version().get('Version', '')}".strip()
+
     def find_daemon_processes(self) -> None:
         """Record the daemon's pid (whoever listens on its socket) and the processes below it at idle."""
         if self.docker_host.startswith("unix://"):
@@ -202,6 +205,7 @@ def dockyard_local() -> Target:
     try:
         target.daemon = ManagedDaemon("dockyardd", argv, workdir, sock)
         target.daemon.wait_ready()
+        target.name_version("Dockyard")
         target.load_busybox()
         target.find_daemon_processes()
     except (TargetUnavailable, RuntimeError, docker.errors.DockerException, OSError) as exc:
@@ -213,7 +217,7 @@ def dockyard_remote(docker_host: str) -> Target:
     """An already running dockyardd: the bench only adds busybox and removes its own containers."""
     target = Target("dockyard", "Dockyard", docker_host=docker_host)
     try:
-        target.api.ping()
+        target.name_version("Dockyard")
         if not target.api.images(name=IMAGE):
             target.load_busybox()
         target.find_daemon_processes()
