@@ -85,9 +85,15 @@ MANAGEMENT: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "prune": ("volume", "prune", "Remove unused local volumes"),
     }),
     "network": ("Manage networks", {
+        "connect": ("network", "connect", "Connect a container to a network"),
+        "create": ("network", "create", "Create a network"),
+        "disconnect": ("network", "disconnect", "Disconnect a container from a network"),
+        "inspect": ("network", "inspect", "Display detailed information on one or more networks"),
         "ls": ("network", "ls", "List networks"),
         "list": ("network", "ls", "List networks"),
-        "inspect": ("network", "inspect", "Display detailed information on one or more networks"),
+        "prune": ("network", "prune", "Remove all unused networks"),
+        "rm": ("network", "rm", "Remove one or more networks"),
+        "remove": ("network", "rm", "Remove one or more networks"),
     }),
 }
 

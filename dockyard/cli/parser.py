@@ -51,14 +51,36 @@ class DockyardParser(argparse.ArgumentParser):
         args = list(args or [])
         if "--help" in args[: self._flag_region(args)]:
             raise ParseExit(0, self.format_help())
+        args, falses = self._bool_values(args)
         if self.interspersed:
             ns = super().parse_intermixed_args(args, namespace)
         else:
             ns = super().parse_args(args, namespace)
+        for dest in falses:
+            setattr(ns, dest, False)
         n = len(getattr(ns, "args", []) or [])
         if n < self.min_args or (self.max_args is not None and n > self.max_args):
             self._count_error()
         return ns
+
+    def _bool_values(self, args: list[str]) -> tuple[list[str], list[str]]:
+        """pflag's ``--flag=true|false`` for boolean flags: true is the bare flag, false removes it."""
+        out: list[str] = []
+        falses: list[str] = []
+        region = self._flag_region(args)
+        for i, arg in enumerate(args):
+            name, eq, value = arg.partition("=")
+            action = self._option_string_actions.get(name) if eq and i < region else None
+            if action is None or action.nargs != 0:
+                out.append(arg)
+            elif value.lower() in ("1", "t", "true"):
+                out.append(name)
+            elif value.lower() in ("0", "f", "false"):
+                falses.append(action.dest)
+            else:
+                self._flag_error(f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: '
+                                 f'parsing "{value}": invalid syntax')
+        return out, falses
 
     def _flag_region(self, args: list[str]) -> int:
         if self.interspersed:

@@ -26,7 +26,7 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a = p.add_argument
     if run:
         a("-d", "--detach", action="store_true", help="Run container in background and print container ID")
-        a("--sig-proxy", default="true", help="Proxy received signals to the process")
+        a("--sig-proxy", action="store_true", default=True, help="Proxy received signals to the process")
         a("--detach-keys", default="", help="Override the key sequence for detaching a container")
     a("--name", default="", help="Assign a name to the container")
     a("--pull", default="missing", help='Pull image before running ("always", "missing", "never")')

@@ -69,6 +69,9 @@ class EndpointSettings:
     gateway: str = ""
     mac_address: str = ""
     aliases: list[str] = field(default_factory=list)
+    ipv6_address: str = ""  # IPv6 networks (--ipv6) only
+    ipv6_prefix_len: int = 0
+    ipv6_gateway: str = ""
 
 
 @dataclass

@@ -57,6 +57,7 @@ class _Uplink:
     pool: ipam.Pool
     kind: str = "veth"
     macvlan_mode: str = "bridge"
+    pool6: ipam.Pool | None = None  # --ipv6 networks
 
     @property
     def spec(self) -> Uplink:
@@ -72,6 +73,7 @@ class _Endpoint:
     mac_address: str
     ifname: str
     container_id: str
+    address6: ipaddress.IPv6Interface | None = None
 
     @property
     def endpoint_id(self) -> str:
@@ -106,11 +108,13 @@ class _Sandbox:
     upstreams: list[tuple[str, int]] = field(default_factory=list)  # the resolver's forwarders
     ifname: str = "eth0"
     extra: list[_Endpoint] = field(default_factory=list)
+    address6: ipaddress.IPv6Interface | None = None  # on an --ipv6 network
 
     def endpoints(self) -> list[_Endpoint]:
         """Every endpoint with a network, the first one first."""
         first = [] if self.network is None else [
-            _Endpoint(self.network, self.address, self.aliases, self.mac_address, self.ifname, self.container_id)]
+            _Endpoint(self.network, self.address, self.aliases, self.mac_address, self.ifname, self.container_id,
+                      self.address6)]
         return first + self.extra
 
     @property
@@ -189,6 +193,18 @@ def _range_and_aux(config, gateway: ipaddress.IPv4Interface) -> tuple[str, dict[
             raise errdefs.InvalidParameter(f"no matching subnet for aux-address {address}")
         aux[host] = str(address)
     return ip_range, aux
+
+
+def _pool6(record: NetworkRecord) -> ipam.Pool | None:
+    if not record.subnet6:
+        return None
+    return ipam.Pool(ipaddress.IPv6Network(record.subnet6), ipaddress.IPv6Address(record.gateway6))
+
+
+def _gateway6_of(record: NetworkRecord) -> ipaddress.IPv6Interface | None:
+    if not record.subnet6:
+        return None
+    return ipaddress.IPv6Interface(f"{record.gateway6}/{record.subnet6.split('/')[1]}")
 
 
 def _enable_ip_forward() -> None:
@@ -317,7 +333,8 @@ class NetworkService:
             options=records.default_bridge_options(name, mtu))
         if fresh != record:
             self._save(fresh)
-        self._bridges[fresh.id] = _Uplink(index, mtu, self._load_pool(fresh))
+        pool, pool6 = self._load_pools(fresh)
+        self._bridges[fresh.id] = _Uplink(index, mtu, pool, pool6=pool6)
         return fresh
 
     async def _restore_user_bridge(self, record: NetworkRecord) -> None:
@@ -331,25 +348,30 @@ class NetworkService:
                             record.name, record.bridge)
                 return
             mtu = await self._run(worker.link_mtu, parent)
-            self._bridges[record.id] = _Uplink(parent, mtu, self._load_pool(record), "macvlan",
-                                               record.options.get(records.MACVLAN_MODE_OPTION, "bridge"))
+            pool, pool6 = self._load_pools(record)
+            self._bridges[record.id] = _Uplink(parent, mtu, pool, "macvlan",
+                                               record.options.get(records.MACVLAN_MODE_OPTION, "bridge"), pool6)
             return
-        gateway = _gateway_of(record)
+        gateway, gateway6 = _gateway_of(record), _gateway6_of(record)
         state = await self._run(worker.bridge_state, record.bridge)
         if state is None:
-            index = await self._run(worker.create_bridge, record.bridge, gateway)
+            index = await self._run(worker.create_bridge, record.bridge, gateway, gateway6)
         else:
             index = state[0]
-            await self._run(worker.ensure_bridge_up, index, gateway)
+            await self._run(worker.ensure_bridge_up, index, gateway, gateway6)
         mtu = await self._run(worker.link_mtu, index)
-        self._bridges[record.id] = _Uplink(index, mtu, self._load_pool(record))
+        pool, pool6 = self._load_pools(record)
+        self._bridges[record.id] = _Uplink(index, mtu, pool, pool6=pool6)
 
-    def _load_pool(self, record: NetworkRecord) -> ipam.Pool:
-        gateway = _gateway_of(record)
-        pool = _pool(record, gateway)
+    def _load_pools(self, record: NetworkRecord) -> tuple[ipam.Pool, ipam.Pool | None]:
+        """The network's IPv4 (and IPv6) pools with the addresses recorded in use."""
+        pool, pool6 = _pool(record, _gateway_of(record)), _pool6(record)
         for (address,) in self._db.query("SELECT address FROM ip_allocs WHERE network_id = ?", (record.id,)):
-            pool.mark_used(ipaddress.IPv4Address(address))
-        return pool
+            ip = ipaddress.ip_address(address)
+            target = pool if ip.version == 4 else pool6
+            if target is not None:
+                target.mark_used(ip)
+        return pool, pool6
 
     async def _subnets_in_use(self) -> list[ipaddress.IPv4Network]:
         assert self._worker is not None
@@ -399,14 +421,21 @@ class NetworkService:
             if sandbox is None:
                 sandbox = found[owner] = _Sandbox(owner, names[owner], None, self._netns_path(owner),
                                                   files=self._file_paths(self._config.container_data_dir(owner)))
-            iface = ipaddress.IPv4Interface(f"{address}/{network.subnet.split('/')[1]}")
             state = states.get(owner) or _SandboxState()
             extra = next((e for e in state.extra if e.network_id == network_id), None)
             if extra is not None:
-                sandbox.extra.append(_Endpoint(network, iface, list(extra.aliases), extra.mac_address,
-                                               extra.ifname, owner))
+                endpoint = next((e for e in sandbox.extra if e.network.id == network_id), None)
+                if endpoint is None:
+                    endpoint = _Endpoint(network, None, list(extra.aliases), extra.mac_address, extra.ifname, owner)
+                    sandbox.extra.append(endpoint)
+                holder: _Sandbox | _Endpoint = endpoint
             else:
-                sandbox.network, sandbox.address = network, iface
+                sandbox.network = network
+                holder = sandbox
+            if ":" in address:
+                holder.address6 = ipaddress.IPv6Interface(f"{address}/{network.subnet6.split('/')[1]}")
+            else:
+                holder.address = ipaddress.IPv4Interface(f"{address}/{network.subnet.split('/')[1]}")
         none = self._by_name(NONE)
         for owner, sandbox in found.items():
             if sandbox.network is None:  # its first network was disconnected
@@ -517,6 +546,11 @@ class NetworkService:
             if bridge is not None:
                 address = bridge.pool.claim(wanted_ip) if wanted_ip is not None else bridge.pool.allocate()
                 sandbox.address = ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}")
+                try:
+                    sandbox.address6 = self._allocate6(bridge, endpoint_config)
+                except BaseException:
+                    bridge.pool.release(address)
+                    raise
                 hosts = etcfiles.hosts(hostname, domainname, str(address), extra_hosts, host_gateway,
                                        link_entries)
             if user_defined:
@@ -531,6 +565,8 @@ class NetworkService:
                 self._stop_serving(sandbox)
                 if sandbox.address is not None:
                     bridge.pool.release(sandbox.address.ip)
+                if sandbox.address6 is not None and bridge.pool6 is not None:
+                    bridge.pool6.release(sandbox.address6.ip)
                 raise
         # The kernel work (worker thread) and the file work (the /etc files, the address record)
         # run side by side.
@@ -583,6 +619,24 @@ class NetworkService:
         if mac is not None and not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
             raise errdefs.InvalidParameter(f"invalid MAC address: {mac}")
         return address, mac.lower() if mac else None
+
+    @staticmethod
+    def _allocate6(bridge: _Uplink, config: ApiEndpointSettings | None) -> ipaddress.IPv6Interface | None:
+        """The endpoint's IPv6 address on an --ipv6 network (--ip6, or the next free one)."""
+        wanted = config.ipam_config.ipv6_address if config is not None and config.ipam_config is not None else ""
+        if bridge.pool6 is None:
+            if wanted:
+                raise errdefs.InvalidParameter("user specified IPv6 address is supported only on networks "
+                                               "with IPv6 enabled (--ipv6)")
+            return None
+        if wanted:
+            try:
+                address = bridge.pool6.claim(ipaddress.IPv6Address(wanted))
+            except ValueError:
+                raise errdefs.InvalidParameter(f"invalid IPv6 address: {wanted}") from None
+        else:
+            address = bridge.pool6.allocate()
+        return ipaddress.IPv6Interface(f"{address}/{bridge.pool6.subnet.prefixlen}")
 
     def _link_entries(self, links: Iterable[str]) -> list[tuple[str, str]]:
         """Legacy --link name[:alias]: (address, "alias id12 name") lines for /etc/hosts."""
@@ -741,9 +795,11 @@ class NetworkService:
         if sandbox.address is not None:
             # not fsync'd: addresses matter only for containers that survive a daemon restart,
             # and no container survives a reboot
+            rows = [(network_id, str(sandbox.address.ip), sandbox.container_id)]
+            if sandbox.address6 is not None:
+                rows.append((network_id, str(sandbox.address6.ip), sandbox.container_id))
             with self._db.transaction(durable=False) as cur:
-                cur.execute("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)",
-                            (network_id, str(sandbox.address.ip), sandbox.container_id))
+                cur.executemany("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)", rows)
 
     async def _undo(self, sandbox: _Sandbox) -> None:
         """Undo a half-made sandbox (each step is idempotent)."""
@@ -752,6 +808,8 @@ class NetworkService:
             await self._run(netns.remove, sandbox.netns_path)
         if sandbox.address is not None and sandbox.network is not None:
             rows = [(sandbox.network.id, str(sandbox.address.ip))]
+            if sandbox.address6 is not None:
+                rows.append((sandbox.network.id, str(sandbox.address6.ip)))
             await asyncio.to_thread(self._delete_addresses, rows)
             self._forget_addresses(rows)
 
@@ -765,7 +823,8 @@ class NetworkService:
             worker.make_isolated(path)
         else:
             gateway = None if sandbox.network.internal else bridge.pool.gateway
-            worker.make_bridged(path, bridge.spec, sandbox.address, gateway, sandbox.mac)
+            gateway6 = bridge.pool6.gateway if bridge.pool6 is not None and not sandbox.network.internal else None
+            worker.make_bridged(path, bridge.spec, sandbox.address, gateway, sandbox.mac, sandbox.address6, gateway6)
 
     async def _unserve(self, sandbox: _Sandbox) -> None:
         """Everything ``_serve`` made: sockets, NAT rules, the state file."""
@@ -783,8 +842,10 @@ class NetworkService:
         """Return addresses to the in-memory pools (event loop only)."""
         for network_id, address in rows:
             bridge = self._bridges.get(network_id)
-            if bridge is not None:
-                bridge.pool.release(ipaddress.IPv4Address(address))
+            ip = ipaddress.ip_address(address)
+            pool = None if bridge is None else bridge.pool if ip.version == 4 else bridge.pool6
+            if pool is not None:
+                pool.release(ip)
 
     async def release_sandbox(self, container_id: str) -> None:
         """Unpin the namespace (the kernel drops the veth when its last process exits) and free
@@ -857,19 +918,29 @@ class NetworkService:
         used = {ep.ifname for ep in sandbox.endpoints()} | {sandbox.ifname}
         ifname = next(f"eth{n}" for n in range(1, 1000) if f"eth{n}" not in used)
         address = bridge.pool.claim(wanted_ip) if wanted_ip is not None else bridge.pool.allocate()
+        try:
+            address6 = self._allocate6(bridge, endpoint_config)
+        except BaseException:
+            bridge.pool.release(address)
+            raise
         endpoint = _Endpoint(network, ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}"),
-                             aliases, mac or "", ifname, sandbox.container_id)
+                             aliases, mac or "", ifname, sandbox.container_id, address6)
         try:
             assert self._worker is not None and endpoint.address is not None
             await self._run(self._worker.attach, sandbox.netns_path, bridge.spec, ifname,
-                            endpoint.address, endpoint.mac)
+                            endpoint.address, endpoint.mac, address6)
             try:
                 await asyncio.to_thread(self._insert_address, network.id, str(address), sandbox.container_id)
+                if address6 is not None:
+                    await asyncio.to_thread(self._insert_address, network.id, str(address6.ip), sandbox.container_id)
             except BaseException:
                 await self._run(self._worker.detach, sandbox.netns_path, ifname)
+                await asyncio.to_thread(self._delete_addresses, [(network.id, str(address))])
                 raise
         except BaseException as e:
             bridge.pool.release(address)
+            if address6 is not None and bridge.pool6 is not None:
+                bridge.pool6.release(address6.ip)
             if isinstance(e, OSError):
                 raise errdefs.System(f"failed to connect container {sandbox.container_id[:12]} to "
                                      f"network {network.name}: {e}") from e
@@ -892,6 +963,8 @@ class NetworkService:
             assert self._worker is not None
             await self._run(self._worker.detach, sandbox.netns_path, endpoint.ifname)
             rows = [(network.id, str(endpoint.address.ip))]
+            if endpoint.address6 is not None:
+                rows.append((network.id, str(endpoint.address6.ip)))
             await asyncio.to_thread(self._delete_addresses, rows)
             self._forget_addresses(rows)
             if endpoint.network.id == sandbox.network.id and endpoint.ifname == sandbox.ifname:
@@ -905,9 +978,11 @@ class NetworkService:
                 if sandbox.extra:
                     nxt = sandbox.extra.pop(0)
                     sandbox.network, sandbox.address, sandbox.aliases = nxt.network, nxt.address, nxt.aliases
+                    sandbox.address6 = nxt.address6
                     sandbox.mac_address, sandbox.ifname = nxt.mac_address, nxt.ifname
                 else:
                     sandbox.network, sandbox.address, sandbox.aliases = self._by_name(NONE), None, []
+                    sandbox.address6 = None
                     sandbox.mac_address = ""
             else:
                 sandbox.extra = [ep for ep in sandbox.extra if ep.network.id != network.id]
@@ -937,6 +1012,10 @@ class NetworkService:
                 endpoint.ip_prefix_len = ep.address.network.prefixlen
                 endpoint.gateway = ep.network.gateway
                 endpoint.mac_address = ep.mac
+            if ep.address6 is not None:
+                endpoint.ipv6_address = str(ep.address6.ip)
+                endpoint.ipv6_prefix_len = ep.address6.network.prefixlen
+                endpoint.ipv6_gateway = ep.network.gateway6
             endpoints.append(endpoint)
         return SandboxInfo(netns_path=str(sandbox.netns_path) if sandbox.netns_path else None,
                            endpoints=endpoints, hosts_path=hosts, resolv_conf_path=resolv,
@@ -967,6 +1046,10 @@ class NetworkService:
                 entry.gateway = ep.network.gateway
                 entry.ip_address = str(ep.address.ip)
                 entry.ip_prefix_len = ep.address.network.prefixlen
+            if ep.address6 is not None:
+                entry.global_ipv6_address = str(ep.address6.ip)
+                entry.global_ipv6_prefix_len = ep.address6.network.prefixlen
+                entry.ipv6_gateway = ep.network.gateway6
             if not ep.network.builtin and ep.network.id in self._bridges:
                 entry.aliases = list(ep.aliases) or None
                 entry.dns_names = [n for n in dict.fromkeys([sandbox.name, *ep.aliases,
@@ -976,6 +1059,9 @@ class NetworkService:
                 settings.endpoint_id = entry.endpoint_id
                 settings.mac_address, settings.gateway = entry.mac_address, entry.gateway
                 settings.ip_address, settings.ip_prefix_len = entry.ip_address, entry.ip_prefix_len
+                settings.global_ipv6_address = entry.global_ipv6_address
+                settings.global_ipv6_prefix_len = entry.global_ipv6_prefix_len
+                settings.ipv6_gateway = entry.ipv6_gateway
         settings.ports = self.published_ports(container_id)
         return settings
 
@@ -997,7 +1083,8 @@ class NetworkService:
 
     def _endpoints_on(self, network_id: str) -> dict[str, EndpointResource]:
         return {s.container_id: EndpointResource(name=s.name, endpoint_id=ep.endpoint_id, mac_address=ep.mac,
-                                                 ipv4_address=str(ep.address) if ep.address else "")
+                                                 ipv4_address=str(ep.address) if ep.address else "",
+                                                 ipv6_address=str(ep.address6) if ep.address6 else "")
                 for s in self._sandboxes.values() for ep in s.endpoints() if ep.network.id == network_id}
 
     def find(self, ref: str) -> NetworkRecord:
@@ -1043,26 +1130,37 @@ class NetworkService:
             raise errdefs.NotImplementedFeature("ipvlan networks are not supported yet by this daemon")
         if driver not in ("bridge", "macvlan"):
             raise errdefs.NotFound(f"plugin \"{driver}\" not found")
-        if request.enable_ipv6 or request.ingress or request.config_only or \
+        if request.ingress or request.config_only or \
                 (request.config_from is not None and request.config_from.network):
             raise errdefs.NotImplementedFeature(
-                "IPv6, ingress and config-only networks are not supported yet by this daemon")
+                "ingress and config-only networks are not supported yet by this daemon")
+        if request.enable_ipv4 is False:
+            raise errdefs.NotImplementedFeature("IPv6-only networks are not supported yet by this daemon")
         ipam_request = request.ipam
         if ipam_request is not None and ipam_request.driver not in ("", "default"):
             raise errdefs.NotFound(f"plugin \"{ipam_request.driver}\" not found")
         configs = (ipam_request.config or []) if ipam_request is not None else []
-        if len(configs) > 1:
-            raise errdefs.NotImplementedFeature("several subnets per network are not supported yet by this daemon")
-        config = configs[0] if configs else None
+        v6 = [c for c in configs if ":" in c.subnet]
+        v4 = [c for c in configs if c not in v6]
+        if len(v4) > 1 or len(v6) > 1:
+            raise errdefs.NotImplementedFeature(
+                "several subnets of one address family per network are not supported yet by this daemon")
+        if v6 and not request.enable_ipv6:
+            raise errdefs.InvalidParameter("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
+        if request.enable_ipv6 and not v6:
+            raise errdefs.InvalidParameter("IPv6 networks need an IPv6 subnet on this daemon (--subnet)")
+        config = v4[0] if v4 else None
         options = dict(request.options or {})
         async with self._admin:
             if self._by_name(name) is not None:
                 raise errdefs.Conflict(f"network with name {name} already exists")
             gateway = await self._choose_gateway(config, host_routes=driver == "bridge")
             ip_range, aux = _range_and_aux(config, gateway)
+            gateway6 = self._choose_gateway6(v6[0]) if v6 else None
             record = NetworkRecord(
                 id=secrets.token_hex(32), name=name, driver=driver, created=_now_rfc3339(),
                 subnet=str(gateway.network), gateway=str(gateway.ip), ip_range=ip_range, aux_addresses=aux,
+                subnet6=str(gateway6.network) if gateway6 else "", gateway6=str(gateway6.ip) if gateway6 else "",
                 internal=request.internal, attachable=request.attachable, options=options,
                 labels=dict(request.labels or {}))
             if driver == "macvlan":
@@ -1080,7 +1178,7 @@ class NetworkService:
         assert worker is not None
         if await self._run(worker.bridge_state, bridge_name) is not None:
             raise errdefs.Conflict(f"a link named {bridge_name} already exists on the host")
-        index = await self._run(worker.create_bridge, bridge_name, gateway)
+        index = await self._run(worker.create_bridge, bridge_name, gateway, _gateway6_of(record))
         record = msgspec.structs.replace(record, bridge=bridge_name, bridge_created=True)
         try:
             self._save(record)
@@ -1089,7 +1187,7 @@ class NetworkService:
             raise
         mtu = await self._run(worker.link_mtu, index)
         self._networks[record.id] = record
-        self._bridges[record.id] = _Uplink(index, mtu, _pool(record, gateway))
+        self._bridges[record.id] = _Uplink(index, mtu, _pool(record, gateway), pool6=_pool6(record))
         if self._config.iptables:
             try:
                 await asyncio.to_thread(self._add_network_rules, self._network_rules(record), [record.bridge])
@@ -1122,8 +1220,29 @@ class NetworkService:
         self._save(record)
         mtu = await self._run(worker.link_mtu, index)
         self._networks[record.id] = record
-        self._bridges[record.id] = _Uplink(index, mtu, _pool(record, _gateway_of(record)), "macvlan", mode)
+        self._bridges[record.id] = _Uplink(index, mtu, _pool(record, _gateway_of(record)), "macvlan", mode,
+                                           _pool6(record))
         return record
+
+    def _choose_gateway6(self, config) -> ipaddress.IPv6Interface:
+        try:
+            subnet = ipaddress.IPv6Network(config.subnet)
+        except ValueError as e:
+            raise errdefs.InvalidParameter(f"invalid subnet {config.subnet}: {e}") from None
+        if any(r.subnet6 and subnet.overlaps(ipaddress.IPv6Network(r.subnet6)) for r in self._networks.values()):
+            raise errdefs.Forbidden("Pool overlaps with other one on this address space")
+        if config.ip_range or config.auxiliary_addresses:
+            raise errdefs.NotImplementedFeature("--ip-range and --aux-address are not supported yet for IPv6")
+        if config.gateway:
+            try:
+                gateway = ipaddress.IPv6Address(config.gateway)
+            except ValueError:
+                raise errdefs.InvalidParameter(f"invalid gateway address {config.gateway}") from None
+            if gateway not in subnet:
+                raise errdefs.InvalidParameter(f"no matching subnet for gateway {gateway}")
+        else:
+            gateway = subnet.network_address + 1
+        return ipaddress.IPv6Interface(f"{gateway}/{subnet.prefixlen}")
 
     async def _choose_gateway(self, config, host_routes: bool = True) -> ipaddress.IPv4Interface:
         """The subnet (given, or the first free one of the pools) and its gateway. A given

@@ -1,4 +1,5 @@
-"""IPv4 address management: choosing a subnet for a network and addresses inside it.
+"""Address management: choosing a subnet for a network and addresses inside it (IPv4, and
+IPv6 for --ipv6 networks: ``Pool`` works on either family).
 
 Pure logic (no kernel, no storage): the caller passes what is in use and records the result.
 """
@@ -58,6 +59,9 @@ class Pool:
     def is_used(self, address: ipaddress.IPv4Address) -> bool:
         return address in self._used
 
+    def _address(self, value: int):
+        return type(self.subnet.network_address)(value)
+
     def claim(self, address: ipaddress.IPv4Address) -> ipaddress.IPv4Address:
         """A chosen address (--ip): Docker's errors when it is out of range or taken."""
         if address not in self.subnet or address in (self.subnet.network_address, self.subnet.broadcast_address):
@@ -75,13 +79,13 @@ class Pool:
             last = min(last, int(self.ip_range.broadcast_address))
         span = last - first + 1
         if span <= 0:
-            raise errdefs.Unavailable(f"no available IPv4 addresses on network with subnet {self.subnet}")
+            raise errdefs.Unavailable(f"no available IPv{self.subnet.version} addresses on network with subnet {self.subnet}")
         start = self._last + 1
         for step in range(span):
             value = first + (start - first + step) % span
-            address = ipaddress.IPv4Address(value)
+            address = self._address(value)
             if address != self.gateway and address not in self._used and address not in self.reserved:
                 self._used.add(address)
                 self._last = value
                 return address
-        raise errdefs.Unavailable(f"no available IPv4 addresses on network with subnet {self.subnet}")
+        raise errdefs.Unavailable(f"no available IPv{self.subnet.version} addresses on network with subnet {self.subnet}")

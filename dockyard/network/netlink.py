@@ -14,6 +14,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 __all__ = ["IPRoute", "NetlinkError"]
 
+IFA_F_NODAD = 0x02
+
 
 def open_socket() -> IPRoute:
     return IPRoute()
@@ -50,11 +52,14 @@ def networks_in_use(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
     return used
 
 
-def create_bridge(ipr: IPRoute, name: str, gateway: ipaddress.IPv4Interface) -> int:
+def create_bridge(ipr: IPRoute, name: str, gateway: ipaddress.IPv4Interface,
+                  gateway6: ipaddress.IPv6Interface | None = None) -> int:
     ipr.link("add", ifname=name, kind="bridge")
     index = link_index(ipr, name)
     assert index is not None
     ensure_address(ipr, index, gateway)
+    if gateway6 is not None:
+        ensure_address6(ipr, index, gateway6)
     ipr.link("set", index=index, state="up")
     return index
 
@@ -64,6 +69,15 @@ def ensure_address(ipr: IPRoute, index: int, iface: ipaddress.IPv4Interface) -> 
         return
     ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
              broadcast=str(iface.network.broadcast_address))
+
+
+def ensure_address6(ipr: IPRoute, index: int, iface: ipaddress.IPv6Interface) -> None:
+    present = [ipaddress.IPv6Interface(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
+               for a in ipr.get_addr(family=10, index=index)]
+    if iface not in present:
+        # no duplicate address detection: the gateway is ours and must work at once
+        ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, family=10,
+                 flags=IFA_F_NODAD)
 
 
 def set_up(ipr: IPRoute, index: int) -> None:

@@ -28,6 +28,8 @@ class NetworkRecord(msgspec.Struct):
     subnet: str = ""  # "172.30.0.0/16"; empty for host and null
     gateway: str = ""  # address only, e.g. "172.30.0.1"
     ip_range: str = ""  # --ip-range: dynamic addresses come from here
+    subnet6: str = ""  # --ipv6: the IPv6 subnet, e.g. "fd00:1::/64"
+    gateway6: str = ""
     aux_addresses: dict[str, str] = {}  # --aux-address name=ip: reserved, never handed out
     bridge: str = ""  # kernel link name: the bridge (bridge driver), the parent (macvlan)
     bridge_created: bool = False  # True: this daemon made the link and may delete it
@@ -55,8 +57,11 @@ def default_bridge_options(bridge: str, mtu: int) -> dict[str, str]:
 def to_api(record: NetworkRecord, containers: dict[str, EndpointResource]) -> Network:
     config = [IPAMConfig(subnet=record.subnet, gateway=record.gateway, ip_range=record.ip_range or None,
                          auxiliary_addresses=dict(record.aux_addresses) or None)] if record.subnet else []
+    if record.subnet6:
+        config.append(IPAMConfig(subnet=record.subnet6, gateway=record.gateway6))
     return Network(name=record.name, id=record.id, created=record.created, driver=record.driver,
                    ipam=IPAM(config=config), internal=record.internal, attachable=record.attachable,
+                   enable_ipv6=bool(record.subnet6),
                    containers=containers, options=dict(record.options), labels=dict(record.labels))
 
 

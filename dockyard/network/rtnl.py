@@ -24,6 +24,7 @@ IFLA_MACVLAN_MODE = 1
 MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
+IFA_F_NODAD = 0x02
 RTA_OIF, RTA_GATEWAY = 4, 5
 RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
 LOOPBACK_INDEX = 1
@@ -144,17 +145,25 @@ class Socket:
         self._request((RTM_NEWLINK, 0, _ifinfo(LOOPBACK_INDEX, up=True)))
 
     def configure_endpoint(self, index: int, iface: ipaddress.IPv4Interface,
-                           gateway: ipaddress.IPv4Address | None) -> None:
-        """In one datagram: lo up, ``index`` up with its address, the default route via gateway
-        (none when gateway is None)."""
+                           gateway: ipaddress.IPv4Address | None,
+                           iface6: ipaddress.IPv6Interface | None = None,
+                           gateway6: ipaddress.IPv6Address | None = None) -> None:
+        """In one datagram: lo up, ``index`` up with its address(es), the default route(s) via
+        the gateway(s) (none when a gateway is None). IPv6 addresses skip duplicate address
+        detection (as Docker's): they are ours and must work at once."""
         address = _IFADDR.pack(socket.AF_INET, iface.network.prefixlen, 0, 0, index) + \
             _attr(IFA_LOCAL, iface.ip.packed) + _attr(IFA_ADDRESS, iface.ip.packed) + \
             _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
         messages = [(RTM_NEWLINK, 0, _ifinfo(LOOPBACK_INDEX, up=True)),
                     (RTM_NEWLINK, 0, _ifinfo(index, up=True)),
                     (RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address)]
-        if gateway is not None:
-            route = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0) + \
-                _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=I", index))
-            messages.append((RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route))
+        if iface6 is not None:
+            address6 = _IFADDR.pack(socket.AF_INET6, iface6.network.prefixlen, IFA_F_NODAD, 0, index) + \
+                _attr(IFA_ADDRESS, iface6.ip.packed)
+            messages.append((RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address6))
+        for family, via in ((socket.AF_INET, gateway), (socket.AF_INET6, gateway6 if iface6 else None)):
+            if via is not None:
+                route = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0) + \
+                    _attr(RTA_GATEWAY, via.packed) + _attr(RTA_OIF, struct.pack("=I", index))
+                messages.append((RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route))
         self._request(*messages)

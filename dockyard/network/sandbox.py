@@ -188,7 +188,9 @@ class NetnsWorker:
         self._claim(path).close()
 
     def make_bridged(self, path: Path, uplink: Uplink, iface: ipaddress.IPv4Interface,
-                     gateway: ipaddress.IPv4Address | None, mac: str) -> str:
+                     gateway: ipaddress.IPv4Address | None, mac: str,
+                     iface6: ipaddress.IPv6Interface | None = None,
+                     gateway6: ipaddress.IPv6Address | None = None) -> str:
         """A namespace whose eth0 is plugged into uplink (a veth peer on the bridge, or a
         macvlan link on the parent); returns the veth's host end name ("" for macvlan).
         No default route when gateway is None (internal networks)."""
@@ -199,7 +201,7 @@ class NetnsWorker:
                 host_name = self._add_link(uplink, fd, mac, CONTAINER_IFNAME, rtnl.FIRST_FREE_INDEX)
             finally:
                 os.close(fd)
-            ns.configure_endpoint(rtnl.FIRST_FREE_INDEX, iface, gateway)
+            ns.configure_endpoint(rtnl.FIRST_FREE_INDEX, iface, gateway, iface6, gateway6)
             return host_name
         except BaseException:
             netns.remove(path)  # the veth pair dies with the namespace
@@ -207,7 +209,8 @@ class NetnsWorker:
         finally:
             ns.close()
 
-    def attach(self, path: Path, uplink: Uplink, ifname: str, iface: ipaddress.IPv4Interface, mac: str) -> None:
+    def attach(self, path: Path, uplink: Uplink, ifname: str, iface: ipaddress.IPv4Interface, mac: str,
+               iface6: ipaddress.IPv6Interface | None = None) -> None:
         """One more interface (``network connect``) in an existing namespace, named ifname and
         plugged into uplink, with its address and no route beyond its subnet."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -217,7 +220,7 @@ class NetnsWorker:
             try:
                 with rtnl.Socket() as ns:
                     try:
-                        ns.configure_endpoint(socket.if_nametoindex(ifname), iface, None)
+                        ns.configure_endpoint(socket.if_nametoindex(ifname), iface, None, iface6)
                     except BaseException:
                         ns.delete_link(socket.if_nametoindex(ifname))
                         raise
@@ -293,11 +296,15 @@ class NetnsWorker:
     def networks_in_use(self) -> list[ipaddress.IPv4Network]:
         return netlink.networks_in_use(self.host)
 
-    def create_bridge(self, name: str, gateway: ipaddress.IPv4Interface) -> int:
-        return netlink.create_bridge(self.host, name, gateway)
+    def create_bridge(self, name: str, gateway: ipaddress.IPv4Interface,
+                      gateway6: ipaddress.IPv6Interface | None = None) -> int:
+        return netlink.create_bridge(self.host, name, gateway, gateway6)
 
-    def ensure_bridge_up(self, index: int, gateway: ipaddress.IPv4Interface) -> None:
+    def ensure_bridge_up(self, index: int, gateway: ipaddress.IPv4Interface,
+                         gateway6: ipaddress.IPv6Interface | None = None) -> None:
         netlink.ensure_address(self.host, index, gateway)
+        if gateway6 is not None:
+            netlink.ensure_address6(self.host, index, gateway6)
         netlink.set_up(self.host, index)
 
     def link_mtu(self, index: int) -> int:

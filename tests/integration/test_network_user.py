@@ -99,7 +99,9 @@ def test_create_rejects_what_is_not_supported(env):
         create(env, svc, "x" + secrets.token_hex(3), driver="overlay")
     with pytest.raises(errdefs.InvalidParameter, match="invalid network name"):
         create(env, svc, "-bad")
-    with pytest.raises(errdefs.NotImplementedFeature):
+    with pytest.raises(errdefs.InvalidParameter, match="need an IPv6 subnet"):
         create(env, svc, "v6" + secrets.token_hex(3), enable_ipv6=True)
+    with pytest.raises(errdefs.NotImplementedFeature, match="IPv6-only"):
+        create(env, svc, "v6" + secrets.token_hex(3), enable_ipv4=False)
     with pytest.raises(errdefs.Forbidden, match="pre-defined"):
         env.run(svc.remove("none"))

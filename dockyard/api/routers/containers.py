@@ -51,6 +51,7 @@ class ContainersBackend(Protocol):
     async def resize(self, ref: str, height: int, width: int) -> None: ...
     def export(self, ref: str) -> Iterator[bytes]: ...
     async def top(self, ref: str, ps_args: str = "") -> object: ...
+    async def stats(self, ref: str, stream: bool = True, one_shot: bool = False) -> AsyncIterator[dict]: ...
     async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
                      stream: bool = True, detach_keys: str | None = None) -> AttachSession: ...
     async def detach(self, session: AttachSession) -> None: ...
@@ -171,6 +172,20 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
     async def top(request: web.Request) -> web.Response:
         return json_response(await backend.top(request.match_info["id"], request.query.get("ps_args", "")))
 
+    async def stats(request: web.Request) -> web.StreamResponse:
+        stream = request.query.get("stream", "1") not in ("0", "false", "False")
+        documents = await backend.stats(request.match_info["id"], stream=stream,
+                                        one_shot=bool_value(request, "one-shot"))
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        try:
+            async for doc in documents:
+                await resp.write(msgspec.json.encode(doc) + b"\n")
+        except (ConnectionResetError, BrokenPipeError):
+            return resp
+        await resp.write_eof()
+        return resp
+
     async def resize(request: web.Request) -> web.Response:
         await backend.resize(request.match_info["id"], int_value(request, "h", 0) or 0,
                              int_value(request, "w", 0) or 0)
@@ -240,6 +255,7 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
     app.router.add_get("/containers/{id}/export", export)
     app.router.add_post("/containers/{id}/resize", resize)
     app.router.add_get("/containers/{id}/top", top)
+    app.router.add_get("/containers/{id}/stats", stats)
     app.router.add_post("/containers/{id}/attach", attach)
     app.router.add_get("/containers/{id}/attach/ws", attach_ws)
 

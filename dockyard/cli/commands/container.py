@@ -287,7 +287,7 @@ def cmd_run(ctx: Context, opts: Any) -> int:
 
     from dockyard.cli import streams
 
-    if opts.sig_proxy.lower() not in ("false", "0") and not tty:
+    if opts.sig_proxy and not tty:
         _SignalProxy(client, cid)
     attachment = None
     if body["AttachStdin"] or attached_out:
@@ -401,7 +401,7 @@ def cmd_start(ctx: Context, opts: Any) -> int:
 def setup_attach(p: DockyardParser) -> None:
     p.add_argument("--detach-keys", default="", help="Override the key sequence for detaching a container")
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
-    p.add_argument("--sig-proxy", default="true", help="Proxy all received signals to the process")
+    p.add_argument("--sig-proxy", action="store_true", default=True, help="Proxy all received signals to the process")
     p.positional("CONTAINER", 1, 1)
 
 
@@ -681,14 +681,14 @@ def setup_commit(p: DockyardParser) -> None:
     p.add_argument("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
     p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image")
     p.add_argument("-m", "--message", default="", help="Commit message")
-    p.add_argument("-p", "--pause", default="true", help="Pause container during commit (default true)")
+    p.add_argument("-p", "--pause", action="store_true", default=True, help="Pause container during commit (default true)")
     p.positional("CONTAINER [REPOSITORY[:TAG]]", 1, 2)
 
 
 def cmd_commit(ctx: Context, opts: Any) -> int:
     query: dict[str, Any] = {"container": opts.args[0], "author": opts.author or None,
                              "comment": opts.message or None,
-                             "pause": opts.pause.lower() not in ("false", "0")}
+                             "pause": opts.pause}
     if len(opts.args) == 2:
         repo, tag = split_reference(opts.args[1])
         query["repo"] = repo

@@ -212,7 +212,8 @@ class HistoryRow:
 
 def setup_history(p: DockyardParser) -> None:
     p.add_argument("--format", default="", help="Format output using a custom template")
-    p.add_argument("-H", "--human", default="true", help="Print sizes and dates in human readable format (default true)")
+    p.add_argument("-H", "--human", action="store_true", default=True,
+                   help="Print sizes and dates in human readable format (default true)")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
     p.positional("IMAGE", 1, 1)
@@ -221,7 +222,7 @@ def setup_history(p: DockyardParser) -> None:
 def cmd_history(ctx: Context, opts: Any) -> int:
     history = ctx.client.get(_i(opts.args[0]) + "/history")
     now = time.time()
-    human = opts.human.lower() not in ("false", "0")
+    human = opts.human
     rows = [HistoryRow(h, not opts.no_trunc, human, now) for h in history]
     if opts.quiet:
         sys.stdout.write("".join(r.ID() + "\n" for r in rows))

@@ -30,6 +30,7 @@ from dockyard.apitypes.container import (
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import names, startup, views
+from dockyard.daemon.containers import stats as stats_mod
 from dockyard.daemon.containers import top as top_mod
 from dockyard.daemon.containers import state as st
 from dockyard.daemon.containers.attach import DEFAULT_DETACH_KEYS, AttachSession, parse_detach_keys
@@ -583,6 +584,30 @@ class ContainerService:
         result = await asyncio.to_thread(run)
         self._emit(rec, "top")
         return result
+
+    async def stats(self, ref: str, stream: bool = True, one_shot: bool = False) -> AsyncIterator[dict]:
+        """Docker's stats documents: one per second while streaming; a stopped container gives
+        one empty sample, as dockerd does."""
+        rec = self._store.get(ref)
+        cgroups_path = f"{rec.host_config.cgroup_parent or self._config.cgroup_parent}/{rec.id}"
+
+        async def documents() -> AsyncIterator[dict]:
+            previous = None
+            while True:
+                if rec.id not in self._live:
+                    yield {"name": "/" + rec.name, "id": rec.id, "read": stats_mod.ZERO_TIME,
+                           "preread": stats_mod.ZERO_TIME}
+                    return
+                current = await asyncio.to_thread(stats_mod.sample, cgroups_path, rec.state.pid,
+                                                  rec.host_config.pids_limit)
+                if previous is not None or one_shot or stream:
+                    yield stats_mod.document(rec.id, rec.name, current, previous)
+                    if not stream:
+                        return
+                previous = current
+                await asyncio.sleep(1)
+
+        return documents()
 
     def export(self, ref: str) -> Iterator[bytes]:
         rec = self._store.get(ref)
