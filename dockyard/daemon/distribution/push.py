@@ -3,7 +3,7 @@
 Per layer (in parallel, daemon-wide ``max-concurrent-uploads``): a blob this registry is
 known to hold for the layer (``blobinfo``) is checked with HEAD ("Layer already exists") or
 mounted from the other repository that has it ("Mounted from ..."); otherwise the layer's
-diff is gzip-compressed while it streams to the registry (one PATCH, or fixed-size chunks
+diff is gzip-compressed (``compress``, in parallel blocks) while it streams to the registry (one PATCH, or fixed-size chunks
 when ``push_chunk_size`` is set) and the upload is closed with its digest. Then the config
 (monolithic PUT unless present) and the manifest, whose digest ends the stream exactly as
 Docker reports it: ``latest: digest: sha256:... size: 527``.
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Iterator
 
 from dockyard import errdefs
 from dockyard.daemon.distribution.blobinfo import BlobRecord
+from dockyard.daemon.distribution.compress import gzip_stream
 from dockyard.daemon.distribution.progress import Progress, short
 from dockyard.daemon.distribution.registry import RepositoryAPI
 from dockyard.daemon.images import references
@@ -30,10 +30,7 @@ from dockyard.storage.layers import chain_id_of
 if TYPE_CHECKING:
     from dockyard.daemon.distribution.service import DistributionService
 
-_CHUNK = 1 << 20
 _MAX_MOUNT_SOURCES = 3
-# Level 1: on a LAN or loopback, compression speed bounds the push; the ratio costs little.
-_GZIP_LEVEL = 1
 _OCI_OF = {spec.DOCKER_LAYER_GZIP: spec.OCI_LAYER_GZIP, spec.DOCKER_LAYER: spec.OCI_LAYER}
 
 
@@ -159,22 +156,11 @@ def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.R
 
     def compressed() -> Iterator[bytes]:
         nonlocal size
-        gz = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)
         with svc.images.layers.tar_stream(chain) as tar:
-            while True:
-                block = tar.read(_CHUNK)
-                if not block:
-                    break
-                out = gz.compress(block)
-                meter.add(len(block))
-                if out:
-                    hasher.update(out)
-                    size += len(out)
-                    yield out
-        out = gz.flush()
-        hasher.update(out)
-        size += len(out)
-        yield out
+            for out in gzip_stream(tar, meter.add):
+                hasher.update(out)
+                size += len(out)
+                yield out
 
     location = repo.upload_chunks(location, compressed(), svc.push_chunk_size, lambda n: None)
     digest = "sha256:" + hasher.hexdigest()
