@@ -740,8 +740,8 @@ class NetworkService:
     def _lookup_for(self, sandbox: _Sandbox):
         """The resolver's name table for one container: the endpoints on the user-defined
         networks it is connected to (``name`` or ``name.<network>``), their addresses there."""
-        def lookup(name: str) -> list[ipaddress.IPv4Address] | None:
-            found: list[ipaddress.IPv4Address] = []
+        def lookup(name: str) -> list | None:
+            found: list = []
             for mine in sandbox.endpoints():
                 network = mine.network
                 if network.builtin:
@@ -755,8 +755,9 @@ class NetworkService:
                         if ep.network.id == network.id and ep.address is not None and (
                                 wanted == other.name.lower() or wanted in (a.lower() for a in ep.aliases)
                                 or (len(wanted) >= 12 and other.container_id.startswith(wanted))):
-                            if ep.address.ip not in found:
-                                found.append(ep.address.ip)
+                            for ip in (ep.address.ip, ep.address6.ip if ep.address6 else None):
+                                if ip is not None and ip not in found:
+                                    found.append(ip)
             return found or None
         return lookup
 

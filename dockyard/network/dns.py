@@ -6,7 +6,7 @@ that namespace: a socket stays in the namespace it was created in), served by th
 event loop. A-queries for names the daemon knows (container names, aliases, short IDs on a
 network the asking container shares) are answered from the daemon's endpoint table, all
 addresses of a name in rotating order (round-robin); reverse (PTR) queries for those addresses
-answer ``<name>.<network>``; names it knows get no AAAA record; every
+answer ``<name>.<network>``; AAAA records come from --ipv6 networks' addresses; every
 other query is relayed from the host's namespace to the container's external resolvers (its
 --dns servers, else the host's). Messages follow RFC 1035; only what a stub resolver sends is
 parsed.
@@ -33,8 +33,8 @@ FORWARD_TIMEOUT = 4.0
 
 _HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
 
-# name (lower case, no trailing dot) -> addresses, or None when the name is not ours
-Lookup = Callable[[str], "list[ipaddress.IPv4Address] | None"]
+# name (lower case, no trailing dot) -> addresses (both families), or None when the name is not ours
+Lookup = Callable[[str], "list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None"]
 # address -> the name a PTR query answers, or None when the address is not ours
 ReverseLookup = Callable[[ipaddress.IPv4Address], "str | None"]
 
@@ -69,16 +69,18 @@ def parse_question(message: bytes) -> Question | None:
     return Question(".".join(labels).lower(), qtype, qclass, offset + 4)
 
 
-def answer(query: bytes, question: Question, addresses: list[ipaddress.IPv4Address]) -> bytes:
-    """A response to query with A records for addresses (none for other types)."""
+def answer(query: bytes, question: Question, addresses: list) -> bytes:
+    """A response to query with the A (or AAAA) records among addresses; none for other types."""
     query_id, flags = struct.unpack_from("!HH", query)
-    records = addresses if question.qtype == TYPE_A and question.qclass == CLASS_IN else []
+    version = {TYPE_A: 4, TYPE_AAAA: 6}.get(question.qtype) if question.qclass == CLASS_IN else None
+    records = [a for a in addresses if a.version == version]
     # QR, AA, RD copied from the query, RA
     header = _HEADER.pack(query_id, 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080, 1, len(records), 0, 0)
     body = [header, query[_HEADER.size:question.end]]
     for address in records:
-        # a pointer to the question's name (offset 12), type A, class IN, TTL, 4 bytes of data
-        body.append(struct.pack("!HHHIH", 0xC00C, TYPE_A, CLASS_IN, TTL, 4) + address.packed)
+        # a pointer to the question's name (offset 12), the type, class IN, TTL, the address
+        body.append(struct.pack("!HHHIH", 0xC00C, question.qtype, CLASS_IN, TTL, len(address.packed))
+                    + address.packed)
     return b"".join(body)
 
 

@@ -3,6 +3,7 @@ restart."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 
@@ -64,3 +65,16 @@ def test_dual_stack_network(env):
     info_c = env.sandbox(svc2, c, name, endpoint_config=EndpointSettings(
         ipam_config=EndpointIPAMConfig(ipv6_address=f"{prefix}::99")))  # free again
     assert info_c.endpoints[0].ipv6_address == f"{prefix}::99"
+
+
+def test_aaaa_from_the_embedded_dns(env):
+    svc = env.service()
+    name = "six" + cid()[:6]
+    subnet6 = v6_subnet()
+    env.run(svc.create(CreateRequest(name=name, enable_ipv6=True, ipam=IPAM(config=[
+        IPAMConfig(subnet=str(_free_subnet())), IPAMConfig(subnet=subnet6)]))))
+    info_a = env.sandbox(svc, cid(), name, container_name="dual")
+    info_b = env.sandbox(svc, cid(), name, container_name="asker")
+    out = env.run(asyncio.to_thread(in_netns, info_b.netns_path, "busybox", "nslookup", "-type=AAAA", "dual",
+                                    "127.0.0.11"))
+    assert info_a.endpoints[0].ipv6_address in out.stdout, out.stdout + out.stderr
