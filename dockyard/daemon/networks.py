@@ -710,7 +710,8 @@ class NetworkService:
 
     async def _save_state(self, sandbox: _Sandbox) -> None:
         """The state file, for a sandbox that has more than a namespace and an address."""
-        if sandbox.aliases or sandbox.ports or sandbox.upstreams or sandbox.mac_address or sandbox.extra:
+        if sandbox.aliases or sandbox.ports or sandbox.exposed or sandbox.upstreams or sandbox.mac_address \
+                or sandbox.extra:
             state = _SandboxState(
                 aliases=sandbox.aliases, ports=sandbox.ports, exposed=sandbox.exposed,
                 upstreams=sandbox.upstreams, mac_address=sandbox.mac_address, ifname=sandbox.ifname,
