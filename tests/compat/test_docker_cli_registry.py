@@ -171,3 +171,28 @@ def test_import_from_url(dockyardd):
         ok(d, "rmi", "fromurl:1")
     finally:
         fake.stop()
+
+
+def test_search_through_the_daemon(dockyardd):
+    fake = FakeRegistry()
+    fake.search_results = [
+        {"name": "busybox", "description": "Busybox base image.", "star_count": 3000, "is_official": True,
+         "is_automated": False},
+        {"name": "someone/busybox-extra", "description": "A very long description that goes on and on, past "
+                                                         "forty-five characters", "star_count": 4,
+         "is_official": False, "is_automated": True},
+    ]
+    fake.start()
+    try:
+        out = ok(dockyardd, "search", f"{fake.host}/busybox").splitlines()
+        assert out[0].split() == ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]
+        assert out[1].split()[:1] == ["busybox"] and out[1].rstrip().endswith("[OK]")
+        assert "…" in out[2]
+        assert fake.search_queries[-1] == "busybox"
+        out = ok(dockyardd, "search", "--filter", "is-official=true", "--format", "{{.Name}}:{{.StarCount}}",
+                 f"{fake.host}/busybox")
+        assert out == "busybox:3000\n"
+        out = ok(dockyardd, "search", "--limit", "1", "--format", "{{.Name}}", f"{fake.host}/busybox")
+        assert out == "busybox\n"
+    finally:
+        fake.stop()

@@ -131,6 +131,8 @@ class FakeRegistry:
     stall_seconds: float = 30.0
     blob_delay: float = 0.0  # seconds each blob GET waits before answering
     files: dict[str, bytes] = field(default_factory=dict)  # plain paths outside /v2/ (import URLs)
+    search_results: list[dict] = field(default_factory=list)  # served by /v1/search (substring of name)
+    search_queries: list[str] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -197,6 +199,15 @@ class FakeRegistry:
                             return
                     self._send(200, json.dumps({"token": f"good-{len(registry.token_requests)}",
                                                 "expires_in": 300}).encode())
+                    return
+                if path == "/v1/search":
+                    from urllib.parse import parse_qs
+                    query = parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "")
+                    term, n = query.get("q", [""])[0], int(query.get("n", ["25"])[0])
+                    registry.search_queries.append(term)
+                    found = [r for r in registry.search_results if term in r["name"]][:n]
+                    self._send(200, json.dumps({"query": term, "num_results": len(found), "results": found}).encode(),
+                               {"Content-Type": "application/json"})
                     return
                 if path in registry.files:
                     self._send(200, registry.files[path], {"Content-Type": "application/x-tar"})
