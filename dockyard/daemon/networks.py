@@ -982,6 +982,15 @@ class NetworkService:
                     sandbox.network, sandbox.address, sandbox.aliases = nxt.network, nxt.address, nxt.aliases
                     sandbox.address6 = nxt.address6
                     sandbox.mac_address, sandbox.ifname = nxt.mac_address, nxt.ifname
+                    if not nxt.network.internal:  # the way out moves to the new first network
+                        uplink = self._bridges.get(nxt.network.id)
+                        gateways = [] if uplink is None else [
+                            uplink.pool.gateway, uplink.pool6.gateway if uplink.pool6 and nxt.address6 else None]
+                        try:
+                            await self._run(self._worker.default_routes, sandbox.netns_path, nxt.ifname, *gateways)
+                        except OSError as e:
+                            log.warning("container %s: no default route via %s: %s", sandbox.container_id[:12],
+                                        nxt.network.name, e)
                 else:
                     sandbox.network, sandbox.address, sandbox.aliases = self._by_name(NONE), None, []
                     sandbox.address6 = None

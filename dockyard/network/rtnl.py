@@ -50,6 +50,13 @@ def _mac(mac: str) -> bytes:
     return bytes(int(part, 16) for part in mac.split(":"))
 
 
+def _default_route(index: int, via: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[int, int, bytes]:
+    family = socket.AF_INET if via.version == 4 else socket.AF_INET6
+    route = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0) + \
+        _attr(RTA_GATEWAY, via.packed) + _attr(RTA_OIF, struct.pack("=I", index))
+    return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route
+
+
 class Socket:
     """An rtnetlink socket; it acts on the namespace of the thread that opened it."""
 
@@ -161,9 +168,13 @@ class Socket:
             address6 = _IFADDR.pack(socket.AF_INET6, iface6.network.prefixlen, IFA_F_NODAD, 0, index) + \
                 _attr(IFA_ADDRESS, iface6.ip.packed)
             messages.append((RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address6))
-        for family, via in ((socket.AF_INET, gateway), (socket.AF_INET6, gateway6 if iface6 else None)):
+        for via in (gateway, gateway6 if iface6 else None):
             if via is not None:
-                route = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0) + \
-                    _attr(RTA_GATEWAY, via.packed) + _attr(RTA_OIF, struct.pack("=I", index))
-                messages.append((RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route))
+                messages.append(_default_route(index, via))
         self._request(*messages)
+
+    def default_routes(self, index: int, *gateways: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> None:
+        """Default routes through ``index`` (for the interface that becomes the first one)."""
+        messages = [_default_route(index, via) for via in gateways if via is not None]
+        if messages:
+            self._request(*messages)

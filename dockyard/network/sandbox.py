@@ -246,6 +246,19 @@ class NetnsWorker:
         finally:
             os.close(fd)
 
+    def default_routes(self, path: Path, ifname: str, *gateways) -> None:
+        """Default routes through ifname (it became the first interface: the old one is gone)."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            netns.setns_net(fd)
+            try:
+                with rtnl.Socket() as ns:
+                    ns.default_routes(socket.if_nametoindex(ifname), *gateways)
+            finally:
+                netns.setns_net(self._host_fd)
+        finally:
+            os.close(fd)
+
     def dns_sockets(self, path: Path) -> tuple:
         """The embedded resolver's sockets (127.0.0.11:53), bound inside the namespace at path."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -71,6 +71,13 @@ def test_connect_disconnect_running_sandbox(env):
     assert ("network", "disconnect", svc2.find(two).id, {"container": a, "name": two, "type": "bridge"}) \
         in env.events.seen
 
+    # the first network goes: the next one takes the default route
+    env.run(svc2.connect(two, "app"))
+    env.run(svc2.disconnect(one, "app"))
+    route = in_netns(info_a.netns_path, "ip", "route", "show", "default").stdout
+    assert f"default via {subnet_two.network_address + 1} dev eth" in route
+    env.run(svc2.connect(one, "app"))
+    env.run(svc2.disconnect(two, "app"))
     # the first network can go too; the container is then on no network
     env.run(svc2.disconnect(one, "app"))
     assert svc2.endpoint_settings_json(a, one)["Networks"] == {"none": svc2.endpoint_settings_json(a, one)["Networks"]["none"]}
