@@ -51,7 +51,7 @@ def test_push_rmi_pull_round_trip(dockyardd, registry):
     assert ": Layer already exists" in ok(d, "push", f"{name}:1")
     ok(d, "rmi", f"{name}:1", f"{name}@{digest}")
     out = ok(d, "pull", f"{name}:1")
-    assert f"1: Pulling from cli/busybox" in out or f"1: Pulling from {registry.host}/cli/busybox" in out
+    assert "1: Pulling from cli/busybox" in out
     assert f"Digest: {digest}" in out and f"Status: Image is up to date for {name}:1" in out or \
         f"Status: Downloaded newer image for {name}:1" in out
     assert ok(d, "image", "inspect", "-f", "{{.Id}}", f"{name}:1").strip() == image_id

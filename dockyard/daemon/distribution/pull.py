@@ -142,7 +142,8 @@ def _pull_one(svc: DistributionService, repo: RepositoryAPI, ref: references.Ref
               wanted: manifests.PlatformSpec, progress: Progress) -> bool:
     """One tag or digest; True when a tag now names a different (or new) image."""
     manifest, manifest_digest = _manifest(repo, ref, wanted)
-    progress.status(f"Pulling from {ref.familiar_name}", id=ref.digest or ref.tag)
+    # the repository path, as dockerd names it here: "library/busybox", "team/app"
+    progress.status(f"Pulling from {ref.path}", id=ref.digest or ref.tag)
     images = svc.images
     config = _fetch_config(svc, repo, manifest.config)
     diff_ids = spec.decode_config(config).rootfs.diff_ids
