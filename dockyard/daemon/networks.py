@@ -948,9 +948,30 @@ class NetworkService:
                                      f"network {network.name}: {e}") from e
             raise
         sandbox.extra.append(endpoint)
+        if not network.builtin and sandbox.resolver is None:
+            await self._start_resolver_late(sandbox)
         await self._save_state(sandbox)
         self._events.emit("network", "connect", network.id,
                           {"container": sandbox.container_id, "name": network.name, "type": network.driver})
+
+    async def _start_resolver_late(self, sandbox: _Sandbox) -> None:
+        """A container started on the default bridge joins a user-defined network: its
+        resolv.conf now points at the embedded resolver, which forwards to the servers the file
+        named (rewritten in place: the running container has it bind-mounted)."""
+        resolv_path = sandbox.files[1]
+        if resolv_path is None or sandbox.netns_path is None:
+            return
+        try:
+            text, upstreams = etcfiles.internalize(await asyncio.to_thread(resolv_path.read_text))
+            assert self._worker is not None
+            udp, tcp = await self._run(self._worker.dns_sockets, sandbox.netns_path)
+        except OSError as e:
+            log.warning("container %s: no embedded resolver: %s", sandbox.container_id[:12], e)
+            return
+        sandbox.upstreams = upstreams
+        sandbox.resolver = DnsServer(udp, tcp, self._lookup_for(sandbox), upstreams, self._reverse_for(sandbox))
+        await sandbox.resolver.start()
+        await asyncio.to_thread(etcfiles.rewrite_in_place, resolv_path, text)
 
     async def disconnect(self, network_ref: str, container: str, force: bool = False) -> None:
         """``docker network disconnect``: the interface goes, its address is freed."""

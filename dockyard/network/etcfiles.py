@@ -148,9 +148,15 @@ def internal_resolv_conf(dns: list[str], dns_search: list[str],
     (127.0.0.11) as the only nameserver, ``ndots:0`` unless asked otherwise, and the servers it
     forwards to. Those are the --dns servers, else the host's (loopback ones included: the
     resolver forwards from the host's namespace)."""
-    external = resolv_conf(dns, dns_search, dns_options, host_netns=True)
-    upstreams = [(line.split()[1], 53) for line in external.splitlines() if line.startswith("nameserver ")]
-    lines = [line for line in external.splitlines() if not line.startswith("nameserver ")]
+    return internalize(resolv_conf(dns, dns_search, dns_options, host_netns=True))
+
+
+def internalize(external: str) -> tuple[str, list[tuple[str, int]]]:
+    """A resolv.conf turned into the embedded resolver's one, and the servers it forwards to."""
+    upstreams = [(line.split()[1], 53) for line in external.splitlines()
+                 if line.startswith("nameserver ") and line.split()[1:2] != [INTERNAL_RESOLVER]]
+    lines = [line for line in external.splitlines()
+             if not line.startswith("nameserver ") and not line.startswith("# ExtServers:")]
     lines.append(f"nameserver {INTERNAL_RESOLVER}")
     if not any(line.startswith("options") and "ndots:" in line for line in lines):
         options = [line for line in lines if line.startswith("options ")]
@@ -161,6 +167,14 @@ def internal_resolv_conf(dns: list[str], dns_search: list[str],
     servers = ", ".join(ip for ip, _ in upstreams)
     lines.append(f"# ExtServers: [{servers}]")
     return "\n".join(_order(lines)) + "\n", upstreams
+
+
+def rewrite_in_place(path: Path, data: str) -> None:
+    """Replace a file's content keeping its inode: a running container has it bind-mounted, and
+    a rename would leave the container with the old file."""
+    with open(path, "r+") as f:
+        f.truncate(0)
+        f.write(data)
 
 
 def _order(lines: list[str]) -> list[str]:

@@ -147,3 +147,20 @@ def test_networks_isolated_and_internal_has_no_way_out(env):
     # the host's address on another network is no way out either
     out = in_netns(info_i1.netns_path, "busybox", "ping", "-c", "1", "-W", "1", info_a.endpoints[0].gateway)
     assert out.returncode != 0
+
+
+def test_default_bridge_container_connected_to_a_user_network_gets_the_resolver(env):
+    svc = env.service()
+    name = "late" + cid()[:6]
+    create(env, svc, name, str(_free_subnet()))
+    a, b = cid(), cid()
+    info_a = env.sandbox(svc, a, "bridge", container_name="early", dns=["192.0.2.53"])
+    resolv = env.config.container_data_dir(a) / "resolv.conf"
+    inode = resolv.stat().st_ino
+    info_b = env.sandbox(svc, b, name, container_name="target")
+    env.run(svc.connect(name, "early"))
+    text = resolv.read_text()
+    assert resolv.stat().st_ino == inode  # in place: the container's bind mount sees it
+    assert "nameserver 127.0.0.11" in text and "192.0.2.53" in text and text.count("nameserver") == 1
+    assert svc._sandboxes[a].resolver.upstreams == [("192.0.2.53", 53)]
+    assert resolve(env, info_a.netns_path, "target")[0][1] == [info_b.endpoints[0].ip_address]
