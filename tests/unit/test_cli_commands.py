@@ -543,3 +543,25 @@ def test_exec(api: FakeServer) -> None:
     ours, theirs = bodies[-2], bodies[-1]
     for key in ("User", "WorkingDir", "Env", "Cmd", "Tty", "AttachStdin", "AttachStdout", "AttachStderr", "Detach"):
         assert ours[key] == theirs[key], key
+
+
+def test_network_commands_like_docker(api: FakeServer) -> None:
+    now = time.time()
+    sequence = [
+        ("network", "create", "--subnet", "10.9.0.0/24", "--gateway", "10.9.0.1", "--ip-range", "10.9.0.128/25",
+         "-o", "com.docker.network.bridge.name=br9", "--label", "a=b", "--internal", "--ipv6", "mynet"),
+        ("network", "create", "plain"), ("network", "create", "plain"),
+        ("network", "create", "--gateway", "10.1.0.1", "nosubnet"),
+        ("network", "connect", "--alias", "w", "--ip", "10.9.0.5", "mynet", "old"),
+        ("network", "connect", "mynet", "nope"), ("network", "disconnect", "-f", "mynet", "old"),
+        ("network", "rm", "mynet", "plain", "gone"), ("network", "rm", "-f", "gone"), ("network", "prune", "-f"),
+    ]
+    results = {}
+    for cli in ("dockyard", "docker"):
+        _seed(api, now)
+        run = dockyard if cli == "dockyard" else docker
+        results[cli] = [run(api, *args) for args in sequence]
+        results[cli + "-bodies"] = [(p, b) for m, p, q, b in api.state.requests if p.startswith("/networks") and m == "POST"]
+    for ours, theirs in zip(results["dockyard"], results["docker"]):
+        _same(ours, theirs)
+    assert results["dockyard-bodies"] == results["docker-bodies"]

@@ -77,6 +77,7 @@ class FakeState:
         self.events: list[dict[str, Any]] = []
         self.dangling: list[FakeImage] = []
         self.execs: dict[str, dict[str, Any]] = {}
+        self.networks: dict[str, dict[str, Any]] = {}
 
     def add_image(self, ref: str, size: int = 4_260_000, created: int | None = None,
                   pullable_only: bool = False) -> FakeImage:
@@ -380,6 +381,40 @@ class Handler(BaseHTTPRequestHandler):
                           "Labels": {}, "IPAM": {"Driver": "default", "Config": [{"Subnet": "172.17.0.0/16"}]}}
                          for n, d in (("bridge", "bridge"), ("host", "host"), ("none", "null"))])
 
+    def h_POST_networks_create(self, q: Any, body: dict[str, Any]) -> None:
+        st = self.server.state
+        if body["Name"] in st.networks:
+            self._error(409, f"network with name {body['Name']} already exists")
+            return
+        st.networks[body["Name"]] = body
+        self._send_json({"Id": hashlib.sha256(body["Name"].encode()).hexdigest(), "Warning": ""}, 201)
+
+    def h_GET_networks_X(self, q: Any, b: Any, name: str) -> None:
+        if name not in self.server.state.networks:
+            self._error(404, f"network {name} not found")
+            return
+        self._send_json({"Name": name, "Id": hashlib.sha256(name.encode()).hexdigest(), "Driver": "bridge"})
+
+    def h_DELETE_networks_X(self, q: Any, b: Any, name: str) -> None:
+        if self.server.state.networks.pop(name, None) is None:
+            self._error(404, f"network {name} not found")
+            return
+        self._no_content()
+
+    def _network_op(self, name: str, body: dict[str, Any]) -> None:
+        if name not in self.server.state.networks:
+            self._error(404, f"network {name} not found")
+        elif self.server.state.find_container(body["Container"]) is None:
+            self._error(404, f"No such container: {body['Container']}")
+        else:
+            self._no_content(200)
+
+    def h_POST_networks_X_connect(self, q: Any, body: dict[str, Any], name: str) -> None:
+        self._network_op(name, body)
+
+    def h_POST_networks_X_disconnect(self, q: Any, body: dict[str, Any], name: str) -> None:
+        self._network_op(name, body)
+
     def h_POST_images_create(self, q: Any, b: Any) -> None:
         st = self.server.state
         ref = self._q(q, "fromImage")
@@ -656,7 +691,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json({"ContainersDeleted": [c.id for c in gone] or None, "SpaceReclaimed": 0})
 
 
-_STATIC = {"exec", "tag", "get", "export", "commit", "build", "volumes", "history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
+_STATIC = {"connect", "disconnect", "exec", "tag", "get", "export", "commit", "build", "volumes", "history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
            "logs", "resize", "create", "load", "prune", "_ping", "version", "info", "events"}
 
 

@@ -197,7 +197,8 @@ def cmd_rm(ctx: Context, opts: Any) -> int:
         except APIError as e:
             errors.append(str(e))
     if errors:
-        raise StatusError(1, "\n".join(errors))
+        # docker prints each error, then its bare status error ("exit status 1")
+        raise StatusError(1, "\n".join(errors) + "\nexit status 1")
     return 0
 
 
@@ -223,9 +224,11 @@ def cmd_connect(ctx: Context, opts: Any) -> int:
         ipam["IPv6Address"] = opts.ip6
     if opts.link_local_ip:
         ipam["LinkLocalIPs"] = opts.link_local_ip
-    endpoint = {"IPAMConfig": ipam or None, "Links": opts.link or None, "Aliases": opts.alias or None,
+    endpoint = {"IPAMConfig": ipam, "Links": opts.link or None, "Aliases": opts.alias,
                 "MacAddress": "", "DriverOpts": _pairs(opts.driver_opt, "--driver-opt"),
-                "GwPriority": opts.gw_priority}
+                "GwPriority": opts.gw_priority, "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "DNSNames": None}  # the zero fields docker sends too
     ctx.client.post(_n(network) + "/connect", body={"Container": container, "EndpointConfig": endpoint})
     return 0
 
