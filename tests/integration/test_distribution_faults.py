@@ -122,6 +122,17 @@ def test_index_platform_selection(env, fake):
     assert [p.architecture for p in inspect.platforms] == ["amd64", "arm64", "arm"]
 
 
+def test_single_manifest_with_another_platform(env, fake):
+    arm = make_image([{"a": b"2"}], arch="arm64")
+    fake.add("armsingle", "latest", arm)
+    with pytest.raises(errdefs.NotFound, match=r"image with reference .*/armsingle:latest was found but does not "
+                                               r"match the specified platform: wanted linux/amd64, actual: linux/arm64"):
+        env.pull(f"{fake.host}/armsingle", "latest", platform="linux/amd64")
+    env.nothing_visible()
+    env.pull(f"{fake.host}/armsingle", "latest")  # no --platform: taken as it is, as Docker does
+    env.pull(f"{fake.host}/armsingle", "latest", platform="linux/arm64/v8")
+
+
 def test_manifest_list_without_host_platform(env, fake):
     arm = make_image([{"a": b"1"}], arch="arm64")
     fake.add("armonly", arm.digest, arm)

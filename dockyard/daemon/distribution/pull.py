@@ -49,6 +49,7 @@ def pull(svc: DistributionService, image: str, tag: str, platform: str, credenti
          progress: Progress) -> None:
     ref = reference(image, tag)
     wanted = manifests.parse_platform(platform)
+    asked = wanted if platform else None  # only an asked platform is checked on single manifests
     repo = svc.registry.repository(ref.domain, ref.path, credentials)
     if ref.tag is None and ref.digest is None:
         try:
@@ -59,11 +60,11 @@ def pull(svc: DistributionService, image: str, tag: str, platform: str, credenti
             raise errdefs.NotFound(f"no tags found for {ref.familiar_name}")
         newer = False
         for tag_name in tags:
-            newer |= _pull_one(svc, repo, ref.with_tag(tag_name), wanted, progress)
+            newer |= _pull_one(svc, repo, ref.with_tag(tag_name), wanted, asked, progress)
         progress.status(f"Status: {'Downloaded newer image' if newer else 'Image is up to date'} "
                         f"for {ref.familiar_name}")
         return
-    newer = _pull_one(svc, repo, ref, wanted, progress)
+    newer = _pull_one(svc, repo, ref, wanted, asked, progress)
     progress.status(f"Status: {'Downloaded newer image' if newer else 'Image is up to date'} for {ref.familiar()}")
 
 
@@ -81,8 +82,9 @@ def _translate(error: errdefs.DockyardError, ref: references.Reference) -> errde
 
 
 def _manifest(repo: RepositoryAPI, ref: references.Reference,
-              wanted: manifests.PlatformSpec) -> tuple[spec.Manifest, str]:
-    """The image manifest for our platform, and the digest to record (the list's, for a list)."""
+              wanted: manifests.PlatformSpec) -> tuple[spec.Manifest, str, bool]:
+    """The image manifest for our platform, the digest to record (the list's, for a list), and
+    whether it was chosen from a list."""
     try:
         media_type, data, digest = repo.get_manifest(ref.digest or ref.tag or "latest", manifests.ACCEPT)
     except errdefs.DockyardError as e:
@@ -97,7 +99,8 @@ def _manifest(repo: RepositoryAPI, ref: references.Reference,
         doc = manifests.decode(media_type or chosen.media_type, data)
         if not isinstance(doc, spec.Manifest):
             raise errdefs.InvalidParameter(f"manifest list entry {chosen.digest} is itself a list")
-    return doc, digest
+        return doc, digest, True
+    return doc, digest, False
 
 
 def _fetch_config(svc: DistributionService, repo: RepositoryAPI, desc: spec.Descriptor) -> bytes:
@@ -138,15 +141,28 @@ class _ExtractReader:
             self._done()
 
 
+def _check_platform(ref: references.Reference, config: spec.ImageConfig, asked: manifests.PlatformSpec) -> None:
+    """A single-platform image pulled with --platform must be that platform (moby's check)."""
+    actual = manifests.parse_platform("/".join(p for p in (config.os or "linux", config.architecture,
+                                                           config.variant or "") if p))
+    if (actual.os, actual.architecture) != (asked.os, asked.architecture) or \
+            (asked.variant and actual.variant and asked.variant != actual.variant):
+        raise errdefs.NotFound(f"image with reference {ref.familiar()} was found but does not match the specified "
+                               f"platform: wanted {asked}, actual: {actual}")
+
+
 def _pull_one(svc: DistributionService, repo: RepositoryAPI, ref: references.Reference,
-              wanted: manifests.PlatformSpec, progress: Progress) -> bool:
+              wanted: manifests.PlatformSpec, asked: manifests.PlatformSpec | None, progress: Progress) -> bool:
     """One tag or digest; True when a tag now names a different (or new) image."""
-    manifest, manifest_digest = _manifest(repo, ref, wanted)
+    manifest, manifest_digest, from_index = _manifest(repo, ref, wanted)
     # the repository path, as dockerd names it here: "library/busybox", "team/app"
     progress.status(f"Pulling from {ref.path}", id=ref.digest or ref.tag)
     images = svc.images
     config = _fetch_config(svc, repo, manifest.config)
-    diff_ids = spec.decode_config(config).rootfs.diff_ids
+    image_config = spec.decode_config(config)
+    if asked is not None and not from_index:
+        _check_platform(ref, image_config, asked)
+    diff_ids = image_config.rootfs.diff_ids
     if len(diff_ids) != len(manifest.layers):
         raise errdefs.InvalidParameter(f"invalid image: config lists {len(diff_ids)} layers, "
                                        f"manifest {len(manifest.layers)}")
