@@ -315,3 +315,23 @@ def test_concurrent_pulls_share_one_transfer_per_blob(env, fake):
     assert all(fake.blob_gets[digest_of(b)] == 1 for _, b in image.layers)
     assert env.h.service.inspect(f"{fake.host}/app:v1").id == env.h.service.inspect(f"{fake.host}/app:v2").id
     assert not any(env.h.content.has(digest_of(b)) for _, b in image.layers)
+
+
+def test_recover_drops_only_stale_unused_blobs(env, fake):
+    image = make_image(_files(2))
+    fake.add("app", "v1", image)
+    bad = digest_of(image.layers[1][1])
+    fake.faults[bad] = ["wrong"]
+    with pytest.raises(errdefs.InvalidParameter):
+        env.pull(f"{fake.host}/app", "v1")
+    kept = digest_of(image.layers[0][1])
+    assert env.h.content.has(kept)
+    assert env.svc.recover() == []  # fresh: kept for the next pull
+    env.pull(f"{fake.host}/app", "v1")
+    diffs = env.h.service.inspect(image.id).root_fs.layers
+    orphan = env.h.content.ingest(b"left by a pull long ago")
+    os.utime(env.h.content.path(orphan.digest), (0, 0))
+    for diff in diffs:
+        os.utime(env.h.content.path(diff), (0, 0))
+    assert env.svc.recover() == [orphan.digest]
+    assert all(env.h.content.has(d) for d in diffs)

@@ -9,6 +9,7 @@ synchronous and run in a worker thread; progress goes out through ``Progress``.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from dockyard.daemon.images.service import ImageService
 
 _SEARCH_FILTERS = ("is-automated", "is-official", "stars")
+_KEEP_UNUSED_BLOBS = 24 * 3600.0
 
 
 class DistributionService:
@@ -46,6 +48,19 @@ class DistributionService:
                                    max(1, config.max_download_attempts), retry_delay)
         self.uploads = ThreadPoolExecutor(max_workers=self.max_concurrent_uploads, thread_name_prefix="upload")
         self.blobinfo = BlobInfo(config.image_root / "distribution" / "blobinfo")
+
+    def recover(self, max_age: float = _KEEP_UNUSED_BLOBS) -> list[str]:
+        """At start-up: drop downloaded blobs that no pull came back for (a pull that failed or was
+        killed keeps its blobs so the next one resumes; after a day they are garbage). A layer's
+        diff is never touched. Returns the digests removed."""
+        diffs = {row[0] for row in self.images.store.db.query("SELECT DISTINCT diff_id FROM layers")}
+        cutoff = time.time() - max_age
+        removed = []
+        for blob in self.content.list():
+            if blob.digest not in diffs and self.content.path(blob.digest).stat().st_mtime < cutoff:
+                self.content.delete(blob.digest)
+                removed.append(blob.digest)
+        return removed
 
     def close(self) -> None:
         self.downloads.shutdown()
