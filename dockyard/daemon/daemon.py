@@ -62,6 +62,7 @@ class Daemon:
         self.content.gc_ingest()
         self.layers.gc()
         self.snapshotter.gc()
+        self.distribution.recover()  # blobs of pulls nobody resumed within a day
         removed = self.images.recover()
         if removed:
             log.info("released %d layers left by an interrupted load", len(removed))
