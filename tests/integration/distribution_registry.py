@@ -6,14 +6,19 @@ htpasswd basic auth; ``stop`` kills exactly the process it started and removes t
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
@@ -62,8 +67,83 @@ def make_certs(directory: Path) -> dict[str, Path]:
     return {name: directory / name for name in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
 
 
+class TokenServer:
+    """A Docker token service (the token spec) in a thread: basic-auth checked against ``users``,
+    JWTs (RS256, ``x5c`` header) signed by openssl with a self-signed key the registry trusts.
+    Anonymous clients get pull access to ``public/`` repositories only."""
+
+    def __init__(self, users: dict[str, str], root: Path) -> None:
+        self.users = users
+        self.requests: list[str] = []
+        root.mkdir(parents=True, exist_ok=True)
+        self.key, self.cert = root / "token.key", root / "token.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+                        "-out", str(self.cert), "-days", "2", "-subj", "/CN=token-issuer"],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        self._x5c = base64.b64encode(der).decode()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                server.requests.append(self.path)
+                user = ""
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                    if server.users.get(user) != password:
+                        body = b'{"details":"incorrect username or password"}'
+                        self.send_response(401)
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                access = []
+                for scope in query.get("scope", []):
+                    kind, _, rest = scope.partition(":")
+                    name, _, actions = rest.rpartition(":")
+                    allowed = actions.split(",") if user else (["pull"] if name.startswith("public/") else [])
+                    access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",")
+                                                                           if a in allowed]})
+                body = json.dumps({"token": server.sign(user, query.get("service", [""])[0], access),
+                                   "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+
+    def sign(self, subject: str, service: str, access: list[dict]) -> str:
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).decode().rstrip("=")
+        now = int(time.time())
+        header = b64(json.dumps({"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}).encode())
+        claims = b64(json.dumps({"iss": "dockyard-test", "sub": subject, "aud": service, "exp": now + 300,
+                                 "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(),
+                                 "access": access}).encode())
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                                   input=f"{header}.{claims}".encode(), check=True, capture_output=True).stdout
+        return f"{header}.{claims}.{b64(signature)}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def start(htpasswd: tuple[str, str] | None = None, tls: dict[str, Path] | None = None,
-          client_certs: bool = False) -> Registry:
+          client_certs: bool = False, token: TokenServer | None = None) -> Registry:
     root = Path(tempfile.mkdtemp(prefix="dyreg-"))
     port = free_port()
     auth = ""
@@ -72,6 +152,9 @@ def start(htpasswd: tuple[str, str] | None = None, tls: dict[str, Path] | None =
         subprocess.run(["htpasswd", "-Bbc", str(root / "htpasswd"), user, password], check=True,
                        capture_output=True)
         auth = f"auth:\n  htpasswd:\n    realm: basic-realm\n    path: {root / 'htpasswd'}\n"
+    if token is not None:
+        auth = (f"auth:\n  token:\n    realm: {token.realm}\n    service: dockyard-test-registry\n"
+                f"    issuer: dockyard-test\n    rootcertbundle: {token.cert}\n")
     tls_config = ""
     if tls is not None:
         tls_config = f"  tls:\n    certificate: {tls['server.crt']}\n    key: {tls['server.key']}\n"

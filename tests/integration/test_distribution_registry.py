@@ -165,3 +165,38 @@ def test_search_on_a_registry_without_v1_search(env, registry):
         env.svc.search(f"{registry.host}/busybox", 25, {}, AuthConfig())
     with pytest.raises(errdefs.InvalidParameter, match=r"limit 200 is outside the range of \[1, 100\]"):
         env.svc.search("busybox", 200, {}, AuthConfig())
+
+
+def test_bearer_token_auth_with_the_real_registry(env):
+    root = Path(tempfile.mkdtemp(prefix="dy-token-"))
+    tokens = dr.TokenServer({"erin": "tok3n"}, root)
+    registry = dr.start(token=tokens)
+    try:
+        good = AuthConfig(username="erin", password="tok3n", serveraddress=registry.host)
+        assert env.svc.login(good).status == "Login Succeeded"
+        with pytest.raises(errdefs.Unauthorized, match="incorrect username or password"):
+            env.svc.login(AuthConfig(username="erin", password="nope", serveraddress=registry.host))
+        image = make_image([{f"t{i}": os.urandom(3000)} for i in range(3)])
+        env.load(docker_archive(image, f"{registry.host}/public/app:v1"))
+        env.h.service.tag(image.id, f"{registry.host}/team/app", "v1")
+        with pytest.raises(errdefs.System, match="^unauthorized: authentication required$"):
+            env.push(f"{registry.host}/public/app", "v1")  # anonymous: pull only
+        out = env.push(f"{registry.host}/public/app", "v1", auth=good)
+        assert out[-1].startswith("v1: digest: sha256:")
+        # another repository: the token also asks pull on the source, so blobs are mounted
+        out = env.push(f"{registry.host}/team/app", "v1", auth=good)
+        assert sum(line.endswith("Mounted from public/app") for line in out) == 3
+        push_scopes = [r for r in tokens.requests if "team%2Fapp%3Apull%2Cpush" in r]
+        assert push_scopes and all("public%2Fapp%3Apull" in r for r in push_scopes)
+        env.h.service.remove(image.id, force=True)
+        env.pull(f"{registry.host}/public/app", "v1")  # anonymous pull of a public repository
+        assert env.h.service.inspect(f"{registry.host}/public/app:v1").id == image.id
+        with pytest.raises(errdefs.System, match="^unauthorized: authentication required$"):
+            env.pull(f"{registry.host}/team/app", "v1")  # anonymous, private repository
+        before = len(tokens.requests)
+        env.pull(f"{registry.host}/team/app", "v1", auth=good)
+        assert len(tokens.requests) == before + 1  # one token for the manifest and every blob
+    finally:
+        dr.stop(registry)
+        tokens.stop()
+        shutil.rmtree(root, ignore_errors=True)
