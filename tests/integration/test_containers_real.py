@@ -161,6 +161,9 @@ def test_stdin_tty_stop_and_restart():
         info = svc.inspect(sleeper)
         assert info.state.running and info.state.pid > 0
         listing = await svc.top(sleeper, "-eo pid,args")  # -e: the container's pty is not ours
+        docs = [d async for d in await svc.stats(sleeper, stream=False, one_shot=True)]
+        assert docs[0]["pids_stats"]["current"] == 1 and docs[0]["memory_stats"]["usage"] > 0
+        assert docs[0]["cpu_stats"]["system_cpu_usage"] > 0 and docs[0]["name"] == "/sleeper"
         assert listing.titles == ["PID", "COMMAND"] and listing.processes == [[str(info.state.pid), "sleep 60"]]
         assert svc.list()[0].status.startswith("Up ")
         await svc.pause(sleeper)
