@@ -46,8 +46,7 @@ class Downloads:
         self._lock = threading.Lock()
         self._transfers: dict[str, _Transfer] = {}
 
-    def fetch(self, repo: RepositoryAPI, digest: str, size: int, meter: Meter | None,
-              on_start: Callable[[], None] | None = None) -> Future:
+    def fetch(self, repo: RepositoryAPI, digest: str, size: int, meter: Meter | None) -> Future:
         """Start (or join) the transfer of a blob; the future's result is None once it is committed.
         The caller must ``release(digest, ...)`` when it no longer needs the blob."""
         with self._lock:
@@ -60,8 +59,8 @@ class Downloads:
                 else:
                     self._pool.submit(self._run, repo, digest, size, transfer)
             transfer.holders += 1
-            if meter is not None or on_start is not None:
-                transfer.watchers.append(_watcher(meter, on_start))
+            if meter is not None:
+                transfer.watchers.append(_watcher(meter))
         return transfer.future
 
     def release(self, digest: str, consumed: bool) -> None:
@@ -99,7 +98,6 @@ class Downloads:
                 transfer.future.set_result(None)
 
     def _download(self, repo: RepositoryAPI, digest: str, size: int, transfer: _Transfer) -> None:
-        self._notify(transfer, "start")
         writer = self.content.writer()
         try:
             attempt = 0
@@ -141,12 +139,8 @@ class Downloads:
             writer.abort()  # a no-op once committed
 
 
-def _watcher(meter: Meter | None, on_start: Callable[[], None] | None) -> Callable[[str, int], None]:
+def _watcher(meter: Meter) -> Callable[[str, int], None]:
     def watch(event: str, n: int) -> None:
-        if event == "start" and on_start is not None:
-            on_start()
-        if meter is None:
-            return
         if event == "bytes":
             meter.add(n)
         elif event == "reset":
