@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import shutil
 import tempfile
 from pathlib import Path
@@ -266,3 +267,18 @@ def test_top_parses_ps():
     assert result.processes == [["root", "4242", "1", "sleep 100 200"]]
     with pytest.raises(errdefs.System, match="Couldn't find PID field"):
         parse_ps("USER CMD\n", set())
+
+
+def test_changes(tmp_path):
+    from dockyard.daemon.containers.changes import Change, changes
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc/passwd").write_text("root")
+    (lower / "bin").mkdir()
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc/passwd").write_text("root\nx")
+    (upper / "etc/new").write_text("n")
+    (upper / "bin").mkdir()
+    os.mknod(upper / "bin/ls", 0o600 | stat.S_IFCHR, os.makedev(0, 0))
+    assert changes(upper, [lower]) == [Change("/bin", 0), Change("/bin/ls", 2), Change("/etc", 0),
+                                       Change("/etc/new", 1), Change("/etc/passwd", 0)]

@@ -51,6 +51,7 @@ class ContainersBackend(Protocol):
     async def resize(self, ref: str, height: int, width: int) -> None: ...
     def export(self, ref: str) -> Iterator[bytes]: ...
     async def top(self, ref: str, ps_args: str = "") -> object: ...
+    async def changes(self, ref: str) -> list: ...
     async def stats(self, ref: str, stream: bool = True, one_shot: bool = False) -> AsyncIterator[dict]: ...
     async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
                      stream: bool = True, detach_keys: str | None = None) -> AttachSession: ...
@@ -186,6 +187,9 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         await resp.write_eof()
         return resp
 
+    async def changes(request: web.Request) -> web.Response:
+        return json_response(await backend.changes(request.match_info["id"]) or None)
+
     async def resize(request: web.Request) -> web.Response:
         await backend.resize(request.match_info["id"], int_value(request, "h", 0) or 0,
                              int_value(request, "w", 0) or 0)
@@ -255,6 +259,7 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
     app.router.add_get("/containers/{id}/export", export)
     app.router.add_post("/containers/{id}/resize", resize)
     app.router.add_get("/containers/{id}/top", top)
+    app.router.add_get("/containers/{id}/changes", changes)
     app.router.add_get("/containers/{id}/stats", stats)
     app.router.add_post("/containers/{id}/attach", attach)
     app.router.add_get("/containers/{id}/attach/ws", attach_ws)

@@ -29,10 +29,12 @@ from dockyard.apitypes.container import (
 )
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import create as creating
+from dockyard.daemon.containers import changes as changes_mod
 from dockyard.daemon.containers import names, startup, views
 from dockyard.daemon.containers import stats as stats_mod
 from dockyard.daemon.containers import top as top_mod
 from dockyard.daemon.containers import state as st
+from dockyard.daemon.containers.changes import Change
 from dockyard.daemon.containers.attach import DEFAULT_DETACH_KEYS, AttachSession, parse_detach_keys
 from dockyard.daemon.containers.logs import LogOptions, read as read_logs
 from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
@@ -608,6 +610,14 @@ class ContainerService:
                 await asyncio.sleep(1)
 
         return documents()
+
+    async def changes(self, ref: str) -> list[Change]:
+        rec = self._store.get(ref)
+        upper = self._upper(rec)
+        if upper is None:
+            return []
+        lower = self._images.layer_dirs(self._images.resolve(rec.image_id))
+        return await asyncio.to_thread(changes_mod.changes, upper, lower)
 
     def export(self, ref: str) -> Iterator[bytes]:
         rec = self._store.get(ref)
