@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from dockyard.apitypes.container import HostConfig, MountPoint
+from dockyard.apitypes.container import EndpointSettings as EndpointConfig
+from dockyard.apitypes.container import HostConfig, MountPoint, PortBinding
 from dockyard.mount import Mount
 from dockyard.oci import runtime_spec as oci
 
@@ -82,17 +83,31 @@ class SandboxInfo:
     hosts_path: Path | None = None  # files to bind into /etc (container:<id> mode: the peer's files)
     resolv_conf_path: Path | None = None
     hostname_path: Path | None = None
+    # NetworkSettings.Ports: exposed ports with their published host bindings (null: not published)
+    ports: dict[str, list[PortBinding] | None] = field(default_factory=dict)
 
 
 class NetworkAttacher(Protocol):
     async def create_sandbox(self, container_id: str, mode: str, hostname: str, domainname: str,
                              dns: list[str], dns_search: list[str], dns_options: list[str],
                              extra_hosts: list[str], data_dir: Path, peer_netns: str | None = None,
-                             container_name: str = "") -> SandboxInfo:
+                             container_name: str = "", *,
+                             port_bindings: dict[str, list[PortBinding] | None] | None = None,
+                             exposed_ports: Any = (), publish_all: bool = False,
+                             endpoint_config: EndpointConfig | None = None, links: Any = (),
+                             more_networks: dict[str, EndpointConfig | None] | None = None) -> SandboxInfo:
         """Make the container's network namespace (mode: bridge|none|host|container:<full id>|<network
         name or ID>) with its interfaces up, and its /etc/hosts, resolv.conf and hostname files in
-        data_dir. container_name is what ``docker network inspect`` shows for the endpoint;
-        peer_netns overrides the namespace found for a container:<id> peer."""
+        data_dir. container_name is what ``docker network inspect`` and the embedded DNS know
+        the container by; peer_netns overrides the namespace found for a container:<id> peer.
+        Bridge networks: port_bindings/exposed_ports/publish_all (HostConfig.PortBindings,
+        Config.ExposedPorts keys, -P) publish ports; endpoint_config is the NetworkingConfig entry
+        of the mode's network (--ip, --ip6, --mac-address, --network-alias); links are
+        HostConfig.Links; more_networks (network name or ID -> its entry) are joined too."""
+
+    def check_endpoints(self, mode: str, configs: dict[str, EndpointConfig | None]) -> None:
+        """At container create: the networks of NetworkingConfig exist and their settings
+        (--ip, --network-alias) are allowed there; raises Docker's errors."""
 
     async def release_sandbox(self, container_id: str) -> None:
         """Tear down the namespace and free addresses; idempotent, never slow (no synchronous veth delete)."""

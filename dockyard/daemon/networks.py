@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import msgspec
 
@@ -230,6 +230,9 @@ class NetworkService:
         self._bridges: dict[str, _Uplink] = {}  # by network id
         self._sandboxes: dict[str, _Sandbox] = {}  # by container id
         self._admin = asyncio.Lock()  # network create/remove, one at a time
+        # told about a running container's endpoints after network connect/disconnect (the
+        # container service keeps them in its record); set by the composition root
+        self.endpoints_changed: Callable[[str, SandboxInfo], None] | None = None
         # iptables chains of this daemon instance (several test daemons share a host)
         self._chains = iptables.Chains.for_instance(str(config.exec_root))
         self._state_dir = config.exec_root / "network"
@@ -598,6 +601,25 @@ class NetworkService:
                 raise
         return self._info(sandbox)
 
+    def check_endpoints(self, mode: str, configs: Mapping[str, ApiEndpointSettings | None]) -> None:
+        """See ``interfaces.NetworkAttacher``: what ``create_sandbox`` would refuse, said at
+        container create already (as dockerd does)."""
+        if mode.startswith("container:") or mode == HOST:
+            return
+        for ref, config in configs.items():
+            network = self._network_for_mode(ref)
+            if config is None:
+                continue
+            uplink = self._bridges.get(network.id)
+            self._endpoint_wishes(network, uplink, config)
+            if config.aliases and (uplink is None or network.builtin):
+                raise errdefs.InvalidParameter(
+                    "network-scoped alias is supported only for containers in user defined networks")
+            wanted6 = config.ipam_config.ipv6_address if config.ipam_config is not None else ""
+            if wanted6 and (uplink is None or uplink.pool6 is None):
+                raise errdefs.InvalidParameter("user specified IPv6 address is supported only on networks "
+                                               "with IPv6 enabled (--ipv6)")
+
     def _endpoint_wishes(self, network: NetworkRecord, bridge: _Uplink | None,
                          config: ApiEndpointSettings | None) -> tuple[ipaddress.IPv4Address | None, str | None]:
         """The validated --ip and --mac-address of an endpoint (None: choose)."""
@@ -893,6 +915,14 @@ class NetworkService:
             network = self.find(network_ref)
             sandbox = self._sandbox_of(container)
             await self._add_endpoint(sandbox, network, endpoint_config)
+        self._tell_endpoints(sandbox)
+
+    def _tell_endpoints(self, sandbox: _Sandbox) -> None:
+        if self.endpoints_changed is not None:
+            try:
+                self.endpoints_changed(sandbox.container_id, self._info(sandbox))
+            except Exception:
+                log.exception("container %s: recording its networks failed", sandbox.container_id[:12])
 
     async def _add_endpoint(self, sandbox: _Sandbox, network: NetworkRecord,
                             endpoint_config: ApiEndpointSettings | None) -> None:
@@ -1021,6 +1051,7 @@ class NetworkService:
             await self._save_state(sandbox)
         self._events.emit("network", "disconnect", network.id,
                           {"container": sandbox.container_id, "name": network.name, "type": network.driver})
+        self._tell_endpoints(sandbox)
 
     def _insert_address(self, network_id: str, address: str, owner: str) -> None:
         with self._db.transaction(durable=False) as cur:
@@ -1051,7 +1082,7 @@ class NetworkService:
             endpoints.append(endpoint)
         return SandboxInfo(netns_path=str(sandbox.netns_path) if sandbox.netns_path else None,
                            endpoints=endpoints, hosts_path=hosts, resolv_conf_path=resolv,
-                           hostname_path=hostname)
+                           hostname_path=hostname, ports=self.published_ports(sandbox.container_id, sandbox))
 
     # ---- container inspect --------------------------------------------------------------------
 
@@ -1097,10 +1128,10 @@ class NetworkService:
         settings.ports = self.published_ports(container_id)
         return settings
 
-    def published_ports(self, container_id: str) -> dict[str, list[PortBinding] | None]:
+    def published_ports(self, container_id: str, sandbox: _Sandbox | None = None) -> dict[str, list[PortBinding] | None]:
         """NetworkSettings.Ports of a container with a sandbox (``docker port``): exposed ports
         with their host bindings, null when not published."""
-        sandbox = self._sandboxes.get(container_id)
+        sandbox = sandbox or self._sandboxes.get(container_id)
         if sandbox is None:
             return {}
         return {key: None if value is None else [PortBinding(host_ip=b["HostIp"], host_port=b["HostPort"])

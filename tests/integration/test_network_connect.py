@@ -123,3 +123,28 @@ def test_several_networks_at_start(env):
         env.sandbox(svc, b, one, more_networks={"nosuch": None})
     assert not (env.config.netns_dir / b[:12]).exists()
     assert env.db.query("SELECT * FROM ip_allocs WHERE owner = ?", (b,)) == []
+
+
+def test_check_endpoints_and_the_change_hook(env):
+    svc = env.service()
+    name = "k" + cid()[:8]
+    subnet = _free_subnet()
+    create(env, svc, name, str(subnet))
+    svc.check_endpoints(name, {name: EndpointSettings(aliases=["x"], ipam_config=EndpointIPAMConfig(
+        ipv4_address=str(subnet.network_address + 9)))})
+    with pytest.raises(errdefs.NotFound, match="network nosuch not found"):
+        svc.check_endpoints("nosuch", {"nosuch": None})
+    with pytest.raises(errdefs.InvalidParameter, match="user defined networks only"):
+        svc.check_endpoints("bridge", {"bridge": EndpointSettings(ipam_config=EndpointIPAMConfig(
+            ipv4_address=str(env.subnet.network_address + 9)))})
+    with pytest.raises(errdefs.InvalidParameter, match="network-scoped alias"):
+        svc.check_endpoints("bridge", {"bridge": EndpointSettings(aliases=["x"])})
+
+    told = []
+    svc.endpoints_changed = lambda container_id, info: told.append((container_id, info))
+    a = cid()
+    env.sandbox(svc, a, "bridge", container_name="hooked", port_bindings=None)
+    env.run(svc.connect(name, "hooked"))
+    assert told[-1][0] == a and [e.network_name for e in told[-1][1].endpoints] == ["bridge", name]
+    env.run(svc.disconnect(name, "hooked"))
+    assert [e.network_name for e in told[-1][1].endpoints] == ["bridge"]
