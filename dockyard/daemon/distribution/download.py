@@ -92,6 +92,8 @@ class Downloads:
         if transfer.future.set_running_or_notify_cancel():
             try:
                 self._download(repo, digest, size, transfer)
+            except OSError as e:  # the network is errdefs already: this is the disk
+                transfer.future.set_exception(errdefs.System(f"failed to store blob {digest}: {e.strerror or e}"))
             except BaseException as e:
                 transfer.future.set_exception(e)
             else:
