@@ -324,6 +324,22 @@ class ContainerSummary(_D):
     size_root_fs: int | None = msgspec.field(default=None, name="SizeRootFs")
 
 
+class UpdateRequest(_D):
+    """POST /containers/{id}/update body (docker update): Resources plus RestartPolicy."""
+    cpu_shares: int = 0
+    memory: int = 0
+    blkio_weight: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    memory_reservation: int = 0
+    memory_swap: int = 0
+    nano_cpus: int = msgspec.field(default=0, name="NanoCpus")
+    pids_limit: int | None = None
+    restart_policy: RestartPolicy | None = None
+
+
 # ---- wait / prune ------------------------------------------------------------
 
 class WaitExitError(_D):

@@ -349,3 +349,20 @@ def test_mounts_come_from_the_volume_service(env):
 
     cid = run(flow())
     assert cid not in volumes.plans
+
+
+def test_update_created_container(env):
+    from dockyard.apitypes.container import UpdateRequest
+    svc = service(env)
+    cid = svc.create(body(host_config=HostConfig(memory=64 << 20))).id
+    req = msgspec.convert({"Memory": 100 << 20, "MemorySwap": 200 << 20, "NanoCpus": 10**9,
+                           "RestartPolicy": {"Name": "always"}}, UpdateRequest)
+    assert run(svc.update(cid, req)) == {"Warnings": []}
+    hc = svc.inspect(cid).host_config
+    assert (hc.memory, hc.memory_swap, hc.nano_cpus, hc.restart_policy.name) == (100 << 20, 200 << 20, 10**9, "always")
+    with pytest.raises(errdefs.InvalidParameter, match="Minimum memory limit allowed is 6MB"):
+        run(svc.update(cid, UpdateRequest(memory=1)))
+    with pytest.raises(errdefs.InvalidParameter, match="update the memoryswap at the same time"):
+        run(svc.update(cid, UpdateRequest(memory=300 << 20)))
+    assert svc.inspect(cid).host_config.memory == 100 << 20
+    assert "update" in env[2]["events"].actions()

@@ -15,7 +15,7 @@ from dockyard.api import hijack
 from dockyard.api.app import json_response, read_json
 from dockyard.api.routers.system import parse_filters
 from dockyard.apitypes.container import (
-    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse,
+    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse, UpdateRequest,
 )
 
 log = logging.getLogger("dockyard.api.containers")
@@ -52,6 +52,7 @@ class ContainersBackend(Protocol):
     def export(self, ref: str) -> Iterator[bytes]: ...
     async def top(self, ref: str, ps_args: str = "") -> object: ...
     async def changes(self, ref: str) -> list: ...
+    async def update(self, ref: str, request: UpdateRequest) -> dict: ...
     async def stats(self, ref: str, stream: bool = True, one_shot: bool = False) -> AsyncIterator[dict]: ...
     async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
                      stream: bool = True, detach_keys: str | None = None) -> AttachSession: ...
@@ -187,6 +188,10 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         await resp.write_eof()
         return resp
 
+    async def update(request: web.Request) -> web.Response:
+        body = await read_json(request, UpdateRequest, default=UpdateRequest())
+        return json_response(await backend.update(request.match_info["id"], body))
+
     async def changes(request: web.Request) -> web.Response:
         return json_response(await backend.changes(request.match_info["id"]) or None)
 
@@ -260,6 +265,7 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
     app.router.add_post("/containers/{id}/resize", resize)
     app.router.add_get("/containers/{id}/top", top)
     app.router.add_get("/containers/{id}/changes", changes)
+    app.router.add_post("/containers/{id}/update", update)
     app.router.add_get("/containers/{id}/stats", stats)
     app.router.add_post("/containers/{id}/attach", attach)
     app.router.add_get("/containers/{id}/attach/ws", attach_ws)

@@ -25,12 +25,16 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.apitypes.container import (
-    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse, WaitResponse,
+    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse, UpdateRequest,
+    WaitResponse,
 )
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import changes as changes_mod
 from dockyard.daemon.containers import names, startup, views
+from dockyard.daemon.containers import spec as spec_mod
+from dockyard.daemon.containers import update as update_mod
+from dockyard.runtime.cgroups import manager_for
 from dockyard.daemon.containers import stats as stats_mod
 from dockyard.daemon.containers import top as top_mod
 from dockyard.daemon.containers import state as st
@@ -610,6 +614,23 @@ class ContainerService:
                 await asyncio.sleep(1)
 
         return documents()
+
+    async def update(self, ref: str, request: UpdateRequest) -> dict:
+        rec = self._store.get(ref)
+        async with self._lock(rec.id):
+            hc, warnings = update_mod.merged(rec.host_config, request, rec.host_config.auto_remove)
+            if rec.id in self._live and rec.state.running:
+                cgroups_path = f"{hc.cgroup_parent or self._config.cgroup_parent}/{rec.id}"
+                resources = spec_mod.resources(hc)
+                resources.devices = []  # the device rules do not change; rewriting them is not free
+                try:
+                    await asyncio.to_thread(manager_for(cgroups_path).apply, resources)
+                except OSError as e:
+                    raise errdefs.InvalidParameter(f"Cannot update container {rec.id}: {e}") from None
+            rec.host_config = hc
+            self._store.save(rec)
+            self._emit(rec, "update")
+        return {"Warnings": warnings}
 
     async def changes(self, ref: str) -> list[Change]:
         rec = self._store.get(ref)
