@@ -520,7 +520,13 @@ class NetworkService:
             self._sandboxes[container_id] = sandbox
             return self._info(sandbox)
         network = self._network_for_mode(mode)
-        extra_networks = [(self.find(ref), config) for ref, config in (more_networks or {}).items()]
+        extra_networks = []
+        for ref, config in (more_networks or {}).items():
+            extra = self._network_for_mode(ref)
+            if extra.id == network.id:  # the same network named by name and by ID
+                endpoint_config = endpoint_config or config
+            elif network.driver not in (HOST, "null"):
+                extra_networks.append((extra, config))
         sandbox = _Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
         bridge = self._bridges.get(network.id)
         if bridge is None and network.driver == "macvlan":
