@@ -610,10 +610,14 @@ class NetworkService:
     def check_endpoints(self, mode: str, configs: Mapping[str, ApiEndpointSettings | None]) -> None:
         """See ``interfaces.NetworkAttacher``: what ``create_sandbox`` would refuse, said at
         container create already (as dockerd does)."""
-        if mode.startswith("container:") or mode == HOST:
+        if mode.startswith("container:"):
             return
+        first = self._network_for_mode(mode)
         for ref, config in configs.items():
             network = self._network_for_mode(ref)
+            if network.id != first.id and first.driver in (HOST, "null"):
+                raise errdefs.InvalidParameter("conflicting options: cannot attach both user-defined and "
+                                               "non-user-defined network-modes")
             if config is None:
                 continue
             uplink = self._bridges.get(network.id)
