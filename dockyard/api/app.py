@@ -22,6 +22,12 @@ _VERSIONED = re.compile(r"^/v(\d+\.\d+)(/.*)$")
 SERVER_HEADER = "Dockyard/0.1.0 (linux)"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+API_VERSION = web.RequestKey("api_version", str)
+
+
+def api_version(request: web.Request) -> str:
+    """The API version the client asked for (the path prefix), or the newest."""
+    return request[API_VERSION]
 
 
 def json_response(body: object, status: int = 200) -> web.Response:
@@ -76,7 +82,7 @@ async def versioned(request: web.Request, handler: Handler) -> web.StreamRespons
             match_info.freeze()
             request._match_info = match_info  # what aiohttp's own dispatch sets
             handler = match_info.handler
-        request["api_version"] = version
+        request[API_VERSION] = version
         resp = await handler(request)
     except errdefs.DockyardError as e:
         resp = error_response(e.message, errors.status_for(e))

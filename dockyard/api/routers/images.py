@@ -18,7 +18,7 @@ from aiohttp import web
 
 from dockyard import errdefs
 from dockyard.api import versions
-from dockyard.api.app import json_response, read_json
+from dockyard.api.app import api_version, json_response, read_json
 from dockyard.api.routers import distribution
 from dockyard.api.routers.system import parse_filters
 from dockyard.apitypes import image as api
@@ -100,7 +100,7 @@ def setup(app: web.Application, backend: ImagesBackend) -> None:
 
     async def inspect_image(request: web.Request) -> web.Response:
         body = backend.inspect(request.match_info["name"])
-        if versions.at_least(request["api_version"], "1.50") and isinstance(body.config, ContainerConfig):
+        if versions.at_least(api_version(request), "1.50") and isinstance(body.config, ContainerConfig):
             body.config = api.ImageConfig.of(body.config)  # Docker 28: OCI fields only from 1.50
         return json_response(body)
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from dockyard import errdefs
 from dockyard.api import versions
-from dockyard.api.app import json_response, read_json
+from dockyard.api.app import api_version, json_response, read_json
 from dockyard.api.routers.containers import bool_value
 from dockyard.api.routers.system import parse_filters
 from dockyard.apitypes.volume import CreateRequest, ListResponse, PruneResponse, Volume
@@ -44,7 +44,7 @@ def setup(app: web.Application, backend: VolumesBackend) -> None:
 
     async def prune_volumes(request: web.Request) -> web.Response:
         filters = parse_filters(request.query.get("filters"))
-        if not versions.at_least(request["api_version"], "1.42"):
+        if not versions.at_least(api_version(request), "1.42"):
             filters["all"] = ["true"]  # before API 1.42 prune removed named volumes too
         return json_response(await backend.prune(filters))
 
