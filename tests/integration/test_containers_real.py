@@ -241,3 +241,19 @@ def test_bind_and_named_volume():
         await stack.volumes.remove("dyvol")
 
     run(body)
+
+
+@pytest.mark.skipif(not shutil.which("runc"), reason="runc not installed")
+def test_runc_runtime():
+    async def body(svc: ContainerService, stack: Stack) -> None:
+        cid = svc.create(req(["sh", "-c", "echo via-runc; exit 4"],
+                             host_config=HostConfig(network_mode="none", runtime="runc"))).id
+        assert svc.inspect(cid).host_config.runtime == "runc"
+        session = await svc.attach(cid, stdin=False, stdout=True, stderr=True)
+        await svc.start(cid)
+        out = await asyncio.wait_for(collect(session), 10)
+        assert b"".join(d for _, d in out) == b"via-runc\n"
+        assert (await asyncio.wait_for(svc.wait(cid), 10)).status_code == 4
+        await svc.remove(cid)
+
+    run(body)
