@@ -104,7 +104,8 @@ class RegistryClient:
         self.endpoints = endpoints
         self.retry = retry or RetryPolicy()
         self._verify: dict[str, bool] = {}
-        self.transport = Transport(self._tls_for, timeout)
+        self.transport = Transport(self._tls_for, timeout, endpoints.settings.proxies,
+                                   endpoints.settings.proxy_loopback)
         self.authorizer = Authorizer(self.transport)
 
     def _tls_for(self, host: str):

@@ -44,6 +44,8 @@ class RegistrySettings:
     mirrors: list[str] = field(default_factory=list)
     certs_dir: Path = Path("/etc/dockyard/certs.d")
     insecure_loopback: bool = True  # Docker always adds 127.0.0.0/8; off only to test TLS on loopback
+    proxies: dict[str, str] | None = None  # scheme -> proxy URL (+ "no"); None: HTTP(S)_PROXY/NO_PROXY
+    proxy_loopback: bool = False  # loopback is never proxied, as in Go; on only to test a proxy locally
 
 
 class Endpoints:

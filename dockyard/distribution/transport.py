@@ -9,11 +9,14 @@ registry's Authorization header.
 
 from __future__ import annotations
 
+import base64
 import http.client
+import ipaddress
 import socket
 import ssl
 import threading
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
@@ -93,6 +96,15 @@ class Response:
         raw.close()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _origin(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -106,30 +118,64 @@ def _describe(e: BaseException) -> str:
 
 class Transport:
     """Requests with per-thread connection reuse. ``tls_for(host)`` gives the SSL context of
-    a host (custom CA, client cert, or verification off for an insecure registry)."""
+    a host (custom CA, client cert, or verification off for an insecure registry).
 
-    def __init__(self, tls_for, timeout: float = 30.0) -> None:
+    Proxies as Docker (Go) takes them: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the
+    environment unless ``proxies`` is given; HTTPS goes through a CONNECT tunnel, HTTP as
+    absolute-form requests; loopback destinations are never proxied (``proxy_loopback`` is
+    for tests); the proxy itself is spoken to in plain HTTP, with basic auth from its URL."""
+
+    def __init__(self, tls_for, timeout: float = 30.0, proxies: dict[str, str] | None = None,
+                 proxy_loopback: bool = False) -> None:
         self._tls_for = tls_for
         self.timeout = timeout
         self._local = threading.local()
+        self._proxies = urllib.request.getproxies_environment() if proxies is None else proxies
+        self._proxy_loopback = proxy_loopback
 
-    def _pool(self) -> dict[str, http.client.HTTPConnection]:
+    def _proxy_for(self, scheme: str, netloc: str) -> urllib.parse.SplitResult | None:
+        proxy = self._proxies.get(scheme)
+        if not proxy:
+            return None
+        host = urllib.parse.urlsplit(f"//{netloc}").hostname or ""
+        if not self._proxy_loopback and _is_loopback(host):
+            return None
+        if urllib.request.proxy_bypass_environment(host, self._proxies):
+            return None
+        return urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+
+    def _pool(self) -> dict[str, tuple[http.client.HTTPConnection, dict[str, str] | None]]:
         pool = getattr(self._local, "pool", None)
         if pool is None:
             pool = self._local.pool = {}
         return pool
 
-    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def _connection(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, dict[str, str] | None]:
+        """A connection for the origin, and for plain HTTP through a proxy the headers that go
+        with its absolute-form requests (None: origin-form)."""
         key = f"{scheme}://{netloc}"
         pool = self._pool()
-        conn = pool.pop(key, None)
-        if conn is not None:
-            return conn
+        pooled = pool.pop(key, None)
+        if pooled is not None:
+            return pooled
+        if scheme not in ("http", "https"):
+            raise errdefs.InvalidParameter(f"unsupported URL scheme {scheme!r}")
+        proxy = self._proxy_for(scheme, netloc)
+        if proxy is None:
+            if scheme == "https":
+                return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._tls_for(netloc)), None
+            return http.client.HTTPConnection(netloc, timeout=self.timeout), None
+        proxy_headers = {}
+        if proxy.username:
+            credentials = f"{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or '')}"
+            proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        address = (proxy.hostname or "", proxy.port or 80)
         if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._tls_for(netloc))
-        if scheme == "http":
-            return http.client.HTTPConnection(netloc, timeout=self.timeout)
-        raise errdefs.InvalidParameter(f"unsupported URL scheme {scheme!r}")
+            conn = http.client.HTTPSConnection(*address, timeout=self.timeout, context=self._tls_for(netloc))
+            target = urllib.parse.urlsplit(f"//{netloc}")
+            conn.set_tunnel(target.hostname or "", target.port or 443, headers=proxy_headers)
+            return conn, None
+        return http.client.HTTPConnection(*address, timeout=self.timeout), proxy_headers
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None,
                 body: bytes | BinaryIO | Iterable[bytes] | None = None, follow: bool = True) -> Response:
@@ -158,19 +204,23 @@ class Transport:
         # fresh one, but only when nothing of a streamed body was consumed.
         retry_ok = body is None or isinstance(body, (bytes, bytearray))
         for attempt in (0, 1):
-            conn = self._connection(parts.scheme, parts.netloc)
+            conn, proxy_headers = self._connection(parts.scheme, parts.netloc)
             fresh = conn.sock is None
+            sent_target, sent_headers = target, headers
+            if proxy_headers is not None:  # plain HTTP through a proxy: absolute-form
+                sent_target = f"{parts.scheme}://{parts.netloc}{target}"
+                sent_headers = {**headers, **proxy_headers}
             try:
                 chunked = body is not None and not isinstance(body, (bytes, bytearray)) \
                     and "Content-Length" not in headers
                 if chunked:
-                    conn.request(method, target, body=body, headers=headers, encode_chunked=True)
+                    conn.request(method, sent_target, body=body, headers=sent_headers, encode_chunked=True)
                 else:
-                    conn.request(method, target, body=body, headers=headers)
+                    conn.request(method, sent_target, body=body, headers=sent_headers)
                 raw = conn.getresponse()
             except ssl.SSLError as e:
                 conn.close()
-                raise TLSFailed(f'Get "{url}": tls: {e.reason or e}') from None
+                raise TLSFailed(f'{method.capitalize()} "{url}": tls: {e.reason or e}') from None
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 if attempt == 0 and not fresh and retry_ok:
@@ -178,9 +228,9 @@ class Transport:
                 raise ConnectionFailed(f'{method.capitalize()} "{url}": {_describe(e)}') from None
             break
 
-        def release(reuse: bool, conn=conn, key=key) -> None:
+        def release(reuse: bool, conn=conn, key=key, proxy_headers=proxy_headers) -> None:
             if reuse:
-                self._pool()[key] = conn
+                self._pool()[key] = (conn, proxy_headers)
             else:
                 conn.close()
 

@@ -292,3 +292,76 @@ class FakeRegistry:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class ForwardProxy:
+    """An HTTP proxy for tests: CONNECT tunnels, and absolute-form requests piped to their host
+    (the registry accepts absolute-form targets, so bytes need no rewriting). Records targets."""
+
+    def __init__(self, require_auth: str | None = None) -> None:
+        import socket
+        import socketserver
+
+        proxy = self
+        self.targets: list[str] = []
+        self.require_auth = require_auth
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                client = self.request
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        return
+                    head += chunk
+                first = head.split(b"\r\n", 1)[0].decode()
+                method, target, _ = first.split(" ", 2)
+                if proxy.require_auth and f"Proxy-Authorization: Basic {proxy.require_auth}".encode() not in head:
+                    client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                    return
+                if method == "CONNECT":
+                    host, _, port = target.rpartition(":")
+                    rest = head.split(b"\r\n\r\n", 1)[1]
+                    proxy.targets.append(f"CONNECT {target}")
+                    upstream = socket.create_connection((host, int(port)))
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                else:
+                    netloc = target.split("://", 1)[1].split("/", 1)[0]
+                    host, _, port = netloc.rpartition(":")
+                    proxy.targets.append(f"{method} {target}")
+                    upstream = socket.create_connection((host, int(port or 80)))
+                    rest = head
+                if rest:
+                    upstream.sendall(rest)
+                _pump(client, upstream)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _pump(a, b) -> None:  # noqa: ANN001 - two sockets, both ways until either side closes
+    import select
+    try:
+        while True:
+            readable, _, _ = select.select([a, b], [], [], 30)
+            if not readable:
+                return
+            for sock in readable:
+                data = sock.recv(1 << 16)
+                if not data:
+                    return
+                (b if sock is a else a).sendall(data)
+    except OSError:
+        return
+    finally:
+        b.close()

@@ -93,3 +93,35 @@ def test_mirror_serves_docker_io_pulls_and_origin_is_the_fallback(root):
         svc.close()
         h.db.close()
         mirror.stop()
+
+
+def test_through_a_proxy_http_and_https_tunnel(root):
+    import base64
+    from tests.integration.distribution_fake import ForwardProxy
+    proxy = ForwardProxy(require_auth=base64.b64encode(b"px:pw").decode())
+    certs = dr.make_certs(root / "pki")
+    plain = dr.start()
+    secure = dr.start(tls=certs)
+    (root / "certs.d" / secure.host).mkdir(parents=True)
+    shutil.copy(certs["ca.crt"], root / "certs.d" / secure.host / "ca.crt")
+    authed = proxy.url.replace("http://", "http://px:pw@")
+    h, svc = _service(root, insecure_loopback=False, insecure_registries=[plain.host], proxy_loopback=True,
+                      proxies={"http": authed, "https": authed})
+    try:
+        image = make_image([{"p": os.urandom(2000)}])
+        for registry in (plain, secure):
+            name = f"{registry.host}/via/proxy"
+            h.service.load(io.BytesIO(docker_archive(image, f"{name}:v1")))
+            assert _run(svc.push, name, "v1")[-1].startswith("v1: digest:")
+            h.service.remove(image.id, force=True)
+            _run(svc.pull, name, "v1", "")
+            assert h.service.inspect(f"{name}:v1").id == image.id
+            h.service.remove(image.id, force=True)
+        assert f"CONNECT {secure.host}" in proxy.targets
+        assert any(t.startswith(f"GET http://{plain.host}/v2/") for t in proxy.targets)
+    finally:
+        svc.close()
+        h.db.close()
+        for registry in (plain, secure):
+            dr.stop(registry)
+        proxy.stop()
