@@ -193,7 +193,7 @@ def _container(api: FakeServer, name: str, cmd: list[str], status: str, age: flo
     now = kw.get("now") or time.time()
     cid = (name * 64)[:64].encode().hex()[:64]
     c = FakeContainer(cid, name, "busybox", cmd, {"Labels": kw.get("labels", {})}, {}, now - age, status=status,
-                      exit_code=kw.get("code", 0), started_at=now - age + 1, finished_at=now - 5,
+                      exit_code=kw.get("code", 0), started_at=now - age + 1, finished_at=now - kw.get("finished_age", 5),
                       ports=kw.get("ports", []))
     api.state.containers[cid] = c
 
@@ -303,7 +303,9 @@ def _seed(api: FakeServer, now: float) -> None:
     api.state.add_image("hello:pullable", pullable_only=True)
     api.state.add_image("hello:latest", pullable_only=True)
     _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"}, ports=PORTS, now=now)
-    _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2, now=now)
+    # ages far from a unit boundary, so docker's run a second later prints the same words
+    _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2, now=now,
+               finished_age=5400)
     api.state.events += [
         {"Type": "container", "Action": "start", "Actor": {"ID": "abc", "Attributes": {"name": "web", "image": "busybox"}},
          "scope": "local", "time": 1764370000, "timeNano": 1764370000123456789},
