@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from dockyard.apitypes.container import EndpointSettings as EndpointConfig
@@ -56,6 +57,27 @@ class ImageLookup(Protocol):
 class ContainerUsage(Protocol):
     def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
         """(container id, running) for every container created from image_id."""
+
+
+# ---- containers, as the image service needs them for commit --------------
+
+@dataclass(frozen=True)
+class CommitTarget:
+    """What commit needs to know about a container."""
+    id: str
+    image_id: str
+    snapshot_key: str
+    config: dict[str, Any]  # the container's Config (Docker names: Env, Cmd, ...)
+
+
+class ContainerCommitSource(Protocol):
+    """Implemented by the container service; the image service's window on containers for commit."""
+
+    def commit_target(self, ref: str) -> CommitTarget:
+        """By name, ID or ID prefix. Raises NotFound ('No such container: ref')."""
+
+    def paused_for_commit(self, container_id: str, pause: bool) -> AbstractContextManager[None]:
+        """Hold the container paused (when ``pause`` and it is running) while its diff is read."""
 
 
 # ---- networks, as the container service needs them --------------------------
@@ -111,6 +133,23 @@ class NetworkAttacher(Protocol):
 
     async def release_sandbox(self, container_id: str) -> None:
         """Tear down the namespace and free addresses; idempotent, never slow (no synchronous veth delete)."""
+
+    def container_renamed(self, container_id: str, name: str) -> None:
+        """The name the embedded DNS and ``network inspect`` know a running container by."""
+
+
+class StoppedContainerNetworks(Protocol):
+    """``network connect``/``disconnect`` of a container that is not running: recorded in the
+    container's own settings (NetworkSettings.Networks) and applied at its next start, as
+    dockerd does. Implemented by the container service, called by the network service."""
+
+    def connect_stopped(self, ref: str, network_name: str, network_id: str, config: EndpointConfig | None) -> str:
+        """Record the network on the container; returns its full ID. Raises NotFound for an
+        unknown container, Forbidden when it is on that network already or cannot join one."""
+
+    def disconnect_stopped(self, ref: str, network_name: str, network_id: str) -> str:
+        """Forget the network on the container; returns its full ID. Raises NotFound, or
+        Forbidden when the container is not on that network."""
 
 
 # ---- volumes, as the container service needs them ---------------------------

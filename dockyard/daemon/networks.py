@@ -32,7 +32,7 @@ from dockyard.apitypes.container import EndpointSettings as ApiEndpointSettings
 from dockyard.apitypes.container import NetworkSettings, PortBinding
 from dockyard.apitypes.network import CreateRequest, CreateResponse, EndpointResource, Network
 from dockyard.daemon.config import DaemonConfig
-from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo
+from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo, StoppedContainerNetworks
 from dockyard.network import etcfiles, iptables, ipam, netns, portmap, records, rtnl
 from dockyard.network.dns import DnsServer
 from dockyard.network.portmap import PortMapping
@@ -233,6 +233,8 @@ class NetworkService:
         # told about a running container's endpoints after network connect/disconnect (the
         # container service keeps them in its record); set by the composition root
         self.endpoints_changed: Callable[[str, SandboxInfo], None] | None = None
+        # where connect/disconnect of a container that is not running go (the container service)
+        self.stopped_containers: StoppedContainerNetworks | None = None
         # iptables chains of this daemon instance (several test daemons share a host)
         self._chains = iptables.Chains.for_instance(str(config.exec_root))
         self._state_dir = config.exec_root / "network"
@@ -906,17 +908,19 @@ class NetworkService:
 
     # ---- network connect / disconnect -------------------------------------------------------
 
-    def _sandbox_of(self, ref: str) -> _Sandbox:
-        """A running container's sandbox by full ID, name or ID prefix."""
+    def _sandbox_of(self, ref: str) -> _Sandbox | None:
+        """A running container's sandbox by full ID, name or ID prefix; None when not running."""
         for match in (lambda s: s.container_id == ref, lambda s: s.name == ref.lstrip("/")):
             found = next((s for s in self._sandboxes.values() if match(s)), None)
             if found is not None:
                 return found
         matches = [s for s in self._sandboxes.values() if ref and s.container_id.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
-        raise errdefs.Conflict(f"container {ref} is not running: this daemon connects and disconnects "
-                               f"running containers only")
+        return matches[0] if len(matches) == 1 else None
+
+    def _stopped(self) -> StoppedContainerNetworks:
+        if self.stopped_containers is None:
+            raise errdefs.Conflict("this daemon connects and disconnects running containers only")
+        return self.stopped_containers
 
     async def connect(self, network_ref: str, container: str,
                       endpoint_config: ApiEndpointSettings | None = None) -> None:
@@ -924,6 +928,13 @@ class NetworkService:
         async with self._admin:
             network = self.find(network_ref)
             sandbox = self._sandbox_of(container)
+            if sandbox is None:  # recorded on the container, joined at its next start
+                if network.driver in (HOST, "null"):
+                    raise errdefs.Forbidden("container cannot be disconnected from host network or "
+                                            "connected to host network")
+                self.check_endpoints(network.name, {network.name: endpoint_config})
+                self._stopped().connect_stopped(container, network.name, network.id, endpoint_config)
+                return
             await self._add_endpoint(sandbox, network, endpoint_config)
         self._tell_endpoints(sandbox)
 
@@ -1018,6 +1029,9 @@ class NetworkService:
         async with self._admin:
             network = self.find(network_ref)
             sandbox = self._sandbox_of(container)
+            if sandbox is None:
+                self._stopped().disconnect_stopped(container, network.name, network.id)
+                return
             if network.driver == "host":
                 raise errdefs.Forbidden("container cannot be disconnected from host network or connected to host network")
             endpoint = next((ep for ep in sandbox.endpoints() if ep.network.id == network.id), None)

@@ -148,3 +148,38 @@ def test_check_endpoints_and_the_change_hook(env):
     assert told[-1][0] == a and [e.network_name for e in told[-1][1].endpoints] == ["bridge", name]
     env.run(svc.disconnect(name, "hooked"))
     assert [e.network_name for e in told[-1][1].endpoints] == ["bridge"]
+
+
+class StoppedContainers:
+    """The container service's side of connect/disconnect for containers that are not running."""
+
+    def __init__(self) -> None:
+        self.networks: dict[str, dict[str, object]] = {"sleeper": {}}
+
+    def connect_stopped(self, ref, network_name, network_id, config):
+        if ref not in self.networks:
+            raise errdefs.NotFound(f"No such container: {ref}")
+        self.networks[ref][network_name] = config
+        return ref
+
+    def disconnect_stopped(self, ref, network_name, network_id):
+        if self.networks.get(ref, {}).pop(network_name, "missing") == "missing":
+            raise errdefs.Forbidden(f"container {ref} is not connected to network {network_name}")
+        return ref
+
+
+def test_connect_of_a_stopped_container_goes_to_its_record(env):
+    svc = env.service()
+    name = "st" + cid()[:8]
+    create(env, svc, name, str(_free_subnet()))
+    stopped = svc.stopped_containers = StoppedContainers()
+    config = {"Container": "sleeper", "EndpointConfig": {"Aliases": ["napping"]}}
+    assert call(env, svc, "POST", f"/networks/{name}/connect", config) == (200, None)
+    assert stopped.networks["sleeper"][name].aliases == ["napping"]
+    assert call(env, svc, "POST", "/networks/bridge/connect",
+                {"Container": "sleeper", "EndpointConfig": {"Aliases": ["x"]}})[0] == 400
+    assert call(env, svc, "POST", f"/networks/{name}/connect", {"Container": "ghost"}) == (
+        404, {"message": "No such container: ghost"})
+    assert call(env, svc, "POST", f"/networks/{name}/disconnect", {"Container": "sleeper"}) == (200, None)
+    assert call(env, svc, "POST", f"/networks/{name}/disconnect", {"Container": "sleeper"})[0] == 403
+    assert svc.inspect(name).containers == {}  # nothing joined: the container is not running
