@@ -49,6 +49,7 @@ class Daemon:
         self.containers = ContainerService(config, self.db, self.images, self.networks, self.shims,
                                            self.events, self.volumes)
         self.images.containers = self.containers
+        self.images.commit_source = self.containers
         self.distribution = DistributionService(config, self.images, registry_client(config))
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),
                                     volumes=self.volumes)

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from dockyard import errdefs
-from dockyard.daemon.images.commit import CommitTarget
+from dockyard.daemon.interfaces import CommitTarget
 from dockyard.daemon.images.service import ImageService
 from tests.integration.test_images_service import BUSYBOX_ID, Harness
 

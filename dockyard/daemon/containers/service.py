@@ -19,6 +19,7 @@ import shutil
 import signal as signals
 from dataclasses import dataclass
 from pathlib import Path
+from contextlib import contextmanager
 from typing import AsyncIterator, Iterator, Protocol
 
 import msgspec
@@ -44,7 +45,7 @@ from dockyard.daemon.containers.logs import LogOptions, read as read_logs
 from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
 from dockyard.daemon.containers.store import ContainerStore
 from dockyard.daemon.containers.top import TopResponse
-from dockyard.daemon.interfaces import EventSink, ImageLookup, NetworkAttacher, VolumeMounter
+from dockyard.daemon.interfaces import CommitTarget, EventSink, ImageLookup, NetworkAttacher, VolumeMounter
 from dockyard.mount import Mount
 from dockyard.shim import rootfs
 from dockyard.shim.client import ExitStatus, ShimHandle, ShimManager
@@ -450,6 +451,30 @@ class ContainerService:
         return PruneResponse(containers_deleted=deleted or None, space_reclaimed=reclaimed)
 
     # ---- inspect / list --------------------------------------------------------------
+    def _cgroups_path(self, rec: ContainerRecord) -> str:
+        return f"{rec.host_config.cgroup_parent or self._config.cgroup_parent}/{rec.id}"
+
+    # ---- the image service's window for commit (ContainerCommitSource) ---------------
+    def commit_target(self, ref: str) -> CommitTarget:
+        rec = self._store.get(ref)
+        return CommitTarget(id=rec.id, image_id=rec.image_id, snapshot_key=rec.id,
+                            config=msgspec.to_builtins(rec.config))
+
+    @contextmanager
+    def paused_for_commit(self, container_id: str, pause: bool) -> Iterator[None]:
+        """Freeze the container's cgroup while its diff is read (called from a worker thread,
+        so through the cgroup itself rather than the shim; the visible state stays running)."""
+        rec = self._store.get(container_id)
+        if not (pause and rec.state.running and not rec.state.paused):
+            yield
+            return
+        cgroups = manager_for(self._cgroups_path(rec))
+        cgroups.freeze()
+        try:
+            yield
+        finally:
+            cgroups.thaw()
+
     def _upper(self, rec: ContainerRecord) -> Path | None:
         try:
             return self._images.rootfs_upper(rec.id)
@@ -583,7 +608,7 @@ class ContainerService:
         rec = self._store.get(ref)
         if rec.id not in self._live or not rec.state.running:
             raise errdefs.Conflict(f"Container {rec.id} is not running")
-        cgroups_path = f"{rec.host_config.cgroup_parent or self._config.cgroup_parent}/{rec.id}"
+        cgroups_path = self._cgroups_path(rec)
 
         def run() -> TopResponse:
             return top_mod.top(top_mod.container_pids(cgroups_path), ps_args or "-ef")
@@ -595,7 +620,7 @@ class ContainerService:
         """Docker's stats documents: one per second while streaming; a stopped container gives
         one empty sample, as dockerd does."""
         rec = self._store.get(ref)
-        cgroups_path = f"{rec.host_config.cgroup_parent or self._config.cgroup_parent}/{rec.id}"
+        cgroups_path = self._cgroups_path(rec)
 
         async def documents() -> AsyncIterator[dict]:
             previous = None
@@ -620,7 +645,7 @@ class ContainerService:
         async with self._lock(rec.id):
             hc, warnings = update_mod.merged(rec.host_config, request, rec.host_config.auto_remove)
             if rec.id in self._live and rec.state.running:
-                cgroups_path = f"{hc.cgroup_parent or self._config.cgroup_parent}/{rec.id}"
+                cgroups_path = f"{hc.cgroup_parent or self._config.cgroup_parent}/{rec.id}"  # the updated config
                 resources = spec_mod.resources(hc)
                 resources.devices = []  # the device rules do not change; rewriting them is not free
                 try:

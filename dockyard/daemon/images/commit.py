@@ -9,9 +9,7 @@ history entry added. The parent image is recorded (ParentId / history IDs).
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -21,29 +19,11 @@ from dockyard.daemon.images import changes as change_rules
 from dockyard.daemon.images import references
 from dockyard.daemon.images.register import IteratorReader, register_with_new_layer
 from dockyard.daemon.images.store import now_rfc3339, require
+
 from dockyard.oci import image_spec as spec
 
 if TYPE_CHECKING:
     from dockyard.daemon.images.service import ImageService
-
-
-@dataclass(frozen=True)
-class CommitTarget:
-    """What commit needs to know about a container."""
-    id: str
-    image_id: str
-    snapshot_key: str
-    config: dict[str, Any]  # the container's Config (Docker names: Env, Cmd, ...)
-
-
-class ContainerCommitSource(Protocol):
-    """Implemented by the container service; the image service's window on containers for commit."""
-
-    def commit_target(self, ref: str) -> CommitTarget:
-        """By name, ID or ID prefix. Raises NotFound ('No such container: ref')."""
-
-    def paused_for_commit(self, container_id: str, pause: bool) -> AbstractContextManager[None]:
-        """Hold the container paused (when ``pause`` and it is running) while its diff is read."""
 
 
 def _to_config(value: dict[str, Any] | None) -> spec.ContainerConfig:

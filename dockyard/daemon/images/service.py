@@ -19,7 +19,7 @@ from dockyard.daemon.images import (commit, export, history, importer, inspect, 
 from dockyard.daemon.images.references import familiar
 from dockyard.daemon.images.resolve import resolve
 from dockyard.daemon.images.store import ImageRecord, ImageStore
-from dockyard.daemon.interfaces import ContainerUsage, EventSink, ImageInfo
+from dockyard.daemon.interfaces import ContainerCommitSource, ContainerUsage, EventSink, ImageInfo
 from dockyard.mount import Mount
 from dockyard.oci import image_spec as spec
 from dockyard.storage.content import ContentStore
@@ -31,7 +31,7 @@ from dockyard.storage.snapshotter import OverlaySnapshotter
 class ImageService:
     def __init__(self, config: DaemonConfig, db: Database, content: ContentStore, layers: LayerStore,
                  snapshotter: OverlaySnapshotter, events: EventSink, containers: ContainerUsage,
-                 commit_source: commit.ContainerCommitSource | None = None) -> None:
+                 commit_source: ContainerCommitSource | None = None) -> None:
         self.config = config
         self.store = ImageStore(db)
         self.content = content
