@@ -122,7 +122,32 @@ def destroy(handle: DaemonHandle) -> None:
     _unmount_under(handle.root)
     _remove_cgroups(handle.cgroup_parent)
     subprocess.run(["ip", "link", "del", handle.bridge], capture_output=True)
+    _remove_network_leftovers(handle)
     shutil.rmtree(handle.root, ignore_errors=True)
+
+
+def _remove_network_leftovers(handle: DaemonHandle) -> None:
+    """Bridges of user-defined networks a test left, and the daemon's iptables chains when it
+    could not remove them itself (killed)."""
+    import json
+    import sqlite3
+
+    from dockyard.network import iptables
+
+    db = handle.data_root / "dockyard.db"
+    if db.exists():
+        try:
+            with sqlite3.connect(db) as conn:
+                docs = [json.loads(doc) for (doc,) in conn.execute("SELECT doc FROM networks")]
+        except sqlite3.Error:
+            docs = []
+        for doc in docs:
+            if doc.get("bridge_created") and doc.get("bridge"):
+                subprocess.run(["ip", "link", "del", doc["bridge"]], capture_output=True)
+    try:
+        iptables.teardown(iptables.Chains.for_instance(str(handle.exec_root)))
+    except Exception:
+        pass
 
 
 def load_busybox(handle: DaemonHandle) -> None:
