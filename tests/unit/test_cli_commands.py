@@ -199,7 +199,7 @@ def _container(api: FakeServer, name: str, cmd: list[str], status: str, age: flo
 
 
 def test_ps_table_matches_docker(api: FakeServer) -> None:
-    _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front"})
+    _container(api, "web", ["sleep", "1000"], "running", 330, labels={"tier": "front"})
     _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2)
     r = dockyard(api, "ps", "-a")
     assert r.returncode == 0
@@ -208,7 +208,7 @@ def test_ps_table_matches_docker(api: FakeServer) -> None:
     assert lines[0] == ("CONTAINER ID   IMAGE     COMMAND                  CREATED         "
                         + "STATUS".ljust(status_col) + "PORTS     NAMES")
     assert lines[1] == ("776562776562   busybox   \"sleep 1000\"             5 minutes ago   "
-                        + "Up 4 minutes".ljust(status_col) + "          web")
+                        + "Up 5 minutes".ljust(status_col) + "          web")
     assert lines[2] == ("6f6c646f6c64   busybox   \"sh -c while true; d…\"   2 hours ago     "
                         + "Exited (2) 5 seconds ago".ljust(status_col) + "          old")
     r = dockyard(api, "ps")
@@ -217,7 +217,7 @@ def test_ps_table_matches_docker(api: FakeServer) -> None:
     r = dockyard(api, "ps", "-a", "--format", 'table {{.Names}}\\t{{.Label "tier"}}\\t{{.State}}')
     assert r.stdout.decode() == "NAMES     LABEL     STATE\nweb       front     running\nold                 exited\n"
     r = dockyard(api, "ps", "--format", "{{json .}}")
-    assert '"Names":"web"' in r.stdout.decode() and '"Status":"Up 4 minutes"' in r.stdout.decode()
+    assert '"Names":"web"' in r.stdout.decode() and '"Status":"Up 5 minutes"' in r.stdout.decode()
     assert dockyard(api, "ps", "-l", "--format", "{{.Names}}").stdout == b"web\n"
 
 
@@ -302,7 +302,7 @@ def _seed(api: FakeServer, now: float) -> None:
                                         digests=["registry.local:5000/team/app@sha256:" + "f" * 64]))
     api.state.add_image("hello:pullable", pullable_only=True)
     api.state.add_image("hello:latest", pullable_only=True)
-    _container(api, "web", ["sleep", "1000"], "running", 300, labels={"tier": "front", "a": "b"}, ports=PORTS, now=now)
+    _container(api, "web", ["sleep", "1000"], "running", 330, labels={"tier": "front", "a": "b"}, ports=PORTS, now=now)
     # ages far from a unit boundary, so docker's run a second later prints the same words
     _container(api, "old", ["sh", "-c", "while true; do sleep 1; done"], "exited", 7200, code=2, now=now,
                finished_age=5400)
