@@ -279,3 +279,15 @@ def test_without_userland_proxy_loopback_and_neighbours_are_nated(env, servers):
     info_b = env.sandbox(svc, b)
     assert tcp_from(env, info_b.netns_path, info.endpoints[0].gateway, port) == f"from {info.endpoints[0].gateway}"
     assert "! -i" not in nat_rules(env)[0]
+
+
+def test_ipv6_host_address_is_served_by_the_proxy(env, servers):
+    env.config.userland_proxy = False  # even so: the kernel path here is IPv4 only
+    svc = env.service()
+    a = cid()
+    info = publish(env, svc, a, {"80/tcp": [("::1", "")]})
+    [binding] = svc.published_ports(a)["80/tcp"]
+    assert binding.host_ip == "::1"
+    servers.start(info.netns_path)
+    assert tcp_from(env, None, "::1", int(binding.host_port)) == f"from {info.endpoints[0].gateway}"
+    assert nat_rules(env) == []
