@@ -128,3 +128,23 @@ def test_logs_follow_and_events(dockyardd: daemon_harness.DaemonHandle) -> None:
         assert f"container start {name}\n".encode() in ours.stdout
     finally:
         dockyardd.dockyard("rm", "-f", name)
+
+
+def test_network_commands(dockyardd: daemon_harness.DaemonHandle) -> None:
+    net, ctr = f"clinet{os.getpid()}", f"cli-net-{os.getpid()}"
+    try:
+        r = dockyardd.dockyard("network", "create", "--subnet", "10.213.7.0/24", "--label", "k=v", net)
+        assert re.fullmatch(rb"[0-9a-f]{64}\n", r.stdout), r.stderr + dockyardd.log().encode()
+        for args in (("network", "inspect", net), ("network", "ls", "--filter", f"name={net}"),
+                     ("network", "inspect", "-f", "{{.Name}} {{.Driver}} {{json .IPAM.Config}} {{.Labels}}", net),
+                     ("network", "create", net), ("network", "rm", "no-such-net")):
+            _same(dockyardd.dockyard(*args), dockyardd.docker(*args))
+        r = dockyardd.dockyard("run", "-d", "--name", ctr, "--network", "none", "busybox", "sleep", "300")
+        assert r.returncode == 0, r.stderr
+        r = dockyardd.dockyard("network", "connect", "--ip", "10.213.7.9", net, ctr)
+        r2 = dockyardd.docker("network", "connect", "--ip", "10.213.7.9", net, ctr)
+        assert (r.returncode, r.stderr.decode()) == (r2.returncode, r2.stderr.decode())
+    finally:
+        dockyardd.dockyard("rm", "-f", ctr)
+        r = dockyardd.dockyard("network", "rm", net)
+        assert r.stdout.decode() == f"{net}\n", r.stderr
