@@ -493,7 +493,8 @@ class NetworkService:
         return data_dir / "hosts", data_dir / "resolv.conf", data_dir / "hostname"
 
     def _network_for_mode(self, mode: str) -> NetworkRecord:
-        if mode in ("", "default"):  # with the default bridge disabled (--bridge=none): no network
+        # with the default bridge disabled (--bridge=none), the default network is no network
+        if mode in ("", "default") or (mode == BRIDGE and self._config.bridge == "none"):
             record = self._by_name(BRIDGE) or self._by_name(NONE)
             assert record is not None
             return record
