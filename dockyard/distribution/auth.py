@@ -124,14 +124,27 @@ class Authorizer:
                 cached = self._tokens.get(key)
             if cached is not None and cached[1] > now:
                 return "Bearer " + cached[0]
-        token, lifetime = self._fetch_token(realm, service, scopes, credentials)
+        token, lifetime, _ = self._fetch_token(realm, service, scopes, credentials)
         with self._lock:
             # renew a little early, so a token never expires between the check and its use
             self._tokens[key] = (token, now + max(lifetime, _MIN_TOKEN_LIFETIME) * 0.9)
         return "Bearer " + token
 
+    def login(self, challenge: Challenge, credentials: Credentials) -> tuple[str | None, str]:
+        """``docker login``: the Authorization header to prove the credentials with, and the
+        identity token (an OAuth refresh token) a bearer token server issued for offline use,
+        which clients store instead of the password ("" when it gave none)."""
+        if challenge.scheme != "bearer" or credentials.registry_token:
+            return self.header(challenge, credentials, (), fresh=True), ""
+        realm = challenge.params.get("realm", "")
+        if not realm:
+            raise errdefs.Unauthorized("bearer challenge without a realm: cannot ask for a token")
+        token, _, refresh = self._fetch_token(realm, challenge.params.get("service", ""), (), credentials,
+                                              offline=True)
+        return "Bearer " + token, refresh
+
     def _fetch_token(self, realm: str, service: str, scopes: tuple[str, ...],
-                     credentials: Credentials) -> tuple[str, float]:
+                     credentials: Credentials, offline: bool = False) -> tuple[str, float, str]:
         if credentials.identity_token:
             form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
                     "client_id": "docker", "service": service, "scope": " ".join(scopes)}
@@ -141,6 +154,8 @@ class Authorizer:
         else:
             query = [("service", service)] if service else []
             query += [("scope", scope) for scope in scopes]
+            if offline and (credentials.username or credentials.password):
+                query += [("offline_token", "true"), ("client_id", "docker")]
             sep = "&" if "?" in realm else "?"
             url = realm + (sep + urllib.parse.urlencode(query) if query else "")
             headers = {}
@@ -162,7 +177,8 @@ class Authorizer:
         if not isinstance(token, str) or not token:
             raise errdefs.Unavailable(f"token server {realm} sent no token")
         lifetime = doc.get("expires_in")
-        return token, float(lifetime) if isinstance(lifetime, (int, float)) else _DEFAULT_TOKEN_LIFETIME
+        refresh = doc.get("refresh_token") if isinstance(doc.get("refresh_token"), str) else ""
+        return token, float(lifetime) if isinstance(lifetime, (int, float)) else _DEFAULT_TOKEN_LIFETIME, refresh
 
 
 def _token_error(body: bytes) -> str:

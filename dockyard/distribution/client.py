@@ -132,10 +132,11 @@ class RegistryClient:
         assert last is not None
         raise last
 
-    def login(self, domain: str, credentials: Credentials) -> None:
-        """Check the credentials against the registry (``docker login``); raises Unauthorized."""
+    def login(self, domain: str, credentials: Credentials) -> str:
+        """Check the credentials against the registry (``docker login``); raises Unauthorized.
+        Returns the identity token the registry's token server issued, if any."""
         session = self.ping(domain, credentials, push=True)
-        session.check_login()
+        return session.check_login()
 
     def search(self, index_url: str, term: str, limit: int, credentials: Credentials) -> list[dict]:
         """The v1 search API (``GET /v1/search?q=&n=``) of a registry or Hub's index."""
@@ -221,19 +222,20 @@ class Session:
         finally:
             response.close()
 
-    def check_login(self) -> None:
+    def check_login(self) -> str:
         challenge = self.client.authorizer.challenge_of(self.origin)
         if challenge is None:
-            return  # an open registry: any credentials "work", as with Docker
+            return ""  # an open registry: any credentials "work", as with Docker
         url = self.url("/v2/")
         try:
-            header = self.client.authorizer.header(challenge, self.credentials, (), fresh=True)
+            header, identity_token = self.client.authorizer.login(challenge, self.credentials)
         except errdefs.Unauthorized as e:
             raise errdefs.Unauthorized(f'Get "{url}": {e}') from None
         response = self.client.transport.request("GET", url, {"Authorization": header} if header else {})
         response.close()
         if response.status != 200:
             raise errdefs.Unauthorized(f"login attempt to {url} failed with status: {response.status} {response.reason}")
+        return identity_token
 
     def _auth_header(self, method: str, url: str, challenge: Challenge | None, fresh: bool = False) -> dict[str, str]:
         if challenge is None:

@@ -197,8 +197,10 @@ class FakeRegistry:
                         if registry.users.get(user) != password:
                             self._send(401, b'{"details":"incorrect username or password"}')
                             return
-                    self._send(200, json.dumps({"token": f"good-{len(registry.token_requests)}",
-                                                "expires_in": 300}).encode())
+                    doc = {"token": f"good-{len(registry.token_requests)}", "expires_in": 300}
+                    if "offline_token=true" in query and auth:
+                        doc["refresh_token"] = "refresh-" + user
+                    self._send(200, json.dumps(doc).encode())
                     return
                 if path == "/v1/search":
                     from urllib.parse import parse_qs
@@ -279,6 +281,16 @@ class FakeRegistry:
                 self._error(404, "NAME_UNKNOWN", "repository name not known to registry")
 
             do_HEAD = do_GET
+
+            def do_POST(self) -> None:  # the OAuth side of the token server: refresh tokens
+                from urllib.parse import parse_qs
+                form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
+                registry.token_requests.append("POST " + "&".join(f"{k}={v[0]}" for k, v in sorted(form.items())))
+                if self.path.split("?", 1)[0] != "/token" or not form.get("refresh_token", [""])[0].startswith(
+                        "refresh-"):
+                    self._send(401, b'{"error":"invalid_grant"}')
+                    return
+                self._send(200, json.dumps({"access_token": "good-oauth", "expires_in": 300}).encode())
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -335,3 +335,14 @@ def test_recover_drops_only_stale_unused_blobs(env, fake):
         os.utime(env.h.content.path(diff), (0, 0))
     assert env.svc.recover() == [orphan.digest]
     assert all(env.h.content.has(d) for d in diffs)
+
+
+def test_login_identity_token_then_pull_with_it(env, fake):
+    fake.users = {"alice": "secret"}
+    image = make_image(_files(1))
+    fake.add("private", "v1", image)
+    answer = env.svc.login(AuthConfig(username="alice", password="secret", serveraddress=fake.host))
+    assert (answer.status, answer.identity_token) == ("Login Succeeded", "refresh-alice")
+    env.pull(f"{fake.host}/private", "v1", auth=AuthConfig(identitytoken="refresh-alice"))
+    assert any(r.startswith("POST ") and "grant_type=refresh_token" in r for r in fake.token_requests)
+    assert env.h.service.inspect(f"{fake.host}/private:v1").id == image.id

@@ -77,8 +77,8 @@ class DistributionService:
             push.push(self, name, tag, credentials(auth), Progress(emit))
 
     def login(self, auth: AuthConfig) -> AuthResponse:
-        self.registry.login(registry_domain(auth.serveraddress), credentials(auth))
-        return AuthResponse(status="Login Succeeded")
+        identity_token = self.registry.login(registry_domain(auth.serveraddress), credentials(auth))
+        return AuthResponse(status="Login Succeeded", identity_token=identity_token)
 
     def search(self, term: str, limit: int, filters: dict[str, list[str]], auth: AuthConfig) -> list[SearchResult]:
         if limit and not 1 <= limit <= 100:
