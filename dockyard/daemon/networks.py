@@ -33,8 +33,9 @@ from dockyard.apitypes.container import NetworkSettings, PortBinding
 from dockyard.apitypes.network import CreateRequest, CreateResponse, EndpointResource, Network
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo, StoppedContainerNetworks
-from dockyard.network import etcfiles, iptables, ipam, netns, portmap, records, rtnl
+from dockyard.network import etcfiles, iptables, ipam, netns, portmap, records
 from dockyard.network.dns import DnsServer
+from dockyard.network.drivers import DRIVERS, Driver
 from dockyard.network.portmap import PortMapping
 from dockyard.network.proxy import Proxy
 from dockyard.network.records import NetworkRecord
@@ -45,7 +46,6 @@ log = logging.getLogger("dockyard.networks")
 
 BRIDGE, HOST, NONE = "bridge", "host", "none"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # Docker's rule for object names
-_IFNAME_MAX = 15
 
 
 @dataclass
@@ -62,6 +62,10 @@ class _Uplink:
     @property
     def spec(self) -> Uplink:
         return Uplink(self.kind, self.index, self.mtu, self.macvlan_mode)
+
+    @classmethod
+    def of(cls, spec: Uplink, pool: ipam.Pool, pool6: ipam.Pool | None) -> _Uplink:
+        return cls(spec.index, spec.mtu, pool, spec.kind, spec.macvlan_mode, pool6)
 
 
 @dataclass
@@ -215,11 +219,6 @@ def _enable_ip_forward() -> None:
         path.write_text("1\n")
 
 
-def _masquerade(record: NetworkRecord) -> bool:
-    """Outbound NAT only for networks that ask for it (the default bridge does)."""
-    return record.options.get(records.MASQUERADE_OPTION, "").lower() == "true"
-
-
 class NetworkService:
     def __init__(self, config: DaemonConfig, db: Database, events: EventSink) -> None:
         self._config = config
@@ -259,7 +258,7 @@ class NetworkService:
             self._networks[record.id] = record
         for record in stored:
             if not record.builtin:
-                await self._restore_user_bridge(record)
+                await self._restore_network(record)
         self._state_dir.mkdir(parents=True, exist_ok=True)
         if self._config.ip_forward:
             await asyncio.to_thread(_enable_ip_forward)
@@ -269,8 +268,8 @@ class NetworkService:
 
     def _setup_iptables(self, rules: list[iptables.Rule]) -> None:
         iptables.setup(self._chains, localhost=not self._userland_proxy)  # also drops what a killed run left
-        self._add_network_rules(rules, [r.bridge for r in self._networks.values() if r.driver == "bridge"
-                                        and r.id in self._bridges])
+        self._add_network_rules(rules, [r.bridge for r in self._networks.values()
+                                        if r.id in self._bridges and r.driver == BRIDGE])
 
     def _add_network_rules(self, rules: list[iptables.Rule], bridges: list[str]) -> None:
         iptables.add(rules)
@@ -281,10 +280,10 @@ class NetworkService:
                 Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet").write_text("1\n")
 
     def _network_rules(self, record: NetworkRecord) -> list[iptables.Rule]:
-        if record.id not in self._bridges or record.driver != "bridge":
+        driver = DRIVERS.get(record.driver)
+        if record.id not in self._bridges or driver is None:
             return []
-        return iptables.network_rules(self._chains, record.bridge, record.subnet, record.internal,
-                                      _masquerade(record), hairpin=not self._userland_proxy)
+        return driver.rules(self._chains, record, hairpin=not self._userland_proxy)
 
     async def stop(self) -> None:
         """Live-restore: sandboxes of running containers stay as they are; their published ports
@@ -342,31 +341,20 @@ class NetworkService:
         self._bridges[fresh.id] = _Uplink(index, mtu, pool, pool6=pool6)
         return fresh
 
-    async def _restore_user_bridge(self, record: NetworkRecord) -> None:
-        worker = self._worker
-        assert worker is not None
+    async def _restore_network(self, record: NetworkRecord) -> None:
+        """A user-defined network after a start: its driver finds or remakes the host side."""
+        assert self._worker is not None
         self._networks[record.id] = record
-        if record.driver == "macvlan":
-            parent = await self._run(worker.link_exists, record.bridge)
-            if parent is None:
-                log.warning("macvlan network %s: parent interface %s is gone; its containers cannot start",
-                            record.name, record.bridge)
-                return
-            mtu = await self._run(worker.link_mtu, parent)
-            pool, pool6 = self._load_pools(record)
-            self._bridges[record.id] = _Uplink(parent, mtu, pool, "macvlan",
-                                               record.options.get(records.MACVLAN_MODE_OPTION, "bridge"), pool6)
+        driver = DRIVERS.get(record.driver)
+        if driver is None:
+            log.warning("network %s: unknown driver %s; its containers cannot start", record.name, record.driver)
             return
-        gateway, gateway6 = _gateway_of(record), _gateway6_of(record)
-        state = await self._run(worker.bridge_state, record.bridge)
-        if state is None:
-            index = await self._run(worker.create_bridge, record.bridge, gateway, gateway6)
-        else:
-            index = state[0]
-            await self._run(worker.ensure_bridge_up, index, gateway, gateway6)
-        mtu = await self._run(worker.link_mtu, index)
-        pool, pool6 = self._load_pools(record)
-        self._bridges[record.id] = _Uplink(index, mtu, pool, pool6=pool6)
+        spec = await driver.restore(self._run, self._worker, record)
+        if spec is None:
+            log.warning("network %s: its host interface %s is gone; its containers cannot start",
+                        record.name, record.bridge)
+            return
+        self._bridges[record.id] = _Uplink.of(spec, *self._load_pools(record))
 
     def _load_pools(self, record: NetworkRecord) -> tuple[ipam.Pool, ipam.Pool | None]:
         """The network's IPv4 (and IPv6) pools with the addresses recorded in use."""
@@ -493,8 +481,7 @@ class NetworkService:
         return data_dir / "hosts", data_dir / "resolv.conf", data_dir / "hostname"
 
     def _network_for_mode(self, mode: str) -> NetworkRecord:
-        # with the default bridge disabled (--bridge=none), the default network is no network
-        if mode in ("", "default") or (mode == BRIDGE and self._config.bridge == "none"):
+        if mode in ("", "default"):  # with the default bridge disabled (--bridge=none): no network
             record = self._by_name(BRIDGE) or self._by_name(NONE)
             assert record is not None
             return record
@@ -532,9 +519,9 @@ class NetworkService:
                 extra_networks.append((extra, config))
         sandbox = _Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
         bridge = self._bridges.get(network.id)
-        if bridge is None and network.driver == "macvlan":
-            raise errdefs.System(f"parent interface {network.bridge} of network {network.name} was not "
-                                 f"found on the host")
+        if bridge is None and network.driver in DRIVERS:
+            raise errdefs.System(f"the host interface {network.bridge} of network {network.name} was not "
+                                 f"found: remove and create the network again")
         user_defined = bridge is not None and not network.builtin
         wanted_ip, mac = self._endpoint_wishes(network, bridge, endpoint_config)
         aliases = list(endpoint_config.aliases or []) if endpoint_config is not None else []
@@ -544,7 +531,7 @@ class NetworkService:
         sandbox.aliases = aliases
         sandbox.mac_address = mac or ""
         # published ports: on bridges only (Docker ignores them on other drivers)
-        publishable = bridge is not None and bridge.kind == "veth"
+        publishable = bridge is not None and DRIVERS[network.driver].publishes_ports
         requests = portmap.requested(port_bindings, exposed_ports, publish_all) if publishable else []
         link_entries = self._link_entries(links) if bridge is not None else []
         host_gateway = self._host_gateway()
@@ -1216,7 +1203,7 @@ class NetworkService:
                 raise errdefs.NotImplementedFeature(
                     "ipvlan networks are not supported on this host: its kernel has no ipvlan driver")
             raise errdefs.NotImplementedFeature("ipvlan networks are not supported yet by this daemon")
-        if driver not in ("bridge", "macvlan"):
+        if driver not in DRIVERS:
             raise errdefs.NotFound(f"plugin \"{driver}\" not found")
         if request.ingress or request.config_only or \
                 (request.config_from is not None and request.config_from.network):
@@ -1242,7 +1229,7 @@ class NetworkService:
         async with self._admin:
             if self._by_name(name) is not None:
                 raise errdefs.Conflict(f"network with name {name} already exists")
-            gateway = await self._choose_gateway(config, host_routes=driver == "bridge")
+            gateway = await self._choose_gateway(config, host_routes=DRIVERS[driver].checks_host_routes)
             ip_range, aux = _range_and_aux(config, gateway)
             gateway6 = self._choose_gateway6(v6[0]) if v6 else None
             record = NetworkRecord(
@@ -1251,65 +1238,28 @@ class NetworkService:
                 subnet6=str(gateway6.network) if gateway6 else "", gateway6=str(gateway6.ip) if gateway6 else "",
                 internal=request.internal, attachable=request.attachable, options=options,
                 labels=dict(request.labels or {}))
-            if driver == "macvlan":
-                record = await self._create_macvlan(record)
-            else:
-                record = await self._create_bridge(record, gateway)
+            record = await self._create_network(DRIVERS[driver], record)
         self._events.emit("network", "create", record.id, {"name": name, "type": driver})
         return CreateResponse(id=record.id)
 
-    async def _create_bridge(self, record: NetworkRecord, gateway: ipaddress.IPv4Interface) -> NetworkRecord:
-        bridge_name = record.options.get(records.BRIDGE_NAME_OPTION) or f"br-{record.id[:12]}"
-        if len(bridge_name) > _IFNAME_MAX:
-            raise errdefs.InvalidParameter(f"bridge name {bridge_name!r} is longer than {_IFNAME_MAX} characters")
-        worker = self._worker
-        assert worker is not None
-        if await self._run(worker.bridge_state, bridge_name) is not None:
-            raise errdefs.Conflict(f"a link named {bridge_name} already exists on the host")
-        index = await self._run(worker.create_bridge, bridge_name, gateway, _gateway6_of(record))
-        record = msgspec.structs.replace(record, bridge=bridge_name, bridge_created=True)
+    async def _create_network(self, driver: Driver, record: NetworkRecord) -> NetworkRecord:
+        """The driver's host side, then the record, then the rules; undone on failure."""
+        assert self._worker is not None
+        record, spec = await driver.create(self._run, self._worker, record, self._networks.values())
         try:
             self._save(record)
         except BaseException:
-            await self._run(worker.delete_link, bridge_name)
+            await driver.delete(self._run, self._worker, record)
             raise
-        mtu = await self._run(worker.link_mtu, index)
         self._networks[record.id] = record
-        self._bridges[record.id] = _Uplink(index, mtu, _pool(record, gateway), pool6=_pool6(record))
+        self._bridges[record.id] = _Uplink.of(spec, _pool(record, _gateway_of(record)), _pool6(record))
         if self._config.iptables:
             try:
-                await asyncio.to_thread(self._add_network_rules, self._network_rules(record), [record.bridge])
+                bridges = [record.bridge] if record.driver == BRIDGE else []
+                await asyncio.to_thread(self._add_network_rules, self._network_rules(record), bridges)
             except BaseException:
                 await self._delete(record, emit=False)
                 raise
-        return record
-
-    async def _create_macvlan(self, record: NetworkRecord) -> NetworkRecord:
-        """Containers get a macvlan link of the parent (-o parent=): their own MAC on the
-        parent's segment. Nothing is made on the host until a container joins."""
-        parent = record.options.get(records.PARENT_OPTION, "")
-        if not parent:
-            raise errdefs.InvalidParameter(
-                "macvlan networks need a parent interface on this host: -o parent=<interface> "
-                "(this kernel has no dummy links to make an isolated one)")
-        mode = record.options.get(records.MACVLAN_MODE_OPTION, "bridge")
-        if mode not in rtnl.MACVLAN_MODES:
-            raise errdefs.InvalidParameter(f"requested macvlan mode '{mode}' is not valid, "
-                                           f"'bridge' mode is the macvlan driver default")
-        taken = next((r for r in self._networks.values() if r.driver == "macvlan" and r.bridge == parent), None)
-        if taken is not None:
-            raise errdefs.Forbidden(f"network {taken.name} is already using parent interface {parent}")
-        worker = self._worker
-        assert worker is not None
-        index = await self._run(worker.link_exists, parent)
-        if index is None:
-            raise errdefs.InvalidParameter(f"-o parent interface was not found on the host: {parent}")
-        record = msgspec.structs.replace(record, bridge=parent, bridge_created=False)
-        self._save(record)
-        mtu = await self._run(worker.link_mtu, index)
-        self._networks[record.id] = record
-        self._bridges[record.id] = _Uplink(index, mtu, _pool(record, _gateway_of(record)), "macvlan", mode,
-                                           _pool6(record))
         return record
 
     def _choose_gateway6(self, config) -> ipaddress.IPv6Interface:
@@ -1376,9 +1326,10 @@ class NetworkService:
     async def _delete(self, record: NetworkRecord, emit: bool = True) -> None:
         if self._config.iptables:
             await asyncio.to_thread(iptables.delete, self._network_rules(record))
-        if record.bridge_created:
+        driver = DRIVERS.get(record.driver)
+        if driver is not None:
             assert self._worker is not None
-            await self._run(self._worker.delete_link, record.bridge)
+            await driver.delete(self._run, self._worker, record)
         with self._db.transaction() as cur:
             cur.execute("DELETE FROM ip_allocs WHERE network_id = ?", (record.id,))
             cur.execute("DELETE FROM networks WHERE id = ?", (record.id,))

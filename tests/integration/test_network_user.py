@@ -106,10 +106,3 @@ def test_create_rejects_what_is_not_supported(env):
     with pytest.raises(errdefs.Forbidden, match="pre-defined"):
         env.run(svc.remove("none"))
 
-
-def test_without_default_bridge_bridge_mode_is_no_network(env):
-    env.config.bridge = "none"
-    svc = env.service()
-    info = env.sandbox(svc, cid(), "bridge")
-    assert info.endpoints[0].network_name == "none" and not info.endpoints[0].ip_address
-    assert {n.name for n in svc.list({})} == {"host", "none"}
