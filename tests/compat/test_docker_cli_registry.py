@@ -196,3 +196,31 @@ def test_search_through_the_daemon(dockyardd):
         assert out == "busybox\n"
     finally:
         fake.stop()
+
+
+def test_registry_endpoints_fit_the_spec(dockyardd, registry):
+    from tests.compat.openapi import validate
+    from tests.compat.test_api_errors import call
+
+    d = dockyardd
+    name = f"{registry.host}/spec/busybox"
+    ok(d, "tag", "busybox", f"{name}:1")
+    ok(d, "push", f"{name}:1")
+    status, _, body = call(d, "GET", f"/v1.50/distribution/{name}:1/json")
+    assert status == 200, body
+    validate("get", "/distribution/{name}/json", 200, json.loads(body))
+    status, _, body = call(d, "POST", "/v1.50/auth", json.dumps({"serveraddress": registry.host}).encode(),
+                           {"Content-Type": "application/json"})
+    assert status == 200, body
+    validate("post", "/auth", 200, json.loads(body))
+    fake = FakeRegistry()
+    fake.search_results = [{"name": "busybox", "description": "d", "star_count": 1, "is_official": True,
+                            "is_automated": False}]
+    fake.start()
+    try:
+        status, _, body = call(d, "GET", f"/v1.50/images/search?term={fake.host}/busybox")
+        assert status == 200, body
+        validate("get", "/images/search", 200, json.loads(body))
+    finally:
+        fake.stop()
+    ok(d, "rmi", f"{name}:1")
