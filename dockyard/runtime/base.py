@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dockyard.oci import runtime_spec
+
 
 @dataclass(frozen=True)
 class RuntimeState:
@@ -46,6 +48,19 @@ class Runtime(Protocol):
         ...
 
     def start(self, container_id: str) -> None: ...
+
+    def exec(
+        self,
+        container_id: str,
+        process: runtime_spec.Process,
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: Path | None = None,
+    ) -> int:
+        """Run ``process`` in the running container (its namespaces, cgroup, seccomp profile) and
+        return its host PID once it has exec'd; the caller (a child subreaper) reaps it. Exec
+        errors read as runc's ('exec: "nope": executable file not found in $PATH')."""
+        ...
 
     def kill(self, container_id: str, signal: int, all_processes: bool = False) -> None: ...
 

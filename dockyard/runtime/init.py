@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from dockyard.oci.runtime_spec import Spec
+from dockyard.oci.runtime_spec import Process, Spec
 from dockyard.runtime import caps, console, credentials, rootfs
 from dockyard.runtime import syscalls as sc
 
@@ -97,7 +97,7 @@ def _send(fd: int, message: SyncMessage) -> None:
     os.write(fd, msgspec.json.encode(message) + b"\n")
 
 
-def _reset_signals() -> None:
+def reset_signals() -> None:
     """Default dispositions and an empty mask: the shim's Python handlers must not run here,
     and SIG_IGN (Python ignores SIGPIPE) would survive exec."""
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP,
@@ -135,7 +135,7 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
     """Everything up to "ready"; returns (executable, O_PATH fd of exec.fifo)."""
     spec = cfg.spec
     process = spec.process
-    _reset_signals()
+    reset_signals()
     os.setsid()
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if cfg.stdio is not None and not process.terminal:
@@ -181,8 +181,12 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
 
 
 def _after_start(cfg: InitConfig, executable: str) -> None:
-    spec = cfg.spec
-    process = spec.process
+    exec_process(cfg.spec.process, cfg.seccomp_program, executable)
+
+
+def exec_process(process: Process, seccomp_program: bytes | None, executable: str) -> None:
+    """The last steps, shared with ``docker exec`` (``execproc``): user switch, capability sets,
+    cwd, no_new_privileges (then seccomp), execve. Raises on failure, never returns otherwise."""
     credentials.switch_user(process.user)
     if process.capabilities is not None:
         caps.set_sets(process.capabilities, caps.last_cap())
@@ -192,8 +196,8 @@ def _after_start(cfg: InitConfig, executable: str) -> None:
         raise OSError(err.errno, f'chdir to cwd ("{process.cwd}") set in config.json failed: {err.strerror.lower()}') from None
     if process.no_new_privileges:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        if cfg.seccomp_program is not None:
-            sc.seccomp_filter(cfg.seccomp_program)
+        if seccomp_program is not None:
+            sc.seccomp_filter(seccomp_program)
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in process.env)
     if "HOME" not in env:
         env["HOME"] = credentials.home_of(process.user.uid)

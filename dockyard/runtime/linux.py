@@ -32,7 +32,7 @@ import msgspec
 from dockyard import errdefs
 from dockyard.oci import runtime_spec
 from dockyard.oci.runtime_spec import Seccomp, Spec
-from dockyard.runtime import console, init, seccomp, state
+from dockyard.runtime import console, execproc, init, seccomp, state
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import RuntimeState
 from dockyard.runtime.cgroups import Manager, manager_for
@@ -245,6 +245,77 @@ class DockyardRuntime:
             raise errdefs.System(f"container {container_id}: init exited before start")
         if len(data) > 1:
             raise _error(data[1:].decode(errors="replace"))
+
+    # exec -----------------------------------------------------------------
+
+    def exec(
+        self,
+        container_id: str,
+        process: runtime_spec.Process,
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: Path | None = None,
+    ) -> int:
+        """Start ``process`` in the running container (every namespace and the cgroup of its
+        init, the seccomp profile of its config.json) and return its host PID once it has
+        exec'd. The process is the caller's child: the caller reaps it."""
+        st = self._load(container_id)
+        if not state.alive(st):
+            raise errdefs.Conflict(f"container {container_id} is not running")
+        if process.terminal and console_socket is None:
+            raise errdefs.InvalidParameter("cannot allocate a tty without a console socket (process.terminal is set)")
+        spec = runtime_spec.decode(Path(st.bundle, "config.json").read_bytes())
+        program = compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None
+        fds: list[tuple[int, int, str]] = []
+        pid_fd = own_pid_ns = -1
+        sock = None
+        sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            for ns in spec.linux.namespaces:
+                if ns.type == "user":
+                    raise errdefs.InvalidParameter(
+                        "user namespaces are not supported by the dockyard runtime (use --runtime runc)")
+                path = f"/proc/{st.pid}/ns/{sc.NAMESPACE_FILES[ns.type]}"
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                if ns.type == "pid":
+                    pid_fd = fd
+                else:
+                    fds.append((fd, sc.NAMESPACE_FLAGS[ns.type], f"join namespace {path}"))
+            # the mount namespace last: entering it changes what every path resolves to
+            fds.sort(key=lambda item: item[1] == sc.CLONE_NEWNS)
+            if process.terminal and console_socket is not None:
+                sock = console.connect(str(console_socket))
+            if pid_fd >= 0:
+                # a PID namespace applies to children only: enter it, fork, come back
+                own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+                sc.setns(pid_fd, sc.CLONE_NEWPID, f"join namespace /proc/{st.pid}/ns/pid")
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    os.close(sync_read)
+                    execproc.run(execproc.ExecConfig(
+                        process=process, namespaces=fds, cgroup=manager_for(st.cgroup_path),
+                        seccomp_program=program, sync_fd=sync_write, stdio=stdio, console_socket=sock))
+            finally:
+                if own_pid_ns >= 0:
+                    sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
+        except OSError as err:
+            raise errdefs.System(f"exec in container {container_id}: {init._describe(err)}") from None
+        finally:
+            for fd in [pid_fd, own_pid_ns, *(item[0] for item in fds)]:
+                if fd >= 0:
+                    os.close(fd)
+            if sock is not None:
+                sock.close()
+            os.close(sync_write)
+        try:
+            message = _read_sync(sync_read)
+        finally:
+            os.close(sync_read)
+        if message is not None:
+            _reap_failed(pid)
+            raise _error(message.message)
+        return pid
 
     # other verbs ----------------------------------------------------------
 

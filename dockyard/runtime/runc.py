@@ -19,7 +19,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import msgspec
+
 from dockyard import errdefs
+from dockyard.oci import runtime_spec
 from dockyard.runtime import syscalls
 from dockyard.runtime.base import RuntimeState
 
@@ -70,6 +73,28 @@ class RuncRuntime:
 
     def start(self, container_id: str) -> None:
         self._run("start", container_id)
+
+    def exec(
+        self,
+        container_id: str,
+        process: runtime_spec.Process,
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: Path | None = None,
+    ) -> int:
+        """``runc exec --detach --process``: runc exits once the process runs, leaving it to the
+        nearest child subreaper (the shim), which reaps it."""
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.root, prefix=".exec-", suffix=".json") as spec_file, \
+                tempfile.NamedTemporaryFile(dir=self.root, prefix=".exec-", suffix=".pid") as pid_file:
+            spec_file.write(msgspec.json.encode(process))
+            spec_file.flush()
+            args = ["exec", "--detach", "--process", spec_file.name, "--pid-file", pid_file.name]
+            if console_socket is not None:
+                args += ["--console-socket", str(console_socket)]
+            self._run(*args, container_id, stdio=stdio if console_socket is None else None)
+            return int(Path(pid_file.name).read_text())
 
     def kill(self, container_id: str, signal: int, all_processes: bool = False) -> None:
         self._run("kill", *(["--all"] if all_processes else []), container_id, str(signal))
