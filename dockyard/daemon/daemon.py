@@ -73,6 +73,7 @@ class Daemon:
         await self.containers.restore()
         live = {c.id: c.names[0].lstrip("/") for c in self.containers.list(all=False)}
         await self.networks.reconcile(live)
+        await self.containers.start_by_policy()  # after reconcile: these make new sandboxes
         self.volumes.forget_missing({c.id for c in self.containers.list(all=True)})
 
     async def stop(self) -> None:

@@ -33,6 +33,7 @@ from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import changes as changes_mod
 from dockyard.daemon.containers import names, startup, views
+from dockyard.daemon.containers import restart as restarting
 from dockyard.daemon.containers import spec as spec_mod
 from dockyard.daemon.containers import update as update_mod
 from dockyard.runtime.cgroups import manager_for
@@ -67,6 +68,7 @@ class _Running:
     handle: ShimHandle
     exited: asyncio.Event
     watch: asyncio.Task | None = None
+    exit_on_next: bool = False  # a user's stop/kill: this exit never restarts (moby's ExitOnNext)
 
 
 def parse_signal(value: str | int | None, default: str = "SIGKILL") -> int:
@@ -108,6 +110,10 @@ class ContainerService:
         self._pending: dict[str, list[AttachSession]] = {}
         self._exit_waiters: dict[str, list[asyncio.Future]] = {}
         self._removed_waiters: dict[str, list[asyncio.Future]] = {}
+        self._backoff: dict[str, restarting.Backoff] = {}
+        self._restarts: dict[str, asyncio.Task] = {}  # containers waiting out their restart delay
+        self._shutting_down = False
+        self._ready = asyncio.Event()  # set once start-up restarts are done (moby's waitForStartupDone)
 
     # ---- helpers -----------------------------------------------------------------
     def _lock(self, cid: str) -> asyncio.Lock:
@@ -171,6 +177,10 @@ class ContainerService:
         rec = self._store.get(ref)
         try:
             async with self._lock(rec.id):
+                if rec.state.status == st.RESTARTING:  # moby counts it as running
+                    raise errdefs.NotModified("Container already started")
+                rec.restart_count = 0  # a user's start begins the policy's count and back-off anew
+                self._backoff.pop(rec.id, None)
                 await self._start_locked(rec)
         except errdefs.NotModified:
             raise
@@ -227,7 +237,7 @@ class ContainerService:
             raise
         except Exception as e:  # the shim vanished: record what we know
             log.warning("container %s: lost its shim: %s", cid, e)
-            status = ExitStatus(exit_code=255, finished_at=views.now_rfc3339(), error="shim died")
+            status = startup.shim_died()
         await self._on_exit(cid, running, status)
 
     async def _on_exit(self, cid: str, running: _Running, status: ExitStatus) -> None:
@@ -245,16 +255,27 @@ class ContainerService:
             await self._volumes.unmount(cid)
             if self._store.has_id(cid):
                 rec = self._store.get(cid)
-                st.transition(rec.state, st.EXITED, rec.name, now=status.finished_at or views.now_rfc3339())
+                if status.error == startup.SHIM_DIED:
+                    await asyncio.to_thread(startup.clean_orphan, rec, self._config)
+                finished_at = status.finished_at or views.now_rfc3339()
+                ran_for = max(0.0, views.parse_rfc3339(finished_at) - views.parse_rfc3339(rec.state.started_at))
+                delay = self._restart_delay(rec, running, status.exit_code, ran_for)
+                if delay is None:
+                    st.transition(rec.state, st.EXITED, rec.name, now=finished_at)
+                else:  # moby's SetRestarting: the exit is recorded, the count goes up
+                    st.transition(rec.state, st.RESTARTING, rec.name)
+                    rec.state.pid = 0
+                    rec.state.finished_at = finished_at
+                    rec.restart_count += 1
                 rec.state.exit_code = status.exit_code
                 rec.state.oom_killed = status.oom_killed
                 rec.state.error = status.error
                 startup.forget_sandbox(rec)
                 self._store.save(rec)
-                self._emit(rec, "die", exitCode=str(status.exit_code),
-                           execDuration=str(int(views.parse_rfc3339(rec.state.finished_at)
-                                                - views.parse_rfc3339(rec.state.started_at))))
-                auto_remove = rec.host_config.auto_remove
+                self._emit(rec, "die", exitCode=str(status.exit_code), execDuration=str(int(ran_for)))
+                if delay is not None:
+                    self._restarts[cid] = asyncio.ensure_future(self._restart_later(cid, delay))
+                auto_remove = rec.host_config.auto_remove and delay is None
             running.exited.set()
             for fut in self._exit_waiters.pop(cid, []):
                 if not fut.done():
@@ -265,16 +286,77 @@ class ContainerService:
             except errdefs.DockyardError as e:
                 log.warning("container %s: auto-remove: %s", cid, e)
 
+    def _restart_delay(self, rec: ContainerRecord, running: _Running, exit_code: int,
+                       ran_for: float) -> float | None:
+        """Seconds until the policy brings the container back, or None when it stays down."""
+        if running.exit_on_next or self._shutting_down or rec.state.status != st.RUNNING:
+            return None
+        if not restarting.wants_restart(rec.host_config.restart_policy, exit_code, rec.manually_stopped,
+                                        rec.restart_count):
+            self._backoff.pop(rec.id, None)
+            return None
+        return self._backoff.setdefault(rec.id, restarting.Backoff()).next(ran_for)
+
+    async def _restart_later(self, cid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._ready.wait()
+        async with self._lock(cid):
+            self._restarts.pop(cid, None)
+            if not self._store.has_id(cid):
+                return
+            rec = self._store.get(cid)
+            if rec.state.status != st.RESTARTING:
+                return
+            try:
+                await self._start_locked(rec)
+            except errdefs.DockyardError as e:  # moby gives up: the container stays exited
+                log.warning("container %s: restart by policy failed: %s", cid, e)
+                self._stop_restarting(rec)
+
+    def _stop_restarting(self, rec: ContainerRecord) -> None:
+        """A restarting container stays down: its pending restart is cancelled."""
+        task = self._restarts.pop(rec.id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        self._backoff.pop(rec.id, None)
+        if rec.state.status == st.RESTARTING:
+            error, exit_code = rec.state.error, rec.state.exit_code
+            st.transition(rec.state, st.EXITED, rec.name)
+            rec.state.error, rec.state.exit_code = error, exit_code
+            self._store.save(rec)
+
+    async def _stop_for_shutdown(self, cid: str) -> None:
+        running = self._live.get(cid)
+        if running is None or not self._store.has_id(cid):
+            return
+        try:
+            await self._stop(self._store.get(cid), running, None, None)
+        except Exception as e:
+            log.warning("container %s: stopping at shutdown: %s", cid, e)
+
     # ---- stop / kill / restart / pause --------------------------------------------------
     async def kill(self, ref: str, signal: str | None = None) -> None:
         rec = self._store.get(ref)
         number = parse_signal(signal)
+        if rec.state.status == st.RESTARTING:
+            async with self._lock(rec.id):
+                rec.manually_stopped = True
+                self._stop_restarting(rec)
+            return
         running = self._live.get(rec.id)
         if running is None or not rec.state.running:
             raise errdefs.Conflict(f"Container {rec.id} is not running")
         await self._signal(rec, running, number)
 
     async def _signal(self, rec: ContainerRecord, running: _Running, number: int) -> None:
+        # moby's killWithSignal: the user stopped it (unless-stopped stays down, also after a
+        # daemon restart), and the exit this signal causes never restarts
+        if not self._shutting_down and not rec.manually_stopped:
+            rec.manually_stopped = True
+            self._store.save(rec)
+        if (number == signals.SIGKILL or not rec.config.stop_signal
+                or number == parse_signal(rec.config.stop_signal, default="SIGTERM")):
+            running.exit_on_next = True
         await running.handle.kill(number, all_processes=False)
         self._emit(rec, "kill", signal=str(number))
         if number == signals.SIGKILL and rec.state.paused:
@@ -282,6 +364,12 @@ class ContainerService:
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         rec = self._store.get(ref)
+        if rec.state.status == st.RESTARTING:
+            async with self._lock(rec.id):
+                rec.manually_stopped = True
+                self._stop_restarting(rec)
+            self._emit(rec, "stop")
+            return
         running = self._live.get(rec.id)
         if running is None or not rec.state.running:
             raise errdefs.NotModified("Container already stopped")
@@ -314,6 +402,9 @@ class ContainerService:
 
     async def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         rec = self._store.get(ref)
+        if rec.state.status == st.RESTARTING:
+            async with self._lock(rec.id):
+                self._stop_restarting(rec)
         running = self._live.get(rec.id)
         if running is not None and rec.state.running:
             await self._stop(rec, running, timeout, signal)
@@ -372,6 +463,12 @@ class ContainerService:
     # ---- remove / rename / prune ------------------------------------------------------
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         rec = self._store.get(ref)
+        if rec.state.status == st.RESTARTING:
+            if not force:
+                raise errdefs.Conflict(f'cannot remove container "/{rec.name}": container is restarting: '
+                                       "stop the container before removing or force remove")
+            async with self._lock(rec.id):
+                self._stop_restarting(rec)
         running = self._live.get(rec.id)
         if running is not None and rec.state.running:
             if not force:
@@ -696,9 +793,13 @@ class ContainerService:
             if handle is not None:
                 self._watch(rec.id, handle)
                 continue
+            if rec.state.status == st.RESTARTING:  # the daemon stopped during the back-off
+                st.transition(rec.state, st.EXITED, rec.name)
+                self._store.save(rec)
+                continue
             status = startup.read_exit_file(self._exec_dir(rec.id))
-            if rec.state.status == st.RESTARTING:
-                rec.state.status = st.RUNNING
+            if status.error == startup.SHIM_DIED:
+                await asyncio.to_thread(startup.clean_orphan, rec, self._config)
             st.transition(rec.state, st.EXITED, rec.name, now=status.finished_at)
             rec.state.exit_code = status.exit_code
             rec.state.oom_killed = status.oom_killed
@@ -709,10 +810,34 @@ class ContainerService:
                 await self._networks.release_sandbox(rec.id)
             except Exception as e:
                 log.warning("container %s: releasing the sandbox: %s", rec.id, e)
+            await self._volumes.unmount(rec.id)
             self._emit(rec, "die", exitCode=str(status.exit_code))
 
+    async def start_by_policy(self) -> None:
+        """After restore and the networks' reconcile: start the containers whose restart policy
+        wants them up (moby: always; unless-stopped unless a user stopped it; on-failure after a
+        failure with retries left), as a user's start would. Then policy restarts may run."""
+        for rec in self._store.all():
+            if rec.state.status != st.EXITED or not rec.has_been_started or rec.host_config.auto_remove:
+                continue
+            if not restarting.wants_restart(rec.host_config.restart_policy, rec.state.exit_code,
+                                            rec.manually_stopped, rec.restart_count):
+                continue
+            try:
+                await self.start(rec.id)
+            except errdefs.DockyardError as e:
+                log.warning("container %s: start by restart policy: %s", rec.id, e)
+        self._ready.set()
+
     async def close(self) -> None:
-        """Daemon shutdown: stop watching; the shims keep the containers running."""
+        """Daemon shutdown: stop watching; the shims keep the containers running (live-restore),
+        or with live_restore off stop them first, as dockerd does (their StopSignal and timeout;
+        not a user's stop, so their restart policy brings them back with the daemon)."""
+        self._shutting_down = True
+        for task in list(self._restarts.values()):
+            task.cancel()
+        if not self._config.live_restore:
+            await asyncio.gather(*(self._stop_for_shutdown(cid) for cid in list(self._live)))
         for running in list(self._live.values()):
             if running.watch is not None:
                 running.watch.cancel()

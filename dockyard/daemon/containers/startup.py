@@ -9,6 +9,7 @@ container (State.Error, ExitCode 127/126/128) in moby's words and classes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,8 +31,12 @@ from dockyard.daemon.interfaces import ImageInfo, ImageLookup, NetworkAttacher, 
 from dockyard.mount import Mount
 from dockyard.oci import runtime_spec
 from dockyard.shim.client import ExitStatus, ShimHandle, ShimManager, SpawnRequest
+from dockyard.shim.rootfs import unmount_all
+
+log = logging.getLogger("dockyard.containers")
 
 EXIT_UNKNOWN = 128  # moby's exitUnknown: a start failed for a reason other than the command
+SHIM_DIED = "shim died"  # State.Error of a container whose shim vanished without recording the exit
 
 
 def resolve_image(images: ImageLookup, ref: str) -> ImageInfo:
@@ -181,13 +186,33 @@ def forget_sandbox(rec: ContainerRecord) -> None:
 
 
 def read_exit_file(state_dir: Path) -> ExitStatus:
-    """The shim's exit.json, or "shim died" when the shim vanished without writing it."""
+    """The shim's exit.json, or SHIM_DIED when the shim vanished without writing it."""
     try:
         doc = json.loads((state_dir / "exit.json").read_bytes())
         return ExitStatus(exit_code=int(doc["exit_code"]), finished_at=doc.get("finished_at") or now_rfc3339(),
                           oom_killed=bool(doc.get("oom_killed")), error=doc.get("error") or "")
     except (OSError, ValueError, KeyError):
-        return ExitStatus(exit_code=255, finished_at=now_rfc3339(), error="shim died")
+        return shim_died()
+
+
+def shim_died() -> ExitStatus:
+    return ExitStatus(exit_code=255, finished_at=now_rfc3339(), error=SHIM_DIED)
+
+
+def clean_orphan(rec: ContainerRecord, config: DaemonConfig) -> None:
+    """What a dead shim left: the container's processes (killed, as containerd does when a shim
+    dies), its cgroups and runtime state (runtime delete --force), its rootfs mounts.
+    Blocking: run it in a thread."""
+    from dockyard.shim.shim import load_runtime  # the runtime is loaded only for this rare cleanup
+
+    try:
+        load_runtime(rec.runtime, config.runtime_root).delete(rec.id, force=True)
+    except Exception as e:  # nothing left to delete, or the runtime refused: the mounts still go
+        log.info("container %s: runtime delete after its shim died: %s", rec.id, e)
+    root = config.container_exec_dir(rec.id) / "rootfs"
+    if os.path.ismount(root):
+        unmount_all(tuple(Mount(type=m.type, source=m.source, options=tuple(m.options))
+                          for m in rec.rootfs_mounts), root)
 
 
 def dir_size(path: Path | None) -> int:

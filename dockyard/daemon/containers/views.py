@@ -11,6 +11,8 @@ import shlex
 import time
 from datetime import datetime, timezone
 
+import msgspec
+
 from dockyard import errdefs
 from dockyard.apitypes.container import (
     ContainerInspect, ContainerSummary, GraphDriver, NetworkSettings, Port, SummaryHostConfig,
@@ -99,8 +101,11 @@ def network_settings(rec: ContainerRecord) -> NetworkSettings:
 
 
 def inspect(rec: ContainerRecord, size_rw: int | None = None, size_root_fs: int | None = None) -> ContainerInspect:
+    state = rec.state
+    if state.status == st.RESTARTING:  # Docker shows a restarting container as running too
+        state = msgspec.structs.replace(state, running=True)
     return ContainerInspect(
-        id=rec.id, created=rec.created, path=rec.path, args=rec.args, state=rec.state,
+        id=rec.id, created=rec.created, path=rec.path, args=rec.args, state=state,
         image=rec.image_id, resolv_conf_path=rec.resolv_conf_path, hostname_path=rec.hostname_path,
         hosts_path=rec.hosts_path, log_path=rec.log_path, name="/" + rec.name,
         restart_count=rec.restart_count, driver="overlay2", platform="linux", mount_label="",
