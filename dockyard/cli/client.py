@@ -298,8 +298,8 @@ def filters_arg(pairs: list[str] | None) -> dict[str, dict[str, bool]] | None:
 
 
 def path_quote(s: str) -> str:
-    # what Go's url.PathEscape leaves alone (docker sends "busybox:latest" unescaped)
-    return quote(s, safe=":@&=+$")
+    # docker puts names into paths as they are ("me/box:1"), escaping only what URLs cannot carry
+    return quote(s, safe=":@&=+$/")
 
 
 def from_environment(host: str | None, tls_flags: dict[str, Any]) -> Client:

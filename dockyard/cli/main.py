@@ -42,6 +42,10 @@ TOP: dict[str, tuple[str, str, str]] = {
     "save": ("image", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
     "history": ("image", "history", "Show the history of an image"),
     "pull": ("image", "pull", "Download an image from a registry"),
+    "push": ("registry", "push", "Upload an image to a registry"),
+    "login": ("registry", "login", "Authenticate to a registry"),
+    "logout": ("registry", "logout", "Log out from a registry"),
+    "search": ("registry", "search", "Search Docker Hub for images"),
     "version": ("system", "version", "Show the Docker version information"),
     "info": ("system", "info", "Display system-wide information"),
     "events": ("system", "events", "Get real time events from the server"),
@@ -68,6 +72,7 @@ MANAGEMENT: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "save": ("image", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
         "tag": ("image", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
         "pull": ("image", "pull", "Download an image from a registry"),
+        "push": ("registry", "push", "Upload an image to a registry"),
     }),
     "system": ("Manage Docker", {
         "df": ("system", "df", "Show docker disk usage"),

@@ -567,3 +567,45 @@ def test_network_commands_like_docker(api: FakeServer) -> None:
     for ours, theirs in zip(results["dockyard"], results["docker"]):
         _same(ours, theirs)
     assert results["dockyard-bodies"] == results["docker-bodies"]
+
+
+def test_registry_commands_like_docker(api: FakeServer, tmp_path: Any) -> None:
+    """login/push/pull/search/logout: same output, same config.json, same X-Registry-Auth headers."""
+    now = time.time()
+    sequence = [
+        (("login", "-u", "me", "--password-stdin", "registry.local:5000"), b"secret\n"),
+        (("login", "-u", "me", "-p", "wrong", "registry.local:5000"), None),
+        (("push", "registry.local:5000/me/box:1"), None), (("push", "registry.local:5000/me/box"), None),
+        (("pull", "registry.local:5000/me/other:1"), None), (("pull", "alpine"), None),
+        (("search", "busybox"), None), (("search", "--no-trunc", "--limit", "1", "busybox"), None),
+        (("search", "--format", "{{json .}}", "busybox"), None),
+        (("logout", "registry.local:5000"), None), (("logout", "registry.local:5000"), None),
+    ]
+    results: dict[str, Any] = {}
+    for cli in ("dockyard", "docker"):
+        _seed(api, now)
+        api.state.add_image("registry.local:5000/me/box:1")
+        cfg = tmp_path / cli
+        cfg.mkdir()
+        configs = []
+        outs = []
+        for args, stdin in sequence:
+            env = {"DOCKER_CONFIG": str(cfg)}
+            if cli == "dockyard":
+                outs.append(dockyard(api, *args, stdin=stdin, env=env))
+            else:
+                full = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+                full.update(DOCKER_HOST=api.host, **env)  # type: ignore[attr-defined]
+                outs.append(subprocess.run(["docker", *args], input=stdin or b"", capture_output=True, env=full,
+                                           timeout=30))
+            configs.append((cfg / "config.json").read_text() if (cfg / "config.json").exists() else None)
+        headers = [(p, h) for (m, p, q, b), h in zip(api.state.requests, api.state.auth_headers) if p != "/_ping"]
+        results[cli] = (outs, configs, headers)
+    if not shutil.which("docker"):
+        pytest.skip("no docker CLI to compare with")
+    for ours, theirs in zip(results["dockyard"][0], results["docker"][0]):
+        _same(ours, theirs.__class__(ours.args, theirs.returncode, theirs.stdout,
+                                     theirs.stderr.replace(str(tmp_path / "docker").encode(),
+                                                           str(tmp_path / "dockyard").encode())))
+    assert results["dockyard"][1] == results["docker"][1]
+    assert results["dockyard"][2] == results["docker"][2]

@@ -71,6 +71,7 @@ class FakeState:
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, dict[str, list[str]], Any]] = []
         self.raw_paths: list[str] = []
+        self.auth_headers: list[str | None] = []
         self.containers: dict[str, FakeContainer] = {}
         self.images: dict[str, FakeImage] = {}
         self.pullable: dict[str, FakeImage] = {}
@@ -226,6 +227,10 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.requests.append((method, path, query, body))
             state.raw_paths.append(self.path)
+            state.auth_headers.append(self.headers.get("X-Registry-Auth"))
+        if path.startswith("/images/") and path.endswith("/push"):  # names contain slashes
+            self.h_POST_images_X_push(query, body, path[len("/images/"):-len("/push")])
+            return
         parts = path.strip("/").split("/")
         name = f"h_{method}_" + "_".join(p if i == 0 or p in _STATIC else "X" for i, p in enumerate(parts))
         handler = getattr(self, name, None)
@@ -380,6 +385,35 @@ class Handler(BaseHTTPRequestHandler):
                           "Scope": "local", "Driver": d, "EnableIPv4": True, "EnableIPv6": False, "Internal": False,
                           "Labels": {}, "IPAM": {"Driver": "default", "Config": [{"Subnet": "172.17.0.0/16"}]}}
                          for n, d in (("bridge", "bridge"), ("host", "host"), ("none", "null"))])
+
+    def h_POST_auth(self, q: Any, body: dict[str, Any]) -> None:
+        if body.get("password") != "secret":
+            self._error(401, "login attempt to https://registry.local/v2/ failed with status: 401 Unauthorized")
+            return
+        self._send_json({"Status": "Login Succeeded", "IdentityToken": ""})
+
+    def h_POST_images_X_push(self, q: Any, b: Any, name: str) -> None:
+        img = self.server.state.find_image(f"{name}:{self._q(q, 'tag') or 'latest'}")
+        if img is None:
+            self._error(404, f"No such image: {name}:{self._q(q, 'tag') or 'latest'}")
+            return
+        self._start_chunked()
+        tag = self._q(q, "tag") or "latest"
+        for msg in ({"status": f"The push refers to repository [{name}]"},
+                    {"status": "Preparing", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
+                    {"status": "Pushed", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
+                    {"status": f"{tag}: digest: sha256:{'0' * 64} size: 527"},
+                    {"progressDetail": {}, "aux": {"Tag": tag, "Digest": "sha256:" + "0" * 64, "Size": 527}}):
+            self._chunk(json.dumps(msg).encode() + b"\r\n")
+        self._end_chunked()
+
+    def h_GET_images_search(self, q: Any, b: Any) -> None:
+        self._send_json([{"star_count": 10, "is_official": True, "name": "busybox", "is_automated": False,
+                          "description": "Busybox base image."},
+                         {"star_count": 2, "is_official": False, "name": "someone/busybox-with-a-long-name",
+                          "is_automated": False,
+                          "description": "A very long description that goes on and on past the column limit"}
+                         ][:int(self._q(q, "limit", "25") or 25)])
 
     def h_POST_networks_create(self, q: Any, body: dict[str, Any]) -> None:
         st = self.server.state
@@ -691,7 +725,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json({"ContainersDeleted": [c.id for c in gone] or None, "SpaceReclaimed": 0})
 
 
-_STATIC = {"connect", "disconnect", "exec", "tag", "get", "export", "commit", "build", "volumes", "history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
+_STATIC = {"auth", "push", "search", "connect", "disconnect", "exec", "tag", "get", "export", "commit", "build", "volumes", "history", "system", "df", "networks", "json", "attach", "wait", "start", "stop", "kill", "pause", "unpause", "restart", "rename",
            "logs", "resize", "create", "load", "prune", "_ping", "version", "info", "events"}
 
 

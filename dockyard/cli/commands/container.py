@@ -82,9 +82,11 @@ def fully_qualified(name: str) -> str:
 def pull(ctx: Context, ref: str, quiet: bool = False, out=None) -> None:  # noqa: ANN001
     from dockyard.cli.jsonstream import StreamError, display
 
+    from dockyard.cli import auth
+
     name, tag = split_reference(ref)
     query = {"fromImage": fully_qualified(name), "tag": tag}
-    resp = ctx.client.request("POST", "/images/create", query)
+    resp = ctx.client.request("POST", "/images/create", query, headers=auth.header(auth.registry_of(name)))
     stream = out or sys.stderr
     try:
         lines = iter(resp.readline, b"")
