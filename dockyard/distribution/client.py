@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Iterable
 
 from dockyard import errdefs
 from dockyard.distribution.auth import Authorizer, Challenge, Credentials
@@ -299,6 +299,7 @@ class Repository:
         self._scopes = scopes
         self._endpoints = list(endpoints)
         self._session: Session | None = None
+        self._last_error: BaseException | None = None  # why the last endpoint was given up
         self._lock = threading.Lock()
 
     @property
@@ -314,14 +315,14 @@ class Repository:
         return self.session.endpoint.mirror
 
     def _next_endpoint(self) -> None:
-        last: BaseException | None = None
+        last = self._last_error
         while self._endpoints:
             endpoint = self._endpoints.pop(0)
             session = Session(self.client, self.domain, endpoint, self._credentials, self._scopes)
             try:
                 session.ping()
             except (ConnectionFailed, errdefs.Unavailable, errdefs.NotFound) as e:
-                last = e
+                last = self._last_error = e
                 continue
             self._session = session
             return
@@ -422,17 +423,12 @@ class Repository:
                                          "Content-Length": str(len(data))}, data, retry=False)
         response.close()
 
-    def upload_chunks(self, location: str, chunks: Iterable[bytes], chunk_size: int,
-                      on_sent: Callable[[int], None]) -> str:
+    def upload_chunks(self, location: str, chunks: Iterable[bytes], chunk_size: int) -> str:
         """PATCH the data: one streamed request when ``chunk_size`` is 0, else one request per
         ``chunk_size`` bytes with Content-Range (the chunked upload). Returns the next location."""
         if chunk_size <= 0:
-            def counted() -> Iterable[bytes]:
-                for chunk in chunks:
-                    yield chunk
-                    on_sent(len(chunk))
             response = self.session.request("PATCH", location, {"Content-Type": "application/octet-stream"},
-                                            counted(), retry=False)
+                                            chunks, retry=False)
             response.close()
             return self.session.url(response.headers.get("location", location))
         offset = 0
@@ -446,7 +442,6 @@ class Repository:
             response.close()
             location = self.session.url(response.headers.get("location", location))
             offset += len(data)
-            on_sent(len(data))
 
         for chunk in chunks:
             buffer += chunk

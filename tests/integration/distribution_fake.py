@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 import threading
 import time
@@ -133,6 +134,8 @@ class FakeRegistry:
     files: dict[str, bytes] = field(default_factory=dict)  # plain paths outside /v2/ (import URLs)
     search_results: list[dict] = field(default_factory=list)  # served by /v1/search (substring of name)
     search_queries: list[str] = field(default_factory=list)
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    upload_faults: list[str] = field(default_factory=list)  # consumed one per upload POST/PATCH
     in_flight: int = 0
     peak_in_flight: int = 0
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -282,8 +285,66 @@ class FakeRegistry:
 
             do_HEAD = do_GET
 
-            def do_POST(self) -> None:  # the OAuth side of the token server: refresh tokens
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return out
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+            def _upload_fault(self) -> bool:
+                action = registry.upload_faults.pop(0) if registry.upload_faults else ""
+                if action == "500":
+                    self._body()
+                    self._error(500, "UNKNOWN", "upload failed")
+                    return True
+                return False
+
+            def do_PATCH(self) -> None:  # upload data; faults from upload_faults, one per PATCH
+                uid = self.path.split("?", 1)[0].rsplit("/", 1)[1]
+                if self._upload_fault():
+                    return
+                registry.uploads[uid] += self._body()
+                self._send(202, b"", {"Location": self.path.split("?", 1)[0],
+                                      "Range": f"0-{len(registry.uploads[uid]) - 1}"})
+
+            def do_PUT(self) -> None:
                 from urllib.parse import parse_qs
+                path, _, query = self.path.partition("?")
+                parts = path.split("/")
+                data = self._body()
+                if "manifests" in parts:
+                    i = parts.index("manifests")
+                    repo = "/".join(parts[2:i])
+                    registry.manifests.setdefault(repo, {})[parts[i + 1]] = (self.headers["Content-Type"], data)
+                    registry.manifests[repo][digest_of(data)] = (self.headers["Content-Type"], data)
+                    self._send(201, b"", {"Docker-Content-Digest": digest_of(data)})
+                    return
+                uid = path.rsplit("/", 1)[1]
+                blob = registry.uploads.pop(uid) + data
+                digest = parse_qs(query)["digest"][0]
+                if digest_of(blob) != digest:
+                    self._error(400, "DIGEST_INVALID", "provided digest did not match uploaded content")
+                    return
+                registry.blobs[digest] = blob
+                self._send(201, b"", {"Docker-Content-Digest": digest})
+
+            def do_POST(self) -> None:  # blob uploads; the OAuth side of the token server
+                from urllib.parse import parse_qs
+                if "/blobs/uploads/" in self.path:
+                    self._body()
+                    if self._upload_fault():
+                        return
+                    uid = os.urandom(8).hex()
+                    registry.uploads[uid] = b""
+                    repo = self.path.split("/blobs/uploads/")[0][len("/v2/"):]
+                    self._send(202, b"", {"Location": f"/v2/{repo}/blobs/uploads/{uid}"})
+                    return
                 form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
                 registry.token_requests.append("POST " + "&".join(f"{k}={v[0]}" for k, v in sorted(form.items())))
                 if self.path.split("?", 1)[0] != "/token" or not form.get("refresh_token", [""])[0].startswith(

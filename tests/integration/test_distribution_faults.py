@@ -7,6 +7,7 @@ After a failure nothing may be visible: no image row, no layer, nothing in inges
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from dockyard.apitypes.distribution import AuthConfig
 from dockyard.daemon.distribution.service import DistributionService
 from dockyard.distribution.client import RegistryClient, RetryPolicy
 from dockyard.distribution.endpoints import Endpoints, RegistrySettings
-from tests.integration.distribution_fake import FakeRegistry, digest_of, make_image, make_index
+from tests.integration.distribution_fake import FakeRegistry, digest_of, docker_archive, make_image, make_index
 from tests.integration.test_images_service import Harness
 
 
@@ -346,3 +347,20 @@ def test_login_identity_token_then_pull_with_it(env, fake):
     env.pull(f"{fake.host}/private", "v1", auth=AuthConfig(identitytoken="refresh-alice"))
     assert any(r.startswith("POST ") and "grant_type=refresh_token" in r for r in fake.token_requests)
     assert env.h.service.inspect(f"{fake.host}/private:v1").id == image.id
+
+
+def test_push_retries_a_failed_upload(env, fake):
+    image = make_image(_files(2, 40_000))
+    env.h.service.load(io.BytesIO(docker_archive(image, f"{fake.host}/up/app:v1")))
+    fake.upload_faults = ["", "500", "", "500"]  # a PATCH fails, then another (layers go in parallel)
+    messages: list = []
+    env.svc.push(f"{fake.host}/up/app", "v1", AuthConfig(), messages.append)
+    statuses = [m.status for m in messages if m.status]
+    assert sum(s.startswith("Retrying in") for s in statuses) >= 1
+    assert statuses[-1].startswith("v1: digest: sha256:")
+    assert fake.manifests["up/app"]["v1"][1]
+    fake.upload_faults = ["500"] * 20
+    env.h.service.tag(image.id, f"{fake.host}/up/other", "v1")
+    # known on this registry, so a mount is tried first: the fake fails it like the uploads
+    with pytest.raises(errdefs.Unavailable, match="upload failed"):
+        env.svc.push(f"{fake.host}/up/other", "v1", AuthConfig(), lambda m: None)

@@ -24,6 +24,7 @@ from typing import Callable
 from dockyard import errdefs
 from dockyard.daemon.distribution.progress import Meter
 from dockyard.daemon.distribution.registry import RepositoryAPI
+from dockyard.distribution.transport import TLSFailed
 from dockyard.storage.content import ContentStore
 
 _CHUNK = 1 << 20
@@ -125,7 +126,7 @@ class Downloads:
                     break
                 except errdefs.Unavailable as e:
                     attempt += 1
-                    if attempt >= self.attempts:
+                    if attempt >= self.attempts or isinstance(e, TLSFailed):  # a TLS setup error stays one
                         raise
                     delay = getattr(e, "retry_after", None)
                     if delay is None:

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Iterator
 
 from dockyard import errdefs
 from dockyard.daemon.distribution.blobinfo import BlobRecord
 from dockyard.daemon.distribution.compress import gzip_stream
-from dockyard.daemon.distribution.progress import Progress, short
+from dockyard.daemon.distribution.progress import Meter, Progress, short
 from dockyard.daemon.distribution.registry import RepositoryAPI
 from dockyard.daemon.images import references
 from dockyard.daemon.images.store import ImageRecord
 from dockyard.distribution.auth import Credentials
+from dockyard.distribution.transport import TLSFailed
 from dockyard.oci import image_spec as spec
 from dockyard.storage.layers import chain_id_of
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from dockyard.daemon.distribution.service import DistributionService
 
 _MAX_MOUNT_SOURCES = 3
+_UPLOAD_ATTEMPTS = 5  # Docker's max-upload-attempts default
 _OCI_OF = {spec.DOCKER_LAYER_GZIP: spec.OCI_LAYER_GZIP, spec.DOCKER_LAYER: spec.OCI_LAYER}
 
 
@@ -147,10 +150,29 @@ def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.R
             progress.layer(layer_id, f"Mounted from {source}")
             return spec.Descriptor(media_type=k.media_type, digest=k.digest, size=k.size)
         break  # the registry started an upload instead: use it
-    if location is None:
-        location = repo.start_upload()
     total = svc.content.info(diff_id).size
     meter = progress.meter(layer_id, "Pushing", total)
+    attempt = 0
+    while True:
+        try:
+            digest, size = _upload(svc, repo, chain, location or repo.start_upload(), meter)
+            break
+        except errdefs.Unavailable as e:
+            attempt += 1
+            if attempt >= _UPLOAD_ATTEMPTS or isinstance(e, TLSFailed):  # a TLS setup error stays one
+                raise
+            delay = svc.retry_delay * (2 ** (attempt - 1))
+            meter.status(f"Retrying in {max(int(delay), 1)} second{'s' if delay >= 2 else ''}")
+            time.sleep(delay)
+            location = None  # a failed upload session is gone: start a new one
+            meter.reset()
+    progress.layer(layer_id, "Pushed")
+    svc.blobinfo.add(diff_id, BlobRecord(digest, spec.DOCKER_LAYER_GZIP, size, ref.name))
+    return spec.Descriptor(media_type=spec.DOCKER_LAYER_GZIP, digest=digest, size=size)
+
+
+def _upload(svc: DistributionService, repo: RepositoryAPI, chain: str, location: str, meter: Meter) -> tuple[str, int]:
+    """Compress the layer's diff while streaming it into the upload session; (digest, size)."""
     hasher = hashlib.sha256()
     size = 0
 
@@ -162,9 +184,7 @@ def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.R
                 size += len(out)
                 yield out
 
-    location = repo.upload_chunks(location, compressed(), svc.push_chunk_size, lambda n: None)
+    location = repo.upload_chunks(location, compressed(), svc.push_chunk_size)
     digest = "sha256:" + hasher.hexdigest()
     repo.finish_upload(location, digest)
-    progress.layer(layer_id, "Pushed")
-    svc.blobinfo.add(diff_id, BlobRecord(digest, spec.DOCKER_LAYER_GZIP, size, ref.name))
-    return spec.Descriptor(media_type=spec.DOCKER_LAYER_GZIP, digest=digest, size=size)
+    return digest, size

@@ -44,6 +44,7 @@ class DistributionService:
         self.max_concurrent_downloads = max(1, config.max_concurrent_downloads)
         self.max_concurrent_uploads = max(1, config.max_concurrent_uploads)
         self.push_chunk_size = 0  # 0: each layer in one streamed PATCH
+        self.retry_delay = retry_delay  # first back-off of a failed transfer, then doubled
         self.downloads = Downloads(self.content, self.max_concurrent_downloads,
                                    max(1, config.max_download_attempts), retry_delay)
         self.uploads = ThreadPoolExecutor(max_workers=self.max_concurrent_uploads, thread_name_prefix="upload")
