@@ -42,7 +42,7 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)")
     a("--cpu-period", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) period")
     a("--cpu-quota", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) quota")
-    a("--cpus", type=_nano_cpus, default=0, metavar="decimal", help="Number of CPUs")
+    a("--cpus", type=nano_cpus, default=0, metavar="decimal", help="Number of CPUs")
     a("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)")
     a("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)")
     a("--device", action="append", default=[], help="Add a host device to the container")
@@ -63,10 +63,10 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("--label-file", action="append", default=[], help="Read in a line delimited file of labels")
     a("--log-driver", default="", help="Logging driver for the container")
     a("--log-opt", action="append", default=[], help="Log driver options")
-    a("-m", "--memory", type=_bytes_flag("-m, --memory"), default=0, metavar="bytes", help="Memory limit")
-    a("--memory-reservation", type=_bytes_flag("--memory-reservation"), default=0, metavar="bytes",
+    a("-m", "--memory", type=bytes_flag("-m, --memory"), default=0, metavar="bytes", help="Memory limit")
+    a("--memory-reservation", type=bytes_flag("--memory-reservation"), default=0, metavar="bytes",
       help="Memory soft limit")
-    a("--memory-swap", type=_bytes_flag("--memory-swap", allow_unlimited=True), default=0, metavar="bytes",
+    a("--memory-swap", type=bytes_flag("--memory-swap", allow_unlimited=True), default=0, metavar="bytes",
       help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
     a("--mount", action="append", default=[], metavar="mount", help="Attach a filesystem mount to the container")
     a("--network", "--net", default="", metavar="network", help="Connect a container to a network")
@@ -83,7 +83,7 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("--rm", action="store_true", help="Automatically remove the container and its associated anonymous volumes when it exits")
     a("--runtime", default="", help="Runtime to use for this container")
     a("--security-opt", action="append", default=[], help="Security Options")
-    a("--shm-size", type=_bytes_flag("--shm-size"), default=0, metavar="bytes", help="Size of /dev/shm")
+    a("--shm-size", type=bytes_flag("--shm-size"), default=0, metavar="bytes", help="Size of /dev/shm")
     a("--stop-signal", default="", help="Signal to stop the container")
     a("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container")
     a("--sysctl", action="append", default=[], metavar="map", help="Sysctl options")
@@ -111,7 +111,7 @@ def ram_in_bytes(value: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def _bytes_flag(flag: str, allow_unlimited: bool = False):  # noqa: ANN202 - an argparse type
+def bytes_flag(flag: str, allow_unlimited: bool = False):  # noqa: ANN202 - an argparse type
     """A size flag parsed while the flags are read, so a bad value is a flag error (exit 125)."""
     def parse(value: str) -> int:
         if allow_unlimited and value == "-1":
@@ -124,7 +124,7 @@ def _bytes_flag(flag: str, allow_unlimited: bool = False):  # noqa: ANN202 - an 
     return parse
 
 
-def _nano_cpus(value: str) -> int:
+def nano_cpus(value: str) -> int:
     try:
         return int(round(float(value) * 1e9))
     except ValueError:
@@ -190,7 +190,7 @@ def _ulimits(values: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _restart(value: str) -> dict[str, Any]:
+def restart_policy(value: str) -> dict[str, Any]:
     """docker's ParseRestartPolicy: the name is checked by the daemon, only the shape here."""
     name, sep, count = value.partition(":")
     if sep and not name:
@@ -306,7 +306,7 @@ def build_create_body(opts: argparse.Namespace, run: bool) -> dict[str, Any]:
     sysctls = dict(item.partition("=")[::2] for item in opts.sysctl)
     host_config: dict[str, Any] = {
         "Binds": binds, "ContainerIDFile": opts.cidfile, "LogConfig": log_config, "NetworkMode": network,
-        "PortBindings": bindings, "RestartPolicy": _restart(opts.restart), "AutoRemove": opts.rm,
+        "PortBindings": bindings, "RestartPolicy": restart_policy(opts.restart), "AutoRemove": opts.rm,
         "VolumeDriver": opts.volume_driver, "VolumesFrom": opts.volumes_from or None,
         "ConsoleSize": [0, 0], "CapAdd": opts.cap_add or None, "CapDrop": opts.cap_drop or None,
         "CgroupnsMode": opts.cgroupns, "Dns": opts.dns, "DnsOptions": opts.dns_option,

@@ -23,7 +23,7 @@ def _same(ours: subprocess.CompletedProcess, theirs: subprocess.CompletedProcess
     assert ours.returncode == theirs.returncode, (ours.stderr, theirs.stderr)
     assert ours.stdout.decode() == theirs.stdout.decode()
     err = theirs.stderr.decode()
-    for word in ("docker: ", "'docker run", "Run 'docker", "See 'docker"):
+    for word in ("docker: ", "'docker run", "Usage:  docker ", "Run 'docker", "See 'docker"):
         err = err.replace(word, word.replace("docker", "dockyard"))
     assert ours.stderr.decode() == err
 
@@ -148,3 +148,18 @@ def test_network_commands(dockyardd: daemon_harness.DaemonHandle) -> None:
         dockyardd.dockyard("rm", "-f", ctr)
         r = dockyardd.dockyard("network", "rm", net)
         assert r.stdout.decode() == f"{net}\n", r.stderr
+
+
+def test_top_diff_update(dockyardd: daemon_harness.DaemonHandle) -> None:
+    name = f"cli-top-{os.getpid()}"
+    try:
+        r = dockyardd.dockyard("run", "-d", "--name", name, "busybox", "sh", "-c", "touch /newfile; rm /etc/hostname.x 2>/dev/null; exec sleep 300")
+        assert r.returncode == 0, r.stderr
+        time.sleep(0.5)
+        for args in (("top", name), ("diff", name), ("top", name, "-o", "pid,comm"), ("top", "no-such-container"),
+                     ("update", "--cpus", "0.5", "-m", "64m", "--memory-swap", "128m", "--pids-limit", "50", name),
+                     ("inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}", name),
+                     ("update", "--restart", "on-failure:2", name), ("update", "--cpus", "x", name)):
+            _same(dockyardd.dockyard(*args), dockyardd.docker(*args))
+    finally:
+        dockyardd.dockyard("rm", "-f", name)

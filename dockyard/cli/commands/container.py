@@ -509,6 +509,87 @@ def cmd_port(ctx: Context, opts: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# top / diff / update
+
+
+def setup_top(p: DockyardParser) -> None:
+    p.command_line("CONTAINER [ps OPTIONS]")
+
+
+def cmd_top(ctx: Context, opts: Any) -> int:
+    from dockyard.cli.formatting import tabwrite
+
+    name, *ps_args = opts.args
+    top = ctx.client.get(_c(name) + "/top", {"ps_args": " ".join(ps_args) or None})
+    rows = [top.get("Titles") or [], *(top.get("Processes") or [])]
+    sys.stdout.write(tabwrite("".join("\t".join(r) + "\n" for r in rows), minwidth=20))
+    return 0
+
+
+def setup_diff(p: DockyardParser) -> None:
+    p.positional("CONTAINER", 1, 1)
+
+
+def cmd_diff(ctx: Context, opts: Any) -> int:
+    changes = ctx.client.get(_c(opts.args[0]) + "/changes") or []
+    kinds = {0: "C", 1: "A", 2: "D"}
+    sys.stdout.write("".join(f"{kinds.get(c.get('Kind'), '?')} {c.get('Path', '')}\n" for c in changes))
+    return 0
+
+
+def setup_update(p: DockyardParser) -> None:
+    from dockyard.cli.runopts import bytes_flag, nano_cpus
+
+    a = p.add_argument
+    a("--blkio-weight", type=int, default=0, help="Block IO (relative weight), between 10 and 1000, or 0 to disable")
+    a("--cpu-period", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) period")
+    a("--cpu-quota", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) quota")
+    a("--cpu-rt-period", type=int, default=0, help="Limit the CPU real-time period in microseconds")
+    a("--cpu-rt-runtime", type=int, default=0, help="Limit the CPU real-time runtime in microseconds")
+    a("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)")
+    a("--cpus", type=nano_cpus, default=0, metavar="decimal", help="Number of CPUs")
+    a("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)")
+    a("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)")
+    a("-m", "--memory", type=bytes_flag("-m, --memory"), default=0, metavar="bytes", help="Memory limit")
+    a("--memory-reservation", type=bytes_flag("--memory-reservation"), default=0, metavar="bytes",
+      help="Memory soft limit")
+    a("--memory-swap", type=bytes_flag("--memory-swap", allow_unlimited=True), default=0, metavar="bytes",
+      help="Swap limit equal to memory plus swap: -1 to enable unlimited swap")
+    a("--pids-limit", type=int, default=None, help="Tune container pids limit (set -1 for unlimited)")
+    a("--restart", default="", help="Restart policy to apply when a container exits")
+    p.positional("CONTAINER [CONTAINER...]", 1)
+
+
+def cmd_update(ctx: Context, opts: Any) -> int:
+    from dockyard.cli.runopts import OptionError, restart_policy
+
+    body: dict[str, Any] = {
+        "BlkioWeight": opts.blkio_weight, "CpuShares": opts.cpu_shares, "Memory": opts.memory,
+        "NanoCpus": opts.cpus, "CgroupParent": "", "BlkioWeightDevice": None, "BlkioDeviceReadBps": None,
+        "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None,
+        "CpuPeriod": opts.cpu_period, "CpuQuota": opts.cpu_quota, "CpuRealtimePeriod": opts.cpu_rt_period,
+        "CpuRealtimeRuntime": opts.cpu_rt_runtime, "CpusetCpus": opts.cpuset_cpus, "CpusetMems": opts.cpuset_mems,
+        "Devices": None, "DeviceCgroupRules": None, "DeviceRequests": None,
+        "MemoryReservation": opts.memory_reservation, "MemorySwap": opts.memory_swap, "MemorySwappiness": None,
+        "OomKillDisable": None, "PidsLimit": opts.pids_limit, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+        "RestartPolicy": {"Name": "", "MaximumRetryCount": 0},
+    }
+    if opts.restart:
+        try:
+            body["RestartPolicy"] = restart_policy(opts.restart)
+        except OptionError as e:
+            raise StatusError(125, f"{PROG}: {e}\n\nRun '{PROG} update --help' for more information") from None
+
+    def update(name: str) -> None:
+        resp = ctx.client.post(_c(name) + "/update", body=body) or {}
+        for warning in resp.get("Warnings") or []:
+            sys.stderr.write(f"{warning}\n")
+
+    return for_each(ctx, opts.args, update)
+
+
+# ---------------------------------------------------------------------------------------------
 # simple lifecycle verbs
 
 
