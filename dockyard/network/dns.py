@@ -178,12 +178,15 @@ class _Udp(asyncio.DatagramProtocol):
     def __init__(self, server: DnsServer) -> None:
         self._server = server
         self._transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     def connection_made(self, transport) -> None:
         self._transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
-        asyncio.get_running_loop().create_task(self._reply(data, addr))
+        task = asyncio.get_running_loop().create_task(self._reply(data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _reply(self, data: bytes, addr) -> None:
         response = await self._server.resolve(data)

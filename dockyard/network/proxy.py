@@ -85,6 +85,7 @@ class _UdpFront(asyncio.DatagramProtocol):
         self._target = target
         self._transport: asyncio.DatagramTransport | None = None
         self._clients: dict[tuple, _UdpBack] = {}
+        self._opening: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     def connection_made(self, transport) -> None:
         self._transport = transport
@@ -95,18 +96,25 @@ class _UdpFront(asyncio.DatagramProtocol):
             back.touch()
             back.transport.sendto(data)
             return
-        asyncio.get_running_loop().create_task(self._open(addr, data))
+        if back is not None:  # its upstream socket is being opened
+            back.pending.append(data)
+            return
+        back = self._clients[addr] = _UdpBack(self, addr)
+        back.pending.append(data)
+        task = asyncio.get_running_loop().create_task(self._open(back))
+        self._opening.add(task)
+        task.add_done_callback(self._opening.discard)
 
-    async def _open(self, addr, first: bytes) -> None:
+    async def _open(self, back: _UdpBack) -> None:
         loop = asyncio.get_running_loop()
-        back = _UdpBack(self, addr)
-        self._clients[addr] = back
         try:
             await loop.create_datagram_endpoint(lambda: back, remote_addr=self._target)
         except OSError:
-            self._clients.pop(addr, None)
+            self._clients.pop(back.addr, None)
             return
-        back.transport.sendto(first)
+        for data in back.pending:
+            back.transport.sendto(data)
+        back.pending.clear()
 
     def reply(self, addr, data: bytes) -> None:
         if self._transport is not None:
@@ -125,7 +133,8 @@ class _UdpFront(asyncio.DatagramProtocol):
 class _UdpBack(asyncio.DatagramProtocol):
     def __init__(self, front: _UdpFront, addr) -> None:
         self._front = front
-        self._addr = addr
+        self.addr = addr
+        self.pending: list[bytes] = []  # datagrams that came while the upstream socket opened
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -140,7 +149,7 @@ class _UdpBack(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr) -> None:
         self.touch()
-        self._front.reply(self._addr, data)
+        self._front.reply(self.addr, data)
 
     def error_received(self, exc: Exception) -> None:
         pass  # e.g. ICMP port unreachable while the container's server is not up yet
@@ -150,4 +159,4 @@ class _UdpBack(asyncio.DatagramProtocol):
             self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
-        self._front.forget(self._addr)
+        self._front.forget(self.addr)
