@@ -39,13 +39,14 @@ class _Transfer:
 
 class Downloads:
     def __init__(self, content: ContentStore, max_concurrent: int = 3, attempts: int = 5,
-                 first_delay: float = 1.0) -> None:
+                 first_delay: float = 1.0, closing: threading.Event | None = None) -> None:
         self.content = content
         self.attempts = attempts
         self.first_delay = first_delay
         self._pool = ThreadPoolExecutor(max_workers=max(1, max_concurrent), thread_name_prefix="download")
         self._lock = threading.Lock()
         self._transfers: dict[str, _Transfer] = {}
+        self.closing = closing or threading.Event()  # set when the daemon stops
 
     def fetch(self, repo: RepositoryAPI, digest: str, size: int, meter: Meter | None) -> Future:
         """Start (or join) the transfer of a blob; the future's result is None once it is committed.
@@ -78,6 +79,9 @@ class Downloads:
             self.content.delete(digest)
 
     def shutdown(self) -> None:
+        """Stop: queued transfers are cancelled, running ones end at their next chunk (the
+        interpreter waits for pool threads at exit, so a long download would hold up the daemon)."""
+        self.closing.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _notify(self, transfer: _Transfer, event: str, n: int = 0) -> None:
@@ -114,6 +118,8 @@ class Downloads:
                             writer = self.content.writer()
                             self._notify(transfer, "reset")
                         for chunk in response.iter_chunks(_CHUNK):
+                            if self.closing.is_set():
+                                raise _Closing("the daemon is shutting down")
                             writer.write(chunk)
                             if writer.size > size:
                                 break
@@ -126,7 +132,7 @@ class Downloads:
                     break
                 except errdefs.Unavailable as e:
                     attempt += 1
-                    if attempt >= self.attempts or isinstance(e, TLSFailed):  # a TLS setup error stays one
+                    if attempt >= self.attempts or isinstance(e, (TLSFailed, _Closing)):  # no use retrying
                         raise
                     delay = getattr(e, "retry_after", None)
                     if delay is None:
@@ -140,6 +146,10 @@ class Downloads:
                 raise errdefs.InvalidParameter(f"filesystem layer verification failed for digest {digest}") from None
         finally:
             writer.abort()  # a no-op once committed
+
+
+class _Closing(errdefs.Unavailable):
+    pass
 
 
 def _watcher(meter: Meter) -> Callable[[str, int], None]:

@@ -159,8 +159,8 @@ def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.R
             break
         except errdefs.Unavailable as e:
             attempt += 1
-            if attempt >= _UPLOAD_ATTEMPTS or isinstance(e, TLSFailed):  # a TLS setup error stays one
-                raise
+            if attempt >= _UPLOAD_ATTEMPTS or isinstance(e, TLSFailed) or svc.closing.is_set():
+                raise  # retrying cannot help a TLS setup error or a stopping daemon
             delay = svc.retry_delay * (2 ** (attempt - 1))
             meter.status(f"Retrying in {max(int(delay), 1)} second{'s' if delay >= 2 else ''}")
             time.sleep(delay)
@@ -180,6 +180,8 @@ def _upload(svc: DistributionService, repo: RepositoryAPI, chain: str, location:
         nonlocal size
         with svc.images.layers.tar_stream(chain) as tar:
             for out in gzip_stream(tar, meter.add):
+                if svc.closing.is_set():  # the daemon is stopping: end this upload now
+                    raise errdefs.Unavailable("the daemon is shutting down")
                 hasher.update(out)
                 size += len(out)
                 yield out

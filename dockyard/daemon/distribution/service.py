@@ -9,6 +9,7 @@ synchronous and run in a worker thread; progress goes out through ``Progress``.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+import threading
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
@@ -45,8 +46,9 @@ class DistributionService:
         self.max_concurrent_uploads = max(1, config.max_concurrent_uploads)
         self.push_chunk_size = 0  # 0: each layer in one streamed PATCH
         self.retry_delay = retry_delay  # first back-off of a failed transfer, then doubled
+        self.closing = threading.Event()  # set by close(): transfers in flight stop at their next chunk
         self.downloads = Downloads(self.content, self.max_concurrent_downloads,
-                                   max(1, config.max_download_attempts), retry_delay)
+                                   max(1, config.max_download_attempts), retry_delay, self.closing)
         self.uploads = ThreadPoolExecutor(max_workers=self.max_concurrent_uploads, thread_name_prefix="upload")
         self.blobinfo = BlobInfo(config.image_root / "distribution" / "blobinfo")
 
