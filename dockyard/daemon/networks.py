@@ -1222,8 +1222,6 @@ class NetworkService:
                 "several subnets of one address family per network are not supported yet by this daemon")
         if v6 and not request.enable_ipv6:
             raise errdefs.InvalidParameter("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
-        if request.enable_ipv6 and not v6:
-            raise errdefs.InvalidParameter("IPv6 networks need an IPv6 subnet on this daemon (--subnet)")
         config = v4[0] if v4 else None
         options = dict(request.options or {})
         async with self._admin:
@@ -1231,7 +1229,7 @@ class NetworkService:
                 raise errdefs.Conflict(f"network with name {name} already exists")
             gateway = await self._choose_gateway(config, host_routes=DRIVERS[driver].checks_host_routes)
             ip_range, aux = _range_and_aux(config, gateway)
-            gateway6 = self._choose_gateway6(v6[0]) if v6 else None
+            gateway6 = self._choose_gateway6(v6[0] if v6 else None) if request.enable_ipv6 else None
             record = NetworkRecord(
                 id=secrets.token_hex(32), name=name, driver=driver, created=_now_rfc3339(),
                 subnet=str(gateway.network), gateway=str(gateway.ip), ip_range=ip_range, aux_addresses=aux,
@@ -1263,11 +1261,19 @@ class NetworkService:
         return record
 
     def _choose_gateway6(self, config) -> ipaddress.IPv6Interface:
+        """The IPv6 subnet (given, or as Docker without pools: a random unique-local /64) and
+        its gateway."""
+        used = [ipaddress.IPv6Network(r.subnet6) for r in self._networks.values() if r.subnet6]
+        if config is None:
+            while True:
+                subnet = ipaddress.IPv6Network((b"\xfd" + secrets.token_bytes(7) + bytes(8), 64))
+                if not any(subnet.overlaps(u) for u in used):
+                    return ipaddress.IPv6Interface(f"{subnet.network_address + 1}/64")
         try:
             subnet = ipaddress.IPv6Network(config.subnet)
         except ValueError as e:
             raise errdefs.InvalidParameter(f"invalid subnet {config.subnet}: {e}") from None
-        if any(r.subnet6 and subnet.overlaps(ipaddress.IPv6Network(r.subnet6)) for r in self._networks.values()):
+        if any(subnet.overlaps(u) for u in used):
             raise errdefs.Forbidden("Pool overlaps with other one on this address space")
         if config.ip_range or config.auxiliary_addresses:
             raise errdefs.NotImplementedFeature("--ip-range and --aux-address are not supported yet for IPv6")

@@ -99,8 +99,8 @@ def test_create_rejects_what_is_not_supported(env):
         create(env, svc, "x" + secrets.token_hex(3), driver="overlay")
     with pytest.raises(errdefs.InvalidParameter, match="invalid network name"):
         create(env, svc, "-bad")
-    with pytest.raises(errdefs.InvalidParameter, match="need an IPv6 subnet"):
-        create(env, svc, "v6" + secrets.token_hex(3), enable_ipv6=True)
+    auto = svc.inspect(create(env, svc, "v6" + secrets.token_hex(3), enable_ipv6=True).id).ipam.config
+    assert auto[1].subnet.startswith("fd") and auto[1].subnet.endswith("::/64")  # a unique-local /64
     with pytest.raises(errdefs.NotImplementedFeature, match="IPv6-only"):
         create(env, svc, "v6" + secrets.token_hex(3), enable_ipv4=False)
     with pytest.raises(errdefs.Forbidden, match="pre-defined"):
