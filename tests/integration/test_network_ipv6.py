@@ -9,9 +9,12 @@ import subprocess
 
 import pytest
 
+import msgspec
+
 from dockyard import errdefs
 from dockyard.apitypes.container import EndpointIPAMConfig, EndpointSettings
 from dockyard.apitypes.network import IPAM, CreateRequest, IPAMConfig
+from tests.compat.openapi import validate
 from tests.integration.test_network_sandbox import _free_subnet, cid, env, in_netns  # noqa: F401 (fixture)
 
 
@@ -46,6 +49,7 @@ def test_dual_stack_network(env):
     settings = svc.endpoint_settings_json(a, name)["Networks"][name]
     assert settings["GlobalIPv6Address"] == ep_a.ipv6_address and settings["IPv6Gateway"] == f"{prefix}::1"
     assert svc.inspect(name).containers[a].ipv6_address == f"{prefix}::2/64"
+    validate("get", "/networks/{id}", 200, msgspec.to_builtins(svc.inspect(name)))
 
     with pytest.raises(errdefs.Forbidden, match="Address already in use"):
         env.sandbox(svc, cid(), name, endpoint_config=EndpointSettings(
