@@ -29,6 +29,7 @@ TOP: dict[str, tuple[str, str, str]] = {
     "ps": ("container", "ps", "List containers"),
     "logs": ("container", "logs", "Fetch the logs of a container"),
     "exec": ("container", "exec_", "Execute a command in a running container"),
+    "stats": ("container", "stats", "Display a live stream of container(s) resource usage statistics"),
     "top": ("container", "top", "Display the running processes of a container"),
     "diff": ("container", "diff", "Inspect changes to files or directories on a container's filesystem"),
     "update": ("container", "update", "Update configuration of one or more containers"),

@@ -163,3 +163,20 @@ def test_top_diff_update(dockyardd: daemon_harness.DaemonHandle) -> None:
             _same(dockyardd.dockyard(*args), dockyardd.docker(*args))
     finally:
         dockyardd.dockyard("rm", "-f", name)
+
+
+def test_stats_no_stream(dockyardd: daemon_harness.DaemonHandle) -> None:
+    name, stopped = f"cli-stats-{os.getpid()}", f"cli-stats-stopped-{os.getpid()}"
+    try:
+        assert dockyardd.dockyard("run", "-d", "--name", name, "-m", "64m", "busybox", "sleep", "300").returncode == 0
+        assert dockyardd.dockyard("create", "--name", stopped, "busybox").returncode == 0
+        for args in (("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.Container}}", name),
+                     ("stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.NetIO}}", stopped),
+                     ("stats", "--no-stream", "no-such-container")):
+            _same(dockyardd.dockyard(*args), dockyardd.docker(*args))
+        ours = dockyardd.dockyard("stats", "--no-stream", name).stdout.decode().splitlines()
+        theirs = dockyardd.docker("stats", "--no-stream", name).stdout.decode().splitlines()
+        assert ours[0].split() == theirs[0].split()
+        assert re.fullmatch(r"[0-9a-f]{12}\s+" + name + r"\s+\d+\.\d\d%\s+\S+ / 64MiB\s+\d+\.\d\d%\s+.*\s1", ours[1])
+    finally:
+        dockyardd.dockyard("rm", "-f", name, stopped)

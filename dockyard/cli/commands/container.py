@@ -590,6 +590,120 @@ def cmd_update(ctx: Context, opts: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# stats
+
+
+class StatsRow:
+    """docker's stats columns computed from one /containers/{id}/stats sample (with precpu)."""
+
+    def __init__(self, ref: str, cid: str, name: str, s: dict[str, Any], trunc: bool) -> None:
+        self._ref, self._id, self._name, self._s, self._trunc = ref, cid, name, s, trunc
+
+    def ID(self) -> str:
+        return truncate_id(self._id) if self._trunc else self._id
+
+    def Container(self) -> str:
+        return self._ref  # as the user named it
+
+    def Name(self) -> str:
+        return self._name.lstrip("/") or "--"
+
+    def _cpu(self) -> float:
+        s = self._s
+        cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
+        cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+        system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
+        online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+        return cpu_delta / system_delta * online * 100.0 if system_delta > 0 and cpu_delta > 0 else 0.0
+
+    def _mem(self) -> tuple[float, float]:
+        mem = self._s.get("memory_stats") or {}
+        usage, stats = mem.get("usage") or 0, mem.get("stats") or {}
+        for key in ("total_inactive_file", "inactive_file"):  # cgroup v1, then v2: page cache is not "used"
+            if key in stats and stats[key] < usage:
+                usage -= stats[key]
+                break
+        return usage, mem.get("limit") or 0
+
+    def CPUPerc(self) -> str:
+        return f"{self._cpu():.2f}%"
+
+    def MemUsage(self) -> str:
+        from dockyard.cli.commands.system import bytes_size
+
+        usage, limit = self._mem()
+        return f"{bytes_size(usage)} / {bytes_size(limit)}"
+
+    def MemPerc(self) -> str:
+        usage, limit = self._mem()
+        return f"{usage / limit * 100.0 if limit else 0.0:.2f}%"
+
+    def NetIO(self) -> str:
+        nets = (self._s.get("networks") or {}).values()
+        rx, tx = sum(n.get("rx_bytes", 0) for n in nets), sum(n.get("tx_bytes", 0) for n in nets)
+        return f"{human_size(rx)} / {human_size(tx)}"
+
+    def BlockIO(self) -> str:
+        read = write = 0
+        for entry in ((self._s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []):
+            op = (entry.get("op") or "").lower()
+            if op == "read":
+                read += entry.get("value", 0)
+            elif op == "write":
+                write += entry.get("value", 0)
+        return f"{human_size(read)} / {human_size(write)}"
+
+    def PIDs(self) -> str:
+        return str((self._s.get("pids_stats") or {}).get("current", 0))
+
+    def __json__(self) -> dict[str, str]:
+        fields = ["BlockIO", "CPUPerc", "Container", "ID", "MemPerc", "MemUsage", "Name", "NetIO", "PIDs"]
+        return {f: getattr(self, f)() for f in fields}
+
+
+STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+                 "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
+                 "PIDs": "PIDS"}
+STATS_TABLE = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+
+
+def setup_stats(p: DockyardParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
+    p.add_argument("--format", default="", help="Format output using a custom template")
+    p.add_argument("--no-stream", action="store_true", help="Disable streaming stats and only pull the first result")
+    p.add_argument("--no-trunc", action="store_true", help="Do not truncate output")
+    p.positional("[CONTAINER...]", 0)
+
+
+def _stats_rows(ctx: Context, opts: Any) -> list[StatsRow]:
+    if opts.args:
+        targets = [(name, name) for name in opts.args]
+    else:
+        listed = ctx.client.get("/containers/json", {"all": opts.all or None})
+        targets = [(c["Id"], (c.get("Names") or ["/"])[0]) for c in listed]
+    rows = []
+    for ref, name in targets:
+        sample = ctx.client.get(_c(ref) + "/stats", {"stream": False}) or {}
+        rows.append(StatsRow(ref, sample.get("id") or ref, sample.get("name") or name, sample, not opts.no_trunc))
+    return rows
+
+
+def cmd_stats(ctx: Context, opts: Any) -> int:
+    formatter = Formatter(opts.format or "table", STATS_TABLE, STATS_HEADERS)
+    if opts.no_stream:
+        formatter.render(_stats_rows(ctx, opts))
+        return 0
+    import io
+
+    while True:  # redraw once a second, as docker does, until interrupted
+        buf = io.StringIO()
+        formatter.render(_stats_rows(ctx, opts), buf)
+        sys.stdout.write("\x1b[2J\x1b[H" + buf.getvalue())
+        sys.stdout.flush()
+        time.sleep(1)
+
+
+# ---------------------------------------------------------------------------------------------
 # simple lifecycle verbs
 
 

@@ -14,7 +14,7 @@ from dockyard.cli.context import VERSION, Context, StatusError
 from dockyard.cli.parser import DockyardParser
 from dockyard.cli.template import Template
 
-def _bytes_size(size: float) -> str:
+def bytes_size(size: float) -> str:
     """go-units BytesSize: binary units, 4 significant digits ("3.725GiB")."""
     units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
     i = 0
@@ -148,7 +148,7 @@ def cmd_info(ctx: Context, opts: Any) -> int:
               f" OSType: {g('OSType', '')}",
               f" Architecture: {g('Architecture', '')}",
               f" CPUs: {g('NCPU', 0)}",
-              f" Total Memory: {_bytes_size(g('MemTotal', 0) or 0)}",
+              f" Total Memory: {bytes_size(g('MemTotal', 0) or 0)}",
               f" Name: {g('Name', '')}",
               f" ID: {g('ID', '')}",
               f" Docker Root Dir: {g('DockerRootDir', '')}",
