@@ -1,8 +1,8 @@
 """A small fake registry for fault tests, and images made in memory.
 
 ``FakeRegistry`` serves the v2 API from dicts (manifests by tag/digest, blobs by digest)
-on 127.0.0.1 in a thread. ``faults[digest]`` is a list of actions consumed one per GET of
-that blob: ``"500"``, ``"429"`` (Retry-After: 0), ``"truncate"`` (close after half),
+on 127.0.0.1 in a thread. ``faults[digest]`` (or ``faults["manifest:<ref>"]``: 500 and 429
+only) is a list of actions consumed one per GET of that blob: ``"500"``, ``"429"`` (Retry-After: 0), ``"truncate"`` (close after half),
 ``"wrong"`` (other bytes, right length), ``"stall"`` (send half, then hang). With
 ``users`` set it requires bearer tokens from its own ``/token`` endpoint (basic auth
 checked there), and counts token requests per scope.
@@ -238,6 +238,14 @@ class FakeRegistry:
                         return
                     if found is None:
                         self._error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+                        return
+                    fault = registry.faults.get(f"manifest:{ref}", [])
+                    action = fault.pop(0) if fault else ""
+                    if action == "429":
+                        self._error(429, "TOOMANYREQUESTS", "slow down", {"Retry-After": "0"})
+                        return
+                    if action == "500":
+                        self._error(500, "UNKNOWN", "internal error")
                         return
                     self._send(200, found[1], {"Content-Type": found[0], "Docker-Content-Digest": digest_of(found[1])})
                     return

@@ -364,3 +364,14 @@ def test_push_retries_a_failed_upload(env, fake):
     # known on this registry, so a mount is tried first: the fake fails it like the uploads
     with pytest.raises(errdefs.Unavailable, match="upload failed"):
         env.svc.push(f"{fake.host}/up/other", "v1", AuthConfig(), lambda m: None)
+
+
+def test_manifest_429_and_500_are_retried_then_reported(env, fake):
+    image = make_image(_files(1))
+    fake.add("app", "v1", image)
+    fake.faults["manifest:v1"] = ["429", "500"]
+    env.pull(f"{fake.host}/app", "v1")
+    assert env.h.service.inspect(f"{fake.host}/app:v1").id == image.id
+    fake.faults["manifest:v1"] = ["429"] * 10
+    with pytest.raises(errdefs.Unavailable, match="toomanyrequests: slow down"):
+        env.pull(f"{fake.host}/app", "v1")
