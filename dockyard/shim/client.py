@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Protocol
 
+from dockyard.oci import runtime_spec
+
 
 @dataclass(frozen=True)
 class SpawnRequest:
@@ -95,6 +97,16 @@ class ShimHandle(Protocol):
 
     async def shutdown(self) -> None:
         """Ask the shim to clean up (runtime delete) and exit; after the container exited."""
+
+    async def exec(self, exec_id: str, process: "runtime_spec.Process", *, stdin: bool,
+                   attach: bool) -> tuple[int, AttachStream | None]:
+        """Start ``process`` in the running container; (its host PID, its stdio stream when
+        ``attach``: output until it exited, stdin into it). Errors as the runtime words them."""
+
+    async def exec_wait(self, exec_id: str) -> int:
+        """The exec'd process's exit code, once it was reaped and its output drained."""
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None: ...
 
 
 class ShimManager(Protocol):

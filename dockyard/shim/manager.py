@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 from typing import AsyncIterator, Awaitable
 
+import msgspec
+
 from dockyard import errdefs
+from dockyard.oci import runtime_spec
 from dockyard.shim import protocol
 from dockyard.shim.client import AttachStream, ExitStatus, ShimState, SpawnRequest
 from dockyard.shim.sockpath import short_path
@@ -184,6 +187,29 @@ class ShimClient:
 
     async def shutdown(self) -> None:
         await self._call("shutdown")
+
+    async def exec(self, exec_id: str, process: runtime_spec.Process, *, stdin: bool,
+                   attach: bool) -> tuple[int, AttachStream | None]:
+        conn = await self._connect()
+        try:
+            reply = await conn.request("exec", exec_id=exec_id, process=msgspec.to_builtins(process),
+                                       stdin=stdin, attach=attach)
+            if reply is None:
+                raise errdefs.System(f"container {self.container_id}: the shim closed the connection "
+                                     f"during exec (see {self.state_dir / 'shim.log'})")
+        except BaseException:
+            await conn.close()
+            raise
+        if not attach:
+            await conn.close()
+            return int(reply["pid"]), None
+        return int(reply["pid"]), _Attach(conn)
+
+    async def exec_wait(self, exec_id: str) -> int:
+        return int((await self._call("exec_wait", exec_id=exec_id))["exit_code"])
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        await self._call("exec_resize", exec_id=exec_id, height=height, width=width)
 
 
 async def _unless_dead(pid: int, reply: Awaitable[dict | None]) -> dict | None:

@@ -50,6 +50,19 @@ attach     ``stdin``, ``stdout``,     ``{}``, then the connection carries STDOUT
 shutdown   -                         ``{}`` after runtime delete and rootfs unmount; then the shim
                                      exits. Conflict while the container runs; an init that was
                                      just killed is waited for (the exit is recorded first).
+                                     Execs still running are killed with it (exit 137).
+exec       ``exec_id``, ``process``   ``{"pid"}`` once the process runs (runtime exec; the shim is
+           (OCI Process object),     its parent and reaps it). Conflict unless the container is
+           ``stdin``, ``attach``      running ("... is paused, unpause the container before exec").
+                                     With ``attach`` the connection then carries that process's
+                                     STDOUT/STDERR (STDOUT only with ``process.terminal``) and
+                                     takes STDIN/STDIN_CLOSE (closes its stdin; no-op on a pty);
+                                     OUTPUT_END once it was reaped and its output drained (at most
+                                     DRAIN_TIMEOUT). Without it the output is dropped.
+exec_wait  ``exec_id``               ``{"exit_code"}`` once that process was reaped and drained (at
+                                     once if it already was; the exit is forgotten once answered)
+exec_resize ``exec_id``, ``height``,  ``{}`` (Conflict without a TTY)
+           ``width``
 =========  ========================  ==============================================================
 """
 

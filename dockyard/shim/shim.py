@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import importlib
 import json
 import os
@@ -31,6 +32,8 @@ import termios
 import time
 import traceback
 from pathlib import Path
+
+import msgspec
 
 from dockyard import errdefs
 from dockyard.mount import Mount
@@ -110,7 +113,7 @@ class _Client:
     """One connection on shim.sock."""
 
     __slots__ = ("sock", "frames", "wbuf", "events", "stdin", "stdout", "stderr", "attached",
-                 "closing", "stdin_done")
+                 "closing", "stdin_done", "exec")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -120,6 +123,28 @@ class _Client:
         self.attached = self.stdin = self.stdout = self.stderr = False
         self.closing = False  # close once wbuf is flushed
         self.stdin_done = False
+        self.exec: _Exec | None = None  # the exec'd process this connection started and streams
+
+
+class _Exec:
+    """One process exec'd into the container: its stdio (pipes or a pty master), the client
+    that streams it (none when detached: the output is dropped), its exit."""
+
+    __slots__ = ("id", "pid", "tty", "master", "outputs", "stdin_fd", "stdin_buf", "stdin_closing",
+                 "client", "exit_code", "drain_deadline")
+
+    def __init__(self, exec_id: str, tty: bool) -> None:
+        self.id = exec_id
+        self.pid = 0
+        self.tty = tty
+        self.master: int | None = None
+        self.outputs: dict[int, str] = {}  # our read ends -> "stdout"/"stderr"
+        self.stdin_fd: int | None = None
+        self.stdin_buf = bytearray()
+        self.stdin_closing = False
+        self.client: _Client | None = None
+        self.exit_code: int | None = None
+        self.drain_deadline: float | None = None
 
 
 class Shim:
@@ -152,6 +177,10 @@ class Shim:
         self.drain_deadline: float | None = None
         self.linger_deadline: float | None = None
         self.running = True
+        self.execs: dict[str, _Exec] = {}  # started and not yet finished
+        self.exec_pids: dict[int, _Exec] = {}  # not yet reaped
+        self.exec_exits: dict[str, int] = {}  # finished, until exec_wait collects them
+        self.exec_waiters: dict[str, list[_Client]] = {}
         self.sigchld_r, self.sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # ---- create -------------------------------------------------------------
@@ -231,7 +260,7 @@ class Shim:
             ends.append(w)
         return stdin_r, ends[0], ends[1]
 
-    def _receive_console(self, console: socket.socket) -> None:
+    def _accept_console(self, console: socket.socket) -> int:
         console.settimeout(CONSOLE_TIMEOUT)
         conn, _ = console.accept()
         with conn:
@@ -239,7 +268,10 @@ class Shim:
             _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
         if not fds:
             raise errdefs.System(f"container {self.id}: the runtime sent no console")
-        self.master = fds[0]
+        return fds[0]
+
+    def _receive_console(self, console: socket.socket) -> None:
+        self.master = self._accept_console(console)
         os.set_blocking(self.master, False)
         self.outputs[self.master] = "stdout"
         self.sel.register(self.master, selectors.EVENT_READ, self._on_output)
@@ -252,9 +284,10 @@ class Shim:
         self._reap()  # the init may have died before the handler was of use
         while self.running:
             timeout = None
-            deadline = self.drain_deadline or self.linger_deadline
-            if deadline is not None:
-                timeout = max(0.0, deadline - time.monotonic())
+            deadlines = [d for d in (self.drain_deadline or self.linger_deadline,
+                                     *(ex.drain_deadline for ex in self.execs.values())) if d is not None]
+            if deadlines:
+                timeout = max(0.0, min(deadlines) - time.monotonic())
             for key, events in self.sel.select(timeout):
                 try:
                     key.data(key.fd, events)
@@ -266,6 +299,9 @@ class Shim:
                 if not self.running:
                     break
             now = time.monotonic()
+            for ex in list(self.execs.values()):
+                if ex.drain_deadline is not None and now >= ex.drain_deadline:
+                    self._finish_exec(ex)
             if self.drain_deadline is not None and now >= self.drain_deadline:
                 self._finish()
             elif self.linger_deadline is not None and now >= self.linger_deadline:
@@ -312,6 +348,11 @@ class Shim:
             for kind, payload in frames:
                 if kind == P.REQUEST:
                     self._request(client, payload)
+                elif client.exec is not None:
+                    if kind == P.STDIN:
+                        self._exec_write_stdin(client.exec, payload)
+                    elif kind == P.STDIN_CLOSE:
+                        self._exec_stdin_eof(client.exec)
                 elif kind == P.STDIN and client.stdin and not client.stdin_done:
                     self._write_stdin(payload)
                 elif kind == P.STDIN_CLOSE and client.stdin:
@@ -356,7 +397,14 @@ class Shim:
             self.waiters.remove(client)
         if client in self.shutdown_waiters:
             self.shutdown_waiters.remove(client)
-        if client.stdin and not client.stdin_done:
+        for waiters in self.exec_waiters.values():
+            if client in waiters:
+                waiters.remove(client)
+        if client.exec is not None:
+            ex, client.exec = client.exec, None
+            ex.client = None
+            self._exec_stdin_eof(ex)  # a vanished client's stdin counts as EOF (moby: CloseStdin)
+        elif client.stdin and not client.stdin_done:
             self._client_stdin_closed(client)  # a vanished stdin client counts as EOF
         self._update_output_pause()
 
@@ -455,15 +503,186 @@ class Shim:
                 self._reply(client, P.error_reply(err))
             self.shutdown_waiters.clear()
             return
+        self._reap()  # the execs runtime delete killed
+        for ex in list(self.execs.values()):
+            if ex.exit_code is None:
+                ex.exit_code = 128 + signal.SIGKILL
+            self._finish_exec(ex)
         for client in self.shutdown_waiters:
             self._reply(client, {"ok": True})
-            try:  # the loop ends now: deliver the answer before the shim exits
+        for client in list(self.clients.values()):
+            try:  # the loop ends now: deliver the answers before the shim exits
                 client.sock.setblocking(True)
                 client.sock.settimeout(5)
                 client.sock.sendall(client.wbuf)
             except OSError:
                 pass
         self.running = False
+
+    # ---- exec ---------------------------------------------------------------
+
+    def _op_exec(self, client: _Client, req: dict) -> dict:
+        """Start a process in the container; with ``attach`` this connection then carries its
+        stdio (as an attach does the container's) and ends with OUTPUT_END once it exited."""
+        if self.status == "paused":
+            raise errdefs.Conflict(f"Container {self.id} is paused, unpause the container before exec")
+        if self.status != "running":
+            raise errdefs.Conflict(f"container {self.id} is not running")
+        exec_id = str(req["exec_id"])
+        if exec_id in self.execs or exec_id in self.exec_exits:
+            raise errdefs.Conflict(f"exec {exec_id} already exists in container {self.id}")
+        process = msgspec.convert(req["process"], runtime_spec.Process)
+        ex = _Exec(exec_id, tty=process.terminal)
+        child_fds: list[int] = []
+        console = None
+        console_path = self.state_dir / f"exec-{exec_id[:12]}.sock"
+        try:
+            if ex.tty:
+                console = self._unix_listener(console_path)
+                with short_path(console_path) as reachable:
+                    ex.pid = self.runtime.exec(self.id, process, console_socket=Path(reachable))
+                ex.master = self._accept_console(console)
+                os.set_blocking(ex.master, False)
+                ex.outputs[ex.master] = "stdout"
+                if req.get("stdin"):
+                    ex.stdin_fd = os.dup(ex.master)
+            else:
+                if req.get("stdin"):
+                    stdin_r, ex.stdin_fd = os.pipe2(os.O_CLOEXEC)
+                    os.set_blocking(ex.stdin_fd, False)
+                else:
+                    stdin_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                child_fds.append(stdin_r)
+                ends = []
+                for stream in ("stdout", "stderr"):
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    child_fds.append(w)
+                    os.set_blocking(r, False)
+                    ex.outputs[r] = stream
+                    ends.append(w)
+                ex.pid = self.runtime.exec(self.id, process, stdio=(stdin_r, ends[0], ends[1]))
+        except BaseException:
+            for fd in [*ex.outputs, *([ex.stdin_fd] if ex.stdin_fd is not None else [])]:
+                os.close(fd)
+            raise
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+            if console is not None:
+                console.close()
+                _unlink(console_path)
+        for fd in ex.outputs:
+            self.sel.register(fd, selectors.EVENT_READ, functools.partial(self._on_exec_output, ex))
+        self.execs[exec_id] = ex
+        self.exec_pids[ex.pid] = ex
+        if req.get("attach"):
+            ex.client = client
+            client.exec = ex
+        return {"pid": ex.pid}
+
+    def _op_exec_wait(self, client: _Client, req: dict) -> dict | None:
+        exec_id = str(req["exec_id"])
+        if exec_id in self.exec_exits:
+            return {"exit_code": self.exec_exits.pop(exec_id)}
+        if exec_id not in self.execs:
+            raise errdefs.NotFound(f"no such exec: {exec_id}")
+        self.exec_waiters.setdefault(exec_id, []).append(client)
+        return None
+
+    def _op_exec_resize(self, client: _Client, req: dict) -> dict:
+        ex = self.execs.get(str(req["exec_id"]))
+        if ex is None:
+            raise errdefs.NotFound(f"no such exec: {req['exec_id']}")
+        if ex.master is None:
+            raise errdefs.Conflict(f"exec {ex.id} has no TTY to resize")
+        fcntl.ioctl(ex.master, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", int(req["height"]), int(req["width"]), 0, 0))
+        return {}
+
+    def _on_exec_output(self, ex: _Exec, fd: int, events: int) -> None:
+        try:
+            data = os.read(fd, P.OUTPUT_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:  # EIO: the pty's last slave is closed
+            if err.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            self._close_exec_output(ex, fd)
+            if not ex.outputs and ex.exit_code is not None:
+                self._finish_exec(ex)
+            return
+        if ex.client is not None:
+            self._send(ex.client, P.frame(P.STDOUT if ex.outputs[fd] == "stdout" else P.STDERR, data))
+
+    def _close_exec_output(self, ex: _Exec, fd: int) -> None:
+        del ex.outputs[fd]
+        self.sel.unregister(fd)
+        if fd != ex.master:
+            os.close(fd)
+
+    def _exec_write_stdin(self, ex: _Exec, data: bytes) -> None:
+        if ex.stdin_fd is None or ex.stdin_closing:
+            return
+        ex.stdin_buf += data
+        self._flush_exec_stdin(ex, ex.stdin_fd, selectors.EVENT_WRITE)
+
+    def _exec_stdin_eof(self, ex: _Exec) -> None:
+        """The client's stdin ended: close the process's stdin once what it sent is written
+        (a pty has no separate stdin to close: the master stays)."""
+        if ex.stdin_fd is None or ex.tty:
+            return
+        ex.stdin_closing = True
+        self._flush_exec_stdin(ex, ex.stdin_fd, selectors.EVENT_WRITE)
+
+    def _flush_exec_stdin(self, ex: _Exec, fd: int, events: int) -> None:
+        try:
+            while ex.stdin_buf:
+                del ex.stdin_buf[:os.write(fd, ex.stdin_buf)]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:  # EPIPE: the process closed its stdin
+            ex.stdin_buf.clear()
+        registered = self.sel.get_map().get(fd) is not None
+        if ex.stdin_buf and not registered:
+            self.sel.register(fd, selectors.EVENT_WRITE, functools.partial(self._flush_exec_stdin, ex))
+        elif not ex.stdin_buf:
+            if registered:
+                self.sel.unregister(fd)
+            if ex.stdin_closing:
+                self._close_exec_stdin(ex)
+
+    def _close_exec_stdin(self, ex: _Exec) -> None:
+        if ex.stdin_fd is None:
+            return
+        if self.sel.get_map().get(ex.stdin_fd) is not None:
+            self.sel.unregister(ex.stdin_fd)
+        os.close(ex.stdin_fd)
+        ex.stdin_fd = None
+        ex.stdin_buf.clear()
+
+    def _finish_exec(self, ex: _Exec) -> None:
+        """Reaped and drained (or the drain timed out): answer the waiters, end the stream."""
+        ex.drain_deadline = None
+        for fd in list(ex.outputs):
+            self._close_exec_output(ex, fd)
+        self._close_exec_stdin(ex)
+        if ex.master is not None:
+            os.close(ex.master)
+            ex.master = None
+        self.execs.pop(ex.id, None)
+        self.exec_pids.pop(ex.pid, None)
+        assert ex.exit_code is not None
+        waiters = self.exec_waiters.pop(ex.id, [])
+        for waiter in waiters:
+            self._reply(waiter, {"ok": True, "exit_code": ex.exit_code})
+        if not waiters:
+            self.exec_exits[ex.id] = ex.exit_code
+        if ex.client is not None:
+            client, ex.client = ex.client, None
+            client.exec = None
+            self._end_attach(client)
 
     # ---- stdio --------------------------------------------------------------
 
@@ -584,6 +803,15 @@ class Shim:
                 return
             if pid == 0:
                 return
+            ex = self.exec_pids.pop(pid, None)
+            if ex is not None:
+                code = os.waitstatus_to_exitcode(status)
+                ex.exit_code = 128 - code if code < 0 else code
+                if ex.outputs:
+                    ex.drain_deadline = time.monotonic() + DRAIN_TIMEOUT
+                else:
+                    self._finish_exec(ex)
+                continue
             if pid == self.init_pid and self.status in ("created", "running", "paused"):
                 code = os.waitstatus_to_exitcode(status)
                 self.pending_exit = {"exit_code": 128 - code if code < 0 else code,
