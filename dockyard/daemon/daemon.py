@@ -12,6 +12,7 @@ import logging
 
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.distribution.service import DistributionService, registry_client
+from dockyard.daemon.containers.exec import ExecService
 from dockyard.daemon.containers.service import ContainerService
 from dockyard.daemon.events import EventFilter, EventService
 from dockyard.daemon.images.service import ImageService
@@ -48,6 +49,8 @@ class Daemon:
         self.volumes = VolumesService(config, self.db, self.events)
         self.containers = ContainerService(config, self.db, self.images, self.networks, self.shims,
                                            self.events, self.volumes)
+        self.execs = ExecService(self.containers, config.container_exec_dir)
+        self.containers.exec_ids = self.execs.running_ids
         self.images.containers = self.containers
         self.images.commit_source = self.containers
         self.distribution = DistributionService(config, self.images, registry_client(config))
@@ -78,6 +81,7 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.containers.close()  # running containers keep running (live-restore)
+        await self.execs.close()
         await self.shims.close()
         await self.networks.stop()
         self.distribution.close()  # transfers in flight stop; their blobs stay for the next pull

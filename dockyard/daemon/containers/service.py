@@ -20,7 +20,7 @@ import signal as signals
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import contextmanager
-from typing import AsyncIterator, Iterator, Protocol
+from typing import AsyncIterator, Callable, Iterator, Protocol
 
 import msgspec
 
@@ -110,6 +110,9 @@ class ContainerService:
         self._pending: dict[str, list[AttachSession]] = {}
         self._exit_waiters: dict[str, list[asyncio.Future]] = {}
         self._removed_waiters: dict[str, list[asyncio.Future]] = {}
+        # the container's execs that have not ended (inspect's ExecIDs); daemon.py wires it to
+        # the exec service, which keeps the exec records
+        self.exec_ids: Callable[[str], list[str]] = lambda cid: []
         self._backoff: dict[str, restarting.Backoff] = {}
         self._restarts: dict[str, asyncio.Task] = {}  # containers waiting out their restart delay
         self._shutting_down = False
@@ -581,7 +584,25 @@ class ContainerService:
     def inspect(self, ref: str, size: bool = False) -> ContainerInspect:
         rec = self._store.get(ref)
         size_rw = startup.dir_size(self._upper(rec)) if size else None
-        return views.inspect(rec, size_rw=size_rw)
+        view = views.inspect(rec, size_rw=size_rw)
+        view.exec_ids = self.exec_ids(rec.id) or None
+        return view
+
+    # ---- exec (daemon/containers/exec.py keeps the exec records) ---------------------------
+    def exec_target(self, ref: str) -> tuple[ContainerRecord, ShimHandle]:
+        """A running container and its shim; moby's getActiveContainer refusals otherwise."""
+        rec = self._store.get(ref)
+        running = self._live.get(rec.id)
+        if running is None or not rec.state.running:
+            raise errdefs.Conflict(f"container {rec.id} is not running")
+        if rec.state.paused:
+            raise errdefs.Conflict(f"Container {ref} is paused, unpause the container before exec")
+        if rec.state.restarting:
+            raise errdefs.Conflict(f"Container {rec.id} is restarting, wait until the container is running")
+        return rec, running.handle
+
+    def emit_exec_event(self, rec: ContainerRecord, action: str, exec_id: str, **extra: str) -> None:
+        self._emit(rec, action, execID=exec_id, **extra)
 
     def list(self, all: bool = False, limit: int = -1, size: bool = False,
              filters: dict[str, list[str]] | None = None) -> list[ContainerSummary]:

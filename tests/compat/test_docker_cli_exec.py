@@ -1,0 +1,126 @@
+"""``docker exec`` end to end: the real docker CLI 28, docker-py and our CLI against dockyardd."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+import pytest
+
+
+def ok(d, *args, input=None, timeout=60):
+    r = d.docker(*args, input=input, timeout=timeout)
+    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}\n{r.stderr.decode()}\n{d.log()}"
+    return r.stdout.decode()
+
+
+@pytest.fixture
+def box(dockyardd):
+    """A running busybox container (removed afterwards)."""
+    name = f"ex-{secrets.token_hex(4)}"
+    ok(dockyardd, "run", "-d", "--name", name, "-h", "exhost", "-e", "CONTAINER_ENV=yes", "busybox",
+       "sh", "-c", "echo made > /tmp/marker; sleep 1000")
+    try:
+        yield name
+    finally:
+        dockyardd.docker("rm", "-f", name)
+
+
+def test_exec_echo_and_exit_codes(dockyardd, box):
+    assert ok(dockyardd, "exec", box, "echo", "hi") == "hi\n"
+    assert dockyardd.docker("exec", box, "sh", "-c", "exit 5").returncode == 5
+    r = dockyardd.docker("exec", box, "sh", "-c", "echo out; echo err >&2")
+    assert (r.stdout, r.stderr) == (b"out\n", b"err\n")
+
+
+def test_exec_missing_and_not_executable(dockyardd, box):
+    r = dockyardd.docker("exec", box, "nope")
+    assert r.returncode == 127, r
+    assert b'OCI runtime exec failed: exec failed: unable to start container process: ' \
+           b'exec: "nope": executable file not found in $PATH: unknown' in r.stdout + r.stderr
+    r = dockyardd.docker("exec", box, "/etc/passwd")
+    assert r.returncode == 126, r
+    assert b"permission denied" in r.stdout + r.stderr
+
+
+def test_exec_env_workdir_user_and_the_container_view(dockyardd, box):
+    out = ok(dockyardd, "exec", "-e", "FOO=bar", "-w", "/tmp", "-u", "nobody", box,
+             "sh", "-c", "echo $FOO $CONTAINER_ENV $(pwd) $(id -u) $(hostname) $(cat /tmp/marker)")
+    assert out.split() == ["bar", "yes", "/tmp", "65534", "exhost", "made"]
+    ps = ok(dockyardd, "exec", box, "ps", "-o", "pid,args")
+    assert any(line.split() == ["1", "sleep", "1000"] for line in ps.splitlines()), ps
+    # same capabilities and seccomp as the container; --privileged gets every capability
+    caps = ok(dockyardd, "exec", box, "grep", "-E", "CapEff|Seccomp:", "/proc/self/status").split()
+    assert caps[1] == "00000000a80425fb" and caps[3] == "2"
+    priv = ok(dockyardd, "exec", "--privileged", box, "grep", "CapEff", "/proc/self/status").split()[1]
+    assert int(priv, 16) > int(caps[1], 16)
+
+
+def test_exec_detached_stdin_and_tty(dockyardd, box):
+    ok(dockyardd, "exec", "-d", box, "sh", "-c", "exec sleep 777")
+    deadline = time.monotonic() + 5
+    while "sleep 777" not in ok(dockyardd, "exec", box, "ps", "-o", "args") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "sleep 777" in ok(dockyardd, "exec", box, "ps", "-o", "args")
+    ids = json.loads(ok(dockyardd, "inspect", box))[0]["ExecIDs"]
+    assert ids and len(ids) == 1
+    assert ok(dockyardd, "exec", "-i", box, "cat", input=b"x\n") == "x\n"
+    # -t: a pty (the docker CLI wants a terminal for -t only with -i)
+    out = ok(dockyardd, "exec", "-t", box, "sh", "-c", "tty; echo $TERM")
+    assert out.replace("\r", "").split() == ["/dev/pts/0", "xterm"] or out.startswith("/dev/pts/")
+
+
+def test_exec_paused_and_stopped_are_409(dockyardd, box):
+    ok(dockyardd, "pause", box)
+    try:
+        r = dockyardd.docker("exec", box, "true")
+        assert r.returncode != 0
+        assert f"Container {box} is paused, unpause the container before exec".encode() in r.stderr
+    finally:
+        ok(dockyardd, "unpause", box)
+    cid = ok(dockyardd, "inspect", "-f", "{{.Id}}", box).strip()
+    ok(dockyardd, "kill", box)
+    r = dockyardd.docker("exec", box, "true")
+    assert r.returncode != 0 and f"container {cid} is not running".encode() in r.stderr
+
+
+def test_exec_events(dockyardd, box):
+    since = str(int(time.time()) - 1)
+    assert dockyardd.docker("exec", box, "sh", "-c", "exit 3").returncode == 3
+    r = dockyardd.docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                         "--filter", f"container={box}", "--format", "{{json .}}")
+    events = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    actions = [e["Action"] for e in events]
+    assert "exec_create: sh -c exit 3" in actions and "exec_start: sh -c exit 3" in actions
+    die = [e for e in events if e["Action"] == "exec_die"]
+    assert die and die[-1]["Actor"]["Attributes"]["exitCode"] == "3"
+    assert die[-1]["Actor"]["Attributes"]["execID"]
+
+
+def test_docker_py_exec_run(docker_client, box):
+    container = docker_client.containers.get(box)
+    result = container.exec_run(["sh", "-c", "echo py; exit 4"])
+    assert (result.exit_code, result.output) == (4, b"py\n")
+    result = container.exec_run("id -u", user="nobody", demux=True)
+    assert result.output == (b"65534\n", None)
+
+
+def test_our_cli_exec(dockyardd, box):
+    dy = dockyardd.dockyard
+    r = dy("exec", "-e", "A=1", "-w", "/tmp", box, "sh", "-c", "echo $A $(pwd); exit 6")
+    assert (r.returncode, r.stdout) == (6, b"1 /tmp\n"), r
+    r = dy("exec", "-i", box, "cat", input=b"piped\n")
+    assert r.stdout == b"piped\n", r
+    r = dy("exec", box, "nope")
+    assert r.returncode == 127 and b"executable file not found" in r.stdout + r.stderr, r
+
+
+def test_exec_latency(dockyardd, box):
+    ok(dockyardd, "exec", box, "true")
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        ok(dockyardd, "exec", box, "true")
+        times.append(time.perf_counter() - start)
+    print(f"docker exec true: best {min(times) * 1000:.1f} ms, median {sorted(times)[2] * 1000:.1f} ms")
