@@ -223,6 +223,24 @@ class State(_D):
     finished_at: str = "0001-01-01T00:00:00Z"
 
 
+class HealthcheckResult(_D):
+    start: str  # RFC 3339, UTC
+    end: str
+    exit_code: int  # 0 healthy, 1 unhealthy, -1 the probe could not run or timed out
+    output: str
+
+
+class Health(_D):
+    status: str = "starting"  # starting healthy unhealthy
+    failing_streak: int = 0
+    log: list[HealthcheckResult] = []  # the last five probes
+
+
+class StateWithHealth(State, kw_only=True):
+    """State of a container with a health check: Docker omits ``Health`` for the others."""
+    health: Health
+
+
 class MountPoint(_D):
     type: str = "bind"
     name: str = ""
