@@ -15,13 +15,10 @@ created by ``create`` and deleted by ``remove``/``prune``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import logging
 import re
 import secrets
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -33,182 +30,23 @@ from dockyard.apitypes.container import NetworkSettings, PortBinding
 from dockyard.apitypes.network import CreateRequest, CreateResponse, EndpointResource, Network
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo, StoppedContainerNetworks
+from dockyard.daemon.network_model import (
+    Endpoint, ExtraState, Sandbox, SandboxState, UplinkState, now_rfc3339, parse_range, pool6_of, pool_of,
+    range_and_aux,
+)
 from dockyard.network import etcfiles, iptables, ipam, netns, portmap, records
 from dockyard.network.dns import DnsServer
 from dockyard.network.drivers import DRIVERS, Driver
 from dockyard.network.portmap import PortMapping
 from dockyard.network.proxy import Proxy
-from dockyard.network.records import NetworkRecord
-from dockyard.network.sandbox import SPARE_PREFIX, NetnsWorker, Uplink
+from dockyard.network.records import NetworkRecord, gateway_of
+from dockyard.network.sandbox import SPARE_PREFIX, NetnsWorker
 from dockyard.storage.metadata import Database
 
 log = logging.getLogger("dockyard.networks")
 
 BRIDGE, HOST, NONE = "bridge", "host", "none"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # Docker's rule for object names
-
-
-@dataclass
-class _Uplink:
-    """What endpoints of a network with addresses plug into (the bridge, or a macvlan network's
-    parent link) and its free addresses (memory only, rebuilt on start)."""
-    index: int
-    mtu: int
-    pool: ipam.Pool
-    kind: str = "veth"
-    macvlan_mode: str = "bridge"
-    pool6: ipam.Pool | None = None  # --ipv6 networks
-
-    @property
-    def spec(self) -> Uplink:
-        return Uplink(self.kind, self.index, self.mtu, self.macvlan_mode)
-
-    @classmethod
-    def of(cls, spec: Uplink, pool: ipam.Pool, pool6: ipam.Pool | None) -> _Uplink:
-        return cls(spec.index, spec.mtu, pool, spec.kind, spec.macvlan_mode, pool6)
-
-
-@dataclass
-class _Endpoint:
-    """A sandbox's interface on one network."""
-    network: NetworkRecord
-    address: ipaddress.IPv4Interface | None
-    aliases: list[str]
-    mac_address: str
-    ifname: str
-    container_id: str
-    address6: ipaddress.IPv6Interface | None = None
-
-    @property
-    def endpoint_id(self) -> str:
-        seed = f"{self.network.id}/{self.container_id}/{self.address}"
-        return hashlib.sha256(seed.encode()).hexdigest()
-
-    @property
-    def mac(self) -> str:
-        if self.mac_address:
-            return self.mac_address
-        return ipam.mac_for(self.address.ip) if self.address else ""
-
-
-@dataclass
-class _Sandbox:
-    """A container's network namespace. Its first endpoint's fields are the sandbox's own
-    (``network``, ``address``, ...: the network it was started on, which carries the default
-    route and the published ports); ``network connect`` adds ``extra`` endpoints."""
-    container_id: str
-    name: str
-    network: NetworkRecord | None  # None: container:<id> mode (no endpoint of its own)
-    netns_path: Path | None
-    address: ipaddress.IPv4Interface | None = None
-    files: tuple[Path | None, Path | None, Path | None] = (None, None, None)
-    aliases: list[str] = field(default_factory=list)  # --network-alias (user-defined networks)
-    ports: list[PortMapping] = field(default_factory=list)  # published ports, host side reserved
-    exposed: list[str] = field(default_factory=list)  # ExposedPorts keys, for NetworkSettings.Ports
-    proxies: list[Proxy] = field(default_factory=list)
-    port_rules: list[iptables.Rule] = field(default_factory=list)
-    resolver: DnsServer | None = None
-    mac_address: str = ""  # --mac-address; else derived from the address
-    upstreams: list[tuple[str, int]] = field(default_factory=list)  # the resolver's forwarders
-    ifname: str = "eth0"
-    extra: list[_Endpoint] = field(default_factory=list)
-    address6: ipaddress.IPv6Interface | None = None  # on an --ipv6 network
-
-    def endpoints(self) -> list[_Endpoint]:
-        """Every endpoint with a network, the first one first."""
-        first = [] if self.network is None else [
-            _Endpoint(self.network, self.address, self.aliases, self.mac_address, self.ifname, self.container_id,
-                      self.address6)]
-        return first + self.extra
-
-    @property
-    def endpoint_id(self) -> str:
-        seed = f"{self.network.id if self.network else ''}/{self.container_id}/{self.address}"
-        return hashlib.sha256(seed.encode()).hexdigest()
-
-    @property
-    def sandbox_id(self) -> str:
-        return hashlib.sha256(f"sandbox/{self.container_id}".encode()).hexdigest()
-
-    @property
-    def mac(self) -> str:
-        if self.mac_address:
-            return self.mac_address
-        return ipam.mac_for(self.address.ip) if self.address else ""
-
-
-def _now_rfc3339() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
-
-
-def _gateway_of(record: NetworkRecord) -> ipaddress.IPv4Interface:
-    return ipaddress.IPv4Interface(f"{record.gateway}/{record.subnet.split('/')[1]}")
-
-
-class _ExtraState(msgspec.Struct):
-    """An endpoint added by ``network connect`` (its address is in ip_allocs)."""
-    network_id: str
-    ifname: str
-    aliases: list[str] = []
-    mac_address: str = ""
-
-
-class _SandboxState(msgspec.Struct):
-    """What a sandbox needs besides its kernel objects and address to be served again after a
-    daemon restart (a file in the exec root: sandboxes do not outlive a reboot either)."""
-    aliases: list[str] = []
-    ports: list[PortMapping] = []
-    exposed: list[str] = []
-    upstreams: list[tuple[str, int]] = []
-    mac_address: str = ""
-    ifname: str = "eth0"
-    extra: list[_ExtraState] = []
-
-
-def _pool(record: NetworkRecord, gateway: ipaddress.IPv4Interface) -> ipam.Pool:
-    return ipam.Pool(gateway.network, gateway.ip,
-                     ipaddress.IPv4Network(record.ip_range) if record.ip_range else None,
-                     frozenset(ipaddress.IPv4Address(a) for a in record.aux_addresses.values()))
-
-
-def _parse_range(text: str, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-    try:
-        ip_range = ipaddress.IPv4Network(text)
-    except ValueError as e:
-        raise errdefs.InvalidParameter(f"invalid ip-range {text}: {e}") from None
-    if not ip_range.subnet_of(subnet):
-        raise errdefs.InvalidParameter(f"ip-range {ip_range} is not within subnet {subnet}")
-    return ip_range
-
-
-def _range_and_aux(config, gateway: ipaddress.IPv4Interface) -> tuple[str, dict[str, str]]:
-    """Validated --ip-range and --aux-address of a network create."""
-    if config is None:
-        return "", {}
-    ip_range = str(_parse_range(config.ip_range, gateway.network)) if config.ip_range else ""
-    aux: dict[str, str] = {}
-    for host, text in (config.auxiliary_addresses or {}).items():
-        try:
-            address = ipaddress.IPv4Address(text)
-        except ValueError:
-            raise errdefs.InvalidParameter(f"invalid aux-address {host}={text}") from None
-        if address not in gateway.network:
-            raise errdefs.InvalidParameter(f"no matching subnet for aux-address {address}")
-        aux[host] = str(address)
-    return ip_range, aux
-
-
-def _pool6(record: NetworkRecord) -> ipam.Pool | None:
-    if not record.subnet6:
-        return None
-    return ipam.Pool(ipaddress.IPv6Network(record.subnet6), ipaddress.IPv6Address(record.gateway6))
-
-
-def _gateway6_of(record: NetworkRecord) -> ipaddress.IPv6Interface | None:
-    if not record.subnet6:
-        return None
-    return ipaddress.IPv6Interface(f"{record.gateway6}/{record.subnet6.split('/')[1]}")
 
 
 def _enable_ip_forward() -> None:
@@ -226,8 +64,8 @@ class NetworkService:
         self._events = events
         self._worker: NetnsWorker | None = None
         self._networks: dict[str, NetworkRecord] = {}  # by id
-        self._bridges: dict[str, _Uplink] = {}  # by network id
-        self._sandboxes: dict[str, _Sandbox] = {}  # by container id
+        self._bridges: dict[str, UplinkState] = {}  # by network id
+        self._sandboxes: dict[str, Sandbox] = {}  # by container id
         self._admin = asyncio.Lock()  # network create/remove, one at a time
         # told about a running container's endpoints after network connect/disconnect (the
         # container service keeps them in its record); set by the composition root
@@ -251,7 +89,7 @@ class NetworkService:
         for name in (HOST, NONE):
             record = by_name.get(name) or self._save(NetworkRecord(
                 id=secrets.token_hex(32), name=name, driver=records.DRIVER_OF_PREDEFINED[name],
-                created=_now_rfc3339()))
+                created=now_rfc3339()))
             self._networks[record.id] = record
         if self._config.bridge != "none":
             record = await self._ensure_default_bridge(by_name.get(BRIDGE))
@@ -307,7 +145,7 @@ class NetworkService:
         name = self._config.bridge
         wanted = ipaddress.IPv4Interface(self._config.bip) if self._config.bip else None
         if record is not None and wanted is None and record.bridge == name and record.subnet:
-            wanted = _gateway_of(record)
+            wanted = gateway_of(record)
         ours = record is not None and record.bridge == name and record.bridge_created
         state = await self._run(worker.bridge_state, name)
         if state is None:
@@ -332,13 +170,13 @@ class NetworkService:
         mtu = await self._run(worker.link_mtu, index)
         fresh = NetworkRecord(
             id=record.id if record else secrets.token_hex(32), name=BRIDGE, driver="bridge",
-            created=record.created if record else _now_rfc3339(), subnet=str(wanted.network),
+            created=record.created if record else now_rfc3339(), subnet=str(wanted.network),
             gateway=str(wanted.ip), bridge=name, bridge_created=ours,
             options=records.default_bridge_options(name, mtu))
         if fresh != record:
             self._save(fresh)
         pool, pool6 = self._load_pools(fresh)
-        self._bridges[fresh.id] = _Uplink(index, mtu, pool, pool6=pool6)
+        self._bridges[fresh.id] = UplinkState(index, mtu, pool, pool6=pool6)
         return fresh
 
     async def _restore_network(self, record: NetworkRecord) -> None:
@@ -354,11 +192,11 @@ class NetworkService:
             log.warning("network %s: its host interface %s is gone; its containers cannot start",
                         record.name, record.bridge)
             return
-        self._bridges[record.id] = _Uplink.of(spec, *self._load_pools(record))
+        self._bridges[record.id] = UplinkState.of(spec, *self._load_pools(record))
 
     def _load_pools(self, record: NetworkRecord) -> tuple[ipam.Pool, ipam.Pool | None]:
         """The network's IPv4 (and IPv6) pools with the addresses recorded in use."""
-        pool, pool6 = _pool(record, _gateway_of(record)), _pool6(record)
+        pool, pool6 = pool_of(record, gateway_of(record)), pool6_of(record)
         for (address,) in self._db.query("SELECT address FROM ip_allocs WHERE network_id = ?", (record.id,)):
             ip = ipaddress.ip_address(address)
             target = pool if ip.version == 4 else pool6
@@ -391,18 +229,18 @@ class NetworkService:
         serve their resolvers and published ports again, release every address, namespace
         file and state file whose container is gone."""
         names = dict(live_containers) if isinstance(live_containers, Mapping) else {c: "" for c in live_containers}
-        states: dict[str, _SandboxState] = {}
+        states: dict[str, SandboxState] = {}
         for path in list(self._state_dir.glob("*.json")):
             if path.stem not in names or path.stem in self._sandboxes:
                 if path.stem not in names:
                     path.unlink(missing_ok=True)
                 continue
             try:
-                states[path.stem] = msgspec.json.decode(path.read_bytes(), type=_SandboxState)
+                states[path.stem] = msgspec.json.decode(path.read_bytes(), type=SandboxState)
             except (OSError, msgspec.DecodeError):
                 log.warning("unreadable network state %s: ports and names of that container are lost", path)
         gone: list[tuple[str, str]] = []
-        found: dict[str, _Sandbox] = {}
+        found: dict[str, Sandbox] = {}
         for network_id, address, owner in self._db.query("SELECT network_id, address, owner FROM ip_allocs"):
             network = self._networks.get(network_id)
             if owner not in names or network is None:
@@ -412,16 +250,16 @@ class NetworkService:
                 continue
             sandbox = found.get(owner)
             if sandbox is None:
-                sandbox = found[owner] = _Sandbox(owner, names[owner], None, self._netns_path(owner),
+                sandbox = found[owner] = Sandbox(owner, names[owner], None, self._netns_path(owner),
                                                   files=self._file_paths(self._config.container_data_dir(owner)))
-            state = states.get(owner) or _SandboxState()
+            state = states.get(owner) or SandboxState()
             extra = next((e for e in state.extra if e.network_id == network_id), None)
             if extra is not None:
                 endpoint = next((e for e in sandbox.extra if e.network.id == network_id), None)
                 if endpoint is None:
-                    endpoint = _Endpoint(network, None, list(extra.aliases), extra.mac_address, extra.ifname, owner)
+                    endpoint = Endpoint(network, None, list(extra.aliases), extra.mac_address, extra.ifname, owner)
                     sandbox.extra.append(endpoint)
-                holder: _Sandbox | _Endpoint = endpoint
+                holder: Sandbox | Endpoint = endpoint
             else:
                 sandbox.network = network
                 holder = sandbox
@@ -445,14 +283,14 @@ class NetworkService:
             if owner is None:
                 await self._run(netns.remove, path)
             elif owner not in self._sandboxes:  # a namespace without an address: --network none
-                self._sandboxes[owner] = _Sandbox(owner, names[owner], none, path,
+                self._sandboxes[owner] = Sandbox(owner, names[owner], none, path,
                                                   files=self._file_paths(self._config.container_data_dir(owner)))
         for owner, state in states.items():
             sandbox = self._sandboxes.get(owner)
             if sandbox is not None and sandbox.network is not None:
                 await self._restore_serving(sandbox, state)
 
-    async def _restore_serving(self, sandbox: _Sandbox, state: _SandboxState) -> None:
+    async def _restore_serving(self, sandbox: Sandbox, state: SandboxState) -> None:
         """Serve a live container's resolver and published ports again after a restart."""
         sandbox.aliases, sandbox.exposed = list(state.aliases), list(state.exposed)
         sandbox.upstreams, sandbox.mac_address = [tuple(u) for u in state.upstreams], state.mac_address
@@ -517,7 +355,7 @@ class NetworkService:
                 endpoint_config = endpoint_config or config
             elif network.driver not in (HOST, "null"):
                 extra_networks.append((extra, config))
-        sandbox = _Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
+        sandbox = Sandbox(container_id, container_name, network, None, files=self._file_paths(data_dir))
         bridge = self._bridges.get(network.id)
         if bridge is None and network.driver in DRIVERS:
             raise errdefs.System(f"the host interface {network.bridge} of network {network.name} was not "
@@ -620,7 +458,7 @@ class NetworkService:
                 raise errdefs.InvalidParameter("user specified IPv6 address is supported only on networks "
                                                "with IPv6 enabled (--ipv6)")
 
-    def _endpoint_wishes(self, network: NetworkRecord, bridge: _Uplink | None,
+    def _endpoint_wishes(self, network: NetworkRecord, bridge: UplinkState | None,
                          config: ApiEndpointSettings | None) -> tuple[ipaddress.IPv4Address | None, str | None]:
         """The validated --ip and --mac-address of an endpoint (None: choose)."""
         if config is None:
@@ -643,7 +481,7 @@ class NetworkService:
         return address, mac.lower() if mac else None
 
     @staticmethod
-    def _allocate6(bridge: _Uplink, config: ApiEndpointSettings | None) -> ipaddress.IPv6Interface | None:
+    def _allocate6(bridge: UplinkState, config: ApiEndpointSettings | None) -> ipaddress.IPv6Interface | None:
         """The endpoint's IPv6 address on an --ipv6 network (--ip6, or the next free one)."""
         wanted = config.ipam_config.ipv6_address if config is not None and config.ipam_config is not None else ""
         if bridge.pool6 is None:
@@ -687,13 +525,13 @@ class NetworkService:
         path here), or its socket only holds it for the kernel's DNAT."""
         return self._userland_proxy or ipaddress.ip_address(mapping.host_ip).version == 6
 
-    def _publish(self, sandbox: _Sandbox, mapping: PortMapping, sock) -> None:
+    def _publish(self, sandbox: Sandbox, mapping: PortMapping, sock) -> None:
         assert sandbox.address is not None
         sandbox.ports.append(mapping)
         sandbox.proxies.append(Proxy(sock, mapping.proto, (str(sandbox.address.ip), mapping.container_port),
                                      serve=self._proxied(mapping)))
 
-    def _reserve_ports(self, sandbox: _Sandbox, requests: list[portmap.PortRequest]) -> None:
+    def _reserve_ports(self, sandbox: Sandbox, requests: list[portmap.PortRequest]) -> None:
         for request in requests:
             proxied = self._userland_proxy or ipaddress.ip_address(request.host_ip).version == 6
             try:
@@ -703,7 +541,7 @@ class NetworkService:
                               f"{sandbox.name or sandbox.container_id[:12]} ({sandbox.endpoint_id}): {e}") from None
             self._publish(sandbox, mapping, sock)
 
-    async def _serve(self, sandbox: _Sandbox) -> None:
+    async def _serve(self, sandbox: Sandbox) -> None:
         """Once the namespace exists: the resolver inside it, the published ports' proxies and
         NAT rules, and the state a restarted daemon needs to do this again."""
         network, address = sandbox.network, sandbox.address
@@ -730,14 +568,14 @@ class NetworkService:
             await asyncio.to_thread(self._add_port_rules, dnat, accept)
         await self._save_state(sandbox)
 
-    async def _save_state(self, sandbox: _Sandbox) -> None:
+    async def _save_state(self, sandbox: Sandbox) -> None:
         """The state file, for a sandbox that has more than a namespace and an address."""
         if sandbox.aliases or sandbox.ports or sandbox.exposed or sandbox.upstreams or sandbox.mac_address \
                 or sandbox.extra:
-            state = _SandboxState(
+            state = SandboxState(
                 aliases=sandbox.aliases, ports=sandbox.ports, exposed=sandbox.exposed,
                 upstreams=sandbox.upstreams, mac_address=sandbox.mac_address, ifname=sandbox.ifname,
-                extra=[_ExtraState(e.network.id, e.ifname, e.aliases, e.mac_address) for e in sandbox.extra])
+                extra=[ExtraState(e.network.id, e.ifname, e.aliases, e.mac_address) for e in sandbox.extra])
             await asyncio.to_thread(etcfiles.write_atomic, self._state_path(sandbox.container_id),
                                     msgspec.json.encode(state).decode())
         else:
@@ -751,7 +589,7 @@ class NetworkService:
     def _state_path(self, container_id: str) -> Path:
         return self._state_dir / f"{container_id}.json"
 
-    def _stop_serving(self, sandbox: _Sandbox) -> None:
+    def _stop_serving(self, sandbox: Sandbox) -> None:
         """Close the sandbox's sockets in this process (the kernel rules are dropped apart)."""
         if sandbox.resolver is not None:
             sandbox.resolver.close()
@@ -760,7 +598,7 @@ class NetworkService:
             proxy.close()
         sandbox.proxies = []
 
-    def _lookup_for(self, sandbox: _Sandbox):
+    def _lookup_for(self, sandbox: Sandbox):
         """The resolver's name table for one container: the endpoints on the user-defined
         networks it is connected to (``name`` or ``name.<network>``), their addresses there."""
         def lookup(name: str) -> list | None:
@@ -784,7 +622,7 @@ class NetworkService:
             return found or None
         return lookup
 
-    def _reverse_for(self, sandbox: _Sandbox):
+    def _reverse_for(self, sandbox: Sandbox):
         """PTR answers for the resolver of one container: ``<name>.<network>`` of an address on
         a user-defined network it shares."""
         def reverse(address: ipaddress.IPv4Address) -> str | None:
@@ -796,7 +634,7 @@ class NetworkService:
             return None
         return reverse
 
-    def _joined(self, container_id: str, name: str, peer_id: str, peer_netns: str | None) -> _Sandbox:
+    def _joined(self, container_id: str, name: str, peer_id: str, peer_netns: str | None) -> Sandbox:
         peer = self._sandboxes.get(peer_id)
         files = peer.files if peer is not None else self._file_paths(self._config.container_data_dir(peer_id))
         if peer_netns is not None:
@@ -807,9 +645,9 @@ class NetworkService:
             path = self._netns_path(peer_id)
         else:
             raise errdefs.Conflict(f"cannot join network of a non running container: {peer_id}")
-        return _Sandbox(container_id, name, None, path, files=files)
+        return Sandbox(container_id, name, None, path, files=files)
 
-    def _write_files(self, network_id: str, sandbox: _Sandbox, hosts: str, resolv: str, hostname: str) -> None:
+    def _write_files(self, network_id: str, sandbox: Sandbox, hosts: str, resolv: str, hostname: str) -> None:
         hosts_path, resolv_path, hostname_path = sandbox.files
         assert hosts_path is not None and resolv_path is not None and hostname_path is not None
         hosts_path.parent.mkdir(parents=True, exist_ok=True)
@@ -825,7 +663,7 @@ class NetworkService:
             with self._db.transaction(durable=False) as cur:
                 cur.executemany("INSERT INTO ip_allocs (network_id, address, owner) VALUES (?, ?, ?)", rows)
 
-    async def _undo(self, sandbox: _Sandbox) -> None:
+    async def _undo(self, sandbox: Sandbox) -> None:
         """Undo a half-made sandbox (each step is idempotent)."""
         await self._unserve(sandbox)
         if sandbox.netns_path is not None:
@@ -837,7 +675,7 @@ class NetworkService:
             await asyncio.to_thread(self._delete_addresses, rows)
             self._forget_addresses(rows)
 
-    def _make_netns(self, sandbox: _Sandbox, bridge: _Uplink | None) -> None:
+    def _make_netns(self, sandbox: Sandbox, bridge: UplinkState | None) -> None:
         """On the worker thread: the namespace with its interfaces."""
         worker = self._worker
         path = sandbox.netns_path
@@ -850,7 +688,7 @@ class NetworkService:
             gateway6 = bridge.pool6.gateway if bridge.pool6 is not None and not sandbox.network.internal else None
             worker.make_bridged(path, bridge.spec, sandbox.address, gateway, sandbox.mac, sandbox.address6, gateway6)
 
-    async def _unserve(self, sandbox: _Sandbox) -> None:
+    async def _unserve(self, sandbox: Sandbox) -> None:
         """Everything ``_serve`` made: sockets, NAT rules, the state file."""
         self._stop_serving(sandbox)
         rules, sandbox.port_rules = sandbox.port_rules, []
@@ -896,7 +734,7 @@ class NetworkService:
 
     # ---- network connect / disconnect -------------------------------------------------------
 
-    def _sandbox_of(self, ref: str) -> _Sandbox | None:
+    def _sandbox_of(self, ref: str) -> Sandbox | None:
         """A running container's sandbox by full ID, name or ID prefix; None when not running."""
         for match in (lambda s: s.container_id == ref, lambda s: s.name == ref.lstrip("/")):
             found = next((s for s in self._sandboxes.values() if match(s)), None)
@@ -926,14 +764,14 @@ class NetworkService:
             await self._add_endpoint(sandbox, network, endpoint_config)
         self._tell_endpoints(sandbox)
 
-    def _tell_endpoints(self, sandbox: _Sandbox) -> None:
+    def _tell_endpoints(self, sandbox: Sandbox) -> None:
         if self.endpoints_changed is not None:
             try:
                 self.endpoints_changed(sandbox.container_id, self._info(sandbox))
             except Exception:
                 log.exception("container %s: recording its networks failed", sandbox.container_id[:12])
 
-    async def _add_endpoint(self, sandbox: _Sandbox, network: NetworkRecord,
+    async def _add_endpoint(self, sandbox: Sandbox, network: NetworkRecord,
                             endpoint_config: ApiEndpointSettings | None) -> None:
         """One more interface (ethN) in the sandbox's namespace, on network."""
         if network.driver == "host" or (sandbox.network is not None and sandbox.network.driver == "host"):
@@ -964,7 +802,7 @@ class NetworkService:
         except BaseException:
             bridge.pool.release(address)
             raise
-        endpoint = _Endpoint(network, ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}"),
+        endpoint = Endpoint(network, ipaddress.IPv4Interface(f"{address}/{bridge.pool.subnet.prefixlen}"),
                              aliases, mac or "", ifname, sandbox.container_id, address6)
         try:
             assert self._worker is not None and endpoint.address is not None
@@ -993,7 +831,7 @@ class NetworkService:
         self._events.emit("network", "connect", network.id,
                           {"container": sandbox.container_id, "name": network.name, "type": network.driver})
 
-    async def _start_resolver_late(self, sandbox: _Sandbox) -> None:
+    async def _start_resolver_late(self, sandbox: Sandbox) -> None:
         """A container started on the default bridge joins a user-defined network: its
         resolv.conf now points at the embedded resolver, which forwards to the servers the file
         named (rewritten in place: the running container has it bind-mounted)."""
@@ -1076,7 +914,7 @@ class NetworkService:
         if sandbox is not None:
             sandbox.name = name
 
-    def _info(self, sandbox: _Sandbox) -> SandboxInfo:
+    def _info(self, sandbox: Sandbox) -> SandboxInfo:
         hosts, resolv, hostname = sandbox.files
         endpoints = []
         for ep in sandbox.endpoints():
@@ -1140,7 +978,7 @@ class NetworkService:
         settings.ports = self.published_ports(container_id)
         return settings
 
-    def published_ports(self, container_id: str, sandbox: _Sandbox | None = None) -> dict[str, list[PortBinding] | None]:
+    def published_ports(self, container_id: str, sandbox: Sandbox | None = None) -> dict[str, list[PortBinding] | None]:
         """NetworkSettings.Ports of a container with a sandbox (``docker port``): exposed ports
         with their host bindings, null when not published."""
         sandbox = sandbox or self._sandboxes.get(container_id)
@@ -1228,10 +1066,10 @@ class NetworkService:
             if self._by_name(name) is not None:
                 raise errdefs.Conflict(f"network with name {name} already exists")
             gateway = await self._choose_gateway(config, host_routes=DRIVERS[driver].checks_host_routes)
-            ip_range, aux = _range_and_aux(config, gateway)
+            ip_range, aux = range_and_aux(config, gateway)
             gateway6 = self._choose_gateway6(v6[0] if v6 else None) if request.enable_ipv6 else None
             record = NetworkRecord(
-                id=secrets.token_hex(32), name=name, driver=driver, created=_now_rfc3339(),
+                id=secrets.token_hex(32), name=name, driver=driver, created=now_rfc3339(),
                 subnet=str(gateway.network), gateway=str(gateway.ip), ip_range=ip_range, aux_addresses=aux,
                 subnet6=str(gateway6.network) if gateway6 else "", gateway6=str(gateway6.ip) if gateway6 else "",
                 internal=request.internal, attachable=request.attachable, options=options,
@@ -1250,7 +1088,7 @@ class NetworkService:
             await driver.delete(self._run, self._worker, record)
             raise
         self._networks[record.id] = record
-        self._bridges[record.id] = _Uplink.of(spec, _pool(record, _gateway_of(record)), _pool6(record))
+        self._bridges[record.id] = UplinkState.of(spec, pool_of(record, gateway_of(record)), pool6_of(record))
         if self._config.iptables:
             try:
                 bridges = [record.bridge] if record.driver == BRIDGE else []
@@ -1314,7 +1152,7 @@ class NetworkService:
             if gateway not in subnet:
                 raise errdefs.InvalidParameter(f"no matching subnet for gateway {gateway}")
         elif config is not None and config.ip_range:
-            gateway = _parse_range(config.ip_range, subnet).network_address + 1  # as Docker: from the range
+            gateway = parse_range(config.ip_range, subnet).network_address + 1  # as Docker: from the range
         else:
             gateway = subnet.network_address + 1
         return ipaddress.IPv4Interface(f"{gateway}/{subnet.prefixlen}")

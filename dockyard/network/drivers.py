@@ -28,10 +28,7 @@ Run = Callable[..., Awaitable[Any]]  # run(fn, *args): fn(*args) on the worker t
 
 
 def _gateways(record: NetworkRecord) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv6Interface | None]:
-    gateway = ipaddress.IPv4Interface(f"{record.gateway}/{record.subnet.split('/')[1]}")
-    gateway6 = (ipaddress.IPv6Interface(f"{record.gateway6}/{record.subnet6.split('/')[1]}")
-                if record.subnet6 else None)
-    return gateway, gateway6
+    return records.gateway_of(record), records.gateway6_of(record)
 
 
 class Driver(Protocol):

@@ -6,6 +6,8 @@ Docker's Network object; ``matches`` applies ``GET /networks`` filters.
 
 from __future__ import annotations
 
+import ipaddress
+
 import msgspec
 
 from dockyard import errdefs
@@ -41,6 +43,17 @@ class NetworkRecord(msgspec.Struct):
     @property
     def builtin(self) -> bool:
         return self.name in PREDEFINED
+
+
+def gateway_of(record: NetworkRecord) -> ipaddress.IPv4Interface:
+    """The gateway with the subnet's prefix, e.g. 172.30.0.1/24."""
+    return ipaddress.IPv4Interface(f"{record.gateway}/{record.subnet.split('/')[1]}")
+
+
+def gateway6_of(record: NetworkRecord) -> ipaddress.IPv6Interface | None:
+    if not record.subnet6:
+        return None
+    return ipaddress.IPv6Interface(f"{record.gateway6}/{record.subnet6.split('/')[1]}")
 
 
 def default_bridge_options(bridge: str, mtu: int) -> dict[str, str]:
