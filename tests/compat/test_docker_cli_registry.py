@@ -224,3 +224,34 @@ def test_registry_endpoints_fit_the_spec(dockyardd, registry):
     finally:
         fake.stop()
     ok(d, "rmi", f"{name}:1")
+
+
+def test_run_pulls_a_missing_image_and_runs_it(dockyardd, registry):
+    d = dockyardd
+    name = f"{registry.host}/cli/runme"
+    ok(d, "tag", "busybox", f"{name}:1")
+    ok(d, "push", f"{name}:1")
+    ok(d, "rmi", f"{name}:1")
+    # the busybox layers are still here (busybox:latest); a fresh image name is pulled by run
+    r = d.docker("run", "--rm", f"{name}:1", "echo", "pulled and ran")
+    assert r.returncode == 0, r.stderr.decode() + d.log()
+    assert r.stdout.decode() == "pulled and ran\n"
+    assert "Unable to find image" in r.stderr.decode()
+    r = d.docker("run", "--rm", "--pull", "never", f"{registry.host}/cli/absent:1", "true")
+    assert r.returncode != 0
+    ok(d, "rmi", f"{name}:1")
+
+
+def test_image_pulled_into_an_empty_store_runs(fresh_daemon, registry):
+    d = fresh_daemon
+    daemon_harness.load_busybox(d)
+    image_id = ok(d, "image", "inspect", "-f", "{{.Id}}", "busybox").strip()
+    name = f"{registry.host}/cli/fresh"
+    ok(d, "tag", "busybox", f"{name}:1")
+    ok(d, "push", f"{name}:1")
+    ok(d, "rmi", "-f", image_id)
+    assert ok(d, "images", "-q") == ""
+    out = ok(d, "pull", f"{name}:1")
+    assert "Pull complete" in out
+    assert ok(d, "run", "--rm", f"{name}:1", "sh", "-c", "echo $((6*7))") == "42\n"
+    assert ok(d, "image", "inspect", "-f", "{{.Id}}", f"{name}:1").strip() == image_id
