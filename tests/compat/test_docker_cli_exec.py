@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 
@@ -67,8 +68,95 @@ def test_exec_detached_stdin_and_tty(dockyardd, box):
     assert ids and len(ids) == 1
     assert ok(dockyardd, "exec", "-i", box, "cat", input=b"x\n") == "x\n"
     # -t: a pty (the docker CLI wants a terminal for -t only with -i)
-    out = ok(dockyardd, "exec", "-t", box, "sh", "-c", "tty; echo $TERM")
-    assert out.replace("\r", "").split() == ["/dev/pts/0", "xterm"] or out.startswith("/dev/pts/")
+    out = ok(dockyardd, "exec", "-t", box, "sh", "-c", "tty; echo $TERM").replace("\r", "").split()
+    assert out[0].startswith("/dev/pts/") and out[1] == "xterm", out
+
+
+def test_exec_interactive_tty(dockyardd, box):
+    """docker exec -it through a real terminal: a shell prompt, a command, its exit code."""
+    import pty
+    import select
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([dockyardd_docker(dockyardd), "exec", "-it", box, "sh"], stdin=slave, stdout=slave,
+                            stderr=slave, env=dockyardd.env, start_new_session=True)
+    os.close(slave)
+    try:
+        os.write(master, b"echo $((6*7)); exit 3\n")
+        seen = b""
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+        assert proc.wait(timeout=10) == 3
+        assert b"42" in seen, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_concurrent_execs(dockyardd, box):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda i: ok(dockyardd, "exec", box, "sh", "-c", f"sleep 0.2; echo {i}"), range(4)))
+    assert outs == [f"{i}\n" for i in range(4)]
+
+
+def test_exec_inspect_and_resize_through_the_api(docker_client, box):
+    api = docker_client.api
+    exec_id = api.exec_create(box, ["sh", "-c", "sleep 0.5; stty size"], tty=True, user="nobody")["Id"]
+    idle = api.exec_inspect(exec_id)
+    assert (idle["Running"], idle["ExitCode"], idle["Pid"]) == (False, None, 0)
+    assert idle["ProcessConfig"] == {"entrypoint": "sh", "arguments": ["-c", "sleep 0.5; stty size"],
+                                     "privileged": False, "tty": True, "user": "nobody"}
+    sock = api.exec_start(exec_id, tty=True, socket=True)
+    try:
+        deadline = time.monotonic() + 5  # the process starts after the 101 answer, as in dockerd
+        while not (running := api.exec_inspect(exec_id))["Pid"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert running["Running"] and running["Pid"] > 0
+        assert exec_id in api.inspect_container(box)["ExecIDs"]
+        api.exec_resize(exec_id, height=40, width=100)
+        raw = getattr(sock, "_sock", sock)
+        raw.settimeout(10)
+        data = b""
+        while chunk := raw.recv(4096):
+            data += chunk
+    finally:
+        sock.close()
+    assert b"40 100" in data, data
+    done = api.exec_inspect(exec_id)
+    assert (done["Running"], done["ExitCode"]) == (False, 0)
+    assert api.inspect_container(box)["ExecIDs"] is None
+    import docker
+    with pytest.raises(docker.errors.APIError) as err:
+        api.exec_start(exec_id, detach=True)  # attached, dockerd writes the error into the stream
+    assert err.value.status_code == 409 and "has already run" in str(err.value)
+    with pytest.raises(docker.errors.NotFound):
+        api.exec_inspect("nope")
+
+
+def test_exec_ends_with_its_container(dockyardd, box, docker_client):
+    api = docker_client.api
+    exec_id = api.exec_create(box, ["sleep", "1000"])["Id"]
+    api.exec_start(exec_id, detach=True)
+    ok(dockyardd, "kill", box)
+    deadline = time.monotonic() + 10
+    while api.exec_inspect(exec_id)["Running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert api.exec_inspect(exec_id)["ExitCode"] == 137
+
+
+def dockyardd_docker(d) -> str:
+    from tests.daemon_harness import DOCKER
+    return str(DOCKER)
 
 
 def test_exec_paused_and_stopped_are_409(dockyardd, box):
