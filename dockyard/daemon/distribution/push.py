@@ -3,8 +3,9 @@
 Per layer (in parallel, daemon-wide ``max-concurrent-uploads``): a blob this registry is
 known to hold for the layer (``blobinfo``) is checked with HEAD ("Layer already exists") or
 mounted from the other repository that has it ("Mounted from ..."); otherwise the layer's
-diff is gzip-compressed (``compress``, in parallel blocks) while it streams to the registry (one PATCH, or fixed-size chunks
-when ``push_chunk_size`` is set) and the upload is closed with its digest. Then the config
+diff is gzip-compressed (``compress``, in parallel blocks) while it streams to the registry
+(one PATCH, or fixed-size chunks when ``push_chunk_size`` is set), the upload is closed with
+its digest, and a failed upload is retried in a new session. Then the config
 (monolithic PUT unless present) and the manifest, whose digest ends the stream exactly as
 Docker reports it: ``latest: digest: sha256:... size: 527``.
 """
