@@ -8,15 +8,15 @@ synchronous and run in a worker thread; progress goes out through ``Progress``.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from dockyard import errdefs
 from dockyard.apitypes.distribution import (AuthConfig, AuthResponse, DistributionDescriptor,
-                                            DistributionInspect, JSONMessage, DistributionPlatform, SearchResult)
+                                            DistributionInspect, DistributionPlatform, JSONMessage, SearchResult)
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.distribution import manifests, pull, push
 from dockyard.daemon.distribution.blobinfo import BlobInfo
