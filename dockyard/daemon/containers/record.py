@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from dockyard.apitypes.container import ContainerConfig, EndpointSettings, HostConfig, MountPoint, State
+from dockyard.apitypes.container import ContainerConfig, EndpointSettings, Health, HostConfig, MountPoint, State
 
 
 class RootfsMount(msgspec.Struct):
@@ -29,6 +29,7 @@ class ContainerRecord(msgspec.Struct, kw_only=True):
     config: ContainerConfig
     host_config: HostConfig
     state: State = msgspec.field(default_factory=State)
+    health: Health | None = None  # State.Health, once a health check ran (daemon/containers/health.py)
     runtime: str = "dockyard"  # "dockyard" or a runc-compatible binary path
     restart_count: int = 0
     has_been_started: bool = False

@@ -15,8 +15,8 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.apitypes.container import (
-    ContainerInspect, ContainerSummary, GraphDriver, NetworkSettings, Port, SummaryHostConfig,
-    SummaryNetworkSettings,
+    ContainerInspect, ContainerSummary, GraphDriver, NetworkSettings, Port, StateWithHealth,
+    SummaryHostConfig, SummaryNetworkSettings,
 )
 from dockyard.daemon.containers import state as st
 from dockyard.daemon.containers.record import ContainerRecord
@@ -72,7 +72,12 @@ def status_text(rec: ContainerRecord, now: float | None = None) -> str:
     s = rec.state
     if s.status == st.RUNNING or s.status == st.PAUSED:
         text = f"Up {human_duration(now - parse_rfc3339(s.started_at))}"
-        return text + " (Paused)" if s.status == st.PAUSED else text
+        if s.status == st.PAUSED:
+            return text + " (Paused)"
+        if rec.health is not None:
+            health = rec.health.status
+            return f"{text} ({'health: starting' if health == 'starting' else health})"
+        return text
     if s.status == st.RESTARTING:
         return f"Restarting ({s.exit_code}) {human_duration(now - parse_rfc3339(s.finished_at))} ago"
     if s.status == st.REMOVING:
@@ -104,6 +109,8 @@ def inspect(rec: ContainerRecord, size_rw: int | None = None, size_root_fs: int 
     state = rec.state
     if state.status == st.RESTARTING:  # Docker shows a restarting container as running too
         state = msgspec.structs.replace(state, running=True)
+    if rec.health is not None:
+        state = StateWithHealth(**msgspec.structs.asdict(state), health=rec.health)
     return ContainerInspect(
         id=rec.id, created=rec.created, path=rec.path, args=rec.args, state=state,
         image=rec.image_id, resolv_conf_path=rec.resolv_conf_path, hostname_path=rec.hostname_path,
@@ -158,6 +165,7 @@ def summary(rec: ContainerRecord, image_label: str, size_rw: int | None = None) 
 _FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since", "network",
             "volume", "health", "is-task", "publish", "expose"}
 _STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+_HEALTH = {"starting", "healthy", "unhealthy", "none"}
 
 
 def check_filters(filters: dict[str, list[str]]) -> None:
@@ -169,6 +177,10 @@ def check_filters(filters: dict[str, list[str]]) -> None:
                 if v not in _STATUSES:
                     raise errdefs.InvalidParameter(
                         f"invalid filter 'status={v}'")
+        if key == "health":
+            for v in values:
+                if v not in _HEALTH:
+                    raise errdefs.InvalidParameter(f"Unrecognised filter value for health: {v}")
         if key == "exited":
             for v in values:
                 if not v.lstrip("-").isdigit():
@@ -194,6 +206,8 @@ def matches(rec: ContainerRecord, filters: dict[str, list[str]], ancestors: set[
         return False
     if "exited" in filters and not (rec.state.status == st.EXITED
                                     and str(rec.state.exit_code) in filters["exited"]):
+        return False
+    if "health" in filters and (rec.health.status if rec.health else "none") not in filters["health"]:
         return False
     if "ancestor" in filters and rec.image_id not in ancestors:
         return False
