@@ -31,14 +31,11 @@ from dockyard.apitypes.network import CreateRequest, CreateResponse, EndpointRes
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo, StoppedContainerNetworks
 from dockyard.daemon.network_model import (
-    Endpoint, ExtraState, Sandbox, SandboxState, UplinkState, now_rfc3339, parse_range, pool6_of, pool_of,
-    range_and_aux,
+    Endpoint, Sandbox, SandboxState, UplinkState, now_rfc3339, parse_range, pool6_of, pool_of, range_and_aux,
 )
+from dockyard.daemon.network_serving import SandboxServing
 from dockyard.network import etcfiles, iptables, ipam, netns, portmap, records
-from dockyard.network.dns import DnsServer
 from dockyard.network.drivers import DRIVERS, Driver
-from dockyard.network.portmap import PortMapping
-from dockyard.network.proxy import Proxy
 from dockyard.network.records import NetworkRecord, gateway_of
 from dockyard.network.sandbox import SPARE_PREFIX, NetnsWorker
 from dockyard.storage.metadata import Database
@@ -77,6 +74,8 @@ class NetworkService:
         self._state_dir = config.exec_root / "network"
         # Without iptables the proxy is the only way in, whatever --userland-proxy says.
         self._userland_proxy = config.userland_proxy or not config.iptables
+        self._serving = SandboxServing(self._run, lambda: self._worker, self._sandboxes, self._chains,
+                                       config.iptables, self._userland_proxy, self._state_dir)
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -128,7 +127,7 @@ class NetworkService:
         and resolvers (served by this process) and our iptables chains go, and come back with
         ``reconcile`` at the next start."""
         for sandbox in self._sandboxes.values():
-            self._stop_serving(sandbox)
+            self._serving.stop(sandbox)
         if self._config.iptables:
             await asyncio.to_thread(iptables.teardown, self._chains)
         if self._worker is not None:
@@ -288,26 +287,7 @@ class NetworkService:
         for owner, state in states.items():
             sandbox = self._sandboxes.get(owner)
             if sandbox is not None and sandbox.network is not None:
-                await self._restore_serving(sandbox, state)
-
-    async def _restore_serving(self, sandbox: Sandbox, state: SandboxState) -> None:
-        """Serve a live container's resolver and published ports again after a restart."""
-        sandbox.aliases, sandbox.exposed = list(state.aliases), list(state.exposed)
-        sandbox.upstreams, sandbox.mac_address = [tuple(u) for u in state.upstreams], state.mac_address
-        sandbox.ifname = state.ifname
-        if sandbox.address is not None:
-            for mapping in state.ports:
-                try:
-                    sock = portmap.rebind(mapping, listen=self._proxied(mapping))
-                except OSError as e:
-                    log.warning("container %s: cannot publish %s:%d again: %s", sandbox.container_id[:12],
-                                mapping.host_ip, mapping.host_port, e)
-                    continue
-                self._publish(sandbox, mapping, sock)
-        try:
-            await self._serve(sandbox)
-        except Exception:
-            log.exception("container %s: restoring its resolver and ports failed", sandbox.container_id[:12])
+                await self._serving.restore(sandbox, state)
 
     # ---- sandboxes (NetworkAttacher) ---------------------------------------------------------
 
@@ -397,9 +377,9 @@ class NetworkService:
         if publishable:
             sandbox.exposed = sorted(exposed_ports or ())
             try:
-                self._reserve_ports(sandbox, requests)
+                self._serving.reserve_ports(sandbox, requests)
             except BaseException:
-                self._stop_serving(sandbox)
+                self._serving.stop(sandbox)
                 if sandbox.address is not None:
                     bridge.pool.release(sandbox.address.ip)
                 if sandbox.address6 is not None and bridge.pool6 is not None:
@@ -414,7 +394,7 @@ class NetworkService:
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is None:
             try:
-                await self._serve(sandbox)
+                await self._serving.serve(sandbox)
             except BaseException as e:
                 failure = e
         if failure is not None:
@@ -520,120 +500,6 @@ class NetworkService:
         record = self._by_name(BRIDGE)
         return record.gateway if record is not None else ""
 
-    def _proxied(self, mapping: PortMapping) -> bool:
-        """Whether the userland proxy serves a port (IPv6 host addresses always: no ip6tables
-        path here), or its socket only holds it for the kernel's DNAT."""
-        return self._userland_proxy or ipaddress.ip_address(mapping.host_ip).version == 6
-
-    def _publish(self, sandbox: Sandbox, mapping: PortMapping, sock) -> None:
-        assert sandbox.address is not None
-        sandbox.ports.append(mapping)
-        sandbox.proxies.append(Proxy(sock, mapping.proto, (str(sandbox.address.ip), mapping.container_port),
-                                     serve=self._proxied(mapping)))
-
-    def _reserve_ports(self, sandbox: Sandbox, requests: list[portmap.PortRequest]) -> None:
-        for request in requests:
-            proxied = self._userland_proxy or ipaddress.ip_address(request.host_ip).version == 6
-            try:
-                mapping, sock = portmap.reserve(request, listen=proxied)
-            except errdefs.DockyardError as e:
-                raise type(e)(f"driver failed programming external connectivity on endpoint "
-                              f"{sandbox.name or sandbox.container_id[:12]} ({sandbox.endpoint_id}): {e}") from None
-            self._publish(sandbox, mapping, sock)
-
-    async def _serve(self, sandbox: Sandbox) -> None:
-        """Once the namespace exists: the resolver inside it, the published ports' proxies and
-        NAT rules, and the state a restarted daemon needs to do this again."""
-        network, address = sandbox.network, sandbox.address
-        assert network is not None
-        if sandbox.upstreams and sandbox.netns_path is not None:
-            assert self._worker is not None
-            udp, tcp = await self._run(self._worker.dns_sockets, sandbox.netns_path)
-            sandbox.resolver = DnsServer(udp, tcp, self._lookup_for(sandbox), sandbox.upstreams,
-                                         self._reverse_for(sandbox))
-            await sandbox.resolver.start()
-        for proxy in sandbox.proxies:
-            await proxy.start()
-        if sandbox.ports and self._config.iptables and address is not None:
-            dnat: list[iptables.Rule] = []
-            accept: list[iptables.Rule] = []
-            for m in sandbox.ports:
-                if ipaddress.ip_address(m.host_ip).version != 4:
-                    continue  # IPv6 host addresses: the proxy alone
-                d, a = iptables.port_rules(self._chains, network.bridge, m.proto, m.host_ip, m.host_port,
-                                           str(address.ip), m.container_port, hairpin=not self._userland_proxy)
-                dnat += d
-                accept += a
-            sandbox.port_rules = dnat + accept
-            await asyncio.to_thread(self._add_port_rules, dnat, accept)
-        await self._save_state(sandbox)
-
-    async def _save_state(self, sandbox: Sandbox) -> None:
-        """The state file, for a sandbox that has more than a namespace and an address."""
-        if sandbox.aliases or sandbox.ports or sandbox.exposed or sandbox.upstreams or sandbox.mac_address \
-                or sandbox.extra:
-            state = SandboxState(
-                aliases=sandbox.aliases, ports=sandbox.ports, exposed=sandbox.exposed,
-                upstreams=sandbox.upstreams, mac_address=sandbox.mac_address, ifname=sandbox.ifname,
-                extra=[ExtraState(e.network.id, e.ifname, e.aliases, e.mac_address) for e in sandbox.extra])
-            await asyncio.to_thread(etcfiles.write_atomic, self._state_path(sandbox.container_id),
-                                    msgspec.json.encode(state).decode())
-        else:
-            self._state_path(sandbox.container_id).unlink(missing_ok=True)
-
-    @staticmethod
-    def _add_port_rules(dnat: list[iptables.Rule], accept: list[iptables.Rule]) -> None:
-        iptables.add(dnat)
-        iptables.insert(accept, 2)  # after the established rule, before the isolation jump
-
-    def _state_path(self, container_id: str) -> Path:
-        return self._state_dir / f"{container_id}.json"
-
-    def _stop_serving(self, sandbox: Sandbox) -> None:
-        """Close the sandbox's sockets in this process (the kernel rules are dropped apart)."""
-        if sandbox.resolver is not None:
-            sandbox.resolver.close()
-            sandbox.resolver = None
-        for proxy in sandbox.proxies:
-            proxy.close()
-        sandbox.proxies = []
-
-    def _lookup_for(self, sandbox: Sandbox):
-        """The resolver's name table for one container: the endpoints on the user-defined
-        networks it is connected to (``name`` or ``name.<network>``), their addresses there."""
-        def lookup(name: str) -> list | None:
-            found: list = []
-            for mine in sandbox.endpoints():
-                network = mine.network
-                if network.builtin:
-                    continue
-                wanted = name
-                suffix = "." + network.name.lower()
-                if wanted.endswith(suffix):
-                    wanted = wanted[:-len(suffix)]
-                for other in self._sandboxes.values():
-                    for ep in other.endpoints():
-                        if ep.network.id == network.id and ep.address is not None and (
-                                wanted == other.name.lower() or wanted in (a.lower() for a in ep.aliases)
-                                or (len(wanted) >= 12 and other.container_id.startswith(wanted))):
-                            for ip in (ep.address.ip, ep.address6.ip if ep.address6 else None):
-                                if ip is not None and ip not in found:
-                                    found.append(ip)
-            return found or None
-        return lookup
-
-    def _reverse_for(self, sandbox: Sandbox):
-        """PTR answers for the resolver of one container: ``<name>.<network>`` of an address on
-        a user-defined network it shares."""
-        def reverse(address: ipaddress.IPv4Address) -> str | None:
-            shared = {ep.network.id for ep in sandbox.endpoints() if not ep.network.builtin}
-            for other in self._sandboxes.values():
-                for ep in other.endpoints():
-                    if ep.network.id in shared and ep.address is not None and ep.address.ip == address:
-                        return f"{other.name or other.container_id[:12]}.{ep.network.name}"
-            return None
-        return reverse
-
     def _joined(self, container_id: str, name: str, peer_id: str, peer_netns: str | None) -> Sandbox:
         peer = self._sandboxes.get(peer_id)
         files = peer.files if peer is not None else self._file_paths(self._config.container_data_dir(peer_id))
@@ -665,7 +531,7 @@ class NetworkService:
 
     async def _undo(self, sandbox: Sandbox) -> None:
         """Undo a half-made sandbox (each step is idempotent)."""
-        await self._unserve(sandbox)
+        await self._serving.unserve(sandbox)
         if sandbox.netns_path is not None:
             await self._run(netns.remove, sandbox.netns_path)
         if sandbox.address is not None and sandbox.network is not None:
@@ -688,14 +554,6 @@ class NetworkService:
             gateway6 = bridge.pool6.gateway if bridge.pool6 is not None and not sandbox.network.internal else None
             worker.make_bridged(path, bridge.spec, sandbox.address, gateway, sandbox.mac, sandbox.address6, gateway6)
 
-    async def _unserve(self, sandbox: Sandbox) -> None:
-        """Everything ``_serve`` made: sockets, NAT rules, the state file."""
-        self._stop_serving(sandbox)
-        rules, sandbox.port_rules = sandbox.port_rules, []
-        if rules:
-            await asyncio.to_thread(iptables.delete, rules)
-        self._state_path(sandbox.container_id).unlink(missing_ok=True)
-
     def _delete_addresses(self, rows: list[tuple[str, str]]) -> None:
         with self._db.transaction(durable=False) as cur:
             cur.executemany("DELETE FROM ip_allocs WHERE network_id = ? AND address = ?", rows)
@@ -716,9 +574,9 @@ class NetworkService:
         if sandbox is not None and sandbox.network is None:
             return  # container:<id>: the namespace is the peer's
         if sandbox is not None:
-            await self._unserve(sandbox)
+            await self._serving.unserve(sandbox)
         else:
-            self._state_path(container_id).unlink(missing_ok=True)
+            self._serving.state_path(container_id).unlink(missing_ok=True)
         rows = [tuple(r) for r in self._db.query(
             "SELECT network_id, address FROM ip_allocs WHERE owner = ?", (container_id,))]
         steps = []
@@ -826,29 +684,10 @@ class NetworkService:
             raise
         sandbox.extra.append(endpoint)
         if not network.builtin and sandbox.resolver is None:
-            await self._start_resolver_late(sandbox)
-        await self._save_state(sandbox)
+            await self._serving.start_resolver_late(sandbox)
+        await self._serving.save_state(sandbox)
         self._events.emit("network", "connect", network.id,
                           {"container": sandbox.container_id, "name": network.name, "type": network.driver})
-
-    async def _start_resolver_late(self, sandbox: Sandbox) -> None:
-        """A container started on the default bridge joins a user-defined network: its
-        resolv.conf now points at the embedded resolver, which forwards to the servers the file
-        named (rewritten in place: the running container has it bind-mounted)."""
-        resolv_path = sandbox.files[1]
-        if resolv_path is None or sandbox.netns_path is None:
-            return
-        try:
-            text, upstreams = etcfiles.internalize(await asyncio.to_thread(resolv_path.read_text))
-            assert self._worker is not None
-            udp, tcp = await self._run(self._worker.dns_sockets, sandbox.netns_path)
-        except OSError as e:
-            log.warning("container %s: no embedded resolver: %s", sandbox.container_id[:12], e)
-            return
-        sandbox.upstreams = upstreams
-        sandbox.resolver = DnsServer(udp, tcp, self._lookup_for(sandbox), upstreams, self._reverse_for(sandbox))
-        await sandbox.resolver.start()
-        await asyncio.to_thread(etcfiles.rewrite_in_place, resolv_path, text)
 
     async def disconnect(self, network_ref: str, container: str, force: bool = False) -> None:
         """``docker network disconnect``: the interface goes, its address is freed."""
@@ -898,7 +737,7 @@ class NetworkService:
                     sandbox.mac_address = ""
             else:
                 sandbox.extra = [ep for ep in sandbox.extra if ep.network.id != network.id]
-            await self._save_state(sandbox)
+            await self._serving.save_state(sandbox)
         self._events.emit("network", "disconnect", network.id,
                           {"container": sandbox.container_id, "name": network.name, "type": network.driver})
         self._tell_endpoints(sandbox)

@@ -212,7 +212,7 @@ def test_ports_survive_a_killed_daemon(env, servers):
     servers.start(info.netns_path)
     # kill -9: the process's sockets close, its iptables rules and namespaces stay
     for sandbox in svc._sandboxes.values():
-        svc._stop_serving(sandbox)
+        svc._serving.stop(sandbox)
     svc._worker.close()
     svc._worker = None
     env.services.remove(svc)
