@@ -12,6 +12,10 @@ earlier, or one planted in dest) is refused instead of followed.
 
 Out: ``tar_dir_changes`` turns an overlay upper directory back into a Docker layer tar
 (for commit / container diff); ``tar_dir`` tars a whole tree (export).
+
+docker cp uses the same two halves on a directory fd inside a container: ``extract_copy``
+(plain tar semantics, no whiteouts; every entry checked before anything is written) and
+``tar_at`` (walks by fd, never following a symlink).
 """
 
 from __future__ import annotations
@@ -240,8 +244,15 @@ def _refuse(entry: str, why: str) -> errdefs.InvalidParameter:
 
 
 class _Extractor:
-    def __init__(self, dest: Path) -> None:
-        self._root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    def __init__(self, dest: Path | int, whiteouts: bool = True, owner: tuple[int, int] | None = None,
+                 no_overwrite_dir_non_dir: bool = False) -> None:
+        """``dest`` a path or an open directory fd (reopened, the caller keeps its own); ``owner``
+        replaces every entry's uid/gid; ``whiteouts`` False writes .wh. entries as plain files."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._root_fd = os.open(".", flags, dir_fd=dest) if isinstance(dest, int) else os.open(dest, flags)
+        self._whiteouts = whiteouts
+        self._owner = owner
+        self._no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
         self._dirs: dict[tuple[str, ...], int] = {}
         self._dir_times: list[tuple[tuple[str, ...], int, int]] = []
         self.size = 0
@@ -309,6 +320,7 @@ class _Extractor:
             st = os.lstat(name, dir_fd=parent_fd)
         except FileNotFoundError:
             return False
+        self._check_overwrite(parent + (name,), st, keep_dir)
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return True
@@ -317,6 +329,39 @@ class _Extractor:
         else:
             os.unlink(name, dir_fd=parent_fd)
         return False
+
+    def _check_overwrite(self, parts: tuple[str, ...], existing: os.stat_result, new_is_dir: bool) -> None:
+        if not self._no_overwrite_dir_non_dir or stat.S_ISDIR(existing.st_mode) == new_is_dir:
+            return
+        path = "/".join(parts)
+        if new_is_dir:
+            raise errdefs.InvalidParameter(f"cannot overwrite non-directory {path!r} with directory {path!r}")
+        raise errdefs.InvalidParameter(f"cannot overwrite directory {path!r} with non-directory {path!r}")
+
+    def check(self, member: tarfile.TarInfo) -> None:
+        """Refuse now what ``apply`` would refuse later for what is already in dest (a path
+        through a symlink or a file, a dir/non-dir overwrite), without writing anything."""
+        parts = _split(member.name, member.name)
+        fd = self._root_fd
+        opened: list[int] = []
+        try:
+            for i, part in enumerate(parts):
+                try:
+                    st = os.lstat(part, dir_fd=fd)
+                except FileNotFoundError:
+                    return  # the tar makes it: checked again when it is written
+                if i == len(parts) - 1:
+                    self._check_overwrite(parts, st, member.isdir())
+                    return
+                if not stat.S_ISDIR(st.st_mode):
+                    raise errdefs.InvalidParameter(
+                        f"refusing to extract {member.name!r}: {'/'.join(parts[: i + 1])} in the destination "
+                        "is a symlink or not a directory; nothing was copied")
+                fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                opened.append(fd)
+        finally:
+            for fd in opened:
+                os.close(fd)
 
     def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         entry = member.name
@@ -327,7 +372,7 @@ class _Extractor:
         self._bound_cache()
         parent_fd = self._dir_fd(parent, entry)
 
-        if base.startswith(WHITEOUT_PREFIX):
+        if self._whiteouts and base.startswith(WHITEOUT_PREFIX):
             if base == WHITEOUT_OPAQUE:
                 os.setxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y")
             elif not base.startswith(WHITEOUT_PREFIX * 2):  # .wh..wh.* are aufs bookkeeping
@@ -359,7 +404,7 @@ class _Extractor:
         else:
             raise _refuse(entry, f"unsupported tar entry type {member.type!r}")
 
-        os.chown(base, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
+        os.chown(base, *self._ids(member), dir_fd=parent_fd, follow_symlinks=False)
         if not member.issym():  # symlink modes are meaningless and lchmod does not exist on Linux
             os.chmod(base, member.mode & 0o7777, dir_fd=parent_fd)
         self._set_xattrs(member, f"/proc/self/fd/{parent_fd}/{base}")
@@ -369,6 +414,9 @@ class _Extractor:
             self._dir_times.append((parts, atime_ns, mtime_ns))
         else:
             os.utime(base, ns=(atime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
+
+    def _ids(self, member: tarfile.TarInfo) -> tuple[int, int]:
+        return self._owner or (member.uid, member.gid)
 
     def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, base: str) -> None:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
@@ -382,7 +430,7 @@ class _Extractor:
                     view = view[os.write(fd, view):]
             self.size += member.size
             # chown clears set-id bits and file capabilities: owner first, then mode, then xattrs
-            os.fchown(fd, member.uid, member.gid)
+            os.fchown(fd, *self._ids(member))
             os.fchmod(fd, member.mode & 0o7777)
             self._set_xattrs(member, fd)
             mtime_ns, atime_ns = _times(member)
@@ -472,6 +520,58 @@ def extract_layer(fileobj: BinaryIO, dest: Path, tee: BinaryIO | None = None) ->
         source.close()
         extractor.close()
     return ExtractResult("sha256:" + source.hash.hexdigest(), extractor.size, source.size)
+
+
+def _check_link(member: tarfile.TarInfo) -> None:
+    """docker cp's rule for names and links: the entry, a hardlink's target and a relative
+    symlink's target must stay inside the destination (an absolute symlink is read in the
+    container's root)."""
+    _split(member.name, member.name)
+    if member.islnk():
+        _split(member.linkname.lstrip("/"), member.name)
+    elif member.issym() and not member.linkname.startswith("/"):
+        parent = member.name.rstrip("/").rpartition("/")[0]
+        _split(f"{parent}/{member.linkname}" if parent else member.linkname, member.name)
+
+
+def extract_copy(fileobj: BinaryIO, dest_fd: int, owner: tuple[int, int] | None = None,
+                 no_overwrite_dir_non_dir: bool = False) -> None:
+    """Unpack a plain (or compressed) tar into the directory ``dest_fd``, docker cp style:
+    ``.wh.`` names are ordinary files, entries are owned by ``owner`` or keep the tar's ids.
+
+    ``fileobj`` must be seekable: a first pass checks every entry (escaping names and links,
+    paths through symlinks in dest, dir/non-dir overwrites) so that a refused tar changes
+    nothing; only then is it extracted. Raises errdefs.InvalidParameter for a refused or
+    corrupt tar, errdefs.System for a write the kernel refused (the OSError is the cause)."""
+    extractor = _Extractor(dest_fd, whiteouts=False, owner=owner,
+                           no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
+    member: tarfile.TarInfo | None = None
+    try:
+        for check_only in (True, False):
+            fileobj.seek(0)
+            source = _decompressed(fileobj)
+            with tarfile.open(fileobj=source, mode="r|", bufsize=_TAR_BUFSIZE) as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    if check_only:
+                        try:
+                            _check_link(member)
+                        except errdefs.InvalidParameter:
+                            raise errdefs.InvalidParameter(
+                                f"refusing to extract {member.name!r}: it would be written, or link, outside "
+                                "the destination directory (an absolute or ../ path); nothing was copied") from None
+                        extractor.check(member)
+                    else:
+                        extractor.apply(tar, member)
+                member = None
+                if not check_only:
+                    extractor.finish()
+    except (tarfile.TarError, EOFError) as err:
+        raise errdefs.InvalidParameter(f"invalid tar archive: {err}") from None
+    except OSError as err:
+        where = f" at entry {member.name!r}" if member is not None else ""
+        raise errdefs.System(f"failed to extract the archive{where}: {err.strerror}") from err
+    finally:
+        extractor.close()
 
 
 # ---- tar writing ------------------------------------------------------------------------
@@ -622,6 +722,71 @@ def tar_dir_changes(upper: Path) -> Iterator[bytes]:
         else:
             yield from writer.entry(path, name, st, opaque=stat.S_ISDIR(st.st_mode) and _is_opaque(path))
     yield from writer.end()
+
+
+def tar_at(parent_fd: int, base: str, name: str, top_fd: int | None = None) -> Iterator[bytes]:
+    """A tar of the entry ``base`` of the directory ``parent_fd`` (with everything below it when it
+    is a directory) whose top entry is named ``name`` (its children ``name/child``; an empty
+    ``name`` gives ``/`` and ``/child``, as dockerd does for a container's root). For a top
+    directory with no name in a parent (a root, or a path ending in "/."), pass its fd as
+    ``top_fd`` instead of ``base``.
+
+    Walked by directory fd, never following a symlink: each entry is reached by the kernel
+    through its parent's fd (``/proc/self/fd/<n>/<name>``, last component not followed), so a
+    process racing the walk can swap names but never lead it outside the tree."""
+    writer = _TarWriter()
+    if top_fd is not None:
+        st = os.stat(top_fd)
+        path = f"/proc/self/fd/{top_fd}"
+    else:
+        st = os.stat(base, dir_fd=parent_fd, follow_symlinks=False)
+        path = f"/proc/self/fd/{parent_fd}/{base}"
+    yield from writer.entry(path, name or "/", st)
+    if stat.S_ISDIR(st.st_mode):
+        fd = os.dup(top_fd) if top_fd is not None else os.open(
+            base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        try:
+            yield from _tar_below(writer, fd, name)
+        finally:
+            os.close(fd)
+    yield from writer.end()
+
+
+def _tar_below(writer: _TarWriter, top: int, prefix: str) -> Iterator[bytes]:
+    """The entries below the open directory ``top``, depth first, names sorted; one open fd
+    per level (a stack, not recursion, as ``_walk``)."""
+    fds = [top]
+    levels = [iter(sorted(os.listdir(top)))]
+    prefixes = [prefix]
+    try:
+        while levels:
+            child = next(levels[-1], None)
+            if child is None:
+                levels.pop()
+                prefixes.pop()
+                fd = fds.pop()
+                if fd != top:
+                    os.close(fd)
+                continue
+            name = f"{prefixes[-1]}/{child}"
+            try:
+                st = os.stat(child, dir_fd=fds[-1], follow_symlinks=False)
+            except FileNotFoundError:  # removed while we walked
+                continue
+            yield from writer.entry(f"/proc/self/fd/{fds[-1]}/{child}", name, st)
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    fd = os.open(child, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 dir_fd=fds[-1])
+                except OSError:
+                    continue  # replaced (by a symlink, say) since the stat: its entry is written
+                fds.append(fd)
+                levels.append(iter(sorted(os.listdir(fd))))
+                prefixes.append(name)
+    finally:
+        for fd in fds:
+            if fd != top:
+                os.close(fd)
 
 
 def tar_dir(root: Path) -> Iterator[bytes]:
