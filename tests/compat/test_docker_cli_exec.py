@@ -101,6 +101,34 @@ def test_exec_interactive_tty(dockyardd, box):
         os.close(master)
 
 
+def test_exec_detach_keys(dockyardd, box):
+    """The docker CLI catches the detach keys itself and ends with "read escape sequence" (status 1),
+    as against dockerd; the exec'd process keeps running."""
+    import pty
+    import select
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([dockyardd_docker(dockyardd), "exec", "-it", "--detach-keys", "ctrl-x", box,
+                             "sh", "-c", "exec sleep 555"], stdin=slave, stdout=slave, stderr=slave,
+                            env=dockyardd.env, start_new_session=True)
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 10
+        while "sleep 555" not in ok(dockyardd, "exec", box, "ps", "-o", "args") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.write(master, b"\x18")
+        status = proc.wait(timeout=10)
+        out = os.read(master, 4096) if select.select([master], [], [], 0.5)[0] else b""
+        assert status == 1 and b"read escape sequence" in out, (status, out)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert "sleep 555" in ok(dockyardd, "exec", box, "ps", "-o", "args")
+
+
 def test_concurrent_execs(dockyardd, box):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -212,3 +240,42 @@ def test_exec_latency(dockyardd, box):
         ok(dockyardd, "exec", box, "true")
         times.append(time.perf_counter() - start)
     print(f"docker exec true: best {min(times) * 1000:.1f} ms, median {sorted(times)[2] * 1000:.1f} ms")
+
+
+def test_exec_with_the_runc_runtime(dockyardd):
+    import shutil
+    if not shutil.which("runc"):
+        pytest.skip("runc not installed")
+    name = f"exr-{secrets.token_hex(4)}"
+    ok(dockyardd, "run", "-d", "--runtime", "runc", "--name", name, "busybox", "sleep", "1000")
+    try:
+        assert ok(dockyardd, "exec", "-u", "nobody", "-w", "/tmp", name, "sh", "-c", "id -u; pwd; exit 0").split() \
+            == ["65534", "/tmp"]
+        assert dockyardd.docker("exec", name, "sh", "-c", "exit 9").returncode == 9
+        assert ok(dockyardd, "exec", "-i", name, "cat", input=b"in\n") == "in\n"
+        assert ok(dockyardd, "exec", "-t", name, "tty").startswith("/dev/pts/")
+        r = dockyardd.docker("exec", name, "nope")
+        assert r.returncode == 127 and b'exec: "nope": executable file not found in $PATH' in r.stdout + r.stderr, r
+    finally:
+        dockyardd.docker("rm", "-f", name)
+
+
+def test_server_side_detach_keys(docker_client, box):
+    """A client that sends the detach keys to the daemon (docker-py does): the stream ends, the
+    process keeps running, and the container logs exec_detach."""
+    api = docker_client.api
+    since = int(time.time()) - 1
+    exec_id = api.exec_create(box, ["sleep", "444"], stdin=True, tty=True)["Id"]
+    sock = api.exec_start(exec_id, tty=True, socket=True)
+    raw = getattr(sock, "_sock", sock)
+    try:
+        raw.sendall(b"\x10\x11")
+        raw.settimeout(10)
+        while raw.recv(4096):
+            pass
+    finally:
+        sock.close()
+    assert api.exec_inspect(exec_id)["Running"]
+    events = api.events(since=since, until=int(time.time()) + 1, decode=True,
+                        filters={"container": box, "event": "exec_detach"})
+    assert [e["Actor"]["Attributes"]["execID"] for e in events] == [exec_id]

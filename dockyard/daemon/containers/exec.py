@@ -7,7 +7,7 @@ it is forgotten: five minutes after it ended (moby's exec GC). The container's
 inspect lists the execs that have not ended (``ExecIDs``).
 
 Events as moby emits them, on the container: ``exec_create: <cmd>``,
-``exec_start: <cmd>``, ``exec_die`` (exitCode); each with ``execID``.
+``exec_start: <cmd>``, ``exec_die`` (exitCode), ``exec_detach``; each with ``execID``.
 """
 
 from __future__ import annotations
@@ -107,9 +107,10 @@ class ExecSession:
     """The client's view of a started exec's stdio: the attach session, and once its output
     ended, a short wait for the exit to be recorded (the docker CLI inspects the exec next)."""
 
-    def __init__(self, attach: AttachSession, record: ExecRecord) -> None:
+    def __init__(self, attach: AttachSession, record: ExecRecord, on_detach: Callable[[], None]) -> None:
         self._attach = attach
         self._record = record
+        self._on_detach = on_detach
         self.tty = record.tty
 
     async def output(self) -> AsyncIterator[tuple[int, bytes]]:
@@ -129,6 +130,9 @@ class ExecSession:
 
     async def close(self) -> None:
         await self._attach.close()
+        if self._attach.detached:
+            self._attach.detached = False  # one event, however often closed
+            self._on_detach()
 
 
 class ExecService:
@@ -244,7 +248,8 @@ class ExecService:
                                 detach_keys=parse_detach_keys(record.detach_keys) if record.detach_keys
                                 else parse_detach_keys("ctrl-p,ctrl-q"))
         session.connect(stream)
-        return ExecSession(session, record)
+        return ExecSession(session, record,
+                           lambda: self._host.emit_exec_event(rec, "exec_detach", exec_id))
 
     async def _wait(self, record: ExecRecord, rec: ContainerRecord, handle: ShimHandle) -> None:
         try:
