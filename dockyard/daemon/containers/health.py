@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 from dockyard import errdefs
 from dockyard.apitypes.container import Health, HealthcheckResult, HealthConfig
+from dockyard.apitypes.exec import ExecCreateRequest, ExecCreateResponse, ExecInspect
 from dockyard.daemon.containers.views import now_rfc3339
 
 log = logging.getLogger("dockyard.health")
@@ -180,3 +183,51 @@ class HealthMonitor:
         if len(data) > MAX_OUTPUT_LEN:
             output = data[:MAX_OUTPUT_LEN].decode(errors="ignore")
         return HealthcheckResult(start=start, end=now_rfc3339(), exit_code=code, output=output)
+
+
+# ---- probes through exec ---------------------------------------------------------------
+
+class _ExecOutput(Protocol):
+    def output(self) -> AsyncIterator[tuple[int, bytes]]: ...
+
+    async def close(self) -> None: ...
+
+
+class Execs(Protocol):
+    """The part of the exec service a probe uses (daemon/containers/exec.py)."""
+
+    def create(self, ref: str, body: ExecCreateRequest) -> ExecCreateResponse: ...
+
+    async def start(self, exec_id: str, *, detach: bool) -> _ExecOutput | None: ...
+
+    def inspect(self, exec_id: str) -> ExecInspect: ...
+
+
+def exec_probe(execs: Execs) -> ProbeRunner:
+    """A ProbeRunner that execs the command in the container (as moby's cmdProbe), its stdout
+    and stderr together; a probe cancelled at its timeout kills the process it started."""
+    async def run(container_id: str, command: list[str], timeout: float) -> tuple[int, str]:
+        created = execs.create(container_id, ExecCreateRequest(cmd=command, attach_stdout=True,
+                                                               attach_stderr=True))
+        output = bytearray()
+        session = None
+        try:
+            session = await execs.start(created.id, detach=False)
+            if session is not None:
+                async for _, data in session.output():
+                    if len(output) < MAX_OUTPUT_LEN:
+                        output += data[:MAX_OUTPUT_LEN - len(output)]
+        except asyncio.CancelledError:
+            pid = execs.inspect(created.id).pid
+            if pid and execs.inspect(created.id).running:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            raise
+        finally:
+            if session is not None:
+                await session.close()
+        code = execs.inspect(created.id).exit_code
+        return (code if code is not None else -1), output.decode(errors="replace")
+    return run
