@@ -131,7 +131,7 @@ class _Exec:
     that streams it (none when detached: the output is dropped), its exit."""
 
     __slots__ = ("id", "pid", "tty", "master", "outputs", "stdin_fd", "stdin_buf", "stdin_closing",
-                 "client", "exit_code", "drain_deadline")
+                 "client", "exit_code", "drain_deadline", "paused")
 
     def __init__(self, exec_id: str, tty: bool) -> None:
         self.id = exec_id
@@ -145,6 +145,7 @@ class _Exec:
         self.client: _Client | None = None
         self.exit_code: int | None = None
         self.drain_deadline: float | None = None
+        self.paused = False  # output not read while its client's backlog is over HIGH_WATER
 
 
 class Shim:
@@ -384,7 +385,10 @@ class Shim:
         if wanted != client.events:
             client.events = wanted
             self.sel.modify(client.sock, wanted, self._on_client)
-        self._update_output_pause()
+        if client.exec is not None:
+            self._exec_backpressure(client.exec, len(client.wbuf) > HIGH_WATER)
+        else:
+            self._update_output_pause()
 
     def _drop(self, client: _Client) -> None:
         fd = client.sock.fileno()
@@ -403,6 +407,7 @@ class Shim:
         if client.exec is not None:
             ex, client.exec = client.exec, None
             ex.client = None
+            self._exec_backpressure(ex, False)  # nobody reads it now: drain and drop
             self._exec_stdin_eof(ex)  # a vanished client's stdin counts as EOF (moby: CloseStdin)
         elif client.stdin and not client.stdin_done:
             self._client_stdin_closed(client)  # a vanished stdin client counts as EOF
@@ -616,9 +621,20 @@ class Shim:
         if ex.client is not None:
             self._send(ex.client, P.frame(P.STDOUT if ex.outputs[fd] == "stdout" else P.STDERR, data))
 
+    def _exec_backpressure(self, ex: _Exec, full: bool) -> None:
+        if full == ex.paused:
+            return
+        ex.paused = full
+        for fd in ex.outputs:
+            if full:
+                self.sel.unregister(fd)
+            else:
+                self.sel.register(fd, selectors.EVENT_READ, functools.partial(self._on_exec_output, ex))
+
     def _close_exec_output(self, ex: _Exec, fd: int) -> None:
         del ex.outputs[fd]
-        self.sel.unregister(fd)
+        if not ex.paused:
+            self.sel.unregister(fd)
         if fd != ex.master:
             os.close(fd)
 
@@ -723,7 +739,7 @@ class Shim:
 
     def _update_output_pause(self) -> None:
         """Back-pressure: while a client's backlog is over HIGH_WATER, stop reading the container."""
-        backlog = any(len(c.wbuf) > HIGH_WATER for c in self.clients.values())
+        backlog = any(len(c.wbuf) > HIGH_WATER for c in self.clients.values() if c.exec is None)
         if backlog == self.output_paused:
             return
         self.output_paused = backlog

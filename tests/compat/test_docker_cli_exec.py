@@ -279,3 +279,8 @@ def test_server_side_detach_keys(docker_client, box):
     events = api.events(since=since, until=int(time.time()) + 1, decode=True,
                         filters={"container": box, "event": "exec_detach"})
     assert [e["Actor"]["Attributes"]["execID"] for e in events] == [exec_id]
+
+
+def test_exec_large_output(dockyardd, box):
+    r = dockyardd.docker("exec", box, "sh", "-c", "head -c 30000000 /dev/zero; echo done >&2", timeout=120)
+    assert (r.returncode, len(r.stdout), r.stderr) == (0, 30000000, b"done\n")
