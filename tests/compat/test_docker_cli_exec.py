@@ -162,6 +162,10 @@ def test_exec_inspect_and_resize_through_the_api(docker_client, box):
     assert b"40 100" in data, data
     done = api.exec_inspect(exec_id)
     assert (done["Running"], done["ExitCode"]) == (False, 0)
+    from tests.compat.openapi import validate
+    for body in (idle, running, done):
+        validate("get", "/exec/{id}/json", 200, body)
+    validate("post", "/containers/{id}/exec", 201, {"Id": exec_id})
     assert api.inspect_container(box)["ExecIDs"] is None
     import docker
     with pytest.raises(docker.errors.APIError) as err:
