@@ -350,7 +350,9 @@ class NetworkService:
         sandbox.mac_address = mac or ""
         # published ports: on bridges only (Docker ignores them on other drivers)
         publishable = bridge is not None and DRIVERS[network.driver].publishes_ports
-        requests = portmap.requested(port_bindings, exposed_ports, publish_all) if publishable else []
+        default_host_ip = network.options.get(records.HOST_BINDING_OPTION) or "0.0.0.0"
+        requests = portmap.requested(port_bindings, exposed_ports, publish_all,
+                                     default_host_ip) if publishable else []
         link_entries = self._link_entries(links) if bridge is not None else []
         host_gateway = self._host_gateway()
         if network.driver == "host":

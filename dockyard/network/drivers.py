@@ -31,6 +31,20 @@ def _gateways(record: NetworkRecord) -> tuple[ipaddress.IPv4Interface, ipaddress
     return records.gateway_of(record), records.gateway6_of(record)
 
 
+def _mtu_option(record: NetworkRecord) -> int | None:
+    """-o com.docker.network.driver.mtu=N: the bridge's and its veths' MTU."""
+    text = record.options.get(records.MTU_OPTION)
+    if not text:
+        return None
+    try:
+        mtu = int(text)
+    except ValueError:
+        raise errdefs.InvalidParameter(f"invalid MTU {text!r}: it must be a number") from None
+    if not 68 <= mtu <= 65535:
+        raise errdefs.InvalidParameter(f"invalid MTU {mtu}: it must be between 68 and 65535")
+    return mtu
+
+
 class Driver(Protocol):
     name: str
     publishes_ports: bool  # -p/-P apply to its containers
@@ -64,7 +78,8 @@ class BridgeDriver:
             raise errdefs.InvalidParameter(f"bridge name {bridge!r} is longer than {IFNAME_MAX} characters")
         if await run(worker.bridge_state, bridge) is not None:
             raise errdefs.Conflict(f"a link named {bridge} already exists on the host")
-        index = await run(worker.create_bridge, bridge, *_gateways(record))
+        mtu = _mtu_option(record)
+        index = await run(worker.create_bridge, bridge, *_gateways(record), mtu)
         try:
             mtu = await run(worker.link_mtu, index)
         except BaseException:
@@ -76,7 +91,7 @@ class BridgeDriver:
         gateway, gateway6 = _gateways(record)
         state = await run(worker.bridge_state, record.bridge)
         if state is None:
-            index = await run(worker.create_bridge, record.bridge, gateway, gateway6)
+            index = await run(worker.create_bridge, record.bridge, gateway, gateway6, _mtu_option(record))
         else:
             index = state[0]
             await run(worker.ensure_bridge_up, index, gateway, gateway6)

@@ -53,10 +53,12 @@ def networks_in_use(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
 
 
 def create_bridge(ipr: IPRoute, name: str, gateway: ipaddress.IPv4Interface,
-                  gateway6: ipaddress.IPv6Interface | None = None) -> int:
+                  gateway6: ipaddress.IPv6Interface | None = None, mtu: int | None = None) -> int:
     ipr.link("add", ifname=name, kind="bridge")
     index = link_index(ipr, name)
     assert index is not None
+    if mtu is not None:
+        ipr.link("set", index=index, mtu=mtu)
     ensure_address(ipr, index, gateway)
     if gateway6 is not None:
         ensure_address6(ipr, index, gateway6)

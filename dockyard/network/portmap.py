@@ -66,15 +66,18 @@ def _host_range(text: str, key: str) -> tuple[int, int]:
     return low, high
 
 
-def requested(port_bindings: dict | None, exposed_ports, publish_all: bool) -> list[PortRequest]:
-    """PortBindings ({"80/tcp": [PortBinding...]}) plus, with -P, every exposed port not bound."""
+def requested(port_bindings: dict | None, exposed_ports, publish_all: bool,
+              default_host_ip: str = "0.0.0.0") -> list[PortRequest]:
+    """PortBindings ({"80/tcp": [PortBinding...]}) plus, with -P, every exposed port not bound.
+    default_host_ip: where a binding without an address goes (the network's
+    com.docker.network.bridge.host_binding_ipv4)."""
     out: list[PortRequest] = []
     bound: set[tuple[int, str]] = set()
     for key, bindings in (port_bindings or {}).items():
         port, proto = parse_port_key(key)
         bound.add((port, proto))
         for binding in bindings or []:
-            host_ip = binding.host_ip or "0.0.0.0"
+            host_ip = binding.host_ip or default_host_ip
             try:
                 ipaddress.ip_address(host_ip)
             except ValueError:
@@ -84,7 +87,7 @@ def requested(port_bindings: dict | None, exposed_ports, publish_all: bool) -> l
         for key in sorted(exposed_ports or ()):
             port, proto = parse_port_key(key)
             if (port, proto) not in bound:
-                out.append(PortRequest(proto, port, "0.0.0.0", (0, 0)))
+                out.append(PortRequest(proto, port, default_host_ip, (0, 0)))
     return out
 
 

@@ -18,6 +18,7 @@ DRIVER_OF_PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MTU_OPTION = "com.docker.network.driver.mtu"
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+HOST_BINDING_OPTION = "com.docker.network.bridge.host_binding_ipv4"  # default address of -p
 PARENT_OPTION = "parent"  # macvlan: -o parent=<host interface>
 MACVLAN_MODE_OPTION = "macvlan_mode"
 
@@ -61,7 +62,7 @@ def default_bridge_options(bridge: str, mtu: int) -> dict[str, str]:
         "com.docker.network.bridge.default_bridge": "true",
         "com.docker.network.bridge.enable_icc": "true",
         MASQUERADE_OPTION: "true",
-        "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+        HOST_BINDING_OPTION: "0.0.0.0",
         BRIDGE_NAME_OPTION: bridge,
         MTU_OPTION: str(mtu),
     }

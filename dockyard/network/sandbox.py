@@ -310,8 +310,8 @@ class NetnsWorker:
         return netlink.networks_in_use(self.host)
 
     def create_bridge(self, name: str, gateway: ipaddress.IPv4Interface,
-                      gateway6: ipaddress.IPv6Interface | None = None) -> int:
-        return netlink.create_bridge(self.host, name, gateway, gateway6)
+                      gateway6: ipaddress.IPv6Interface | None = None, mtu: int | None = None) -> int:
+        return netlink.create_bridge(self.host, name, gateway, gateway6, mtu)
 
     def ensure_bridge_up(self, index: int, gateway: ipaddress.IPv4Interface,
                          gateway6: ipaddress.IPv6Interface | None = None) -> None:

@@ -291,3 +291,18 @@ def test_ipv6_host_address_is_served_by_the_proxy(env, servers):
     servers.start(info.netns_path)
     assert tcp_from(env, None, "::1", int(binding.host_port)) == f"from {info.endpoints[0].gateway}"
     assert nat_rules(env) == []
+
+
+def test_network_options_host_binding_and_mtu(env):
+    svc = env.service()
+    name = "o" + cid()[:8]
+    create(env, svc, name, str(_free_subnet()), options={
+        "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1", "com.docker.network.driver.mtu": "1400"})
+    a = cid()
+    info = env.sandbox(svc, a, name, port_bindings={"80/tcp": [PortBinding()]})
+    assert svc.published_ports(a)["80/tcp"][0].host_ip == "127.0.0.1"
+    assert "mtu 1400" in in_netns(info.netns_path, "ip", "link", "show", "eth0").stdout
+    bridge = "br-" + svc.find(name).id[:12]
+    assert "mtu 1400" in subprocess.run(["ip", "link", "show", bridge], capture_output=True, text=True).stdout
+    with pytest.raises(errdefs.InvalidParameter, match="invalid MTU"):
+        create(env, svc, "o" + cid()[:8], str(_free_subnet()), options={"com.docker.network.driver.mtu": "x"})
