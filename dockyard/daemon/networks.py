@@ -15,10 +15,12 @@ created by ``create`` and deleted by ``remove``/``prune``.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import ipaddress
 import logging
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -44,6 +46,13 @@ log = logging.getLogger("dockyard.networks")
 
 BRIDGE, HOST, NONE = "bridge", "host", "none"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # Docker's rule for object names
+
+
+def _created_ns(created: str) -> int:
+    """now_rfc3339's format back to ns since the epoch."""
+    main, _, frac = created.rstrip("Z").partition(".")
+    seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1_000_000_000 + int(frac.ljust(9, "0")[:9] or 0)
 
 
 def _enable_ip_forward() -> None:
@@ -1023,8 +1032,9 @@ class NetworkService:
         if emit:
             self._events.emit("network", "destroy", record.id, {"name": record.name, "type": record.driver})
 
-    async def prune(self, filters: dict[str, list[str]]) -> list[str]:
-        """Remove the user-defined networks no container uses; ``label``/``label!`` filters."""
+    async def prune(self, filters: dict[str, list[str]], until_ns: int | None = None) -> list[str]:
+        """Remove the user-defined networks no container uses; ``label``/``label!`` filters, and
+        ``until`` (networks created before that time, in ns since the epoch)."""
         for key in filters:
             if key not in ("label", "label!"):
                 raise errdefs.InvalidParameter(f"invalid filter '{key}'")
@@ -1032,6 +1042,8 @@ class NetworkService:
         async with self._admin:
             for record in list(self._networks.values()):
                 if record.builtin or self._endpoints_on(record.id):
+                    continue
+                if until_ns is not None and _created_ns(record.created) >= until_ns:
                     continue
                 if not records.matches(record, {"label": filters.get("label", [])}, False):
                     continue

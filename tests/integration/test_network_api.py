@@ -85,3 +85,13 @@ def test_create_and_delete_over_http(env):
     assert call(env, svc, "GET", '/networks?filters={"label":["k=v"]}')[1][0]["Id"] == created["Id"]
     assert call(env, svc, "POST", "/networks/create", body)[0] == 409
     assert call(env, svc, "DELETE", "/networks/" + created["Id"][:12]) == (204, None)
+
+
+def test_prune_until(env):
+    svc = env.service()
+    body = {"Name": "old" + cid()[:6], "IPAM": {"Config": [{"Subnet": str(_free_subnet())}]}}
+    assert call(env, svc, "POST", "/networks/create", body)[0] == 201
+    flt = lambda f: "/networks/prune?filters=" + json.dumps(f)  # noqa: E731
+    assert call(env, svc, "POST", flt({"until": ["1h"]})) == (200, {"NetworksDeleted": []})  # made just now
+    assert call(env, svc, "POST", flt({"until": ["bogus"]}))[0] == 400
+    assert call(env, svc, "POST", flt({"until": ["2100-01-01T00:00:00Z"]})) == (200, {"NetworksDeleted": [body["Name"]]})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from aiohttp import web
 
 from dockyard import errdefs
 from dockyard.api.app import json_response, read_json
-from dockyard.api.routers.system import parse_filters
+from dockyard.api.routers.system import parse_filters, parse_timestamp
 from dockyard.apitypes.container import EndpointSettings
 from dockyard.apitypes.network import ConnectRequest, CreateRequest, CreateResponse, DisconnectRequest, Network
 
@@ -18,7 +19,7 @@ class NetworksBackend(Protocol):
     def inspect(self, ref: str) -> Network: ...
     async def create(self, request: CreateRequest) -> CreateResponse: ...
     async def remove(self, ref: str) -> None: ...
-    async def prune(self, filters: dict[str, list[str]]) -> list[str]: ...
+    async def prune(self, filters: dict[str, list[str]], until_ns: int | None = None) -> list[str]: ...
     async def connect(self, network_ref: str, container: str,
                       endpoint_config: EndpointSettings | None = None) -> None: ...
     async def disconnect(self, network_ref: str, container: str, force: bool = False) -> None: ...
@@ -40,7 +41,10 @@ def setup(app: web.Application, backend: NetworksBackend) -> None:
         return web.Response(status=204)
 
     async def prune_networks(request: web.Request) -> web.Response:
-        deleted = await backend.prune(parse_filters(request.query.get("filters")))
+        filters = parse_filters(request.query.get("filters"))
+        until = filters.pop("until", [])
+        until_ns = min(parse_timestamp(v, time.time()) for v in until) if until else None
+        deleted = await backend.prune(filters, until_ns)
         return json_response({"NetworksDeleted": deleted})
 
     async def connect(request: web.Request) -> web.Response:
