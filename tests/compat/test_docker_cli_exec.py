@@ -234,6 +234,20 @@ def test_our_cli_exec(dockyardd, box):
     assert r.stdout == b"piped\n", r
     r = dy("exec", box, "nope")
     assert r.returncode == 127 and b"executable file not found" in r.stdout + r.stderr, r
+    r = dy("exec", "-t", "-u", "nobody", box, "sh", "-c", "tty; id -u")
+    lines = r.stdout.decode().replace("\r", "").split()
+    assert r.returncode == 0 and lines[0].startswith("/dev/pts/") and lines[1] == "65534", r
+    assert dy("exec", "-d", box, "sleep", "333").returncode == 0
+    deadline = time.monotonic() + 5
+    while "sleep 333" not in ok(dockyardd, "exec", box, "ps", "-o", "args") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "sleep 333" in ok(dockyardd, "exec", box, "ps", "-o", "args")
+    ok(dockyardd, "pause", box)
+    try:
+        r = dy("exec", box, "true")
+        assert r.returncode == 1 and b"is paused, unpause the container before exec" in r.stderr, r
+    finally:
+        ok(dockyardd, "unpause", box)
 
 
 def test_exec_latency(dockyardd, box):
