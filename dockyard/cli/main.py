@@ -37,6 +37,7 @@ TOP: dict[str, tuple[str, str, str]] = {
     "attach": ("container", "attach", "Attach local standard input, output, and error streams to a running container"),
     "commit": ("container", "commit", "Create a new image from a container's changes"),
     "export": ("container", "export", "Export a container's filesystem as a tar archive"),
+    "cp": ("cp", "cp", "Copy files/folders between a container and the local filesystem"),
     "inspect": ("inspect", "inspect", "Return low-level information on Docker objects"),
     "images": ("image", "ls", "List images"),
     "rmi": ("image", "rm", "Remove one or more images"),
@@ -62,7 +63,7 @@ MANAGEMENT: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "ps": ("container", "ps", "List containers"),
         "inspect": ("container", "inspect", "Display detailed information on one or more containers"),
         "prune": ("container", "prune", "Remove all stopped containers"),
-        **{k: v for k, v in TOP.items() if v[0] == "container"},
+        **{k: v for k, v in TOP.items() if v[0] in ("container", "cp")},
     }),
     "image": ("Manage images", {
         "ls": ("image", "ls", "List images"),
