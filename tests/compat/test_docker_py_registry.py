@@ -26,13 +26,13 @@ def test_docker_py_push_pull_login_registry_data(docker_client):
         data = docker_client.images.get_registry_data(f"{repo}:v1", auth_config=auth)
         assert data.id == aux[0]["Digest"]
         assert data.has_platform("linux/amd64")
-        docker_client.images.remove(image.id, force=True)
+        # the session's busybox stays (other tests build on it): untag and pull the name back
+        docker_client.images.remove(f"{repo}:v1")
         pulled = docker_client.images.pull(repo, tag="v1", auth_config=auth)
         assert pulled.id == image.id
         assert f"{repo}@{aux[0]['Digest']}" in pulled.attrs["RepoDigests"]
         with pytest.raises(docker.errors.APIError):
             docker_client.images.pull(repo, tag="v1")  # no credentials
-        pulled.tag("busybox", "latest")  # the session's busybox, back as it was
         docker_client.images.remove(f"{repo}:v1")
     finally:
         dr.stop(registry)
