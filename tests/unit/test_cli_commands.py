@@ -339,7 +339,9 @@ PORTS = [{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"}
     ("run", "-d", "-a", "stdout", "busybox"), ("run", "--restart", ":3", "busybox"),
     ("run", "--restart", "always:x", "busybox"), ("run", "-m", "lots", "busybox"),
     ("run", "--pull", "sometimes", "busybox"), ("run", "--pull", "never", "nothere"), ("start", "nope", "old"),
-    ("kill", "old"), ("wait", "nope"), ("logs", "--tail", "1", "web"), ("inspect", "--type", "foo", "x"), ("inspect", "--type", "image", "web"),
+    ("kill", "old"), ("wait", "nope"), ("logs", "--tail", "1", "web"), ("rename", "nope", "x"),
+    ("rename", "web", ""), ("pause", "nope", "web"), ("restart", "nope"), ("export", "nope"),
+    ("commit", "nope"), ("attach", "old"), ("top",), ("update", "nope"), ("inspect", "--type", "foo", "x"), ("inspect", "--type", "image", "web"),
     ("inspect", "--type", "container", "-f", "{{.Name}}", "web"), ("ps", "-s"), ("ps", "-a", "--format", "{{.Size}}"),
     ("container", "prune", "-f"), ("image", "prune", "-f"), ("image", "prune", "-a", "-f"), ("system", "prune", "-f"),
     ("system", "prune", "-af", "--volumes"), ("rmi", "alpine:3.19", "nope"), ("images", "-a"),
@@ -360,7 +362,7 @@ def _same(ours: subprocess.CompletedProcess[bytes], theirs: subprocess.Completed
     assert ours.returncode == theirs.returncode
     assert ours.stdout.decode() == theirs.stdout.decode()
     theirs_err = theirs.stderr.decode()
-    for word in ("docker: ", "'docker run", "'docker exec", "'docker rm", "'docker ps", "'docker rename", "Usage:  docker ",
+    for word in ("docker: ", "'docker run", "'docker exec", "'docker top", "'docker rm", "'docker ps", "'docker rename", "Usage:  docker ",
                  "Run 'docker", "See 'docker"):
         theirs_err = theirs_err.replace(word, word.replace("docker", "dockyard"))
     assert ours.stderr.decode() == theirs_err

@@ -558,10 +558,15 @@ def setup_update(p: DockyardParser) -> None:
     a("--pids-limit", type=int, default=None, help="Tune container pids limit (set -1 for unlimited)")
     a("--restart", default="", help="Restart policy to apply when a container exits")
     p.positional("CONTAINER [CONTAINER...]", 1)
+    # kept to tell "no flag given", which docker refuses
+    p.set_defaults(flag_defaults={a.dest: a.default for a in p._actions if a.option_strings and a.dest != "help"})
 
 
 def cmd_update(ctx: Context, opts: Any) -> int:
     from dockyard.cli.runopts import OptionError, restart_policy
+
+    if all(getattr(opts, k) == v for k, v in opts.flag_defaults.items()):
+        raise StatusError(1, "you must provide one or more flags when using this command")
 
     body: dict[str, Any] = {
         "BlkioWeight": opts.blkio_weight, "CpuShares": opts.cpu_shares, "Memory": opts.memory,
@@ -787,7 +792,7 @@ def cmd_rename(ctx: Context, opts: Any) -> int:
     old, new = opts.args
     new = new.strip()
     if not old.strip() or not new:
-        raise StatusError(1, "Error: neither old nor new names may be empty")
+        raise StatusError(1, "Error: Neither old nor new names may be empty")
     try:
         ctx.client.post(_c(old) + "/rename", {"name": new})
     except APIError as e:
