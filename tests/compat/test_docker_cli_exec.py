@@ -302,3 +302,9 @@ def test_server_side_detach_keys(docker_client, box):
 def test_exec_large_output(dockyardd, box):
     r = dockyardd.docker("exec", box, "sh", "-c", "head -c 30000000 /dev/zero; echo done >&2", timeout=120)
     assert (r.returncode, len(r.stdout), r.stderr) == (0, 30000000, b"done\n")
+
+
+def test_exec_unknown_user(dockyardd, box):
+    r = dockyardd.docker("exec", "-u", "nosuchuser", box, "true")
+    assert r.returncode == 126, r
+    assert b"unable to find user nosuchuser: no matching entries in passwd file" in r.stdout + r.stderr

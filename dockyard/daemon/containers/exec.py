@@ -223,18 +223,19 @@ class ExecService:
         self._host.emit_exec_event(rec, f"exec_start: {record.command}", exec_id)
         attach = not detach and (record.open_stdin or record.open_stdout or record.open_stderr)
         try:
+            # moby resolves the user itself: its errors are not the runtime's ("unable to find user")
             process = self._process(record, rec, console_size)
+        except errdefs.DockyardError:
+            self._failed(record, 126)
+            raise
+        try:
             pid, stream = await handle.exec(exec_id, process, stdin=attach and record.open_stdin, attach=attach)
+        except (errdefs.Conflict, errdefs.NotFound):
+            self._failed(record, 126)
+            raise
         except errdefs.DockyardError as e:
-            record.running = False
-            record.ended_at = time.monotonic()
-            if isinstance(e, (errdefs.Conflict, errdefs.NotFound)):
-                record.exit_code = 126
-                err: errdefs.DockyardError = e
-            else:
-                err, record.exit_code = start_error(e.message, record.entrypoint)
-            record.started.set()
-            record.exited.set()
+            err, code = start_error(e.message, record.entrypoint)
+            self._failed(record, code)
             raise err from None
         record.pid = pid
         record.started.set()
@@ -250,6 +251,14 @@ class ExecService:
         session.connect(stream)
         return ExecSession(session, record,
                            lambda: self._host.emit_exec_event(rec, "exec_detach", exec_id))
+
+    @staticmethod
+    def _failed(record: ExecRecord, exit_code: int) -> None:
+        record.running = False
+        record.exit_code = exit_code
+        record.ended_at = time.monotonic()
+        record.started.set()
+        record.exited.set()
 
     async def _wait(self, record: ExecRecord, rec: ContainerRecord, handle: ShimHandle) -> None:
         try:
