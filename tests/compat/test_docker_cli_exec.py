@@ -78,12 +78,17 @@ def test_exec_interactive_tty(dockyardd, box):
     import select
     import subprocess
 
+    import fcntl
+    import struct
+    import termios
+
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 77, 0, 0))  # sent as ConsoleSize
     proc = subprocess.Popen([dockyardd_docker(dockyardd), "exec", "-it", box, "sh"], stdin=slave, stdout=slave,
                             stderr=slave, env=dockyardd.env, start_new_session=True)
     os.close(slave)
     try:
-        os.write(master, b"echo $((6*7)); exit 3\n")
+        os.write(master, b"stty size; echo $((6*7)); exit 3\n")
         seen = b""
         deadline = time.monotonic() + 20
         while proc.poll() is None and time.monotonic() < deadline:
@@ -93,7 +98,7 @@ def test_exec_interactive_tty(dockyardd, box):
                 except OSError:
                     break
         assert proc.wait(timeout=10) == 3
-        assert b"42" in seen, seen
+        assert b"42" in seen and b"33 77" in seen, seen
     finally:
         if proc.poll() is None:
             proc.kill()
