@@ -118,7 +118,8 @@ class Client:
     def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
               ) -> http.client.HTTPResponse:
         headers = {"User-Agent": USER_AGENT, **headers}
-        for attempt in (0, 1):
+        while True:
+            reused = self._conn is not None
             if self._conn is None:
                 self._conn = self._new_connection(self.timeout)
             try:
@@ -126,18 +127,18 @@ class Client:
                 return self._conn.getresponse()
             except (FileNotFoundError, ConnectionRefusedError, socket.gaierror):
                 raise ConnectError(self.host) from None
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # a kept-alive connection the server closed: retry once on a fresh one
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                # a kept-alive connection the server had closed: resend once on a fresh one; a fresh
+                # connection that fails is the daemon going away (never resend: it may have acted)
                 self._conn.close()
                 self._conn = None
-                if attempt:
-                    raise ConnectError(self.host) from None
+                if not reused:
+                    raise ConnectError(self.host, str(e) or "connection closed by the daemon") from None
             except PermissionError as e:
                 raise ConnectError(self.host, f"permission denied while trying to connect to {self.host}: "
                                               f"{e.strerror}") from None
             except OSError as e:  # TLS handshake failures, unreachable hosts, timeouts
                 raise ConnectError(self.host, str(e)) from None
-        raise AssertionError("unreachable")
 
     @property
     def version(self) -> str:
