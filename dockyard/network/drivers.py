@@ -104,7 +104,7 @@ class BridgeDriver:
     def rules(self, chains: iptables.Chains, record: NetworkRecord, hairpin: bool) -> list[iptables.Rule]:
         masquerade = record.options.get(records.MASQUERADE_OPTION, "").lower() == "true"
         return iptables.network_rules(chains, record.bridge, record.subnet, record.internal, masquerade,
-                                      hairpin=hairpin)
+                                      hairpin=hairpin, ipv6=bool(record.subnet6))
 
 
 class MacvlanDriver:

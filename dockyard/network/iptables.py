@@ -21,6 +21,10 @@ Layout (filter FORWARD is not given a new policy; we only add rules):
                   before the isolation jump); -> ISO1; per internal network DROP in/out;
                   per other network ACCEPT from it
   ISO1: -i <br> ! -o <br> -> ISO2;  ISO2: -o <br> -> DROP  (no traffic between two networks)
+
+IPv6 (--ipv6 networks): the same filter chains through ip6tables (table name "filter6" in a
+``Rule``), so networks stay apart and --internal stays in even where the host forwards IPv6.
+No IPv6 NAT: published ports on IPv6 host addresses go through the userland proxy.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from dockyard import errdefs
 
 IPTABLES_RESTORE = "/usr/sbin/iptables-restore"
 IPTABLES_SAVE = "/usr/sbin/iptables-save"
+IP6TABLES_RESTORE = "/usr/sbin/ip6tables-restore"
+IP6TABLES_SAVE = "/usr/sbin/ip6tables-save"
+FILTER6 = "filter6"  # a Rule's table for ip6tables' filter table
 
-Rule = tuple[str, str, str]  # (table, chain, match/target spec)
+Rule = tuple[str, str, str]  # (table: "nat", "filter" or "filter6", chain, match/target spec)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,8 @@ class Chains:
 
     def all(self) -> list[tuple[str, str]]:
         return [("nat", self.dnat), ("nat", self.post), ("filter", self.forward),
-                ("filter", self.iso1), ("filter", self.iso2)]
+                ("filter", self.iso1), ("filter", self.iso2),
+                (FILTER6, self.forward), (FILTER6, self.iso1), (FILTER6, self.iso2)]
 
     def jumps(self, localhost: bool = False) -> list[Rule]:
         """The rules in built-in chains that lead into ours (localhost: loopback DNATed too)."""
@@ -77,34 +85,36 @@ class Chains:
         return [("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
                 ("nat", "OUTPUT", f"{loopback}-m addrtype --dst-type LOCAL -j {self.dnat}"),
                 ("nat", "POSTROUTING", f"-j {self.post}"),
-                ("filter", "FORWARD", f"-j {self.forward}")]
+                ("filter", "FORWARD", f"-j {self.forward}"),
+                (FILTER6, "FORWARD", f"-j {self.forward}")]
 
 
-def _restore(text: str) -> None:
-    done = subprocess.run([IPTABLES_RESTORE, "-w", "--noflush"], input=text, capture_output=True,
-                          text=True, timeout=30)
-    if done.returncode != 0:
-        raise errdefs.System(f"iptables failed: {done.stderr.strip() or done.stdout.strip()}")
-
-
-def _batch(lines: list[tuple[str, str]]) -> str:
-    """(table, line) pairs -> an iptables-restore document, one block per table in order."""
-    out: list[str] = []
-    for table in ("nat", "filter"):
-        body = [line for t, line in lines if t == table]
-        if body:
-            out += [f"*{table}", *body, "COMMIT"]
-    return "\n".join(out) + "\n"
+def _restore(lines: list[tuple[str, str]]) -> None:
+    """(table, line) pairs to the kernel: one iptables-restore document for IPv4 (a block per
+    table), one ip6tables-restore document for "filter6" lines."""
+    for binary, tables in ((IPTABLES_RESTORE, (("nat", "nat"), ("filter", "filter"))),
+                           (IP6TABLES_RESTORE, ((FILTER6, "filter"),))):
+        out: list[str] = []
+        for ours, table in tables:
+            body = [line for t, line in lines if t == ours]
+            if body:
+                out += [f"*{table}", *body, "COMMIT"]
+        if not out:
+            continue
+        done = subprocess.run([binary, "-w", "--noflush"], input="\n".join(out) + "\n", capture_output=True,
+                              text=True, timeout=30)
+        if done.returncode != 0:
+            raise errdefs.System(f"iptables failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
 def add(rules: list[Rule]) -> None:
     if rules:
-        _restore(_batch([(t, f"-A {c} {spec}") for t, c, spec in rules]))
+        _restore([(t, f"-A {c} {spec}") for t, c, spec in rules])
 
 
 def insert(rules: list[Rule], position: int) -> None:
     if rules:
-        _restore(_batch([(t, f"-I {c} {position} {spec}") for t, c, spec in rules]))
+        _restore([(t, f"-I {c} {position} {spec}") for t, c, spec in rules])
 
 
 def delete(rules: list[Rule]) -> None:
@@ -113,17 +123,18 @@ def delete(rules: list[Rule]) -> None:
     if not rules:
         return
     try:
-        _restore(_batch([(t, f"-D {c} {spec}") for t, c, spec in rules]))
+        _restore([(t, f"-D {c} {spec}") for t, c, spec in rules])
     except errdefs.System:
         for rule in rules:
             try:
-                _restore(_batch([(rule[0], f"-D {rule[1]} {rule[2]}")]))
+                _restore([(rule[0], f"-D {rule[1]} {rule[2]}")])
             except errdefs.System:
                 pass
 
 
 def _saved(table: str) -> list[str]:
-    done = subprocess.run([IPTABLES_SAVE, "-t", table], capture_output=True, text=True, timeout=30)
+    binary, table = (IP6TABLES_SAVE, "filter") if table == FILTER6 else (IPTABLES_SAVE, table)
+    done = subprocess.run([binary, "-t", table], capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
         raise errdefs.System(f"iptables-save failed: {done.stderr.strip()}")
     return done.stdout.splitlines()
@@ -135,7 +146,7 @@ def teardown(chains: Chains) -> None:
     ours = {c for _, c in chains.all()}
     lines: list[tuple[str, str]] = []
     present: list[tuple[str, str]] = []
-    for table in ("nat", "filter"):
+    for table in ("nat", "filter", FILTER6):
         for line in _saved(table):
             if line.startswith(":") and line[1:].split()[0] in ours:
                 present.append((table, line[1:].split()[0]))
@@ -143,30 +154,40 @@ def teardown(chains: Chains) -> None:
                 lines.append((table, "-D" + line[2:]))  # a jump from a built-in chain
     lines += [(t, f"-F {c}") for t, c in present] + [(t, f"-X {c}") for t, c in present]
     if lines:
-        _restore(_batch(lines))
+        _restore(lines)
 
 
 def setup(chains: Chains, localhost: bool = False) -> None:
     """Fresh chains and jumps for this instance (after removing any left by a previous run)."""
     teardown(chains)
     lines = [(t, f":{c} - [0:0]") for t, c in chains.all()]
-    lines += [("filter", f"-A {chains.forward} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
-              ("filter", f"-A {chains.forward} -j {chains.iso1}")]
+    for table in ("filter", FILTER6):
+        lines += [(table, f"-A {chains.forward} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+                  (table, f"-A {chains.forward} -j {chains.iso1}")]
     lines += [(t, f"-I {c} 1 {spec}") for t, c, spec in chains.jumps(localhost)]
-    _restore(_batch(lines))
+    _restore(lines)
+
+
+def _filter_rules(table: str, chains: Chains, bridge: str, internal: bool) -> list[Rule]:
+    rules: list[Rule] = [(table, chains.iso1, f"-i {bridge} ! -o {bridge} -j {chains.iso2}"),
+                         (table, chains.iso2, f"-o {bridge} -j DROP")]
+    if internal:
+        rules += [(table, chains.forward, f"-i {bridge} ! -o {bridge} -j DROP"),
+                  (table, chains.forward, f"-o {bridge} ! -i {bridge} -j DROP")]
+    else:
+        rules.append((table, chains.forward, f"-i {bridge} -j ACCEPT"))
+    return rules
 
 
 def network_rules(chains: Chains, bridge: str, subnet: str, internal: bool, masquerade: bool,
-                  hairpin: bool = False) -> list[Rule]:
+                  hairpin: bool = False, ipv6: bool = False) -> list[Rule]:
     """Isolation, --internal, masquerade; hairpin (no userland proxy): NAT for published ports
-    reached from 127.0.0.0/8 or from the bridge itself, which cannot be answered directly."""
-    rules: list[Rule] = [("filter", chains.iso1, f"-i {bridge} ! -o {bridge} -j {chains.iso2}"),
-                         ("filter", chains.iso2, f"-o {bridge} -j DROP")]
-    if internal:
-        rules += [("filter", chains.forward, f"-i {bridge} ! -o {bridge} -j DROP"),
-                  ("filter", chains.forward, f"-o {bridge} ! -i {bridge} -j DROP")]
-    else:
-        rules.append(("filter", chains.forward, f"-i {bridge} -j ACCEPT"))
+    reached from 127.0.0.0/8 or from the bridge itself, which cannot be answered directly.
+    ipv6: the isolation and --internal rules for IPv6 too."""
+    rules = _filter_rules("filter", chains, bridge, internal)
+    if ipv6:
+        rules += _filter_rules(FILTER6, chains, bridge, internal)
+    if not internal:
         if masquerade:
             rules.append(("nat", chains.post, f"-s {subnet} ! -o {bridge} -j MASQUERADE"))
         if hairpin:

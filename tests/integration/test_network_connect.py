@@ -14,7 +14,9 @@ from tests.integration.test_network_user import create
 
 
 def ping(netns_path: str, address: str) -> bool:
-    return in_netns(netns_path, "busybox", "ping", "-c", "1", "-W", "1", address).returncode == 0
+    """Reachable: up to three tries, so a loaded machine does not fail a positive check."""
+    return any(in_netns(netns_path, "busybox", "ping", "-c", "1", "-W", "1", address).returncode == 0
+               for _ in range(3))
 
 
 def test_connect_disconnect_running_sandbox(env):

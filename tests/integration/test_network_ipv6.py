@@ -14,6 +14,7 @@ import msgspec
 from dockyard import errdefs
 from dockyard.apitypes.container import EndpointIPAMConfig, EndpointSettings
 from dockyard.apitypes.network import IPAM, CreateRequest, IPAMConfig
+from dockyard.network import iptables
 from tests.compat.openapi import validate
 from tests.integration.test_network_sandbox import _free_subnet, cid, env, in_netns  # noqa: F401 (fixture)
 
@@ -82,3 +83,19 @@ def test_aaaa_from_the_embedded_dns(env):
     out = env.run(asyncio.to_thread(in_netns, info_b.netns_path, "busybox", "nslookup", "-type=AAAA", "dual",
                                     "127.0.0.11"))
     assert info_a.endpoints[0].ipv6_address in out.stdout, out.stdout + out.stderr
+
+
+def test_ipv6_networks_isolated_by_ip6tables(env):
+    svc = env.service()
+    name = "six" + cid()[:6]
+    env.run(svc.create(CreateRequest(name=name, enable_ipv6=True, internal=True)))
+    bridge = "br-" + svc.find(name).id[:12]
+    chains = iptables.Chains.for_instance(str(env.config.exec_root))
+    saved = subprocess.run(["ip6tables-save", "-t", "filter"], capture_output=True, text=True).stdout
+    assert f"-A FORWARD -j {chains.forward}" in saved
+    assert f"-A {chains.iso1} -i {bridge} ! -o {bridge} -j {chains.iso2}" in saved
+    assert f"-A {chains.forward} ! -i {bridge} -o {bridge} -j DROP" in saved  # --internal
+    env.run(svc.remove(name))
+    assert bridge not in subprocess.run(["ip6tables-save"], capture_output=True, text=True).stdout
+    env.run(svc.stop())
+    assert chains.suffix not in subprocess.run(["ip6tables-save"], capture_output=True, text=True).stdout
