@@ -49,6 +49,9 @@ def test_exec_env_workdir_user_and_the_container_view(dockyardd, box):
     out = ok(dockyardd, "exec", "-e", "FOO=bar", "-w", "/tmp", "-u", "nobody", box,
              "sh", "-c", "echo $FOO $CONTAINER_ENV $(pwd) $(id -u) $(hostname) $(cat /tmp/marker)")
     assert out.split() == ["bar", "yes", "/tmp", "65534", "exhost", "made"]
+    # the same cgroup as the container's PID 1 in every hierarchy
+    own, init = ok(dockyardd, "exec", box, "sh", "-c", "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup").split("--")
+    assert own.split() == init.split() and len(own.split()) > 3
     ps = ok(dockyardd, "exec", box, "ps", "-o", "pid,args")
     assert any(line.split() == ["1", "sleep", "1000"] for line in ps.splitlines()), ps
     # same capabilities and seccomp as the container; --privileged gets every capability

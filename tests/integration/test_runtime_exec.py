@@ -67,3 +67,21 @@ def test_exec_errors_as_runc(h):
         _wait(init_pid)
     with pytest.raises(errdefs.Conflict, match="is not running"):
         _exec(h, cid, ["true"])
+
+
+def test_exec_is_in_every_cgroup_and_namespace_of_the_init(h):
+    cid, init_pid = _running(h)
+    try:
+        process = rs.Process(args=["sleep", "5"], cwd="/", env=["PATH=/bin"])
+        pid = h.runtime.exec(cid, process, stdio=(_devnull(), _devnull(), _devnull()))
+        try:
+            with open(f"/proc/{pid}/cgroup") as a, open(f"/proc/{init_pid}/cgroup") as b:
+                assert a.read() == b.read()
+            for ns in ("mnt", "uts", "ipc", "net", "pid", "cgroup"):
+                assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/{init_pid}/ns/{ns}"), ns
+        finally:
+            os.kill(pid, 9)
+            _wait(pid)
+    finally:
+        os.kill(init_pid, 9)
+        _wait(init_pid)
