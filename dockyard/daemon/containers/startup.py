@@ -146,7 +146,7 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
         return handle, sandbox
     except BaseException as e:
         if handle is not None:
-            await _discard(handle)
+            await discard(handle)
         if mounted:
             await volumes.unmount(rec.id)
         if sandbox is not None:
@@ -156,7 +156,8 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
         raise
 
 
-async def _discard(handle: ShimHandle) -> None:
+async def discard(handle: ShimHandle) -> None:
+    """End a shim whose container must not run: kill everything, then its cleanup."""
     try:
         await handle.kill(signal.SIGKILL, all_processes=True)
     except Exception:
