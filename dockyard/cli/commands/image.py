@@ -137,6 +137,7 @@ def setup_ls(p: DockyardParser) -> None:
     p.add_argument("--format", default="", help="Format output using a custom template")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.positional("[REPOSITORY[:TAG]]", 0, 1)
 
 
 def cmd_ls(ctx: Context, opts: Any) -> int:
