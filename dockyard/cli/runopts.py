@@ -55,6 +55,17 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("--env-file", action="append", default=[], help="Read in a file of environment variables")
     a("--expose", action="append", default=[], help="Expose a port or a range of ports")
     a("--group-add", action="append", default=[], help="Add additional groups to join")
+    a("--health-cmd", default="", help="Command to run to check health")
+    a("--health-interval", type=_duration("--health-interval"), default=0, metavar="duration",
+      help="Time between running the check (ms|s|m|h) (default 0s)")
+    a("--health-retries", type=int, default=0, help="Consecutive failures needed to report unhealthy")
+    a("--health-start-interval", type=_duration("--health-start-interval"), default=0, metavar="duration",
+      help="Time between running the check during the start period (ms|s|m|h) (default 0s)")
+    a("--health-start-period", type=_duration("--health-start-period"), default=0, metavar="duration",
+      help="Start period for the container to initialize before starting health-retries countdown "
+           "(ms|s|m|h) (default 0s)")
+    a("--health-timeout", type=_duration("--health-timeout"), default=0, metavar="duration",
+      help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
     a("-h", "--hostname", default="", help="Container host name")
     a("--init", action="store_true", help="Run an init inside the container that forwards signals and reaps processes")
     a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
@@ -71,6 +82,7 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("--mount", action="append", default=[], metavar="mount", help="Attach a filesystem mount to the container")
     a("--network", "--net", default="", metavar="network", help="Connect a container to a network")
     a("--network-alias", action="append", default=[], help="Add network-scoped alias for the container")
+    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
     a("--oom-kill-disable", action="store_true", help="Disable OOM Killer")
     a("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)")
     a("--pid", default="", help="PID namespace to use")
@@ -122,6 +134,43 @@ def bytes_flag(flag: str, allow_unlimited: bool = False):  # noqa: ANN202 - an a
             raise argparse.ArgumentTypeError(
                 f'invalid argument "{value}" for "{flag}" flag: invalid size: \'{value}\'') from None
     return parse
+
+
+_GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+             "m": 60_000_000_000, "h": 3_600_000_000_000}
+_GO_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+
+
+def _duration(flag: str):  # noqa: ANN202 - an argparse type
+    """A Go duration flag ("200ms", "1m30s", "-1s") in nanoseconds, parsed as pflag does."""
+    def parse(value: str) -> int:
+        if not re.fullmatch(rf"[-+]?(?:{_GO_PART})+|[-+]?0", value):
+            raise argparse.ArgumentTypeError(
+                f'invalid argument "{value}" for "{flag}" flag: time: invalid duration "{value}"')
+        total = sum(float(n) * _GO_UNITS[u] for n, u in re.findall(_GO_PART, value))
+        return -int(total) if value.startswith("-") else int(total)
+    return parse
+
+
+def _healthcheck(opts: argparse.Namespace) -> dict[str, Any] | None:
+    """docker's Healthcheck from the --health-* flags: NONE with --no-healthcheck."""
+    given = (opts.health_cmd or opts.health_interval or opts.health_timeout or opts.health_start_period
+             or opts.health_retries or opts.health_start_interval)
+    if opts.no_healthcheck:
+        if given:
+            raise OptionError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    for flag, value in (("interval", opts.health_interval), ("timeout", opts.health_timeout),
+                        ("retries", opts.health_retries), ("start-period", opts.health_start_period),
+                        ("start-interval", opts.health_start_interval)):
+        if value < 0:
+            raise OptionError(f"--health-{flag} cannot be negative")
+    return {"Test": ["CMD-SHELL", opts.health_cmd] if opts.health_cmd else None,
+            "Interval": opts.health_interval, "Timeout": opts.health_timeout,
+            "StartPeriod": opts.health_start_period, "StartInterval": opts.health_start_interval,
+            "Retries": opts.health_retries}
 
 
 def nano_cpus(value: str) -> int:
@@ -348,6 +397,9 @@ def build_create_body(opts: argparse.Namespace, run: bool) -> dict[str, Any]:
         "Env": _env(opts), "Cmd": cmd or None, "Image": image, "Volumes": anonymous,
         "WorkingDir": opts.workdir, "Entrypoint": entrypoint, "OnBuild": None, "Labels": _labels(opts),
     }
+    healthcheck = _healthcheck(opts)
+    if healthcheck is not None:
+        config["Healthcheck"] = healthcheck
     if opts.stop_signal:
         config["StopSignal"] = opts.stop_signal
     if opts.stop_timeout is not None:
