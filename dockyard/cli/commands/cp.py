@@ -31,7 +31,7 @@ def setup_cp(p: DockyardParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="Suppress progress output during copy. Progress output is automatically "
                         "suppressed if no terminal is attached")
-    p.positional("SRC_PATH DEST_PATH", 2)
+    p.positional("CONTAINER:SRC_PATH DEST_PATH|-", 2, 2)
 
 
 def _split(arg: str) -> tuple[str, str]:
