@@ -111,6 +111,10 @@ def test_image_healthcheck_and_no_healthcheck(dockyardd, names):
     with_check = _name(names)
     assert d.docker("run", "-d", "--name", with_check, image, "sleep", "1000").returncode == 0
     assert _until(lambda: (_health(d, with_check) or {}).get("Status") == "healthy")
+    tuned = _name(names)  # --health-* flags override only what they set
+    assert d.docker("run", "-d", "--name", tuned, "--health-retries", "7", image, "sleep", "1000").returncode == 0
+    config = json.loads(d.docker("inspect", "-f", "{{json .Config.Healthcheck}}", tuned).stdout)
+    assert config["Test"] == ["CMD-SHELL", "true"] and config["Retries"] == 7 and config["Interval"] == 100_000_000
     without = _name(names)
     assert d.docker("run", "-d", "--name", without, "--no-healthcheck", image, "sleep", "1000").returncode == 0
     time.sleep(0.3)

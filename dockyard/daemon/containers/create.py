@@ -63,9 +63,16 @@ def merge_image_config(config: ContainerConfig, image: dict) -> ContainerConfig:
         config.volumes = {**image["Volumes"], **(config.volumes or {})}
     if not config.stop_signal and image.get("StopSignal"):
         config.stop_signal = image["StopSignal"]
-    if config.healthcheck is None and image.get("Healthcheck"):
-        config.healthcheck = HealthConfig(**{k: v for k, v in _snake(image["Healthcheck"]).items()
-                                             if k in HealthConfig.__struct_fields__})
+    if image.get("Healthcheck"):
+        # moby merges field by field: the user's --health-* override only what they set
+        image_check = HealthConfig(**{k: v for k, v in _snake(image["Healthcheck"]).items()
+                                      if k in HealthConfig.__struct_fields__})
+        if config.healthcheck is None:
+            config.healthcheck = image_check
+        else:
+            for field in HealthConfig.__struct_fields__:
+                if not getattr(config.healthcheck, field):
+                    setattr(config.healthcheck, field, getattr(image_check, field))
     if not config.shell and image.get("Shell"):
         config.shell = image["Shell"]
     return config
