@@ -17,6 +17,11 @@ Version 2 adds::
     container_mounts  container_id PK | doc (JSON: the container's resolved mounts, owned by
                       the volume service; -v, --mount, --volumes-from, anonymous volumes)
 
+Version 3 adds::
+
+    build_cache parent (image id) | key (digest of the step) | image_id | created
+                PK(parent, key): the classic builder's cache, a step's image under its parent
+
 Every state change is one transaction (``with db.transaction() as cur: ...``).
 A schema change is a new entry at the end of MIGRATIONS; never edit an old one.
 """
@@ -61,6 +66,13 @@ MIGRATIONS: list[str] = [
     # 2: the volume service's record of each container's mounts
     """
     CREATE TABLE container_mounts (container_id TEXT PRIMARY KEY, doc BLOB NOT NULL);
+    """,
+    # 3: the classic builder's cache (dockyard.daemon.build.cache)
+    """
+    CREATE TABLE build_cache (
+        parent TEXT NOT NULL, key TEXT NOT NULL, image_id TEXT NOT NULL, created TEXT NOT NULL,
+        PRIMARY KEY (parent, key)
+    );
     """,
 ]
 
