@@ -164,3 +164,18 @@ def test_live_restore_false_stops_containers_at_shutdown(fresh_daemon):
     daemon_harness.start(d, ["--live-restore=false"])
     assert _state(d, plain) == "exited 137"  # sleep ignores SIGTERM as PID 1: killed after its 1 s
     assert _state(d, kept) == "running 0"  # stopped by the daemon, not by a user
+
+
+def test_health_and_restart_policy_across_a_daemon_kill(daemon):
+    d = daemon
+    healthy = _run(d, "--health-cmd", "true", "--health-interval", "100ms", "busybox", "sleep", "1000")
+    flapping = _run(d, "--restart", "always", "busybox", "sh", "-c", "sleep 0.2; exit 1")
+    assert _until(lambda: _state(d, healthy, "{{.State.Health.Status}}") == "healthy")
+    assert _until(lambda: int(_state(d, flapping, "{{.RestartCount}}")) >= 2)
+    daemon_harness.stop(d, signal.SIGKILL)  # the flapping one may be waiting out its back-off
+    time.sleep(0.3)
+    daemon_harness.start(d)
+    assert _until(lambda: _state(d, healthy, "{{.State.Health.Status}}") == "healthy")
+    count = int(_state(d, flapping, "{{.RestartCount}}"))
+    assert _until(lambda: int(_state(d, flapping, "{{.RestartCount}}")) > count)
+    assert _state(d, flapping, "{{.State.Status}}") in ("running", "restarting")
