@@ -1,0 +1,62 @@
+"""The hub's settings: flags of ``dockyard registry serve`` over a JSON config file.
+
+Config file keys (all optional): ``addr``, ``data``, ``tls_cert``, ``tls_key``, ``htpasswd``,
+``service``, ``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins``
+([users]), ``max_manifest`` (bytes). A flag given on the command line wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class HubConfig:
+    addr: str = "0.0.0.0:5000"
+    data: str = "/var/lib/dockyard-registry"
+    tls_cert: str = ""
+    tls_key: str = ""
+    htpasswd: str = ""
+    service: str = "dockyard-hub"
+    organisations: dict[str, list[str]] = field(default_factory=dict)
+    private: list[str] = field(default_factory=list)
+    admins: list[str] = field(default_factory=list)
+    max_manifest: int = 4 << 20
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.addr.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--addr", help="listen address HOST:PORT (default 0.0.0.0:5000)")
+    parser.add_argument("--data", help="data directory (default /var/lib/dockyard-registry)")
+    parser.add_argument("--config", help="JSON config file")
+    parser.add_argument("--tls-cert", dest="tls_cert", help="TLS certificate (PEM)")
+    parser.add_argument("--tls-key", dest="tls_key", help="TLS private key (PEM)")
+    parser.add_argument("--htpasswd", help="accounts file (bcrypt, htpasswd -B); none means open")
+    parser.add_argument("--service", help="token service name (default dockyard-hub)")
+
+
+def load(opts: argparse.Namespace) -> HubConfig:
+    values: dict = {}
+    if getattr(opts, "config", None):
+        raw = json.loads(Path(opts.config).read_text())
+        known = {f.name for f in fields(HubConfig)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{opts.config}: unknown keys {sorted(unknown)}")
+        values.update(raw)
+    for f in fields(HubConfig):
+        value = getattr(opts, f.name, None)
+        if value:
+            values[f.name] = value
+    config = HubConfig(**values)
+    config.host_port  # a malformed address fails here, before anything listens
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    return config

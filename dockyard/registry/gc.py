@@ -1,0 +1,73 @@
+"""Garbage collection: blobs no repository references and upload sessions left behind.
+
+Mark: every manifest revision of every repository, plus what each references (config, layers,
+listed manifests). Sweep: blobs outside the mark, repository links to blobs no manifest of that
+repository uses, upload sessions idle longer than ``upload_age``. A blob younger than ``grace``
+seconds is never removed, so collecting while the hub serves is safe: a push uploads its blobs
+before it puts the manifest naming them, and within the grace period that manifest arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from dockyard.registry import errors, manifests
+from dockyard.registry.store import Store
+
+
+@dataclass
+class Report:
+    blobs_removed: list[str] = field(default_factory=list)
+    links_removed: int = 0
+    uploads_removed: int = 0
+    bytes_freed: int = 0
+
+
+def collect(store: Store, grace: float = 3600, upload_age: float = 24 * 3600, dry_run: bool = False) -> Report:
+    report = Report()
+    marked: set[str] = set()
+    now = time.time()
+    for name in store.catalog():
+        used: set[str] = set()
+        for digest in store.manifest_digests(name):
+            used.add(digest)
+            try:
+                data = store.manifest_bytes(digest)
+                media_type = store.resolve(name, digest).media_type
+                parsed = manifests.parse(data, media_type)
+            except (errors.RegistryError, OSError):
+                continue
+            used.update(ref.digest for ref in parsed.blobs)
+        marked |= used
+        for digest in store.blob_links(name):
+            if digest not in used:
+                link = store.repo_dir(name) / "_layers" / digest[len("sha256:"):]
+                try:
+                    if now - link.stat().st_mtime > grace:
+                        report.links_removed += 1
+                        if not dry_run:
+                            link.unlink()
+                        continue
+                except FileNotFoundError:
+                    continue
+                marked.add(digest)  # a recent upload whose manifest may still be coming
+    for desc in store.content.list():
+        if desc.digest in marked:
+            continue
+        try:
+            if now - os.stat(store.content.path(desc.digest)).st_mtime <= grace:
+                continue
+        except FileNotFoundError:
+            continue
+        report.blobs_removed.append(desc.digest)
+        report.bytes_freed += desc.size
+        if not dry_run:
+            store.content.delete(desc.digest)
+    for uuid, age in store.upload_ids():
+        if age > upload_age:
+            report.uploads_removed += 1
+            if not dry_run:
+                store.remove_upload_dir(uuid)
+    return report

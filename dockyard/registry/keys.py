@@ -1,0 +1,17 @@
+"""The typed application keys the hub's handlers share (aiohttp AppKey)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aiohttp import web
+
+from dockyard.registry.auth import Policy, TokenIssuer
+from dockyard.registry.config import HubConfig
+from dockyard.registry.store import Store
+
+STORE = web.AppKey("store", Store)
+CONFIG = web.AppKey("config", HubConfig)
+POLICY = web.AppKey("policy", Policy)
+ISSUER = web.AppKey("issuer", TokenIssuer)
+METRICS = web.AppKey("metrics", Counter)
