@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         return
     word, args = rest[0], rest[1:]
+    if word == "registry":
+        # the hub is its own program (aiohttp, storage): exec it so this CLI's start-up stays stdlib-only
+        os.execv(sys.executable, [sys.executable, "-m", "dockyard.cmd.registry", *args])
     if word in MANAGEMENT:
         table = MANAGEMENT[word][1]
         if not args or args[0] in ("-h", "--help"):
