@@ -481,7 +481,7 @@ async def metrics(request: web.Request) -> web.Response:
         if key.startswith("http_requests"):
             _, method, status = key.split(":")
             lines.append(f'dockyard_registry_http_requests_total{{method="{method}",code="{status}"}} {value}')
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
+    return web.Response(body=("\n".join(lines) + "\n").encode(),
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
