@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from dockyard.daemon.build.images import BuildImages
+from dockyard.daemon.build.service import BuildService
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.distribution.service import DistributionService, registry_client
+from dockyard.daemon.containers import health
 from dockyard.daemon.containers.exec import ExecService
 from dockyard.daemon.containers.service import ContainerService
 from dockyard.daemon.events import EventFilter, EventService
@@ -51,9 +54,11 @@ class Daemon:
                                            self.events, self.volumes)
         self.execs = ExecService(self.containers, config.container_exec_dir)
         self.containers.exec_ids = self.execs.running_ids
+        self.containers.use_probe_runner(health.exec_probe(self.execs))  # health checks run via exec
         self.images.containers = self.containers
         self.images.commit_source = self.containers
         self.distribution = DistributionService(config, self.images, registry_client(config))
+        self.build = BuildService(config, self.db, BuildImages(self.images), self.containers, self.events)
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),
                                     volumes=self.volumes)
 
@@ -66,6 +71,7 @@ class Daemon:
         self.content.gc_ingest()
         self.layers.gc()
         self.snapshotter.gc()
+        self.build.recover()  # contexts and scratch mounts of builds the daemon died in
         self.distribution.recover()  # blobs of pulls nobody resumed within a day
         removed = self.images.recover()
         if removed:

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal as signals
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import changes as changes_mod
 from dockyard.daemon.containers import names, startup, views
 from dockyard.daemon.containers import restart as restarting
+from dockyard.daemon.containers import health as health_mod
 from dockyard.daemon.containers import spec as spec_mod
 from dockyard.daemon.containers import update as update_mod
 from dockyard.runtime.cgroups import manager_for
@@ -117,6 +119,7 @@ class ContainerService:
         self._restarts: dict[str, asyncio.Task] = {}  # containers waiting out their restart delay
         self._shutting_down = False
         self._ready = asyncio.Event()  # set once start-up restarts are done (moby's waitForStartupDone)
+        self._health = health_mod.HealthMonitor(self._health_report)
 
     # ---- helpers -----------------------------------------------------------------
     def _lock(self, cid: str) -> asyncio.Lock:
@@ -212,9 +215,27 @@ class ContainerService:
         rec.hostname_path = str(sandbox.hostname_path or "")
         rec.hosts_path = str(sandbox.hosts_path or "")
         rec.resolv_conf_path = str(sandbox.resolv_conf_path or "")
+        self._start_health(rec, time.time())
         self._store.save(rec)
         self._watch(rec.id, handle)
         self._emit(rec, "start")
+
+    def use_probe_runner(self, run_probe: health_mod.ProbeRunner) -> None:
+        """How health probes run in a container (the exec service's, wired by daemon.py)."""
+        self._health.run_probe = run_probe
+
+    def _start_health(self, rec: ContainerRecord, started_at: float) -> None:
+        rec.health = self._health.start(rec.id, rec.config.healthcheck, rec.config.shell, rec.health,
+                                        started_at)
+
+    def _health_report(self, cid: str, health: health_mod.Health, changed: str | None) -> None:
+        if not self._store.has_id(cid):
+            return
+        rec = self._store.get(cid)
+        rec.health = health
+        self._store.save(rec)
+        if changed:
+            self._emit(rec, f"health_status: {changed}")
 
     def _record_start_failure(self, rec: ContainerRecord, message: str, exit_code: int) -> None:
         rec.state.error = message
@@ -274,6 +295,7 @@ class ContainerService:
                 rec.state.oom_killed = status.oom_killed
                 rec.state.error = status.error
                 startup.forget_sandbox(rec)
+                self._health.stop(cid, rec.health)
                 self._store.save(rec)
                 self._emit(rec, "die", exitCode=str(status.exit_code), execDuration=str(int(ran_for)))
                 if delay is not None:
@@ -450,7 +472,7 @@ class ContainerService:
         rec = self._store.get(ref)
         loop = asyncio.get_running_loop()
         inner: asyncio.Future = loop.create_future()
-        if condition == "not-running" and not rec.state.running:
+        if condition == "not-running" and not rec.state.running and rec.state.status != st.RESTARTING:
             inner.set_result(rec.state.exit_code)
         elif condition == "removed":
             self._removed_waiters.setdefault(rec.id, []).append(inner)
@@ -800,11 +822,13 @@ class ContainerService:
     async def restore(self) -> None:
         """Reattach to the shims of containers that were running when the daemon stopped."""
         for rec in self._store.all():
-            if rec.state.status == st.REMOVING:  # the daemon stopped half way through a removal
-                st.transition(rec.state, st.DEAD, rec.name)
+            if rec.state.status == st.REMOVING:  # the daemon stopped half way through a removal:
+                st.transition(rec.state, st.DEAD, rec.name)  # moby leaves it dead for the user to rm
                 self._store.save(rec)
+                await self._reap_stray_shim(rec)
                 continue
             if rec.state.status not in (st.RUNNING, st.PAUSED, st.RESTARTING):
+                await self._reap_stray_shim(rec)
                 continue
             handle = None
             try:
@@ -813,6 +837,9 @@ class ContainerService:
                 log.warning("container %s: reconnecting to its shim: %s", rec.id, e)
             if handle is not None:
                 self._watch(rec.id, handle)
+                if rec.state.status == st.RUNNING:  # moby starts the monitor over (status starting)
+                    self._start_health(rec, views.parse_rfc3339(rec.state.started_at))
+                    self._store.save(rec)
                 continue
             if rec.state.status == st.RESTARTING:  # the daemon stopped during the back-off
                 st.transition(rec.state, st.EXITED, rec.name)
@@ -833,6 +860,41 @@ class ContainerService:
                 log.warning("container %s: releasing the sandbox: %s", rec.id, e)
             await self._volumes.unmount(rec.id)
             self._emit(rec, "die", exitCode=str(status.exit_code))
+        await asyncio.to_thread(self._sweep_leftovers)
+
+    def _sweep_leftovers(self) -> None:
+        """A crash during create or rm leaves files of a container without its row (the row is
+        added last and deleted last): its snapshot, its data and exec dirs. Blocking."""
+        dirs = (self._config.data_root / "containers", self._config.exec_root / "containers",
+                self._config.snapshot_root)
+        stray = {entry.name for d in dirs if d.is_dir() for entry in d.iterdir()
+                 if len(entry.name) == 64 and all(c in "0123456789abcdef" for c in entry.name)}
+        for cid in stray - {rec.id for rec in self._store.all()}:
+            log.info("container %s: removing what an interrupted create or rm left", cid)
+            rootfs_dir = self._exec_dir(cid) / "rootfs"
+            if os.path.ismount(rootfs_dir):
+                rootfs.unmount_all((Mount(type="overlay", source="overlay"),), rootfs_dir)
+            self._images.remove_rootfs(cid)
+            shutil.rmtree(self._exec_dir(cid), ignore_errors=True)
+            shutil.rmtree(self._data_dir(cid), ignore_errors=True)
+
+    async def _reap_stray_shim(self, rec: ContainerRecord) -> None:
+        """The daemon died between a shim's spawn and the record of the start: that shim (and
+        the cgroups, mounts and process it holds) belongs to nobody; end it."""
+        exec_dir = self._exec_dir(rec.id)
+        if not (exec_dir / "shim.sock").exists():
+            if (exec_dir / "init.pid").exists() and not (exec_dir / "exit.json").exists():
+                await asyncio.to_thread(startup.clean_orphan, rec, self._config)  # its shim died too
+            return
+        try:
+            handle = await self._shims.connect(exec_dir, rec.id)
+        except Exception as e:
+            log.warning("container %s: reconnecting to a stray shim: %s", rec.id, e)
+            handle = None
+        if handle is not None:
+            log.info("container %s: ending the shim of a start the daemon did not finish", rec.id)
+            await startup.discard(handle)
+        await asyncio.to_thread(startup.clean_orphan, rec, self._config)
 
     async def start_by_policy(self) -> None:
         """After restore and the networks' reconcile: start the containers whose restart policy
@@ -855,6 +917,7 @@ class ContainerService:
         or with live_restore off stop them first, as dockerd does (their StopSignal and timeout;
         not a user's stop, so their restart policy brings them back with the daemon)."""
         self._shutting_down = True
+        self._health.close()
         for task in list(self._restarts.values()):
             task.cancel()
         if not self._config.live_restore:
