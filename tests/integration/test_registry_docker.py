@@ -3,7 +3,6 @@ our own CLI, and dockyardd's registry client; digests survive the round trip."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
