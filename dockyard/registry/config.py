@@ -1,7 +1,8 @@
 """The hub's settings: flags of ``dockyard registry serve`` over a JSON config file.
 
 Config file keys (all optional): ``addr``, ``data``, ``tls_cert``, ``tls_key``, ``htpasswd``,
-``service``, ``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins``
+``service``, ``proxy_remote_url``, ``proxy_username``, ``proxy_password`` (pull-through cache
+mode), ``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins``
 ([users]), ``max_manifest`` (bytes). A flag given on the command line wins over the file.
 """
 
@@ -25,6 +26,9 @@ class HubConfig:
     private: list[str] = field(default_factory=list)
     admins: list[str] = field(default_factory=list)
     max_manifest: int = 4 << 20
+    proxy_remote_url: str = ""
+    proxy_username: str = ""
+    proxy_password: str = ""
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -40,6 +44,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", dest="tls_key", help="TLS private key (PEM)")
     parser.add_argument("--htpasswd", help="accounts file (bcrypt, htpasswd -B); none means open")
     parser.add_argument("--service", help="token service name (default dockyard-hub)")
+    parser.add_argument("--proxy-remote-url", dest="proxy_remote_url",
+                        help="run as a pull-through cache (registry mirror) of this upstream registry")
 
 
 def load(opts: argparse.Namespace) -> HubConfig:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from dockyard.registry.auth import Policy, TokenIssuer
 from dockyard.registry.config import HubConfig
+from dockyard.registry.proxy import Upstream
 from dockyard.registry.store import Store
 
 STORE = web.AppKey("store", Store)
@@ -15,3 +16,4 @@ CONFIG = web.AppKey("config", HubConfig)
 POLICY = web.AppKey("policy", Policy)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 METRICS = web.AppKey("metrics", Counter)
+UPSTREAM = web.AppKey("upstream", Upstream | None)

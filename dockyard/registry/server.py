@@ -22,8 +22,10 @@ from pathlib import Path
 from aiohttp import web
 
 from dockyard.registry import auth, errors, hub, pages
-from dockyard.registry.keys import CONFIG, ISSUER, METRICS, POLICY, STORE
+from dockyard.registry.keys import CONFIG, ISSUER, METRICS, POLICY, STORE, UPSTREAM
+from dockyard.registry.proxy import Upstream
 from dockyard.registry.config import HubConfig
+from dockyard.registry.names import is_digest
 from dockyard.registry.store import Store, check_digest, check_name
 from dockyard.oci import image_spec as spec
 
@@ -185,6 +187,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             args = m.groupdict()
             check_name(args["name"])
             handler = _HANDLERS.get((kind, request.method))
+            if request.app[UPSTREAM] is not None and request.method not in ("GET", "HEAD"):
+                raise errors.Unsupported("this hub is a pull-through cache: it does not take pushes or deletes")
             if handler is None:
                 raise errors.Unsupported(f"{request.method} is not supported on {kind}")
             return await handler(request, **args)
@@ -207,6 +211,9 @@ def _acceptable(request: web.Request, media_type: str) -> bool:
 
 async def get_manifest(request: web.Request, name: str, ref: str) -> web.Response:
     store = request.app[STORE]
+    upstream = request.app[UPSTREAM]
+    if upstream is not None and (not is_digest(ref) or not await _blocking(store.content.has, ref)):
+        await upstream.manifest(name, ref)
     info = await _blocking(store.resolve, name, ref)
     if not _acceptable(request, info.media_type):
         raise errors.ManifestUnknown(f"manifest unknown: {info.media_type} is not in the Accept header",
@@ -253,7 +260,13 @@ async def delete_manifest(request: web.Request, name: str, ref: str) -> web.Resp
 async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamResponse:
     store = request.app[STORE]
     check_digest(digest)
-    desc = await _blocking(store.blob, name, digest)
+    try:
+        desc = await _blocking(store.blob, name, digest)
+    except errors.BlobUnknown:
+        if request.app[UPSTREAM] is None:
+            raise
+        await request.app[UPSTREAM].blob(name, digest)
+        desc = await _blocking(store.blob, name, digest)
     headers = {**API_VERSION, "Docker-Content-Digest": desc.digest, "Content-Type": "application/octet-stream",
                "Etag": f'"{desc.digest}"', "Accept-Ranges": "bytes"}
     if request.method == "HEAD":
@@ -506,6 +519,14 @@ def make_app(config: HubConfig) -> web.Application:
                           client_max_size=config.max_manifest + 1)
     app[STORE], app[CONFIG], app[POLICY], app[METRICS] = store, config, policy, Counter()
     app[ISSUER] = auth.TokenIssuer(Path(config.data) / "auth" / "token.key", config.service)
+    app[UPSTREAM] = None
+    if config.proxy_remote_url:
+        upstream = app[UPSTREAM] = Upstream(config.proxy_remote_url, store, config.proxy_username,
+                                            config.proxy_password)
+
+        async def close_upstream(app: web.Application) -> None:
+            await upstream.close()
+        app.on_cleanup.append(close_upstream)
     app.router.add_get("/v2/", base)
     app.router.add_get("/v2/_catalog", catalog)
     app.router.add_route("*", "/v2/{path:.+}", dispatch)

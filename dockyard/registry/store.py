@@ -326,6 +326,20 @@ class Store:
             write_atomic(path, desc.digest.encode())
         return desc.digest, parsed
 
+    def cache_manifest(self, name: str, reference: str, data: bytes, media_type: str) -> str:
+        """Keep a manifest a pull-through cache fetched from upstream: its references are fetched
+        when asked for, so they are not checked here; a digest reference must still match."""
+        parsed = manifests.parse(data, media_type)
+        desc = self.content.ingest(data, expected_digest=reference if is_digest(reference) else None)
+        link = self._manifest_link(name, desc.digest)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(link, parsed.media_type.encode())
+        if not is_digest(reference):
+            path = self._tag_path(name, reference)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, desc.digest.encode())
+        return desc.digest
+
     def manifest_bytes(self, digest: str) -> bytes:
         return self.content.read_bytes(digest)
 
