@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.app import make_app
+from dockyard.api.routers import build as build_router
 from dockyard.api.routers import containers, distribution, images, networks, system, volumes
 from dockyard.api.routers import exec as exec_router
 from dockyard.daemon.daemon import Daemon
@@ -19,5 +20,6 @@ def build_app(daemon: Daemon) -> web.Application:
         distribution.setup(app, daemon.distribution)
         networks.setup(app, daemon.networks)
         volumes.setup(app, daemon.volumes)
+        build_router.setup(app, daemon.build)
 
     return make_app(register)

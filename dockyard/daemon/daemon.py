@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from dockyard.daemon.build.images import BuildImages
+from dockyard.daemon.build.service import BuildService
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.distribution.service import DistributionService, registry_client
 from dockyard.daemon.containers import health
@@ -56,6 +58,7 @@ class Daemon:
         self.images.containers = self.containers
         self.images.commit_source = self.containers
         self.distribution = DistributionService(config, self.images, registry_client(config))
+        self.build = BuildService(config, self.db, BuildImages(self.images), self.containers, self.events)
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),
                                     volumes=self.volumes)
 
@@ -68,6 +71,7 @@ class Daemon:
         self.content.gc_ingest()
         self.layers.gc()
         self.snapshotter.gc()
+        self.build.recover()  # contexts and scratch mounts of builds the daemon died in
         self.distribution.recover()  # blobs of pulls nobody resumed within a day
         removed = self.images.recover()
         if removed:

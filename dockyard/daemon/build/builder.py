@@ -1,0 +1,643 @@
+"""The classic builder: a Dockerfile's stages run step by step, one image per step.
+
+For each step the builder first asks the cache (parent image + step key); a hit reuses that
+image and touches no container. A miss runs the step: metadata instructions make an image
+with the parent's layers and a new config (an ``empty_layer`` history entry); RUN runs a
+container and commits its diff; COPY/ADD write into a scratch snapshot of the parent and
+commit that. Stages the target does not need are skipped. The stream is the classic
+builder's (``Step 1/5 : ...``, `` ---> Using cache``, `` ---> <id>``, ``Successfully built``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import copy as copymod
+import os
+import posixpath
+import secrets
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator
+
+from dockyard import errdefs
+from dockyard.daemon.build import cache as cachemod
+from dockyard.daemon.build import copy as copyops
+from dockyard.daemon.build import dockerfile as parser
+from dockyard.daemon.build import instructions, run, shellwords, stream
+from dockyard.daemon.build.context import Context
+from dockyard.daemon.build.images import SCRATCH, BaseImage, BuildImages
+from dockyard.daemon.images.store import now_rfc3339
+from dockyard.oci import image_spec as spec
+
+PROXY_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+              "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+_COPY_FLAGS = {"from", "chown", "chmod", "link", "exclude"}
+_ADD_FLAGS = {"chown", "chmod", "link", "checksum", "keep-git-dir"}
+
+
+class BuildFailed(errdefs.DockyardError):
+    """A step failed; ``code`` is the failing command's exit code when there is one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class BuildOptions:
+    tags: list[str] = field(default_factory=list)
+    dockerfile: str = ""
+    remote: str = ""
+    build_args: dict[str, str | None] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    quiet: bool = False
+    remove: bool = True  # rm: remove intermediate containers after a successful step
+    force_remove: bool = False
+    pull: bool = False
+    cache_from: list[str] = field(default_factory=list)
+    resources: run.RunResources = field(default_factory=run.RunResources)
+
+
+@dataclass
+class Stage:
+    index: int
+    name: str
+    base: str  # the FROM argument as written
+    from_inst: parser.Instruction
+    instructions: list[parser.Instruction]
+
+
+@dataclass
+class StageState:
+    image: BaseImage
+    conf: instructions.StageConfig
+    args: dict[str, str | None] = field(default_factory=dict)  # ARGs declared in the stage
+
+
+def split_stages(doc: parser.Dockerfile) -> tuple[list[parser.Instruction], list[Stage]]:
+    meta: list[parser.Instruction] = []
+    stages: list[Stage] = []
+    for inst in doc.instructions:
+        if inst.cmd == "from":
+            words = inst.rest.split()
+            name = ""
+            if len(words) == 3 and words[1].lower() == "as":
+                name = words[2].lower()
+            elif len(words) != 1:
+                raise inst.error("FROM requires either one or three arguments")
+            stages.append(Stage(index=len(stages), name=name, base=words[0], from_inst=inst, instructions=[]))
+        elif not stages:
+            if inst.cmd != "arg":
+                raise errdefs.InvalidParameter("Please provide a source image with `from` prior to commit")
+            meta.append(inst)
+        else:
+            stages[-1].instructions.append(inst)
+    return meta, stages
+
+
+class Builder:
+    def __init__(self, images: BuildImages, cache: cachemod.BuildCache, containers: run.RunContainers,
+                 scratch: Path) -> None:
+        self._images = images
+        self._cache = cache
+        self._containers = containers
+        self._scratch = scratch
+
+    async def build(self, context: Context, options: BuildOptions) -> AsyncIterator[stream.Message]:
+        job = _Job(self, context, options)
+        async for message in job.run():
+            yield message
+
+
+class _Job:
+    def __init__(self, builder: Builder, context: Context, options: BuildOptions) -> None:
+        self.b = builder
+        self.context = context
+        self.options = options
+        self.used_args: set[str] = set()
+        self.stage_images: dict[int, BaseImage] = {}
+        self.step = 0
+        self.total = 0
+        self.escape = "\\"
+        self.meta_args: dict[str, str | None] = {}
+
+    def say(self, line: str) -> stream.Message | None:
+        return None if self.options.quiet else stream.text(line)
+
+    # ---- the plan -------------------------------------------------------------------
+    async def run(self) -> AsyncIterator[stream.Message]:
+        doc = parser.parse(self.context.dockerfile)
+        self.escape = doc.escape
+        meta, stages = split_stages(doc)
+        if not stages:
+            raise errdefs.InvalidParameter("no build stage in current context")
+        meta_args = self.meta_args = self._meta_args(meta)
+        target = len(stages) - 1
+        if self.options.target:
+            names = [s.name for s in stages]
+            if self.options.target.lower() not in names:
+                raise errdefs.InvalidParameter(f"failed to reach build target {self.options.target} in Dockerfile")
+            target = names.index(self.options.target.lower())
+        if self.options.labels:  # --label: a LABEL step at the end of the target, as Docker adds it
+            text = "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in sorted(self.options.labels.items()))
+            stages[target].instructions.append(parser.Instruction(
+                cmd="label", original=text, line=0, rest=text[len("LABEL "):]))
+        needed = self._needed(stages, target, meta_args)
+        self.total = len(meta) + sum(1 + len(stages[i].instructions) for i in needed)
+        for inst in meta:
+            self.step += 1
+            if (m := self.say(f"Step {self.step}/{self.total} : {inst.original}\n")) is not None:
+                yield m
+        for index in needed:
+            async for message in self._stage(stages[index], stages, meta_args):
+                if message is not None:
+                    yield message
+        final = self.stage_images[target]
+        if not final.id:
+            raise errdefs.InvalidParameter("No image was generated. Is your Dockerfile empty?")
+        unused = sorted(k for k in self.options.build_args
+                        if k not in self.used_args and k not in PROXY_ARGS)
+        if unused and not self.options.quiet:
+            yield stream.text(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+        yield stream.aux_id(final.id)
+        if self.options.quiet:
+            yield stream.text(final.id + "\n")
+        else:
+            yield stream.text(f"Successfully built {stream.short_id(final.id)}\n")
+        for tag in self.options.tags:
+            name = self.b._images.tag(final.id, tag)
+            if not self.options.quiet:
+                yield stream.text(f"Successfully tagged {name}\n")
+
+    def _meta_args(self, meta: list[parser.Instruction]) -> dict[str, str | None]:
+        values: dict[str, str | None] = {}
+        for inst in meta:
+            for key, default in self._arg_pairs(inst, values):
+                if key in self.options.build_args and self.options.build_args[key] is not None:
+                    values[key] = self.options.build_args[key]
+                    self.used_args.add(key)
+                else:
+                    values[key] = default
+        return values
+
+    def _arg_pairs(self, inst: parser.Instruction, env: dict[str, str | None]) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        known = {k: v for k, v in env.items() if v is not None}
+        for word in inst.rest.split():
+            key, sep, default = word.partition("=")
+            if not key:
+                raise inst.error("ARG names can not be blank")
+            out.append((key, shellwords.expand(default, known, self.escape) if sep else None))
+        return out
+
+    def _needed(self, stages: list[Stage], target: int, meta_args: dict[str, str | None]) -> list[int]:
+        names = {s.name: s.index for s in stages if s.name}
+        env = {k: v for k, v in meta_args.items() if v is not None}
+        needed: set[int] = set()
+
+        def visit(index: int) -> None:
+            if index in needed:
+                return
+            needed.add(index)
+            stage = stages[index]
+            base = shellwords.expand(stage.base, env, self.escape).lower()
+            if base in names and names[base] < index:
+                visit(names[base])
+            for inst in stage.instructions:
+                source = inst.flag("from") if inst.cmd == "copy" else ""
+                if source:
+                    ref = self._stage_ref(source, names, index)
+                    if ref is not None:
+                        visit(ref)
+
+        visit(target)
+        return sorted(needed)
+
+    @staticmethod
+    def _stage_ref(source: str, names: dict[str, int], before: int) -> int | None:
+        if source.lower() in names and names[source.lower()] < before:
+            return names[source.lower()]
+        if source.isdigit():
+            if int(source) >= before:
+                raise errdefs.InvalidParameter(f"invalid from flag value {source}: refers to current or future build stage")
+            return int(source)
+        return None
+
+    # ---- a stage --------------------------------------------------------------------
+    async def _stage(self, stage: Stage, stages: list[Stage],
+                     meta_args: dict[str, str | None]) -> AsyncIterator[stream.Message | None]:
+        self.step += 1
+        yield self.say(f"Step {self.step}/{self.total} : {stage.from_inst.original}\n")
+        env = {k: v for k, v in meta_args.items() if v is not None}
+        base_name = shellwords.expand(stage.base, env, self.escape)
+        names = {s.name: s.index for s in stages if s.name}
+        if base_name.lower() in names and names[base_name.lower()] < stage.index:
+            image = self.stage_images[names[base_name.lower()]]
+        elif base_name.lower() == "scratch":
+            image = SCRATCH
+        else:
+            image = await asyncio.to_thread(self._base_image, base_name)
+        if image.id:
+            yield self.say(f" ---> {stream.short_id(image.id)}\n")
+        config = copymod.deepcopy(image.config.config) if image.config.config else spec.ContainerConfig()
+        if not image.id and not config.env:
+            config.env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        triggers = list(config.on_build or [])
+        config.on_build = None
+        state = StageState(image=image, conf=instructions.StageConfig(config=config, escape=self.escape))
+        if triggers:
+            yield self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+            for text in triggers:
+                trigger = parser.parse(f"FROM scratch\n{text}").instructions[1]
+                async for message in self._step(trigger, state, stages, stage.index):
+                    yield message
+        for inst in stage.instructions:
+            self.step += 1
+            yield self.say(f"Step {self.step}/{self.total} : {inst.original}\n")
+            async for message in self._step(inst, state, stages, stage.index):
+                yield message
+        self.stage_images[stage.index] = state.image
+
+    def _base_image(self, name: str) -> BaseImage:
+        try:
+            return self.b._images.resolve(name)
+        except errdefs.NotFound:
+            raise errdefs.NotFound(f"pull access denied for {name.split(':')[0]}, repository does not exist or "
+                                   "may require 'docker login': the image is not in this daemon's store "
+                                   "(pull it first)") from None
+
+    def _expansion_env(self, state: StageState) -> dict[str, str]:
+        env = instructions.env_map(state.conf.config)
+        for key, value in state.args.items():
+            if value is not None and key not in env:
+                env[key] = value
+        return env
+
+    # ---- a step ---------------------------------------------------------------------
+    async def _step(self, inst: parser.Instruction, state: StageState, stages: list[Stage],
+                    stage_index: int) -> AsyncIterator[stream.Message | None]:
+        if True:
+            if inst.cmd == "arg":
+                self._arg(inst, state)
+                comment = "ARG " + inst.rest
+                async for m in self._metadata(state, comment):
+                    yield m
+            elif inst.cmd == "run":
+                async for m in self._run(inst, state):
+                    yield m
+            elif inst.cmd in ("copy", "add"):
+                async for m in self._copy(inst, state, stages, stage_index):
+                    yield m
+            elif inst.cmd == "from":
+                raise inst.error("FROM is not allowed here")
+            else:
+                comment = instructions.apply(inst, state.conf, self._expansion_env(state))
+                async for m in self._metadata(state, comment):
+                    yield m
+
+    def _arg(self, inst: parser.Instruction, state: StageState) -> None:
+        for key, default in self._arg_pairs(inst, {**self.meta_args, **state.args}):
+            value = default
+            if default is None and self.meta_args.get(key) is not None:
+                value = self.meta_args[key]
+            if key in self.options.build_args:
+                self.used_args.add(key)
+                given = self.options.build_args[key]
+                if given is not None:
+                    value = given
+            state.args[key] = value
+
+    def _created_by(self, state: StageState, comment: str) -> list[str]:
+        return [*state.conf.shell(), "#(nop) ", comment]
+
+    def _probe(self, state: StageState, key: str) -> BaseImage | None:
+        if self.options.no_cache or not state.image.id:
+            return None
+        image_id = self.b._cache.lookup(state.image.id, key)
+        return self.b._images.get(image_id) if image_id else None
+
+    def _new_config(self, state: StageState, created_by: str, container_cmd: list[str], empty: bool,
+                    diff_id: str | None) -> spec.ImageConfig:
+        base = state.image.config
+        history = list(base.history or [])
+        created = now_rfc3339()
+        history.append(spec.History(created=created, created_by=created_by, empty_layer=True if empty else None))
+        container_config = copymod.deepcopy(state.conf.config)
+        container_config.cmd = container_cmd
+        diff_ids = list(base.rootfs.diff_ids) + ([diff_id] if diff_id else [])
+        return spec.ImageConfig(
+            architecture=base.architecture or "amd64", os=base.os or "linux", variant=base.variant, created=created,
+            author=state.conf.author if state.conf.author is not None else base.author,
+            config=copymod.deepcopy(state.conf.config), container_config=container_config,
+            history=history, rootfs=spec.RootFS(diff_ids=diff_ids), parent=state.image.id or None)
+
+    def _done(self, state: StageState, key: str, image: BaseImage) -> None:
+        if state.image.id:
+            self.b._cache.store(state.image.id, key, image.id, now_rfc3339())
+        state.image = image
+        state.conf.config = copymod.deepcopy(image.config.config) if image.config.config else spec.ContainerConfig()
+
+    async def _metadata(self, state: StageState, comment: str) -> AsyncIterator[stream.Message | None]:
+        cmd = self._created_by(state, comment)
+        created_by = " ".join(cmd)
+        key = cachemod.step_key(created_by, state.conf.config, repr(sorted(state.args.items())))
+        hit = self._probe(state, key)
+        if hit is not None:
+            state.image = hit
+            yield self.say(" ---> Using cache\n")
+        else:
+            config = self._new_config(state, created_by, cmd, empty=True, diff_id=None)
+            image = await asyncio.to_thread(self.b._images.with_config, state.image, config)
+            self._done(state, key, image)
+        yield self.say(f" ---> {stream.short_id(state.image.id)}\n")
+
+    # ---- RUN ------------------------------------------------------------------------
+    async def _run(self, inst: parser.Instruction, state: StageState) -> AsyncIterator[stream.Message | None]:
+        if inst.flags:
+            flag = next(iter(inst.flags))
+            if flag in ("mount", "network", "security"):
+                raise inst.error(f"the --{flag} option requires BuildKit. Refer to "
+                                 "https://docs.docker.com/go/buildkit/ to learn how to build images with "
+                                 "BuildKit enabled")
+            raise inst.error(f"Unknown flag: {flag}")
+        if not state.image.id:
+            raise BuildFailed("no image to run a command in: a RUN needs a base image other than scratch "
+                              "with a shell")
+        if inst.heredocs and parser.is_heredoc_only(inst.rest):
+            command = [*state.conf.shell(), inst.heredocs[0].content]  # the heredoc is the script
+        elif inst.heredocs:
+            # "RUN python3 <<EOF": the shell gets the heredocs as written and feeds them itself
+            command = [*state.conf.shell(), inst.rest + "\n" + "".join(
+                f"{h.content}{h.name}\n" for h in inst.heredocs)]
+        elif inst.json is not None:
+            command = list(inst.json)
+        else:
+            command = [*state.conf.shell(), inst.rest]
+        # build args the command sees: declared ones (recorded in history) and the proxy ones (not)
+        env_keys = {e.partition("=")[0] for e in state.conf.config.env or []}
+        declared = sorted((k, v) for k, v in state.args.items() if v is not None and k not in env_keys)
+        proxies = [(k, v) for k, v in self.options.build_args.items()
+                   if k in PROXY_ARGS and v is not None and k not in state.args]
+        saved = command
+        if declared:
+            saved = [f"|{len(declared)}", *(f"{k}={v}" for k, v in declared), *command]
+        created_by = " ".join(saved)
+        key = cachemod.step_key(created_by, state.conf.config)
+        hit = self._probe(state, key)
+        if hit is not None:
+            state.image = hit
+            yield self.say(" ---> Using cache\n")
+            yield self.say(f" ---> {stream.short_id(hit.id)}\n")
+            return
+        conf = state.conf.config
+        env = list(conf.env or []) + [f"{k}={v}" for k, v in declared] + [f"{k}={v}" for k, v in proxies]
+        container = await run.create(self.b._containers, state.image.id, command, env, conf.user or "",
+                                     conf.working_dir or "", self.options.resources)
+        keep = False
+        try:
+            yield self.say(f" ---> Running in {container.id[:12]}\n")
+            code = 0
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a chunk may split a character
+            async for item in run.run(self.b._containers, container):
+                if isinstance(item, int):
+                    code = item
+                elif not self.options.quiet and (text := decoder.decode(item)):
+                    yield stream.text(text)
+            if code != 0:
+                raise BuildFailed(f"The command '{' '.join(command)}' returned a non-zero code: {code}", code)
+
+            def commit() -> BaseImage:
+                return self.b._images.with_layer(
+                    state.image, self.b._images.diff(container.id),
+                    lambda diff_id: self._new_config(state, created_by, saved, empty=False, diff_id=diff_id))
+
+            image = await asyncio.to_thread(commit)
+            keep = not self.options.remove and not self.options.force_remove
+        finally:
+            if not keep:
+                await run.remove(self.b._containers, container.id)
+        if not keep:
+            yield self.say(f"Removing intermediate container {container.id[:12]}\n")
+        self._done(state, key, image)
+        yield self.say(f" ---> {stream.short_id(image.id)}\n")
+
+    # ---- COPY / ADD -----------------------------------------------------------------
+    async def _copy(self, inst: parser.Instruction, state: StageState, stages: list[Stage],
+                    stage_index: int) -> AsyncIterator[stream.Message | None]:
+        name = inst.cmd.upper()
+        allowed = _COPY_FLAGS if inst.cmd == "copy" else _ADD_FLAGS
+        for flag in inst.flags:
+            if flag not in allowed:
+                raise inst.error(f"Unknown flag: {flag}")
+        env = self._expansion_env(state)
+        if inst.json is not None:
+            words = [shellwords.expand(w, env, self.escape) for w in inst.json]
+        else:
+            words = shellwords.words(inst.rest, env, self.escape)
+        if len(words) < 2:
+            raise inst.error(f"{name} requires at least two arguments, but only one was provided. "
+                             "Destination could not be determined.")
+        sources, requested = words[:-1], words[-1]
+        # moby's normalizeDest: relative to WORKDIR; "." and a trailing "/" mean a directory
+        as_dir = requested.endswith("/") or requested == "." or requested.endswith("/.")
+        dest = posixpath.normpath(posixpath.join(state.conf.config.working_dir or "/", requested))
+        if as_dir and dest != "/":
+            dest += "/"
+        chmod = None
+        if inst.flag("chmod"):
+            try:
+                chmod = int(inst.flag("chmod"), 8)
+            except ValueError:
+                raise inst.error(f"invalid chmod parameter: {inst.flag('chmod')}") from None
+        chown = inst.flag("chown")
+        excludes = inst.flags.get("exclude", [])
+        from_ref = inst.flag("from")
+        scratch = Path(tempfile.mkdtemp(prefix="step-", dir=self.b._scratch))
+        try:
+            if from_ref:
+                async for m in self._copy_from(inst, state, stages, stage_index, from_ref, sources, dest, chown,
+                                               chmod, excludes, scratch):
+                    yield m
+                return
+            root = self.context.root
+            heredoc_names = {h.name: h for h in inst.heredocs}
+            patterns: list[str] = []
+            hd_dir = scratch / "heredocs"
+            for src in sources:
+                if src.startswith("<<") and src.lstrip("<-").strip("'\"") in heredoc_names:
+                    doc = heredoc_names[src.lstrip("<-").strip("'\"")]
+                    hd_dir.mkdir(exist_ok=True)
+                    path = hd_dir / doc.name
+                    path.write_text(doc.content)
+                    os.chmod(path, 0o644)
+                    patterns.append(str(path))
+                elif inst.cmd == "add" and urllib.parse.urlparse(src).scheme in ("http", "https"):
+                    patterns.append(await asyncio.to_thread(self._download, src, scratch))
+                else:
+                    patterns.append(src)
+            found = await asyncio.to_thread(self._sources, name, root, patterns, excludes)
+            digest = await asyncio.to_thread(copyops.checksum, found)
+            kind = "dir" if len(found) == 1 and found[0].is_dir else ("multi" if len(found) > 1 else "file")
+            comment = f"{name} {kind}:{digest} in {dest} "
+            extra = f"chown={chown} chmod={inst.flag('chmod')}"
+            async for m in self._write(state, comment, extra, found, dest, chown, chmod,
+                                       extract=inst.cmd == "add", scratch=scratch):
+                yield m
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _sources(self, name: str, root: Path, patterns: list[str], excludes: list[str]) -> list[copyops.Source]:
+        found: list[copyops.Source] = []
+        for pattern in patterns:
+            if pattern.startswith(str(self.b._scratch)):  # heredoc or downloaded file
+                path = Path(pattern)
+                found.append(copyops.Source(path=str(path), name=path.name, is_dir=False))
+            else:
+                found.extend(copyops.resolve_sources(name, root, [pattern], in_context=True))
+        if excludes:
+            from dockyard.daemon.build import dockerignore
+            rules = dockerignore.parse("\n".join(excludes))
+            found = [s for s in found if not dockerignore.excluded(s.name or ".", rules)]
+            if not found:
+                raise errdefs.InvalidParameter(f"{name} failed: no source files were specified")
+        return found
+
+    def _download(self, url: str, scratch: Path) -> str:
+        name = posixpath.basename(urllib.parse.urlparse(url).path) or "download"
+        target = scratch / "download"
+        target.mkdir(exist_ok=True)
+        path = target / name
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(path, "wb") as out:  # noqa: S310
+                if resp.status >= 400:
+                    raise OSError(f"{resp.status} {resp.reason}")
+                shutil.copyfileobj(resp, out)
+        except OSError as e:
+            raise BuildFailed(f"failed to download {url}: {e}") from None
+        os.chmod(path, 0o600)
+        return str(path)
+
+    async def _copy_from(self, inst: parser.Instruction, state: StageState, stages: list[Stage], stage_index: int,
+                         from_ref: str, sources: list[str], dest: str, chown: str, chmod: int | None,
+                         excludes: list[str], scratch: Path) -> AsyncIterator[stream.Message | None]:
+        names = {s.name: s.index for s in stages if s.name}
+        index = _Job._stage_ref(from_ref, names, stage_index)
+        if index is not None:
+            source_image = self.stage_images[index]
+        else:
+            try:
+                source_image = await asyncio.to_thread(self.b._images.resolve, from_ref)
+            except errdefs.NotFound:
+                raise BuildFailed(f"invalid from flag value {from_ref}: No such image: {from_ref}") from None
+        comment = f"COPY from:{source_image.id or 'scratch'} {' '.join(sources)} in {dest} "
+        extra = f"chown={chown} chmod={inst.flag('chmod')} exclude={excludes}"
+        key = cachemod.step_key(" ".join(self._created_by(state, comment)), state.conf.config, extra)
+        hit = self._probe(state, key)
+        if hit is not None:
+            state.image = hit
+            yield self.say(" ---> Using cache\n")
+            yield self.say(f" ---> {stream.short_id(hit.id)}\n")
+            return
+        snap = f"build-src-{secrets.token_hex(8)}"
+        mounts = self.b._images.prepare(snap, source_image)
+        try:
+            with copyops.mounted(mounts, scratch / "src") as src_root:
+                found = await asyncio.to_thread(
+                    lambda: [s for pattern in sources
+                             for s in copyops.resolve_sources("COPY", src_root, [pattern], in_context=False)])
+                async for m in self._write(state, comment, extra, found, dest, chown, chmod, extract=False,
+                                           scratch=scratch, key=key):
+                    yield m
+        finally:
+            self.b._images.remove(snap)
+
+    async def _write(self, state: StageState, comment: str, extra: str, found: list[copyops.Source], dest: str,
+                     chown: str, chmod: int | None, extract: bool, scratch: Path,
+                     key: str | None = None) -> AsyncIterator[stream.Message | None]:
+        cmd = self._created_by(state, comment)
+        created_by = " ".join(cmd)
+        key = key or cachemod.step_key(created_by, state.conf.config, extra)
+        hit = self._probe(state, key)
+        if hit is not None:
+            state.image = hit
+            yield self.say(" ---> Using cache\n")
+            yield self.say(f" ---> {stream.short_id(hit.id)}\n")
+            return
+
+        def work() -> BaseImage:
+            snap = f"build-{secrets.token_hex(8)}"
+            mounts = self.b._images.prepare(snap, state.image)
+            try:
+                with copyops.mounted(mounts, scratch / "dst") as rootfs:
+                    owner = _owner(rootfs, chown) if chown else None
+                    copyops.copy_into(rootfs, found, dest, owner, chmod, extract)
+                return self.b._images.with_layer(
+                    state.image, self.b._images.diff(snap),
+                    lambda diff_id: self._new_config(state, created_by, cmd, empty=False, diff_id=diff_id))
+            finally:
+                self.b._images.remove(snap)
+
+        image = await asyncio.to_thread(work)
+        self._done(state, key, image)
+        yield self.say(f" ---> {stream.short_id(image.id)}\n")
+
+
+def _lookup_id(rootfs: Path, file: str, name: str) -> int | None:
+    from dockyard.storage import fsroot
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
+    try:
+        fd = fsroot.open_in_root(root_fd, file, os.O_RDONLY)
+    except OSError:
+        return None
+    finally:
+        os.close(root_fd)
+    with os.fdopen(fd, "r", errors="replace") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+                return int(fields[2])
+    return None
+
+
+def _owner(rootfs: Path, chown: str) -> tuple[int, int]:
+    """``--chown=user[:group]`` by name (the image's /etc/passwd and /etc/group) or number."""
+    user, _, group = chown.partition(":")
+    uid = int(user) if user.isdigit() else _lookup_id(rootfs, "/etc/passwd", user)
+    if uid is None:
+        raise BuildFailed(f"unable to convert uid/gid chown string to host mapping: can't find uid for user {user}: "
+                          "no such user: " + user)
+    if not group:
+        if user.isdigit():
+            return uid, uid
+        gid_line = _lookup_gid_of_user(rootfs, user)
+        return uid, gid_line if gid_line is not None else uid
+    gid = int(group) if group.isdigit() else _lookup_id(rootfs, "/etc/group", group)
+    if gid is None:
+        raise BuildFailed(f"unable to convert uid/gid chown string to host mapping: can't find gid for group {group}: "
+                          "no such group: " + group)
+    return uid, gid
+
+
+def _lookup_gid_of_user(rootfs: Path, user: str) -> int | None:
+    from dockyard.storage import fsroot
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
+    try:
+        fd = fsroot.open_in_root(root_fd, "/etc/passwd", os.O_RDONLY)
+    except OSError:
+        return None
+    finally:
+        os.close(root_fd)
+    with os.fdopen(fd, "r", errors="replace") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) > 3 and fields[0] == user and fields[3].isdigit():
+                return int(fields[3])
+    return None
+

@@ -1,0 +1,95 @@
+"""What the builder needs from the image store, in one narrow adapter over ImageService.
+
+A build step's image is either the parent's layers with a new config (metadata steps) or
+the parent's layers plus one new layer (RUN, COPY, ADD): both go through the image
+service's own registration, so a failure leaves no row and no half layer. Images of a
+build are chained by ``parent`` like the classic builder's, so ``docker history`` and the
+cache can follow them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from dockyard import errdefs
+from dockyard.daemon.images import references
+from dockyard.daemon.images.register import (IteratorReader, NewImage, register_image,
+                                             register_with_new_layer)
+from dockyard.daemon.images.resolve import resolve
+from dockyard.daemon.images.service import ImageService
+from dockyard.mount import Mount
+from dockyard.oci import image_spec as spec
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    id: str  # "" for scratch
+    config: spec.ImageConfig
+    top_chain_id: str | None
+
+
+SCRATCH = BaseImage(id="", config=spec.ImageConfig(architecture="amd64", os="linux"), top_chain_id=None)
+
+
+class BuildImages:
+    def __init__(self, service: ImageService) -> None:
+        self._service = service
+
+    def resolve(self, ref: str) -> BaseImage:
+        record = resolve(self._service.store, ref)
+        return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)
+
+    def get(self, image_id: str) -> BaseImage | None:
+        record = self._service.store.get(image_id)
+        if record is None:
+            return None
+        return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)
+
+    def with_config(self, parent: BaseImage, config: spec.ImageConfig) -> BaseImage:
+        """A metadata step: the parent's layers, a new config."""
+        data = spec.encode(config)
+        count = len(config.rootfs.diff_ids)
+        register_image(self._service.lock, self._service.layers, self._service.store, NewImage(
+            config=data, layers=[_present] * count, parent=parent.id))
+        return BaseImage(id="sha256:" + hashlib.sha256(data).hexdigest(), config=config,
+                         top_chain_id=parent.top_chain_id)
+
+    def with_layer(self, parent: BaseImage, diff: Iterator[bytes],
+                   make_config: Callable[[str], spec.ImageConfig]) -> BaseImage:
+        """A filesystem step: ``diff`` (a layer tar) on top of the parent's layers."""
+        made: list[spec.ImageConfig] = []
+
+        def config_bytes(diff_id: str) -> bytes:
+            made.append(make_config(diff_id))
+            return spec.encode(made[-1])
+
+        result = register_with_new_layer(self._service.lock, self._service.layers, self._service.store,
+                                         IteratorReader(diff), parent.top_chain_id, config_bytes, [],
+                                         parent=parent.id)
+        record = self._service.store.get(result.id)
+        assert record is not None
+        return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)
+
+    def tag(self, image_id: str, name: str) -> str:
+        """Tag the image; returns the familiar name Docker prints."""
+        ref = references.parse_tagged(name)
+        if ref.digest:
+            raise errdefs.InvalidParameter(f"invalid reference format: {name!r} (a build tag cannot be a digest)")
+        self._service.tag(image_id, ref.familiar_name, ref.tag or references.DEFAULT_TAG)
+        return ref.familiar()
+
+    # ---- scratch rootfs for COPY/ADD -------------------------------------------------
+    def prepare(self, key: str, image: BaseImage) -> list[Mount]:
+        return self._service.snapshotter.prepare(key, image.top_chain_id)
+
+    def diff(self, key: str) -> Iterator[bytes]:
+        return self._service.snapshotter.diff(key)
+
+    def remove(self, key: str) -> None:
+        self._service.snapshotter.remove(key)
+
+
+def _present() -> object:
+    raise AssertionError("layer expected to be registered already")

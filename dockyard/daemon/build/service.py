@@ -1,0 +1,64 @@
+"""BuildService: ``POST /build`` and ``POST /build/prune`` (the classic builder).
+
+The context arrives as a spooled file; it is unpacked into a private directory under
+``exec_root/build`` that lives exactly as long as the build. ``build`` is an async
+iterator of stream messages; an error raised before the first message is the API's
+error response, one raised later becomes the stream's ``errorDetail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import AsyncIterator, BinaryIO
+
+from dockyard.daemon.build import context as contextmod
+from dockyard.daemon.build import copy as copyops
+from dockyard.daemon.build.builder import Builder, BuildOptions
+from dockyard.daemon.build.cache import BuildCache
+from dockyard.daemon.build.images import BuildImages
+from dockyard.daemon.build.run import RunContainers
+from dockyard.daemon.build.stream import Message
+from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.interfaces import EventSink
+from dockyard.storage.metadata import Database
+
+
+class BuildService:
+    def __init__(self, config: DaemonConfig, db: Database, images: BuildImages, containers: RunContainers,
+                 events: EventSink) -> None:
+        self._scratch = config.exec_root / "build"
+        self._cache = BuildCache(db)
+        self._events = events
+        self._builder = Builder(images, self._cache, containers, self._scratch)
+
+    def recover(self) -> None:
+        """At start-up: contexts and scratch mounts of builds the daemon died in (unmounted
+        first, so removing the tree never reaches into a snapshot)."""
+        prefix = str(self._scratch) + "/"
+        with open("/proc/self/mountinfo") as f:
+            targets = [line.split()[4] for line in f]
+        for target in sorted((t for t in targets if t.startswith(prefix)), reverse=True):
+            try:
+                copyops.unmount(target)
+            except OSError:
+                pass
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+    async def build(self, body: BinaryIO, options: BuildOptions) -> AsyncIterator[Message]:
+        context = await asyncio.to_thread(contextmod.open_context, body, options.dockerfile, options.remote,
+                                          Path(self._scratch))
+        try:
+            async for message in self._builder.build(context, options):
+                yield message
+        finally:
+            await asyncio.shield(asyncio.to_thread(context.close))
+
+    def prune(self) -> dict:
+        """Forget the build cache; the intermediate images stay until ``image prune`` removes them."""
+        forgotten = self._cache.prune()
+        return {"CachesDeleted": forgotten, "SpaceReclaimed": 0}
+
+    def cache_records(self) -> int:
+        return self._cache.count()
