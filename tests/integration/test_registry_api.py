@@ -270,3 +270,44 @@ def test_web_pages(hub):
     page = hub.request("GET", "/r/web/site").body.decode()
     assert f"docker pull {hub.host}/web/site:v1" in page and sha(b"page layer") in page and "History" in page
     assert hub.request("GET", "/r/web/none").status == 404
+
+
+def test_cli_serve_and_online_garbage_collect():
+    """``dockyard registry serve`` through our CLI, and ``garbage-collect`` while it serves."""
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from tests.daemon_harness import VENV_BIN
+    from tests.integration.distribution_registry import free_port
+
+    root = Path(tempfile.mkdtemp(prefix="dyhub-"))
+    port = free_port()
+    proc = subprocess.Popen([str(VENV_BIN / "dockyard"), "registry", "serve", "--addr", f"127.0.0.1:{port}",
+                             "--data", str(root / "data")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hub = rh.Hub(root, port, proc)
+    try:
+        for _ in range(200):
+            try:
+                if hub.request("GET", "/healthz", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        kept, _ = push_image(hub, "gc/app", "keep", [b"kept layer"])
+        dropped, _ = push_image(hub, "gc/app", "drop", [b"dropped layer"])
+        hub.request("DELETE", f"/v2/gc/app/manifests/{dropped}")
+        def collect(*flags: str) -> str:
+            out = subprocess.run([str(VENV_BIN / "dockyard"), "registry", "garbage-collect", "--data",
+                                  str(root / "data"), *flags], capture_output=True, timeout=60)
+            assert out.returncode == 0, out.stderr.decode()
+            return out.stdout.decode()
+        # within the grace period nothing goes: a push in flight is safe
+        assert collect().splitlines()[-1].startswith("0 blobs")
+        report = collect("--grace", "0")
+        assert f"removed blob {sha(b'dropped layer')}" in report and f"removed blob {dropped}" in report
+        assert hub.request("GET", "/v2/gc/app/manifests/keep").headers["docker-content-digest"] == kept
+        assert hub.request("GET", f"/v2/gc/app/blobs/{sha(b'kept layer')}").body == b"kept layer"
+        assert hub.request("GET", f"/v2/gc/app/blobs/{sha(b'dropped layer')}").code == "BLOB_UNKNOWN"
+    finally:
+        assert rh.stop(hub) == 0
