@@ -90,7 +90,9 @@ def _required(request: web.Request) -> list[auth.Access]:
         m = pattern.fullmatch(path)
         if m:
             action = _NEEDS.get(request.method, "pull")
-            if kind == "blob" and request.method == "DELETE" or kind == "manifest" and request.method == "DELETE":
+            if kind in ("uploads", "upload"):
+                action = "push"  # an upload's status and cancel belong to the pusher too
+            elif request.method == "DELETE":
                 action = "delete"
             needs = [auth.Access("repository", m["name"], (action,))]
             source = request.query.get("from")

@@ -31,7 +31,7 @@ from typing import AsyncIterator, BinaryIO
 
 from dockyard import errdefs
 from dockyard.registry import errors, manifests
-from dockyard.registry.names import is_digest, valid_digest, valid_name, valid_tag
+from dockyard.registry.names import ANY_DIGEST_RE, is_digest, valid_digest, valid_name, valid_tag
 from dockyard.storage.content import ContentStore, Descriptor
 from dockyard.storage.fsutil import remove_tree, write_atomic
 
@@ -43,10 +43,10 @@ def check_name(name: str) -> None:
 
 def check_digest(digest: str) -> str:
     if not valid_digest(digest):
-        if is_digest(digest):
-            raise errors.Unsupported(f"unsupported digest algorithm: {digest!r}") \
-                if not digest.startswith("sha256:") else errors.DigestInvalid(f"invalid digest: {digest!r}")
-        raise errors.DigestInvalid(f"invalid digest: {digest!r}")
+        if ANY_DIGEST_RE.fullmatch(digest) and not digest.startswith("sha256:"):
+            raise errors.DigestInvalid(f"unsupported digest algorithm: {digest!r} (this registry uses sha256)",
+                                       {"digest": digest})
+        raise errors.DigestInvalid(f"invalid digest: {digest!r}", {"digest": digest})
     return digest[len("sha256:"):]
 
 
