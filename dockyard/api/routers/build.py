@@ -12,6 +12,7 @@ away cancels the build (its containers and scratch snapshots are removed).
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from typing import IO, Any, AsyncIterator, Protocol
 
@@ -25,6 +26,7 @@ from dockyard.daemon.build.builder import BuildFailed, BuildOptions
 from dockyard.daemon.build.run import RunResources
 
 _SPOOL_MEMORY = 1 << 20
+log = logging.getLogger("dockyard.api.build")
 
 
 class BuildBackend(Protocol):
@@ -118,12 +120,13 @@ def setup(app: web.Application, backend: BuildBackend) -> None:
                     message = step.result()
                 except StopAsyncIteration:
                     break
-                except (errdefs.DockyardError, OSError) as e:
+                except Exception as e:
                     if resp is None:
-                        if isinstance(e, errdefs.DockyardError):
-                            raise
-                        raise errdefs.System(str(e)) from None
-                    text = e.message if isinstance(e, errdefs.DockyardError) else str(e)
+                        raise  # before the stream: the app's error response (500s logged there)
+                    if not isinstance(e, errdefs.DockyardError):
+                        log.exception("build failed with an internal error")
+                    text = e.message if isinstance(e, errdefs.DockyardError) else \
+                        f"internal error: {type(e).__name__}: {e}"
                     detail = {"message": text}
                     if isinstance(e, BuildFailed) and e.code is not None:
                         detail["code"] = e.code  # type: ignore[assignment]

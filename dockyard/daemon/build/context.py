@@ -54,6 +54,18 @@ def _checksum_ok(block: bytes) -> bool:
         return False
 
 
+def _complete_plain_tar(fileobj: BinaryIO) -> None:
+    """The docker CLI's tar of a context with ``-f`` outside it ends right after the last
+    file's data, without padding or end blocks (Go's reader takes that); add them."""
+    head = fileobj.read(6)
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        fileobj.seek(0)
+        return
+    size = fileobj.seek(0, os.SEEK_END)
+    fileobj.write(b"\0" * ((-size) % 512 + 1024))
+    fileobj.seek(0)
+
+
 def _fetch(url: str, dest: BinaryIO) -> None:
     try:
         with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (user-given URL, as Docker)
@@ -75,6 +87,7 @@ def open_context(body: BinaryIO, dockerfile_name: str, remote: str, scratch: Pat
             _fetch(remote, source)
         dockerfile_text: str | None = None
         if _is_tar(source):
+            _complete_plain_tar(source)
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 extract_copy(source, fd)

@@ -94,7 +94,8 @@ def checksum(sources: list[Source]) -> str:
     for source in sources:
         for path, st in _walk(source.path):
             rel = os.path.relpath(path, source.path)
-            h.update(f"{source.name}/{rel}\0{st.st_mode:o}\0{st.st_uid}:{st.st_gid}\0{st.st_size}\0".encode())
+            size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size  # a directory's size is the filesystem's
+            h.update(f"{source.name}/{rel}\0{st.st_mode:o}\0{st.st_uid}:{st.st_gid}\0{size}\0".encode())
             if stat.S_ISLNK(st.st_mode):
                 h.update(os.readlink(path).encode())
             elif stat.S_ISREG(st.st_mode):

@@ -191,8 +191,8 @@ def _healthcheck(inst: Instruction, stage: StageConfig) -> str:
     args = args.strip()
     if not args:
         raise inst.error("Missing command after HEALTHCHECK CMD")
-    exec_form = exec_form(args)
-    test = ["CMD", *exec_form] if exec_form is not None else ["CMD-SHELL", args]
+    command = exec_form(args)
+    test = ["CMD", *command] if command is not None else ["CMD-SHELL", args]
     retries = inst.flag("retries")
     if retries and (not retries.isdigit() or int(retries) < 0):
         raise inst.error("--retries cannot be negative")

@@ -1,0 +1,222 @@
+"""The real docker CLI 28 (classic builder, DOCKER_BUILDKIT=0) and docker-py building on dockyardd."""
+
+import io
+import json
+import os
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+def build(d, ctx, *args, input=None, timeout=120):
+    env = {**d.env, "DOCKER_BUILDKIT": "0"}
+    import subprocess
+    from tests.daemon_harness import DOCKER
+    return subprocess.run([DOCKER, "build", *args, str(ctx) if ctx is not None else "-"], env=env, input=input,
+                          capture_output=True, timeout=timeout)
+
+
+def ok(d, *args, timeout=120):
+    r = d.docker(*args, timeout=timeout)
+    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}\n{r.stderr.decode()}\n{d.log()}"
+    return r.stdout.decode()
+
+
+def built(r, d):
+    assert r.returncode == 0, f"build failed {r.returncode}\n{r.stdout.decode()}\n{r.stderr.decode()}\n{d.log()}"
+    return r.stdout.decode()
+
+
+def name() -> str:
+    return "bt" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return tmp_path
+
+
+def test_build_steps_stream_cache_and_invalidation(dockyardd, ctx):
+    (ctx / "hello.txt").write_text("hello\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "ARG GREETING=hi\n"
+        "ENV A=1 B=\"two words\"\n"
+        "WORKDIR /app\n"
+        "COPY hello.txt .\n"
+        "RUN echo \"$GREETING $A $B\" > out.txt && cat out.txt hello.txt\n"
+        "CMD [\"cat\", \"/app/out.txt\"]\n")
+    tag = name()
+    out = built(build(dockyardd, ctx, "-t", tag, "--build-arg", "GREETING=yo"), dockyardd)
+    assert "Step 1/7 : FROM busybox" in out and "Step 6/7 : RUN echo" in out
+    assert " ---> Running in " in out and "yo 1 two words\nhello\n" in out
+    assert "Removing intermediate container" in out
+    image_id = ok(dockyardd, "image", "inspect", "-f", "{{.Id}}", tag).strip()
+    assert f"Successfully built {image_id[7:19]}" in out and f"Successfully tagged {tag}:latest" in out
+    assert ok(dockyardd, "run", "--rm", tag) == "yo 1 two words\n"
+    assert "|1 GREETING=yo /bin/sh -c echo" in ok(dockyardd, "history", "--no-trunc", tag)
+
+    events_since = ok(dockyardd, "version", "-f", "{{.Server.Version}}")  # a round trip before the cached build
+    again = built(build(dockyardd, ctx, "-t", tag, "--build-arg", "GREETING=yo"), dockyardd)
+    assert again.count(" ---> Using cache") == 6 and "Running in" not in again
+    assert f"Successfully built {image_id[7:19]}" in again
+    assert events_since
+
+    (ctx / "hello.txt").write_text("changed\n")
+    changed = built(build(dockyardd, ctx, "-t", tag, "--build-arg", "GREETING=yo"), dockyardd)
+    assert changed.count(" ---> Using cache") == 3  # ARG, ENV, WORKDIR; COPY and RUN run again
+    assert "yo 1 two words\nchanged\n" in changed
+    no_cache = built(build(dockyardd, ctx, "--no-cache", "-t", tag, "--build-arg", "GREETING=yo"), dockyardd)
+    assert "Using cache" not in no_cache
+    assert ok(dockyardd, "ps", "-aq") == ""
+    ok(dockyardd, "rmi", tag)
+
+
+def test_failing_run_reports_exit_code_and_leaves_no_container(dockyardd):
+    r = build(dockyardd, None, input=b"FROM busybox\nRUN echo before; exit 3\n")
+    assert r.returncode == 3
+    assert "before\n" in r.stdout.decode()
+    assert "The command '/bin/sh -c echo before; exit 3' returned a non-zero code: 3" in r.stderr.decode()
+    assert ok(dockyardd, "ps", "-aq") == ""
+
+
+def test_bad_input_errors(dockyardd, ctx):
+    r = build(dockyardd, None, input=b"FROM busybox\n\nFOO bar\n")
+    assert r.returncode == 1
+    assert "dockerfile parse error line 3: unknown instruction: FOO" in r.stderr.decode()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY missing.txt /\n")
+    r = build(dockyardd, ctx)
+    assert r.returncode == 1 and "missing.txt" in r.stderr.decode() and "not found" in r.stderr.decode()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY ../outside /\n")
+    r = build(dockyardd, ctx)
+    assert r.returncode == 1 and "forbidden path outside the build context" in r.stderr.decode()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\n")
+    r = build(dockyardd, ctx, "--build-arg", "NEVER=used")
+    assert r.returncode == 0
+    assert "[Warning] One or more build-args [NEVER] were not consumed" in r.stdout.decode()
+
+
+def test_multi_stage_target_and_copy_from(dockyardd, ctx):
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox AS base\n"
+        "RUN echo base > /base.txt\n"
+        "FROM busybox AS unused\n"
+        "RUN echo should-not-run && exit 7\n"
+        "FROM busybox AS final\n"
+        "COPY --from=base /base.txt /copied.txt\n"
+        "COPY --from=0 /base.txt /again.txt\n"
+        "CMD cat /copied.txt /again.txt\n")
+    tag = name()
+    out = built(build(dockyardd, ctx, "-t", tag), dockyardd)
+    assert "should-not-run" not in out
+    assert ok(dockyardd, "run", "--rm", tag) == "base\nbase\n"
+    target = built(build(dockyardd, ctx, "--target", "base", "-t", tag + "b"), dockyardd)
+    assert "COPY" not in target
+    assert ok(dockyardd, "run", "--rm", tag + "b", "cat", "/base.txt") == "base\n"
+    r = build(dockyardd, ctx, "--target", "nosuch")
+    assert r.returncode == 1 and "failed to reach build target nosuch in Dockerfile" in r.stderr.decode()
+    ok(dockyardd, "rmi", tag, tag + "b")
+
+
+def test_dockerignore_stdin_dockerfile_quiet_and_iidfile(dockyardd, ctx, tmp_path_factory):
+    (ctx / "keep.txt").write_text("keep\n")
+    (ctx / "secret.txt").write_text("secret\n")
+    (ctx / "logs").mkdir()
+    (ctx / "logs" / "a.log").write_text("log\n")
+    (ctx / ".dockerignore").write_text("secret.txt\nlogs\n")
+    outside = tmp_path_factory.mktemp("df") / "Build.file"
+    outside.write_text("FROM busybox\nCOPY . /ctx/\nRUN ls -A /ctx\n")
+    iid = tmp_path_factory.mktemp("iid") / "iid"
+    tag = name()
+    r = build(dockyardd, ctx, "-f", str(outside), "-t", tag, "--iidfile", str(iid))
+    out = built(r, dockyardd)
+    listing = out.split("Running in", 1)[1]
+    assert "keep.txt" in listing and "secret.txt" not in listing and "logs" not in listing
+    assert iid.read_text().startswith("sha256:")
+    assert "Build.file" not in listing and ".dockerfile." not in listing
+    # the CLI names an outside Dockerfile randomly and lists it in .dockerignore, so a COPY of
+    # the whole context misses the cache there (as on dockerd); inside the context it hits
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY . /ctx/\nRUN ls -A /ctx\n")
+    first = built(build(dockyardd, ctx, "--iidfile", str(iid)), dockyardd)
+    assert "Using cache" not in first
+    quiet = built(build(dockyardd, ctx, "-q"), dockyardd)
+    assert quiet.strip() == iid.read_text().strip()
+    r = build(dockyardd, ctx, "-f", "-", input=b"FROM busybox\nCOPY keep.txt /\nCMD cat /keep.txt\n")
+    built(r, dockyardd)
+    ok(dockyardd, "rmi", tag)
+
+
+def test_metadata_instructions_and_labels(dockyardd, ctx):
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "LABEL a=1 \"b c\"=\"d e\"\n"
+        "EXPOSE 80 53/udp\n"
+        "VOLUME [\"/data\"]\n"
+        "USER 1000:1000\n"
+        "WORKDIR /srv\n"
+        "WORKDIR sub\n"
+        "STOPSIGNAL SIGUSR1\n"
+        "HEALTHCHECK --interval=5s --retries=2 CMD true\n"
+        "SHELL [\"/bin/sh\", \"-ec\"]\n"
+        "ENTRYPOINT [\"/bin/echo\"]\n"
+        "CMD [\"hi\"]\n")
+    tag = name()
+    built(build(dockyardd, ctx, "-t", tag, "--label", "from.cli=yes"), dockyardd)
+    config = json.loads(ok(dockyardd, "image", "inspect", "-f", "{{json .Config}}", tag))
+    assert config["Labels"] == {"a": "1", "b c": "d e", "from.cli": "yes"}
+    assert config["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    assert config["Volumes"] == {"/data": {}}
+    assert config["User"] == "1000:1000" and config["WorkingDir"] == "/srv/sub"
+    assert config["StopSignal"] == "SIGUSR1"
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000, "Retries": 2}
+    assert config["Shell"] == ["/bin/sh", "-ec"]
+    assert config["Entrypoint"] == ["/bin/echo"] and config["Cmd"] == ["hi"]
+    history = ok(dockyardd, "history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", tag)
+    assert '/bin/sh -c #(nop)  EXPOSE 80/tcp 53/udp|0B' in history
+    ok(dockyardd, "rmi", tag)
+
+
+def test_copy_chown_chmod_add_archive_and_heredoc(dockyardd, ctx):
+    (ctx / "f.txt").write_text("f\n")
+    with tarfile.open(ctx / "arch.tar.gz", "w:gz") as tar:
+        data = b"inside\n"
+        info = tarfile.TarInfo("pkg/inner.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "COPY --chown=1000:1001 --chmod=640 f.txt /owned/\n"
+        "ADD arch.tar.gz /unpacked/\n"
+        "COPY <<EOF /heredoc.txt\n"
+        "from a heredoc\n"
+        "EOF\n"
+        "RUN <<EOF\n"
+        "echo script line one\n"
+        "echo script line two\n"
+        "EOF\n")
+    tag = name()
+    out = built(build(dockyardd, ctx, "-t", tag), dockyardd)
+    assert "script line one\nscript line two\n" in out
+    check = ok(dockyardd, "run", "--rm", tag, "sh", "-c",
+               "stat -c '%u:%g %a' /owned/f.txt; cat /unpacked/pkg/inner.txt /heredoc.txt")
+    assert check == "1000:1001 640\ninside\nfrom a heredoc\n"
+    ok(dockyardd, "rmi", tag)
+
+
+def test_docker_py_build(dockyardd, ctx):
+    import docker
+    client = docker.DockerClient(base_url=dockyardd.host, version="auto", timeout=120)
+    try:
+        (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo from-docker-py\n")
+        tag = name()
+        image, logs = client.images.build(path=str(ctx), tag=tag, rm=True)
+        lines = list(logs)
+        assert any("from-docker-py" in line.get("stream", "") for line in lines)
+        assert {"aux": {"ID": image.id}} in lines and f"{tag}:latest" in image.tags
+        with pytest.raises(docker.errors.BuildError, match="returned a non-zero code: 1"):
+            client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 1\n"), rm=True)
+        client.images.remove(tag)
+    finally:
+        client.close()
