@@ -299,7 +299,8 @@ class _Job:
                 raise inst.error("FROM is not allowed here")
             else:
                 comment = instructions.apply(inst, state.conf, self._expansion_env(state))
-                async for m in self._metadata(state, comment):
+                workdir = state.conf.config.working_dir or "" if inst.cmd == "workdir" else ""
+                async for m in self._metadata(state, comment, workdir):
                     yield m
 
     def _arg(self, inst: parser.Instruction, state: StageState) -> None:
@@ -344,7 +345,8 @@ class _Job:
         state.image = image
         state.conf.config = copymod.deepcopy(image.config.config) if image.config.config else spec.ContainerConfig()
 
-    async def _metadata(self, state: StageState, comment: str) -> AsyncIterator[stream.Message | None]:
+    async def _metadata(self, state: StageState, comment: str,
+                        workdir: str = "") -> AsyncIterator[stream.Message | None]:
         cmd = self._created_by(state, comment)
         created_by = " ".join(cmd)
         key = cachemod.step_key(created_by, state.conf.config, repr(sorted(state.args.items())))
@@ -353,10 +355,29 @@ class _Job:
             state.image = hit
             yield self.say(" ---> Using cache\n")
         else:
-            config = self._new_config(state, created_by, cmd, empty=True, diff_id=None)
-            image = await asyncio.to_thread(self.b._images.with_config, state.image, config)
+            if workdir:
+                image = await asyncio.to_thread(self._workdir, state, workdir, created_by, cmd)
+            else:
+                config = self._new_config(state, created_by, cmd, empty=True, diff_id=None)
+                image = await asyncio.to_thread(self.b._images.with_config, state.image, config)
             self._done(state, key, image)
         yield self.say(f" ---> {stream.short_id(state.image.id)}\n")
+
+    def _workdir(self, state: StageState, workdir: str, created_by: str, cmd: list[str]) -> BaseImage:
+        """WORKDIR makes its directory when the image lacks it (a layer then, as on dockerd)."""
+        snap = f"build-{secrets.token_hex(8)}"
+        mounts = self.b._images.prepare(snap, state.image)
+        try:
+            with copyops.mounted(mounts, self.b._scratch / snap) as rootfs:
+                created = copyops.make_dir(rootfs, workdir)
+            if not created:
+                config = self._new_config(state, created_by, cmd, empty=True, diff_id=None)
+                return self.b._images.with_config(state.image, config)
+            return self.b._images.with_layer(
+                state.image, self.b._images.diff(snap),
+                lambda diff_id: self._new_config(state, created_by, cmd, empty=False, diff_id=diff_id))
+        finally:
+            self.b._images.remove(snap)
 
     # ---- RUN ------------------------------------------------------------------------
     async def _run(self, inst: parser.Instruction, state: StageState) -> AsyncIterator[stream.Message | None]:

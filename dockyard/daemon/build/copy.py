@@ -167,6 +167,18 @@ def _make_dirs(root_fd: int, path: str, owner: tuple[int, int] | None) -> int:
     return result
 
 
+def make_dir(rootfs: Path, path: str) -> bool:
+    """Make the directory ``path`` in the rootfs; False when it was there already."""
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
+    try:
+        if _is_dir_in_root(root_fd, path):
+            return False
+        os.close(_make_dirs(root_fd, path, None))
+        return True
+    finally:
+        os.close(root_fd)
+
+
 def copy_into(rootfs: Path, sources: list[Source], dest: str, owner: tuple[int, int] | None,
               chmod: int | None, extract_archives: bool) -> None:
     """Write the sources at ``dest`` (absolute, cleaned; a trailing "/" kept) under ``rootfs``."""
