@@ -837,6 +837,17 @@ class ContainerService:
                 log.warning("container %s: reconnecting to its shim: %s", rec.id, e)
             if handle is not None:
                 self._watch(rec.id, handle)
+                running = self._live[rec.id]
+                try:
+                    ended = (await handle.state()).status in ("draining", "stopped")
+                except Exception:
+                    ended = False
+                if ended:  # it exited while the daemon was down: record that before serving
+                    try:
+                        await asyncio.wait_for(running.exited.wait(), 5)
+                    except asyncio.TimeoutError:
+                        log.warning("container %s: its exit was not recorded within 5 s", rec.id)
+                    continue
                 if rec.state.status == st.RUNNING:  # moby starts the monitor over (status starting)
                     self._start_health(rec, views.parse_rfc3339(rec.state.started_at))
                     self._store.save(rec)
