@@ -1,9 +1,10 @@
 """Container routes: /containers/... (create, list, inspect, start/stop/kill/restart,
-pause/unpause, wait, remove, rename, prune, logs, export, resize, attach)."""
+pause/unpause, wait, remove, rename, prune, logs, export, resize, attach, archive (docker cp))."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from typing import AsyncIterator, Iterator, Protocol
 
@@ -57,6 +58,10 @@ class ContainersBackend(Protocol):
     async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
                      stream: bool = True, detach_keys: str | None = None) -> AttachSession: ...
     async def detach(self, session: AttachSession) -> None: ...
+    async def stat_path(self, ref: str, path: str) -> object: ...
+    async def get_archive(self, ref: str, path: str) -> tuple[object, AsyncIterator[bytes]]: ...
+    async def put_archive(self, ref: str, path: str, body: AsyncIterator[bytes], copy_uid_gid: bool = False,
+                          no_overwrite_dir_non_dir: bool = False) -> None: ...
 
 
 def bool_value(request: web.Request, key: str) -> bool:
@@ -171,6 +176,38 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         await resp.write_eof()
         return resp
 
+    def archive_path(request: web.Request) -> str:
+        path = request.query.get("path", "")
+        if not path:
+            raise errdefs.InvalidParameter("bad parameter: path cannot be empty")
+        return path
+
+    def path_stat_header(stat: object) -> dict[str, str]:
+        return {"X-Docker-Container-Path-Stat": base64.b64encode(msgspec.json.encode(stat)).decode()}
+
+    async def head_archive(request: web.Request) -> web.Response:
+        stat = await backend.stat_path(request.match_info["id"], archive_path(request))
+        return web.Response(status=200, headers=path_stat_header(stat))
+
+    async def get_archive(request: web.Request) -> web.StreamResponse:
+        stat, chunks = await backend.get_archive(request.match_info["id"], archive_path(request))
+        try:
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar",
+                                                           **path_stat_header(stat)})
+            await resp.prepare(request)
+            async for chunk in chunks:
+                await resp.write(chunk)
+            await resp.write_eof()
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        return resp
+
+    async def put_archive(request: web.Request) -> web.Response:
+        await backend.put_archive(request.match_info["id"], archive_path(request), request.content.iter_any(),
+                                  copy_uid_gid=bool_value(request, "copyUIDGID"),
+                                  no_overwrite_dir_non_dir=bool_value(request, "noOverwriteDirNonDir"))
+        return web.Response(status=200)
+
     async def top(request: web.Request) -> web.Response:
         return json_response(await backend.top(request.match_info["id"], request.query.get("ps_args", "")))
 
@@ -262,6 +299,9 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
     app.router.add_post("/containers/{id}/rename", rename)
     app.router.add_get("/containers/{id}/logs", logs)
     app.router.add_get("/containers/{id}/export", export)
+    app.router.add_head("/containers/{id}/archive", head_archive)
+    app.router.add_get("/containers/{id}/archive", get_archive, allow_head=False)
+    app.router.add_put("/containers/{id}/archive", put_archive)
     app.router.add_post("/containers/{id}/resize", resize)
     app.router.add_get("/containers/{id}/top", top)
     app.router.add_get("/containers/{id}/changes", changes)

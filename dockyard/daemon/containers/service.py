@@ -13,14 +13,16 @@ it first), so an exit can always be recorded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
 import signal as signals
 import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import AsyncIterator, Callable, Iterator, Protocol
 
 import msgspec
@@ -31,6 +33,7 @@ from dockyard.apitypes.container import (
     WaitResponse,
 )
 from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.containers import archive as cp
 from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import changes as changes_mod
 from dockyard.daemon.containers import names, startup, views
@@ -38,6 +41,7 @@ from dockyard.daemon.containers import restart as restarting
 from dockyard.daemon.containers import health as health_mod
 from dockyard.daemon.containers import spec as spec_mod
 from dockyard.daemon.containers import update as update_mod
+from dockyard.daemon.containers import user as users
 from dockyard.runtime.cgroups import manager_for
 from dockyard.daemon.containers import stats as stats_mod
 from dockyard.daemon.containers import top as top_mod
@@ -817,6 +821,65 @@ class ContainerService:
     @staticmethod
     def _rootfs_mounts(rec: ContainerRecord) -> list[Mount]:
         return [Mount(type=m.type, source=m.source, options=tuple(m.options)) for m in rec.rootfs_mounts]
+
+    # ---- docker cp: /containers/{id}/archive -----------------------------------------------
+    @asynccontextmanager
+    async def _cp_view(self, ref: str) -> AsyncIterator[tuple[ContainerRecord, cp.View]]:
+        """The container's files for cp. A stopped container's snapshot is mounted by the
+        operation itself, so its lock is held throughout (start and remove wait)."""
+        rec = self._store.get(ref)
+        binds = cp.view_binds(rec.mounts, {"/etc/hostname": rec.hostname_path, "/etc/hosts": rec.hosts_path,
+                                           "/etc/resolv.conf": rec.resolv_conf_path},
+                              self._config.data_root / "volumes")
+        view = cp.View(live_root=None, rootfs_mounts=tuple(self._rootfs_mounts(rec)), binds=binds,
+                       scratch=self._config.exec_root / "cp")
+        async with self._lock(rec.id):
+            if rec.id not in self._live:
+                yield rec, view
+                return
+        yield rec, dataclasses.replace(view, live_root=self._exec_dir(rec.id) / "rootfs")
+
+    async def stat_path(self, ref: str, path: str) -> cp.PathStat:
+        async with self._cp_view(ref) as (_, view):
+            return await asyncio.to_thread(cp.stat_path, view, path, ref)
+
+    async def get_archive(self, ref: str, path: str) -> tuple[cp.PathStat, AsyncIterator[bytes]]:
+        """The path's stat and a tar of it; the stream must be read to its end or closed."""
+        files = self._cp_view(ref)
+        rec, view = await files.__aenter__()
+        try:
+            reader = await asyncio.to_thread(cp.ArchiveReader, view, path, ref)
+        except BaseException:
+            await files.__aexit__(None, None, None)
+            raise
+        self._emit(rec, "archive-path")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while (chunk := await asyncio.to_thread(reader.next_chunk)) is not None:
+                    yield chunk
+            finally:
+                await asyncio.to_thread(reader.close)
+                await files.__aexit__(None, None, None)
+        return reader.stat, chunks()
+
+    async def put_archive(self, ref: str, path: str, body: AsyncIterator[bytes], copy_uid_gid: bool = False,
+                          no_overwrite_dir_non_dir: bool = False) -> None:
+        """Extract a tar into the directory ``path``. The tar is spooled to disk first and
+        checked whole before anything is written: a refused tar changes nothing."""
+        rec = self._store.get(ref)
+        cp.check_writable(path, rec.mounts, rec.host_config.readonly_rootfs)
+        owner = None
+        if copy_uid_gid and rec.config.user:
+            layers = self._images.layer_dirs(self._images.resolve(rec.image_id))
+            user = await asyncio.to_thread(users.resolve, rec.config.user, layers)
+            owner = (user.uid, user.gid)
+        with tempfile.TemporaryFile(dir=self._config.data_root) as spool:
+            async for chunk in body:
+                spool.write(chunk)
+            async with self._cp_view(ref) as (rec, view):
+                await asyncio.to_thread(cp.extract, view, path, ref, spool, owner, no_overwrite_dir_non_dir)
+        self._emit(rec, "extract-to-dir")
 
     # ---- daemon start / stop -----------------------------------------------------------
     async def restore(self) -> None:
