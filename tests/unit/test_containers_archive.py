@@ -140,7 +140,7 @@ def test_check_writable():
     from dockyard.apitypes.container import MountPoint
     mounts = [MountPoint(destination="/ro", rw=False), MountPoint(destination="/rw", rw=True)]
     cp.check_writable("/rw/x", mounts, readonly_rootfs=True)
-    with pytest.raises(errdefs.Forbidden, match="mounted volume is marked read-only"):
+    with pytest.raises(errdefs.InvalidParameter, match="mounted volume is marked read-only"):
         cp.check_writable("/ro/x", mounts, readonly_rootfs=False)
-    with pytest.raises(errdefs.Forbidden, match="container rootfs is marked read-only"):
+    with pytest.raises(errdefs.InvalidParameter, match="container rootfs is marked read-only"):
         cp.check_writable("/etc", mounts, readonly_rootfs=True)

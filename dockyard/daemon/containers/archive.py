@@ -432,7 +432,7 @@ def extract(view: View, path: str, container: str, spool: BinaryIO, owner: tuple
             extract_copy(spool, dest_fd, owner=owner, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
         except errdefs.System as err:
             if isinstance(err.__cause__, OSError) and err.__cause__.errno == errno.EROFS:
-                raise errdefs.Forbidden("container rootfs is marked read-only") from None
+                raise errdefs.InvalidParameter("container rootfs is marked read-only") from None
             raise
         finally:
             os.close(dest_fd)
@@ -447,7 +447,7 @@ def extract(view: View, path: str, container: str, spool: BinaryIO, owner: tuple
 
 def check_writable(path: str, mounts: list[MountPoint], readonly_rootfs: bool) -> None:
     """dockerd's rule, by the path as written: inside a volume, the volume must be writable;
-    elsewhere, the root filesystem."""
+    elsewhere, the root filesystem. dockerd answers both with 400 (InvalidParameter)."""
     clean = posixpath.normpath("/" + path)
     best: MountPoint | None = None
     for m in mounts:
@@ -457,6 +457,6 @@ def check_writable(path: str, mounts: list[MountPoint], readonly_rootfs: bool) -
                 best = m
     if best is not None:
         if not best.rw:
-            raise errdefs.Forbidden("mounted volume is marked read-only")
+            raise errdefs.InvalidParameter("mounted volume is marked read-only")
     elif readonly_rootfs:
-        raise errdefs.Forbidden("container rootfs is marked read-only")
+        raise errdefs.InvalidParameter("container rootfs is marked read-only")
