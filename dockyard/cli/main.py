@@ -39,6 +39,7 @@ TOP: dict[str, tuple[str, str, str]] = {
     "export": ("container", "export", "Export a container's filesystem as a tar archive"),
     "cp": ("cp", "cp", "Copy files/folders between a container and the local filesystem"),
     "inspect": ("inspect", "inspect", "Return low-level information on Docker objects"),
+    "build": ("build", "build", "Build an image from a Dockerfile"),
     "images": ("image", "ls", "List images"),
     "rmi": ("image", "rm", "Remove one or more images"),
     "tag": ("image", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
@@ -66,6 +67,7 @@ MANAGEMENT: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         **{k: v for k, v in TOP.items() if v[0] in ("container", "cp")},
     }),
     "image": ("Manage images", {
+        "build": ("build", "build", "Build an image from a Dockerfile"),
         "ls": ("image", "ls", "List images"),
         "list": ("image", "ls", "List images"),
         "inspect": ("image", "inspect", "Display detailed information on one or more images"),

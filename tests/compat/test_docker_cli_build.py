@@ -220,3 +220,25 @@ def test_docker_py_build(dockyardd, ctx):
         client.images.remove(tag)
     finally:
         client.close()
+
+
+def test_dockyard_cli_build(dockyardd, ctx, tmp_path_factory):
+    (ctx / "in.txt").write_text("in\n")
+    (ctx / "ignored.txt").write_text("no\n")
+    (ctx / ".dockerignore").write_text("ignored.txt\n")
+    outside = tmp_path_factory.mktemp("dy") / "Dockerfile.alt"
+    outside.write_text("FROM busybox\nARG V\nCOPY . /c/\nRUN ls -A /c; echo v=$V\n")
+    iid = tmp_path_factory.mktemp("dyiid") / "iid"
+    tag = name()
+    r = dockyardd.dockyard("build", "-t", tag, "-f", str(outside), "--build-arg", "V=7", "--iidfile", str(iid),
+                           str(ctx))
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode()
+    assert "Sending build context to Docker daemon" in out and "Step 4/4 : RUN" in out
+    listing = out.split("Running in", 1)[1]
+    assert "in.txt" in listing and "ignored.txt" not in listing and ".dockerfile." not in listing
+    assert "v=7" in listing
+    assert ok(dockyardd, "image", "inspect", "-f", "{{.Id}}", tag).strip() == iid.read_text()
+    r = dockyardd.dockyard("build", "-q", "-", input=b"FROM busybox\nRUN exit 5\n")
+    assert r.returncode == 5 and "returned a non-zero code: 5" in r.stderr.decode()
+    ok(dockyardd, "rmi", tag)

@@ -112,8 +112,14 @@ class Builder:
 
     async def build(self, context: Context, options: BuildOptions) -> AsyncIterator[stream.Message]:
         job = _Job(self, context, options)
-        async for message in job.run():
-            yield message
+        try:
+            async for message in job.run():
+                yield message
+        except Exception:
+            # -q: the output held back is the failure's explanation (moby's notVerboseBuffer)
+            if job.held:
+                yield stream.text("".join(job.held))
+            raise
 
 
 class _Job:
@@ -127,9 +133,13 @@ class _Job:
         self.total = 0
         self.escape = "\\"
         self.meta_args: dict[str, str | None] = {}
+        self.held: list[str] = []  # with -q: the output, shown only if the build fails
 
     def say(self, line: str) -> stream.Message | None:
-        return None if self.options.quiet else stream.text(line)
+        if self.options.quiet:
+            self.held.append(line)
+            return None
+        return stream.text(line)
 
     # ---- the plan -------------------------------------------------------------------
     async def run(self) -> AsyncIterator[stream.Message]:
@@ -429,8 +439,8 @@ class _Job:
             async for item in run.run(self.b._containers, container):
                 if isinstance(item, int):
                     code = item
-                elif not self.options.quiet and (text := decoder.decode(item)):
-                    yield stream.text(text)
+                elif text := decoder.decode(item):
+                    yield self.say(text)
             if code != 0:
                 raise BuildFailed(f"The command '{' '.join(command)}' returned a non-zero code: {code}", code)
 
