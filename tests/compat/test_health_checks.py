@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+from tests.compat.openapi import validate
+from tests.compat.test_api_errors import call
+
 
 def _until(predicate, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
@@ -63,6 +66,9 @@ def test_health_flags_status_log_events_and_filter(dockyardd, names):
         .endswith("(healthy)")
     assert name in d.docker("ps", "--filter", "health=healthy", "--format", "{{.Names}}").stdout.decode()
     assert name not in d.docker("ps", "--filter", "health=none", "--format", "{{.Names}}").stdout.decode()
+    status, _, doc = call(d, "GET", f"/v1.50/containers/{name}/json")
+    assert status == 200
+    validate("get", "/containers/{id}/json", 200, json.loads(doc))  # State.Health fits the spec
 
     time.sleep(1.0)  # the CLI sends --until in whole seconds: let this second pass
     events = d.docker("events", "--since", "0", "--until", "0s", "--filter", f"container={name}",
