@@ -156,6 +156,8 @@ class _Worker:
         except _Stopped:
             pass
         except BaseException as err:
+            if isinstance(err, OSError):  # what the kernel refused, said without host paths
+                err = errdefs.System(f"copying files of the container failed: {err.strerror}")
             try:
                 self._emit(err)
             except _Stopped:
