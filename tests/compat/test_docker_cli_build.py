@@ -242,3 +242,27 @@ def test_dockyard_cli_build(dockyardd, ctx, tmp_path_factory):
     r = dockyardd.dockyard("build", "-q", "-", input=b"FROM busybox\nRUN exit 5\n")
     assert r.returncode == 5 and "returned a non-zero code: 5" in r.stderr.decode()
     ok(dockyardd, "rmi", tag)
+
+
+def test_client_disconnect_cancels_the_build(dockyardd):
+    import subprocess
+    import time
+    from tests.daemon_harness import DOCKER
+    proc = subprocess.Popen([DOCKER, "build", "-"], env={**dockyardd.env, "DOCKER_BUILDKIT": "0"},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        proc.stdin.write(b"FROM busybox\nRUN echo $((40+2)); sleep 60\n")
+        proc.stdin.close()
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"\n42\n" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.read1(4096)
+        assert b"\n42\n" in seen
+        assert ok(dockyardd, "ps", "-q") != ""
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while ok(dockyardd, "ps", "-aq") != "" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ok(dockyardd, "ps", "-aq") == ""

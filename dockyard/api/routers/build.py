@@ -96,6 +96,12 @@ async def _spool(request: web.Request) -> IO[bytes]:
     return spool  # type: ignore[return-value]
 
 
+def _retrieved(task: asyncio.Future) -> None:
+    """Mark the outcome seen: it is read below, or the client left and nobody needs it."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
@@ -110,6 +116,7 @@ def setup(app: web.Application, backend: BuildBackend) -> None:
         try:
             while True:
                 step = asyncio.ensure_future(messages.__anext__())
+                step.add_done_callback(_retrieved)
                 try:
                     while not step.done():  # a long silent RUN: notice a client that left
                         await asyncio.wait({step}, timeout=0.5)
