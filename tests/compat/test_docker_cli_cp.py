@@ -187,6 +187,8 @@ def test_put_archive_refuses_escaping_tar_and_changes_nothing(dockyardd, box, do
 
 
 def test_docker_py_put_and_get_archive(dockyardd, box, docker_client):
+    import time
+    since = int(time.time()) - 1
     container = docker_client.containers.get(box)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -205,6 +207,10 @@ def test_docker_py_put_and_get_archive(dockyardd, box, docker_client):
         container.get_archive("/nope")
     with pytest.raises(docker.errors.NotFound):
         container.put_archive("/nope", buf.getvalue())
+    events = docker_client.events(since=since, until=int(time.time()) + 1, decode=True,
+                                  filters={"container": box})
+    actions = [e["Action"] for e in events]
+    assert "extract-to-dir" in actions and "archive-path" in actions  # as dockerd; HEAD emits none
 
 
 def test_read_only_rootfs_and_volume(dockyardd, docker_client, host_dir):
