@@ -131,3 +131,8 @@ def test_image_healthcheck_and_no_healthcheck(dockyardd, names):
 def test_bad_health_filter(dockyardd):
     r = dockyardd.docker("ps", "--filter", "health=great")
     assert r.returncode != 0 and "Unrecognised filter value for health: great" in r.stderr.decode()
+
+
+def test_health_settings_checked_at_create(dockyardd):
+    r = dockyardd.docker("create", "--health-cmd", "true", "--health-interval", "10us", "busybox")
+    assert r.returncode != 0 and "Interval in Healthcheck cannot be less than 1ms" in r.stderr.decode()

@@ -179,6 +179,18 @@ def validate_resources(hc: HostConfig, warnings: list[str]) -> None:
                 f"ulimit soft limit must be less than or equal to hard limit: {u.soft} > {u.hard}")
 
 
+def validate_healthcheck(check: HealthConfig | None) -> None:
+    """moby's limits: durations of at least 1ms (0 means the default), retries not negative."""
+    if check is None:
+        return
+    for name, value in (("Interval", check.interval), ("Timeout", check.timeout),
+                        ("StartPeriod", check.start_period), ("StartInterval", check.start_interval)):
+        if value and value < 1_000_000:
+            raise errdefs.InvalidParameter(f"{name} in Healthcheck cannot be less than 1ms")
+    if check.retries is not None and check.retries < 0:
+        raise errdefs.InvalidParameter("Retries in Healthcheck cannot be negative")
+
+
 def validate_restart(hc: HostConfig) -> None:
     policy = hc.restart_policy
     if policy.name not in RESTART_POLICIES:
@@ -244,6 +256,7 @@ def prepare(request: CreateRequest, image: ImageInfo, container_id: str, config:
         raise errdefs.InvalidParameter("No command specified")
     validate_resources(hc, warnings)
     validate_restart(hc)
+    validate_healthcheck(cfg.healthcheck)
     validate_capabilities(hc)
     validate_logging(hc)
     specmod.parse_security_opts(hc.security_opt)
