@@ -58,7 +58,8 @@ class Daemon:
         self.images.containers = self.containers
         self.images.commit_source = self.containers
         self.distribution = DistributionService(config, self.images, registry_client(config))
-        self.build = BuildService(config, self.db, BuildImages(self.images), self.containers, self.events)
+        self.build = BuildService(config, self.db, BuildImages(self.images), self.containers, self.events,
+                                  puller=self.distribution)
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),
                                     volumes=self.volumes)
 

@@ -266,3 +266,26 @@ def test_client_disconnect_cancels_the_build(dockyardd):
     while ok(dockyardd, "ps", "-aq") != "" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ok(dockyardd, "ps", "-aq") == ""
+
+
+def test_from_pulls_a_missing_base_image(dockyardd, ctx):
+    from tests.integration import distribution_registry as dr
+    if not dr.available():
+        pytest.skip("docker-registry is not installed")
+    registry = dr.start()
+    try:
+        base = f"{registry.host}/build/base:1"
+        ok(dockyardd, "tag", "busybox", base)
+        ok(dockyardd, "push", base)
+        ok(dockyardd, "rmi", base)
+        (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN echo on-pulled-base\n")
+        tag = name()
+        out = built(build(dockyardd, ctx, "-t", tag), dockyardd)
+        assert "Pulling from build/base" in out and "on-pulled-base" in out
+        again = built(build(dockyardd, ctx, "--pull", "-t", tag), dockyardd)
+        assert "Pulling from build/base" in again and "Using cache" in again
+        r = build(dockyardd, None, input=f"FROM {registry.host}/build/absent:1\n".encode())
+        assert r.returncode == 1 and "build/absent" in r.stderr.decode()
+        ok(dockyardd, "rmi", tag, base)
+    finally:
+        dr.stop(registry)

@@ -12,6 +12,8 @@ away cancels the build (its containers and scratch snapshots are removed).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import tempfile
 from typing import IO, Any, AsyncIterator, Protocol
@@ -22,6 +24,7 @@ from aiohttp import web
 from dockyard import errdefs
 from dockyard.api.app import json_response
 from dockyard.apitypes.container import Ulimit
+from dockyard.apitypes.distribution import AuthConfig
 from dockyard.daemon.build.builder import BuildFailed, BuildOptions
 from dockyard.daemon.build.run import RunResources
 
@@ -81,7 +84,20 @@ def options_from(request: web.Request) -> BuildOptions:
         labels=_json(request, "labels", dict[str, str], {}), target=request.query.get("target", ""),
         no_cache=_bool(request, "nocache"), quiet=_bool(request, "q"), remove=_bool(request, "rm", True),
         force_remove=_bool(request, "forcerm"), pull=_bool(request, "pull"),
-        cache_from=_json(request, "cachefrom", list[str], []), resources=resources)
+        cache_from=_json(request, "cachefrom", list[str], []), resources=resources,
+        auth_configs=_registry_config(request))
+
+
+def _registry_config(request: web.Request) -> dict[str, AuthConfig]:
+    """``X-Registry-Config``: base64url JSON of every registry's credentials (for FROM pulls)."""
+    header = request.headers.get("X-Registry-Config", "")
+    if not header:
+        return {}
+    try:
+        data = base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+        return msgspec.json.decode(data, type=dict[str, AuthConfig])
+    except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+        raise errdefs.InvalidParameter("invalid X-Registry-Config header: not base64url JSON") from None
 
 
 async def _spool(request: web.Request) -> IO[bytes]:

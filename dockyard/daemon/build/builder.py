@@ -22,7 +22,9 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, Protocol
+
+import msgspec
 
 from dockyard import errdefs
 from dockyard.daemon.build import cache as cachemod
@@ -31,6 +33,8 @@ from dockyard.daemon.build import dockerfile as parser
 from dockyard.daemon.build import instructions, run, shellwords, stream
 from dockyard.daemon.build.context import Context
 from dockyard.daemon.build.images import SCRATCH, BaseImage, BuildImages
+from dockyard.apitypes.distribution import AuthConfig, JSONMessage
+from dockyard.daemon.images import references
 from dockyard.daemon.images.store import now_rfc3339
 from dockyard.oci import image_spec as spec
 
@@ -63,6 +67,7 @@ class BuildOptions:
     pull: bool = False
     cache_from: list[str] = field(default_factory=list)
     resources: run.RunResources = field(default_factory=run.RunResources)
+    auth_configs: dict[str, AuthConfig] = field(default_factory=dict)  # X-Registry-Config
 
 
 @dataclass
@@ -102,13 +107,21 @@ def split_stages(doc: parser.Dockerfile) -> tuple[list[parser.Instruction], list
     return meta, stages
 
 
+class BasePuller(Protocol):
+    """Pulls a FROM image that is missing (or every one with ``--pull``)."""
+
+    def pull(self, image: str, tag: str, platform: str, auth: AuthConfig,
+             emit: Callable[[JSONMessage], None]) -> None: ...
+
+
 class Builder:
     def __init__(self, images: BuildImages, cache: cachemod.BuildCache, containers: run.RunContainers,
-                 scratch: Path) -> None:
+                 scratch: Path, puller: BasePuller | None = None) -> None:
         self._images = images
         self._cache = cache
         self._containers = containers
         self._scratch = scratch
+        self._puller = puller
 
     async def build(self, context: Context, options: BuildOptions) -> AsyncIterator[stream.Message]:
         job = _Job(self, context, options)
@@ -253,6 +266,9 @@ class _Job:
         elif base_name.lower() == "scratch":
             image = SCRATCH
         else:
+            if self.options.pull or not await asyncio.to_thread(self._have, base_name):
+                async for m in self._pull(base_name):
+                    yield m
             image = await asyncio.to_thread(self._base_image, base_name)
         if image.id:
             yield self.say(f" ---> {stream.short_id(image.id)}\n")
@@ -275,13 +291,45 @@ class _Job:
                 yield message
         self.stage_images[stage.index] = state.image
 
+    def _have(self, name: str) -> bool:
+        try:
+            self.b._images.resolve(name)
+            return True
+        except errdefs.NotFound:
+            return False
+
+    async def _pull(self, name: str) -> AsyncIterator[stream.Message | None]:
+        """The registry's progress messages, live, as dockerd's classic builder shows them."""
+        if self.b._puller is None:
+            return
+        ref = references.parse_tagged(name)
+        auth = next((config for address, config in self.options.auth_configs.items()
+                     if _registry_of(address) == ref.domain), AuthConfig())
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[JSONMessage | None] = asyncio.Queue()
+
+        def emit(message: JSONMessage) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, message)
+
+        def work() -> None:
+            try:
+                self.b._puller.pull(ref.familiar_name, ref.digest or ref.tag or references.DEFAULT_TAG,  # type: ignore[union-attr]
+                                    "", auth, emit)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        task = asyncio.ensure_future(asyncio.to_thread(work))
+        while (message := await queue.get()) is not None:
+            if not self.options.quiet:
+                yield msgspec.to_builtins(message)
+        await task
+
     def _base_image(self, name: str) -> BaseImage:
         try:
             return self.b._images.resolve(name)
         except errdefs.NotFound:
             raise errdefs.NotFound(f"pull access denied for {name.split(':')[0]}, repository does not exist or "
-                                   "may require 'docker login': the image is not in this daemon's store "
-                                   "(pull it first)") from None
+                                   "may require 'docker login'") from None
 
     def _expansion_env(self, state: StageState) -> dict[str, str]:
         env = instructions.env_map(state.conf.config)
@@ -618,6 +666,12 @@ class _Job:
         image = await asyncio.to_thread(work)
         self._done(state, key, image)
         yield self.say(f" ---> {stream.short_id(image.id)}\n")
+
+
+def _registry_of(address: str) -> str:
+    """A config.json key (``https://index.docker.io/v1/``, ``localhost:5000``) as a domain."""
+    host = address.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
+    return "docker.io" if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else host
 
 
 def _lookup_id(rootfs: Path, file: str, name: str) -> int | None:

@@ -15,7 +15,7 @@ from typing import AsyncIterator, BinaryIO
 
 from dockyard.daemon.build import context as contextmod
 from dockyard.daemon.build import copy as copyops
-from dockyard.daemon.build.builder import Builder, BuildOptions
+from dockyard.daemon.build.builder import BasePuller, Builder, BuildOptions
 from dockyard.daemon.build.cache import BuildCache
 from dockyard.daemon.build.images import BuildImages
 from dockyard.daemon.build.run import RunContainers
@@ -27,11 +27,11 @@ from dockyard.storage.metadata import Database
 
 class BuildService:
     def __init__(self, config: DaemonConfig, db: Database, images: BuildImages, containers: RunContainers,
-                 events: EventSink) -> None:
+                 events: EventSink, puller: BasePuller | None = None) -> None:
         self._scratch = config.exec_root / "build"
         self._cache = BuildCache(db)
         self._events = events
-        self._builder = Builder(images, self._cache, containers, self._scratch)
+        self._builder = Builder(images, self._cache, containers, self._scratch, puller)
 
     def recover(self) -> None:
         """At start-up: contexts and scratch mounts of builds the daemon died in (unmounted
