@@ -2,7 +2,7 @@
 
     dockyard registry serve --addr 127.0.0.1:5000 --data DIR [--config FILE]
                             [--tls-cert PEM --tls-key PEM] [--htpasswd FILE]
-    dockyard registry garbage-collect --data DIR [--dry-run] [--grace SECONDS]
+    dockyard registry garbage-collect [--data DIR] [--config FILE] [--dry-run] [--grace SECONDS]
 
 ``serve`` runs until SIGTERM/SIGINT, then stops accepting, lets requests in flight finish
 (up to 30 s) and exits: an upload that committed is on disk before its 201 is sent.
@@ -83,10 +83,18 @@ def cmd_serve(opts: argparse.Namespace) -> int:
 
 
 def cmd_gc(opts: argparse.Namespace) -> int:
+    from dockyard.registry import config as hub_config
     from dockyard.registry import gc
+    from dockyard.registry.blobs import make_blobs
     from dockyard.registry.store import Store
 
-    report = gc.collect(Store(Path(opts.data)), grace=opts.grace, upload_age=opts.upload_age, dry_run=opts.dry_run)
+    try:
+        config = hub_config.load(opts)
+    except (ValueError, OSError) as e:
+        sys.stderr.write(f"{PROG} garbage-collect: {e}\n")
+        return 1
+    store = Store(Path(config.data), make_blobs(Path(config.data), config.s3))
+    report = gc.collect(store, grace=opts.grace, upload_age=opts.upload_age, dry_run=opts.dry_run)
     verb = "would remove" if opts.dry_run else "removed"
     for digest in report.blobs_removed:
         print(f"{verb} blob {digest}")
@@ -104,7 +112,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_flags(serve)
     serve.set_defaults(func=cmd_serve)
     collect = sub.add_parser("garbage-collect", help="Remove unreferenced blobs and abandoned uploads")
-    collect.add_argument("--data", required=True, help="data directory")
+    collect.add_argument("--data", help="data directory (default /var/lib/dockyard-registry)")
+    collect.add_argument("--config", help="the hub's JSON config file (for its data directory and storage)")
     collect.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     collect.add_argument("--grace", type=float, default=3600,
                          help="never remove blobs younger than this many seconds (online-safe; default 3600)")

@@ -2,7 +2,8 @@
 
 Config file keys (all optional): ``addr``, ``data``, ``tls_cert``, ``tls_key``, ``htpasswd``,
 ``service``, ``proxy_remote_url``, ``proxy_username``, ``proxy_password`` (pull-through cache
-mode), ``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins``
+mode), ``s3`` (blobs in an S3-compatible bucket: endpoint, bucket, access_key, secret_key,
+region, prefix, presign_expires; secrets belong in the file, not on a command line), ``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins``
 ([users]), ``max_manifest`` (bytes). A flag given on the command line wins over the file.
 """
 
@@ -29,6 +30,7 @@ class HubConfig:
     proxy_remote_url: str = ""
     proxy_username: str = ""
     proxy_password: str = ""
+    s3: dict[str, str | bool | int] = field(default_factory=dict)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -62,6 +64,13 @@ def load(opts: argparse.Namespace) -> HubConfig:
         if value:
             values[f.name] = value
     config = HubConfig(**values)
+    if config.s3:
+        from dockyard.registry.s3 import S3Settings
+
+        allowed = {f.name for f in fields(S3Settings)}
+        missing = {"endpoint", "bucket", "access_key", "secret_key"} - set(config.s3)
+        if set(config.s3) - allowed or missing:
+            raise ValueError(f"s3: unknown keys {sorted(set(config.s3) - allowed)}, missing {sorted(missing)}")
     config.host_port  # a malformed address fails here, before anything listens
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")

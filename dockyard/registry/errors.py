@@ -42,3 +42,4 @@ Unsupported = _error("UNSUPPORTED", 405)
 RangeInvalid = _error("RANGE_INVALID", 416)
 ManifestTooBig = _error("SIZE_INVALID", 413)
 PaginationInvalid = _error("PAGINATION_NUMBER_INVALID", 400)
+Unavailable = _error("UNAVAILABLE", 503)  # the blob backend (an object store) failed

@@ -9,10 +9,10 @@ before it puts the manifest naming them, and within the grace period that manife
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
+from dockyard import errdefs
 from dockyard.registry import errors, manifests
 from dockyard.registry.store import Store
 
@@ -53,18 +53,18 @@ def collect(store: Store, grace: float = 3600, upload_age: float = 24 * 3600, dr
                 except FileNotFoundError:
                     continue
                 marked.add(digest)  # a recent upload whose manifest may still be coming
-    for desc in store.content.list():
+    for desc in store.blobs.list():
         if desc.digest in marked:
             continue
         try:
-            if now - os.stat(store.content.path(desc.digest)).st_mtime <= grace:
+            if store.blobs.age(desc.digest) <= grace:
                 continue
-        except FileNotFoundError:
+        except errdefs.NotFound:
             continue
         report.blobs_removed.append(desc.digest)
         report.bytes_freed += desc.size
         if not dry_run:
-            store.content.delete(desc.digest)
+            store.blobs.delete(desc.digest)
     for uuid, age in store.upload_ids():
         if age > upload_age:
             report.uploads_removed += 1

@@ -106,7 +106,7 @@ def _image_details(store, tag: str, doc: dict, media_type: str) -> str:
     out.append(f"<h3>Layers</h3><table class='layers'><tr><th>Digest</th><th>Size</th></tr>{layers}</table>")
     config_digest = doc.get("config", {}).get("digest", "")
     try:
-        config = json.loads(store.content.read_bytes(config_digest))
+        config = json.loads(store.blobs.read_bytes(config_digest))
     except Exception:  # an artifact's config need not be JSON, nor an image config
         config = {}
     if isinstance(config, dict) and config.get("history"):

@@ -15,7 +15,6 @@ import urllib.parse
 
 import aiohttp
 
-from dockyard import errdefs
 from dockyard.registry import errors
 from dockyard.registry.store import Store
 
@@ -85,10 +84,11 @@ class Upstream:
 
     async def blob(self, name: str, digest: str) -> None:
         """Fetch a blob into the cache once, however many clients ask for it at the same time."""
+        loop = asyncio.get_running_loop()
         lock = self._fetching.setdefault(digest, asyncio.Lock())
         try:
             async with lock:
-                if self.store.content.has(digest):
+                if await loop.run_in_executor(None, self.store.blobs.has, digest):
                     self.store.link_blob(name, digest)
                     return
                 await self._fetch_blob(name, digest)
@@ -105,11 +105,13 @@ class Upstream:
             if response.status != 200:
                 raise errors.BlobUnknown(f"blob unknown to registry: {digest} (upstream said {response.status})",
                                          {"digest": digest})
-            with self.store.content.writer() as writer:
-                async for chunk in response.content.iter_chunked(1 << 20):
-                    writer.write(chunk)
-                try:
-                    await asyncio.get_running_loop().run_in_executor(None, writer.commit, digest)
-                except errdefs.InvalidParameter as e:
-                    raise errors.BlobUnknown(f"upstream sent a wrong blob: {e}", {"digest": digest}) from None
-        self.store.link_blob(name, digest)
+            # staged as an upload session of the repository: verified and committed like a push
+            loop = asyncio.get_running_loop()
+            upload = await loop.run_in_executor(None, self.store.start_upload, name)
+            try:
+                await upload.append(response.content.iter_chunked(1 << 20))
+                await loop.run_in_executor(None, self.store.finish_upload, upload, digest)
+            except errors.DigestInvalid as e:
+                raise errors.BlobUnknown(f"upstream sent a wrong blob: {e.message}", {"digest": digest}) from None
+            finally:
+                await loop.run_in_executor(None, self.store.cancel_upload, upload)

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from dockyard import errdefs
 from dockyard.registry import auth, errors, hub, pages
+from dockyard.registry.blobs import make_blobs
 from dockyard.registry.keys import CONFIG, ISSUER, METRICS, POLICY, STORE, UPSTREAM
 from dockyard.registry.proxy import Upstream
 from dockyard.registry.config import HubConfig
@@ -214,7 +216,7 @@ def _acceptable(request: web.Request, media_type: str) -> bool:
 async def get_manifest(request: web.Request, name: str, ref: str) -> web.Response:
     store = request.app[STORE]
     upstream = request.app[UPSTREAM]
-    if upstream is not None and (not is_digest(ref) or not await _blocking(store.content.has, ref)):
+    if upstream is not None and (not is_digest(ref) or not await _blocking(store.blobs.has, ref)):
         await upstream.manifest(name, ref)
     info = await _blocking(store.resolve, name, ref)
     if not _acceptable(request, info.media_type):
@@ -274,8 +276,11 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
     if request.method == "HEAD":
         return web.Response(headers={**headers, "Content-Length": str(desc.size)})
     request.app[METRICS]["blob_pulls"] += 1
+    location = store.blob_location(digest)
+    if isinstance(location, str):  # an object store serves the bytes itself
+        raise web.HTTPTemporaryRedirect(location, headers=headers)
     request.app[METRICS]["bytes_served"] += desc.size
-    return web.FileResponse(store.blob_path(digest), headers=headers)
+    return web.FileResponse(location, headers=headers)
 
 
 async def delete_blob(request: web.Request, name: str, digest: str) -> web.Response:
@@ -400,6 +405,9 @@ async def error_middleware(request: web.Request, handler):
         return await handler(request)
     except errors.RegistryError as e:
         return _error(e)
+    except (errdefs.Unavailable, errdefs.System) as e:
+        log.error(json.dumps({"msg": "storage failed", "path": request.path, "error": str(e)}))
+        return _error(errors.Unavailable(f"storage unavailable: {e}"))
 
 
 # ---- hub: search, metadata, health, metrics ----------------------------------------------
@@ -515,8 +523,8 @@ def make_app(config: HubConfig) -> web.Application:
     policy = auth.Policy(organisations=config.organisations, private=config.private, admins=config.admins)
     if config.htpasswd:
         policy.users = auth.read_htpasswd(Path(config.htpasswd))
-    store = Store(Path(config.data))
-    store.content.gc_ingest()
+    store = Store(Path(config.data), make_blobs(Path(config.data), config.s3))
+    store.blobs.gc_staging()
     app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware],
                           client_max_size=config.max_manifest + 1)
     app[STORE], app[CONFIG], app[POLICY], app[METRICS] = store, config, policy, Counter()

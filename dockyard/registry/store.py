@@ -2,8 +2,8 @@
 
 Layout under the data directory::
 
-    content/blobs/sha256/<hex>            every blob and manifest, once (dockyard.storage.content)
-    content/ingest/                       blobs being verified before they are committed
+    content/blobs/sha256/<hex>            every blob and manifest, once (dockyard.storage.content;
+    content/ingest/                       or an S3-compatible bucket, dockyard.registry.s3)
     uploads/<uuid>/data, repo             upload sessions (chunked uploads append to data)
     repositories/<name>/_layers/<hex>                  the repository holds this blob
     repositories/<name>/_manifests/revisions/<hex>     a manifest of the repository (text: media type)
@@ -32,7 +32,8 @@ from typing import AsyncIterator, BinaryIO
 from dockyard import errdefs
 from dockyard.registry import errors, manifests
 from dockyard.registry.names import ANY_DIGEST_RE, is_digest, valid_digest, valid_name, valid_tag
-from dockyard.storage.content import ContentStore, Descriptor
+from dockyard.registry.blobs import Blobs, FilesystemBlobs
+from dockyard.storage.content import Descriptor
 from dockyard.storage.fsutil import remove_tree, write_atomic
 
 
@@ -105,9 +106,9 @@ class Upload:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, blobs: Blobs | None = None) -> None:
         self.root = Path(root)
-        self.content = ContentStore(self.root / "content")
+        self.blobs: Blobs = blobs if blobs is not None else FilesystemBlobs(self.root / "content")
         self._uploads = self.root / "uploads"
         self._repos = self.root / "repositories"
         self._uploads.mkdir(parents=True, exist_ok=True)
@@ -149,13 +150,14 @@ class Store:
         link = self._link(name, digest)
         if link.exists() or (self._manifest_link(name, digest).exists()):
             try:
-                return self.content.info(digest)
+                return self.blobs.info(digest)
             except errdefs.NotFound:
                 pass
         raise errors.BlobUnknown(f"blob unknown to registry: {digest}", {"digest": digest})
 
-    def blob_path(self, digest: str) -> Path:
-        return self.content.path(digest)
+    def blob_location(self, digest: str) -> Path | str:
+        """A local file to send, or a URL to redirect the client to."""
+        return self.blobs.location(digest)
 
     def delete_blob(self, name: str, digest: str) -> None:
         link = self._link(name, digest)
@@ -215,7 +217,7 @@ class Store:
         check_digest(digest)
         try:
             with open(upload.data, "rb") as f:
-                desc = self.content.ingest(f, expected_digest=digest)
+                desc = self.blobs.ingest(f, expected_digest=digest)
         except errdefs.InvalidParameter as e:
             self.cancel_upload(upload)
             raise errors.DigestInvalid(f"digest invalid: {e}", {"digest": digest}) from None
@@ -227,7 +229,7 @@ class Store:
         """A monolithic upload in one request: verify and commit, then link."""
         check_digest(digest)
         try:
-            desc = self.content.ingest(data, expected_digest=digest, expected_size=size)
+            desc = self.blobs.ingest(data, expected_digest=digest, expected_size=size)
         except errdefs.InvalidParameter as e:
             raise (errors.SizeInvalid if "size" in str(e) else errors.DigestInvalid)(
                 f"digest invalid: {e}", {"digest": digest}) from None
@@ -277,7 +279,7 @@ class Store:
             link = self._manifest_link(name, digest)
         try:
             media_type = link.read_text()
-            size = self.content.info(digest).size
+            size = self.blobs.info(digest).size
         except (FileNotFoundError, errdefs.NotFound):
             raise errors.ManifestUnknown(f"manifest unknown: {name}@{digest}", {"digest": digest}) from None
         return ManifestInfo(digest, media_type, size)
@@ -303,7 +305,7 @@ class Store:
             if not self._manifest_link(name, ref.digest).exists():
                 raise errors.ManifestBlobUnknown(f"manifest unknown to registry: {ref.digest}",
                                                  {"digest": ref.digest})
-        desc = self.content.ingest(data)
+        desc = self.blobs.ingest(data)
         if tag is None and desc.digest != reference:
             raise errors.DigestInvalid(f"digest invalid: the manifest is {desc.digest}, not {reference}",
                                        {"digest": reference})
@@ -330,7 +332,7 @@ class Store:
         """Keep a manifest a pull-through cache fetched from upstream: its references are fetched
         when asked for, so they are not checked here; a digest reference must still match."""
         parsed = manifests.parse(data, media_type)
-        desc = self.content.ingest(data, expected_digest=reference if is_digest(reference) else None)
+        desc = self.blobs.ingest(data, expected_digest=reference if is_digest(reference) else None)
         link = self._manifest_link(name, desc.digest)
         link.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(link, parsed.media_type.encode())
@@ -341,7 +343,7 @@ class Store:
         return desc.digest
 
     def manifest_bytes(self, digest: str) -> bytes:
-        return self.content.read_bytes(digest)
+        return self.blobs.read_bytes(digest)
 
     def tags(self, name: str) -> list[str]:
         directory = self.repo_dir(name) / "_manifests" / "tags"

@@ -66,7 +66,7 @@ def test_digest_forms(store):
 def test_blobs_stored_once_and_linked_per_repository(store):
     store.put_blob("one", sha(b"x"), b"x")
     store.put_blob("two", sha(b"x"), b"x")
-    assert len(store.content.list()) == 1
+    assert len(store.blobs.list()) == 1
     assert store.blob("one", sha(b"x")).size == 1
     with pytest.raises(errors.BlobUnknown):
         store.blob("three", sha(b"x"))
@@ -110,8 +110,8 @@ def test_gc_removes_only_unreferenced_old_blobs(store):
     dropped = image(store, "r", "drop", b"dropped")
     store.delete_manifest("r", dropped)
     old = time.time() - 7200
-    for desc in store.content.list():
-        os.utime(store.content.path(desc.digest), (old, old))
+    for desc in store.blobs.list():
+        os.utime(store.blobs.path(desc.digest), (old, old))
     for link in (store.root / "repositories" / "r" / "_layers").iterdir():
         os.utime(link, (old, old))
     store.put_blob("r", sha(b"fresh upload"), b"fresh upload")  # its manifest may still come
@@ -120,10 +120,10 @@ def test_gc_removes_only_unreferenced_old_blobs(store):
     report = gc.collect(store, grace=3600, dry_run=True)
     assert set(report.blobs_removed) == {dropped, sha(b"dropped"), sha(json.dumps(
         {"os": "linux", "layer": "dropped"}).encode())}
-    assert len(store.content.list()) == 7  # a dry run removes nothing
+    assert len(store.blobs.list()) == 7  # a dry run removes nothing
     report = gc.collect(store, grace=3600)
     assert report.uploads_removed == 1 and report.links_removed == 2
-    left = {d.digest for d in store.content.list()}
+    left = {d.digest for d in store.blobs.list()}
     assert kept in left and sha(b"kept") in left and sha(b"fresh upload") in left and dropped not in left
     assert store.resolve("r", "keep").digest == kept
     with pytest.raises(errors.BlobUploadUnknown):
