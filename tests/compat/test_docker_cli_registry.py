@@ -255,3 +255,27 @@ def test_image_pulled_into_an_empty_store_runs(fresh_daemon, registry):
     assert "Pull complete" in out
     assert ok(d, "run", "--rm", f"{name}:1", "sh", "-c", "echo $((6*7))") == "42\n"
     assert ok(d, "image", "inspect", "-f", "{{.Id}}", f"{name}:1").strip() == image_id
+
+
+def test_docker_cli_with_our_hub(dockyardd, tmp_path):
+    import subprocess as sp
+
+    from tests.integration.test_distribution_hub import Hub
+
+    d = dockyardd
+    sp.run(["htpasswd", "-Bbc", str(tmp_path / "htpasswd"), "hanna", "hubpw"], check=True, capture_output=True)
+    hub = Hub(tmp_path, "--htpasswd", str(tmp_path / "htpasswd"))
+    try:
+        name = f"{hub.host}/hanna/busybox"
+        ok(d, "tag", "busybox", f"{name}:1")
+        assert "denied: requested access to the resource is denied" in fail(d, "push", f"{name}:1")
+        assert "Login Succeeded" in ok(d, "login", "-u", "hanna", "--password-stdin", hub.host, input=b"hubpw\n")
+        out = ok(d, "push", f"{name}:1")
+        assert out.strip().splitlines()[-1].startswith("1: digest: sha256:")
+        ok(d, "rmi", f"{name}:1")
+        ok(d, "logout", hub.host)
+        assert "Status: " in ok(d, "pull", f"{name}:1")  # public: anonymous pull
+        assert "hanna/busybox" in ok(d, "search", "--format", "{{.Name}}", f"{hub.host}/busybox")
+        ok(d, "rmi", f"{name}:1")
+    finally:
+        hub.stop()
