@@ -22,14 +22,14 @@ from pathlib import Path
 from aiohttp import web
 
 from dockyard import errdefs
+from dockyard.oci import image_spec as spec
 from dockyard.registry import auth, errors, hub, pages
 from dockyard.registry.blobs import make_blobs
-from dockyard.registry.keys import CONFIG, ISSUER, METRICS, POLICY, STORE, UPSTREAM
-from dockyard.registry.proxy import Upstream
 from dockyard.registry.config import HubConfig
+from dockyard.registry.keys import CONFIG, ISSUER, METRICS, POLICY, STORE, UPSTREAM
 from dockyard.registry.names import is_digest
+from dockyard.registry.proxy import Upstream
 from dockyard.registry.store import Store, check_digest, check_name
-from dockyard.oci import image_spec as spec
 
 log = logging.getLogger("dockyard.registry")
 
@@ -42,10 +42,9 @@ _ROUTES = [
     ("blob", re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)")),
     ("referrers", re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)")),
 ]
-# which repository action each (route, method) needs
+# the repository action a method needs (uploads always need push, see _required)
 _NEEDS = {"GET": "pull", "HEAD": "pull", "PUT": "push", "POST": "push", "PATCH": "push", "DELETE": "delete"}
 _CHUNK = 1 << 20
-
 
 
 def _error(e: errors.RegistryError, headers: dict[str, str] | None = None) -> web.Response:
@@ -303,8 +302,9 @@ def _committed(request: web.Request, name: str, digest: str) -> web.Response:
 async def _receive(request: web.Request, upload, start: int | None) -> int:
     """Append the request body to the upload; a broken body leaves the upload as it was."""
     async with upload.async_lock:
+        before = upload.size
         size = await upload.append(request.content.iter_chunked(_CHUNK), start)
-    request.app[METRICS]["bytes_received"] += size
+    request.app[METRICS]["bytes_received"] += size - before
     return size
 
 
