@@ -289,3 +289,112 @@ def test_from_pulls_a_missing_base_image(dockyardd, ctx):
         ok(dockyardd, "rmi", tag, base)
     finally:
         dr.stop(registry)
+
+
+def _post_build(d, body: bytes, query: str = "", headers: dict | None = None):
+    """POST /build straight to the socket: (status, [messages])."""
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(str(d.socket))
+
+    conn = Conn("localhost", timeout=120)
+    try:
+        conn.request("POST", "/v1.47/build" + (f"?{query}" if query else ""), body=body,
+                     headers={"Content-Type": "application/x-tar", **(headers or {})})
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return resp.status, [json.loads(data)]
+    return resp.status, [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def _context(files: dict[str, bytes], mode: str = "w") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_context_compressions_and_bad_contexts(dockyardd, mode):
+    body = _context({"Dockerfile": b"FROM busybox\nCOPY f /f\n", "f": mode.encode()}, mode)
+    status, messages = _post_build(dockyardd, body)
+    assert status == 200 and messages[-1]["stream"].startswith("Successfully built"), messages
+    if mode != "w":
+        return
+    # a body that is no tar is taken as the Dockerfile itself (what `docker build - < Dockerfile` means)
+    status, messages = _post_build(dockyardd, b"FROM busybox\nRUN echo plain-body\n")
+    assert status == 200 and any("plain-body" in m.get("stream", "") for m in messages)
+    status, messages = _post_build(dockyardd, b"this is not a tar archive at all\n" * 20)
+    assert status == 400 and "unknown instruction: THIS" in messages[0]["message"]
+    status, messages = _post_build(dockyardd, _context({"Dockerfile": b"FROM busybox\n", ".dockerignore": b"[x\n"}))
+    assert status == 400 and "Error processing .dockerignore" in messages[0]["message"]
+    status, messages = _post_build(dockyardd, _context({"Other": b"FROM busybox\n"}))
+    assert status == 400 and "Cannot locate specified Dockerfile: Dockerfile" in messages[0]["message"]
+    status, messages = _post_build(dockyardd, _context({"Other": b"FROM busybox\nRUN exit 9\n"}),
+                                   "dockerfile=Other")
+    assert status == 200 and messages[-1]["errorDetail"] == {
+        "code": 9, "message": "The command '/bin/sh -c exit 9' returned a non-zero code: 9"}
+
+
+def test_remote_context_and_add_url(dockyardd, tmp_path):
+    import functools
+    import http.server
+    import threading
+    (tmp_path / "ctx.tar").write_bytes(_context({"Dockerfile": b"FROM busybox\nCOPY f /from-remote\n", "f": b"r\n"}))
+    (tmp_path / "Dockerfile.txt").write_text("FROM busybox\nRUN echo plain-remote-dockerfile\n")
+    (tmp_path / "payload.txt").write_text("downloaded\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        r = build(dockyardd, None, "--help")  # the CLI is there; the remote builds go through the API
+        assert r.returncode == 0
+        status, messages = _post_build(dockyardd, b"", f"remote={base}/ctx.tar&t=remote-ctx")
+        assert status == 200 and any("Successfully tagged remote-ctx:latest" in m.get("stream", "") for m in messages)
+        assert ok(dockyardd, "run", "--rm", "remote-ctx", "cat", "/from-remote") == "r\n"
+        status, messages = _post_build(dockyardd, b"", f"remote={base}/Dockerfile.txt")
+        assert status == 200 and any("plain-remote-dockerfile" in m.get("stream", "") for m in messages)
+        status, messages = _post_build(dockyardd, _context({
+            "Dockerfile": f"FROM busybox\nADD {base}/payload.txt /dl/\n".encode()}), "t=add-url")
+        assert status == 200, messages
+        assert ok(dockyardd, "run", "--rm", "add-url", "sh", "-c", "cat /dl/payload.txt; stat -c %a /dl/payload.txt") \
+            == "downloaded\n600\n"
+        ok(dockyardd, "rmi", "remote-ctx", "add-url")
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_arg_before_from_shell_onbuild_and_builder_prune(dockyardd, ctx):
+    (ctx / "Dockerfile").write_text(
+        "ARG BASE=busybox\n"
+        "FROM ${BASE} AS first\n"
+        "ARG BASE\n"
+        "SHELL [\"/bin/sh\", \"-xc\"]\n"
+        "RUN echo base=$BASE\n"
+        "ONBUILD RUN echo trigger-ran\n")
+    parent = name()
+    out = built(build(dockyardd, ctx, "-t", parent), dockyardd)
+    assert "Step 1/6 : ARG BASE=busybox" in out and "base=busybox" in out
+    (ctx / "Dockerfile").write_text(f"FROM {parent}\nRUN echo child\n")
+    child = built(build(dockyardd, ctx, "-t", parent + "c"), dockyardd)
+    assert "# Executing 1 build trigger" in child and "trigger-ran" in child
+    config = json.loads(ok(dockyardd, "image", "inspect", "-f", "{{json .Config}}", parent + "c"))
+    assert not config.get("OnBuild")
+    r = dockyardd.docker("builder", "prune", "-f")
+    assert r.returncode == 0, r.stderr.decode()
+    rebuilt = built(build(dockyardd, ctx, "-t", parent + "c"), dockyardd)
+    assert "Using cache" not in rebuilt  # the cache was forgotten
+    ok(dockyardd, "rmi", parent + "c", parent)
