@@ -425,11 +425,14 @@ async def search(request: web.Request) -> web.Response:
                               "page": page, "page_size": n, "results": found[(page - 1) * n:page * n]})
 
 
-async def repository_info(request: web.Request) -> web.Response:
+async def repository_info(request: web.Request, user: str | None = None) -> web.Response:
     name = request.match_info["name"]
     store = request.app[STORE]
     check_name(name)
-    if not await _blocking(store.exists, name) or not hub.visible(request.app[STORE], request.app[POLICY], name):
+    if user is None:
+        user, ok = await _blocking(_basic_user, request)
+        user = user if ok else ""
+    if not await _blocking(store.exists, name) or not hub.visible(store, request.app[POLICY], name, user):
         raise errors.NameUnknown(f"repository name not known to registry: {name}", {"name": name})
     meta = await _blocking(store.meta, name)
     return web.json_response({"name": name, "description": meta.description, "star_count": len(meta.stars),
@@ -469,7 +472,7 @@ async def update_repository(request: web.Request) -> web.Response:
         if private is not None:
             meta.private = private
     await _blocking(request.app[STORE].update_meta, name, change)
-    return await repository_info(request)
+    return await repository_info(request, user)
 
 
 async def star(request: web.Request) -> web.Response:

@@ -71,26 +71,42 @@ def test_docker_push_pull_round_trip(dockyardd, hub):
 
 
 def test_docker_login_and_scopes(dockyardd, hub_with_accounts):
+    import base64
+
     d, hub = dockyardd, hub_with_accounts
     bad = d.docker("login", "-u", "alice", "--password-stdin", hub.host, input=b"wrong")
     assert bad.returncode != 0
     good = d.docker("login", "-u", "alice", "--password-stdin", hub.host, input=b"s3cret")
     assert good.returncode == 0, good.stderr.decode() + hub.log()
-    own, foreign = f"{hub.host}/alice/busybox:1", f"{hub.host}/bob/busybox:1"
-    d.docker("tag", "busybox", own, check=True)
-    d.docker("tag", "busybox", foreign, check=True)
+    own, hidden, foreign = (f"{hub.host}/alice/busybox:1", f"{hub.host}/alice/hidden:1",
+                            f"{hub.host}/bob/busybox:1")
+    for name in (own, hidden, foreign):
+        d.docker("tag", "busybox", name, check=True)
     try:
-        push = d.docker("push", own, timeout=120)
-        assert push.returncode == 0, push.stderr.decode() + hub.log()
+        for name in (own, hidden):
+            push = d.docker("push", name, timeout=120)
+            assert push.returncode == 0, push.stderr.decode() + hub.log()
         denied = d.docker("push", foreign, timeout=120)
         assert denied.returncode != 0
         assert "denied" in denied.stderr.decode()
+        # the owner marks one repository private
+        marked = hub.request("PATCH", "/api/repositories/alice/hidden", b'{"private": true}', {
+            "Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(b"alice:s3cret").decode()})
+        assert marked.status == 200 and marked.json()["private"] is True
         d.docker("logout", hub.host)
         d.docker("rmi", own)
-        # anonymous pull of a public repository
+        d.docker("rmi", hidden)
+        # anonymous: the public repository pulls, the private one is refused
         pull = d.docker("pull", own, timeout=120)
         assert pull.returncode == 0, pull.stderr.decode() + hub.log()
+        refused = d.docker("pull", hidden, timeout=120)
+        assert refused.returncode != 0 and "denied" in refused.stderr.decode()
+        # signed in again, through our own CLI this time
+        login = d.dockyard("login", "-u", "alice", "--password-stdin", hub.host, input=b"s3cret")
+        assert login.returncode == 0, login.stderr.decode()
+        again = d.dockyard("pull", hidden, timeout=120)
+        assert again.returncode == 0, again.stderr.decode() + hub.log()
     finally:
         d.docker("logout", hub.host)
-        d.docker("rmi", own)
-        d.docker("rmi", foreign)
+        for name in (own, hidden, foreign):
+            d.docker("rmi", name)
