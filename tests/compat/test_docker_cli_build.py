@@ -398,3 +398,17 @@ def test_arg_before_from_shell_onbuild_and_builder_prune(dockyardd, ctx):
     rebuilt = built(build(dockyardd, ctx, "-t", parent + "c"), dockyardd)
     assert "Using cache" not in rebuilt  # the cache was forgotten
     ok(dockyardd, "rmi", parent + "c", parent)
+
+
+def test_cache_from_an_image_without_local_cache(dockyardd, ctx):
+    (ctx / "f.txt").write_text("f\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV X=1\nCOPY f.txt /\nRUN echo ran-once > /r\n")
+    tag = name()
+    built(build(dockyardd, ctx, "-t", tag), dockyardd)
+    saved = ok(dockyardd, "image", "inspect", "-f", "{{.Id}}", tag).strip()
+    ok(dockyardd, "builder", "prune", "-f")  # the local cache is forgotten; the image remains
+    out = built(build(dockyardd, ctx, "--cache-from", tag, "-t", tag + "b"), dockyardd)
+    assert out.count(" ---> Using cache") == 3 and "\nran-once\n" not in out, out
+    assert ok(dockyardd, "run", "--rm", tag + "b", "cat", "/r", "/f.txt") == "ran-once\nf\n"
+    assert saved
+    ok(dockyardd, "rmi", tag, tag + "b")

@@ -376,11 +376,45 @@ class _Job:
     def _created_by(self, state: StageState, comment: str) -> list[str]:
         return [*state.conf.shell(), "#(nop) ", comment]
 
-    def _probe(self, state: StageState, key: str) -> BaseImage | None:
+    def _probe(self, state: StageState, key: str, created_by: str) -> BaseImage | None:
         if self.options.no_cache or not state.image.id:
             return None
         image_id = self.b._cache.lookup(state.image.id, key)
-        return self.b._images.get(image_id) if image_id else None
+        hit = self.b._images.get(image_id) if image_id else None
+        if hit is None and self.options.cache_from:
+            hit = self._from_cache_sources(state, key, created_by)
+        return hit
+
+    def _from_cache_sources(self, state: StageState, key: str, created_by: str) -> BaseImage | None:
+        """``--cache-from``: an image whose history continues the parent's with this very step
+        (same earlier history and layers, same ``created_by``) gives the step's result."""
+        parent = state.image.config
+        history = [(h.created_by, bool(h.empty_layer)) for h in parent.history or []]
+        diff_ids = list(parent.rootfs.diff_ids)
+        for ref in self.options.cache_from:
+            try:
+                source = self.b._images.resolve(ref)
+            except errdefs.DockyardError:
+                continue  # moby ignores cache sources it cannot find
+            source_history = [(h.created_by, bool(h.empty_layer)) for h in source.config.history or []]
+            source_diffs = list(source.config.rootfs.diff_ids)
+            if len(source_history) <= len(history) or source_history[:len(history)] != history \
+                    or source_diffs[:len(diff_ids)] != diff_ids:
+                continue
+            entry_created_by, empty = source_history[len(history)]
+            if entry_created_by != created_by or (not empty and len(source_diffs) <= len(diff_ids)):
+                continue
+            cmd = created_by.split(" ")
+            if empty:
+                image = self.b._images.with_config(
+                    state.image, self._new_config(state, created_by, cmd, empty=True, diff_id=None))
+            else:
+                image = self.b._images.with_config(
+                    state.image, self._new_config(state, created_by, cmd, empty=False,
+                                                  diff_id=source_diffs[len(diff_ids)]))
+            self.b._cache.store(state.image.id, key, image.id, now_rfc3339())
+            return image
+        return None
 
     def _new_config(self, state: StageState, created_by: str, container_cmd: list[str], empty: bool,
                     diff_id: str | None) -> spec.ImageConfig:
@@ -408,7 +442,7 @@ class _Job:
         cmd = self._created_by(state, comment)
         created_by = " ".join(cmd)
         key = cachemod.step_key(created_by, state.conf.config, repr(sorted(state.args.items())))
-        hit = self._probe(state, key)
+        hit = self._probe(state, key, created_by)
         if hit is not None:
             state.image = hit
             yield self.say(" ---> Using cache\n")
@@ -469,7 +503,7 @@ class _Job:
             saved = [f"|{len(declared)}", *(f"{k}={v}" for k, v in declared), *command]
         created_by = " ".join(saved)
         key = cachemod.step_key(created_by, state.conf.config)
-        hit = self._probe(state, key)
+        hit = self._probe(state, key, created_by)
         if hit is not None:
             state.image = hit
             yield self.say(" ---> Using cache\n")
@@ -617,8 +651,9 @@ class _Job:
                 raise BuildFailed(f"invalid from flag value {from_ref}: No such image: {from_ref}") from None
         comment = f"COPY from:{source_image.id or 'scratch'} {' '.join(sources)} in {dest} "
         extra = f"chown={chown} chmod={inst.flag('chmod')} exclude={excludes}"
-        key = cachemod.step_key(" ".join(self._created_by(state, comment)), state.conf.config, extra)
-        hit = self._probe(state, key)
+        created_by = " ".join(self._created_by(state, comment))
+        key = cachemod.step_key(created_by, state.conf.config, extra)
+        hit = self._probe(state, key, created_by)
         if hit is not None:
             state.image = hit
             yield self.say(" ---> Using cache\n")
@@ -643,7 +678,7 @@ class _Job:
         cmd = self._created_by(state, comment)
         created_by = " ".join(cmd)
         key = key or cachemod.step_key(created_by, state.conf.config, extra)
-        hit = self._probe(state, key)
+        hit = self._probe(state, key, created_by)
         if hit is not None:
             state.image = hit
             yield self.say(" ---> Using cache\n")

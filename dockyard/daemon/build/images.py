@@ -9,7 +9,6 @@ cache can follow them.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -48,13 +47,15 @@ class BuildImages:
         return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)
 
     def with_config(self, parent: BaseImage, config: spec.ImageConfig) -> BaseImage:
-        """A metadata step: the parent's layers, a new config."""
+        """A metadata step: the parent's layers, a new config. Also a step found in a
+        ``--cache-from`` image: then the config may name one more layer, already present."""
         data = spec.encode(config)
         count = len(config.rootfs.diff_ids)
-        register_image(self._service.lock, self._service.layers, self._service.store, NewImage(
+        result = register_image(self._service.lock, self._service.layers, self._service.store, NewImage(
             config=data, layers=[_present] * count, parent=parent.id))
-        return BaseImage(id="sha256:" + hashlib.sha256(data).hexdigest(), config=config,
-                         top_chain_id=parent.top_chain_id)
+        image = self.get(result.id)
+        assert image is not None
+        return image
 
     def with_layer(self, parent: BaseImage, diff: Iterator[bytes],
                    make_config: Callable[[str], spec.ImageConfig]) -> BaseImage:
