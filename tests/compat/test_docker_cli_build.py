@@ -412,3 +412,15 @@ def test_cache_from_an_image_without_local_cache(dockyardd, ctx):
     assert ok(dockyardd, "run", "--rm", tag + "b", "cat", "/r", "/f.txt") == "ran-once\nf\n"
     assert saved
     ok(dockyardd, "rmi", tag, tag + "b")
+
+
+def test_copy_exclude_and_add_checksum(dockyardd, ctx):
+    (ctx / "src").mkdir()
+    for n in ("a.txt", "b.log", "c.txt"):
+        (ctx / "src" / n).write_text(n)
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY --exclude=*.log src /dst/\nCOPY --exclude=c.txt src/*.txt /flat/\n"
+                                    "RUN ls /dst /flat\n")
+    out = built(build(dockyardd, ctx), dockyardd)
+    listing = out.split("Running in", 1)[1]
+    assert "a.txt" in listing and "b.log" not in listing
+    assert listing.count("c.txt") == 1  # in /dst, not in /flat

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import codecs
 import copy as copymod
+import dataclasses
+import hashlib
 import os
 import posixpath
 import secrets
@@ -30,7 +32,7 @@ from dockyard import errdefs
 from dockyard.daemon.build import cache as cachemod
 from dockyard.daemon.build import copy as copyops
 from dockyard.daemon.build import dockerfile as parser
-from dockyard.daemon.build import instructions, run, shellwords, stream
+from dockyard.daemon.build import dockerignore, instructions, run, shellwords, stream
 from dockyard.daemon.build.context import Context
 from dockyard.daemon.build.images import SCRATCH, BaseImage, BuildImages
 from dockyard.apitypes.distribution import AuthConfig, JSONMessage
@@ -579,63 +581,62 @@ class _Job:
                                                chmod, excludes, scratch):
                     yield m
                 return
-            root = self.context.root
-            heredoc_names = {h.name: h for h in inst.heredocs}
-            patterns: list[str] = []
-            hd_dir = scratch / "heredocs"
-            for src in sources:
-                if src.startswith("<<") and src.lstrip("<-").strip("'\"") in heredoc_names:
-                    doc = heredoc_names[src.lstrip("<-").strip("'\"")]
-                    hd_dir.mkdir(exist_ok=True)
-                    path = hd_dir / doc.name
-                    path.write_text(doc.content)
-                    os.chmod(path, 0o644)
-                    patterns.append(str(path))
-                elif inst.cmd == "add" and urllib.parse.urlparse(src).scheme in ("http", "https"):
-                    patterns.append(await asyncio.to_thread(self._download, src, scratch))
-                else:
-                    patterns.append(src)
-            found = await asyncio.to_thread(self._sources, name, root, patterns, excludes)
-            digest = await asyncio.to_thread(copyops.checksum, found)
+            found = await asyncio.to_thread(self._gather, inst, sources, scratch)
+            exclude = dockerignore.parse("\n".join(excludes)) if excludes else []
+            digest = await asyncio.to_thread(copyops.checksum, found, exclude)
             kind = "dir" if len(found) == 1 and found[0].is_dir else ("multi" if len(found) > 1 else "file")
             comment = f"{name} {kind}:{digest} in {dest} "
             extra = f"chown={chown} chmod={inst.flag('chmod')}"
-            async for m in self._write(state, comment, extra, found, dest, chown, chmod,
-                                       extract=inst.cmd == "add", scratch=scratch):
+            async for m in self._write(state, comment, extra, found, dest, chown, chmod, exclude, scratch):
                 yield m
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _sources(self, name: str, root: Path, patterns: list[str], excludes: list[str]) -> list[copyops.Source]:
+    def _gather(self, inst: parser.Instruction, sources: list[str], scratch: Path) -> list[copyops.Source]:
+        """Each source as a file to copy: heredocs and URLs (ADD) become files in the step's
+        scratch directory, the rest is found in the context (ADD unpacks local archives)."""
+        name = inst.cmd.upper()
+        heredocs = {h.name: h for h in inst.heredocs}
         found: list[copyops.Source] = []
-        for pattern in patterns:
-            if pattern.startswith(str(self.b._scratch)):  # heredoc or downloaded file
-                path = Path(pattern)
+        for src in sources:
+            marker = src.lstrip("<-").strip("'\"") if src.startswith("<<") else ""
+            if marker in heredocs:
+                path = scratch / "heredocs" / marker
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(heredocs[marker].content)
+                os.chmod(path, 0o644)
+                found.append(copyops.Source(path=str(path), name=marker, is_dir=False))
+            elif inst.cmd == "add" and urllib.parse.urlparse(src).scheme in ("http", "https"):
+                path = self._download(src, scratch, inst.flag("checksum"))
                 found.append(copyops.Source(path=str(path), name=path.name, is_dir=False))
             else:
-                found.extend(copyops.resolve_sources(name, root, [pattern], in_context=True))
-        if excludes:
-            from dockyard.daemon.build import dockerignore
-            rules = dockerignore.parse("\n".join(excludes))
-            found = [s for s in found if not dockerignore.excluded(s.name or ".", rules)]
-            if not found:
-                raise errdefs.InvalidParameter(f"{name} failed: no source files were specified")
+                if inst.flag("checksum"):
+                    raise inst.error("checksum can't be specified for non-HTTP(S) sources")
+                for source in copyops.resolve_sources(name, self.context.root, [src], in_context=True):
+                    unpack = inst.cmd == "add" and not source.is_dir and copyops.is_archive(source.path)
+                    found.append(dataclasses.replace(source, unpack=unpack))
+        if not found:
+            raise errdefs.InvalidParameter(f"{name} failed: no source files were specified")
         return found
 
-    def _download(self, url: str, scratch: Path) -> str:
+    def _download(self, url: str, scratch: Path, want: str) -> Path:
+        """ADD <url>: the file as it comes (never unpacked), mode 0600, as dockerd does."""
         name = posixpath.basename(urllib.parse.urlparse(url).path) or "download"
         target = scratch / "download"
         target.mkdir(exist_ok=True)
         path = target / name
+        digest = hashlib.sha256()
         try:
             with urllib.request.urlopen(url, timeout=60) as resp, open(path, "wb") as out:  # noqa: S310
-                if resp.status >= 400:
-                    raise OSError(f"{resp.status} {resp.reason}")
-                shutil.copyfileobj(resp, out)
+                while chunk := resp.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
         except OSError as e:
             raise BuildFailed(f"failed to download {url}: {e}") from None
+        if want and want != "sha256:" + digest.hexdigest():
+            raise BuildFailed(f"digest mismatch for {url}: expected {want}, got sha256:{digest.hexdigest()}")
         os.chmod(path, 0o600)
-        return str(path)
+        return path
 
     async def _copy_from(self, inst: parser.Instruction, state: StageState, stages: list[Stage], stage_index: int,
                          from_ref: str, sources: list[str], dest: str, chown: str, chmod: int | None,
@@ -666,14 +667,15 @@ class _Job:
                 found = await asyncio.to_thread(
                     lambda: [s for pattern in sources
                              for s in copyops.resolve_sources("COPY", src_root, [pattern], in_context=False)])
-                async for m in self._write(state, comment, extra, found, dest, chown, chmod, extract=False,
-                                           scratch=scratch, key=key):
+                exclude = dockerignore.parse("\n".join(excludes)) if excludes else []
+                async for m in self._write(state, comment, extra, found, dest, chown, chmod, exclude, scratch,
+                                           key=key):
                     yield m
         finally:
             self.b._images.remove(snap)
 
     async def _write(self, state: StageState, comment: str, extra: str, found: list[copyops.Source], dest: str,
-                     chown: str, chmod: int | None, extract: bool, scratch: Path,
+                     chown: str, chmod: int | None, exclude: list[dockerignore.Pattern], scratch: Path,
                      key: str | None = None) -> AsyncIterator[stream.Message | None]:
         cmd = self._created_by(state, comment)
         created_by = " ".join(cmd)
@@ -691,7 +693,7 @@ class _Job:
             try:
                 with copyops.mounted(mounts, scratch / "dst") as rootfs:
                     owner = _owner(rootfs, chown) if chown else None
-                    copyops.copy_into(rootfs, found, dest, owner, chmod, extract)
+                    copyops.copy_into(rootfs, found, dest, owner, chmod, exclude)
                 return self.b._images.with_layer(
                     state.image, self.b._images.diff(snap),
                     lambda diff_id: self._new_config(state, created_by, cmd, empty=False, diff_id=diff_id))

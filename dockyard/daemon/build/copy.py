@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from dockyard import errdefs
+from dockyard.daemon.build import dockerignore
 from dockyard.mount import Mount
 from dockyard.runtime import syscalls as sc
 from dockyard.storage import fsroot
@@ -38,6 +39,11 @@ class Source:
     path: str  # absolute host path, inside its root
     name: str  # the name it lands under when copied into a directory
     is_dir: bool
+    unpack: bool = False  # ADD of a local archive: extracted at the destination
+
+
+def _excluded(rel: str, exclude: list[dockerignore.Pattern]) -> bool:
+    return bool(exclude) and rel not in ("", ".") and dockerignore.excluded(rel, exclude)
 
 
 def _forbidden(cmd: str, src: str) -> errdefs.InvalidParameter:
@@ -81,19 +87,20 @@ def resolve_sources(cmd: str, root: Path, patterns: list[str], in_context: bool)
         os.close(root_fd)
 
 
-def _walk(path: str) -> Iterator[tuple[str, os.stat_result]]:
+def _walk(path: str, rel: str, exclude: list[dockerignore.Pattern]) -> Iterator[tuple[str, str, os.stat_result]]:
+    if _excluded(rel, exclude):
+        return
     st = os.lstat(path)
-    yield path, st
+    yield path, rel, st
     if stat.S_ISDIR(st.st_mode):
         for name in sorted(os.listdir(path)):
-            yield from _walk(os.path.join(path, name))
+            yield from _walk(os.path.join(path, name), posixpath.join(rel, name) if rel else name, exclude)
 
 
-def checksum(sources: list[Source]) -> str:
+def checksum(sources: list[Source], exclude: list[dockerignore.Pattern]) -> str:
     h = hashlib.sha256()
     for source in sources:
-        for path, st in _walk(source.path):
-            rel = os.path.relpath(path, source.path)
+        for path, rel, st in _walk(source.path, "" if source.is_dir else source.name, exclude):
             size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size  # a directory's size is the filesystem's
             h.update(f"{source.name}/{rel}\0{st.st_mode:o}\0{st.st_uid}:{st.st_gid}\0{size}\0".encode())
             if stat.S_ISLNK(st.st_mode):
@@ -180,7 +187,7 @@ def make_dir(rootfs: Path, path: str) -> bool:
 
 
 def copy_into(rootfs: Path, sources: list[Source], dest: str, owner: tuple[int, int] | None,
-              chmod: int | None, extract_archives: bool) -> None:
+              chmod: int | None, exclude: list[dockerignore.Pattern]) -> None:
     """Write the sources at ``dest`` (absolute, cleaned; a trailing "/" kept) under ``rootfs``."""
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
     try:
@@ -189,7 +196,7 @@ def copy_into(rootfs: Path, sources: list[Source], dest: str, owner: tuple[int, 
             raise errdefs.InvalidParameter(
                 "When using COPY with more than one source file, the destination must be a directory and end with a /")
         for source in sources:
-            if source.is_dir or (extract_archives and is_archive(source.path)):
+            if source.is_dir or source.unpack:
                 target_dir, rename = dest, None
             elif dest_is_dir:
                 target_dir, rename = dest, source.name
@@ -197,12 +204,12 @@ def copy_into(rootfs: Path, sources: list[Source], dest: str, owner: tuple[int, 
                 target_dir, rename = posixpath.dirname(dest.rstrip("/")) or "/", posixpath.basename(dest.rstrip("/"))
             dest_fd = _make_dirs(root_fd, target_dir, owner)
             try:
-                if not source.is_dir and extract_archives and is_archive(source.path):
+                if source.unpack:
                     with open(source.path, "rb") as archive:
                         extract_copy(archive, dest_fd, owner=owner)
                     continue
                 with tempfile.TemporaryFile() as spool:
-                    _tar(spool, source, rename, owner or (0, 0), chmod)
+                    _tar(spool, source, rename, owner or (0, 0), chmod, exclude)
                     spool.seek(0)
                     extract_copy(spool, dest_fd, owner=owner or (0, 0))
             finally:
@@ -212,8 +219,10 @@ def copy_into(rootfs: Path, sources: list[Source], dest: str, owner: tuple[int, 
 
 
 def _tar(out: tempfile._TemporaryFileWrapper, source: Source, rename: str | None, owner: tuple[int, int],
-         chmod: int | None) -> None:
-    def fix(info: tarfile.TarInfo) -> tarfile.TarInfo:
+         chmod: int | None, exclude: list[dockerignore.Pattern]) -> None:
+    def fix(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if _excluded(info.name if source.is_dir else source.name, exclude):
+            return None
         info.uid, info.gid = owner
         info.uname = info.gname = ""
         if chmod is not None and not info.issym():

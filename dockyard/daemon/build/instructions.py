@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from dockyard import errdefs
 from dockyard.daemon.build import shellwords
 from dockyard.daemon.build.dockerfile import Instruction, exec_form
 from dockyard.oci import image_spec as spec
