@@ -30,6 +30,7 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.daemon.build import cache as cachemod
+from dockyard.daemon.build import chown as chownmod
 from dockyard.daemon.build import copy as copyops
 from dockyard.daemon.build import dockerfile as parser
 from dockyard.daemon.build import dockerignore, instructions, run, shellwords, stream
@@ -343,25 +344,23 @@ class _Job:
     # ---- a step ---------------------------------------------------------------------
     async def _step(self, inst: parser.Instruction, state: StageState, stages: list[Stage],
                     stage_index: int) -> AsyncIterator[stream.Message | None]:
-        if True:
-            if inst.cmd == "arg":
-                self._arg(inst, state)
-                comment = "ARG " + inst.rest
-                async for m in self._metadata(state, comment):
-                    yield m
-            elif inst.cmd == "run":
-                async for m in self._run(inst, state):
-                    yield m
-            elif inst.cmd in ("copy", "add"):
-                async for m in self._copy(inst, state, stages, stage_index):
-                    yield m
-            elif inst.cmd == "from":
-                raise inst.error("FROM is not allowed here")
-            else:
-                comment = instructions.apply(inst, state.conf, self._expansion_env(state))
-                workdir = state.conf.config.working_dir or "" if inst.cmd == "workdir" else ""
-                async for m in self._metadata(state, comment, workdir):
-                    yield m
+        if inst.cmd == "arg":
+            self._arg(inst, state)
+            async for m in self._metadata(state, "ARG " + inst.rest):
+                yield m
+        elif inst.cmd == "run":
+            async for m in self._run(inst, state):
+                yield m
+        elif inst.cmd in ("copy", "add"):
+            async for m in self._copy(inst, state, stages, stage_index):
+                yield m
+        elif inst.cmd == "from":
+            raise inst.error("FROM is not allowed here")
+        else:
+            comment = instructions.apply(inst, state.conf, self._expansion_env(state))
+            workdir = (state.conf.config.working_dir or "/") if inst.cmd == "workdir" else ""
+            async for m in self._metadata(state, comment, workdir):
+                yield m
 
     def _arg(self, inst: parser.Instruction, state: StageState) -> None:
         for key, default in self._arg_pairs(inst, {**self.meta_args, **state.args}):
@@ -692,7 +691,7 @@ class _Job:
             mounts = self.b._images.prepare(snap, state.image)
             try:
                 with copyops.mounted(mounts, scratch / "dst") as rootfs:
-                    owner = _owner(rootfs, chown) if chown else None
+                    owner = chownmod.owner(rootfs, chown) if chown else None
                     copyops.copy_into(rootfs, found, dest, owner, chmod, exclude)
                 return self.b._images.with_layer(
                     state.image, self.b._images.diff(snap),
@@ -709,57 +708,3 @@ def _registry_of(address: str) -> str:
     """A config.json key (``https://index.docker.io/v1/``, ``localhost:5000``) as a domain."""
     host = address.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
     return "docker.io" if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else host
-
-
-def _lookup_id(rootfs: Path, file: str, name: str) -> int | None:
-    from dockyard.storage import fsroot
-    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
-    try:
-        fd = fsroot.open_in_root(root_fd, file, os.O_RDONLY)
-    except OSError:
-        return None
-    finally:
-        os.close(root_fd)
-    with os.fdopen(fd, "r", errors="replace") as f:
-        for line in f:
-            fields = line.rstrip("\n").split(":")
-            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
-                return int(fields[2])
-    return None
-
-
-def _owner(rootfs: Path, chown: str) -> tuple[int, int]:
-    """``--chown=user[:group]`` by name (the image's /etc/passwd and /etc/group) or number."""
-    user, _, group = chown.partition(":")
-    uid = int(user) if user.isdigit() else _lookup_id(rootfs, "/etc/passwd", user)
-    if uid is None:
-        raise BuildFailed(f"unable to convert uid/gid chown string to host mapping: can't find uid for user {user}: "
-                          "no such user: " + user)
-    if not group:
-        if user.isdigit():
-            return uid, uid
-        gid_line = _lookup_gid_of_user(rootfs, user)
-        return uid, gid_line if gid_line is not None else uid
-    gid = int(group) if group.isdigit() else _lookup_id(rootfs, "/etc/group", group)
-    if gid is None:
-        raise BuildFailed(f"unable to convert uid/gid chown string to host mapping: can't find gid for group {group}: "
-                          "no such group: " + group)
-    return uid, gid
-
-
-def _lookup_gid_of_user(rootfs: Path, user: str) -> int | None:
-    from dockyard.storage import fsroot
-    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
-    try:
-        fd = fsroot.open_in_root(root_fd, "/etc/passwd", os.O_RDONLY)
-    except OSError:
-        return None
-    finally:
-        os.close(root_fd)
-    with os.fdopen(fd, "r", errors="replace") as f:
-        for line in f:
-            fields = line.rstrip("\n").split(":")
-            if len(fields) > 3 and fields[0] == user and fields[3].isdigit():
-                return int(fields[3])
-    return None
-
