@@ -81,6 +81,7 @@ class Daemon:
         await self.shims.start()
         self.volumes.restore()  # before containers: an exit found now unmounts through the drivers
         await self.containers.restore()
+        await self.build.remove_leftover_containers()  # RUN containers of builds the daemon died in
         live = {c.id: c.names[0].lstrip("/") for c in self.containers.list(all=False)}
         await self.networks.reconcile(live)
         await self.containers.start_by_policy()  # after reconcile: these make new sandboxes

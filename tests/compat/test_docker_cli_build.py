@@ -424,3 +424,32 @@ def test_copy_exclude_and_add_checksum(dockyardd, ctx):
     listing = out.split("Running in", 1)[1]
     assert "a.txt" in listing and "b.log" not in listing
     assert listing.count("c.txt") == 1  # in /dst, not in /flat
+
+
+def test_daemon_killed_mid_build_leaves_nothing(fresh_daemon):
+    import signal
+    import subprocess
+    import time
+    from tests import daemon_harness
+    from tests.daemon_harness import DOCKER
+    d = fresh_daemon
+    daemon_harness.load_busybox(d)
+    proc = subprocess.Popen([DOCKER, "build", "-"], env={**d.env, "DOCKER_BUILDKIT": "0"},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        proc.stdin.write(b"FROM busybox\nRUN echo $((40+2)); sleep 60\n")
+        proc.stdin.close()
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"\n42\n" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.read1(4096)
+        assert b"\n42\n" in seen
+        daemon_harness.stop(d, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    daemon_harness.start(d)
+    assert ok(d, "ps", "-aq") == ""
+    snapshots = d.data_root / "overlay"
+    leftovers = [p.name for p in snapshots.rglob("build-*")] if snapshots.exists() else []
+    assert leftovers == []

@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import os
 import posixpath
-import secrets
 import shutil
 import tempfile
 import urllib.parse
@@ -458,7 +457,7 @@ class _Job:
 
     def _workdir(self, state: StageState, workdir: str, created_by: str, cmd: list[str]) -> BaseImage:
         """WORKDIR makes its directory when the image lacks it (a layer then, as on dockerd)."""
-        snap = f"build-{secrets.token_hex(8)}"
+        snap = self.b._images.scratch_key()
         mounts = self.b._images.prepare(snap, state.image)
         try:
             with copyops.mounted(mounts, self.b._scratch / snap) as rootfs:
@@ -659,7 +658,7 @@ class _Job:
             yield self.say(" ---> Using cache\n")
             yield self.say(f" ---> {stream.short_id(hit.id)}\n")
             return
-        snap = f"build-src-{secrets.token_hex(8)}"
+        snap = self.b._images.scratch_key()
         mounts = self.b._images.prepare(snap, source_image)
         try:
             with copyops.mounted(mounts, scratch / "src") as src_root:
@@ -687,7 +686,7 @@ class _Job:
             return
 
         def work() -> BaseImage:
-            snap = f"build-{secrets.token_hex(8)}"
+            snap = self.b._images.scratch_key()
             mounts = self.b._images.prepare(snap, state.image)
             try:
                 with copyops.mounted(mounts, scratch / "dst") as rootfs:

@@ -9,6 +9,7 @@ cache can follow them.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -29,6 +30,7 @@ class BaseImage:
     top_chain_id: str | None
 
 
+SNAPSHOT_PREFIX = "build-"  # the builder's scratch snapshots: COPY/ADD/WORKDIR targets and --from sources
 SCRATCH = BaseImage(id="", config=spec.ImageConfig(architecture="amd64", os="linux"), top_chain_id=None)
 
 
@@ -90,6 +92,16 @@ class BuildImages:
 
     def remove(self, key: str) -> None:
         self._service.snapshotter.remove(key)
+
+    @staticmethod
+    def scratch_key() -> str:
+        return SNAPSHOT_PREFIX + secrets.token_hex(8)
+
+    def remove_leftover_snapshots(self) -> None:
+        """Scratch snapshots (``build-*``) of builds the daemon died in."""
+        for entry in self._service.snapshotter.root.iterdir():
+            if entry.name.startswith(SNAPSHOT_PREFIX):
+                self._service.snapshotter.remove(entry.name)
 
 
 def _present() -> object:

@@ -30,6 +30,13 @@ class RunContainers(Protocol):
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
 
+    def list(self, all: bool = False, limit: int = -1, size: bool = False,
+             filters: dict[str, list[str]] | None = None) -> list[Any]: ...
+
+
+# Marks RUN containers, so those of a build the daemon died in are found and removed at start.
+BUILD_LABEL = "com.dockyard.build.step"
+
 
 @dataclass
 class RunResources:
@@ -63,7 +70,7 @@ async def create(containers: RunContainers, image_id: str, cmd: list[str], env: 
                  working_dir: str, resources: RunResources) -> RunContainer:
     request = CreateRequest(image=image_id, cmd=cmd, entrypoint=[], env=env, user=user,
                             working_dir=working_dir, attach_stdout=True, attach_stderr=True,
-                            host_config=resources.host_config())
+                            labels={BUILD_LABEL: "true"}, host_config=resources.host_config())
     created = containers.create(request)
     try:
         session = await containers.attach(created.id, stdin=False, stdout=True, stderr=True)
@@ -85,6 +92,13 @@ async def run(containers: RunContainers, container: RunContainer) -> AsyncIterat
         if not waiter.done():
             waiter.cancel()
     yield result.status_code
+
+
+async def remove_leftovers(containers: RunContainers) -> int:
+    leftovers = containers.list(all=True, filters={"label": [BUILD_LABEL]})
+    for container in leftovers:
+        await containers.remove(container.id, force=True)
+    return len(leftovers)
 
 
 async def remove(containers: RunContainers, container_id: str) -> None:

@@ -9,12 +9,14 @@ error response, one raised later becomes the stream's ``errorDetail``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO
 
 from dockyard.daemon.build import context as contextmod
 from dockyard.daemon.build import copy as copyops
+from dockyard.daemon.build import run
 from dockyard.daemon.build.builder import BasePuller, Builder, BuildOptions
 from dockyard.daemon.build.cache import BuildCache
 from dockyard.daemon.build.images import BuildImages
@@ -24,6 +26,8 @@ from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EventSink
 from dockyard.storage.metadata import Database
 
+log = logging.getLogger("dockyard.build")
+
 
 class BuildService:
     def __init__(self, config: DaemonConfig, db: Database, images: BuildImages, containers: RunContainers,
@@ -31,6 +35,8 @@ class BuildService:
         self._scratch = config.exec_root / "build"
         self._cache = BuildCache(db)
         self._events = events
+        self._images = images
+        self._containers = containers
         self._builder = Builder(images, self._cache, containers, self._scratch, puller)
 
     def recover(self) -> None:
@@ -45,6 +51,13 @@ class BuildService:
             except OSError:
                 pass
         shutil.rmtree(self._scratch, ignore_errors=True)
+        self._images.remove_leftover_snapshots()
+
+    async def remove_leftover_containers(self) -> None:
+        """After the containers are restored: RUN containers of builds the daemon died in."""
+        removed = await run.remove_leftovers(self._containers)
+        if removed:
+            log.info("removed %d containers of interrupted builds", removed)
 
     async def build(self, body: BinaryIO, options: BuildOptions) -> AsyncIterator[Message]:
         context = await asyncio.to_thread(contextmod.open_context, body, options.dockerfile, options.remote,
