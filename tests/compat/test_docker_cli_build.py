@@ -453,3 +453,14 @@ def test_daemon_killed_mid_build_leaves_nothing(fresh_daemon):
     snapshots = d.data_root / "overlay"
     leftovers = [p.name for p in snapshots.rglob("build-*")] if snapshots.exists() else []
     assert leftovers == []
+
+
+def test_run_options_and_symlinked_source(dockyardd, ctx):
+    (ctx / "target.txt").write_text("through the link\n")
+    os.symlink("target.txt", ctx / "link.txt")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY link.txt /copied/\n"
+                                    "RUN cat /copied/link.txt; grep myhost /etc/hosts; ip -o link | grep -c ': '\n")
+    out = built(build(dockyardd, ctx, "--add-host", "myhost:10.1.2.3", "--network", "none", "--no-cache"), dockyardd)
+    listing = out.split("Running in", 1)[1]
+    assert "through the link\n" in listing and "10.1.2.3" in listing
+    assert "\n1\n" in listing  # --network none: only lo

@@ -80,7 +80,8 @@ def resolve_sources(cmd: str, root: Path, patterns: list[str], in_context: bool)
                     is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
                 finally:
                     os.close(fd)
-                base = posixpath.basename(real.rstrip("/")) if name != "." else ""
+                # the name as written (a symlink source lands under its own name, with its target's content)
+                base = posixpath.basename(name.rstrip("/")) if name != "." else ""
                 found.append(Source(path=real, name=base, is_dir=is_dir))
         return found
     finally:
