@@ -158,6 +158,9 @@ class _Job:
 
     # ---- the plan -------------------------------------------------------------------
     async def run(self) -> AsyncIterator[stream.Message]:
+        for tag in self.options.tags:  # a bad -t is refused before any step runs, as dockerd does
+            if references.parse_tagged(tag).digest:
+                raise errdefs.InvalidParameter(f"invalid reference format: {tag!r} (a build tag cannot be a digest)")
         doc = parser.parse(self.context.dockerfile)
         self.escape = doc.escape
         meta, stages = split_stages(doc)
@@ -171,7 +174,7 @@ class _Job:
                 raise errdefs.InvalidParameter(f"failed to reach build target {self.options.target} in Dockerfile")
             target = names.index(self.options.target.lower())
         if self.options.labels:  # --label: a LABEL step at the end of the target, as Docker adds it
-            text = "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in sorted(self.options.labels.items()))
+            text = "LABEL " + " ".join(f'"{_quoted(k)}"="{_quoted(v)}"' for k, v in sorted(self.options.labels.items()))
             stages[target].instructions.append(parser.Instruction(
                 cmd="label", original=text, line=0, rest=text[len("LABEL "):]))
         needed = self._needed(stages, target, meta_args)
@@ -701,6 +704,11 @@ class _Job:
         image = await asyncio.to_thread(work)
         self._done(state, key, image)
         yield self.say(f" ---> {stream.short_id(image.id)}\n")
+
+
+def _quoted(value: str) -> str:
+    """A value inside double quotes of a Dockerfile line, taken literally."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
 
 
 def _registry_of(address: str) -> str:
