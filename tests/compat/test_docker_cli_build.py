@@ -187,6 +187,10 @@ def test_copy_chown_chmod_add_archive_and_heredoc(dockyardd, ctx):
         tar.addfile(info, io.BytesIO(data))
     (ctx / "Dockerfile").write_text(
         "FROM busybox\n"
+        "ENV WHO=world\n"
+        "COPY <<EOF /expanded.txt\n"
+        "hello \"$WHO\"\n"
+        "EOF\n"
         "COPY --chown=1000:1001 --chmod=640 f.txt /owned/\n"
         "ADD arch.tar.gz /unpacked/\n"
         "COPY <<EOF /heredoc.txt\n"
@@ -200,8 +204,8 @@ def test_copy_chown_chmod_add_archive_and_heredoc(dockyardd, ctx):
     out = built(build(dockyardd, ctx, "-t", tag), dockyardd)
     assert "script line one\nscript line two\n" in out
     check = ok(dockyardd, "run", "--rm", tag, "sh", "-c",
-               "stat -c '%u:%g %a' /owned/f.txt; cat /unpacked/pkg/inner.txt /heredoc.txt")
-    assert check == "1000:1001 640\ninside\nfrom a heredoc\n"
+               "stat -c '%u:%g %a' /owned/f.txt; cat /unpacked/pkg/inner.txt /heredoc.txt /expanded.txt")
+    assert check == "1000:1001 640\ninside\nfrom a heredoc\nhello \"world\"\n"
     ok(dockyardd, "rmi", tag)
 
 

@@ -582,7 +582,7 @@ class _Job:
                                                chmod, excludes, scratch):
                     yield m
                 return
-            found = await asyncio.to_thread(self._gather, inst, sources, scratch)
+            found = await asyncio.to_thread(self._gather, inst, state, sources, scratch)
             exclude = dockerignore.parse("\n".join(excludes)) if excludes else []
             digest = await asyncio.to_thread(copyops.checksum, found, exclude)
             kind = "dir" if len(found) == 1 and found[0].is_dir else ("multi" if len(found) > 1 else "file")
@@ -593,7 +593,8 @@ class _Job:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _gather(self, inst: parser.Instruction, sources: list[str], scratch: Path) -> list[copyops.Source]:
+    def _gather(self, inst: parser.Instruction, state: StageState, sources: list[str],
+                scratch: Path) -> list[copyops.Source]:
         """Each source as a file to copy: heredocs and URLs (ADD) become files in the step's
         scratch directory, the rest is found in the context (ADD unpacks local archives)."""
         name = inst.cmd.upper()
@@ -604,7 +605,9 @@ class _Job:
             if marker in heredocs:
                 path = scratch / "heredocs" / marker
                 path.parent.mkdir(exist_ok=True)
-                path.write_text(heredocs[marker].content)
+                doc = heredocs[marker]
+                env = self._expansion_env(state)
+                path.write_text(shellwords.substitute(doc.content, env, self.escape) if doc.expand else doc.content)
                 os.chmod(path, 0o644)
                 found.append(copyops.Source(path=str(path), name=marker, is_dir=False))
             elif inst.cmd == "add" and urllib.parse.urlparse(src).scheme in ("http", "https"):

@@ -19,12 +19,13 @@ _NAME_CHARS = _NAME_START | set("0123456789")
 
 
 class _Lexer:
-    def __init__(self, text: str, env: Mapping[str, str], escape: str, split: bool) -> None:
+    def __init__(self, text: str, env: Mapping[str, str], escape: str, split: bool, quotes: bool = True) -> None:
         self.text = text
         self.pos = 0
         self.env = env
         self.escape = escape
         self.split = split
+        self.quotes = quotes  # False: quotes are plain characters (heredoc bodies)
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -46,12 +47,14 @@ class _Lexer:
                 word, started = [], False
                 continue
             started = True
-            if ch == self.escape:
+            if ch == self.escape and not self.quotes:
+                word.append(self.take() if self.peek() in ("$", self.escape) else ch)
+            elif ch == self.escape:
                 nxt = self.take()
                 word.append(nxt)
-            elif ch == "'":
+            elif ch == "'" and self.quotes:
                 word.append(self._single())
-            elif ch == '"':
+            elif ch == '"' and self.quotes:
                 word.append(self._double())
             elif ch == "$":
                 word.append(self._variable())
@@ -150,3 +153,9 @@ def expand(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
 def words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
     """Whitespace-separated words, each with quotes removed and variables substituted."""
     return _Lexer(text, env, escape, split=True).run()
+
+
+def substitute(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """A heredoc body: variables substituted, quotes and whitespace kept as written."""
+    parts = _Lexer(text, env, escape, split=False, quotes=False).run()
+    return parts[0] if parts else ""
