@@ -468,3 +468,25 @@ def test_run_options_and_symlinked_source(dockyardd, ctx):
     listing = out.split("Running in", 1)[1]
     assert "through the link\n" in listing and "10.1.2.3" in listing
     assert "\n1\n" in listing  # --network none: only lo
+
+
+def test_cache_is_never_wrong(dockyardd, ctx):
+    (ctx / "d").mkdir()
+    (ctx / "d" / "a").write_text("a\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nARG V=1\nCOPY d /d/\nRUN ls -l /d; echo v=$V\n")
+
+    def steps_cached(*args):
+        return built(build(dockyardd, ctx, *args), dockyardd).count(" ---> Using cache")
+
+    steps_cached()
+    assert steps_cached() == 3
+    os.utime(ctx / "d" / "a", (1, 1))
+    assert steps_cached() == 3  # a new mtime alone is no change (as on dockerd)
+    os.chmod(ctx / "d" / "a", 0o600)
+    assert steps_cached() == 1  # mode: COPY and RUN again
+    (ctx / "d" / "b").write_text("")
+    assert steps_cached() == 1  # a new file
+    assert steps_cached("--build-arg", "V=2") == 2  # ARG (cached: its default) ... RUN sees V=2
+    assert steps_cached("--build-arg", "V=2") == 3
+    (ctx / ".dockerignore").write_text("d/a\n")
+    assert steps_cached() == 1  # the ignore file changed what COPY sees

@@ -444,7 +444,8 @@ class _Job:
                         workdir: str = "") -> AsyncIterator[stream.Message | None]:
         cmd = self._created_by(state, comment)
         created_by = " ".join(cmd)
-        key = cachemod.step_key(created_by, state.conf.config, repr(sorted(state.args.items())))
+        # build args matter only where expanded, and an expanded value is in the comment already
+        key = cachemod.step_key(created_by, state.conf.config)
         hit = self._probe(state, key, created_by)
         if hit is not None:
             state.image = hit
