@@ -33,6 +33,11 @@ class VolumeUsage(Protocol):
         """Volumes (apitypes.volume.Volume) with UsageData, for /system/df."""
 
 
+class BuildCacheUsage(Protocol):
+    def disk_usage(self) -> list[dict[str, Any]]:
+        """The classic builder's cache records (moby's BuildCache shape), for /system/df."""
+
+
 class ImageCounts(Protocol):
     def count(self) -> int: ...
 
@@ -84,9 +89,11 @@ def _read_flag(path: str) -> bool:
 
 class SystemService:
     def __init__(self, config: DaemonConfig, containers: ContainerCounts, images: ImageCounts,
-                 runtimes: dict[str, str], volumes: VolumeUsage | None = None) -> None:
+                 runtimes: dict[str, str], volumes: VolumeUsage | None = None,
+                 build_cache: BuildCacheUsage | None = None) -> None:
         self.config = config
         self.volumes = volumes
+        self.build_cache = build_cache
         self.containers = containers
         self.images = images
         self.runtimes = runtimes  # name -> path ("dockyard" -> our builtin)
@@ -201,7 +208,7 @@ class SystemService:
             "Images": images.get("Images", []),
             "Containers": self.containers.disk_usage(),
             "Volumes": msgspec.to_builtins(self.volumes.disk_usage()) if self.volumes else [],
-            "BuildCache": [],
+            "BuildCache": self.build_cache.disk_usage() if self.build_cache else [],
         }
 
 
