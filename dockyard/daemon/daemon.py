@@ -61,7 +61,7 @@ class Daemon:
         self.build = BuildService(config, self.db, BuildImages(self.images), self.containers, self.events,
                                   puller=self.distribution)
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),
-                                    volumes=self.volumes)
+                                    volumes=self.volumes, build_cache=self.build)
 
     def _runtimes(self) -> dict[str, str]:
         return {"dockyard": "builtin", **self.config.runtimes}

@@ -490,3 +490,16 @@ def test_cache_is_never_wrong(dockyardd, ctx):
     assert steps_cached("--build-arg", "V=2") == 3
     (ctx / ".dockerignore").write_text("d/a\n")
     assert steps_cached() == 1  # the ignore file changed what COPY sees
+
+
+def test_system_df_counts_the_build_cache(dockyardd, ctx):
+    ok(dockyardd, "builder", "prune", "-f")
+    (ctx / "f").write_text("12345678")
+    (ctx / "Dockerfile").write_text("FROM busybox\nENV A=1\nCOPY f /f\n")
+    built(build(dockyardd, ctx), dockyardd)
+    line = next(x for x in ok(dockyardd, "system", "df").splitlines() if x.startswith("Build Cache"))
+    assert line.split()[2:4] == ["2", "0"] and "8B" in line
+    pruned = ok(dockyardd, "builder", "prune", "-f")
+    assert pruned.count("\n") >= 3
+    line = next(x for x in ok(dockyardd, "system", "df").splitlines() if x.startswith("Build Cache"))
+    assert line.split()[2] == "0"

@@ -37,16 +37,18 @@ class BuildCache:
             cur.execute("INSERT OR REPLACE INTO build_cache (parent, key, image_id, created) VALUES (?, ?, ?, ?)",
                         (parent, key, image_id, created))
 
-    def forget(self, image_ids: list[str]) -> None:
-        with self._db.transaction() as cur:
-            cur.executemany("DELETE FROM build_cache WHERE image_id = ?", [(i,) for i in image_ids])
-
-    def count(self) -> int:
-        return self._db.query("SELECT COUNT(*) FROM build_cache")[0][0]
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(parent, key, image_id, created) of every cached step."""
+        return [tuple(r) for r in self._db.query(
+            "SELECT parent, key, image_id, created FROM build_cache ORDER BY created")]  # type: ignore[misc]
 
     def prune(self) -> list[str]:
-        """Forget every row; returns the image IDs the cache held (the caller may remove them)."""
+        """Forget every row; returns their record IDs (as ``system df -v`` shows them)."""
         with self._db.transaction() as cur:
-            ids = [r[0] for r in cur.execute("SELECT DISTINCT image_id FROM build_cache").fetchall()]
+            ids = [record_id(r[0]) for r in cur.execute("SELECT key FROM build_cache").fetchall()]
             cur.execute("DELETE FROM build_cache")
         return ids
+
+
+def record_id(key: str) -> str:
+    return key[:25]

@@ -75,6 +75,15 @@ class BuildImages:
         assert record is not None
         return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)
 
+    def own_layer_size(self, image: BaseImage) -> int:
+        """The size of the layer the image's step added (0 when it added none)."""
+        record = self._service.store.get(image.id)
+        parent = self._service.store.get(record.parent) if record and record.parent else None
+        if record is None or record.top_chain_id is None or \
+                (parent is not None and parent.top_chain_id == record.top_chain_id):
+            return 0
+        return self._service.layers.chain(record.top_chain_id)[0].size
+
     def tag(self, image_id: str, name: str) -> str:
         """Tag the image; returns the familiar name Docker prints."""
         ref = references.parse_tagged(name)

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import shutil
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO
+from typing import Any, AsyncIterator, BinaryIO
 
 from dockyard.daemon.build import context as contextmod
 from dockyard.daemon.build import copy as copyops
 from dockyard.daemon.build import run
 from dockyard.daemon.build.builder import BasePuller, Builder, BuildOptions
-from dockyard.daemon.build.cache import BuildCache
+from dockyard.daemon.build.cache import BuildCache, record_id
 from dockyard.daemon.build.images import BuildImages
 from dockyard.daemon.build.run import RunContainers
 from dockyard.daemon.build.stream import Message
@@ -73,5 +73,18 @@ class BuildService:
         forgotten = self._cache.prune()
         return {"CachesDeleted": forgotten, "SpaceReclaimed": 0}
 
-    def cache_records(self) -> int:
-        return self._cache.count()
+    def disk_usage(self) -> list[dict[str, Any]]:
+        """``system df``: one record per cached step whose image still exists; a step that made
+        a layer counts that layer's size (metadata steps are 0 B)."""
+        records = []
+        for parent, key, image_id, created in self._cache.rows():
+            image = self._images.get(image_id)
+            if image is None:
+                continue
+            history = image.config.history or []
+            records.append({
+                "ID": record_id(key), "Parent": parent, "Parents": [parent], "Type": "regular",
+                "Description": history[-1].created_by if history else "", "InUse": False, "Shared": False,
+                "Size": self._images.own_layer_size(image), "CreatedAt": created, "LastUsedAt": created,
+                "UsageCount": 1})
+        return records
