@@ -522,20 +522,21 @@ def extract_layer(fileobj: BinaryIO, dest: Path, tee: BinaryIO | None = None) ->
     return ExtractResult("sha256:" + source.hash.hexdigest(), extractor.size, source.size)
 
 
-def _check_link(member: tarfile.TarInfo) -> None:
+def _check_link(member: tarfile.TarInfo, any_symlink_target: bool = False) -> None:
     """docker cp's rule for names and links: the entry, a hardlink's target and a relative
     symlink's target must stay inside the destination (an absolute symlink is read in the
-    container's root)."""
+    container's root). A build context or a COPY keeps any symlink as it is (``any_symlink_target``):
+    extraction never writes through a symlink, and readers resolve them in their root."""
     _split(member.name, member.name)
     if member.islnk():
         _split(member.linkname.lstrip("/"), member.name)
-    elif member.issym() and not member.linkname.startswith("/"):
+    elif member.issym() and not member.linkname.startswith("/") and not any_symlink_target:
         parent = member.name.rstrip("/").rpartition("/")[0]
         _split(f"{parent}/{member.linkname}" if parent else member.linkname, member.name)
 
 
 def extract_copy(fileobj: BinaryIO, dest_fd: int, owner: tuple[int, int] | None = None,
-                 no_overwrite_dir_non_dir: bool = False) -> None:
+                 no_overwrite_dir_non_dir: bool = False, any_symlink_target: bool = False) -> None:
     """Unpack a plain (or compressed) tar into the directory ``dest_fd``, docker cp style:
     ``.wh.`` names are ordinary files, entries are owned by ``owner`` or keep the tar's ids.
 
@@ -554,7 +555,7 @@ def extract_copy(fileobj: BinaryIO, dest_fd: int, owner: tuple[int, int] | None 
                 for member in tar:
                     if check_only:
                         try:
-                            _check_link(member)
+                            _check_link(member, any_symlink_target)
                         except errdefs.InvalidParameter:
                             raise errdefs.InvalidParameter(
                                 f"refusing to extract {member.name!r}: it would be written, or link, outside "
