@@ -503,3 +503,18 @@ def test_system_df_counts_the_build_cache(dockyardd, ctx):
     assert pruned.count("\n") >= 3
     line = next(x for x in ok(dockyardd, "system", "df").splitlines() if x.startswith("Build Cache"))
     assert line.split()[2] == "0"
+
+
+def test_symlink_cannot_pull_a_host_file_into_the_image(dockyardd, ctx):
+    os.symlink("/etc/hostname", ctx / "evil")
+    os.symlink("../../../../../../etc", ctx / "up")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY evil /x\n")
+    r = build(dockyardd, ctx)
+    assert r.returncode == 1 and "not found" in r.stderr.decode()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY up/hostname /x\n")
+    r = build(dockyardd, ctx)
+    assert r.returncode == 1 and "not found" in r.stderr.decode()
+    # the links themselves are ordinary content: copied as they are
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY . /c/\nRUN readlink /c/up; readlink /c/evil\n")
+    out = built(build(dockyardd, ctx), dockyardd)
+    assert "../../../../../../etc\n/etc/hostname\n" in out

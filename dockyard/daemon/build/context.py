@@ -90,7 +90,7 @@ def open_context(body: BinaryIO, dockerfile_name: str, remote: str, scratch: Pat
             _complete_plain_tar(source)
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                extract_copy(source, fd)
+                extract_copy(source, fd, any_symlink_target=True)
             finally:
                 os.close(fd)
         elif remote or dockerfile_name in ("", "-"):

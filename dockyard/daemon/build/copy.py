@@ -207,12 +207,12 @@ def copy_into(rootfs: Path, sources: list[Source], dest: str, owner: tuple[int, 
             try:
                 if source.unpack:
                     with open(source.path, "rb") as archive:
-                        extract_copy(archive, dest_fd, owner=owner)
+                        extract_copy(archive, dest_fd, owner=owner, any_symlink_target=True)
                     continue
                 with tempfile.TemporaryFile() as spool:
                     _tar(spool, source, rename, owner or (0, 0), chmod, exclude)
                     spool.seek(0)
-                    extract_copy(spool, dest_fd, owner=owner or (0, 0))
+                    extract_copy(spool, dest_fd, owner=owner or (0, 0), any_symlink_target=True)
             finally:
                 os.close(dest_fd)
     finally:
