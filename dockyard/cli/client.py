@@ -8,12 +8,13 @@ attach uses (``Connection: Upgrade`` / ``Upgrade: tcp`` -> ``101``, then a raw s
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
 from typing import Any, Iterator
 from urllib.parse import quote, urlencode
+
+from dockyard.cli.transport import Connection, RemoteDisconnected, Response
 
 CLIENT_API_VERSION = "1.50"
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
@@ -53,21 +54,6 @@ class TLSOptions:
         self.verify, self.ca_cert, self.cert, self.key = verify, ca_cert, cert, key
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    """http.client over an AF_UNIX socket; the Host header stays a harmless 'localhost'."""
-
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
 def parse_host(host: str, tls: bool) -> tuple[str, str, int]:
     """``unix:///p`` -> ("unix", "/p", 0); ``tcp://h:p`` -> ("tcp", h, p) (2375, or 2376 with TLS)."""
     if host.startswith("unix://"):
@@ -93,7 +79,7 @@ class Client:
         self.timeout = timeout
         self.scheme, self.address, self.port = parse_host(host, tls is not None)
         self._version = version
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Connection | None = None
         self.server_os = "linux"
 
     # -- transport --------------------------------------------------------------------------
@@ -107,16 +93,12 @@ class Client:
             ctx.load_cert_chain(self.tls.cert, self.tls.key)
         return ctx
 
-    def _new_connection(self, timeout: float | None) -> http.client.HTTPConnection:
-        if self.scheme == "unix":
-            return _UnixConnection(self.address, timeout=timeout)
-        if self.tls is not None:
-            return http.client.HTTPSConnection(self.address, self.port, timeout=timeout,
-                                               context=self._ssl_context())
-        return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
+    def _new_connection(self, timeout: float | None) -> Connection:
+        context = self._ssl_context() if self.tls is not None and self.scheme != "unix" else None
+        return Connection(self.scheme, self.address, self.port, timeout=timeout, ssl_context=context)
 
     def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
-              ) -> http.client.HTTPResponse:
+              ) -> Response:
         headers = {"User-Agent": USER_AGENT, **headers}
         while True:
             reused = self._conn is not None
@@ -124,10 +106,10 @@ class Client:
                 self._conn = self._new_connection(self.timeout)
             try:
                 self._conn.request(method, url, body=body, headers=headers)
-                return self._conn.getresponse()
+                return self._conn.getresponse(method)
             except (FileNotFoundError, ConnectionRefusedError, socket.gaierror):
                 raise ConnectError(self.host) from None
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+            except (RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 # a kept-alive connection the server had closed: resend once on a fresh one; a fresh
                 # connection that fails is the daemon going away (never resend: it may have acted)
                 self._conn.close()
@@ -170,7 +152,7 @@ class Client:
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None,
                 body: Any = None, headers: dict[str, str] | None = None,
-                raw_body: bytes | None = None) -> http.client.HTTPResponse:
+                raw_body: bytes | None = None) -> Response:
         """Send a request; raise APIError for an error status; return the open response."""
         hdrs = dict(headers or {})
         data = raw_body
@@ -185,14 +167,14 @@ class Client:
         return resp
 
     def request_stream(self, method: str, path: str, query: dict[str, Any] | None,
-                       body_iter: Iterator[bytes], headers: dict[str, str]) -> http.client.HTTPResponse:
+                       body_iter: Iterator[bytes], headers: dict[str, str]) -> Response:
         """A request whose body is streamed with chunked encoding (image load/import)."""
         if self._conn is None:
             self._conn = self._new_connection(self.timeout)
         try:
             self._conn.request(method, self.url(path, query), body=body_iter,
                                headers={"User-Agent": USER_AGENT, **headers}, encode_chunked=True)
-            resp = self._conn.getresponse()
+            resp = self._conn.getresponse(method)
         except (FileNotFoundError, ConnectionRefusedError):
             raise ConnectError(self.host) from None
         if resp.status >= 400:
@@ -219,8 +201,8 @@ class Client:
     def hijack(self, path: str, query: dict[str, Any], body: Any = None) -> tuple[socket.socket, bytes]:
         """POST with ``Upgrade: tcp``; return the raw socket and any bytes read past the headers.
 
-        http.client cannot hand over its socket after a 101, so this speaks the few lines of
-        HTTP itself on a connection of its own.
+        The answer's head is read here, byte-exact, so that whatever the daemon sends right after
+        the 101 is handed back with the socket rather than left in a reader's buffer.
         """
         url = self.url(path, query)
         conn = self._new_connection(None)
@@ -278,10 +260,16 @@ def _message_of(data: bytes, status: int) -> str:
     except ValueError:
         pass
     text = data.decode(errors="replace").strip()
-    return text or http.client.responses.get(status, f"status {status}")
+    return text or _REASONS.get(status, f"status {status}")
 
 
-def error_from_response(resp: http.client.HTTPResponse) -> APIError:
+# the phrases for an error answer without a body (the few statuses the daemon uses)
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict", 500: "Internal Server Error",
+            501: "Not Implemented", 503: "Service Unavailable"}
+
+
+def error_from_response(resp: Response) -> APIError:
     return APIError(resp.status, _message_of(resp.read(), resp.status))
 
 

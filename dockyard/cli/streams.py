@@ -73,7 +73,7 @@ def socket_chunks(sock: socket.socket, first: bytes) -> Iterator[bytes]:
         yield data
 
 
-def response_chunks(resp) -> Iterator[bytes]:  # noqa: ANN001 - http.client.HTTPResponse
+def response_chunks(resp) -> Iterator[bytes]:  # noqa: ANN001 - a dockyard.cli.transport.Response
     while True:
         data = resp.read1(65536)
         if not data:
