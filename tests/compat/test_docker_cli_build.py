@@ -518,3 +518,20 @@ def test_symlink_cannot_pull_a_host_file_into_the_image(dockyardd, ctx):
     (ctx / "Dockerfile").write_text("FROM busybox\nCOPY . /c/\nRUN readlink /c/up; readlink /c/evil\n")
     out = built(build(dockyardd, ctx), dockyardd)
     assert "../../../../../../etc\n/etc/hostname\n" in out
+
+
+def test_dockyard_cli_does_not_send_ignored_files(dockyardd, ctx):
+    (ctx / "big").mkdir()
+    (ctx / "big" / "blob").write_bytes(os.urandom(1 << 20))
+    (ctx / "big" / "keep.txt").write_text("kept\n")
+    (ctx / "small.txt").write_text("s\n")
+    (ctx / ".dockerignore").write_text("big\n!big/keep.txt\nDockerfile\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY . /c/\nRUN find /c | sort\n")
+    r = dockyardd.dockyard("build", str(ctx))
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode()
+    sent = out.splitlines()[0]
+    assert sent.startswith("Sending build context to Docker daemon") and "MB" not in sent
+    listing = out.split("Running in", 1)[1]
+    assert "/c/big/keep.txt" in listing and "/c/big/blob" not in listing and "/c/small.txt" in listing
+    assert "/c/Dockerfile" not in listing  # sent for the daemon to read, then dropped as ignored

@@ -3,7 +3,8 @@
 import pytest
 
 from dockyard import errdefs
-from dockyard.daemon.build import dockerfile, dockerignore, shellwords
+from dockyard.apitypes import dockerignore
+from dockyard.daemon.build import dockerfile, shellwords
 
 
 def test_instructions_continuations_comments_and_forms():

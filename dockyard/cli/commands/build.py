@@ -3,8 +3,9 @@
 The context (a directory, ``-`` for a tar or a Dockerfile on stdin, or a URL the daemon
 fetches) is sent as a tar to ``POST /build``. A Dockerfile outside the context (``-f``) or
 on stdin (``-f -``) is added under a random ``.dockerfile.<hex>`` name and listed in
-``.dockerignore``, exactly as docker does, so ``COPY .`` never picks it up. The daemon
-applies ``.dockerignore`` (this client sends the whole directory). The stream is printed
+``.dockerignore``, exactly as docker does, so ``COPY .`` never picks it up. What
+``.dockerignore`` excludes is not sent (the daemon applies it again, for clients that do
+not filter). The stream is printed
 as it comes; ``-q`` prints only the image ID; ``--iidfile`` gets the ID from the aux message.
 """
 
@@ -19,6 +20,8 @@ import tarfile
 import tempfile
 from typing import Any, BinaryIO, Iterator
 
+from dockyard import errdefs
+from dockyard.apitypes import dockerignore
 from dockyard.cli.context import Context, StatusError
 from dockyard.cli.parser import DockyardParser
 from dockyard.cli.runopts import OptionError, _ulimits, bytes_flag
@@ -72,18 +75,44 @@ def _is_url(arg: str) -> bool:
     return arg.startswith(("http://", "https://", "git://", "github.com/"))
 
 
-def _context_tar(directory: str, dockerfile: bytes | None, dockerfile_name: str) -> BinaryIO:
+def _read_ignore(directory: str, dockerfile_rel: str) -> bytes:
+    for name in (dockerfile_rel + ".dockerignore" if dockerfile_rel else "", ".dockerignore"):
+        if name and os.path.isfile(os.path.join(directory, name)):
+            with open(os.path.join(directory, name), "rb") as f:
+                return f.read()
+    return b""
+
+
+def _add_tree(tar: tarfile.TarFile, directory: str, rel: str, patterns: list[dockerignore.Pattern],
+              keep: set[str]) -> None:
+    """Add what .dockerignore lets through (the Dockerfile and .dockerignore always go: the
+    daemon reads them, then drops them if they are ignored)."""
+    reincludes = any(p.exclusion for p in patterns)
+    for name in sorted(os.listdir(os.path.join(directory, rel))):
+        path_rel = f"{rel}/{name}" if rel else name
+        full = os.path.join(directory, path_rel)
+        excluded = path_rel not in keep and dockerignore.excluded(path_rel, patterns)
+        is_dir = os.path.isdir(full) and not os.path.islink(full)
+        if not excluded:
+            tar.add(full, arcname=path_rel, recursive=False)
+        if is_dir and (not excluded or reincludes):
+            _add_tree(tar, directory, path_rel, patterns, keep)
+
+
+def _context_tar(directory: str, dockerfile: bytes | None, dockerfile_name: str, dockerfile_rel: str) -> BinaryIO:
     """The directory as a tar (spooled), with an outside Dockerfile added as docker adds it."""
     spool = tempfile.TemporaryFile()
+    ignore = _read_ignore(directory, dockerfile_rel)
+    try:
+        patterns = dockerignore.parse(ignore.decode("utf-8", "replace"))
+    except errdefs.InvalidParameter as e:
+        raise StatusError(1, str(e)) from None
     with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        ignore_path = os.path.join(directory, ".dockerignore")
-        ignore = b""
-        for name in sorted(os.listdir(directory)):
-            if dockerfile is not None and name == ".dockerignore":
-                with open(ignore_path, "rb") as f:
-                    ignore = f.read()
-                continue
-            tar.add(os.path.join(directory, name), arcname=name)
+        keep = {dockerfile_rel or "Dockerfile", ".dockerignore"}
+        if dockerfile is not None:
+            keep.discard(".dockerignore")  # rewritten below
+            patterns.append(dockerignore.parse(".dockerignore")[0])
+        _add_tree(tar, directory, "", patterns, keep)
         if dockerfile is not None:
             if not ignore:
                 ignore = b".dockerignore\n"
@@ -168,7 +197,7 @@ def cmd_build(ctx: Context, opts: Any) -> int:
         if dockerfile is not None:
             name = f".dockerfile.{secrets.token_hex(10)}"
             query["dockerfile"] = name
-        body = _context_tar(target, dockerfile, name)
+        body = _context_tar(target, dockerfile, name, "" if dockerfile is not None else query.get("dockerfile") or "")
     if not opts.quiet and opts.progress != "quiet":
         size = body.seek(0, os.SEEK_END)
         body.seek(0)

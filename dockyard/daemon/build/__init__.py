@@ -3,7 +3,7 @@
 - ``dockerfile``: lines into instructions (directives, continuations, heredocs, flags, forms)
 - ``shellwords``: quotes, escapes and ``$var`` substitution; ``instructions``: metadata steps
 - ``context``: the uploaded (or remote) context unpacked, its Dockerfile and ``.dockerignore``
-  (``dockerignore``: Docker's pattern semantics)
+  (``dockyard.apitypes.dockerignore``: Docker's pattern semantics, shared with the CLI)
 - ``copy``: COPY/ADD sources resolved inside their root and written into a scratch rootfs;
   ``chown``: ``--chown`` names from the image's own passwd/group files
 - ``run``: RUN containers through the container service's public operations

@@ -32,7 +32,8 @@ from dockyard.daemon.build import cache as cachemod
 from dockyard.daemon.build import chown as chownmod
 from dockyard.daemon.build import copy as copyops
 from dockyard.daemon.build import dockerfile as parser
-from dockyard.daemon.build import dockerignore, instructions, run, shellwords, stream
+from dockyard.apitypes import dockerignore
+from dockyard.daemon.build import instructions, run, shellwords, stream
 from dockyard.daemon.build.context import Context
 from dockyard.daemon.build.images import SCRATCH, BaseImage, BuildImages
 from dockyard.apitypes.distribution import AuthConfig, JSONMessage

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dockyard import errdefs
-from dockyard.daemon.build import dockerignore
+from dockyard.apitypes import dockerignore
 from dockyard.storage.archive import extract_copy
 
 _SNIFF = 512

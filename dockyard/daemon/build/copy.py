@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from dockyard import errdefs
-from dockyard.daemon.build import dockerignore
+from dockyard.apitypes import dockerignore
 from dockyard.mount import Mount
 from dockyard.runtime import syscalls as sc
 from dockyard.storage import fsroot

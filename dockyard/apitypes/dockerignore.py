@@ -1,4 +1,5 @@
-"""``.dockerignore``: Docker's pattern semantics (moby's ``patternmatcher``).
+"""``.dockerignore``: Docker's pattern semantics (moby's ``patternmatcher``), shared by the client
+that filters the context it sends and the daemon that applies it again.
 
 Each line is a pattern; ``#`` lines and blank lines are skipped; a leading ``!`` re-includes.
 Patterns are cleaned like Go's ``filepath.Clean`` and anchored at the context root (a leading
