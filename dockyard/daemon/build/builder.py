@@ -517,7 +517,8 @@ class _Job:
         conf = state.conf.config
         env = list(conf.env or []) + [f"{k}={v}" for k, v in declared] + [f"{k}={v}" for k, v in proxies]
         container = await run.create(self.b._containers, state.image.id, command, env, conf.user or "",
-                                     conf.working_dir or "", self.options.resources)
+                                     conf.working_dir or "", self.options.resources,
+                                     transient=self.options.remove or self.options.force_remove)
         keep = False
         try:
             yield self.say(f" ---> Running in {container.id[:12]}\n")

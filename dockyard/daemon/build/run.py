@@ -67,10 +67,13 @@ class RunContainer:
 
 
 async def create(containers: RunContainers, image_id: str, cmd: list[str], env: list[str], user: str,
-                 working_dir: str, resources: RunResources) -> RunContainer:
+                 working_dir: str, resources: RunResources, transient: bool = True) -> RunContainer:
+    """``transient``: removed after its step (``--rm``, the default), so labelled for the clean-up
+    at start; a container ``--rm=false`` keeps is the user's, as on dockerd."""
     request = CreateRequest(image=image_id, cmd=cmd, entrypoint=[], env=env, user=user,
                             working_dir=working_dir, attach_stdout=True, attach_stderr=True,
-                            labels={BUILD_LABEL: "true"}, host_config=resources.host_config())
+                            labels={BUILD_LABEL: "true"} if transient else None,
+                            host_config=resources.host_config())
     created = containers.create(request)
     try:
         session = await containers.attach(created.id, stdin=False, stdout=True, stderr=True)
