@@ -74,8 +74,8 @@ async def versioned(request: web.Request, handler: Handler) -> web.StreamRespons
             version = match.group(1)
             versions.check(version)
             rel = match.group(2)
-            if request.query_string:
-                rel += "?" + request.query_string
+            if request.rel_url.raw_query_string:
+                rel += "?" + request.rel_url.raw_query_string
             request = request.clone(rel_url=rel)
             match_info = await request.app.router.resolve(request)
             match_info.add_app(request.app)
