@@ -535,3 +535,39 @@ def test_dockyard_cli_does_not_send_ignored_files(dockyardd, ctx):
     listing = out.split("Running in", 1)[1]
     assert "/c/big/keep.txt" in listing and "/c/big/blob" not in listing and "/c/small.txt" in listing
     assert "/c/Dockerfile" not in listing  # sent for the daemon to read, then dropped as ignored
+
+
+def test_git_context_over_http(dockyardd, tmp_path):
+    import functools
+    import http.server
+    import subprocess
+    import threading
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "sub").mkdir()
+    (work / "sub" / "Dockerfile").write_text("FROM busybox\nCOPY msg /msg\nCMD cat /msg\n")
+    (work / "sub" / "msg").write_text("from git\n")
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "one"], check=True)
+    subprocess.run([*git, "clone", "-q", "--bare", str(work), str(tmp_path / "srv" / "repo.git")], check=True)
+    subprocess.run(["git", "-C", str(tmp_path / "srv" / "repo.git"), "update-server-info"], check=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "srv"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/repo.git#main:sub"
+        tag = name()
+        from urllib.parse import quote
+        status, messages = _post_build(dockyardd, b"", f"remote={quote(url, safe='')}&t={tag}")
+        assert status == 200 and any(f"Successfully tagged {tag}:latest" in m.get("stream", "") for m in messages), \
+            messages
+        assert ok(dockyardd, "run", "--rm", tag) == "from git\n"
+        status, messages = _post_build(dockyardd, b"", f"remote={quote(url.replace('main:sub', 'nobranch'), safe='')}")
+        assert status == 400 and "git checkout" in messages[0]["message"]
+        ok(dockyardd, "rmi", tag)
+    finally:
+        server.shutdown()
+        thread.join()

@@ -3,6 +3,7 @@
 The body may be a plain, gzip, bzip2 or xz tar (the storage layer's safe extraction checks
 every entry first, so a hostile tar writes nothing outside the directory). ``remote`` may
 name a URL whose body is a tar (the context) or a text file (the Dockerfile alone).
+``remote`` may also be a git URL (cloned, ``#ref:subdir`` honoured, as Docker does).
 ``.dockerignore`` (or ``<Dockerfile>.dockerignore``) is applied here too, so a client that
 did not filter still gets Docker's result; ``COPY`` sources are later resolved inside the
 directory, never through a symlink that leaves it.
@@ -14,7 +15,9 @@ import os
 import posixpath
 import shutil
 import tarfile
+import subprocess
 import tempfile
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +36,10 @@ class Context:
     dockerfile: str  # the Dockerfile's text
     dockerfile_name: str  # context-relative path as asked for
     ignore: list[dockerignore.Pattern] = field(default_factory=list)
+    top: Path | None = None  # what close() removes when root is a part of it (a git subdirectory)
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.top or self.root, ignore_errors=True)
 
 
 def _is_tar(fileobj: BinaryIO) -> bool:
@@ -80,13 +84,19 @@ def open_context(body: BinaryIO, dockerfile_name: str, remote: str, scratch: Pat
     """Unpack the context under ``scratch``; the caller closes the Context."""
     scratch.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="context-", dir=scratch))
+    top = root
     try:
         source: BinaryIO = body
-        if remote:
+        dockerfile_text: str | None = None
+        git = bool(remote) and is_git_url(remote)
+        if git:
+            root = _git_clone(remote, top)
+        elif remote:
             source = tempfile.TemporaryFile()
             _fetch(remote, source)
-        dockerfile_text: str | None = None
-        if _is_tar(source):
+        if git:
+            pass  # the clone is the context
+        elif _is_tar(source):
             _complete_plain_tar(source)
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
             try:
@@ -106,10 +116,56 @@ def open_context(body: BinaryIO, dockerfile_name: str, remote: str, scratch: Pat
         ignore = _ignore_patterns(root, name)
         if ignore:
             _apply_ignore(root, ignore)
-        return Context(root=root, dockerfile=dockerfile_text, dockerfile_name=name, ignore=ignore)
+        return Context(root=root, dockerfile=dockerfile_text, dockerfile_name=name, ignore=ignore, top=top)
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)
         raise
+    finally:
+        if source is not body:
+            source.close()
+
+
+def is_git_url(url: str) -> bool:
+    """moby's urlutil.IsGitURL: git://, git@, github.com/, or an http(s) URL of a .git path."""
+    if url.startswith(("git://", "git@", "github.com/")):
+        return True
+    parsed = urllib.parse.urlparse(url)
+    return parsed.scheme in ("http", "https") and parsed.path.endswith(".git")
+
+
+def _git_clone(url: str, into: Path) -> Path:
+    """Clone ``url`` (``#ref:subdir`` as Docker reads it) into ``into``; returns the context dir."""
+    url, _, fragment = url.partition("#")
+    ref, _, subdir = fragment.partition(":")
+    if url.startswith("github.com/"):
+        url = "https://" + url
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    repo = into / "repo"
+
+    def git(*args: str, cwd: Path | None = None) -> None:
+        result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=600)
+        if result.returncode != 0:
+            raise errdefs.InvalidParameter(f"unable to prepare context: unable to 'git {args[0]}': "
+                                           f"{result.stderr.decode(errors='replace').strip()}")
+
+    try:
+        try:
+            git("clone", "--quiet", "--recurse-submodules", "--depth", "1", *(("--branch", ref) if ref else ()),
+                url, str(repo))
+        except errdefs.InvalidParameter:
+            # a commit rather than a branch or tag, or a server without shallow clones (dumb http)
+            shutil.rmtree(repo, ignore_errors=True)
+            git("clone", "--quiet", "--recurse-submodules", url, str(repo))
+            if ref:
+                git("checkout", "--quiet", ref, cwd=repo)
+    except FileNotFoundError:
+        raise errdefs.NotImplementedFeature("git is not installed: a git URL cannot be a build context") from None
+    if not subdir:
+        return repo
+    context = _inside(repo, subdir)
+    if context is None or not context.is_dir():
+        raise errdefs.InvalidParameter(f"unable to prepare context: subdirectory {subdir!r} not found in {url}")
+    return context
 
 
 def _inside(root: Path, rel: str) -> Path | None:
