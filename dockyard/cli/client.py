@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Iterator
-from urllib.parse import quote, urlencode
+TYPE_CHECKING = False  # typing costs ~4 ms of start-up; these names are for annotations only
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 from dockyard.cli.transport import Connection, RemoteDisconnected, Response
 
@@ -147,7 +148,7 @@ class Client:
                 elif v is not None:
                     items.append((k, _query_value(v)))
             if items:
-                url += "?" + urlencode(items)
+                url += "?" + "&".join(f"{_quote_plus(k)}={_quote_plus(v)}" for k, v in items)
         return url
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None,
@@ -286,9 +287,24 @@ def filters_arg(pairs: list[str] | None) -> dict[str, dict[str, bool]] | None:
     return out
 
 
+# percent-encoding by hand: urllib.parse (with ipaddress) is ~3 ms of every command's start-up
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_PATH_SAFE = _UNRESERVED | frozenset(b":@&=+$/")
+_QUERY_SAFE = _UNRESERVED | frozenset(b" ")
+
+
+def _percent(s: str, safe: frozenset[int]) -> str:
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in s.encode())
+
+
+def _quote_plus(s: str) -> str:
+    """urllib.parse.quote_plus: a form-encoded query key or value."""
+    return _percent(s, _QUERY_SAFE).replace(" ", "+")
+
+
 def path_quote(s: str) -> str:
     # docker puts names into paths as they are ("me/box:1"), escaping only what URLs cannot carry
-    return quote(s, safe=":@&=+$/")
+    return _percent(s, _PATH_SAFE)
 
 
 def from_environment(host: str | None, tls_flags: dict[str, Any]) -> Client:
