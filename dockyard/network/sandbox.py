@@ -30,9 +30,12 @@ from collections import deque
 from dataclasses import dataclass
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from dockyard.network import dns, netlink, netns, rtnl
+from dockyard.network import dns, netns, rtnl
+
+if TYPE_CHECKING:
+    from dockyard.network import netlink
 
 T = TypeVar("T")
 log = logging.getLogger("dockyard.network")
@@ -49,6 +52,12 @@ class Uplink:
     index: int  # the bridge's or the parent's ifindex
     mtu: int
     macvlan_mode: str = "bridge"
+
+
+def _netlink():  # noqa: ANN202 - the module, imported on the first cold-path use (pyroute2)
+    from dockyard.network import netlink
+
+    return netlink
 
 
 def veth_name() -> str:
@@ -84,8 +93,18 @@ class NetnsWorker:
 
     @property
     def host(self) -> netlink.IPRoute:
-        assert self._host is not None, "NetnsWorker methods run on its own thread"
+        """The pyroute2 socket of the host namespace, opened on first use (a cold-path job runs
+        with the thread back in the host namespace): pyroute2 is ~8 MB resident once imported,
+        and a daemon that only finds its bridge as it left it never needs it."""
+        assert threading.current_thread() is self._thread, "NetnsWorker methods run on its own thread"
+        if self._host is None:
+            self._host = _netlink().open_socket()
         return self._host
+
+    @property
+    def host_rtnl(self) -> rtnl.Socket:
+        assert self._host_rtnl is not None, "NetnsWorker methods run on its own thread"
+        return self._host_rtnl
 
     # ---- the thread ------------------------------------------------------------------------
 
@@ -95,7 +114,6 @@ class NetnsWorker:
             for stale in self._dir.glob(SPARE_PREFIX + "*"):  # left by a previous daemon
                 netns.remove(stale)
             self._host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            self._host = netlink.open_socket()
             self._host_rtnl = rtnl.Socket()
         except BaseException as e:
             ready.set_exception(e)
@@ -296,32 +314,38 @@ class NetnsWorker:
         assert self._host_rtnl is not None
         return self._host_rtnl.link_kind_supported(kind)
 
+    # (what a daemon start does with an existing bridge goes through rtnl, without pyroute2)
+
     def link_exists(self, name: str) -> int | None:
-        return netlink.link_index(self.host, name)
+        return self.host_rtnl.link_index(name)
 
     def bridge_state(self, name: str) -> tuple[int, str | None, list[ipaddress.IPv4Interface]] | None:
         """(index, kind, IPv4 addresses) of a link, None when it does not exist."""
-        index = netlink.link_index(self.host, name)
+        index = self.host_rtnl.link_index(name)
         if index is None:
             return None
-        return index, netlink.link_kind(self.host, index), netlink.ipv4_addresses(self.host, index)
+        return index, self.host_rtnl.link_info(index)[1], self.host_rtnl.ipv4_addresses(index)
 
     def networks_in_use(self) -> list[ipaddress.IPv4Network]:
-        return netlink.networks_in_use(self.host)
+        return _netlink().networks_in_use(self.host)
 
     def create_bridge(self, name: str, gateway: ipaddress.IPv4Interface,
                       gateway6: ipaddress.IPv6Interface | None = None, mtu: int | None = None) -> int:
-        return netlink.create_bridge(self.host, name, gateway, gateway6, mtu)
+        if gateway6 is not None:
+            return _netlink().create_bridge(self.host, name, gateway, gateway6, mtu)
+        index = self.host_rtnl.add_bridge(name, mtu)
+        self.host_rtnl.add_ipv4_address_up(index, gateway)
+        return index
 
     def ensure_bridge_up(self, index: int, gateway: ipaddress.IPv4Interface,
                          gateway6: ipaddress.IPv6Interface | None = None) -> None:
-        netlink.ensure_address(self.host, index, gateway)
+        missing = gateway not in self.host_rtnl.ipv4_addresses(index)
         if gateway6 is not None:
-            netlink.ensure_address6(self.host, index, gateway6)
-        netlink.set_up(self.host, index)
+            _netlink().ensure_address6(self.host, index, gateway6)
+        self.host_rtnl.add_ipv4_address_up(index, gateway if missing else None)
 
     def link_mtu(self, index: int) -> int:
-        return netlink.link_mtu(self.host, index)
+        return self.host_rtnl.link_info(index)[0]
 
     def delete_link(self, name: str) -> None:
-        netlink.delete_link(self.host, name)
+        _netlink().delete_link(self.host, name)
