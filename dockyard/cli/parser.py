@@ -4,6 +4,9 @@ argument-count errors (exit 1), and flags interspersed with arguments where dock
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
 TYPE_CHECKING = False  # typing costs ~4 ms of start-up; these names are for annotations only
 if TYPE_CHECKING:
     from typing import Any, NoReturn, Sequence
@@ -20,9 +23,27 @@ def _plural(n: int) -> str:
     return "argument" if n == 1 else "arguments"
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal width: left to find it itself, it imports shutil
+    (and with it bz2 and lzma, ~3 ms of every command's start-up) the moment a flag is added."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ.get("COLUMNS", "0"))
+        except ValueError:
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 0
+        super().__init__(prog, width=(columns or 80) - 2)
+
+
 class DockyardParser(argparse.ArgumentParser):
     def __init__(self, prog: str, short: str) -> None:
-        super().__init__(prog=prog, description=short, add_help=False, allow_abbrev=False)
+        super().__init__(prog=prog, description=short, add_help=False, allow_abbrev=False,
+                         formatter_class=_Formatter)
         self.short = short
         self.args_usage = ""
         self.min_args = 0

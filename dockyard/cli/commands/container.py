@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 TYPE_CHECKING = False  # typing costs ~4 ms of start-up; these names are for annotations only
 if TYPE_CHECKING:
@@ -190,6 +189,8 @@ class _Waiter:
     """
 
     def __init__(self, client: Client, cid: str, condition: str) -> None:
+        import threading  # only run and start -a wait: not on every command's start-up
+
         self.client, self.cid, self.condition = client, cid, condition
         self.registered = threading.Event()
         self.done = threading.Event()
@@ -197,6 +198,8 @@ class _Waiter:
         self.error: str | None = None
 
     def start(self) -> None:
+        import threading
+
         threading.Thread(target=self._run, daemon=True).start()
         self.registered.wait(5)
 
@@ -258,6 +261,8 @@ class _SignalProxy:
                 pass
             finally:
                 conn.close()
+
+        import threading
 
         threading.Thread(target=send, daemon=True).start()
 
