@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import msgspec
@@ -36,6 +34,11 @@ class RuncRuntime:
     def _run(self, *args: str, stdio: tuple[int, int, int] | None = None) -> str:
         """Run one verb; runc's log goes to a temp file (a pipe would be held open by the
         container's init until it execs)."""
+        # imported here, in the shim that runs runc: the zygote every shim forks from stays
+        # without threading (subprocess imports it), whose after-fork hook dirties ~0.4 MB a shim
+        import subprocess
+        import tempfile
+
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.root, prefix=".log-") as log:
             command = [self.binary, "--root", str(self.root), "--log", log.name, "--log-format", "json", *args]
@@ -84,6 +87,8 @@ class RuncRuntime:
     ) -> int:
         """``runc exec --detach --process``: runc exits once the process runs, leaving it to the
         nearest child subreaper (the shim), which reaps it."""
+        import tempfile
+
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.root, prefix=".exec-", suffix=".json") as spec_file, \

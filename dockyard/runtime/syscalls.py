@@ -8,11 +8,12 @@ the kernel's (x86_64). Nothing here decides policy.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# the process's own symbols, libc's among them: ctypes.util.find_library would run ldconfig and
+# import subprocess (and threading) into the zygote that every shim is forked from
+_libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
