@@ -459,11 +459,11 @@ def _reap_failed(pid: int) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    # atomic by the rename; no fsync: a pid file names a process, which a power loss ends anyway
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, text.encode())
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
