@@ -84,7 +84,10 @@ def test_service_health_wiring(env):  # noqa: F811
             test=["CMD", "true"], interval=10_000_000))).id
         await svc.start(cid)
         assert svc.get(cid).health.status == "starting"
-        await asyncio.sleep(0.1)
+        for _ in range(200):
+            if svc.get(cid).health.status == "healthy":
+                break
+            await asyncio.sleep(0.01)
         assert svc.get(cid).health.status == "healthy"
         assert "health_status: healthy" in events.actions()
         await svc.kill(cid)

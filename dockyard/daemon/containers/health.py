@@ -160,6 +160,8 @@ class HealthMonitor:
             await asyncio.sleep(schedule.next_delay(health.status, time.time() - started_at))
             began = time.time()
             result = await self._probe(container_id, command, schedule.timeout)
+            if self._loops.get(container_id) is not asyncio.current_task():
+                return  # stopped meanwhile: wait_for can swallow a cancel that meets its result
             changed = record(health, result, schedule, began - started_at)
             try:
                 self._report(container_id, health, changed)
