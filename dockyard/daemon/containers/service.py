@@ -502,7 +502,10 @@ class ContainerService:
         if running is not None and rec.state.running:
             if not force:
                 st.transition(rec.state, st.REMOVING, rec.name)  # raises Docker's 409
-            await self._signal(rec, running, signals.SIGKILL)
+            try:
+                await self._signal(rec, running, signals.SIGKILL)
+            except errdefs.Conflict:
+                pass  # it exited between the check and the kill: force rm goes on, as dockerd's
             await running.exited.wait()
         async with self._lock(rec.id):
             if not self._store.has_id(rec.id):
