@@ -73,3 +73,13 @@ def test_images_api(docker_client):
     assert "pytag:v1" in docker_client.images.get("pytag:v1").tags
     docker_client.images.remove("pytag:v1")
     assert any("busybox:latest" in i.tags for i in docker_client.images.list())
+
+
+def test_force_remove_races_with_exit(docker_client):
+    """rm -f right as the container exits succeeds every time (dockerd's behaviour)."""
+    for i in range(10):
+        c = docker_client.containers.run("busybox", "true", detach=True)
+        time.sleep(0.005 * (i % 4))
+        c.remove(force=True)
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(c.id)
