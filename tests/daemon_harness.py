@@ -194,7 +194,9 @@ def _remove_cgroups(parent: str) -> None:
         top = base / parent.lstrip("/")
         if not top.exists():
             continue
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(str(p)), reverse=True):
+        # children first; a directory may vanish meanwhile (its runtime removes it)
+        found = [Path(dirpath) for dirpath, _, _ in os.walk(top, onerror=lambda e: None)]
+        for d in sorted(found, key=lambda p: len(str(p)), reverse=True):
             _rmdir_cgroup(d)
         _rmdir_cgroup(top)
 
