@@ -56,6 +56,8 @@ class Daemon:
         self.containers.exec_ids = self.execs.running_ids
         self.containers.use_probe_runner(health.exec_probe(self.execs))  # health checks run via exec
         self.images.containers = self.containers
+        self.networks.endpoints_changed = self.containers.network_endpoints_changed
+        self.networks.stopped_containers = self.containers
         self.images.commit_source = self.containers
         self.distribution = DistributionService(config, self.images, registry_client(config))
         self.build = BuildService(config, self.db, BuildImages(self.images), self.containers, self.events,

@@ -52,8 +52,14 @@ class FakeNetworks:
         self.sandboxes: dict[str, str] = {}
         self.fail: str | None = None
 
+    def check_endpoints(self, mode, configs) -> None:
+        pass
+
+    def container_renamed(self, container_id, name) -> None:
+        pass
+
     async def create_sandbox(self, container_id, mode, hostname, domainname, dns, dns_search, dns_options,
-                             extra_hosts, data_dir) -> SandboxInfo:
+                             extra_hosts, data_dir, peer_netns=None, container_name="", **network_options) -> SandboxInfo:
         if self.fail:
             raise errdefs.System(self.fail)
         self.sandboxes[container_id] = mode

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard import errdefs
-from dockyard.apitypes.container import ContainerConfig, CreateRequest, HealthConfig, HostConfig
+from dockyard.apitypes.container import (
+    ContainerConfig, CreateRequest, EndpointSettings, HealthConfig, HostConfig,
+)
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import spec as specmod
 from dockyard.daemon.interfaces import ImageInfo
@@ -243,6 +245,13 @@ def resolve_runtime(name: str, config: DaemonConfig) -> tuple[str, str]:
         if binary:
             return name, binary
     raise errdefs.InvalidParameter(f"unknown or invalid runtime name: {name}")
+
+
+def endpoints_config(request: CreateRequest, network_mode: str) -> dict[str, EndpointSettings]:
+    """NetworkingConfig.EndpointsConfig as the record keeps it ("default" is the bridge)."""
+    given = (request.networking_config.endpoints_config or {}) if request.networking_config else {}
+    return {("bridge" if name == "default" else name): config or EndpointSettings()
+            for name, config in given.items()}
 
 
 def prepare(request: CreateRequest, image: ImageInfo, container_id: str, config: DaemonConfig) -> Created:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import msgspec
 
-from dockyard.apitypes.container import ContainerConfig, EndpointSettings, Health, HostConfig, MountPoint, State
+from dockyard.apitypes.container import (
+    ContainerConfig, EndpointSettings, Health, HostConfig, MountPoint, PortBinding, State,
+)
 
 
 class RootfsMount(msgspec.Struct):
@@ -40,6 +42,7 @@ class ContainerRecord(msgspec.Struct, kw_only=True):
     resolv_conf_path: str = ""
     sandbox_key: str = ""
     networks: dict[str, EndpointSettings] = {}
+    ports: dict[str, list[PortBinding] | None] = {}  # NetworkSettings.Ports while running
     mounts: list[MountPoint] = []
     rootfs_mounts: list[RootfsMount] = []  # made at create, as Docker makes the RW layer then
 

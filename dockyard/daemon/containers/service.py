@@ -29,8 +29,8 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.apitypes.container import (
-    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse, UpdateRequest,
-    WaitResponse,
+    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, EndpointSettings, PruneResponse,
+    UpdateRequest, WaitResponse,
 )
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import archive as cp
@@ -52,7 +52,9 @@ from dockyard.daemon.containers.logs import LogOptions, read as read_logs
 from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
 from dockyard.daemon.containers.store import ContainerStore
 from dockyard.daemon.containers.top import TopResponse
-from dockyard.daemon.interfaces import CommitTarget, EventSink, ImageLookup, NetworkAttacher, VolumeMounter
+from dockyard.daemon.interfaces import (
+    CommitTarget, EventSink, ImageLookup, NetworkAttacher, SandboxInfo, VolumeMounter,
+)
 from dockyard.mount import Mount
 from dockyard.shim import rootfs
 from dockyard.shim.client import ExitStatus, ShimHandle, ShimManager
@@ -152,6 +154,8 @@ class ContainerService:
         image = startup.resolve_image(self._images, request.image)
         cid = names.new_id(self._store.has_id)
         prepared = creating.prepare(request, image, cid, self._config)
+        endpoints = creating.endpoints_config(request, prepared.host_config.network_mode)
+        self._networks.check_endpoints(prepared.host_config.network_mode, endpoints)
         name = name or names.generate_name(lambda n: self._store.holder_of(n) is not None)
         data_dir = self._data_dir(cid)
         mounts = self._volumes.resolve_mounts(cid, prepared.host_config, prepared.config.volumes,
@@ -169,7 +173,7 @@ class ContainerService:
                 host_config=prepared.host_config, runtime=prepared.runtime,
                 log_path=(str(data_dir / f"{cid}-json.log")
                           if prepared.host_config.log_config.type == "json-file" else ""),
-                mounts=mounts,
+                mounts=mounts, networks=endpoints,
                 rootfs_mounts=[RootfsMount(type=m.type, source=m.source, options=list(m.options))
                                for m in rootfs],
             )
@@ -215,7 +219,8 @@ class ContainerService:
         rec.has_been_started = True
         rec.manually_stopped = False
         rec.sandbox_key = sandbox.netns_path or ""
-        rec.networks = startup.endpoints(sandbox)
+        rec.networks = startup.endpoints(sandbox, rec.networks)
+        rec.ports = sandbox.ports
         rec.hostname_path = str(sandbox.hostname_path or "")
         rec.hosts_path = str(sandbox.hosts_path or "")
         rec.resolv_conf_path = str(sandbox.resolv_conf_path or "")
@@ -537,6 +542,42 @@ class ContainerService:
         shutil.rmtree(self._exec_dir(rec.id), ignore_errors=True)
         shutil.rmtree(self._data_dir(rec.id), ignore_errors=True)
 
+    def network_endpoints_changed(self, container_id: str, sandbox: SandboxInfo) -> None:
+        """After network connect/disconnect of a running container (NetworkService's hook)."""
+        rec = self._store.get(container_id)
+        rec.networks = startup.endpoints(sandbox, rec.networks)
+        self._store.save(rec)
+
+    def connect_stopped(self, ref: str, network_name: str, network_id: str,
+                        config: EndpointSettings | None) -> str:
+        """``network connect`` of a container that is not running: recorded for its next start."""
+        rec = self._store.get(ref)
+        mode = rec.host_config.network_mode
+        if mode == "none":
+            raise errdefs.Forbidden("container cannot be connected to multiple networks with one of the "
+                                    "networks in private (none) mode")
+        if mode == "host" or mode.startswith("container:"):
+            raise errdefs.Forbidden("container sharing network namespace with another container or host "
+                                    "cannot be connected to any other network")
+        if network_name in rec.networks or any(ep.network_id == network_id for ep in rec.networks.values()):
+            raise errdefs.Forbidden(f"endpoint with name {rec.name} already exists in network {network_name}")
+        entry = startup.endpoint_config(config) or EndpointSettings()
+        entry.network_id = network_id
+        rec.networks[network_name] = entry
+        self._store.save(rec)
+        return rec.id
+
+    def disconnect_stopped(self, ref: str, network_name: str, network_id: str) -> str:
+        """``network disconnect`` of a container that is not running."""
+        rec = self._store.get(ref)
+        key = network_name if network_name in rec.networks else next(
+            (k for k, ep in rec.networks.items() if ep.network_id and ep.network_id == network_id), None)
+        if key is None:
+            raise errdefs.Forbidden(f"container {rec.id} is not connected to network {network_name}")
+        del rec.networks[key]
+        self._store.save(rec)
+        return rec.id
+
     def rename(self, ref: str, new_name: str) -> None:
         rec = self._store.get(ref)
         if not new_name:
@@ -549,6 +590,7 @@ class ContainerService:
             raise names.name_conflict(new_name, holder)
         old = rec.name
         self._store.rename(rec, new_name)
+        self._networks.container_renamed(rec.id, new_name)
         self._emit(rec, "rename", oldName="/" + old)
 
     async def prune(self, filters: dict[str, list[str]]) -> PruneResponse:

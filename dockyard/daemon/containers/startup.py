@@ -113,9 +113,14 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
         mode = hc.network_mode
         if mode.startswith("container:"):
             mode = "container:" + resolve_peer(mode.split(":", 1)[1])
+        configs = {name: endpoint_config(ep) for name, ep in rec.networks.items()}
+        primary = configs.pop(mode, None)
         sandbox = await networks.create_sandbox(
             rec.id, mode, rec.config.hostname, rec.config.domainname, hc.dns or [], hc.dns_search or [],
-            hc.dns_options or [], hc.extra_hosts or [], data_dir)
+            hc.dns_options or [], hc.extra_hosts or [], data_dir, container_name=rec.name,
+            port_bindings=hc.port_bindings, exposed_ports=list(rec.config.exposed_ports or {}),
+            publish_all=hc.publish_all_ports, endpoint_config=primary, links=hc.links or [],
+            more_networks=configs)
         volume_mounts = await volumes.mount(rec.id)
         mounted = True
         spec = specmod.build(rec, exec_user, rootfs=str(exec_dir / "rootfs"), sandbox=sandbox,
@@ -165,19 +170,34 @@ async def discard(handle: ShimHandle) -> None:
         pass
 
 
-def endpoints(sandbox: SandboxInfo) -> dict[str, EndpointSettings]:
-    return {
-        ep.network_name: EndpointSettings(
+def endpoints(sandbox: SandboxInfo, configured: dict[str, EndpointSettings] | None = None) -> dict[str, EndpointSettings]:
+    """The record's networks from a sandbox; what the user configured (IPAMConfig, Links) is kept."""
+    configured = configured or {}
+    out = {}
+    for ep in sandbox.endpoints:
+        given = configured.get(ep.network_name) or next(
+            (c for c in configured.values() if c.network_id and c.network_id == ep.network_id), None)
+        out[ep.network_name] = EndpointSettings(
             network_id=ep.network_id, endpoint_id=ep.endpoint_id, gateway=ep.gateway,
             ip_address=ep.ip_address, ip_prefix_len=ep.ip_prefix_len, mac_address=ep.mac_address,
-            aliases=list(ep.aliases) or None)
-        for ep in sandbox.endpoints
-    }
+            aliases=list(ep.aliases) or None, ipam_config=given.ipam_config if given else None,
+            links=given.links if given else None, ipv6_gateway=ep.ipv6_gateway,
+            global_ipv6_address=ep.ipv6_address, global_ipv6_prefix_len=ep.ipv6_prefix_len)
+    return out
+
+
+def endpoint_config(ep: EndpointSettings | None) -> EndpointSettings | None:
+    """What a start asks of a network: the user's settings, not the last run's addresses."""
+    if ep is None:
+        return None
+    return EndpointSettings(ipam_config=ep.ipam_config, aliases=ep.aliases, links=ep.links,
+                            mac_address="" if ep.endpoint_id else ep.mac_address)
 
 
 def forget_sandbox(rec: ContainerRecord) -> None:
     """After an exit the sandbox is gone: keep which networks, drop addresses (as Docker shows)."""
     rec.sandbox_key = ""
+    rec.ports = {}
     for name, ep in rec.networks.items():
         rec.networks[name] = EndpointSettings(network_id=ep.network_id, aliases=ep.aliases,
                                               ipam_config=ep.ipam_config, links=ep.links)

@@ -101,7 +101,7 @@ def network_settings(rec: ContainerRecord) -> NetworkSettings:
         ns.ip_address = bridge.ip_address
         ns.ip_prefix_len = bridge.ip_prefix_len
         ns.mac_address = bridge.mac_address
-    ns.ports = {port: None for port in (rec.config.exposed_ports or {})}
+    ns.ports = dict(rec.ports) if rec.ports else {port: None for port in (rec.config.exposed_ports or {})}
     return ns
 
 
@@ -139,10 +139,13 @@ def _graph_data(rec: ContainerRecord) -> dict[str, str] | None:
 
 def _ports(rec: ContainerRecord) -> list[Port]:
     out = []
-    for spec in sorted(rec.config.exposed_ports or {}):
+    for spec in sorted(set(rec.config.exposed_ports or {}) | set(rec.ports)):
         number, _, proto = spec.partition("/")
-        if number.isdigit():
-            out.append(Port(private_port=int(number), type=proto or "tcp"))
+        if not number.isdigit():
+            continue
+        bindings = rec.ports.get(spec) or []
+        out += [Port(private_port=int(number), type=proto or "tcp", ip=b.host_ip, public_port=int(b.host_port))
+                for b in bindings] or [Port(private_port=int(number), type=proto or "tcp")]
     return out
 
 
