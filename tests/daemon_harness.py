@@ -160,8 +160,17 @@ def load_busybox(handle: DaemonHandle) -> None:
 
 
 def _kill_pids_under(exec_root: Path) -> None:
-    """Shims and container inits this daemon started, found by the pid files it wrote."""
+    """Shims and container inits this daemon started, found by the pid files it wrote, and
+    its zygote and shims by their command line (which names this daemon's exec root)."""
     pids: set[int] = set()
+    marker = str(exec_root).encode() + b"/"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "cmdline").read_bytes():
+                    pids.add(int(entry.name))
+            except OSError:
+                pass
     for name in ("shim.pid", "init.pid"):
         for f in exec_root.rglob(name):
             try:

@@ -52,6 +52,7 @@ from dockyard.shim.sockpath import short_path
 
 DRAIN_TIMEOUT = 2.0  # after the init exits, how long orphans may keep its output open
 EXITED_LINGER = 24 * 3600.0  # a stopped shim waits this long for the daemon to collect the exit
+ORPHAN_CHECK = 10.0  # how often a stopped shim looks whether its container was removed
 HIGH_WATER = 256 * 1024  # per-client output backlog at which the shim stops reading the container
 CONSOLE_TIMEOUT = 10.0
 
@@ -289,6 +290,8 @@ class Shim:
                                      *(ex.drain_deadline for ex in self.execs.values())) if d is not None]
             if deadlines:
                 timeout = max(0.0, min(deadlines) - time.monotonic())
+            if self.linger_deadline is not None:
+                timeout = min(timeout, ORPHAN_CHECK) if timeout is not None else ORPHAN_CHECK
             for key, events in self.sel.select(timeout):
                 try:
                     key.data(key.fd, events)
@@ -305,9 +308,15 @@ class Shim:
                     self._finish_exec(ex)
             if self.drain_deadline is not None and now >= self.drain_deadline:
                 self._finish()
-            elif self.linger_deadline is not None and now >= self.linger_deadline:
-                self._cleanup(delete=True)
+            elif self.linger_deadline is not None and (now >= self.linger_deadline
+                                                       or not self.state_dir.exists()):
+                # nobody came for the exit in time, or the container was removed meanwhile
+                # (its state dir is gone): nothing is left to serve
                 self.running = False
+                try:
+                    self._cleanup(delete=True)
+                except Exception:  # leaving is what matters now; say why cleanup failed
+                    traceback.print_exc()
         self.sel.close()
 
     def _accept(self, fd: int, events: int) -> None:
