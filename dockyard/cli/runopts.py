@@ -84,6 +84,10 @@ def add_container_flags(p: DockyardParser, run: bool) -> None:
     a("--mount", action="append", default=[], metavar="mount", help="Attach a filesystem mount to the container")
     a("--network", "--net", default="", metavar="network", help="Connect a container to a network")
     a("--network-alias", action="append", default=[], help="Add network-scoped alias for the container")
+    a("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--ip6", default="", help="IPv6 address (e.g., 2001:db8::33)")
+    a("--link", action="append", default=[], help="Add link to another container")
+    a("--mac-address", default="", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
     a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
     a("--oom-kill-disable", action="store_true", help="Disable OOM Killer")
     a("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)")
@@ -291,26 +295,124 @@ def _volumes(opts: argparse.Namespace) -> tuple[list[str] | None, dict[str, dict
 
 
 def _mounts(values: list[str]) -> list[dict[str, Any]] | None:
-    mounts = []
-    for spec in values:
-        m: dict[str, Any] = {"Type": "volume"}
-        for field in spec.split(","):
-            key, _, value = field.partition("=")
-            key = key.strip().lower()
-            if key == "type":
-                m["Type"] = value
-            elif key in ("source", "src"):
-                m["Source"] = value
-            elif key in ("target", "destination", "dst"):
-                m["Target"] = value
-            elif key in ("readonly", "ro"):
-                m["ReadOnly"] = value.lower() not in ("0", "false") if value else True
-            elif key == "tmpfs-size":
-                m.setdefault("TmpfsOptions", {})["SizeBytes"] = ram_in_bytes(value)
-            elif key == "bind-propagation":
-                m.setdefault("BindOptions", {})["Propagation"] = value
-        mounts.append(m)
+    """--mount, as docker's opts.MountOpt: CSV key=value fields; type defaults to volume."""
+    mounts = [_mount(spec) for spec in values]
     return mounts or None
+
+
+_RECURSIVE = {"enabled": {}, "disabled": {"NonRecursive": True},
+              "writable": {"ReadOnlyNonRecursive": True}, "readonly": {"ReadOnlyForceRecursive": True}}
+
+
+def _csv_fields(line: str) -> list[str]:
+    """One CSV record as Go's encoding/csv reads it (docker parses --mount so): a field may be
+    double-quoted, with "" for a quote inside; csv would cost an import on every command."""
+    fields, field, quoted, i = [], [], False, 0
+    while i < len(line):
+        c = line[i]
+        if quoted:
+            if c == '"' and line[i + 1:i + 2] == '"':
+                field.append('"')
+                i += 1
+            elif c == '"':
+                quoted = False
+            else:
+                field.append(c)
+        elif c == '"' and not field:
+            quoted = True
+        elif c == ",":
+            fields.append("".join(field))
+            field = []
+        else:
+            field.append(c)
+        i += 1
+    if line:
+        fields.append("".join(field))
+    return fields
+
+
+def _mount(spec: str) -> dict[str, Any]:
+    def bad(reason: str) -> OptionError:
+        return OptionError(f'invalid argument "{spec}" for "--mount" flag: {reason}')
+
+    def parse_bool(key: str, value: str) -> bool:
+        if value.lower() in ("1", "t", "true"):
+            return True
+        if value.lower() in ("0", "f", "false"):
+            return False
+        raise bad(f"invalid value for {key}: {value}")
+
+    m: dict[str, Any] = {"Type": "volume"}
+    bind: dict[str, Any] = {}
+    volume: dict[str, Any] = {}
+    tmpfs: dict[str, Any] = {}
+    for field in _csv_fields(spec):
+        key, sep, value = field.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            if key in ("readonly", "ro"):
+                m["ReadOnly"] = True
+            elif key == "volume-nocopy":
+                volume["NoCopy"] = True
+            elif key == "bind-nonrecursive":
+                bind["NonRecursive"] = True
+            else:
+                raise bad(f"invalid field '{field}' must be a key=value pair")
+            continue
+        if key == "type":
+            m["Type"] = value
+        elif key in ("source", "src"):
+            m["Source"] = value
+        elif key in ("target", "dst", "destination"):
+            m["Target"] = value
+        elif key in ("readonly", "ro"):
+            m["ReadOnly"] = parse_bool(key, value)
+        elif key == "consistency":
+            m["Consistency"] = value
+        elif key == "bind-propagation":
+            bind["Propagation"] = value
+        elif key == "bind-nonrecursive":
+            bind["NonRecursive"] = parse_bool(key, value)
+        elif key == "bind-recursive":
+            if value not in _RECURSIVE:
+                raise bad(f'invalid value for {key}: {value} (must be "enabled", "disabled", "writable", '
+                          'or "readonly")')
+            bind.update(_RECURSIVE[value])
+        elif key == "volume-subpath":
+            volume["Subpath"] = value
+        elif key == "volume-nocopy":
+            volume["NoCopy"] = parse_bool(key, value)
+        elif key == "volume-label":
+            k, _, v = value.partition("=")
+            volume.setdefault("Labels", {})[k] = v
+        elif key == "volume-driver":
+            volume.setdefault("DriverConfig", {})["Name"] = value
+        elif key == "volume-opt":
+            k, _, v = value.partition("=")
+            volume.setdefault("DriverConfig", {}).setdefault("Options", {})[k] = v
+        elif key == "tmpfs-size":
+            try:
+                tmpfs["SizeBytes"] = ram_in_bytes(value)
+            except OptionError:
+                raise bad(f"invalid value for {key}: {value}") from None
+        elif key == "tmpfs-mode":
+            try:
+                tmpfs["Mode"] = int(value, 8)
+            except ValueError:
+                raise bad(f"invalid value for {key}: {value}") from None
+        else:
+            raise bad(f"unexpected key '{key}' in '{field}'")
+    if not m.get("Target"):
+        raise bad("target is required")
+    for options, name, prefix in ((bind, "BindOptions", "bind"), (volume, "VolumeOptions", "volume"),
+                                  (tmpfs, "TmpfsOptions", "tmpfs")):
+        if options:
+            if m["Type"] != prefix:
+                raise bad(f"cannot mix '{prefix}-*' options with mount type '{m['Type']}'")
+            m[name] = options
+    if bind.get("ReadOnlyForceRecursive") and not m.get("ReadOnly"):
+        raise bad("option 'bind-recursive=readonly' requires 'readonly' to be specified in conjunction")
+    return m
 
 
 def _devices(values: list[str]) -> list[dict[str, str]]:
@@ -362,7 +464,7 @@ def build_create_body(opts: argparse.Namespace, run: bool) -> dict[str, Any]:
         "ConsoleSize": [0, 0], "CapAdd": opts.cap_add or None, "CapDrop": opts.cap_drop or None,
         "CgroupnsMode": opts.cgroupns, "Dns": opts.dns, "DnsOptions": opts.dns_option,
         "DnsSearch": opts.dns_search, "ExtraHosts": opts.add_host or None, "GroupAdd": opts.group_add or None,
-        "IpcMode": opts.ipc, "Cgroup": "", "Links": None, "OomScoreAdj": opts.oom_score_adj,
+        "IpcMode": opts.ipc, "Cgroup": "", "Links": opts.link or None, "OomScoreAdj": opts.oom_score_adj,
         "PidMode": opts.pid, "Privileged": opts.privileged, "PublishAllPorts": opts.publish_all,
         "ReadonlyRootfs": opts.read_only, "SecurityOpt": opts.security_opt or None, "UTSMode": opts.uts,
         "UsernsMode": opts.userns, "ShmSize": opts.shm_size, "Isolation": "",
@@ -391,6 +493,10 @@ def build_create_body(opts: argparse.Namespace, run: bool) -> dict[str, Any]:
     if mounts:
         host_config["Mounts"] = mounts
     endpoint: dict[str, Any] = {"Aliases": opts.network_alias or None}
+    if opts.ip or opts.ip6:
+        endpoint["IPAMConfig"] = {"IPv4Address": opts.ip, "IPv6Address": opts.ip6}
+    if opts.mac_address:
+        endpoint["MacAddress"] = opts.mac_address
     config: dict[str, Any] = {
         "Hostname": opts.hostname, "Domainname": opts.domainname, "User": opts.user,
         "AttachStdin": attach_stdin, "AttachStdout": attach_stdout, "AttachStderr": attach_stderr,
@@ -408,5 +514,5 @@ def build_create_body(opts: argparse.Namespace, run: bool) -> dict[str, Any]:
         config["StopTimeout"] = opts.stop_timeout
     config["HostConfig"] = host_config
     config["NetworkingConfig"] = {"EndpointsConfig": {network: endpoint} if network != "default" or
-                                  opts.network_alias else {}}
+                                  opts.network_alias or opts.ip or opts.ip6 or opts.mac_address else {}}
     return config

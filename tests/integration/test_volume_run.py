@@ -162,3 +162,27 @@ def test_mount_events_and_restart(env):
     ok(handle, "start", cid)
     ok(handle, "rm", "-f", cid)
     ok(handle, "volume", "rm", "evvol")
+
+
+def test_our_cli_run_flags(env):
+    handle, plugins = env
+
+    def dy(*args: str) -> str:
+        r = handle.dockyard(*args)
+        assert r.returncode == 0, (args, r.stderr.decode(), handle.log()[-2000:])
+        return r.stdout.decode()
+
+    dy("run", "--rm", "--network", "none", "-v", "ourvol:/v", "busybox", "sh", "-c", "mkdir -p /v/s && echo o > /v/s/f")
+    assert dy("run", "--rm", "--network", "none", "--mount",
+              'type=volume,"src=ourvol",dst=/m,volume-subpath=s,readonly', "busybox", "cat", "/m/f") == "o\n"
+    dy("run", "--name", "ourdata", "--network", "none", "-v", "/anon", "busybox", "touch", "/anon/x")
+    assert dy("run", "--rm", "--network", "none", "--volumes-from", "ourdata:ro", "--tmpfs", "/t:size=1m",
+              "--mount", "type=tmpfs,dst=/t2,tmpfs-size=2m", "busybox", "sh", "-c",
+              "ls /anon; grep -c ' /t' /proc/mounts") == "x\n2\n"
+    dy("run", "--rm", "--network", "none", "--mount", "type=volume,src=ourp,dst=/p,volume-driver=dirplugin",
+       "busybox", "touch", "/p/from-our-cli")
+    assert (plugins / "state/volumes/ourp/from-our-cli").exists()
+    r = handle.dockyard("run", "--rm", "--mount", "type=bind,src=/tmp", "busybox", "true")
+    assert r.returncode == 125 and b'for "--mount" flag: target is required' in r.stderr
+    dy("rm", "-v", "ourdata")
+    dy("volume", "rm", "ourvol", "ourp")
