@@ -1,7 +1,10 @@
 """Registry credentials the way the docker CLI keeps them: ``$DOCKER_CONFIG/config.json``
 (default ``~/.docker``), ``auths.<server>.auth`` = base64("user:password"), and the
 ``X-Registry-Auth`` header (base64url JSON) sent with pull, push and search. The file is shared
-with the docker CLI, so a login made with either works for both."""
+with the docker CLI, so a login made with either works for both. Credential helpers are honoured
+as docker does: ``credHelpers.<server>`` or else ``credsStore`` names a ``docker-credential-<name>``
+program that keeps the secret (``get``/``store``/``erase``, JSON on stdin/stdout); the file then
+only lists the server."""
 
 from __future__ import annotations
 
@@ -50,8 +53,40 @@ def registry_of(name: str) -> str:
     return INDEX_SERVER
 
 
+def _helper(config: dict[str, Any], server: str) -> str:
+    return (config.get("credHelpers") or {}).get(server) or config.get("credsStore") or ""
+
+
+def _run_helper(helper: str, action: str, payload: str) -> str:
+    """One call of ``docker-credential-<helper>``; "" when it has no credentials for the server."""
+    import subprocess
+
+    program = f"docker-credential-{helper}"
+    try:
+        result = subprocess.run([program, action], input=payload.encode(), capture_output=True, timeout=60)
+    except FileNotFoundError:
+        raise ValueError(f'error getting credentials - err: exec: "{program}": executable file not found in '
+                         "$PATH, out: ``") from None
+    out = result.stdout.decode().strip()
+    if result.returncode != 0:
+        if "credentials not found" in out.lower():
+            return ""
+        raise ValueError(f"error {action} credentials - err: exit status {result.returncode}, out: `{out}`")
+    return out
+
+
 def credentials(server: str) -> dict[str, str]:
-    entry = (load_config().get("auths") or {}).get(server) or {}
+    config = load_config()
+    helper = _helper(config, server)
+    if helper:
+        out = _run_helper(helper, "get", server)
+        if not out:
+            return {}
+        doc = json.loads(out)
+        if doc.get("Username") == "<token>":
+            return {"identitytoken": doc.get("Secret", ""), "serveraddress": server}
+        return {"username": doc.get("Username", ""), "password": doc.get("Secret", ""), "serveraddress": server}
+    entry = (config.get("auths") or {}).get(server) or {}
     out: dict[str, str] = {}
     if entry.get("auth"):
         user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
@@ -69,17 +104,29 @@ def header(server: str) -> dict[str, str]:
     return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(creds, separators=(",", ":")).encode()).decode()}
 
 
-def store(server: str, username: str, password: str, identity_token: str = "") -> None:
+def store(server: str, username: str, password: str, identity_token: str = "") -> bool:
+    """Save a login; True when the secret went into the file itself (docker then warns)."""
     config = load_config()
+    helper = _helper(config, server)
+    if helper:
+        user, secret = ("<token>", identity_token) if identity_token else (username, password)
+        _run_helper(helper, "store", json.dumps({"ServerURL": server, "Username": user, "Secret": secret}))
+        config.setdefault("auths", {})[server] = {}
+        save_config(config)
+        return False
     entry: dict[str, str] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
     if identity_token:
         entry = {"auth": base64.b64encode(f"{username}:".encode()).decode(), "identitytoken": identity_token}
     config.setdefault("auths", {})[server] = entry
     save_config(config)
+    return True
 
 
 def forget(server: str) -> None:
     config = load_config()
+    helper = _helper(config, server)
+    if helper and _run_helper(helper, "get", server):
+        _run_helper(helper, "erase", server)
     auths = config.setdefault("auths", {})
     if server in auths:
         del auths[server]

@@ -98,6 +98,9 @@ MANAGEMENT: dict[str, tuple[str, dict[str, tuple[str, str, str]]]] = {
         "remove": ("volume", "rm", "Remove one or more volumes"),
         "prune": ("volume", "prune", "Remove unused local volumes"),
     }),
+    "manifest": ("Manage Docker image manifests and manifest lists", {
+        "inspect": ("manifest", "inspect", "Display an image manifest, or manifest list"),
+    }),
     "network": ("Manage networks", {
         "connect": ("network", "connect", "Connect a container to a network"),
         "create": ("network", "create", "Create a network"),

@@ -80,13 +80,15 @@ def fully_qualified(name: str) -> str:
     return "docker.io/" + (name if sep else "library/" + name)
 
 
-def pull(ctx: Context, ref: str, quiet: bool = False, out=None) -> None:  # noqa: ANN001
+def pull(ctx: Context, ref: str, quiet: bool = False, out=None, platform: str = "",  # noqa: ANN001
+         all_tags: bool = False) -> None:
     from dockyard.cli.jsonstream import StreamError, display
 
     from dockyard.cli import auth
 
     name, tag = split_reference(ref)
-    query = {"fromImage": fully_qualified(name), "tag": tag}
+    # every tag: no tag at all in the query (the daemon lists the repository's tags)
+    query = {"fromImage": fully_qualified(name), "tag": None if all_tags else tag, "platform": platform or None}
     resp = ctx.client.request("POST", "/images/create", query, headers=auth.header(auth.registry_of(name)))
     stream = out or sys.stderr
     try:
@@ -132,7 +134,7 @@ def create_container(ctx: Context, opts: Any, body: dict[str, Any]) -> str:
     query = {"name": opts.name or None, "platform": opts.platform or None}
     image = body["Image"]
     if opts.pull == "always":
-        pull(ctx, image, opts.quiet)
+        pull(ctx, image, opts.quiet, platform=opts.platform or "")
     try:
         resp = ctx.client.post("/containers/create", query, body)
     except APIError as e:
@@ -141,7 +143,7 @@ def create_container(ctx: Context, opts: Any, body: dict[str, Any]) -> str:
         if not opts.quiet:
             sys.stderr.write(f"Unable to find image '{familiar(image)}' locally\n")
             sys.stderr.flush()
-        pull(ctx, image, opts.quiet)
+        pull(ctx, image, opts.quiet, platform=opts.platform or "")
         resp = ctx.client.post("/containers/create", query, body)
     for warning in resp.get("Warnings") or []:
         sys.stderr.write(f"WARNING: {warning}\n")

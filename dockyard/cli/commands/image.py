@@ -324,13 +324,19 @@ def cmd_pull(ctx: Context, opts: Any) -> int:
 
     ref = opts.args[0]
     last = ref.rsplit("/", 1)[-1]
-    if ":" not in last and "@" not in last and not opts.all_tags:
+    explicit = ":" in last or "@" in ref
+    if opts.all_tags and explicit:
+        raise StatusError(1, "tag can't be used with --all-tags/-a")
+    if not explicit and not opts.all_tags:
         if not opts.quiet:
             print("Using default tag: latest", flush=True)
         ref += ":latest"
-    pull(ctx, ref, opts.quiet, out=sys.stdout)
+    pull(ctx, ref, opts.quiet, out=sys.stdout, platform=opts.platform, all_tags=opts.all_tags)
     name, tag = split_reference(ref)
-    print(f"{fully_qualified(name)}{'@' if tag.startswith('sha256:') else ':'}{tag}")
+    if opts.all_tags:
+        print(fully_qualified(name))
+    else:
+        print(f"{fully_qualified(name)}{'@' if tag.startswith('sha256:') else ':'}{tag}")
     return 0
 
 

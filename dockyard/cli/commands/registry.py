@@ -58,8 +58,8 @@ def cmd_login(ctx: Context, opts: Any) -> int:
     if not password:
         raise StatusError(1, "Error: Password Required")
     resp = ctx.client.post("/auth", body={"username": username, "password": password, "serveraddress": server})
-    auth.store(server, username, password, (resp or {}).get("IdentityToken") or "")
-    sys.stderr.write(_PLAINTEXT_WARNING.format(auth.config_path()))
+    if auth.store(server, username, password, (resp or {}).get("IdentityToken") or ""):
+        sys.stderr.write(_PLAINTEXT_WARNING.format(auth.config_path()))
     print((resp or {}).get("Status") or "Login Succeeded")
     return 0
 
