@@ -34,7 +34,7 @@ _CONFIG_KEYS = {
     "live_restore": "live-restore", "iptables": "iptables", "ip_forward": "ip-forward",
     "userland_proxy": "userland-proxy",
     "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
-    "tlskey": "tlskey", "debug": "debug",
+    "tlskey": "tlskey", "debug": "debug", "log_driver": "log-driver", "log_opts": "log-opts",
     "insecure_registries": "insecure-registries", "registry_mirrors": "registry-mirrors",
     "max_concurrent_downloads": "max-concurrent-downloads", "max_concurrent_uploads": "max-concurrent-uploads",
     "max_download_attempts": "max-download-attempts",
@@ -56,6 +56,13 @@ def _pool(value: str) -> dict:
     return {"base": fields["base"], "size": int(fields["size"])}
 
 
+def _log_opt(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"invalid log opt {value!r}: want key=value")
+    return key, val
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dockyardd", description="A self-sufficient runtime for containers (Dockyard)")
     S = argparse.SUPPRESS  # unset flags stay absent, so daemon.json can fill them
@@ -74,6 +81,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--default-address-pool", dest="default_address_pools", action="append", type=_pool,
                    default=S, help="Default address pools for node specific local networks")
     p.add_argument("--cgroup-parent", default=S, help="Set parent cgroup for all containers")
+    p.add_argument("--log-driver", default=S, choices=["json-file", "none"],
+                   help="Default driver for container logs (default json-file)")
+    p.add_argument("--log-opt", dest="log_opts", action="append", type=_log_opt, default=S,
+                   help="Default log driver options for containers (max-size=20m, max-file=5)")
     p.add_argument("--live-restore", type=_bool, nargs="?", const=True, default=S,
                    help="Keep containers running while the daemon is down (default true)")
     p.add_argument("--iptables", type=_bool, nargs="?", const=True, default=S)
@@ -127,6 +138,8 @@ def load_config(argv: list[str]) -> DaemonConfig:
         file_values["runtimes"] = {name: spec["path"] for name, spec in raw.get("runtimes", {}).items()}
     values = {**file_values, **args}
     plugin_dirs = [Path(d).absolute() for d in values.pop("plugin_dirs", [])]
+    if isinstance(values.get("log_opts"), list):  # --log-opt k=v, repeated
+        values["log_opts"] = dict(values["log_opts"])
     if values.pop("debug", False):
         values["log_level"] = "debug"
     config = DaemonConfig()

@@ -25,6 +25,10 @@ class DaemonConfig:
     default_address_pools: list[dict] = field(
         default_factory=lambda: [{"base": "172.30.0.0/16", "size": 24}]
     )
+    # Unlike Docker's unbounded json-file default, a chatty container cannot fill the disk:
+    # 5 files of at most 20 MB each (what Docker's `local` driver keeps by default)
+    log_driver: str = "json-file"
+    log_opts: dict[str, str] = field(default_factory=lambda: {"max-size": "20m", "max-file": "5"})
     cgroup_parent: str = "/dockyard"  # our containers' cgroups go below this in each hierarchy
     live_restore: bool = True
     iptables: bool = True

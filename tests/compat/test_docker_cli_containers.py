@@ -180,3 +180,24 @@ def test_missing_image(dockyardd):
     r = dockyardd.docker("run", "--rm", "--pull", "never", "nosuchimage:1")
     assert r.returncode == 125
     assert b"No such image: nosuchimage:1" in r.stderr
+
+
+def test_logs_are_bounded_by_default_and_rotate(dockyardd):
+    name = "logrot-%d" % time.monotonic_ns()
+    ok(dockyardd, "create", "--name", name, "busybox", "true")
+    try:
+        log_config = json.loads(ok(dockyardd, "inspect", "-f", "{{json .HostConfig.LogConfig}}", name))
+        assert log_config == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "20m"}}
+    finally:
+        ok(dockyardd, "rm", name)
+    out = ok(dockyardd, "run", "--name", name, "--log-opt", "max-size=10k", "--log-opt", "max-file=2",
+             "busybox", "sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done")
+    try:
+        assert out.splitlines()[-1] == "line-1999"
+        log_path = Path(ok(dockyardd, "inspect", "-f", "{{.LogPath}}", name).strip())
+        files = sorted(p.name for p in log_path.parent.iterdir() if p.name.startswith(log_path.name))
+        assert files == [log_path.name, log_path.name + ".1"]
+        assert log_path.stat().st_size <= 10 * 1024 + 200
+        assert ok(dockyardd, "logs", "--tail", "1", name) == "line-1999\n"
+    finally:
+        ok(dockyardd, "rm", name)

@@ -36,3 +36,15 @@ def test_default_address_pool_flag(tmp_path):
     cfg = load_config(["--config-file", str(tmp_path / "n.json"),
                        "--default-address-pool", "base=10.9.0.0/16,size=24"])
     assert cfg.default_address_pools == [{"base": "10.9.0.0/16", "size": 24}]
+
+
+def test_log_defaults_are_bounded_and_configurable(tmp_path):
+    cfg = load_config(["--config-file", str(tmp_path / "n.json")])
+    assert cfg.log_driver == "json-file" and cfg.log_opts == {"max-size": "20m", "max-file": "5"}
+    cfg = load_config(["--config-file", str(tmp_path / "n.json"), "--log-opt", "max-size=1m",
+                       "--log-opt", "max-file=2"])
+    assert cfg.log_opts == {"max-size": "1m", "max-file": "2"}
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"log-driver": "none", "log-opts": {}}))
+    cfg = load_config(["--config-file", str(conf)])
+    assert cfg.log_driver == "none" and cfg.log_opts == {}

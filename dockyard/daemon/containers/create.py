@@ -219,9 +219,13 @@ def validate_capabilities(hc: HostConfig) -> None:
                 raise errdefs.InvalidParameter(f"invalid {field}: {e}") from None
 
 
-def validate_logging(hc: HostConfig) -> None:
+def validate_logging(hc: HostConfig, config: DaemonConfig) -> None:
     log = hc.log_config
-    log.type = log.type or "json-file"
+    if not log.type:
+        # the daemon's default driver, with its default options (daemon.json log-driver, log-opts)
+        log.type = config.log_driver
+        if not log.config:
+            log.config = dict(config.log_opts)
     if log.type not in LOG_DRIVERS:
         raise errdefs.InvalidParameter(f"logger: no log driver named '{log.type}' is registered")
     for key, value in (log.config or {}).items():
@@ -267,7 +271,7 @@ def prepare(request: CreateRequest, image: ImageInfo, container_id: str, config:
     validate_restart(hc)
     validate_healthcheck(cfg.healthcheck)
     validate_capabilities(hc)
-    validate_logging(hc)
+    validate_logging(hc, config)
     specmod.parse_security_opts(hc.security_opt)
     hc.runtime, runtime = resolve_runtime(hc.runtime, config)
     if hc.cgroupns_mode not in ("", "private", "host"):
