@@ -13,6 +13,7 @@ import pytest
 
 from dockyard import errdefs
 from dockyard.apitypes.container import ContainerConfig, HostConfig, State
+from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import attach, create, names, spec, user
 from dockyard.daemon.containers import state as st
 from dockyard.daemon.containers.record import ContainerRecord
@@ -224,7 +225,7 @@ def test_create_validation(hc, message):
         create.validate_resources(host_config, [])
         create.validate_restart(host_config)
         create.validate_capabilities(host_config)
-        create.validate_logging(host_config)
+        create.validate_logging(host_config, DaemonConfig())
     assert message in str(err.value)
 
 
