@@ -279,3 +279,21 @@ def test_docker_cli_with_our_hub(dockyardd, tmp_path):
         ok(d, "rmi", f"{name}:1")
     finally:
         hub.stop()
+
+
+def test_rmi_of_the_last_tag_drops_its_digest_references(dockyardd):
+    """moby: untagging a repository's last tag removes that repository's digest references,
+    so a pulled image does not survive as <none>@sha256."""
+    registry = dr.start()
+    try:
+        repo = f"{registry.host}/rmi/busybox"
+        assert dockyardd.docker("tag", "busybox", f"{repo}:1").returncode == 0
+        assert dockyardd.docker("push", f"{repo}:1").returncode == 0
+        assert dockyardd.docker("rmi", f"{repo}:1").returncode == 0
+        assert dockyardd.docker("pull", f"{repo}:1").returncode == 0
+        out = dockyardd.docker("rmi", f"{repo}:1").stdout.decode()
+        assert f"Untagged: {repo}:1" in out and f"Untagged: {repo}@sha256:" in out
+        digests = dockyardd.docker("images", "--digests", "--format", "{{.Repository}}", "-a").stdout.decode()
+        assert repo not in digests
+    finally:
+        dr.stop(registry)

@@ -133,6 +133,18 @@ def _remove(service: ImageService, ref: str, force: bool, prune: bool, records: 
 
 def _untag_named(service: ImageService, image_id: str, named: references.Reference,
                  records: list[api.DeleteResponse]) -> None:
+    _untag_one(service, image_id, named, records)
+    if named.digest is None and not any(references.parse(t).name == named.name
+                                        for t in service.store.refs_of(image_id)):
+        # moby: the repository's last tag is gone, so are its digest references
+        for digest_ref in service.store.digests_of(image_id):
+            parsed = references.parse(digest_ref)
+            if parsed.name == named.name:
+                _untag_one(service, image_id, parsed, records)
+
+
+def _untag_one(service: ImageService, image_id: str, named: references.Reference,
+               records: list[api.DeleteResponse]) -> None:
     if named.digest is not None:
         with service.store.db.transaction() as cur:
             cur.execute("DELETE FROM repo_digests WHERE name = ?", (str(named),))
