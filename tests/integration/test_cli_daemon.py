@@ -46,7 +46,16 @@ def test_run_rm_echo_hello(dockyardd: daemon_harness.DaemonHandle) -> None:
     ("history", "busybox"), ("images",), ("images", "--digests"), ("network", "ls"),
 ])
 def test_same_as_docker(dockyardd: daemon_harness.DaemonHandle, args: tuple[str, ...]) -> None:
-    _same(dockyardd.dockyard(*args), dockyardd.docker(*args))
+    ours, theirs = dockyardd.dockyard(*args), dockyardd.docker(*args)
+    if args[0] == "images":
+        # docker walks a Go map for digest-only repositories: their row order is random in docker
+        # itself, so rows are compared as a set (header, widths and each row still exactly)
+        def rows(r):
+            lines = r.stdout.decode().splitlines()
+            return lines[:1] + sorted(lines[1:])
+        assert (ours.returncode, rows(ours)) == (theirs.returncode, rows(theirs))
+        return
+    _same(ours, theirs)
 
 
 def test_piped_stdin(dockyardd: daemon_harness.DaemonHandle) -> None:
