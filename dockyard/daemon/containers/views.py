@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import msgspec
 
 from dockyard import errdefs
+from dockyard.apitypes.units import human_duration
 from dockyard.apitypes.container import (
     ContainerInspect, ContainerSummary, GraphDriver, NetworkSettings, Port, StateWithHealth,
     SummaryHostConfig, SummaryNetworkSettings,
@@ -38,33 +39,6 @@ def parse_rfc3339(text: str) -> float:
     frac = "".join(ch for ch in rest if ch.isdigit())[:6]
     dt = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
     return dt.timestamp() + (int(frac.ljust(6, "0")) / 1e6 if frac else 0.0)
-
-
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def status_text(rec: ContainerRecord, now: float | None = None) -> str:
