@@ -20,6 +20,7 @@ import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
+import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -156,6 +157,16 @@ class FakeRegistry:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def handle(self) -> None:
+                # A TLS ClientHello (clients try https first on insecure hosts) has no line end
+                # to wait for: refuse it at once, as Go's server does, instead of blocking in readline
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK) == b"\x16":
+                        return
+                except OSError:
+                    return
+                super().handle()
 
             def log_message(self, *args) -> None:
                 pass
