@@ -246,21 +246,11 @@ class Shim:
         self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
 
     def _make_pipes(self, child_fds: list[int]) -> tuple[int, int, int]:
-        if self.request.open_stdin:
-            stdin_r, self.stdin_fd = os.pipe2(os.O_CLOEXEC)
-            os.set_blocking(self.stdin_fd, False)
-        else:
-            stdin_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-        child_fds.append(stdin_r)
-        ends = []
-        for stream in ("stdout", "stderr"):
-            r, w = os.pipe2(os.O_CLOEXEC)
-            child_fds.append(w)
-            os.set_blocking(r, False)
+        self.stdin_fd, stdio, outputs = _stdio_pipes(self.request.open_stdin, child_fds)
+        for r, stream in outputs.items():
             self.outputs[r] = stream
             self.sel.register(r, selectors.EVENT_READ, self._on_output)
-            ends.append(w)
-        return stdin_r, ends[0], ends[1]
+        return stdio
 
     def _accept_console(self, console: socket.socket) -> int:
         console.settimeout(CONSOLE_TIMEOUT)
@@ -561,20 +551,9 @@ class Shim:
                 if req.get("stdin"):
                     ex.stdin_fd = os.dup(ex.master)
             else:
-                if req.get("stdin"):
-                    stdin_r, ex.stdin_fd = os.pipe2(os.O_CLOEXEC)
-                    os.set_blocking(ex.stdin_fd, False)
-                else:
-                    stdin_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-                child_fds.append(stdin_r)
-                ends = []
-                for stream in ("stdout", "stderr"):
-                    r, w = os.pipe2(os.O_CLOEXEC)
-                    child_fds.append(w)
-                    os.set_blocking(r, False)
-                    ex.outputs[r] = stream
-                    ends.append(w)
-                ex.pid = self.runtime.exec(self.id, process, stdio=(stdin_r, ends[0], ends[1]))
+                ex.stdin_fd, stdio, outputs = _stdio_pipes(bool(req.get("stdin")), child_fds)
+                ex.outputs.update(outputs)
+                ex.pid = self.runtime.exec(self.id, process, stdio=stdio)
         except BaseException:
             for fd in [*ex.outputs, *([ex.stdin_fd] if ex.stdin_fd is not None else [])]:
                 os.close(fd)
@@ -904,6 +883,27 @@ class Shim:
             _unlink(self.sock_path)
             self.listener.close()
             self.listener = None
+
+
+def _stdio_pipes(with_stdin: bool, child_fds: list[int],
+                 ) -> tuple[int | None, tuple[int, int, int], dict[int, str]]:
+    """Pipes for a process's stdio: (our stdin write end or None, the child's 0/1/2, our
+    non-blocking read ends -> stream name). The child's ends are added to ``child_fds``."""
+    stdin_w = None
+    if with_stdin:
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(stdin_w, False)
+    else:
+        stdin_r = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    child_fds.append(stdin_r)
+    ends, outputs = [], {}
+    for stream in ("stdout", "stderr"):
+        r, w = os.pipe2(os.O_CLOEXEC)
+        child_fds.append(w)
+        os.set_blocking(r, False)
+        outputs[r] = stream
+        ends.append(w)
+    return stdin_w, (stdin_r, ends[0], ends[1]), outputs
 
 
 def _unlink(path: Path) -> None:
