@@ -367,26 +367,38 @@ def _attach_and_wait(ctx: Context, cid: str, info: dict[str, Any], stdin: bool, 
     attachment = streams.Attachment(sock, first, tty, stdin, streams.parse_detach_keys(detach_keys))
     waiter = _Waiter(client, cid, "next-exit" if start else "not-running")
     waiter.start()
+    started = (lambda: client.post(_c(cid) + "/start")) if start else None
+    if _follow(client, attachment, tty, stdin, _c(cid) + "/resize", started):
+        return 0
+    return waiter.result()
+
+
+def _follow(client: Any, attachment: Any, tty: bool, stdin: bool, resize_path: str,
+            on_started: Any = None) -> bool:
+    """Stream an attach or exec session to its end: the terminal raw with a TTY and stdin, its
+    size sent on every change. True when the user detached (the detach keys)."""
+    from dockyard.cli import streams
+
     raw = streams.RawTerminal(sys.stdin.fileno()) if tty and stdin else None
     if raw:
         raw.__enter__()
     try:
         attachment.start()
-        if start:
-            client.post(_c(cid) + "/start")
+        if on_started is not None:
+            on_started()
         if tty and os.isatty(sys.stdout.fileno()):
-            streams.monitor_tty_size(lambda h, w: client.post(_c(cid) + "/resize", {"h": h, "w": w}),
+            streams.monitor_tty_size(lambda h, w: client.post(resize_path, {"h": h, "w": w}),
                                      sys.stdout.fileno())
         try:
             attachment.wait()
         except streams.Detached:
-            return 0
+            return True
         finally:
             attachment.close()
     finally:
         if raw:
             raw.__exit__(None, None, None)
-    return waiter.result()
+    return False
 
 
 def cmd_start(ctx: Context, opts: Any) -> int:
@@ -468,23 +480,8 @@ def cmd_exec_(ctx: Context, opts: Any) -> int:
     sock, first = client.hijack(f"/exec/{exec_id}/start", {}, {"Detach": False, "Tty": opts.tty})
     attachment = streams.Attachment(sock, first, opts.tty, body["AttachStdin"],
                                     streams.parse_detach_keys(opts.detach_keys))
-    raw = streams.RawTerminal(sys.stdin.fileno()) if opts.tty and body["AttachStdin"] else None
-    if raw:
-        raw.__enter__()
-    try:
-        attachment.start()
-        if opts.tty and os.isatty(sys.stdout.fileno()):
-            streams.monitor_tty_size(lambda h, w: client.post(f"/exec/{exec_id}/resize", {"h": h, "w": w}),
-                                     sys.stdout.fileno())
-        try:
-            attachment.wait()
-        except streams.Detached:
-            return 0
-        finally:
-            attachment.close()
-    finally:
-        if raw:
-            raw.__exit__(None, None, None)
+    if _follow(client, attachment, opts.tty, body["AttachStdin"], f"/exec/{exec_id}/resize"):
+        return 0
     return int(client.get(f"/exec/{exec_id}/json").get("ExitCode") or 0)
 
 
