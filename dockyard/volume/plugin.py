@@ -81,8 +81,11 @@ class PluginClient:
     def call(self, method: str, body: dict | None = None, timeout: float | None = None) -> dict:
         conn = self._connect(timeout or self.timeout)
         try:
-            conn.request("POST", f"/{method}", body=json.dumps(body or {}).encode(),
-                         headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE})
+            try:
+                conn.request("POST", f"/{method}", body=json.dumps(body or {}).encode(),
+                             headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE})
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it answered after the headers and closed: its answer is still there to read
             response = conn.getresponse()
             raw = response.read()
         except (socket.timeout, TimeoutError):
