@@ -271,4 +271,3 @@ CASES: list[Case] = [
       for name, (title, call) in ENDPOINTS.items()),
 ]
 
-BY_NAME = {case.name: case for case in CASES}

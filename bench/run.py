@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 import requests
 
-from bench import cases, floor, references, report, targets
+from bench import cases, catalog, floor, references, report, targets
 from bench.targets import Target
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="few iterations, Dockyard only (what CI runs)")
     p.add_argument("--runs", type=int, help="timed runs per case and target (default 5; quick: 2)")
     p.add_argument("--warmup", type=int, help="untimed runs first (default 1; quick: 0)")
-    p.add_argument("--cases", help="comma-separated case names (default: all): " + ",".join(cases.BY_NAME))
+    p.add_argument("--cases", help="comma-separated case names (default: all): " + ",".join(catalog.BY_NAME))
     p.add_argument("--targets", help="comma-separated from " + ",".join(ALL_TARGETS) + " (quick: dockyard)")
     p.add_argument("--no-floor", action="store_true", help="skip the floor measurements")
     p.add_argument("--dockyard-host", help="DOCKER_HOST of a running dockyardd (default: start a private one)")
@@ -50,12 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.targets) - set(ALL_TARGETS)
     if unknown:
         p.error(f"unknown target(s): {', '.join(sorted(unknown))}")
-    args.cases = args.cases.split(",") if args.cases else list(cases.BY_NAME)
-    unknown = set(args.cases) - set(cases.BY_NAME)
-    if args.profile and args.profile not in cases.BY_NAME:
+    args.cases = args.cases.split(",") if args.cases else list(catalog.BY_NAME)
+    unknown = set(args.cases) - set(catalog.BY_NAME)
+    if args.profile and args.profile not in catalog.BY_NAME:
         unknown.add(args.profile)
     if unknown:
-        p.error(f"unknown case(s): {', '.join(sorted(unknown))}; known: {', '.join(cases.BY_NAME)}")
+        p.error(f"unknown case(s): {', '.join(sorted(unknown))}; known: {', '.join(catalog.BY_NAME)}")
     return args
 
 
@@ -166,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
             say("quick mode needs Dockyard, which cannot run")
             return 3
         ready = [t for t in live if not t.unavailable]
+        for t in ready:
+            t.quick = args.quick
         rows = []
         for name in args.cases:
             say(f"case {name}")
-            rows += run_case(cases.BY_NAME[name], ready, args)
+            rows += run_case(catalog.BY_NAME[name], ready, args)
         for t in live:
             if t.unavailable:
                 for row in rows:
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             if dockyard is None:
                 say("--profile needs a running Dockyard")
                 return 1
-            for path in profile.run(cases.BY_NAME[args.profile], dockyard, args.runs, args.json.parent):
+            for path in profile.run(catalog.BY_NAME[args.profile], dockyard, args.runs, args.json.parent):
                 say(f"profile written: {path}")
         return 0
     except KeyboardInterrupt:

@@ -38,6 +38,7 @@ class Target:
     cannot: dict[str, str] = field(default_factory=dict)  # case name -> why this target cannot run it
     daemon: ManagedDaemon | None = None
     cleanups: list[Callable[[], object]] = field(default_factory=list)  # run at stop, last added first
+    quick: bool = False  # --quick: cases shrink their workloads (CI keeps bench/ working, times nothing)
     daemon_pid: int = 0
     core_pids: set[int] = field(default_factory=set)  # daemon-side processes alive when idle
     containers: set[str] = field(default_factory=set)  # ids the bench created and must remove

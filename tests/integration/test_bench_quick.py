@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cases import CASES
+from bench.catalog import CASES
 
 REPO = Path(__file__).resolve().parents[2]
 
