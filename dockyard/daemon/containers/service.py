@@ -664,12 +664,13 @@ class ContainerService:
         """A running container and its shim; moby's getActiveContainer refusals otherwise."""
         rec = self._store.get(ref)
         running = self._live.get(rec.id)
+        if rec.state.restarting:
+            # moby counts a restarting container as running, so this is its answer, not "not running"
+            raise errdefs.Conflict(f"Container {rec.id} is restarting, wait until the container is running")
         if running is None or not rec.state.running:
             raise errdefs.Conflict(f"container {rec.id} is not running")
         if rec.state.paused:
             raise errdefs.Conflict(f"Container {ref} is paused, unpause the container before exec")
-        if rec.state.restarting:
-            raise errdefs.Conflict(f"Container {rec.id} is restarting, wait until the container is running")
         return rec, running.handle
 
     def emit_exec_event(self, rec: ContainerRecord, action: str, exec_id: str, **extra: str) -> None:
