@@ -124,6 +124,10 @@ def setup(app: web.Application, backend: ImagesBackend) -> None:
         try:
             # quiet only hides progress bars, which a load from a spooled file does not have
             return _progress(await asyncio.to_thread(backend.load, upload))
+        except errdefs.DockyardError as e:
+            # dockerd has answered 200 before reading the archive: what went wrong is the
+            # stream's error line, which the docker CLI prints as is (no "Error response from daemon")
+            return _progress([api.ProgressMessage(errorDetail={"message": str(e)}, error=str(e))])
         finally:
             upload.close()
 

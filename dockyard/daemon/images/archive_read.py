@@ -32,6 +32,33 @@ def _invalid(message: str) -> errdefs.InvalidParameter:
     return errdefs.InvalidParameter(f"invalid image archive: {message}")
 
 
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+
+
+def _go_tar_error(fileobj: IO[bytes]) -> str:
+    """What dockerd says when its tar reader (Go's archive/tar, after decompression) gives up on
+    this input: a first block whose header checksum is wrong is ``invalid tar header``; a
+    stream that ends inside a block or a member (or a corrupt compressed stream) is an
+    unexpected EOF; nothing at all is an archive without a manifest. Python's tarfile lists every method it tried instead."""
+    try:
+        fileobj.seek(0)
+        block = fileobj.read(512)
+    except OSError:
+        return "unexpected EOF"
+    if not block:  # Go reads an empty stream as an empty archive
+        return "invalid archive: does not contain a manifest.json"
+    if block.startswith(_COMPRESSED_MAGIC) or len(block) < 512:
+        return "unexpected EOF"
+    stored = block[148:156].split(b"\0", 1)[0].strip(b" ")
+    computed = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    try:
+        if int(stored or b"x", 8) != computed:
+            return "archive/tar: invalid tar header"
+    except ValueError:
+        return "archive/tar: invalid tar header"
+    return "unexpected EOF"
+
+
 @dataclass
 class LayerSource:
     """One layer blob in the archive; ``open()`` gives a reader that checks ``digest`` at EOF."""
@@ -90,8 +117,8 @@ class _Archive:
         try:
             self._tar = tarfile.open(fileobj=fileobj, mode="r:*")
             members = self._tar.getmembers()
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise _invalid(f"not a readable tar archive ({e})") from None
+        except (tarfile.TarError, EOFError, OSError):
+            raise errdefs.InvalidParameter(_go_tar_error(fileobj)) from None
         self._members: dict[str, tarfile.TarInfo] = {}
         for member in members:
             self._members[self._normalize(member.name, member.name)] = member
