@@ -57,6 +57,26 @@ PROPAGATION: dict[str, int] = {
     "unbindable": sc.MS_UNBINDABLE,
     "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
+# runc's recursive options: (MOUNT_ATTR_* to set, to clear) on the mount and all its submounts,
+# applied with mount_setattr(2) once the mount is made ("rro": a read-only bind whose submounts
+# are read-only too, which a remount with MS_REC cannot do)
+RECURSIVE_ATTRS: dict[str, tuple[int, int]] = {
+    "rro": (sc.MOUNT_ATTR_RDONLY, 0),
+    "rrw": (0, sc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (sc.MOUNT_ATTR_NOSUID, 0),
+    "rsuid": (0, sc.MOUNT_ATTR_NOSUID),
+    "rnodev": (sc.MOUNT_ATTR_NODEV, 0),
+    "rdev": (0, sc.MOUNT_ATTR_NODEV),
+    "rnoexec": (sc.MOUNT_ATTR_NOEXEC, 0),
+    "rexec": (0, sc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (sc.MOUNT_ATTR_NODIRATIME, 0),
+    "rdiratime": (0, sc.MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (sc.MOUNT_ATTR_NOSYMFOLLOW, 0),
+    "rsymfollow": (0, sc.MOUNT_ATTR_NOSYMFOLLOW),
+    "rrelatime": (sc.MOUNT_ATTR_RELATIME, sc.MOUNT_ATTR__ATIME),
+    "rnoatime": (sc.MOUNT_ATTR_NOATIME, sc.MOUNT_ATTR__ATIME),
+    "rstrictatime": (sc.MOUNT_ATTR_STRICTATIME, sc.MOUNT_ATTR__ATIME),
+}
 # Options that are runtime instructions, not mount data.
 _IGNORED = {"tmpcopyup", "defaults"}
 # statvfs flags a bind mount inherits and an unprivileged remount may not clear
@@ -74,9 +94,21 @@ def parse_options(options: list[str]) -> tuple[int, int, str]:
             flags = (flags | set_bits) & ~clear_bits
         elif option in PROPAGATION:
             propagation = PROPAGATION[option]
-        elif option not in _IGNORED:
+        elif option not in _IGNORED and option not in RECURSIVE_ATTRS:
             data.append(option)
     return flags, propagation, ",".join(data)
+
+
+def set_recursive_attrs(dest: str, options: list[str]) -> None:
+    """Apply the recursive options (``RECURSIVE_ATTRS``) among ``options`` to the mount tree at dest."""
+    attr_set = attr_clr = 0
+    for option in options:
+        if option in RECURSIVE_ATTRS:
+            set_bits, clear_bits = RECURSIVE_ATTRS[option]
+            attr_set = (attr_set & ~clear_bits) | set_bits
+            attr_clr = (attr_clr & ~set_bits) | clear_bits
+    if attr_set or attr_clr:
+        sc.mount_setattr(dest, attr_set, attr_clr)
 
 
 def secure_join(root: str, unsafe: str) -> str:
@@ -163,6 +195,7 @@ def mount_one(rootfs: str, mount: Mount) -> None:
             raise OSError(errno.ENOENT, f"bind mount source {source} for {mount.destination} does not exist")
         _ensure_target(dest, os.path.isdir(source))
         bind(source, dest, flags | sc.MS_BIND, propagation)
+        set_recursive_attrs(dest, mount.options)
         return
     _ensure_target(dest, True)
     if kind == "cgroup":
@@ -171,6 +204,7 @@ def mount_one(rootfs: str, mount: Mount) -> None:
         sc.mount(mount.source or kind, dest, kind, flags, data or None)
     if propagation:
         sc.mount(None, dest, None, propagation)
+    set_recursive_attrs(dest, mount.options)
 
 
 def _needs_dev_setup(spec: Spec) -> bool:

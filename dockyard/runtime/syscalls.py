@@ -69,6 +69,20 @@ MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 MNT_DETACH = 0x2
 
+# mount_setattr(2) (kernel 5.12+): attributes changed on a whole mount tree at once
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
 # prctl(2)
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
@@ -87,6 +101,7 @@ SYS_CAPGET = 125
 SYS_CAPSET = 126
 SYS_SECCOMP = 317
 SYS_CLOSE_RANGE = 436
+SYS_MOUNT_SETATTR = 442
 SECCOMP_SET_MODE_FILTER = 1
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
@@ -123,6 +138,18 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
         _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
         f"mount {target}",
     )
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(path: str, attr_set: int, attr_clr: int) -> None:
+    """Set and clear MOUNT_ATTR_* on the mount at ``path`` and every mount below it (AT_RECURSIVE)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    _check(_syscall(SYS_MOUNT_SETATTR, ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(AT_RECURSIVE),
+                    ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), f"mount_setattr {path}")
 
 
 def umount2(target: str, flags: int = 0) -> None:
