@@ -32,7 +32,7 @@ _CONFIG_KEYS = {
     "log_level": "log-level", "default_runtime": "default-runtime", "bridge": "bridge",
     "bip": "bip", "default_address_pools": "default-address-pools", "cgroup_parent": "cgroup-parent",
     "live_restore": "live-restore", "iptables": "iptables", "ip_forward": "ip-forward",
-    "userland_proxy": "userland-proxy",
+    "userland_proxy": "userland-proxy", "icc": "icc",
     "tls": "tls", "tlsverify": "tlsverify", "tlscacert": "tlscacert", "tlscert": "tlscert",
     "tlskey": "tlskey", "debug": "debug", "log_driver": "log-driver", "log_opts": "log-opts",
     "insecure_registries": "insecure-registries", "registry_mirrors": "registry-mirrors",
@@ -91,6 +91,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ip-forward", type=_bool, nargs="?", const=True, default=S)
     p.add_argument("--userland-proxy", type=_bool, nargs="?", const=True, default=S,
                    help="Use userland proxy for loopback traffic (default true)")
+    p.add_argument("--icc", type=_bool, nargs="?", const=True, default=S,
+                   help="Enable inter-container communication on the default bridge (default true)")
     p.add_argument("--tls", action="store_true", default=S, help="Use TLS; implied by --tlsverify")
     p.add_argument("--tlsverify", action="store_true", default=S, help="Use TLS and verify the remote")
     p.add_argument("--tlscacert", default=S, help="Trust certs signed only by this CA")

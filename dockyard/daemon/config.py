@@ -34,6 +34,7 @@ class DaemonConfig:
     iptables: bool = True
     ip_forward: bool = True
     userland_proxy: bool = True  # dockerd's --userland-proxy: published ports on 127.0.0.1 by proxy
+    icc: bool = True  # dockerd's --icc: containers on the default bridge may talk to each other
     tls: bool = False
     tlscacert: Path | None = None
     tlscert: Path | None = None
