@@ -125,6 +125,24 @@ def _name_match(name: str, pattern: str) -> bool:
         return pattern in name
 
 
+def _write_mode(m: PlannedMount) -> str:
+    """The OCI option for a bind's write mode, as Docker 25+ (API 1.44+): a read-only mount is made
+    recursively read-only ("rro": its submounts too) where the kernel can, and must be where
+    bind-recursive=readonly asks it; bind-recursive=writable keeps the submounts writable ("ro")."""
+    if not m.read_only:
+        return "rw"
+    if m.recursive in ("writable", "disabled"):
+        return "ro"  # no submounts to make read-only with a plain bind
+    why_not = kernel.supports_recursive_readonly()
+    if not why_not:
+        return "rro"
+    if m.recursive == "readonly":
+        raise errdefs.InvalidParameter(
+            f'invalid mount config for type "bind": {why_not}: cannot make {m.source} read-only recursively '
+            f"at {m.destination} (bind-recursive=readonly)")
+    return "ro"
+
+
 class VolumesService:
     def __init__(self, config: DaemonConfig, db: Database, events: EventSink,
                  plugin_timeout: float = plugin.DEFAULT_TIMEOUT) -> None:
@@ -518,7 +536,7 @@ class VolumesService:
                     source = self._mount_volume(container_id, m)
                     mounted.append(m)
                 options = ["rbind" if m.recursive != "disabled" else "bind",
-                           m.propagation or mountspec.DEFAULT_PROPAGATION, "ro" if m.read_only else "rw"]
+                           m.propagation or mountspec.DEFAULT_PROPAGATION, _write_mode(m)]
                 out.append(oci.Mount(destination=m.destination, type="bind", source=source, options=options))
         except BaseException:
             for m in mounted:

@@ -69,6 +69,18 @@ def mount(device: str, target: str, fstype: str, options: str) -> None:
         _call(_libc.mount(b"", target.encode(), None, propagation, None), f"set propagation of {target}")
 
 
+def supports_recursive_readonly() -> str:
+    """"" when this kernel can make a mount tree read-only (mount_setattr(2), Linux 5.12), else why not."""
+    release = os.uname().release
+    try:
+        version = tuple(int(part) for part in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return f"cannot tell the kernel version from {release!r}"
+    if version < (5, 12):
+        return f"recursive read-only mounts need Linux 5.12 or later (mount_setattr), this kernel is {release}"
+    return ""
+
+
 def unmount(target: str) -> None:
     """Detach ``target`` (lazily, so a busy file in it does not block the daemon)."""
     _call(_libc.umount2(target.encode(), MNT_DETACH), f"unmount {target}")

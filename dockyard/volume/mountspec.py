@@ -35,7 +35,9 @@ class MountRequest:
     labels: dict[str, str] = field(default_factory=dict)
     subpath: str = ""
     create_source: bool = False  # -v: a missing host path is made at start
-    recursive: str = "enabled"  # binds: "enabled" (rbind), "disabled" (bind), "writable" (ro on the top only)
+    # binds: "enabled" (rbind; read-only submounts too where the kernel can), "disabled" (bind),
+    # "writable" (read-only on the top mount only), "readonly" (read-only submounts, or an error)
+    recursive: str = "enabled"
     tmpfs_options: list[str] = field(default_factory=list)  # "size=..", "mode=.."
 
 
@@ -160,6 +162,9 @@ def parse_mount(spec: MountSpec) -> MountRequest:
                 raise errdefs.InvalidParameter(_config_error(
                     kind, "option NonRecursive conflicts with ReadOnlyNonRecursive/ReadOnlyForceRecursive"))
         elif opts and opts.read_only_non_recursive:
+            if opts.read_only_force_recursive:
+                raise errdefs.InvalidParameter(_config_error(
+                    kind, "option ReadOnlyForceRecursive conflicts with ReadOnlyNonRecursive"))
             if not spec.read_only:
                 raise errdefs.InvalidParameter(_config_error(
                     kind, "option ReadOnlyNonRecursive requires ReadOnly"))
@@ -168,11 +173,7 @@ def parse_mount(spec: MountSpec) -> MountRequest:
             if not spec.read_only:
                 raise errdefs.InvalidParameter(_config_error(
                     kind, "option ReadOnlyForceRecursive requires ReadOnly"))
-            # Docker fails such a mount where the kernel/runtime cannot make submounts read-only;
-            # our runtime has no "rro" yet, so say so instead of mounting them writable.
-            raise errdefs.NotImplementedFeature(_config_error(
-                kind, "option ReadOnlyForceRecursive (bind-recursive=readonly) is not supported: "
-                      "this daemon's runtime cannot make submounts read-only yet"))
+            req.recursive = "readonly"
     elif kind == "volume":
         if spec.bind_options is not None:
             raise errdefs.InvalidParameter(_config_error(kind, "field BindOptions must not be specified"))

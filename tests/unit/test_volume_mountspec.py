@@ -110,6 +110,9 @@ def test_bind_recursive_modes():
         with pytest.raises(errdefs.InvalidParameter, match="requires ReadOnly"):
             mountspec.parse_mount(MountSpec(type="bind", source=d, target="/x",
                                             bind_options=BindOptions(read_only_force_recursive=True)))
-        with pytest.raises(errdefs.NotImplementedFeature, match="cannot make submounts read-only"):
-            mountspec.parse_mount(MountSpec(type="bind", source=d, target="/x", read_only=True,
-                                            bind_options=BindOptions(read_only_force_recursive=True)))
+        forced = mountspec.parse_mount(MountSpec(type="bind", source=d, target="/x", read_only=True,
+                                                 bind_options=BindOptions(read_only_force_recursive=True)))
+        assert forced.recursive == "readonly"
+        with pytest.raises(errdefs.InvalidParameter, match="conflicts with ReadOnlyNonRecursive"):
+            mountspec.parse_mount(MountSpec(type="bind", source=d, target="/x", read_only=True, bind_options=BindOptions(
+                read_only_force_recursive=True, read_only_non_recursive=True)))

@@ -140,7 +140,7 @@ def test_tmpfs_and_bind_options(root):
         line = next(line for line in f if f" {t_path} " in line)
     assert "tmpfs" in line and "size=1024k" in line
     assert (root / "data/volumes/bv/_data/f").read_text() == "from host"
-    assert [(m.destination, m.options) for m in mounts] == [("/b", ["rbind", "rprivate", "ro"]),
+    assert [(m.destination, m.options) for m in mounts] == [("/b", ["rbind", "rprivate", "rro"]),
                                                            ("/t", ["rbind", "rprivate", "rw"])]
     # a second user shares the device mount; the last unmount takes it down
     svc.resolve_mounts("c2", HostConfig(binds=["tv:/x"]), None, [], no_lookup)
@@ -236,6 +236,28 @@ def test_forget_missing_containers(root):
     with pytest.raises(errdefs.Conflict, match=r"in use - \[alive\]"):
         run(svc.remove("shared"))
     assert svc.mount_points("gone") == [] and len(svc.mount_points("alive")) == 1
+
+
+def test_read_only_binds_are_recursive_where_the_kernel_can(root, monkeypatch):
+    """Docker 25+: readonly is rro if possible; bind-recursive=writable is ro; =readonly is rro or an error."""
+    svc, _, _ = make(root)
+    src = root / "src"
+    src.mkdir()
+    mounts = [{"Type": "bind", "Source": str(src), "Target": f"/{mode}", "ReadOnly": True,
+               "BindOptions": {"Propagation": "rprivate", **options}}
+              for mode, options in (("default", {}), ("writable", {"ReadOnlyNonRecursive": True}),
+                                    ("readonly", {"ReadOnlyForceRecursive": True}),
+                                    ("disabled", {"NonRecursive": True}))]
+    svc.resolve_mounts("c1", HostConfig(mounts=mounts, binds=[f"{src}:/v:ro"]), None, [], no_lookup)
+    got = {m.destination: m.options for m in run(svc.mount("c1"))}
+    assert got == {"/default": ["rbind", "rprivate", "rro"], "/writable": ["rbind", "rprivate", "ro"],
+                   "/readonly": ["rbind", "rprivate", "rro"], "/disabled": ["bind", "rprivate", "ro"],
+                   "/v": ["rbind", "rprivate", "rro"]}
+    monkeypatch.setattr(kernel, "supports_recursive_readonly", lambda: "needs Linux 5.12, this is 5.10")
+    with pytest.raises(errdefs.InvalidParameter, match=r"needs Linux 5.12.*at /readonly \(bind-recursive=readonly\)"):
+        run(svc.mount("c1"))
+    svc.resolve_mounts("c2", HostConfig(mounts=mounts[:2]), None, [], no_lookup)
+    assert [m.options[-1] for m in run(svc.mount("c2"))] == ["ro", "ro"]  # falls back, as Docker
 
 
 def test_kernel_option_words():
