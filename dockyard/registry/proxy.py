@@ -88,8 +88,7 @@ class Upstream:
         lock = self._fetching.setdefault(digest, asyncio.Lock())
         try:
             async with lock:
-                if await loop.run_in_executor(None, self.store.blobs.has, digest):
-                    self.store.link_blob(name, digest)
+                if await loop.run_in_executor(None, self.store.link_if_present, name, digest):
                     return
                 await self._fetch_blob(name, digest)
         finally:

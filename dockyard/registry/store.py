@@ -20,6 +20,7 @@ the new one. A blob reaches a repository only after it is committed and verified
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -33,6 +34,7 @@ from dockyard import errdefs
 from dockyard.registry import errors, manifests
 from dockyard.registry.names import ANY_DIGEST_RE, is_digest, valid_digest, valid_name, valid_tag
 from dockyard.registry.blobs import Blobs, FilesystemBlobs
+from dockyard.registry.sweeplock import SweepLock
 from dockyard.storage.content import Descriptor
 from dockyard.storage.fsutil import remove_tree, write_atomic
 
@@ -116,6 +118,7 @@ class Store:
         self._meta_lock = threading.Lock()
         self._open_uploads: dict[str, Upload] = {}
         self._uploads_lock = threading.Lock()
+        self.sweep = SweepLock(self.root / "gc")
 
     # ---- repositories --------------------------------------------------------------
 
@@ -137,17 +140,17 @@ class Store:
 
     # ---- blobs ---------------------------------------------------------------------
 
-    def _link(self, name: str, digest: str) -> Path:
+    def link_path(self, name: str, digest: str) -> Path:
         return self.repo_dir(name) / "_layers" / check_digest(digest)
 
     def link_blob(self, name: str, digest: str) -> None:
-        link = self._link(name, digest)
+        link = self.link_path(name, digest)
         link.parent.mkdir(parents=True, exist_ok=True)
         link.touch()
 
     def blob(self, name: str, digest: str) -> Descriptor:
         """The blob as the repository holds it; errors.BlobUnknown otherwise."""
-        link = self._link(name, digest)
+        link = self.link_path(name, digest)
         if link.exists() or (self._manifest_link(name, digest).exists()):
             try:
                 return self.blobs.info(digest)
@@ -160,7 +163,7 @@ class Store:
         return self.blobs.location(digest)
 
     def delete_blob(self, name: str, digest: str) -> None:
-        link = self._link(name, digest)
+        link = self.link_path(name, digest)
         if not link.exists():
             raise errors.BlobUnknown(f"blob unknown to registry: {digest}", {"digest": digest})
         link.unlink()
@@ -168,11 +171,20 @@ class Store:
     def mount(self, name: str, digest: str, source: str) -> bool:
         """Cross-repository mount: link a blob ``source`` holds; False when it does not."""
         check_name(source)
-        try:
-            self.blob(source, digest)
-        except errors.BlobUnknown:
-            return False
-        self.link_blob(name, digest)
+        with self.sweep.live([digest]):
+            try:
+                self.blob(source, digest)
+            except errors.BlobUnknown:
+                return False
+            self.link_blob(name, digest)
+        return True
+
+    def link_if_present(self, name: str, digest: str) -> bool:
+        """Link a blob the store already holds (a pull-through cache's shared blobs)."""
+        with self.sweep.live([digest]):
+            if not self.blobs.has(digest):
+                return False
+            self.link_blob(name, digest)
         return True
 
     # ---- uploads -------------------------------------------------------------------
@@ -216,12 +228,12 @@ class Store:
         A mismatch ends the session too (the spec: the client starts over)."""
         check_digest(digest)
         try:
-            with open(upload.data, "rb") as f:
+            with self.sweep.live([digest]), open(upload.data, "rb") as f:
                 desc = self.blobs.ingest(f, expected_digest=digest)
+                self.link_blob(upload.repo, digest)
         except errdefs.InvalidParameter as e:
             self.cancel_upload(upload)
             raise errors.DigestInvalid(f"digest invalid: {e}", {"digest": digest}) from None
-        self.link_blob(upload.repo, digest)
         self.cancel_upload(upload)
         return desc
 
@@ -229,11 +241,12 @@ class Store:
         """A monolithic upload in one request: verify and commit, then link."""
         check_digest(digest)
         try:
-            desc = self.blobs.ingest(data, expected_digest=digest, expected_size=size)
+            with self.sweep.live([digest]):
+                desc = self.blobs.ingest(data, expected_digest=digest, expected_size=size)
+                self.link_blob(name, digest)
         except errdefs.InvalidParameter as e:
             raise (errors.SizeInvalid if "size" in str(e) else errors.DigestInvalid)(
                 f"digest invalid: {e}", {"digest": digest}) from None
-        self.link_blob(name, digest)
         return desc
 
     def upload_ids(self) -> list[tuple[str, float]]:
@@ -292,6 +305,13 @@ class Store:
         else:
             check_digest(reference)
         parsed = manifests.parse(data, content_type)
+        live = ["sha256:" + hashlib.sha256(data).hexdigest()] + [ref.digest for ref in parsed.blobs] + \
+            [ref.digest for ref in parsed.children]
+        with self.sweep.live(live):
+            return self._put_manifest(name, tag, reference, data, parsed)
+
+    def _put_manifest(self, name: str, tag: str | None, reference: str, data: bytes,
+                      parsed: manifests.Parsed) -> tuple[str, manifests.Parsed]:
         for ref in parsed.blobs:
             try:
                 held = self.blob(name, ref.digest)
@@ -332,10 +352,11 @@ class Store:
         """Keep a manifest a pull-through cache fetched from upstream: its references are fetched
         when asked for, so they are not checked here; a digest reference must still match."""
         parsed = manifests.parse(data, media_type)
-        desc = self.blobs.ingest(data, expected_digest=reference if is_digest(reference) else None)
-        link = self._manifest_link(name, desc.digest)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(link, parsed.media_type.encode())
+        with self.sweep.live(["sha256:" + hashlib.sha256(data).hexdigest()]):
+            desc = self.blobs.ingest(data, expected_digest=reference if is_digest(reference) else None)
+            link = self._manifest_link(name, desc.digest)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(link, parsed.media_type.encode())
         if not is_digest(reference):
             path = self._tag_path(name, reference)
             path.parent.mkdir(parents=True, exist_ok=True)
