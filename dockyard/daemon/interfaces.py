@@ -175,3 +175,7 @@ class VolumeMounter(Protocol):
 
     def release_blocking(self, container_id: str, remove_anonymous: bool) -> None:
         """``release`` for a synchronous caller (a create that failed after resolve_mounts)."""
+
+    def volume_path(self, name: str) -> str:
+        """The volume's content directory on the host (a local volume's ``_data``, a plugin
+        volume's last Mountpoint), "" when unknown: docker cp keeps a subpath mount beneath it."""
