@@ -485,6 +485,14 @@ class VolumesService:
         return MountPoint(type="bind", source=m.source, destination=m.destination, mode=m.mode,
                           rw=not m.read_only, propagation=m.propagation)
 
+    def volume_path(self, name: str) -> str:
+        """The volume's content directory on the host: the local driver's ``_data``, or the
+        Mountpoint a plugin last answered ("" when it never did). Only this service knows the layout."""
+        rec = self._get(name)
+        if rec is None:
+            return ""
+        return self._local.path(name) if rec.driver == "local" else rec.mountpoint
+
     def mount_points(self, container_id: str) -> list[MountPoint]:
         """The container's mounts as inspect shows them (Mountpoints of plugin volumes as last seen)."""
         return [self._mount_point(m) for m in (self._plan(container_id) or ContainerMounts()).mounts]

@@ -119,6 +119,13 @@ def test_subpath_and_plugin_volume(env):
     out = ok(handle, "run", "--rm", "--network", "none", "--mount",
              "type=volume,src=withsub,dst=/s,volume-subpath=a/b,readonly", "busybox", "cat", "/s/f")
     assert out == "deep\n"
+    # docker cp of a stopped container sees the subpath mount (its host path from the volume service)
+    cid = ok(handle, "create", "--network", "none", "--mount",
+             "type=volume,src=withsub,dst=/s,volume-subpath=a", "busybox", "true").strip()
+    out = handle.root / "cp-out"
+    ok(handle, "cp", f"{cid}:/s/b/f", str(out))
+    assert out.read_text() == "deep\n"
+    ok(handle, "rm", cid)
     ok(handle, "volume", "rm", "withsub")
     ok(handle, "run", "--rm", "--network", "none", "--mount",
        "type=volume,src=pvol,dst=/p,volume-driver=dirplugin,volume-opt=mode=0750", "busybox",

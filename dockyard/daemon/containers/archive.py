@@ -70,16 +70,20 @@ class View:
     scratch: Path  # where a stopped container's snapshot is mounted (a fresh dir below it)
 
 
-def view_binds(mounts: list[MountPoint], network_files: dict[str, str], volumes_root: Path) -> tuple[Bind, ...]:
-    """The bind mounts of the view, shallowest destination first (as the runtime mounts them)."""
+def view_binds(mounts: list[MountPoint], network_files: dict[str, str],
+               volume_path: Callable[[str], str]) -> tuple[Bind, ...]:
+    """The bind mounts of the view, shallowest destination first (as the runtime mounts them).
+    ``volume_path(name)`` is a volume's content directory on the host (the volume service's
+    VolumeMounter.volume_path): a volume-subpath source must stay beneath it."""
     binds = []
     for m in mounts:
         if m.type not in ("bind", "volume") or not m.source:
             continue  # tmpfs, or a plugin volume never mounted: nothing on the host to show
         beneath = ""
-        if m.type == "volume" and m.source.startswith(f"{volumes_root}/"):
-            name = m.source[len(str(volumes_root)) + 1:].split("/", 1)[0]
-            beneath = f"{volumes_root}/{name}/_data"
+        if m.type == "volume" and m.name:
+            content = volume_path(m.name).rstrip("/")
+            if content and (m.source == content or m.source.startswith(f"{content}/")):
+                beneath = content
         binds.append(Bind(m.source, m.destination, m.rw, beneath))
     for destination, source in network_files.items():
         if source and os.path.exists(source):

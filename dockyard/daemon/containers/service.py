@@ -42,7 +42,7 @@ from dockyard.daemon.containers import health as health_mod
 from dockyard.daemon.containers import spec as spec_mod
 from dockyard.daemon.containers import update as update_mod
 from dockyard.daemon.containers import user as users
-from dockyard.runtime.cgroups import manager_for
+from dockyard.runtime.cgroups import MigrationWarmer, manager_for
 from dockyard.daemon.containers import stats as stats_mod
 from dockyard.daemon.containers import top as top_mod
 from dockyard.daemon.containers import state as st
@@ -126,6 +126,9 @@ class ContainerService:
         self._shutting_down = False
         self._ready = asyncio.Event()  # set once start-up restarts are done (moby's waitForStartupDone)
         self._health = health_mod.HealthMonitor(self._health_report)
+        # the kernel's wait before moving a container's init into its cgroup (~10 ms) elapses
+        # while the create's answer, the CLI's next requests and the shim's spawn go on
+        self._migration_warmer = MigrationWarmer()
 
     # ---- helpers -----------------------------------------------------------------
     def _lock(self, cid: str) -> asyncio.Lock:
@@ -184,6 +187,7 @@ class ContainerService:
             shutil.rmtree(data_dir, ignore_errors=True)
             raise
         self._emit(rec, "create")
+        self._migration_warmer.poke()  # a start usually follows (docker run)
         return CreateResponse(id=cid, warnings=prepared.warnings)
 
     # ---- start ---------------------------------------------------------------------
@@ -209,6 +213,7 @@ class ContainerService:
         if rec.state.status == st.RUNNING:
             raise errdefs.NotModified("Container already started")
         st.check_start(rec.state, rec.id)
+        self._migration_warmer.poke()
         handle, sandbox = await startup.launch(
             rec, config=self._config, images=self._images, networks=self._networks, shims=self._shims,
             volumes=self._volumes, resolve_peer=self._network_peer, pending=self._pending.get(rec.id, []),
@@ -876,7 +881,7 @@ class ContainerService:
         rec = self._store.get(ref)
         binds = cp.view_binds(rec.mounts, {"/etc/hostname": rec.hostname_path, "/etc/hosts": rec.hosts_path,
                                            "/etc/resolv.conf": rec.resolv_conf_path},
-                              self._config.data_root / "volumes")
+                              self._volumes.volume_path)
         view = cp.View(live_root=None, rootfs_mounts=tuple(self._rootfs_mounts(rec)), binds=binds,
                        scratch=self._config.exec_root / "cp")
         async with self._lock(rec.id):
