@@ -116,7 +116,8 @@ class NetworkAdmin(NetworkCore):
         if self._config.iptables:
             try:
                 bridges = [record.bridge] if record.driver == BRIDGE else []
-                await asyncio.to_thread(self._add_network_rules, self._network_rules(record), bridges)
+                await asyncio.to_thread(self._add_network_rules, self._network_rules(record), bridges,
+                                        self._icc_off(record))
             except BaseException:
                 await self._delete(record, emit=False)
                 raise

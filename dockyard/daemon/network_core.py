@@ -23,7 +23,7 @@ from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EndpointSettings, EventSink, SandboxInfo, StoppedContainerNetworks
 from dockyard.daemon.network_model import Sandbox, UplinkState
 from dockyard.daemon.network_serving import SandboxServing
-from dockyard.network import iptables, portmap
+from dockyard.network import iptables, portmap, records
 from dockyard.network.drivers import DRIVERS
 from dockyard.network.records import NetworkRecord
 from dockyard.network.sandbox import NetnsWorker
@@ -111,7 +111,13 @@ class NetworkCore:
             return []
         return driver.rules(self._chains, record, hairpin=not self._userland_proxy)
 
-    def _add_network_rules(self, rules: list[iptables.Rule], bridges: list[str]) -> None:
+    @staticmethod
+    def _icc_off(record: NetworkRecord) -> bool:
+        return record.driver == BRIDGE and not records.flag(record.options, records.ICC_OPTION, True)
+
+    def _add_network_rules(self, rules: list[iptables.Rule], bridges: list[str], icc_off: bool = False) -> None:
+        if icc_off:
+            iptables.bridge_netfilter()
         iptables.add(rules)
         if not self._userland_proxy:
             for bridge in bridges:

@@ -72,7 +72,8 @@ class NetworkService(NetworkAdmin, Reconciler, SandboxOps):
     def _setup_iptables(self, rules: list[iptables.Rule]) -> None:
         iptables.setup(self._chains, localhost=not self._userland_proxy)  # also drops what a killed run left
         self._add_network_rules(rules, [r.bridge for r in self._networks.values()
-                                        if r.id in self._bridges and r.driver == BRIDGE])
+                                        if r.id in self._bridges and r.driver == BRIDGE],
+                                icc_off=any(self._icc_off(r) for r in self._networks.values()))
 
     async def stop(self) -> None:
         """Live-restore: sandboxes of running containers stay as they are; their published ports
@@ -119,7 +120,7 @@ class NetworkService(NetworkAdmin, Reconciler, SandboxOps):
             id=record.id if record else secrets.token_hex(32), name=BRIDGE, driver="bridge",
             created=record.created if record else now_rfc3339(), subnet=str(wanted.network),
             gateway=str(wanted.ip), bridge=name, bridge_created=ours,
-            options=records.default_bridge_options(name, mtu))
+            options=records.default_bridge_options(name, mtu, self._config.icc))
         if fresh != record:
             self._save(fresh)
         pool, pool6 = self._load_pools(fresh)

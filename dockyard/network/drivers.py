@@ -79,6 +79,7 @@ class BridgeDriver:
         if await run(worker.bridge_state, bridge) is not None:
             raise errdefs.Conflict(f"a link named {bridge} already exists on the host")
         mtu = _mtu_option(record)
+        records.flag(record.options, records.ICC_OPTION, True)  # refused before anything is made
         index = await run(worker.create_bridge, bridge, *_gateways(record), mtu)
         try:
             mtu = await run(worker.link_mtu, index)
@@ -104,7 +105,8 @@ class BridgeDriver:
     def rules(self, chains: iptables.Chains, record: NetworkRecord, hairpin: bool) -> list[iptables.Rule]:
         masquerade = record.options.get(records.MASQUERADE_OPTION, "").lower() == "true"
         return iptables.network_rules(chains, record.bridge, record.subnet, record.internal, masquerade,
-                                      hairpin=hairpin, ipv6=bool(record.subnet6))
+                                      hairpin=hairpin, ipv6=bool(record.subnet6),
+                                      icc=records.flag(record.options, records.ICC_OPTION, True))
 
 
 class MacvlanDriver:

@@ -31,10 +31,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from dockyard import errdefs
+
+log = logging.getLogger("dockyard.networks")
 
 IPTABLES_RESTORE = "/usr/sbin/iptables-restore"
 IPTABLES_SAVE = "/usr/sbin/iptables-save"
@@ -168,9 +172,11 @@ def setup(chains: Chains, localhost: bool = False) -> None:
     _restore(lines)
 
 
-def _filter_rules(table: str, chains: Chains, bridge: str, internal: bool) -> list[Rule]:
+def _filter_rules(table: str, chains: Chains, bridge: str, internal: bool, icc: bool) -> list[Rule]:
     rules: list[Rule] = [(table, chains.iso1, f"-i {bridge} ! -o {bridge} -j {chains.iso2}"),
                          (table, chains.iso2, f"-o {bridge} -j DROP")]
+    if not icc:  # before the network's ACCEPT: bridged traffic between two of its containers
+        rules.append((table, chains.forward, f"-i {bridge} -o {bridge} -j DROP"))
     if internal:
         rules += [(table, chains.forward, f"-i {bridge} ! -o {bridge} -j DROP"),
                   (table, chains.forward, f"-o {bridge} ! -i {bridge} -j DROP")]
@@ -180,13 +186,15 @@ def _filter_rules(table: str, chains: Chains, bridge: str, internal: bool) -> li
 
 
 def network_rules(chains: Chains, bridge: str, subnet: str, internal: bool, masquerade: bool,
-                  hairpin: bool = False, ipv6: bool = False) -> list[Rule]:
+                  hairpin: bool = False, ipv6: bool = False, icc: bool = True) -> list[Rule]:
     """Isolation, --internal, masquerade; hairpin (no userland proxy): NAT for published ports
     reached from 127.0.0.0/8 or from the bridge itself, which cannot be answered directly.
-    ipv6: the isolation and --internal rules for IPv6 too."""
-    rules = _filter_rules("filter", chains, bridge, internal)
+    ipv6: the isolation and --internal rules for IPv6 too. Without icc, traffic between two
+    ports of the bridge is dropped (it passes FORWARD through br_netfilter: see
+    ``bridge_netfilter``); the gateway, the outside and published ports stay reachable."""
+    rules = _filter_rules("filter", chains, bridge, internal, icc)
     if ipv6:
-        rules += _filter_rules(FILTER6, chains, bridge, internal)
+        rules += _filter_rules(FILTER6, chains, bridge, internal, icc)
     if not internal:
         if masquerade:
             rules.append(("nat", chains.post, f"-s {subnet} ! -o {bridge} -j MASQUERADE"))
@@ -194,6 +202,23 @@ def network_rules(chains: Chains, bridge: str, subnet: str, internal: bool, masq
             rules += [("nat", chains.post, f"-s 127.0.0.0/8 -o {bridge} -j MASQUERADE"),
                       ("nat", chains.post, f"-s {subnet} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE")]
     return rules
+
+
+def bridge_netfilter() -> None:
+    """Bridged (same-bridge) traffic through iptables and ip6tables, which icc=false needs, as
+    dockerd does: loads br_netfilter and switches bridge-nf-call-ip(6)tables on (host-wide
+    settings; nothing is changed when they are on already)."""
+    base = Path("/proc/sys/net/bridge")
+    if not base.exists():
+        done = subprocess.run(["modprobe", "br_netfilter"], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0 or not base.exists():
+            raise errdefs.System("icc=false needs the br_netfilter kernel module, which could not be "
+                                 f"loaded: {done.stderr.strip()}")
+    for name in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables"):
+        path = base / name
+        if path.read_text().strip() != "1":
+            log.warning("enabling %s (net.bridge.%s=1) for a network with icc disabled", name, name)
+            path.write_text("1\n")
 
 
 def port_rules(chains: Chains, bridge: str, proto: str, host_ip: str, host_port: int,

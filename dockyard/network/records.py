@@ -18,6 +18,7 @@ DRIVER_OF_PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MTU_OPTION = "com.docker.network.driver.mtu"
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+ICC_OPTION = "com.docker.network.bridge.enable_icc"  # false: containers of the bridge cannot talk
 HOST_BINDING_OPTION = "com.docker.network.bridge.host_binding_ipv4"  # default address of -p
 PARENT_OPTION = "parent"  # macvlan: -o parent=<host interface>
 MACVLAN_MODE_OPTION = "macvlan_mode"
@@ -57,10 +58,22 @@ def gateway6_of(record: NetworkRecord) -> ipaddress.IPv6Interface | None:
     return ipaddress.IPv6Interface(f"{record.gateway6}/{record.subnet6.split('/')[1]}")
 
 
-def default_bridge_options(bridge: str, mtu: int) -> dict[str, str]:
+def flag(options: dict[str, str], key: str, default: bool) -> bool:
+    """A boolean network option, parsed as Go's strconv.ParseBool (how dockerd reads them)."""
+    text = options.get(key)
+    if text is None or text == "":
+        return default
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise errdefs.InvalidParameter(f"failed to parse {key} value {text!r}: invalid syntax")
+
+
+def default_bridge_options(bridge: str, mtu: int, icc: bool = True) -> dict[str, str]:
     return {
         "com.docker.network.bridge.default_bridge": "true",
-        "com.docker.network.bridge.enable_icc": "true",
+        ICC_OPTION: "true" if icc else "false",
         MASQUERADE_OPTION: "true",
         HOST_BINDING_OPTION: "0.0.0.0",
         BRIDGE_NAME_OPTION: bridge,
