@@ -13,7 +13,7 @@ import pytest
 from dockyard import errdefs
 from dockyard.oci import defaults
 from dockyard.oci import runtime_spec as rs
-from dockyard.runtime.cgroups import files, is_unified
+from dockyard.runtime.cgroups import MigrationWarmer, files, hurry_migration, is_unified
 from dockyard.runtime.cgroups.v1 import V1Manager, device_rule_line, hierarchies
 from dockyard.runtime.cgroups.v2 import V2Manager, shares_to_weight
 
@@ -145,3 +145,17 @@ def test_v2_core_files_on_the_unified_mount():
             manager.destroy()
         os.rmdir(os.path.dirname(manager.directory))
     assert shares_to_weight(1024) == 39 and shares_to_weight(2) == 1
+
+
+def test_hurry_migration_leaves_us_where_we_are_and_runs_one_at_a_time():
+    with open("/proc/self/cgroup") as f:
+        before = f.read()
+    hurry_migration()
+    warmer = MigrationWarmer()
+    warmer.poke()
+    first = warmer._thread
+    warmer.poke()  # while the first is waiting out its grace period: no second thread
+    assert warmer._thread is first or not first.is_alive()
+    first.join(5)
+    with open("/proc/self/cgroup") as f:
+        assert f.read() == before

@@ -16,6 +16,7 @@ cgroup in that hierarchy.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,3 +72,46 @@ def manager_for(path: str) -> Manager:
     from dockyard.runtime.cgroups.v1 import V1Manager
 
     return V1Manager(path)
+
+
+def hurry_migration() -> None:
+    """Make the next move of a process into a cgroup (``Manager.add``) cheap, by paying its wait
+    now: blocks for one RCU grace period. Every write to a ``cgroup.procs`` takes the kernel's
+    global cgroup_threadgroup_rwsem for writing, and the first writer after a quiet spell waits a
+    full grace period (5-30 ms here) to switch its readers (fork, exit) to the slow path; writers
+    within about one grace period after the last one pass at once. So a no-op move (this process
+    into the cgroup it is in) opens that window. Errors are ignored: it is only a hint."""
+    try:
+        with open("/proc/self/cgroup") as f:  # read afresh: moving us back to an old cgroup would not be a no-op
+            own = {controllers: path for _, controllers, path in
+                   (line.rstrip("\n").split(":", 2) for line in f)}
+        if is_unified():
+            directory = os.path.join(CGROUP_ROOT, own.get("", "/").lstrip("/"))
+        else:
+            from dockyard.runtime.cgroups.v1 import hierarchies
+
+            controller, mountpoint = next(iter(hierarchies().items()))
+            path = next(p for names, p in own.items() if controller in names.split(","))
+            directory = os.path.join(mountpoint, path.lstrip("/"))
+        fd = os.open(os.path.join(directory, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except (OSError, StopIteration, ValueError):
+        pass
+
+
+class MigrationWarmer:
+    """Calls ``hurry_migration`` on a short-lived thread of its own, at most one at a time: a
+    caller that knows a container start is coming (a create, a start request) pokes it, so the
+    grace period elapses while the start does its other work instead of in the middle of it."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+
+    def poke(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return  # the grace period under way serves this start too
+        self._thread = threading.Thread(target=hurry_migration, name="cgroup-warm", daemon=True)
+        self._thread.start()
