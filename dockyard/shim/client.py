@@ -37,6 +37,8 @@ class SpawnRequest:
     log_path: Path | None  # json-file log; None for log driver "none"
     log_max_size: int | None = None  # bytes; rotation (issue 4 completes it)
     log_max_files: int = 1
+    log_driver: str = "json-file"  # or "local" (dockyard.shim.locallog)
+    log_compress: bool = False  # local: gzip rotated files
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ def spawn_request_to_json(request: SpawnRequest) -> dict:
         "log_path": str(request.log_path) if request.log_path is not None else None,
         "log_max_size": request.log_max_size,
         "log_max_files": request.log_max_files,
+        "log_driver": request.log_driver,
+        "log_compress": request.log_compress,
     }
 
 

@@ -47,7 +47,8 @@ from dockyard.runtime.runc import RuncRuntime
 from dockyard.shim import protocol as P
 from dockyard.shim import rootfs
 from dockyard.shim.client import SpawnRequest
-from dockyard.shim.jsonlog import JsonLogWriter, format_time
+from dockyard.shim.jsonlog import format_time
+from dockyard.shim.logwriter import LogWriter, open_log_writer
 from dockyard.shim.sockpath import short_path
 
 DRAIN_TIMEOUT = 2.0  # after the init exits, how long orphans may keep its output open
@@ -94,6 +95,8 @@ def spawn_request_from_json(body: dict) -> SpawnRequest:
         log_path=Path(body["log_path"]) if body.get("log_path") else None,
         log_max_size=body.get("log_max_size"),
         log_max_files=int(body.get("log_max_files", 1)),
+        log_driver=body.get("log_driver", "json-file"),
+        log_compress=bool(body.get("log_compress", False)),
     )
 
 
@@ -172,7 +175,7 @@ class Shim:
         self.stdin_closing = False
         self.stdin_once_used = False
         self.master: int | None = None
-        self.log: JsonLogWriter | None = None
+        self.log: LogWriter | None = None
         self.clients: dict[int, _Client] = {}
         self.waiters: list[_Client] = []
         self.shutdown_waiters: list[_Client] = []
@@ -202,8 +205,7 @@ class Shim:
         try:
             rootfs.mount_all(req.rootfs_mounts, self.root)
             self.mounted = True
-            if req.log_path is not None:
-                self.log = JsonLogWriter(req.log_path, req.log_max_size, req.log_max_files)
+            self.log = open_log_writer(req)
             if req.tty:
                 console_path = self.state_dir / "console.sock"
                 console = self._unix_listener(console_path)

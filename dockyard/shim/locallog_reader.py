@@ -1,0 +1,232 @@
+"""Reading ``local`` driver logs for ``docker logs``: since/until/tail filtering and follow.
+
+The format and the writer (in the shim) are in ``dockyard.shim.locallog``. Files are read
+oldest first: ``<log>.N-1`` ... ``<log>.1`` then ``<log>``, each rotated one either plain or
+gzipped (``.gz``; the plain one is preferred: it exists while its compression is under way).
+The records and positions are ``jsonlog_reader``'s, so ``daemon/containers/logs.py`` treats
+both drivers alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import struct
+from collections import deque
+from pathlib import Path
+from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
+
+from dockyard.shim.jsonlog import format_time
+from dockyard.shim.jsonlog_reader import LogPosition, LogRecord, parse_time
+from dockyard.shim.locallog import FRAME_LEN, MAX_ENTRY, LogEntry, decode_entry, gzip_extra_last_time
+
+_LEN = struct.Struct(">I")
+_CHUNK = 1 << 20
+
+
+def _record(entry: LogEntry) -> LogRecord:
+    line = entry.line + b"\n" if entry.ends_line else entry.line
+    return LogRecord(stream=entry.source or "stdout", data=line, time=format_time(entry.time_ns),
+                     time_ns=entry.time_ns)
+
+
+def parse_frames(buf: bytes | bytearray, start: int = 0) -> tuple[list[LogEntry], int]:
+    """The complete entries in ``buf[start:]`` and the offset after the last one. Stops at a
+    torn entry (the writer is mid-write) or at bytes that are not a frame (a damaged file:
+    what follows cannot be trusted, dockerd stops there too)."""
+    entries = []
+    pos, end = start, len(buf)
+    while pos + 2 * FRAME_LEN <= end:
+        (size,) = _LEN.unpack_from(buf, pos)
+        stop = pos + FRAME_LEN + size + FRAME_LEN
+        if size > MAX_ENTRY or stop > end:
+            break
+        if _LEN.unpack_from(buf, stop - FRAME_LEN)[0] != size:
+            break
+        try:
+            entries.append(decode_entry(bytes(buf[pos + FRAME_LEN:stop - FRAME_LEN])))
+        except ValueError:
+            break
+        pos = stop
+    return entries, pos
+
+
+def _entries_forward(f: BinaryIO, end: int | None = None) -> Iterator[LogEntry]:
+    """Every entry of an open file (or gzip stream) up to ``end`` bytes (None: to EOF)."""
+    buf = b""
+    left = end
+    while left is None or left > 0:
+        chunk = f.read(_CHUNK if left is None else min(_CHUNK, left))
+        if not chunk:
+            return
+        if left is not None:
+            left -= len(chunk)
+        buf += chunk
+        entries, used = parse_frames(buf)
+        yield from entries
+        buf = buf[used:]
+        if len(buf) > MAX_ENTRY + 2 * FRAME_LEN:
+            return  # not a frame and never will be: a damaged file ends here
+
+
+def _entries_backwards(fd: int, end: int) -> Iterator[LogEntry]:
+    """Entries of a plain file before ``end``, last first, by their length suffixes."""
+    pos = end
+    while pos >= 2 * FRAME_LEN:
+        (size,) = _LEN.unpack(os.pread(fd, FRAME_LEN, pos - FRAME_LEN))
+        start = pos - 2 * FRAME_LEN - size
+        if size > MAX_ENTRY or start < 0:
+            return
+        frame = os.pread(fd, size + FRAME_LEN, start)
+        if len(frame) != size + FRAME_LEN or _LEN.unpack_from(frame)[0] != size:
+            return
+        try:
+            yield decode_entry(frame[FRAME_LEN:])
+        except ValueError:
+            return
+        pos = start
+
+
+def _frame_ends_at(data: bytes, p: int) -> bool:
+    """Whether a valid frame ends at ``data[p]`` (length prefix and suffix agree, entry decodes)."""
+    if p < 2 * FRAME_LEN:
+        return False
+    (size,) = _LEN.unpack_from(data, p - FRAME_LEN)
+    start = p - 2 * FRAME_LEN - size
+    if size > MAX_ENTRY or start < 0 or _LEN.unpack_from(data, start)[0] != size:
+        return False
+    try:
+        decode_entry(data[start + FRAME_LEN:p - FRAME_LEN])
+    except ValueError:
+        return False
+    return True
+
+
+def complete_end(fd: int, end: int) -> int:
+    """The end of the last complete entry at or before ``end``: a reader can catch the writer
+    mid-write, and ``follow`` must continue from a frame boundary. Usually ``end`` itself; else
+    the nearest earlier offset where a frame ends (searched in the last MAX_ENTRY bytes)."""
+    base = max(0, end - MAX_ENTRY - 2 * FRAME_LEN)
+    data = os.pread(fd, end - base, base)
+    for p in range(len(data), 0, -1):
+        if _frame_ends_at(data, p):
+            return base + p
+    return base
+
+
+def _open_rotated(path: Path, index: int, since_ns: int) -> tuple[BinaryIO, bool] | None:
+    """``<log>.<index>`` open for reading (plain preferred) and whether it is gzipped; None if
+    neither exists or the gzipped one ends before ``since``."""
+    try:
+        return open(f"{path}.{index}", "rb"), False
+    except FileNotFoundError:
+        pass
+    gz = Path(f"{path}.{index}.gz")
+    try:
+        last = gzip_extra_last_time(gz)
+        if since_ns and last and parse_time(last) < since_ns:
+            return None
+        return gzip.open(gz, "rb"), True
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def read_logs(path: Path, max_files: int = 5, since_ns: int = 0, until_ns: int | None = None,
+              tail: int | None = None) -> tuple[Iterable[LogRecord], LogPosition]:
+    """The records of ``docker logs`` (``--since``, ``--until``, ``--tail``), oldest first, and the
+    position where ``follow`` must continue. ``tail`` None means all, read lazily; 0 means none."""
+    try:
+        current = open(path, "rb")
+    except FileNotFoundError:
+        return [], LogPosition(0, 0)
+    st = os.fstat(current.fileno())
+    position = LogPosition(st.st_ino, complete_end(current.fileno(), st.st_size))
+    # opened now, newest first: a rotation while the caller reads cannot shift the files under it
+    rotated = [opened for i in range(1, max(1, max_files))
+               if (opened := _open_rotated(path, i, since_ns)) is not None]
+
+    def keep(entry: LogEntry) -> bool:
+        return entry.time_ns >= since_ns and (until_ns is None or entry.time_ns <= until_ns)
+
+    if tail is None:
+        def forward() -> Iterator[LogRecord]:
+            try:
+                for f, _ in reversed(rotated):
+                    yield from (_record(e) for e in _entries_forward(f) if keep(e))
+                yield from (_record(e) for e in _entries_forward(current, position.offset) if keep(e))
+            finally:
+                for f, _ in rotated:
+                    f.close()
+                current.close()
+        return forward(), position
+
+    found: list[LogEntry] = []
+    try:
+        sources: list[tuple[BinaryIO, bool, int | None]] = [(current, False, position.offset)]
+        sources += [(f, gz, None) for f, gz in rotated]
+        for f, gz, end in sources:
+            need = tail - len(found)
+            if need <= 0:
+                break
+            if gz:  # no way back through a gzip stream: the last `need` going forward
+                found.extend(reversed(deque((e for e in _entries_forward(f) if keep(e)), maxlen=need)))
+                continue
+            fd = f.fileno()
+            for entry in _entries_backwards(fd, os.fstat(fd).st_size if end is None else end):
+                if keep(entry):
+                    found.append(entry)
+                    if len(found) >= tail:
+                        break
+    finally:
+        for f, _ in rotated:
+            f.close()
+        current.close()
+    return [_record(e) for e in reversed(found)], position
+
+
+async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
+                 until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[LogRecord]:
+    """Records appended after ``position`` (``docker logs -f``), across rotations, until ``stop()``
+    says the container is gone and everything written has been read, or a record is past ``until``."""
+    offset, inode = position.offset, position.inode
+    buf = b""
+    f = None
+    try:
+        while True:
+            if f is None:
+                try:
+                    f = open(path, "rb")
+                except FileNotFoundError:
+                    f = None
+                if f is not None:
+                    st = os.fstat(f.fileno())
+                    if st.st_ino != inode:
+                        inode, offset, buf = st.st_ino, 0, b""
+                    f.seek(offset)
+            stopping = stop()  # sample before reading: what was written before the stop is read
+            chunk = f.read(_CHUNK) if f is not None else b""
+            if chunk:
+                offset += len(chunk)
+                buf += chunk
+                entries, used = parse_frames(buf)
+                buf = buf[used:]
+                for entry in entries:
+                    if until_ns is not None and entry.time_ns > until_ns:
+                        return
+                    yield _record(entry)
+                continue
+            try:
+                rotated = os.stat(path).st_ino != inode
+            except FileNotFoundError:
+                rotated = f is not None  # unlinked (max-file 1) and not yet made again
+            if rotated and f is not None:
+                f.close()  # the old file is complete: move on to the new current file
+                f = None
+                continue
+            if stopping:
+                return
+            await asyncio.sleep(poll_interval)
+    finally:
+        if f is not None:
+            f.close()

@@ -1,0 +1,155 @@
+"""local log driver: framing, writer (partials, rotation, compression) and reader (filters, follow)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import struct
+from pathlib import Path
+
+from dockyard.shim.jsonlog import PARTIAL_LIMIT
+from dockyard.shim.jsonlog_reader import parse_time
+from dockyard.shim.locallog import (
+    LocalLogWriter, LogEntry, decode_entry, encode_entry, gzip_extra_last_time,
+)
+from dockyard.shim.locallog_reader import follow, parse_frames, read_logs
+
+
+def entries(path: Path) -> list[LogEntry]:
+    found, used = parse_frames(path.read_bytes())
+    assert used == path.stat().st_size
+    return found
+
+
+def test_frame_is_dockerd_shape() -> None:
+    # length prefix and suffix (big-endian) around protobuf LogEntry{source, time_nano, line}
+    frame = encode_entry(LogEntry("stdout", 1, b"hi"))
+    body = b"\x0a\x06stdout" + b"\x10\x01" + b"\x1a\x02hi"
+    assert frame == struct.pack(">I", len(body)) + body + struct.pack(">I", len(body))
+    partial = LogEntry("stderr", 1_795_910_400_123_456_789, b"", True, True, "ab", 3)
+    assert decode_entry(encode_entry(partial)[4:-4]) == partial
+    assert b"\x20\x01\x2a\x08\x08\x01\x12\x02ab\x18\x03" in encode_entry(partial)
+    # fields we do not write (attrs, 6) are skipped
+    assert decode_entry(body + b"\x32\x04\x0a\x00\x12\x00").line == b"hi"
+
+
+def test_writer_lines_partials_and_stream_end(tmp_path: Path) -> None:
+    log = tmp_path / "local-logs" / "container.log"
+    w = LocalLogWriter(log, compress=False)
+    w.write("stdout", b"one\n\ntw")
+    w.write("stderr", b"err\n")
+    w.write("stdout", b"o\n")
+    w.write("stdout", b"x" * (PARTIAL_LIMIT * 2 + 5))
+    w.write("stdout", b"yz\nrest")
+    w.close()
+    got = entries(log)
+    assert [(e.source, e.line, e.partial) for e in got[:4]] == [
+        ("stdout", b"one", False), ("stdout", b"", False), ("stderr", b"err", False),
+        ("stdout", b"two", False)]
+    long = got[4:7]
+    assert [len(e.line) for e in long] == [PARTIAL_LIMIT, PARTIAL_LIMIT, 7]
+    assert all(e.partial and e.partial_id == long[0].partial_id for e in long)
+    assert [(e.partial_ordinal, e.partial_last) for e in long] == [(1, False), (2, False), (3, True)]
+    assert long[0].time_ns == long[2].time_ns
+    assert got[7].line == b"rest" and got[7].partial_last  # output that ends without a newline
+    records, _ = read_logs(log)
+    assert b"".join(r.data for r in records if r.stream == "stdout") == \
+        b"one\n\ntwo\n" + b"x" * (PARTIAL_LIMIT * 2 + 5) + b"yz\nrest\n"
+
+
+def test_rotation_and_compression(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    w = LocalLogWriter(log, max_size=2000, max_files=3, compress=True)
+    for i in range(400):
+        w.write("stdout", f"line {i}\n".encode())
+        if i % 50 == 0:
+            w.wait_compressed()  # so that no rotation blocks on the last one by chance
+    w.wait_compressed()
+    w.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["container.log", "container.log.1.gz", "container.log.2.gz"]
+    assert log.stat().st_size < 2000 + 40
+    raw = gzip.decompress((tmp_path / "container.log.1.gz").read_bytes())
+    last = parse_frames(raw)[0][-1]
+    assert parse_time(gzip_extra_last_time(tmp_path / "container.log.1.gz")) == last.time_ns
+    records, _ = read_logs(log, max_files=3)
+    numbers = [int(r.data.split()[1]) for r in records]
+    assert numbers == list(range(numbers[0], 400)) and numbers[0] > 0
+    assert [r.data for r in read_logs(log, max_files=3, tail=2)[0]] == [b"line 398\n", b"line 399\n"]
+    tail = [r.data for r in read_logs(log, max_files=3, tail=len(numbers) - 3)[0]]
+    assert tail == [f"line {n}\n".encode() for n in numbers[3:]]  # across the gzipped files
+    # a file whose last entry is before --since is not even decompressed
+    assert [r.data for r in read_logs(log, max_files=3, since_ns=last.time_ns + 1)[0]] == \
+        [f"line {n}\n".encode() for n in numbers if n > int(parse_frames(raw)[0][-1].line.split()[1])]
+
+
+def test_uncompressed_rotation_and_one_file(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    w = LocalLogWriter(log, max_size=500, max_files=2, compress=False)
+    for i in range(100):
+        w.write("stdout", f"line {i}\n".encode())
+    w.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.log", "c.log.1"]
+    one = tmp_path / "one.log"
+    w = LocalLogWriter(one, max_size=500, max_files=1, compress=True)  # nothing to compress
+    for i in range(100):
+        w.write("stdout", f"line {i}\n".encode())
+    w.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.log", "c.log.1", "one.log"]
+    assert entries(one)[-1].line == b"line 99"
+
+
+def test_reader_since_until_tail_and_torn_end(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    base = parse_time("2026-11-29T00:00:00.5Z")
+    torn = encode_entry(LogEntry("stdout", base + 9 * 10**9, b"torn"))
+    with open(log, "wb") as f:
+        for i in range(8):
+            f.write(encode_entry(LogEntry("stdout" if i % 2 else "stderr", base + i * 10**9, b"%d" % i)))
+        f.write(torn[:-3])  # the writer caught mid-write
+    records, position = read_logs(log)
+    records = list(records)
+    assert [r.data for r in records] == [b"%d\n" % i for i in range(8)]
+    assert records[0].stream == "stderr" and records[0].time == "2026-11-29T00:00:00.5Z"
+    assert position.offset == log.stat().st_size - len(torn) + 3  # follow goes on from a boundary
+    since, until = parse_time("2026-11-29T00:00:03Z"), parse_time("2026-11-29T00:00:06Z")
+    assert [r.data for r in read_logs(log, since_ns=since, until_ns=until)[0]] == [b"3\n", b"4\n", b"5\n"]
+    assert [r.data for r in read_logs(log, tail=2)[0]] == [b"6\n", b"7\n"]
+    assert [r.data for r in read_logs(log, tail=2, until_ns=until)[0]] == [b"4\n", b"5\n"]
+    assert read_logs(log, tail=0)[0] == []
+    assert list(read_logs(tmp_path / "missing.log")[0]) == []
+    with open(log, "ab") as f:
+        f.write(torn[-3:])
+
+    async def rest() -> list[bytes]:
+        return [r.data async for r in follow(log, position, stop=lambda: True)]
+    assert asyncio.run(rest()) == [b"torn\n"]
+
+
+def test_follow_continues_across_rotation_until_stopped(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+
+    async def main() -> list[bytes]:
+        w = LocalLogWriter(log, max_size=100, max_files=3, compress=True)
+        w.write("stdout", b"before\n")
+        _, position = read_logs(log, max_files=3)
+        stopped = False
+        got: list[bytes] = []
+
+        async def consume() -> None:
+            async for rec in follow(log, position, stop=lambda: stopped, poll_interval=0.01):
+                got.append(rec.data)
+
+        task = asyncio.create_task(consume())
+        for i in range(6):
+            w.write("stdout", f"after {i}\n".encode())  # rotates every few entries
+            await asyncio.sleep(0.03)
+        w.write("stdout", b"partial")
+        w.close()
+        stopped = True
+        await asyncio.wait_for(task, 5)
+        w.wait_compressed()
+        return got
+
+    assert asyncio.run(main()) == [f"after {i}\n".encode() for i in range(6)] + [b"partial\n"]
