@@ -58,15 +58,35 @@ def _call(rc: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+def _go_error(err: int) -> str:
+    """The errno's text as Go's syscall.Errno prints it (what Docker's messages carry)."""
+    text = os.strerror(err)
+    return text[:1].lower() + text[1:]
+
+
+def _mount_call(op: str, source: str, target: str, fstype: str | None, flags: int, data: str) -> None:
+    """mount(2); a failure reads as moby/sys/mount's: "mount src:target, flags: 0x.., data: ..: why"."""
+    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                   data.encode() if data else None) == 0:
+        return
+    err = ctypes.get_errno()
+    where = f"{source}:{target}" if source else target
+    text = f"{op} {where}" + (f", flags: 0x{flags:x}" if flags else "") + (f", data: {data}" if data else "")
+    raise OSError(err, f"{text}: {_go_error(err)}")
+
+
 def mount(device: str, target: str, fstype: str, options: str) -> None:
-    """Mount as ``mount -t fstype -o options device target`` would (a bind's read-only takes a remount)."""
+    """Mount as ``mount -t fstype -o options device target`` would (a bind's read-only takes a remount).
+
+    Option words mount(2) has no flag for ("loop", "user", "noauto", "_netdev", ...: mount(8)'s
+    own) go to the filesystem as data, as Docker's local driver passes them, and the kernel
+    answers for them."""
     flags, propagation, data = parse_options(options)
-    _call(_libc.mount(device.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                      data.encode() if data else None), f"mount {device} on {target}")
+    _mount_call("mount", device, target, fstype or None, flags, data)
     if flags & MS_BIND and flags & MS_RDONLY:
-        _call(_libc.mount(b"", target.encode(), None, flags | MS_REMOUNT, None), f"remount {target} read-only")
+        _mount_call("remount-ro", "", target, None, flags | MS_REMOUNT, "")
     if propagation:
-        _call(_libc.mount(b"", target.encode(), None, propagation, None), f"set propagation of {target}")
+        _mount_call("remount", "", target, None, propagation, "")
 
 
 def supports_recursive_readonly() -> str:

@@ -7,7 +7,10 @@ Layout (Docker's)::
 
 A volume with options (``type``/``device``/``o``: tmpfs, a bind of a host
 directory, any filesystem mount(8) accepts) is mounted on ``_data`` when its
-first user mounts it and unmounted when its last one unmounts. Removal never
+first user mounts it and unmounted when its last one unmounts. As Docker's
+driver, an NFS/CIFS ``addr=`` host name (and a CIFS device's host) is resolved
+to an address first, since the kernel takes no names; mount(8)-only words such
+as ``loop`` reach the kernel as data and fail there, with Docker's message. Removal never
 follows a symlink: the tree is removed relative to a descriptor of the volumes
 directory with O_NOFOLLOW at every step, after the device is unmounted.
 """
@@ -15,10 +18,14 @@ directory with O_NOFOLLOW at every step, after the device is unmounted.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
+import socket
 import threading
 from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from dockyard import errdefs
 from dockyard.storage import fsutil
@@ -37,11 +44,59 @@ def validate_options(options: dict[str, str]) -> None:
             raise errdefs.InvalidParameter("quota size requested but no quota support")
         if key not in _VALID_OPTS:
             raise errdefs.InvalidParameter(f'invalid option: "{key}"')
+    if options.get("type") == "cifs" and options.get("device"):
+        try:
+            port = urlsplit(options["device"]).port
+        except ValueError as e:
+            raise errdefs.InvalidParameter(f"error parsing mount device url: {e}") from None
+        if port is not None:
+            raise errdefs.InvalidParameter("port not allowed in CIFS device URL, include 'port' in 'o='")
     for key, needs in _REQUIRED.items():
         if key in options:
             for need in needs:
                 if need not in options:
                     raise errdefs.InvalidParameter(f'missing required option: "{need}"')
+
+
+def resolve_ip(host: str) -> str:
+    """Go's net.ResolveIPAddr("ip", host): the first address, an IPv4 one preferred."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise errdefs.System(f"error resolving passed in network volume address: lookup {host}: no such host") from None
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if ":" not in a), addresses[0])
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
+def _option_value(opts: str, key: str) -> str:
+    return next((word.split("=", 1)[1] for word in opts.split(",") if word.startswith(f"{key}=")), "")
+
+
+def mount_arguments(options: dict[str, str], resolve: Callable[[str], str]) -> tuple[str, str, str]:
+    """(device, type, o) for the mount, as Docker's getMountOptions: NFS and CIFS get ``addr=``
+    as an address (the kernel takes no host names), or else a CIFS device's host resolved."""
+    device, fstype, opts = options.get("device", ""), options.get("type", ""), options.get("o", "")
+    if not device:
+        raise errdefs.System("missing device in volume options")
+    if fstype in ("nfs", "cifs"):
+        addr = _option_value(opts, "addr")
+        if addr and not _is_ipv4(addr):
+            opts = opts.replace(f"addr={addr}", f"addr={resolve(addr)}", 1)
+        elif fstype == "cifs":
+            url = urlsplit(device)
+            if url.hostname and url.netloc == url.hostname:  # a port is refused at create
+                try:
+                    ipaddress.ip_address(url.hostname)
+                except ValueError:
+                    device = urlunsplit(url._replace(netloc=resolve(url.hostname)))
+    return device, fstype, opts
 
 
 class LocalDriver:
@@ -82,16 +137,21 @@ class LocalDriver:
         with self._lock:
             users = self._active.setdefault(name, set())
             if options and not users and not kernel.is_mountpoint(str(data)):
-                device, fstype, opts = options["device"], options["type"], options.get("o", "")
+                try:
+                    device, fstype, opts = mount_arguments(options, resolve_ip)
+                except errdefs.DockyardError as e:
+                    raise type(e)(f"error while mounting volume '{data}': {e.message}") from None
                 if fstype == "none" and "bind" not in opts.split(","):
                     opts = ",".join(filter(None, [opts, "bind"]))
                 try:
                     kernel.mount(device, str(data), "" if fstype == "none" else fstype, opts)
                 except OSError as e:
+                    why = e.strerror or str(e)
+                    password = _option_value(options.get("o", ""), "password")
+                    if password:
+                        why = why.replace(f"password={password}", "password=********")
                     raise errdefs.System(
-                        f"error while mounting volume '{data}': failed to mount local volume: "
-                        f"mount {device}:{data}, flags: {opts}: {e.strerror.lower() if e.strerror else e}"
-                    ) from None
+                        f"error while mounting volume '{data}': failed to mount local volume: {why}") from None
             users.add(mount_id)
         return str(data)
 
