@@ -2,20 +2,30 @@
 
 Layout under ``root``::
 
-    blobs/sha256/<hex>   committed blobs, immutable, named by the sha256 of their bytes
-    ingest/<random>      in-flight writes; anything here at start-up is garbage
+    blobs/sha256/<hex>           committed blobs, immutable, named by the sha256 of their bytes
+    ingest/<random>              in-flight writes; anything here at start-up is garbage
+    ingest/partial-sha256-<hex>  a download of a known blob, kept across restarts to resume
 
 A write streams into ``ingest/``, hashing as it goes, is fsynced, checked against
 the expected size and digest, then renamed into ``blobs/`` and the directory is
 fsynced: a crash at any instant leaves either no blob or a complete, verified one.
+
+A partial download is only ever a prefix of what arrived (bytes are appended in order), so
+a later writer can continue it: hashlib cannot save a hash state, so the kept prefix is
+hashed again on resume, and the digest check at commit still covers every byte. Partial
+files are never content (``has``/``list``/``open`` see only ``blobs/``); ``gc_ingest``
+drops them once nobody resumed them for ``PARTIAL_MAX_AGE``.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable
@@ -25,6 +35,8 @@ from dockyard.storage.fsutil import fsync_dir, remove_tree
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _CHUNK = 1 << 20
+_PARTIAL = "partial-sha256-"
+PARTIAL_MAX_AGE = 24 * 3600.0  # a download nobody resumed within a day is garbage
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,19 @@ class ContentStore:
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._ingest.mkdir(parents=True, exist_ok=True)
 
-    def gc_ingest(self) -> None:
-        """At start-up: drop writes a crash interrupted (nobody is writing yet)."""
-        for entry in self._ingest.iterdir():
-            remove_tree(entry)
+    def gc_ingest(self, partial_max_age: float = PARTIAL_MAX_AGE) -> None:
+        """At start-up: drop writes a crash interrupted (nobody is writing yet), except partial
+        downloads younger than ``partial_max_age`` seconds (by their last write), which the next
+        pull of the same blob resumes."""
+        cutoff = time.time() - partial_max_age
+        for entry in os.scandir(self._ingest):
+            if entry.name.startswith(_PARTIAL) and _DIGEST_RE.fullmatch("sha256:" + entry.name[len(_PARTIAL):]):
+                try:
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime >= cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue
+            remove_tree(entry.path)
 
     def ingest(self, data: bytes | BinaryIO | Iterable[bytes], expected_digest: str | None = None,
                expected_size: int | None = None) -> Descriptor:
@@ -79,6 +100,26 @@ class ContentStore:
     def writer(self) -> "BlobWriter":
         """A streaming writer for producers that push bytes (``write``), then ``commit``."""
         return BlobWriter(self)
+
+    def resumable_writer(self, digest: str, expected_size: int | None = None) -> "BlobWriter":
+        """A writer for the known blob ``digest`` that continues what an earlier one (maybe in a
+        killed process) left in ``ingest/``: its ``size`` says where the download resumes
+        (0 when there is nothing to resume). ``keep()`` leaves it for the next resume. When
+        another writer holds that file, this one is private (a plain ``writer()``)."""
+        path = self._ingest / (_PARTIAL + _check_digest(digest))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return BlobWriter(self)
+            raise
+        try:
+            return BlobWriter(self, partial=(path, fd), expected_size=expected_size)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def path(self, digest: str) -> Path:
         """Where the blob lives (whether or not it exists). Validates the digest's form."""
@@ -122,17 +163,50 @@ class BlobWriter:
 
     Use as a context manager: leaving the block without a commit removes the temp file."""
 
-    def __init__(self, store: ContentStore) -> None:
+    def __init__(self, store: ContentStore, partial: tuple[Path, int] | None = None,
+                 expected_size: int | None = None) -> None:
         self._store = store
-        self._tmp = store._ingest / secrets.token_hex(16)
-        self._file: BinaryIO | None = open(self._tmp, "xb")
         self._hash = hashlib.sha256()
         self._size = 0
+        self._resumable = partial is not None
+        if partial is None:
+            self._tmp = store._ingest / secrets.token_hex(16)
+            self._file: BinaryIO | None = open(self._tmp, "xb")
+            return
+        # a locked partial download: hash the prefix already there and append after it
+        self._tmp, fd = partial
+        self._file = os.fdopen(fd, "r+b")
+        if expected_size is not None and os.fstat(fd).st_size > expected_size:
+            self._file.truncate(0)  # cannot be a prefix of this blob
+        for chunk in iter(lambda: self._file.read(_CHUNK), b""):  # type: ignore[union-attr]
+            self._hash.update(chunk)
+            self._size += len(chunk)
+        self.resumed_from = self._size
+
+    resumed_from = 0  # bytes a resumable writer found already written
 
     @property
     def size(self) -> int:
-        """Bytes written so far."""
+        """Bytes written so far (including a resumed prefix)."""
         return self._size
+
+    def reset(self) -> None:
+        """Start again from byte 0 (the source cannot continue where this writer is)."""
+        if self._file is None:
+            raise errdefs.System("reset of a blob writer that was already committed or aborted")
+        self._file.seek(0)
+        self._file.truncate(0)
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def keep(self) -> None:
+        """Stop writing but leave a resumable writer's bytes for a later resume; anything else
+        is dropped as by ``abort``. A no-op after commit."""
+        if not self._resumable or self._file is None or self._size == 0:
+            self.abort()
+            return
+        self._file.close()  # also releases the lock
+        self._file = None
 
     def write(self, chunk: bytes) -> None:
         if self._file is None:
@@ -162,10 +236,10 @@ class BlobWriter:
                 return Descriptor(digest, self._size)
             self._file.flush()
             os.fsync(self._file.fileno())
+            os.fchmod(self._file.fileno(), 0o444)
+            os.rename(self._tmp, final)  # before close: a resumable writer holds its lock until then
             self._file.close()
             self._file = None
-            os.chmod(self._tmp, 0o444)
-            os.rename(self._tmp, final)
             fsync_dir(final.parent)
             return Descriptor(digest, self._size)
         except BaseException:
@@ -173,11 +247,14 @@ class BlobWriter:
             raise
 
     def abort(self) -> None:
-        """Drop the temp file; a no-op after commit."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._tmp.unlink(missing_ok=True)
+        """Drop the temp file; a no-op after commit or keep."""
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        try:
+            self._tmp.unlink(missing_ok=True)  # before close, which releases a resumable writer's lock
+        finally:
+            file.close()
 
     def __enter__(self) -> "BlobWriter":
         return self

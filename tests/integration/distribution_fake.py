@@ -3,7 +3,9 @@
 ``FakeRegistry`` serves the v2 API from dicts (manifests by tag/digest, blobs by digest)
 on 127.0.0.1 in a thread. ``faults[digest]`` (or ``faults["manifest:<ref>"]``: 500 and 429
 only) is a list of actions consumed one per GET of that blob: ``"500"``, ``"429"`` (Retry-After: 0), ``"truncate"`` (close after half),
-``"wrong"`` (other bytes, right length), ``"stall"`` (send half, then hang). With
+``"wrong"`` (other bytes, right length), ``"stall"`` (send half, then hang). ``blob_rate``
+makes every blob body slow, ``ignore_range`` answers Range requests with the whole blob, and
+``blob_ranges`` records each blob GET's Range header. With
 ``users`` set it requires bearer tokens from its own ``/token`` endpoint (basic auth
 checked there), and counts token requests per scope.
 """
@@ -132,6 +134,9 @@ class FakeRegistry:
     token_requests: list[str] = field(default_factory=list)
     stall_seconds: float = 30.0
     blob_delay: float = 0.0  # seconds each blob GET waits before answering
+    blob_rate: int = 0  # when set, blob bodies are sent at about this many bytes per second
+    ignore_range: bool = False  # answer a blob GET with Range as 200 and the whole blob
+    blob_ranges: list[tuple[str, str]] = field(default_factory=list)  # (digest, Range header) per blob GET
     files: dict[str, bytes] = field(default_factory=dict)  # plain paths outside /v2/ (import URLs)
     search_results: list[dict] = field(default_factory=list)  # served by /v1/search (substring of name)
     search_queries: list[str] = field(default_factory=list)
@@ -278,7 +283,9 @@ class FakeRegistry:
                     action = fault.pop(0) if fault else ""
                     start = 0
                     rng = self.headers.get("Range", "")
-                    if rng.startswith("bytes=") and action == "":
+                    if self.command == "GET":
+                        registry.blob_ranges.append((digest, rng))
+                    if rng.startswith("bytes=") and action == "" and not registry.ignore_range:
                         start = int(rng[6:].split("-")[0])
                     if action == "500":
                         self._error(500, "UNKNOWN", "internal error")
@@ -295,6 +302,8 @@ class FakeRegistry:
                         self.close_connection = True
                     elif action == "wrong":
                         self._send(200, bytes(reversed(blob)))
+                    elif registry.blob_rate and self.command == "GET":
+                        self._send_slowly(206 if start else 200, blob, start)
                     elif start:
                         self._send(206, blob[start:], {"Content-Range": f"bytes {start}-{len(blob) - 1}/{len(blob)}"})
                     else:
@@ -303,6 +312,24 @@ class FakeRegistry:
                 self._error(404, "NAME_UNKNOWN", "repository name not known to registry")
 
             do_HEAD = do_GET
+
+            def _send_slowly(self, status: int, blob: bytes, start: int) -> None:
+                """The blob from ``start`` in 64 KiB pieces at about ``blob_rate`` bytes/s (a slow
+                link); the rate is read for each piece, so a test can speed it up mid-transfer."""
+                self.send_response(status)
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(blob) - 1}/{len(blob)}")
+                self.send_header("Content-Length", str(len(blob) - start))
+                self.end_headers()
+                piece = 64 << 10
+                try:
+                    for offset in range(start, len(blob), piece):
+                        self.wfile.write(blob[offset:offset + piece])
+                        self.wfile.flush()
+                        if registry.blob_rate:
+                            time.sleep(piece / registry.blob_rate)
+                except OSError:  # the client went away (a daemon killed mid-pull)
+                    self.close_connection = True
 
             def _body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -1,10 +1,14 @@
 """Layer blobs from a registry into the content store.
 
-A blob is streamed into an ingest file (``ContentStore.writer``), hashed as it arrives and
-committed only when size and digest match: nothing unverified is ever visible. A broken
-connection is retried with back-off (Docker's five attempts), resuming with a Range
-request from the bytes already written when the registry supports it. A blob already in
-the content store (left by an interrupted pull) is not fetched again.
+A blob is streamed into an ingest file (``ContentStore.resumable_writer``), hashed as it
+arrives and committed only when size and digest match: nothing unverified is ever visible.
+A broken connection is retried with back-off (Docker's five attempts), resuming with a Range
+request from the bytes already written when the registry supports it (a 200 answer means it
+ignored the Range: the download starts over). A blob already in the content store (left by an
+interrupted pull) is not fetched again, and a half-downloaded one survives a failed pull and
+a daemon restart (even kill -9) in the ingest area: the next pull of it re-hashes that prefix
+and asks for the rest. If the whole then fails verification (the kept prefix was damaged), it
+is downloaded once more from byte 0.
 
 ``Downloads`` is daemon-wide: at most ``max-concurrent-downloads`` transfers at once, and
 two pulls that need the same blob share one transfer. Each pull holds the blobs it uses
@@ -23,9 +27,9 @@ from typing import Callable
 
 from dockyard import errdefs
 from dockyard.daemon.distribution.progress import Meter
-from dockyard.daemon.distribution.registry import RepositoryAPI
+from dockyard.daemon.distribution.registry import BlobResponse, RepositoryAPI
 from dockyard.distribution.transport import TLSFailed
-from dockyard.storage.content import ContentStore
+from dockyard.storage.content import BlobWriter, ContentStore
 
 _CHUNK = 1 << 20
 
@@ -105,48 +109,81 @@ class Downloads:
                 transfer.future.set_result(None)
 
     def _download(self, repo: RepositoryAPI, digest: str, size: int, transfer: _Transfer) -> None:
-        writer = self.content.writer()
+        writer = self.content.resumable_writer(digest, size)
+        committed = False
         try:
-            attempt = 0
-            while True:
-                try:
-                    response = repo.open_blob(digest, writer.size)
-                    try:
-                        if writer.size and response.status != 206:
-                            # the registry ignored the Range: start over
-                            writer.abort()
-                            writer = self.content.writer()
-                            self._notify(transfer, "reset")
-                        for chunk in response.iter_chunks(_CHUNK):
-                            if self.closing.is_set():
-                                raise _Closing("the daemon is shutting down")
-                            writer.write(chunk)
-                            if writer.size > size:
-                                break
-                            self._notify(transfer, "bytes", len(chunk))
-                    finally:
-                        response.close(reuse=False)
-                    if writer.size < size:
-                        raise errdefs.Unavailable(
-                            f"unexpected EOF: got {writer.size} of {size} bytes of {digest}")
-                    break
-                except errdefs.Unavailable as e:
-                    attempt += 1
-                    if attempt >= self.attempts or isinstance(e, (TLSFailed, _Closing)):  # no use retrying
-                        raise
-                    delay = getattr(e, "retry_after", None)
-                    if delay is None:
-                        delay = self.first_delay * (2 ** (attempt - 1))
-                    self._notify(transfer, "retry", int(delay))
-                    time.sleep(delay)
+            if writer.resumed_from:
+                self._notify(transfer, "bytes", writer.resumed_from)
+            self._transfer(repo, digest, size, transfer, writer)
             self._notify(transfer, "verify")
             try:
                 writer.commit(digest, size)
             except errdefs.InvalidParameter:
-                raise errdefs.InvalidParameter(f"filesystem layer verification failed for digest {digest}") from None
+                if not writer.resumed_from:
+                    raise errdefs.InvalidParameter(
+                        f"filesystem layer verification failed for digest {digest}") from None
+                # the kept prefix was not this blob's (a torn write, a crash of the machine):
+                # one more time from byte 0
+                writer = self.content.resumable_writer(digest, size)
+                self._notify(transfer, "reset")
+                self._transfer(repo, digest, size, transfer, writer)
+                self._notify(transfer, "verify")
+                try:
+                    writer.commit(digest, size)
+                except errdefs.InvalidParameter:
+                    raise errdefs.InvalidParameter(
+                        f"filesystem layer verification failed for digest {digest}") from None
+            committed = True
         finally:
-            writer.abort()  # a no-op once committed
+            if not committed:
+                writer.keep()  # a partial download stays for the next pull; a bad one is gone already
 
+    def _transfer(self, repo: RepositoryAPI, digest: str, size: int, transfer: _Transfer, writer: BlobWriter) -> None:
+        """Fill ``writer`` up to ``size`` bytes from the registry, retrying and resuming."""
+        if writer.size >= size:
+            return  # everything arrived before the interruption: only the commit was missing
+        attempt = 0
+        while True:
+            try:
+                response = repo.open_blob(digest, writer.size)
+                try:
+                    if writer.size and (response.status != 206 or _range_start(response) != writer.size):
+                        # the registry ignored the Range (or answered another one): start over
+                        writer.reset()
+                        self._notify(transfer, "reset")
+                        if response.status == 206:
+                            raise errdefs.Unavailable(f"the registry sent another range of {digest}")
+                    for chunk in response.iter_chunks(_CHUNK):
+                        if self.closing.is_set():
+                            raise _Closing("the daemon is shutting down")
+                        writer.write(chunk)
+                        if writer.size > size:
+                            break
+                        self._notify(transfer, "bytes", len(chunk))
+                finally:
+                    response.close(reuse=False)
+                if writer.size < size:
+                    raise errdefs.Unavailable(
+                        f"unexpected EOF: got {writer.size} of {size} bytes of {digest}")
+                return
+            except errdefs.Unavailable as e:
+                attempt += 1
+                if attempt >= self.attempts or isinstance(e, (TLSFailed, _Closing)):  # no use retrying
+                    raise
+                delay = getattr(e, "retry_after", None)
+                if delay is None:
+                    delay = self.first_delay * (2 ** (attempt - 1))
+                self._notify(transfer, "retry", int(delay))
+                time.sleep(delay)
+
+
+def _range_start(response: BlobResponse) -> int:
+    """The first byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``); -1 if unreadable."""
+    unit, _, spec = response.headers.get("content-range", "").partition(" ")
+    try:
+        return int(spec.split("-", 1)[0]) if unit == "bytes" else -1
+    except ValueError:
+        return -1
 
 class _Closing(errdefs.Unavailable):
     pass

@@ -11,6 +11,7 @@ from dockyard.distribution.auth import Credentials
 
 class BlobResponse(Protocol):
     status: int
+    headers: dict[str, str]  # lower-case names (Content-Range of a 206)
 
     def iter_chunks(self, size: int = ...) -> Iterator[bytes]: ...
     def close(self, reuse: bool = True) -> None: ...
