@@ -61,7 +61,7 @@ def _common_headers(resp: web.StreamResponse, version: str) -> None:
     h = resp.headers
     h.setdefault("Api-Version", version)
     h.setdefault("Server", SERVER_HEADER)
-    h.setdefault("Docker-Experimental", "false")
+    h.setdefault("Docker-Experimental", "true")  # what dockerd --experimental gates (build --squash) is always on
     h.setdefault("Ostype", "linux")
 
 

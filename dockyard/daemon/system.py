@@ -105,7 +105,7 @@ class SystemService:
         details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
                    "GitCommit": "", "GoVersion": f"python{platform.python_version()}",
                    "Os": "linux", "Arch": _arch(), "KernelVersion": uname.release,
-                   "Experimental": "false", "BuildTime": ""}
+                   "Experimental": "true", "BuildTime": ""}
         return {
             "Platform": {"Name": "Dockyard"},
             "Components": [{"Name": "Engine", "Version": VERSION, "Details": details}],
@@ -183,7 +183,7 @@ class SystemService:
             "NoProxy": os.environ.get("NO_PROXY", ""),
             "Name": socket.gethostname(),
             "Labels": [],
-            "ExperimentalBuild": False,
+            "ExperimentalBuild": True,
             "ServerVersion": VERSION,
             "Runtimes": runtimes,
             "DefaultRuntime": self.config.default_runtime,
