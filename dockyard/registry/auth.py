@@ -11,6 +11,12 @@ actions granted per repository. Policy:
 - owners (and ``admins``) may pull, push and delete; anyone, anonymous included, may pull a
   public repository; a repository is private when its namespace is listed in ``private`` or
   its owner marked it private.
+
+Refresh tokens (OAuth2 ``access_type=offline``, docker's "identity token") are opaque random
+strings; the hub keeps only their SHA-256, with the user and a fingerprint of the user's
+password hash, under ``auth/refresh/``. A refresh token stops working when its user leaves the
+htpasswd file or changes password (the file is read again when it changes), after
+``REFRESH_TTL``, or when revoked.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 from dockyard.storage.fsutil import write_atomic
 
 TOKEN_TTL = 300
+REFRESH_TTL = 90 * 24 * 3600
 ACTIONS = ("pull", "push", "delete")
 
 
@@ -76,10 +83,36 @@ class Policy:
     organisations: dict[str, list[str]] = field(default_factory=dict)
     private: list[str] = field(default_factory=list)
     admins: list[str] = field(default_factory=list)
+    htpasswd: Path | None = None  # read again when it changes (passwords changed, users removed)
+    _htpasswd_stamp: tuple[int, int] = field(default=(0, 0), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the htpasswd file again if it changed since the last read. A broken edit keeps
+        the accounts as they were (refusing everyone would lock the owners out of their hub)."""
+        if self.htpasswd is None:
+            return
+        st = os.stat(self.htpasswd)
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._htpasswd_stamp:
+            try:
+                self.users = read_htpasswd(self.htpasswd)
+            except ValueError:
+                if self._htpasswd_stamp == (0, 0):
+                    raise
+                return
+            self._htpasswd_stamp = stamp
 
     @property
     def open(self) -> bool:
         return not self.users
+
+    def fingerprint(self, user: str) -> str:
+        """Changes when the user's password does; "" for no such user."""
+        hashed = self.users.get(user)
+        return hashlib.sha256(hashed).hexdigest() if hashed is not None else ""
 
     def check_password(self, user: str, password: str) -> bool:
         import bcrypt  # only hubs with accounts pay for it
@@ -154,6 +187,69 @@ class TokenIssuer:
         if body.get("aud") != self.service or not body.get("nbf", 0) <= now < body.get("exp", 0):
             return None
         return body
+
+
+@dataclass
+class RefreshRecord:
+    user: str
+    client_id: str
+    fingerprint: str
+    issued: int
+
+
+class RefreshTokens:
+    """Refresh tokens kept as ``<dir>/<sha256 of the token>`` (JSON RefreshRecord)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, token: str) -> Path:
+        return self.directory / hashlib.sha256(token.encode()).hexdigest()
+
+    def issue(self, policy: Policy, user: str, client_id: str) -> str:
+        token = secrets.token_urlsafe(32)
+        record = RefreshRecord(user, client_id, policy.fingerprint(user), int(time.time()))
+        write_atomic(self._path(token), json.dumps(record.__dict__).encode())
+        os.chmod(self._path(token), 0o600)
+        return token
+
+    def redeem(self, policy: Policy, token: str) -> str | None:
+        """The user a current refresh token stands for; None (and the record removed when it
+        can never work again) otherwise."""
+        if not token or len(token) > 512:
+            return None
+        path = self._path(token)
+        try:
+            record = RefreshRecord(**json.loads(path.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        if not self._valid(policy, record):
+            path.unlink(missing_ok=True)
+            return None
+        return record.user
+
+    @staticmethod
+    def _valid(policy: Policy, record: RefreshRecord) -> bool:
+        return bool(record.fingerprint) and record.fingerprint == policy.fingerprint(record.user) and \
+            time.time() - record.issued < REFRESH_TTL
+
+    def revoke(self, token: str) -> None:
+        self._path(token).unlink(missing_ok=True)
+
+    def purge(self, policy: Policy, user: str | None = None) -> int:
+        """Remove every record that can no longer work (or, with ``user``, all of that user's);
+        returns how many went."""
+        removed = 0
+        for entry in os.scandir(self.directory):
+            try:
+                record = RefreshRecord(**json.loads(Path(entry.path).read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            if record.user == user or not self._valid(policy, record):
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+        return removed
 
 
 def allows(claims: dict, kind: str, name: str, action: str) -> bool:

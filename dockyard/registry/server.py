@@ -10,11 +10,9 @@ configured answers 401 with a Bearer challenge (or 403 DENIED when the token lac
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import re
-import time
 import urllib.parse
 from collections import Counter
 from pathlib import Path
@@ -24,9 +22,10 @@ from aiohttp import web
 from dockyard import errdefs
 from dockyard.oci import image_spec as spec
 from dockyard.registry import auth, errors, hub, pages
+from dockyard.registry.tokenserver import basic_user, get_token, post_token
 from dockyard.registry.blobs import make_blobs
 from dockyard.registry.config import HubConfig
-from dockyard.registry.keys import CONFIG, ISSUER, METRICS, POLICY, STORE, UPSTREAM
+from dockyard.registry.keys import CONFIG, ISSUER, METRICS, POLICY, REFRESH, STORE, UPSTREAM
 from dockyard.registry.names import is_digest
 from dockyard.registry.proxy import Upstream
 from dockyard.registry.store import Store, check_digest, check_name
@@ -133,42 +132,6 @@ async def auth_middleware(request: web.Request, handler):
             return _error(e, _challenge(request, needs, "insufficient_scope"))
     request["user"] = claims.get("sub", "")
     return await handler(request)
-
-
-def _basic_user(request: web.Request) -> tuple[str, bool]:
-    """(user, ok) from a Basic Authorization header; ("", True) when there is none."""
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Basic "):
-        return "", True
-    try:
-        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except ValueError:
-        return "", False
-    return user, request.app[POLICY].check_password(user, password)
-
-
-async def token(request: web.Request) -> web.Response:
-    policy, store = request.app[POLICY], request.app[STORE]
-    user, ok = await _blocking(_basic_user, request)
-    if not ok:
-        return web.json_response({"details": "incorrect username or password"}, status=401)
-    granted = []
-    for scope in request.query.getall("scope", []):
-        for part in scope.split(" "):
-            access = auth.parse_scope(part)
-            if access is None:
-                continue
-            private = False
-            if access.type == "repository":
-                try:
-                    check_name(access.name)
-                except errors.RegistryError:
-                    continue
-                private = store.meta(access.name).private
-            granted.append(auth.Access(access.type, access.name, policy.granted(user, access, private)))
-    value, ttl, issued = request.app[ISSUER].issue(user, granted)
-    issued_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued))
-    return web.json_response({"token": value, "access_token": value, "expires_in": ttl, "issued_at": issued_at})
 
 
 # ---- distribution API -----------------------------------------------------------------
@@ -430,7 +393,7 @@ async def repository_info(request: web.Request, user: str | None = None) -> web.
     store = request.app[STORE]
     check_name(name)
     if user is None:
-        user, ok = await _blocking(_basic_user, request)
+        user, ok = await _blocking(basic_user, request)
         user = user if ok else ""
     if not await _blocking(store.exists, name) or not hub.visible(store, request.app[POLICY], name, user):
         raise errors.NameUnknown(f"repository name not known to registry: {name}", {"name": name})
@@ -443,7 +406,7 @@ async def repository_info(request: web.Request, user: str | None = None) -> web.
 async def _owner(request: web.Request, name: str) -> str:
     """The user changing a repository's metadata: an owner by Basic auth, or anyone on an open hub."""
     policy = request.app[POLICY]
-    user, ok = await _blocking(_basic_user, request)
+    user, ok = await _blocking(basic_user, request)
     if policy.open:
         return user or "anonymous"
     if not ok or not user:
@@ -523,15 +486,16 @@ async def metrics_middleware(request: web.Request, handler):
 
 
 def make_app(config: HubConfig) -> web.Application:
-    policy = auth.Policy(organisations=config.organisations, private=config.private, admins=config.admins)
-    if config.htpasswd:
-        policy.users = auth.read_htpasswd(Path(config.htpasswd))
+    policy = auth.Policy(organisations=config.organisations, private=config.private, admins=config.admins,
+                         htpasswd=Path(config.htpasswd) if config.htpasswd else None)
     store = Store(Path(config.data), make_blobs(Path(config.data), config.s3))
     store.blobs.gc_staging()
     app = web.Application(middlewares=[metrics_middleware, error_middleware, auth_middleware],
                           client_max_size=config.max_manifest + 1)
     app[STORE], app[CONFIG], app[POLICY], app[METRICS] = store, config, policy, Counter()
     app[ISSUER] = auth.TokenIssuer(Path(config.data) / "auth" / "token.key", config.service)
+    app[REFRESH] = auth.RefreshTokens(Path(config.data) / "auth" / "refresh")
+    app[REFRESH].purge(policy)  # passwords changed or users removed while the hub was down
     app[UPSTREAM] = None
     if config.proxy_remote_url:
         upstream = app[UPSTREAM] = Upstream(config.proxy_remote_url, store, config.proxy_username,
@@ -543,7 +507,8 @@ def make_app(config: HubConfig) -> web.Application:
     app.router.add_get("/v2/", base)
     app.router.add_get("/v2/_catalog", catalog)
     app.router.add_route("*", "/v2/{path:.+}", dispatch)
-    app.router.add_get("/token", token)
+    app.router.add_get("/token", get_token)
+    app.router.add_post("/token", post_token)
     app.router.add_get("/v1/search", search)
     app.router.add_put("/api/repositories/{name:.+}/star", star)
     app.router.add_delete("/api/repositories/{name:.+}/star", star)
