@@ -230,7 +230,7 @@ class ContainerService:
         rec.hosts_path = str(sandbox.hosts_path or "")
         rec.resolv_conf_path = str(sandbox.resolv_conf_path or "")
         self._start_health(rec, time.time())
-        self._store.save(rec)
+        self._store.save(rec, durable=False)  # "running" does not outlive a power loss anyway
         self._watch(rec.id, handle)
         self._emit(rec, "start")
 
@@ -310,7 +310,8 @@ class ContainerService:
                 rec.state.error = status.error
                 startup.forget_sandbox(rec)
                 self._health.stop(cid, rec.health)
-                self._store.save(rec)
+                # an auto-remove's delete (durable) follows at once: one fsync instead of three
+                self._store.save(rec, durable=not (rec.host_config.auto_remove and delay is None))
                 self._emit(rec, "die", exitCode=str(status.exit_code), execDuration=str(int(ran_for)))
                 if delay is not None:
                     self._restarts[cid] = asyncio.ensure_future(self._restart_later(cid, delay))
@@ -521,7 +522,7 @@ class ContainerService:
             if not self._store.has_id(rec.id):
                 return  # removed meanwhile (auto-remove)
             st.transition(rec.state, st.REMOVING, rec.name)
-            self._store.save(rec)
+            self._store.save(rec, durable=False)  # the delete below (or Dead on failure) syncs it
             try:
                 # Deleting a big tree takes a while: off the event loop.
                 await asyncio.to_thread(self._remove_files, rec)

@@ -48,8 +48,10 @@ class ContainerStore:
             raise names.name_conflict(rec.name, self.holder_of(rec.name) or "") from None
         self._by_id[rec.id] = rec
 
-    def save(self, rec: ContainerRecord) -> None:
-        with self._db.transaction() as cur:
+    def save(self, rec: ContainerRecord, durable: bool = True) -> None:
+        """``durable=False``: no fsync (see ``Database.transaction``), for states a power loss
+        voids anyway (running) or that a durable commit follows at once (an auto-remove)."""
+        with self._db.transaction(durable=durable) as cur:
             cur.execute("UPDATE containers SET name = ?, doc = ? WHERE id = ?",
                         (rec.name, record.encode(rec), rec.id))
 
