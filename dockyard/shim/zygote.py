@@ -4,11 +4,14 @@ The daemon is threaded (asyncio plus executors) and must never fork, and a fresh
 interpreter per container costs tens of milliseconds of imports. So the daemon
 starts this process once; it imports everything a shim needs, freezes the GC
 (so forked children do not dirty the shared object pages) and waits on
-``zygote.sock``. For each ``spawn`` request (``dockyard.shim.protocol``) it double
-forks: the middle child calls ``setsid`` and exits at once, so the shim is
-re-parented away from the zygote and outlives it and the daemon. The shim gets the
-request's connection and reports its pid and the create result on it itself, so
-the zygote never waits on a container.
+``zygote.sock``. Shims are made by a double fork: the middle child calls ``setsid``
+and exits at once, so the shim is re-parented away from the zygote and outlives it
+and the daemon. One such process is always made ahead (the spare: its forks,
+``setsid`` and fd closing cost ~4 ms that a start would wait for); a ``spawn`` request
+(``dockyard.shim.protocol``) hands the spare its connection (SCM_RIGHTS) and the
+zygote makes the next spare while the shim works. The shim reads the request and
+reports its pid and the create result on the connection itself, so the zygote never
+waits on a container. A spare exits when the zygote goes (EOF on its socketpair).
 
 Run as ``python -m dockyard.shim.zygote --socket PATH [--preload MODULE]...``; it prints
 ``ready`` once listening and exits when its stdin (a pipe from the daemon) closes.
@@ -64,9 +67,12 @@ class Zygote:
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.listener, selectors.EVENT_READ)
         self.sel.register(0, selectors.EVENT_READ)  # the daemon's pipe: EOF means it is gone
+        self.spare: socket.socket | None = None  # our end of the pair of the next shim
 
     def serve(self) -> None:
         while True:
+            if self.spare is None:
+                self.spare = self._fork_spare()
             for key, _ in self.sel.select():
                 if key.fd == 0:
                     if not os.read(0, 4096):
@@ -75,7 +81,7 @@ class Zygote:
                     continue
                 conn, _ = self.listener.accept()
                 try:
-                    self._spawn(conn)
+                    self._hand_over(conn)
                 except Exception as err:
                     try:
                         conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
@@ -87,16 +93,30 @@ class Zygote:
     def close(self) -> None:
         self.sel.close()
         self.listener.close()
+        if self.spare is not None:
+            self.spare.close()  # EOF: the spare leaves
+            self.spare = None
         try:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
 
-    def _spawn(self, conn: socket.socket) -> None:
-        request = _read_request(conn)
-        if request.get("op") != "spawn":
-            raise ValueError(f"zygote: unknown request {request.get('op')!r}")
-        body = request["request"]
+    def _hand_over(self, conn: socket.socket) -> None:
+        """Give ``conn`` to the spare, which becomes its shim; a dead spare is replaced once."""
+        for _ in range(2):
+            spare, self.spare = self.spare or self._fork_spare(), None
+            try:
+                socket.send_fds(spare, [b"c"], [conn.fileno()])
+                return
+            except OSError:  # it was killed: make another
+                continue
+            finally:
+                spare.close()
+        raise OSError("zygote: no shim process could be made")
+
+    def _fork_spare(self) -> socket.socket:
+        """Double fork a process that waits for a spawn connection; returns our end of its pair."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         gc.freeze()  # objects made since the last fork join the shared, never-scanned set
         middle = os.fork()
         if middle == 0:
@@ -105,25 +125,51 @@ class Zygote:
                 os.setsid()
                 if os.fork() != 0:
                     os._exit(0)
-                self._become_shim(conn)
-                code = shim.run(conn, body)
+                ours.close()
+                self._become_shim(theirs)
+                code = _spare(theirs)
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
+        theirs.close()
         os.waitpid(middle, 0)
+        return ours
 
-    def _become_shim(self, conn: socket.socket) -> None:
-        """Drop everything of the zygote's but the spawn connection."""
+    def _become_shim(self, keep_sock: socket.socket) -> None:
+        """Drop everything of the zygote's but ``keep_sock``."""
         self.sel.close()
         self.listener.close()
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
-        keep = conn.fileno()
+        keep = keep_sock.fileno()
         os.closerange(3, keep)
         os.closerange(keep + 1, 1 << 20)
+
+
+def _spare(pair: socket.socket) -> int:
+    """Life of a spare: wait for a spawn connection, then be its shim."""
+    try:
+        _, fds, _, _ = socket.recv_fds(pair, 1, 1)
+    except OSError:
+        fds = []
+    pair.close()
+    if not fds:
+        return 0  # the zygote is gone
+    conn = socket.socket(fileno=fds[0])
+    try:
+        request = _read_request(conn)
+        if request.get("op") != "spawn":
+            raise ValueError(f"zygote: unknown request {request.get('op')!r}")
+    except Exception as err:
+        try:
+            conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
+        except OSError:
+            pass
+        return 1
+    return shim.run(conn, request["request"])
 
 
 def main(argv: list[str] | None = None) -> int:
