@@ -45,7 +45,7 @@ from dockyard.daemon.interfaces import EventSink
 from dockyard.oci import runtime_spec as oci
 from dockyard.storage.metadata import Database
 from dockyard.volume import copyup, kernel, mountspec, names, plugin
-from dockyard.volume.driver import VolumeDriver
+from dockyard.volume.driver import DriverVolume, VolumeDriver
 from dockyard.volume.local import LocalDriver, tree_size
 from dockyard.volume.mountspec import MountRequest
 
@@ -271,10 +271,21 @@ class VolumesService:
                       status=status or None, usage_data=usage)
 
     async def inspect(self, name: str) -> Volume:
-        rec = self._must_get(name)
+        rec = self._get(name)
+        if rec is None:  # perhaps a volume a plugin has that was made without us: Docker asks them all
+            return await asyncio.to_thread(self._inspect_unrecorded, name)
         if rec.driver == "local":
             return self._view(rec)
         return await asyncio.to_thread(self._inspect, rec)
+
+    def _inspect_unrecorded(self, name: str) -> Volume:
+        found = self._find_in_plugins(name)
+        if found is None:
+            raise errdefs.NotFound(f"get {name}: no such volume")
+        driver, vol = found
+        return Volume(name=name, driver=driver.name, mountpoint=vol.mountpoint, labels=None, options=None,
+                      scope=str(self._call(driver, "scope")), created_at=vol.created_at,
+                      status=dict(vol.status) or None)
 
     def _inspect(self, rec: VolumeRecord) -> Volume:
         driver = self._driver(rec.driver)
@@ -283,23 +294,88 @@ class VolumesService:
             rec.mountpoint = found.mountpoint
         return self._view(rec, status=dict(found.status) or None)
 
-    def list(self, filters: dict[str, list[str]]) -> ListResponse:
+    async def list(self, filters: dict[str, list[str]]) -> ListResponse:
+        """The recorded volumes and, as Docker lists every driver's, those only a plugin knows
+        (made outside this daemon); a plugin that fails adds a warning, not an error."""
         for key in filters:
             if key not in LIST_FILTERS:
                 raise errdefs.InvalidParameter(f"invalid filter '{key}'")
         dangling = [_bool_filter("dangling", v) for v in filters.get("dangling", [])]
+        records = self._all()
+        found: list[tuple[Volume, bool]] = [(self._view(rec), bool(rec.users)) for rec in records]
+        warnings: list[str] = []
+        plugin_names = plugin.discover(self._socket_dirs, self._spec_dirs)
+        if plugin_names:  # each plugin in a worker thread of its own: a slow one delays only the answer
+            known = {rec.name for rec in records}
+            for volumes, warning in await asyncio.gather(
+                    *(asyncio.to_thread(self._plugin_volumes, name) for name in plugin_names)):
+                if warning:
+                    warnings.append(warning)
+                for vol in volumes:
+                    if vol.name not in known:
+                        known.add(vol.name)
+                        found.append((vol, False))
         out = []
-        for rec in self._all():
-            if dangling and (not rec.users) not in dangling:
+        for vol, in_use in sorted(found, key=lambda pair: pair[0].name):
+            if dangling and (not in_use) not in dangling:
                 continue
-            if "driver" in filters and rec.driver not in filters["driver"]:
+            if "driver" in filters and vol.driver not in filters["driver"]:
                 continue
-            if not all(_label_match(rec.labels or {}, want) for want in filters.get("label", [])):
+            if not all(_label_match(vol.labels or {}, want) for want in filters.get("label", [])):
                 continue
-            if "name" in filters and not any(_name_match(rec.name, p) for p in filters["name"]):
+            if "name" in filters and not any(_name_match(vol.name, p) for p in filters["name"]):
                 continue
-            out.append(self._view(rec))
-        return ListResponse(volumes=out, warnings=None)
+            out.append(vol)
+        return ListResponse(volumes=out, warnings=warnings or None)
+
+    # ---- volumes only a plugin knows ------------------------------------------------------
+    def _volume_plugin(self, name: str) -> VolumeDriver | None:
+        """The plugin, activated; None when it is not a volume plugin (Docker passes over those)."""
+        try:
+            return self._driver(name)
+        except (errdefs.InvalidParameter, errdefs.NotFound, errdefs.System) as e:
+            log.debug("plugin %s is not a volume plugin: %s", name, e)
+            return None
+
+    def _plugin_volumes(self, name: str) -> tuple[list[Volume], str]:
+        """One plugin's volumes (VolumeDriver.List), or the warning Docker's list gives for it."""
+        try:
+            driver = self._volume_plugin(name)
+            if driver is None:
+                return [], ""
+            volumes = self._call(driver, "list")
+            scope = str(self._call(driver, "scope"))
+        except errdefs.DockyardError as e:
+            log.warning("volume plugin %s: list: %s", name, e)
+            return [], f"list {name}: {e}"
+        return [Volume(name=v.name, driver=name, mountpoint=v.mountpoint, labels=None, options=None,
+                       scope=scope, created_at=v.created_at) for v in volumes], ""
+
+    def _find_in_plugins(self, name: str) -> tuple[VolumeDriver, DriverVolume] | None:
+        """A volume this daemon has no record of, looked up in every plugin (VolumeDriver.Get) as
+        Docker's store does for inspect, rm, and a -v without a driver (blocks: a worker thread)."""
+        for plugin_name in plugin.discover(self._socket_dirs, self._spec_dirs):
+            try:
+                driver = self._volume_plugin(plugin_name)
+                if driver is not None:
+                    return driver, self._call(driver, "get", name)
+            except errdefs.NotFound:
+                continue
+            except errdefs.DockyardError as e:  # a plugin that is down or hangs: ask the others
+                log.warning("volume plugin %s: get %s: %s", plugin_name, name, e)
+        return None
+
+    def _adopt_from_plugin(self, name: str) -> VolumeRecord | None:
+        """Record a volume only a plugin had, for a container that names it without a driver."""
+        found = self._find_in_plugins(name)
+        if found is None:
+            return None
+        driver, vol = found
+        rec = VolumeRecord(name=name, driver=driver.name, created_at=vol.created_at or _now(),
+                           scope=str(self._call(driver, "scope")), mountpoint=vol.mountpoint)
+        with self._db.transaction() as cur:
+            cur.execute("INSERT OR IGNORE INTO volumes (name, doc) VALUES (?, ?)", (name, msgspec.json.encode(rec)))
+        return self._get(name)
 
     # ---- remove / prune -------------------------------------------------------------
     async def remove(self, name: str, force: bool = False) -> None:
@@ -308,6 +384,15 @@ class VolumesService:
     def _remove(self, name: str, force: bool) -> None:
         rec = self._get(name)
         if rec is None:
+            found = self._find_in_plugins(name)
+            if found is not None:  # made outside this daemon: the plugin removes it
+                driver, _ = found
+                try:
+                    self._call(driver, "remove", name)
+                except errdefs.DockyardError as e:
+                    raise errdefs.System(f"remove {name}: {e}") from None
+                self._events.emit("volume", "destroy", name, {"driver": driver.name})
+                return
             if force:
                 return
             raise errdefs.NotFound(f"get {name}: no such volume")
@@ -428,6 +513,8 @@ class VolumesService:
                 if req.type == "volume":
                     driver_name = req.driver or host_config.volume_driver or "local"
                     rec = self._get(req.source) if req.source else None
+                    if rec is None and req.source and not (req.driver or host_config.volume_driver):
+                        rec = self._adopt_from_plugin(req.source)  # no driver named: Docker asks every plugin
                     if rec is None:
                         rec = self._create(req.source, driver_name, req.driver_opts or None, req.labels or None)
                         created.append(rec.name)

@@ -17,6 +17,7 @@ class DriverVolume:
     name: str
     mountpoint: str = ""
     status: dict[str, object] = field(default_factory=dict)
+    created_at: str = ""  # a plugin's CreatedAt, when it tells
 
 
 class VolumeDriver(Protocol):

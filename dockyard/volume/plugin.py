@@ -63,6 +63,29 @@ def find_address(name: str, socket_dirs: tuple[Path, ...], spec_dirs: tuple[Path
     return None
 
 
+def discover(socket_dirs: tuple[Path, ...], spec_dirs: tuple[Path, ...]) -> list[str]:
+    """Names of every plugin found in the directories (Docker's pkg/plugins Scan): for listing
+    volumes across plugins, which Docker does through each VolumeDriver's List."""
+    found: set[str] = set()
+    for d in socket_dirs:
+        try:
+            entries = list(d.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.suffix == ".sock" and entry.is_socket():
+                found.add(entry.stem)
+            elif entry.is_dir() and (entry / f"{entry.name}.sock").is_socket():
+                found.add(entry.name)
+    for d in spec_dirs:
+        try:
+            entries = list(d.iterdir())
+        except OSError:
+            continue
+        found.update(e.stem for e in entries if e.suffix in (".spec", ".json") and e.is_file())
+    return sorted(n for n in found if n and n != "local")
+
+
 class PluginClient:
     """One plugin endpoint; ``call`` posts JSON and returns the decoded JSON answer."""
 
@@ -162,11 +185,18 @@ class PluginDriver:
         answer = self.client.call("VolumeDriver.Get", {"Name": name})
         if answer.get("Err"):
             raise errdefs.NotFound(f"get {name}: {answer['Err']}")
-        vol = answer.get("Volume") or {}
-        return DriverVolume(name=name, mountpoint=str(vol.get("Mountpoint") or ""),
-                            status=vol.get("Status") or {})
+        vol = answer.get("Volume")  # a plugin may answer no volume and no error: not found, as Docker
+        if not isinstance(vol, dict) or (vol.get("Name") and vol.get("Name") != name):
+            raise errdefs.NotFound(f"get {name}: no such volume")
+        return _driver_volume(name, vol)
 
     def list(self) -> list[DriverVolume]:
         vols = self._call("List", {}).get("Volumes") or []
-        return [DriverVolume(name=str(v.get("Name")), mountpoint=str(v.get("Mountpoint") or ""),
-                             status=v.get("Status") or {}) for v in vols if isinstance(v, dict)]
+        return [_driver_volume(str(v["Name"]), v) for v in vols if isinstance(v, dict) and v.get("Name")]
+
+
+def _driver_volume(name: str, vol: dict) -> DriverVolume:
+    status = vol.get("Status")
+    return DriverVolume(name=name, mountpoint=str(vol.get("Mountpoint") or ""),
+                        status=status if isinstance(status, dict) else {},
+                        created_at=str(vol.get("CreatedAt") or ""))

@@ -21,6 +21,7 @@ from dockyard.apitypes.volume import CreateRequest
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.volumes import VolumesService
 from dockyard.storage.metadata import Database
+from dockyard.volume import plugin as plugin_mod
 from tests.unit.test_volume_service import Events
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,10 +135,10 @@ def test_plugin_dies_and_comes_back(root, plugin):
         with pytest.raises(errdefs.DockyardError, match="volume plugin dirplugin") as e:
             await svc.mount("c1")
         assert isinstance(e.value, errdefs.Unavailable)
-        assert [v.name for v in svc.list({}).volumes] == ["pvol"]  # the daemon still answers
+        assert [v.name for v in (await svc.list({})).volumes] == ["pvol"]  # the daemon still answers
         with pytest.raises(errdefs.Unavailable):
             await svc.create(CreateRequest(name="other", driver="dirplugin"))
-        assert [v.name for v in svc.list({}).volumes] == ["pvol"]
+        assert [v.name for v in (await svc.list({})).volumes] == ["pvol"]
         plugin.launch()  # restarted: its state survived, and it is activated again
         mounts = await svc.mount("c1")
         assert mounts[0].source.endswith("plugin-state/volumes/pvol")
@@ -188,7 +189,7 @@ def test_hanging_plugin_times_out_and_loop_keeps_working(root):
             await task
         assert "no answer within 0.5s" in str(e.value) and "hang" in str(e.value)
         assert time.monotonic() - started < 3
-        assert [v.name for v in svc.list({}).volumes] == ["localvol"]
+        assert [v.name for v in (await svc.list({})).volumes] == ["localvol"]
 
     try:
         asyncio.run(flow())
@@ -219,7 +220,7 @@ def test_socket_that_is_not_a_plugin(root):
     try:
         with pytest.raises(errdefs.InvalidParameter, match="is not a volume plugin"):
             asyncio.run(svc.create(CreateRequest(name="vx", driver="notaplugin")))
-        assert svc.list({}).volumes == []
+        assert asyncio.run(svc.list({})).volumes == []
     finally:
         srv.close()
         db.close()
@@ -237,3 +238,47 @@ def test_spec_file_discovery(root, plugin):
         asyncio.run(svc.remove("sv"))
     finally:
         db.close()
+
+
+def _create_behind_our_back(root: Path, name: str) -> None:
+    """A volume made in the plugin by someone else (another daemon, the plugin's own tool)."""
+    client = plugin_mod.PluginClient("dirplugin", f"unix://{root / 'plugins/dirplugin.sock'}", timeout=5)
+    assert client.call("VolumeDriver.Create", {"Name": name, "Opts": {}}) == {"Err": ""}
+
+
+def test_volumes_only_the_plugin_knows(root, plugin):
+    """Listed, inspected, used by a -v without a driver and removed, as Docker does through the
+    plugin's List and Get; a socket that is no plugin adds nothing, a hanging plugin a warning."""
+    _create_behind_our_back(root, "outside")
+    _create_behind_our_back(root, "outside2")
+    hang = _HangingServer(root / "plugins/hang.sock")
+    svc, db, events = make(root, timeout=0.5)
+
+    async def flow():
+        await svc.create(CreateRequest(name="ours"))
+        listed = await svc.list({})
+        assert [(v.name, v.driver) for v in listed.volumes] == [
+            ("ours", "local"), ("outside", "dirplugin"), ("outside2", "dirplugin")]
+        assert listed.warnings and "hang" in listed.warnings[0] and "no answer within 0.5s" in listed.warnings[0]
+        assert [v.name for v in (await svc.list({"driver": ["dirplugin"], "dangling": ["true"]})).volumes] == [
+            "outside", "outside2"]
+        info = await svc.inspect("outside")
+        assert (info.driver, info.mountpoint, info.scope) == (
+            "dirplugin", str(root / "plugin-state/volumes/outside"), "local")
+        assert info.status == {"mounts": 0, "backend": "directory"}
+        with pytest.raises(errdefs.NotFound, match="get nowhere: no such volume"):
+            await svc.inspect("nowhere")
+        points = svc.resolve_mounts("c1", HostConfig(binds=["outside:/d"]), None, [], lambda r: r)
+        assert (points[0].name, points[0].driver) == ("outside", "dirplugin")
+        assert (await svc.mount("c1"))[0].source == str(root / "plugin-state/volumes/outside")
+        await svc.release("c1", remove_anonymous=True)
+        await svc.remove("outside2")
+        assert not (root / "plugin-state/volumes/outside2").exists()
+        assert [v.name for v in (await svc.list({"name": ["outside"]})).volumes] == ["outside"]
+
+    try:
+        asyncio.run(flow())
+    finally:
+        hang.close()
+        db.close()
+    assert ("volume", "destroy", "outside2", {"driver": "dirplugin"}) in events.events

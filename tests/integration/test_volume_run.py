@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import daemon_harness
+from dockyard.volume.plugin import PluginClient
 from tests.integration.test_volume_plugin import start_plugin, stop
 
 
@@ -134,6 +135,21 @@ def test_subpath_and_plugin_volume(env):
     info = json.loads(ok(handle, "volume", "inspect", "pvol"))[0]
     assert info["Driver"] == "dirplugin" and info["Status"]["mounts"] == 0
     ok(handle, "volume", "rm", "pvol")
+
+
+def test_plugin_volume_made_outside_the_daemon(env):
+    """docker volume ls/inspect/run/rm see a volume only the plugin knows (its List and Get)."""
+    handle, plugins = env
+    client = PluginClient("dirplugin", f"unix://{plugins / 'dirplugin.sock'}", timeout=5)
+    assert client.call("VolumeDriver.Create", {"Name": "madeoutside", "Opts": {}}) == {"Err": ""}
+    rows = ok(handle, "volume", "ls", "--format", "{{.Driver}} {{.Name}}").splitlines()
+    assert "dirplugin madeoutside" in rows
+    info = json.loads(ok(handle, "volume", "inspect", "madeoutside"))[0]
+    assert info["Driver"] == "dirplugin" and info["Mountpoint"] == str(plugins / "state/volumes/madeoutside")
+    ok(handle, "run", "--rm", "--network", "none", "-v", "madeoutside:/o", "busybox", "sh", "-c", "echo o > /o/f")
+    assert (plugins / "state/volumes/madeoutside/f").read_text() == "o\n"
+    ok(handle, "volume", "rm", "madeoutside")
+    assert not (plugins / "state/volumes/madeoutside").exists()
 
 
 def test_bad_input_creates_nothing(env):

@@ -67,16 +67,16 @@ def test_create_inspect_list_remove(root):
     assert again.created_at == vol.created_at
     anon = run(svc.create(CreateRequest()))
     assert len(anon.name) == 64 and anon.labels == {"com.docker.volume.anonymous": ""}
-    names = lambda f: [v.name for v in svc.list(f).volumes]  # noqa: E731
+    names = lambda f: [v.name for v in run(svc.list(f)).volumes]  # noqa: E731
     assert names({"label": ["team=a"]}) == ["data"]
     assert names({"label": ["team=b"]}) == []
     assert names({"name": ["dat"]}) == ["data"]
     assert sorted(names({"dangling": ["true"]})) == sorted(["data", anon.name])
     assert names({"driver": ["other"]}) == []
     with pytest.raises(errdefs.InvalidParameter, match="invalid filter 'bogus'"):
-        svc.list({"bogus": ["x"]})
+        run(svc.list({"bogus": ["x"]}))
     with pytest.raises(errdefs.InvalidParameter):
-        svc.list({"dangling": ["maybe"]})
+        run(svc.list({"dangling": ["maybe"]}))
     run(svc.remove("data"))
     assert not (root / "data/volumes/data").exists()
     with pytest.raises(errdefs.NotFound, match="get data: no such volume"):
@@ -92,7 +92,7 @@ def test_bad_names(root, name):
     svc, _, _ = make(root)
     with pytest.raises(errdefs.InvalidParameter, match="includes invalid characters"):
         run(svc.create(CreateRequest(name=name)))
-    assert svc.list({}).volumes == []
+    assert run(svc.list({})).volumes == []
 
 
 def test_bad_driver_and_options(root):
@@ -103,7 +103,7 @@ def test_bad_driver_and_options(root):
         run(svc.create(CreateRequest(name="vol", driver_opts={"bogus": "1"})))
     with pytest.raises(errdefs.InvalidParameter, match='missing required option: "device"'):
         run(svc.create(CreateRequest(name="vol", driver_opts={"type": "tmpfs"})))
-    assert svc.list({}).volumes == [] and os.listdir(root / "data/volumes") == []
+    assert run(svc.list({})).volumes == [] and os.listdir(root / "data/volumes") == []
 
 
 def test_remove_never_follows_symlinks(root):
@@ -175,14 +175,14 @@ def test_resolve_anonymous_copyup_release(root):
     mounts = run(svc.mount("c1"))
     tmpfs = next(m for m in mounts if m.destination == "/scratch")
     assert tmpfs.type == "tmpfs" and "size=4096" in tmpfs.options
-    assert svc.list({"dangling": ["false"]}).volumes[0].name in ("named", anon)
+    assert run(svc.list({"dangling": ["false"]})).volumes[0].name in ("named", anon)
     # a second container takes c1's volumes read-only
     points2 = svc.resolve_mounts("c2", HostConfig(volumes_from=["c1:ro"]), None, [], lambda ref: "c1")
     assert {(p.destination, p.rw) for p in points2} == {("/etc/conf", False), ("/anon", False)}
     run(svc.release("c1", remove_anonymous=True))
-    assert {v.name for v in svc.list({}).volumes} == {"named", anon}  # c2 still uses the anonymous one
+    assert {v.name for v in run(svc.list({})).volumes} == {"named", anon}  # c2 still uses the anonymous one
     run(svc.release("c2", remove_anonymous=True))
-    assert {v.name for v in svc.list({}).volumes} == {"named"}
+    assert {v.name for v in run(svc.list({})).volumes} == {"named"}
     pruned = run(svc.prune({}))
     assert pruned.volumes_deleted is None
     pruned = run(svc.prune({"all": ["true"]}))
@@ -201,7 +201,7 @@ def test_resolve_errors_leave_nothing(root):
     ]:
         with pytest.raises(cls, match=message):
             svc.resolve_mounts("c1", hc, {"/anon": {}}, [], no_lookup)
-        assert svc.list({}).volumes == [], hc
+        assert run(svc.list({})).volumes == [], hc
     assert svc.mount_points("c1") == []
 
 
@@ -218,7 +218,7 @@ def test_prune_filters_and_persistence(root):
     db.close()
     svc2, db2, _ = make(root)  # a daemon restart: users and options survive
     try:
-        vols = {v.name: v for v in svc2.list({}).volumes}
+        vols = {v.name: v for v in run(svc2.list({})).volumes}
         assert set(vols) == {"named", next(n for n in vols if n != "named")}
         with pytest.raises(errdefs.Conflict):
             run(svc2.remove("named"))
@@ -294,7 +294,7 @@ def test_restore_adopts_volume_dirs_on_disk(root):
     svc2, db2, _ = make(root)
     try:
         svc2.restore()
-        vols = {v.name: v for v in svc2.list({}).volumes}
+        vols = {v.name: v for v in run(svc2.list({})).volumes}
         assert set(vols) == {"known", "orphan", "bad..name"}
         assert vols["orphan"].options == {"type": "tmpfs", "device": "tmpfs"}
     finally:

@@ -15,7 +15,7 @@ from dockyard.apitypes.volume import CreateRequest, ListResponse, PruneResponse,
 
 
 class VolumesBackend(Protocol):
-    def list(self, filters: dict[str, list[str]]) -> ListResponse: ...
+    async def list(self, filters: dict[str, list[str]]) -> ListResponse: ...
     async def inspect(self, name: str) -> Volume: ...
     async def create(self, request: CreateRequest) -> Volume: ...
     async def remove(self, name: str, force: bool = False) -> None: ...
@@ -24,7 +24,7 @@ class VolumesBackend(Protocol):
 
 def setup(app: web.Application, backend: VolumesBackend) -> None:
     async def list_volumes(request: web.Request) -> web.Response:
-        return json_response(backend.list(parse_filters(request.query.get("filters"))))
+        return json_response(await backend.list(parse_filters(request.query.get("filters"))))
 
     async def inspect_volume(request: web.Request) -> web.Response:
         return json_response(await backend.inspect(request.match_info["name"]))
