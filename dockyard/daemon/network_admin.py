@@ -13,7 +13,7 @@ import time
 
 from dockyard import errdefs
 from dockyard.apitypes.network import CreateRequest, CreateResponse, EndpointResource, Network
-from dockyard.daemon.network_core import BRIDGE, HOST, NetworkCore
+from dockyard.daemon.network_core import BRIDGE, HOST, NetworkCore, enable_ip_forward
 from dockyard.daemon.network_model import (
     UplinkState, now_rfc3339, parse_range, pool6_of, pool_of, range_and_aux,
 )
@@ -113,6 +113,8 @@ class NetworkAdmin(NetworkCore):
             raise
         self._networks[record.id] = record
         self._bridges[record.id] = UplinkState.of(spec, pool_of(record, gateway_of(record)), pool6_of(record))
+        if self._config.ip_forward and record.subnet6 and record.driver == BRIDGE:
+            await asyncio.to_thread(enable_ip_forward, 6)
         if self._config.iptables:
             try:
                 bridges = [record.bridge] if record.driver == BRIDGE else []

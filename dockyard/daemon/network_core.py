@@ -34,6 +34,17 @@ log = logging.getLogger("dockyard.networks")
 BRIDGE, HOST, NONE = "bridge", "host", "none"
 
 
+def enable_ip_forward(version: int) -> None:
+    """As dockerd with --ip-forward (the default): containers' traffic is routed by the host;
+    IPv6 forwarding once an --ipv6 bridge network exists (the FORWARD policy is left alone:
+    our own chains keep networks apart)."""
+    path = Path("/proc/sys/net/ipv4/ip_forward" if version == 4 else "/proc/sys/net/ipv6/conf/all/forwarding")
+    if path.read_text().strip() != "1":
+        name = "net.ipv4.ip_forward" if version == 4 else "net.ipv6.conf.all.forwarding"
+        log.warning("enabling IPv%d forwarding (%s=1), as --ip-forward asks", version, name)
+        path.write_text("1\n")
+
+
 class NetworkCore:
     """State and helpers shared by the parts of NetworkService (see the module docstring)."""
 

@@ -69,8 +69,9 @@ class SandboxOps(EndpointOps):
         # published ports: on bridges only (Docker ignores them on other drivers)
         publishable = bridge is not None and DRIVERS[network.driver].publishes_ports
         default_host_ip = network.options.get(records.HOST_BINDING_OPTION) or "0.0.0.0"
+        ipv6 = self._serving.ipv6_reachable(bridge is not None and bridge.pool6 is not None)
         requests = portmap.requested(port_bindings, exposed_ports, publish_all,
-                                     default_host_ip) if publishable else []
+                                     default_host_ip, ipv6) if publishable else []
         link_entries = self._link_entries(links) if bridge is not None else []
         host_gateway = self._host_gateway()
         if network.driver == "host":

@@ -49,7 +49,7 @@ class SandboxServing:
         if sandbox.address is not None:
             for mapping in state.ports:
                 try:
-                    sock = portmap.rebind(mapping, listen=self.proxied(mapping))
+                    sock = portmap.rebind(mapping)
                 except OSError as e:
                     log.warning("container %s: cannot publish %s:%d again: %s", sandbox.container_id[:12],
                                 mapping.host_ip, mapping.host_port, e)
@@ -60,26 +60,43 @@ class SandboxServing:
         except Exception:
             log.exception("container %s: restoring its resolver and ports failed", sandbox.container_id[:12])
 
-    def proxied(self, mapping: PortMapping) -> bool:
-        """Whether the userland proxy serves a port (IPv6 host addresses always: no ip6tables
-        path here), or its socket only holds it for the kernel's DNAT."""
-        return self._userland_proxy or ipaddress.ip_address(mapping.host_ip).version == 6
+    @staticmethod
+    def _kernel_target(sandbox: Sandbox, mapping: PortMapping) -> str | None:
+        """The container address the kernel's DNAT sends a mapping to: of the host address's
+        family; None for an IPv6 host address of a container without IPv6 (the proxy relays
+        that to its IPv4 address, as docker-proxy does)."""
+        if ipaddress.ip_address(mapping.host_ip).version == 6:
+            return str(sandbox.address6.ip) if sandbox.address6 is not None else None
+        return str(sandbox.address.ip) if sandbox.address is not None else None
+
+    def proxied(self, sandbox: Sandbox, mapping: PortMapping) -> bool:
+        """Whether the userland proxy serves a port, or its socket only holds it for the
+        kernel's DNAT."""
+        return self._userland_proxy or self._kernel_target(sandbox, mapping) is None
 
     def publish(self, sandbox: Sandbox, mapping: PortMapping, sock) -> None:
         assert sandbox.address is not None
+        target = self._kernel_target(sandbox, mapping) or str(sandbox.address.ip)
+        serve = self.proxied(sandbox, mapping)
+        if serve and mapping.proto == "tcp":
+            sock.listen(128)  # connections queue from now on, before the proxy starts
         sandbox.ports.append(mapping)
-        sandbox.proxies.append(Proxy(sock, mapping.proto, (str(sandbox.address.ip), mapping.container_port),
-                                     serve=self.proxied(mapping)))
+        sandbox.proxies.append(Proxy(sock, mapping.proto, (target, mapping.container_port), serve=serve))
+
+    def ipv6_reachable(self, has_ipv6: bool) -> bool:
+        """Whether a container can be published on IPv6 host addresses: it has an IPv6
+        address, or the userland proxy relays to its IPv4 one."""
+        return has_ipv6 or self._userland_proxy
 
     def reserve_ports(self, sandbox: Sandbox, requests: list[portmap.PortRequest]) -> None:
         for request in requests:
-            proxied = self._userland_proxy or ipaddress.ip_address(request.host_ip).version == 6
             try:
-                mapping, sock = portmap.reserve(request, listen=proxied)
+                reserved = portmap.reserve(request)
             except errdefs.DockyardError as e:
                 raise type(e)(f"driver failed programming external connectivity on endpoint "
                               f"{sandbox.name or sandbox.container_id[:12]} ({sandbox.endpoint_id}): {e}") from None
-            self.publish(sandbox, mapping, sock)
+            for mapping, sock in reserved:
+                self.publish(sandbox, mapping, sock)
 
     async def serve(self, sandbox: Sandbox) -> None:
         """Once the namespace exists: the resolver inside it, the published ports' proxies and
@@ -97,10 +114,11 @@ class SandboxServing:
             dnat: list[iptables.Rule] = []
             accept: list[iptables.Rule] = []
             for m in sandbox.ports:
-                if ipaddress.ip_address(m.host_ip).version != 4:
-                    continue  # IPv6 host addresses: the proxy alone
+                target = self._kernel_target(sandbox, m)
+                if target is None:
+                    continue  # IPv6 host address, IPv4-only container: the proxy alone
                 d, a = iptables.port_rules(self._chains, network.bridge, m.proto, m.host_ip, m.host_port,
-                                           str(address.ip), m.container_port, hairpin=not self._userland_proxy)
+                                           target, m.container_port, hairpin=not self._userland_proxy)
                 dnat += d
                 accept += a
             sandbox.port_rules = dnat + accept

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import secrets
-from pathlib import Path
 
 import msgspec
 
 from dockyard import errdefs
 from dockyard.daemon.network_admin import NetworkAdmin
-from dockyard.daemon.network_core import BRIDGE, HOST, NONE, log
+from dockyard.daemon.network_core import BRIDGE, HOST, NONE, enable_ip_forward, log
 from dockyard.daemon.network_model import UplinkState, now_rfc3339, pool6_of, pool_of
 from dockyard.daemon.network_reconcile import Reconciler
 from dockyard.daemon.network_sandboxes import SandboxOps
@@ -31,14 +30,6 @@ from dockyard.network import iptables, ipam, records
 from dockyard.network.drivers import DRIVERS
 from dockyard.network.records import NetworkRecord, gateway_of
 from dockyard.network.sandbox import NetnsWorker
-
-
-def _enable_ip_forward() -> None:
-    """As dockerd with --ip-forward (the default): containers' traffic is routed by the host."""
-    path = Path("/proc/sys/net/ipv4/ip_forward")
-    if path.read_text().strip() != "1":
-        log.warning("enabling IPv4 forwarding (net.ipv4.ip_forward=1), as --ip-forward asks")
-        path.write_text("1\n")
 
 
 class NetworkService(NetworkAdmin, Reconciler, SandboxOps):
@@ -64,7 +55,9 @@ class NetworkService(NetworkAdmin, Reconciler, SandboxOps):
                 await self._restore_network(record)
         self._state_dir.mkdir(parents=True, exist_ok=True)
         if self._config.ip_forward:
-            await asyncio.to_thread(_enable_ip_forward)
+            await asyncio.to_thread(enable_ip_forward, 4)
+            if any(r.subnet6 and r.driver == BRIDGE for r in self._networks.values()):
+                await asyncio.to_thread(enable_ip_forward, 6)
         if self._config.iptables:
             rules = [r for record in self._networks.values() for r in self._network_rules(record)]
             await asyncio.to_thread(self._setup_iptables, rules)

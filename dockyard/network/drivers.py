@@ -105,7 +105,7 @@ class BridgeDriver:
     def rules(self, chains: iptables.Chains, record: NetworkRecord, hairpin: bool) -> list[iptables.Rule]:
         masquerade = record.options.get(records.MASQUERADE_OPTION, "").lower() == "true"
         return iptables.network_rules(chains, record.bridge, record.subnet, record.internal, masquerade,
-                                      hairpin=hairpin, ipv6=bool(record.subnet6),
+                                      hairpin=hairpin, subnet6=record.subnet6,
                                       icc=records.flag(record.options, records.ICC_OPTION, True))
 
 

@@ -22,9 +22,10 @@ Layout (filter FORWARD is not given a new policy; we only add rules):
                   per other network ACCEPT from it
   ISO1: -i <br> ! -o <br> -> ISO2;  ISO2: -o <br> -> DROP  (no traffic between two networks)
 
-IPv6 (--ipv6 networks): the same filter chains through ip6tables (table name "filter6" in a
-``Rule``), so networks stay apart and --internal stays in even where the host forwards IPv6.
-No IPv6 NAT: published ports on IPv6 host addresses go through the userland proxy.
+IPv6 (--ipv6 networks): the same chains through ip6tables (table names "filter6" and "nat6" in
+a ``Rule``): networks stay apart, --internal stays in, masquerade for the network's IPv6 subnet,
+DNAT of published ports on IPv6 host addresses to the container's IPv6 address. ::1 is never
+DNATed (IPv6 has no route_localnet): the userland proxy serves it, as with Docker.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ IPTABLES_SAVE = "/usr/sbin/iptables-save"
 IP6TABLES_RESTORE = "/usr/sbin/ip6tables-restore"
 IP6TABLES_SAVE = "/usr/sbin/ip6tables-save"
 FILTER6 = "filter6"  # a Rule's table for ip6tables' filter table
+NAT6 = "nat6"  # and for ip6tables' nat table
 
-Rule = tuple[str, str, str]  # (table: "nat", "filter" or "filter6", chain, match/target spec)
+Rule = tuple[str, str, str]  # (table: "nat", "filter", "nat6" or "filter6", chain, match/target spec)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Chains:
     def all(self) -> list[tuple[str, str]]:
         return [("nat", self.dnat), ("nat", self.post), ("filter", self.forward),
                 ("filter", self.iso1), ("filter", self.iso2),
+                (NAT6, self.dnat), (NAT6, self.post),
                 (FILTER6, self.forward), (FILTER6, self.iso1), (FILTER6, self.iso2)]
 
     def jumps(self, localhost: bool = False) -> list[Rule]:
@@ -90,14 +93,17 @@ class Chains:
                 ("nat", "OUTPUT", f"{loopback}-m addrtype --dst-type LOCAL -j {self.dnat}"),
                 ("nat", "POSTROUTING", f"-j {self.post}"),
                 ("filter", "FORWARD", f"-j {self.forward}"),
+                (NAT6, "PREROUTING", f"-m addrtype --dst-type LOCAL -j {self.dnat}"),
+                (NAT6, "OUTPUT", f"! -d ::1/128 -m addrtype --dst-type LOCAL -j {self.dnat}"),
+                (NAT6, "POSTROUTING", f"-j {self.post}"),
                 (FILTER6, "FORWARD", f"-j {self.forward}")]
 
 
 def _restore(lines: list[tuple[str, str]]) -> None:
     """(table, line) pairs to the kernel: one iptables-restore document for IPv4 (a block per
-    table), one ip6tables-restore document for "filter6" lines."""
+    table), one ip6tables-restore document for "nat6" and "filter6" lines."""
     for binary, tables in ((IPTABLES_RESTORE, (("nat", "nat"), ("filter", "filter"))),
-                           (IP6TABLES_RESTORE, ((FILTER6, "filter"),))):
+                           (IP6TABLES_RESTORE, ((NAT6, "nat"), (FILTER6, "filter")))):
         out: list[str] = []
         for ours, table in tables:
             body = [line for t, line in lines if t == ours]
@@ -137,7 +143,8 @@ def delete(rules: list[Rule]) -> None:
 
 
 def _saved(table: str) -> list[str]:
-    binary, table = (IP6TABLES_SAVE, "filter") if table == FILTER6 else (IPTABLES_SAVE, table)
+    binary, table = {FILTER6: (IP6TABLES_SAVE, "filter"), NAT6: (IP6TABLES_SAVE, "nat")}.get(
+        table, (IPTABLES_SAVE, table))
     done = subprocess.run([binary, "-t", table], capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
         raise errdefs.System(f"iptables-save failed: {done.stderr.strip()}")
@@ -150,7 +157,7 @@ def teardown(chains: Chains) -> None:
     ours = {c for _, c in chains.all()}
     lines: list[tuple[str, str]] = []
     present: list[tuple[str, str]] = []
-    for table in ("nat", "filter", FILTER6):
+    for table in ("nat", "filter", NAT6, FILTER6):
         for line in _saved(table):
             if line.startswith(":") and line[1:].split()[0] in ours:
                 present.append((table, line[1:].split()[0]))
@@ -186,21 +193,26 @@ def _filter_rules(table: str, chains: Chains, bridge: str, internal: bool, icc: 
 
 
 def network_rules(chains: Chains, bridge: str, subnet: str, internal: bool, masquerade: bool,
-                  hairpin: bool = False, ipv6: bool = False, icc: bool = True) -> list[Rule]:
+                  hairpin: bool = False, subnet6: str = "", icc: bool = True) -> list[Rule]:
     """Isolation, --internal, masquerade; hairpin (no userland proxy): NAT for published ports
     reached from 127.0.0.0/8 or from the bridge itself, which cannot be answered directly.
-    ipv6: the isolation and --internal rules for IPv6 too. Without icc, traffic between two
+    subnet6 (--ipv6 networks): the same for IPv6 (with ip6tables). Without icc, traffic between two
     ports of the bridge is dropped (it passes FORWARD through br_netfilter: see
     ``bridge_netfilter``); the gateway, the outside and published ports stay reachable."""
     rules = _filter_rules("filter", chains, bridge, internal, icc)
-    if ipv6:
+    if subnet6:
         rules += _filter_rules(FILTER6, chains, bridge, internal, icc)
     if not internal:
-        if masquerade:
-            rules.append(("nat", chains.post, f"-s {subnet} ! -o {bridge} -j MASQUERADE"))
+        for table, source in (("nat", subnet), (NAT6, subnet6)):
+            if not source:
+                continue
+            if masquerade:
+                rules.append((table, chains.post, f"-s {source} ! -o {bridge} -j MASQUERADE"))
+            if hairpin:
+                rules.append((table, chains.post,
+                              f"-s {source} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE"))
         if hairpin:
-            rules += [("nat", chains.post, f"-s 127.0.0.0/8 -o {bridge} -j MASQUERADE"),
-                      ("nat", chains.post, f"-s {subnet} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE")]
+            rules.append(("nat", chains.post, f"-s 127.0.0.0/8 -o {bridge} -j MASQUERADE"))
     return rules
 
 
@@ -223,12 +235,16 @@ def bridge_netfilter() -> None:
 
 def port_rules(chains: Chains, bridge: str, proto: str, host_ip: str, host_port: int,
                container_ip: str, container_port: int, hairpin: bool = False) -> tuple[list[Rule], list[Rule]]:
-    """(DNAT rules to append, FORWARD accept rules to insert before the isolation jump).
+    """(DNAT rules to append, FORWARD accept rules to insert before the isolation jump), with
+    iptables or, for an IPv6 host address (and container address), ip6tables.
     Without hairpin, traffic from the container's own bridge is left to the userland proxy."""
-    dst = "" if ipaddress.ip_address(host_ip).is_unspecified else f"-d {host_ip}/32 "
+    v6 = ipaddress.ip_address(host_ip).version == 6
+    nat, filt, host_len = (NAT6, FILTER6, 128) if v6 else ("nat", "filter", 32)
+    dst = "" if ipaddress.ip_address(host_ip).is_unspecified else f"-d {host_ip}/{host_len} "
     inbound = "" if hairpin else f"! -i {bridge} "
-    dnat = [("nat", chains.dnat, f"{dst}{inbound}-p {proto} -m {proto} --dport {host_port} "
-                                 f"-j DNAT --to-destination {container_ip}:{container_port}")]
-    accept = [("filter", chains.forward, f"-d {container_ip}/32 {inbound}-o {bridge} -p {proto} "
-                                         f"-m {proto} --dport {container_port} -j ACCEPT")]
+    target = f"[{container_ip}]" if v6 else container_ip
+    dnat = [(nat, chains.dnat, f"{dst}{inbound}-p {proto} -m {proto} --dport {host_port} "
+                               f"-j DNAT --to-destination {target}:{container_port}")]
+    accept = [(filt, chains.forward, f"-d {container_ip}/{host_len} {inbound}-o {bridge} -p {proto} "
+                                     f"-m {proto} --dport {container_port} -j ACCEPT")]
     return dnat, accept

@@ -151,3 +151,48 @@ def test_connect_before_start_and_rename(dockyardd):
     finally:
         dockyardd.docker("rm", "-f", box)
         dockyardd.docker("network", "rm", net)
+
+
+def test_publish_without_address_binds_both_families(dockyardd):
+    web = name()
+    ok(dockyardd, "run", "-d", "--name", web, "-p", "80", "busybox", "sh", "-c", HTTPD)
+    try:
+        shown = ok(dockyardd, "port", web, "80").split()
+        port = shown[0].rsplit(":", 1)[1]
+        assert shown == [f"0.0.0.0:{port}", f"[::]:{port}"]  # as Docker 28: one port, both families
+        ports = ok(dockyardd, "ps", "--filter", f"name={web}", "--format", "{{.Ports}}")
+        assert f"0.0.0.0:{port}->80/tcp" in ports and f"[::]:{port}->80/tcp" in ports
+        assert fetch(f"http://127.0.0.1:{port}/").startswith("hello-")
+        assert fetch(f"http://[::1]:{port}/").startswith("hello-")  # the proxy relays to its IPv4
+    finally:
+        ok(dockyardd, "rm", "-f", web)
+
+
+def test_network_events(dockyardd):
+    net, box = name(), name()
+    since = str(int(time.time()) - 1)
+    net_id = ok(dockyardd, "network", "create", net).strip()
+    try:
+        box_id = ok(dockyardd, "run", "-d", "--name", box, "busybox", "sleep", "300").strip()
+        ok(dockyardd, "network", "connect", net, box)
+        ok(dockyardd, "network", "disconnect", net, box)
+        ok(dockyardd, "rm", "-f", box)
+    finally:
+        dockyardd.docker("rm", "-f", box)
+        ok(dockyardd, "network", "rm", net)
+    until = str(int(time.time()) + 1)
+    out = ok(dockyardd, "events", "--since", since, "--until", until, "--filter", "type=network",
+             "--format", "{{json .}}")
+    seen = [json.loads(line) for line in out.splitlines()]
+    mine = [(e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"]) for e in seen
+            if e["Actor"]["ID"] == net_id or e["Actor"]["Attributes"].get("container") == box_id]
+    bridge_id = ok(dockyardd, "network", "inspect", "-f", "{{.ID}}", "bridge").strip()
+    assert mine == [
+        ("create", net_id, {"name": net, "type": "bridge"}),
+        ("connect", bridge_id, {"container": box_id, "name": "bridge", "type": "bridge"}),
+        ("connect", net_id, {"container": box_id, "name": net, "type": "bridge"}),
+        ("disconnect", net_id, {"container": box_id, "name": net, "type": "bridge"}),
+        ("disconnect", bridge_id, {"container": box_id, "name": "bridge", "type": "bridge"}),
+        ("destroy", net_id, {"name": net, "type": "bridge"}),
+    ], mine
+    assert all(e["Type"] == "network" and e["scope"] == "local" for e in seen)

@@ -24,7 +24,12 @@ from tests.integration.test_network_user import create
 SERVER = """
 import socket, sys
 proto, port = sys.argv[1], int(sys.argv[2])
-if proto == "tcp":
+if proto == "tcp6":
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", port)); s.listen(8); print("up", flush=True)
+    while True:
+        c, a = s.accept(); c.sendall(("from " + a[0]).encode()); c.close()
+elif proto == "tcp":
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port)); s.listen(8); print("up", flush=True)
     while True:
@@ -41,6 +46,7 @@ class Servers:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, netns_path: str, proto: str = "tcp", port: int = 80) -> None:
+        """proto: "tcp", "udp", or "tcp6" (IPv6 and IPv4, the client's address as IPv6)."""
         proc = subprocess.Popen(["nsenter", f"--net={netns_path}", sys.executable, "-c", SERVER, proto, str(port)],
                                 stdout=subprocess.PIPE, text=True)
         self.procs.append(proc)
@@ -123,19 +129,23 @@ def test_published_port_reachable_by_kernel_path_and_proxy(env, servers, outside
     container_ip = info.endpoints[0].ip_address
     ports = svc.published_ports(a)
     assert ports["443/tcp"] is None
-    [binding] = ports["80/tcp"]
+    # no address given: 0.0.0.0 and [::] with one port, as Docker 28 (the proxy relays IPv6)
+    binding, binding6 = ports["80/tcp"]
     assert binding.host_ip == "0.0.0.0" and int(binding.host_port) >= 1024
+    assert binding6.host_ip == "::" and binding6.host_port == binding.host_port
     host_port = int(binding.host_port)
     settings = svc.endpoint_settings_json(a, "default")
-    assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(host_port)}], "443/tcp": None}
+    assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(host_port)},
+                                            {"HostIp": "::", "HostPort": str(host_port)}], "443/tcp": None}
     servers.start(info.netns_path)
     gateway = info.endpoints[0].gateway
 
     # from the outside namespace: DNAT, the container sees the real client
     out_ns, host_ip, peer_ip = outside
     assert tcp_from(env, out_ns, host_ip, host_port) == f"from {peer_ip}"
-    # from the host on 127.0.0.1: the userland proxy (which connects from the gateway)
+    # from the host on 127.0.0.1 and ::1: the userland proxy (which connects from the gateway)
     assert tcp_from(env, None, "127.0.0.1", host_port) == f"from {gateway}"
+    assert tcp_from(env, None, "::1", host_port) == f"from {gateway}"
     # from another container on the same bridge, to the host's address
     info_b = env.sandbox(svc, b)
     assert tcp_from(env, info_b.netns_path, gateway, host_port).startswith("from ")
@@ -281,8 +291,7 @@ def test_without_userland_proxy_loopback_and_neighbours_are_nated(env, servers):
     assert "! -i" not in nat_rules(env)[0]
 
 
-def test_ipv6_host_address_is_served_by_the_proxy(env, servers):
-    env.config.userland_proxy = False  # even so: the kernel path here is IPv4 only
+def test_ipv6_host_address_of_an_ipv4_container_is_served_by_the_proxy(env, servers):
     svc = env.service()
     a = cid()
     info = publish(env, svc, a, {"80/tcp": [("::1", "")]})
@@ -291,6 +300,14 @@ def test_ipv6_host_address_is_served_by_the_proxy(env, servers):
     servers.start(info.netns_path)
     assert tcp_from(env, None, "::1", int(binding.host_port)) == f"from {info.endpoints[0].gateway}"
     assert nat_rules(env) == []
+
+
+def test_without_userland_proxy_an_ipv4_container_gets_no_ipv6_binding(env):
+    env.config.userland_proxy = False  # nothing could relay IPv6 to it: moby leaves those out
+    svc = env.service()
+    a = cid()
+    publish(env, svc, a, {"80/tcp": [("::1", ""), ("", "")]})
+    assert [b.host_ip for b in svc.published_ports(a)["80/tcp"]] == ["0.0.0.0"]
 
 
 def test_network_options_host_binding_and_mtu(env):
