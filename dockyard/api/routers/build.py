@@ -63,8 +63,6 @@ def _json(request: web.Request, name: str, type: Any, default: Any) -> Any:
 
 
 def options_from(request: web.Request) -> BuildOptions:
-    if _bool(request, "squash"):
-        raise errdefs.InvalidParameter("squash is only supported with experimental mode")
     version = request.query.get("version", "1")
     if version not in ("", "1"):
         raise errdefs.InvalidParameter(f"BuildKit is not supported by this daemon (builder version {version}); "
@@ -85,7 +83,8 @@ def options_from(request: web.Request) -> BuildOptions:
         no_cache=_bool(request, "nocache"), quiet=_bool(request, "q"), remove=_bool(request, "rm", True),
         force_remove=_bool(request, "forcerm"), pull=_bool(request, "pull"),
         cache_from=_json(request, "cachefrom", list[str], []), resources=resources,
-        auth_configs=_registry_config(request))
+        auth_configs=_registry_config(request), squash=_bool(request, "squash"),
+        platform=request.query.get("platform", ""))
 
 
 def _registry_config(request: web.Request) -> dict[str, AuthConfig]:

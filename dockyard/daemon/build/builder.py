@@ -18,6 +18,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 import urllib.parse
 import urllib.request
@@ -33,9 +34,10 @@ from dockyard.daemon.build import chown as chownmod
 from dockyard.daemon.build import copy as copyops
 from dockyard.daemon.build import dockerfile as parser
 from dockyard.apitypes import dockerignore
-from dockyard.daemon.build import instructions, run, shellwords, stream
+from dockyard.daemon.build import instructions, platforms, run, shellwords, stream
+from dockyard.daemon.build import squash as squashmod
 from dockyard.daemon.build.context import Context
-from dockyard.daemon.build.images import SCRATCH, BaseImage, BuildImages
+from dockyard.daemon.build.images import BaseImage, BuildImages
 from dockyard.apitypes.distribution import AuthConfig, JSONMessage
 from dockyard.daemon.images import references
 from dockyard.daemon.images.store import now_rfc3339
@@ -71,6 +73,8 @@ class BuildOptions:
     cache_from: list[str] = field(default_factory=list)
     resources: run.RunResources = field(default_factory=run.RunResources)
     auth_configs: dict[str, AuthConfig] = field(default_factory=dict)  # X-Registry-Config
+    squash: bool = False  # the target stage's layers merged into one on top of its FROM image
+    platform: str = ""  # the target platform (``docker build --platform``); empty: the host's
 
 
 @dataclass
@@ -145,17 +149,26 @@ class _Job:
         self.options = options
         self.used_args: set[str] = set()
         self.stage_images: dict[int, BaseImage] = {}
-        self.step = 0
+        self.stage_bases: dict[int, BaseImage] = {}  # each stage's FROM image (--squash merges above it)
         self.total = 0
         self.escape = "\\"
         self.meta_args: dict[str, str | None] = {}
         self.held: list[str] = []  # with -q: the output, shown only if the build fails
+        self.target_platform = platforms.parse(options.platform) if options.platform else platforms.host()
+        self.pulls: dict[str, asyncio.Lock] = {}  # one pull per base name, however many stages need it
+        self.pulled: set[str] = set()
+        self.step_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    def say(self, line: str) -> stream.Message | None:
-        if self.options.quiet:
-            self.held.append(line)
-            return None
+    @staticmethod
+    def say(line: str) -> stream.Message:
         return stream.text(line)
+
+    def shown(self, message: stream.Message) -> stream.Message | None:
+        """The message as the client sees it: with -q, text is held back (shown on failure)."""
+        if self.options.quiet and "stream" in message:
+            self.held.append(message["stream"])
+            return None
+        return message
 
     # ---- the plan -------------------------------------------------------------------
     async def run(self) -> AsyncIterator[stream.Message]:
@@ -178,16 +191,20 @@ class _Job:
             text = "LABEL " + " ".join(f'"{_quoted(k)}"="{_quoted(v)}"' for k, v in sorted(self.options.labels.items()))
             stages[target].instructions.append(parser.Instruction(
                 cmd="label", original=text, line=0, rest=text[len("LABEL "):]))
-        needed = self._needed(stages, target, meta_args)
+        deps = self._needed(stages, target, meta_args)
+        needed = sorted(deps)
         self.total = len(meta) + sum(1 + len(stages[i].instructions) for i in needed)
-        for inst in meta:
-            self.step += 1
-            if (m := self.say(f"Step {self.step}/{self.total} : {inst.original}\n")) is not None:
+        first_step: dict[int, int] = {}
+        step = len(meta)
+        for index in needed:  # numbered as the sequential classic builder numbers them
+            first_step[index] = step + 1
+            step += 1 + len(stages[index].instructions)
+        for number, inst in enumerate(meta, 1):
+            if (m := self.shown(self.say(f"Step {number}/{self.total} : {inst.original}\n"))) is not None:
                 yield m
-        for index in needed:
-            async for message in self._stage(stages[index], stages, meta_args):
-                if message is not None:
-                    yield message
+        async for message in self._stages(stages, deps, first_step):
+            if (m := self.shown(message)) is not None:
+                yield m
         final = self.stage_images[target]
         if not final.id:
             raise errdefs.InvalidParameter("No image was generated. Is your Dockerfile empty?")
@@ -195,6 +212,9 @@ class _Job:
                         if k not in self.used_args and k not in PROXY_ARGS)
         if unused and not self.options.quiet:
             yield stream.text(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+        if self.options.squash:
+            yield stream.aux_id(final.id)  # moby: the builder's image first, then the squashed one
+            final = await asyncio.to_thread(self._squash, final, self.stage_bases[target])
         yield stream.aux_id(final.id)
         if self.options.quiet:
             yield stream.text(final.id + "\n")
@@ -206,7 +226,10 @@ class _Job:
                 yield stream.text(f"Successfully tagged {name}\n")
 
     def _meta_args(self, meta: list[parser.Instruction]) -> dict[str, str | None]:
-        values: dict[str, str | None] = {}
+        # Docker's automatic platform ARGs: global scope (FROM lines), and inside a stage only
+        # where redeclared without a value (``ARG TARGETARCH``)
+        values: dict[str, str | None] = {
+            **platforms.args("BUILD", platforms.host()), **platforms.args("TARGET", self.target_platform)}
         for inst in meta:
             for key, default in self._arg_pairs(inst, values):
                 if key in self.options.build_args and self.options.build_args[key] is not None:
@@ -226,28 +249,33 @@ class _Job:
             out.append((key, shellwords.expand(default, known, self.escape) if sep else None))
         return out
 
-    def _needed(self, stages: list[Stage], target: int, meta_args: dict[str, str | None]) -> list[int]:
+    def _needed(self, stages: list[Stage], target: int, meta_args: dict[str, str | None]) -> dict[int, set[int]]:
+        """The stages the target needs, each with the stages it needs itself (its FROM stage and
+        its ``COPY --from`` stages): stages that do not need each other run at the same time.
+        (``RUN --mount=from=`` needs BuildKit: the classic builder refuses it, so no edge.)"""
         names = {s.name: s.index for s in stages if s.name}
         env = {k: v for k, v in meta_args.items() if v is not None}
-        needed: set[int] = set()
+        deps: dict[int, set[int]] = {}
 
         def visit(index: int) -> None:
-            if index in needed:
+            if index in deps:
                 return
-            needed.add(index)
+            mine = deps[index] = set()
             stage = stages[index]
             base = shellwords.expand(stage.base, env, self.escape).lower()
             if base in names and names[base] < index:
-                visit(names[base])
+                mine.add(names[base])
             for inst in stage.instructions:
                 source = inst.flag("from") if inst.cmd == "copy" else ""
                 if source:
                     ref = self._stage_ref(source, names, index)
                     if ref is not None:
-                        visit(ref)
+                        mine.add(ref)
+            for dep in mine:
+                visit(dep)
 
         visit(target)
-        return sorted(needed)
+        return deps
 
     @staticmethod
     def _stage_ref(source: str, names: dict[str, int], before: int) -> int | None:
@@ -259,23 +287,86 @@ class _Job:
             return int(source)
         return None
 
+    # ---- the stages, in parallel ----------------------------------------------------
+    async def _stages(self, stages: list[Stage], deps: dict[int, set[int]],
+                      first_step: dict[int, int]) -> AsyncIterator[stream.Message]:
+        """Every needed stage as a task that starts once the stages it needs are built, so
+        independent stages run at the same time. The output stays the sequential classic
+        builder's: stages are shown whole, in Dockerfile order; the first unfinished stage
+        streams live, later ones are held until every earlier stage is shown. A failing stage
+        cancels the others (their RUN containers and scratch snapshots go), its held output is
+        shown, then its error; a client that leaves cancels them all the same way."""
+        order = sorted(deps)
+        events: asyncio.Queue[tuple[int, object]] = asyncio.Queue()
+        tasks: dict[int, asyncio.Task] = {}
+
+        async def work(index: int) -> None:
+            needs = [tasks[d] for d in deps[index]]
+            if needs:
+                await asyncio.wait(needs)
+                if any(t.cancelled() or t.exception() is not None for t in needs):
+                    return  # that stage's failure is reported; this one never starts
+            try:
+                async for message in self._stage(stages[index], stages, first_step[index]):
+                    events.put_nowait((index, message))
+            except Exception as e:  # reported through the queue, raised by the reader
+                events.put_nowait((index, e))
+                raise
+            events.put_nowait((index, _END))
+
+        for index in order:
+            tasks[index] = asyncio.ensure_future(work(index))
+            tasks[index].add_done_callback(_retrieved)
+        held: dict[int, list[stream.Message]] = {i: [] for i in order}
+        finished: set[int] = set()
+        shown = 0
+        try:
+            while shown < len(order):
+                index, item = await events.get()
+                if isinstance(item, BaseException):
+                    if index != order[shown]:
+                        for message in held[index]:
+                            yield message
+                    raise item
+                if item is _END:
+                    finished.add(index)
+                else:
+                    held[index].append(item)  # type: ignore[arg-type]
+                while shown < len(order):
+                    current = order[shown]
+                    messages, held[current] = held[current], []
+                    for message in messages:
+                        yield message
+                    if current not in finished:
+                        break
+                    shown += 1
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+
     # ---- a stage --------------------------------------------------------------------
-    async def _stage(self, stage: Stage, stages: list[Stage],
-                     meta_args: dict[str, str | None]) -> AsyncIterator[stream.Message | None]:
-        self.step += 1
-        yield self.say(f"Step {self.step}/{self.total} : {stage.from_inst.original}\n")
-        env = {k: v for k, v in meta_args.items() if v is not None}
+    async def _stage(self, stage: Stage, stages: list[Stage], first_step: int) -> AsyncIterator[stream.Message]:
+        yield self.say(f"Step {first_step}/{self.total} : {stage.from_inst.original}\n")
+        env = {k: v for k, v in self.meta_args.items() if v is not None}
         base_name = shellwords.expand(stage.base, env, self.escape)
         names = {s.name: s.index for s in stages if s.name}
+        platform = self.target_platform
+        if stage.from_inst.flag("platform"):
+            text = shellwords.expand(stage.from_inst.flag("platform"), env, self.escape)
+            try:
+                platform = platforms.parse(text)
+            except errdefs.InvalidParameter as e:
+                raise errdefs.InvalidParameter(f"failed to parse platform {text}: {e.message}") from None
         if base_name.lower() in names and names[base_name.lower()] < stage.index:
             image = self.stage_images[names[base_name.lower()]]
         elif base_name.lower() == "scratch":
-            image = SCRATCH
+            image = platforms.scratch(platform)
         else:
-            if self.options.pull or not await asyncio.to_thread(self._have, base_name):
-                async for m in self._pull(base_name):
-                    yield m
-            image = await asyncio.to_thread(self._base_image, base_name)
+            async for m in self._base(base_name, platform):
+                yield m
+            image = await asyncio.to_thread(self._base_image, base_name, platform)
+        self.stage_bases[stage.index] = image
         if image.id:
             yield self.say(f" ---> {stream.short_id(image.id)}\n")
         config = copymod.deepcopy(image.config.config) if image.config.config else spec.ContainerConfig()
@@ -290,21 +381,38 @@ class _Job:
                 trigger = parser.parse(f"FROM scratch\n{text}").instructions[1]
                 async for message in self._step(trigger, state, stages, stage.index):
                     yield message
-        for inst in stage.instructions:
-            self.step += 1
-            yield self.say(f"Step {self.step}/{self.total} : {inst.original}\n")
+        for number, inst in enumerate(stage.instructions, first_step + 1):
+            yield self.say(f"Step {number}/{self.total} : {inst.original}\n")
             async for message in self._step(inst, state, stages, stage.index):
                 yield message
         self.stage_images[stage.index] = state.image
 
-    def _have(self, name: str) -> bool:
+    async def _base(self, name: str, platform: platforms.Platform) -> AsyncIterator[stream.Message]:
+        """Pull the FROM image when it is missing, is of another platform, or with --pull
+        (moby's GetImageAndReleasableLayer); stages sharing a base pull it once."""
+        lock = self.pulls.setdefault(name, asyncio.Lock())
+        async with lock:
+            if not self.options.pull and await asyncio.to_thread(self._have, name, platform):
+                return
+            if self.options.pull and name in self.pulled:
+                return
+            try:
+                async for m in self._pull(name, platform):
+                    yield m
+            except errdefs.DockyardError:
+                # present, but of another platform: say that rather than why the registry failed
+                if self.options.pull or not await asyncio.to_thread(self._have, name, None):
+                    raise
+            self.pulled.add(name)
+
+    def _have(self, name: str, platform: platforms.Platform | None) -> bool:
         try:
-            self.b._images.resolve(name)
-            return True
+            image = self.b._images.resolve(name)
         except errdefs.NotFound:
             return False
+        return platform is None or platforms.matches(image.config, platform)
 
-    async def _pull(self, name: str) -> AsyncIterator[stream.Message | None]:
+    async def _pull(self, name: str, platform: platforms.Platform) -> AsyncIterator[stream.Message]:
         """The registry's progress messages, live, as dockerd's classic builder shows them."""
         if self.b._puller is None:
             return
@@ -320,7 +428,7 @@ class _Job:
         def work() -> None:
             try:
                 self.b._puller.pull(ref.familiar_name, ref.digest or ref.tag or references.DEFAULT_TAG,  # type: ignore[union-attr]
-                                    "", auth, emit)
+                                    str(platform), auth, emit)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
@@ -330,12 +438,53 @@ class _Job:
                 yield msgspec.to_builtins(message)
         await task
 
-    def _base_image(self, name: str) -> BaseImage:
+    def _base_image(self, name: str, platform: platforms.Platform) -> BaseImage:
         try:
-            return self.b._images.resolve(name)
+            image = self.b._images.resolve(name)
         except errdefs.NotFound:
             raise errdefs.NotFound(f"pull access denied for {name.split(':')[0]}, repository does not exist or "
                                    "may require 'docker login'") from None
+        if not platforms.matches(image.config, platform):
+            raise errdefs.NotFound(f"image with reference {name} was found but does not match the specified "
+                                   f"platform: wanted {platform}, actual: {platforms.of(image.config)}")
+        return image
+
+    # ---- --squash -------------------------------------------------------------------
+    def _squash(self, final: BaseImage, base: BaseImage) -> BaseImage:
+        """moby's SquashImage: the final stage's layers since its FROM merged into one on top
+        of the base's layers; every history entry kept (those of the merged steps now
+        ``empty_layer``) plus one for the merged layer."""
+        images = self.b._images
+        snap = images.scratch_key()
+        images.prepare(snap, base)
+        try:
+            upper = images.upper_dir(snap)
+            squashmod.merge_layers(images.layers_above(final, base), upper)
+            if not base.id:
+                squashmod.drop_foreign_whiteouts(upper, lambda rel: False)
+            elif squashmod.has_markers(upper):
+                probe = images.scratch_key()
+                mounts = images.prepare(probe, base)
+                try:
+                    with copyops.mounted(mounts, self.b._scratch / probe) as root:
+                        squashmod.drop_foreign_whiteouts(upper, lambda rel: _exists_below(root, rel))
+                finally:
+                    images.remove(probe)
+
+            def config(diff_id: str) -> spec.ImageConfig:
+                created = now_rfc3339()
+                kept = len(base.config.history or [])
+                history = [h if i < kept else msgspec.structs.replace(h, empty_layer=True)
+                           for i, h in enumerate(final.config.history or [])]
+                comment = f"merge {final.id} to {base.id}" if base.id else f"create new from {final.id}"
+                history.append(spec.History(created=created, comment=comment))
+                return msgspec.structs.replace(
+                    final.config, created=created, history=history,
+                    rootfs=spec.RootFS(diff_ids=[*base.config.rootfs.diff_ids, diff_id]))
+
+            return images.squashed(base, images.diff(snap), config)
+        finally:
+            images.remove(snap)
 
     def _expansion_env(self, state: StageState) -> dict[str, str]:
         env = instructions.env_map(state.conf.config)
@@ -347,23 +496,29 @@ class _Job:
     # ---- a step ---------------------------------------------------------------------
     async def _step(self, inst: parser.Instruction, state: StageState, stages: list[Stage],
                     stage_index: int) -> AsyncIterator[stream.Message | None]:
-        if inst.cmd == "arg":
-            self._arg(inst, state)
-            async for m in self._metadata(state, "ARG " + inst.rest):
-                yield m
-        elif inst.cmd == "run":
-            async for m in self._run(inst, state):
-                yield m
-        elif inst.cmd in ("copy", "add"):
-            async for m in self._copy(inst, state, stages, stage_index):
-                yield m
-        elif inst.cmd == "from":
-            raise inst.error("FROM is not allowed here")
-        else:
-            comment = instructions.apply(inst, state.conf, self._expansion_env(state))
-            workdir = (state.conf.config.working_dir or "/") if inst.cmd == "workdir" else ""
-            async for m in self._metadata(state, comment, workdir):
-                yield m
+        # Parallel stages running the same step on the same image (two stages FROM one base
+        # with the same ARG or RUN) take turns: the second finds the first's result in the
+        # cache, as the sequential builder would, instead of making a twin image that replaces
+        # the first's cache row and orphans the steps built on it.
+        lock = self.step_locks.setdefault((state.image.id, inst.original), asyncio.Lock())
+        async with lock:
+            if inst.cmd == "arg":
+                self._arg(inst, state)
+                async for m in self._metadata(state, "ARG " + inst.rest):
+                    yield m
+            elif inst.cmd == "run":
+                async for m in self._run(inst, state):
+                    yield m
+            elif inst.cmd in ("copy", "add"):
+                async for m in self._copy(inst, state, stages, stage_index):
+                    yield m
+            elif inst.cmd == "from":
+                raise inst.error("FROM is not allowed here")
+            else:
+                comment = instructions.apply(inst, state.conf, self._expansion_env(state))
+                workdir = (state.conf.config.working_dir or "/") if inst.cmd == "workdir" else ""
+                async for m in self._metadata(state, comment, workdir):
+                    yield m
 
     def _arg(self, inst: parser.Instruction, state: StageState) -> None:
         for key, default in self._arg_pairs(inst, {**self.meta_args, **state.args}):
@@ -710,6 +865,31 @@ class _Job:
         image = await asyncio.to_thread(work)
         self._done(state, key, image)
         yield self.say(f" ---> {stream.short_id(image.id)}\n")
+
+
+_END = object()  # a stage task's last event
+
+
+def _exists_below(root: Path, rel: str) -> bool:
+    """Whether ``rel`` exists in the tree at ``root``, never following a symlink on the way
+    (a base's link must not make a host path count)."""
+    path = str(root)
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            return False
+    return True
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    """A stage's outcome is read from the event queue; mark the task's own copy seen."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _quoted(value: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 from dockyard import errdefs
@@ -31,7 +32,6 @@ class BaseImage:
 
 
 SNAPSHOT_PREFIX = "build-"  # the builder's scratch snapshots: COPY/ADD/WORKDIR targets and --from sources
-SCRATCH = BaseImage(id="", config=spec.ImageConfig(architecture="amd64", os="linux"), top_chain_id=None)
 
 
 class BuildImages:
@@ -74,6 +74,31 @@ class BuildImages:
         record = self._service.store.get(result.id)
         assert record is not None
         return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)
+
+    def layers_above(self, image: BaseImage, base: BaseImage) -> list[Path]:
+        """The layer dirs ``image`` has on top of ``base``'s, bottom first (``--squash``)."""
+        if image.top_chain_id is None:
+            return []
+        chain = self._service.layers.chain(image.top_chain_id)  # top first
+        return [layer.path for layer in reversed(chain[:len(chain) - len(base.config.rootfs.diff_ids)])]
+
+    def squashed(self, base: BaseImage, diff: Iterator[bytes],
+                 make_config: Callable[[str], spec.ImageConfig]) -> BaseImage:
+        """The merged layer on top of ``base``'s layers; no parent, as moby's SquashImage."""
+        made: list[spec.ImageConfig] = []
+
+        def config_bytes(diff_id: str) -> bytes:
+            made.append(make_config(diff_id))
+            return spec.encode(made[-1])
+
+        result = register_with_new_layer(self._service.lock, self._service.layers, self._service.store,
+                                         IteratorReader(diff), base.top_chain_id, config_bytes, [])
+        image = self.get(result.id)
+        assert image is not None
+        return image
+
+    def upper_dir(self, key: str) -> Path:
+        return self._service.snapshotter.upper_dir(key)
 
     def own_layer_size(self, image: BaseImage) -> int:
         """The size of the layer the image's step added (0 when it added none)."""
