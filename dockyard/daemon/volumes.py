@@ -18,8 +18,8 @@ The core is blocking code (driver calls, copy-up, database); each state change
 of a volume holds that volume's lock. The API-facing methods and mount/unmount/
 release are coroutines that run the core in a worker thread, so a plugin that
 hangs (until its timeout) never stalls the event loop. ``resolve_mounts`` is
-called directly by the container service's (synchronous) create: it blocks only
-when a plugin is involved or an image directory is copied up.
+called by the container service's synchronous create (build steps); the API's
+create awaits ``resolve_mounts_async``, which runs it in a worker thread.
 """
 
 from __future__ import annotations
@@ -541,6 +541,18 @@ class VolumesService:
                     log.warning("volume %s: undoing its creation: %s", name, e)
             raise
         return [self._mount_point(m) for m in plan.mounts]
+
+    async def resolve_mounts_async(self, container_id: str, host_config: HostConfig,
+                                   config_volumes: dict[str, object] | None, image_layer_dirs: list[Path],
+                                   volumes_from_lookup: VolumesFromLookup) -> list[MountPoint]:
+        """``resolve_mounts`` for a caller on the event loop: a container with mounts has them
+        resolved in a worker thread (plugin calls up to their timeout, copy-up of an image
+        directory), so a slow volume plugin never stalls the daemon; one without costs nothing."""
+        if not (host_config.binds or host_config.mounts or host_config.volumes_from or config_volumes):
+            return self.resolve_mounts(container_id, host_config, config_volumes, image_layer_dirs,
+                                       volumes_from_lookup)
+        return await asyncio.to_thread(self.resolve_mounts, container_id, host_config, config_volumes,
+                                       image_layer_dirs, volumes_from_lookup)
 
     def _record_plan(self, container_id: str, plan: ContainerMounts) -> None:
         """Save the container's mounts and make it a user of its volumes, in one transaction."""

@@ -32,7 +32,7 @@ class AttachSession(Protocol):
 
 
 class ContainersBackend(Protocol):
-    def create(self, request: CreateRequest, name: str | None = None) -> CreateResponse: ...
+    async def create_async(self, request: CreateRequest, name: str | None = None) -> CreateResponse: ...
     def list(self, all: bool = False, limit: int = -1, size: bool = False,
              filters: dict[str, list[str]] | None = None) -> list[ContainerSummary]: ...
     def inspect(self, ref: str, size: bool = False) -> ContainerInspect: ...
@@ -84,7 +84,7 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         body = await read_json(request, CreateRequest)
         if body is None:
             raise errdefs.InvalidParameter("config cannot be empty in order to create a container")
-        return json_response(backend.create(body, request.query.get("name") or None), status=201)
+        return json_response(await backend.create_async(body, request.query.get("name") or None), status=201)
 
     async def list_containers(request: web.Request) -> web.Response:
         return json_response(backend.list(

@@ -18,14 +18,13 @@ from dockyard.apitypes.container import (
     ContainerConfig, CreateRequest, EndpointSettings, HealthConfig, HostConfig,
 )
 from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.containers import logdrivers
 from dockyard.daemon.containers import spec as specmod
 from dockyard.daemon.interfaces import ImageInfo
 from dockyard.oci import defaults
 
 MIN_MEMORY = 6 * 1024 * 1024
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
-LOG_DRIVERS = ("json-file", "none")
-_JSON_FILE_OPTS = ("max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag")
 _ULIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
             "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 OUR_RUNTIME = "dockyard"
@@ -100,15 +99,6 @@ def _available(cgroup_file: str, fallback: str) -> str:
         return Path(cgroup_file).read_text().strip() or fallback
     except OSError:
         return fallback
-
-
-def parse_size(value: str) -> int:
-    """docker/go-units RAMInBytes: "10m" -> 10485760."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?", value.strip().lower())
-    if not match:
-        raise errdefs.InvalidParameter(f"invalid size: '{value}'")
-    number, unit = float(match.group(1)), match.group(2)
-    return int(number * 1024 ** " kmgtp".index(unit or " "))
 
 
 def validate_resources(hc: HostConfig, warnings: list[str]) -> None:
@@ -220,21 +210,15 @@ def validate_capabilities(hc: HostConfig) -> None:
 
 
 def validate_logging(hc: HostConfig, config: DaemonConfig) -> None:
+    """moby's mergeAndVerifyLogConfig: no driver means the daemon's (daemon.json log-driver);
+    for the daemon's driver, its log-opts fill the options the container does not set."""
     log = hc.log_config
-    if not log.type:
-        # the daemon's default driver, with its default options (daemon.json log-driver, log-opts)
-        log.type = config.log_driver
-        if not log.config:
-            log.config = dict(config.log_opts)
-    if log.type not in LOG_DRIVERS:
-        raise errdefs.InvalidParameter(f"logger: no log driver named '{log.type}' is registered")
-    for key, value in (log.config or {}).items():
-        if log.type == "none" or key not in _JSON_FILE_OPTS:
-            raise errdefs.InvalidParameter(f"unknown log opt '{key}' for {log.type} log driver")
-        if key == "max-size":
-            parse_size(value)
-        if key == "max-file" and not (value.isdigit() and int(value) >= 1):
-            raise errdefs.InvalidParameter("max-file cannot be less than 1")
+    log.type = log.type or config.log_driver
+    log.config = dict(log.config or {})
+    if log.type == config.log_driver:
+        for key, value in config.log_opts.items():
+            log.config.setdefault(key, value)
+    logdrivers.validate(log)
 
 
 def resolve_runtime(name: str, config: DaemonConfig) -> tuple[str, str]:

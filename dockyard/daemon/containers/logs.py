@@ -1,18 +1,23 @@
-"""``docker logs`` (and attach's ``logs=1``) from the json-file log the shim writes.
+"""``docker logs`` (and attach's ``logs=1``) from the log the shim writes.
 
-Reading and following the file is ``dockyard.shim.jsonlog_reader``'s job; this module
-turns the API's options into its arguments and records into (stream, bytes).
+Reading and following the files is the driver's reader's job (``dockyard.shim.jsonlog_reader``
+for json-file, ``dockyard.shim.locallog_reader`` for local; both give the same records);
+this module turns the API's options into their arguments and records into (stream, bytes).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import AsyncIterator, Callable
 
 from dockyard import errdefs
+from dockyard.daemon.containers import logdrivers
 from dockyard.daemon.containers.record import ContainerRecord
 from dockyard.shim import jsonlog_reader as jsonlog
+from dockyard.shim import locallog_reader
 
 
 @dataclass(frozen=True)
@@ -54,19 +59,28 @@ def read(rec: ContainerRecord, options: LogOptions,
     since = _time_ns(options.since) or 0
     until = _time_ns(options.until)
     tail = _tail(options.tail)
-    max_files = int((rec.host_config.log_config.config or {}).get("max-file", "1"))
-    return _records(Path(rec.log_path), max_files, options, since, until, tail, stopped)
+    log = rec.host_config.log_config
+    reader = locallog_reader if log.type == logdrivers.LOCAL else jsonlog
+    return _records(reader, Path(rec.log_path), logdrivers.max_files(log), options, since, until,
+                    tail, stopped)
 
 
-async def _records(path: Path, max_files: int, options: LogOptions, since: int, until: int | None,
-                   tail: int | None, stopped: Callable[[], bool]) -> AsyncIterator[tuple[int, bytes]]:
-    records, position = jsonlog.read_logs(path, max_files, since_ns=since, until_ns=until, tail=tail)
+def fixed_time(ns: int) -> bytes:
+    """Go's RFC3339NanoFixed in UTC (always nine digits), as dockerd prefixes ``logs -t`` lines."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(secs))}.{frac:09d}Z".encode()
+
+
+async def _records(reader: ModuleType, path: Path, max_files: int, options: LogOptions, since: int,
+                   until: int | None, tail: int | None,
+                   stopped: Callable[[], bool]) -> AsyncIterator[tuple[int, bytes]]:
+    records, position = reader.read_logs(path, max_files, since_ns=since, until_ns=until, tail=tail)
 
     def frame(r: jsonlog.LogRecord) -> tuple[int, bytes] | None:
         stream = 2 if r.stream == "stderr" else 1
         if (stream == 1 and not options.stdout) or (stream == 2 and not options.stderr):
             return None
-        data = (r.time.encode() + b" " + r.data) if options.timestamps else r.data
+        data = (fixed_time(r.time_ns) + b" " + r.data) if options.timestamps else r.data
         return stream, data
 
     for r in records:
@@ -74,7 +88,7 @@ async def _records(path: Path, max_files: int, options: LogOptions, since: int, 
         if item:
             yield item
     if options.follow and (until is None or until > 0):
-        async for r in jsonlog.follow(path, position, stopped, until_ns=until):
+        async for r in reader.follow(path, position, stopped, until_ns=until):
             if r.time_ns < since:
                 continue
             item = frame(r)

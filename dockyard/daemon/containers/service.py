@@ -29,7 +29,7 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.apitypes.container import (
-    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, EndpointSettings, PruneResponse,
+    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, EndpointSettings, MountPoint, PruneResponse,
     UpdateRequest, WaitResponse,
 )
 from dockyard.daemon.config import DaemonConfig
@@ -53,7 +53,7 @@ from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
 from dockyard.daemon.containers.store import ContainerStore
 from dockyard.daemon.containers.top import TopResponse
 from dockyard.daemon.interfaces import (
-    CommitTarget, EventSink, ImageLookup, NetworkAttacher, SandboxInfo, VolumeMounter,
+    CommitTarget, EventSink, ImageInfo, ImageLookup, NetworkAttacher, SandboxInfo, VolumeMounter,
 )
 from dockyard.mount import Mount
 from dockyard.shim import rootfs
@@ -69,6 +69,16 @@ WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 class RootfsExporter(Protocol):
     def export(self, mounts: list[Mount]) -> Iterator[bytes]:
         """Tar of the merged tree the mounts make (mounted briefly by the image service)."""
+
+
+@dataclass
+class _NewContainer:
+    """A container create between its checks and its record (its mounts are resolved between)."""
+    cid: str
+    name: str
+    image: ImageInfo
+    prepared: creating.Created
+    endpoints: dict[str, EndpointSettings]
 
 
 @dataclass
@@ -149,6 +159,18 @@ class ContainerService:
 
     # ---- create --------------------------------------------------------------------
     def create(self, request: CreateRequest, name: str | None = None) -> CreateResponse:
+        """For synchronous callers (build steps): volume drivers are called on this thread."""
+        new = self._begin_create(request, name)
+        return self._finish_create(new, self._volumes.resolve_mounts(*self._mount_args(new)))
+
+    async def create_async(self, request: CreateRequest, name: str | None = None) -> CreateResponse:
+        """The API's create: the volumes' driver calls (a volume plugin up to its timeout, copy-up)
+        run in a worker thread, so a slow plugin delays this answer, never the event loop. A name
+        taken meanwhile is still refused, by the store's unique name."""
+        new = self._begin_create(request, name)
+        return self._finish_create(new, await self._volumes.resolve_mounts_async(*self._mount_args(new)))
+
+    def _begin_create(self, request: CreateRequest, name: str | None) -> _NewContainer:
         if name:
             name = names.validate_name(name)
             holder = self._store.holder_of(name)
@@ -160,9 +182,16 @@ class ContainerService:
         endpoints = creating.endpoints_config(request, prepared.host_config.network_mode)
         self._networks.check_endpoints(prepared.host_config.network_mode, endpoints)
         name = name or names.generate_name(lambda n: self._store.holder_of(n) is not None)
+        return _NewContainer(cid, name, image, prepared, endpoints)
+
+    def _mount_args(self, new: _NewContainer) -> tuple:
+        return (new.cid, new.prepared.host_config, new.prepared.config.volumes,
+                self._images.layer_dirs(new.image), lambda ref: self._store.get(ref).id)
+
+    def _finish_create(self, new: _NewContainer, mounts: list[MountPoint]) -> CreateResponse:
+        """After the mounts are resolved: the rootfs snapshot and the record (undone on failure)."""
+        cid, name, image, prepared, endpoints = new.cid, new.name, new.image, new.prepared, new.endpoints
         data_dir = self._data_dir(cid)
-        mounts = self._volumes.resolve_mounts(cid, prepared.host_config, prepared.config.volumes,
-                                              self._images.layer_dirs(image), lambda ref: self._store.get(ref).id)
         try:
             rootfs = self._images.prepare_rootfs(cid, image)
         except BaseException:

@@ -21,10 +21,10 @@ from typing import Callable
 from dockyard import errdefs
 from dockyard.apitypes.container import EndpointSettings
 from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.containers import logdrivers
 from dockyard.daemon.containers import spec as specmod
 from dockyard.daemon.containers import user as users
 from dockyard.daemon.containers.attach import AttachSession
-from dockyard.daemon.containers.create import parse_size
 from dockyard.daemon.containers.record import ContainerRecord
 from dockyard.daemon.containers.views import now_rfc3339, parse_rfc3339
 from dockyard.daemon.interfaces import ImageInfo, ImageLookup, NetworkAttacher, SandboxInfo, VolumeMounter
@@ -126,7 +126,6 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
         spec = specmod.build(rec, exec_user, rootfs=str(exec_dir / "rootfs"), sandbox=sandbox,
                              cgroup_parent=config.cgroup_parent, volume_mounts=volume_mounts)
         write_runtime_file(exec_dir / "config.json", runtime_spec.encode(spec))
-        log_opts = hc.log_config.config or {}
         request = SpawnRequest(
             container_id=rec.id, bundle=exec_dir,
             rootfs_mounts=tuple(Mount(type=m.type, source=m.source, options=tuple(m.options))
@@ -134,8 +133,7 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
             state_dir=exec_dir, runtime=rec.runtime, runtime_root=config.runtime_root,
             tty=rec.config.tty, open_stdin=rec.config.open_stdin, stdin_once=rec.config.stdin_once,
             log_path=Path(rec.log_path) if rec.log_path else None,
-            log_max_size=parse_size(log_opts["max-size"]) if "max-size" in log_opts else None,
-            log_max_files=int(log_opts.get("max-file", "1")),
+            **logdrivers.writer_settings(hc.log_config),
         )
         try:
             handle = await shims.spawn(request)

@@ -19,6 +19,7 @@ from dockyard.apitypes.container import (
     ContainerInspect, ContainerSummary, GraphDriver, NetworkSettings, Port, StateWithHealth,
     SummaryHostConfig, SummaryNetworkSettings,
 )
+from dockyard.daemon.containers import logdrivers
 from dockyard.daemon.containers import state as st
 from dockyard.daemon.containers.record import ContainerRecord
 
@@ -88,7 +89,8 @@ def inspect(rec: ContainerRecord, size_rw: int | None = None, size_root_fs: int 
     return ContainerInspect(
         id=rec.id, created=rec.created, path=rec.path, args=rec.args, state=state,
         image=rec.image_id, resolv_conf_path=rec.resolv_conf_path, hostname_path=rec.hostname_path,
-        hosts_path=rec.hosts_path, log_path=rec.log_path, name="/" + rec.name,
+        hosts_path=rec.hosts_path, name="/" + rec.name,
+        log_path=logdrivers.inspect_log_path(rec.host_config.log_config.type, rec.log_path),
         restart_count=rec.restart_count, driver="overlay2", platform="linux", mount_label="",
         process_label="", app_armor_profile="", exec_ids=None, host_config=rec.host_config,
         graph_driver=GraphDriver(name="overlay2", data=_graph_data(rec)), mounts=rec.mounts,

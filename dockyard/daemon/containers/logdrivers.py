@@ -1,0 +1,132 @@
+"""Log drivers: which exist, their options (checked at create, with moby's messages), their
+defaults, where each keeps a container's log, and what the shim is told to write.
+
+``json-file`` (``dockyard.shim.jsonlog``) takes its sizes in binary units (go-units
+RAMInBytes) and has no default rotation in dockerd; ours comes from the daemon's bounded
+default log-opts. ``local`` (``dockyard.shim.locallog``) takes decimal units (FromHumanSize)
+and defaults to 20 MB x 5 files, compressed, as dockerd's. ``none`` keeps nothing and, as in
+moby, accepts any option.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dockyard import errdefs
+from dockyard.apitypes.container import LogConfig
+
+JSON_FILE, LOCAL, NONE = "json-file", "local", "none"
+DRIVERS = (JSON_FILE, LOCAL, NONE)
+# moby's logger.ValidateLogOpts accepts these for every driver before the driver's own check
+_BUILT_IN_OPTS = ("mode", "max-buffer-size")
+_COMMON_OPTS = ("labels", "labels-regex", "env", "env-regex", "tag")
+_OPTS = {
+    JSON_FILE: ("max-size", "max-file", "compress", *_COMMON_OPTS),
+    LOCAL: ("max-size", "max-file", "compress", *_COMMON_OPTS),
+}
+LOCAL_MAX_SIZE = 20 * 1024 * 1024  # moby's default is binary, though its option parses decimal
+LOCAL_MAX_FILES = 5
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.IGNORECASE)
+_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+             "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def human_size(value: str, base: int) -> int:
+    """go-units FromHumanSize (base 1000) / RAMInBytes (base 1024): "10m", "1.5g", "20MB"."""
+    match = _SIZE.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"invalid size: '{value}'")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * base ** " kmgtp".index(unit or " "))
+
+
+def _go_atoi(key: str, value: str) -> int:
+    if not re.fullmatch(r"[+-]?\d+", value):
+        raise errdefs.InvalidParameter(
+            f'invalid value for {key}: {value}: strconv.Atoi: parsing "{value}": invalid syntax')
+    return int(value)
+
+
+def _local_settings(opts: dict[str, str]) -> tuple[int, int, bool]:
+    """(max size, max files, compress) with moby's local driver messages (its newConfig)."""
+    max_size, max_files, compress = LOCAL_MAX_SIZE, LOCAL_MAX_FILES, True
+    if "max-size" in opts:
+        try:
+            max_size = human_size(opts["max-size"], 1000)
+        except ValueError as e:
+            raise errdefs.InvalidParameter(f"invalid value for max-size: {opts['max-size']}: {e}") from None
+    if "max-file" in opts:
+        max_files = _go_atoi("max-file", opts["max-file"])
+    if "compress" in opts:
+        if opts["compress"] not in _GO_BOOLS:
+            raise errdefs.InvalidParameter(
+                f'invalid boolean value for compress: strconv.ParseBool: parsing "{opts["compress"]}": '
+                "invalid syntax")
+        compress = _GO_BOOLS[opts["compress"]]
+    if max_size < 0:
+        raise errdefs.InvalidParameter("max-size must not be negative")
+    if max_files < 0:
+        raise errdefs.InvalidParameter("max-file must not be negative")
+    if compress and max_files <= 1:
+        raise errdefs.InvalidParameter("compression cannot be enabled when max file count is 1")
+    return max_size, max_files, compress
+
+
+def validate(log: LogConfig) -> None:
+    """Refuse an unknown driver or option, or a bad value, before the container is made."""
+    if log.type not in DRIVERS:
+        raise errdefs.InvalidParameter(f"logger: no log driver named '{log.type}' is registered")
+    if log.type == NONE:
+        return
+    opts = {k: v for k, v in (log.config or {}).items() if k not in _BUILT_IN_OPTS}
+    for key in opts:
+        if key not in _OPTS[log.type]:
+            if log.type == LOCAL:
+                raise errdefs.InvalidParameter(f"unknown log opt '{key}' for log driver {LOCAL}")
+            raise errdefs.InvalidParameter(f"unknown log opt '{key}' for {log.type} log driver")
+    if log.type == LOCAL:
+        _local_settings(opts)
+        return
+    if "max-size" in opts:
+        try:
+            human_size(opts["max-size"], 1024)
+        except ValueError as e:
+            raise errdefs.InvalidParameter(str(e)) from None
+    if "max-file" in opts and not (opts["max-file"].isdigit() and int(opts["max-file"]) >= 1):
+        raise errdefs.InvalidParameter("max-file cannot be less than 1")
+
+
+def log_file(data_dir: Path, container_id: str, driver: str) -> str:
+    """Where the driver keeps the log ("" for none); dockerd's paths."""
+    if driver == JSON_FILE:
+        return str(data_dir / f"{container_id}-json.log")
+    if driver == LOCAL:
+        return str(data_dir / "local-logs" / "container.log")
+    return ""
+
+
+def inspect_log_path(driver: str, path: str) -> str:
+    """``LogPath`` in inspect: moby shows only json-file's; the local driver's files are private."""
+    return path if driver == JSON_FILE else ""
+
+
+def max_files(log: LogConfig) -> int:
+    """How many files a reader looks for (the current one included)."""
+    opts = log.config or {}
+    if log.type == LOCAL:
+        return max(1, _local_settings(opts)[1])
+    return int(opts.get("max-file", "1"))
+
+
+def writer_settings(log: LogConfig) -> dict:
+    """The log fields of the shim's SpawnRequest (besides the path)."""
+    opts = log.config or {}
+    if log.type == LOCAL:
+        size, files, compress = _local_settings(opts)
+        return {"log_driver": LOCAL, "log_max_size": size or None, "log_max_files": max(1, files),
+                "log_compress": compress}
+    return {"log_driver": log.type,
+            "log_max_size": human_size(opts["max-size"], 1024) if "max-size" in opts else None,
+            "log_max_files": int(opts.get("max-file", "1"))}
