@@ -36,7 +36,7 @@ from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import archive as cp
 from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import changes as changes_mod
-from dockyard.daemon.containers import names, startup, views
+from dockyard.daemon.containers import logdrivers, names, startup, views
 from dockyard.daemon.containers import restart as restarting
 from dockyard.daemon.containers import health as health_mod
 from dockyard.daemon.containers import spec as spec_mod
@@ -203,8 +203,7 @@ class ContainerService:
                 id=cid, name=name, created=views.now_rfc3339(), image_id=image.id,
                 path=prepared.path, args=prepared.args, config=prepared.config,
                 host_config=prepared.host_config, runtime=prepared.runtime,
-                log_path=(str(data_dir / f"{cid}-json.log")
-                          if prepared.host_config.log_config.type == "json-file" else ""),
+                log_path=logdrivers.log_file(data_dir, cid, prepared.host_config.log_config.type),
                 mounts=mounts, networks=endpoints,
                 rootfs_mounts=[RootfsMount(type=m.type, source=m.source, options=list(m.options))
                                for m in rootfs],
