@@ -164,6 +164,12 @@ class VolumeMounter(Protocol):
         Mounts. volumes_from_lookup(ref) -> full container ID (raises NotFound). Nothing is
         left behind on error. Blocks only for plugin calls and copy-up."""
 
+    async def resolve_mounts_async(self, container_id: str, host_config: HostConfig,
+                                   config_volumes: dict[str, Any] | None, image_layer_dirs: list[Path],
+                                   volumes_from_lookup: Any) -> list[MountPoint]:
+        """``resolve_mounts`` for a caller on the event loop: driver calls (a slow volume plugin,
+        copy-up) run in a worker thread."""
+
     async def mount(self, container_id: str) -> list[oci.Mount]:
         """At start: the OCI mounts (binds of volumes and host paths, --mount tmpfs) for the spec."""
 
