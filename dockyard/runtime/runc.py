@@ -23,6 +23,11 @@ from dockyard import errdefs
 from dockyard.oci import runtime_spec
 from dockyard.runtime import syscalls
 from dockyard.runtime.base import RuntimeState
+from dockyard.runtime.rootfs import RECURSIVE_ATTRS
+
+
+# runc's recursive mount options (mount_setattr; runc 1.1+), named as our runtime names them
+_RECURSIVE_OPTIONS = frozenset(RECURSIVE_ATTRS)
 
 
 class RuncRuntime:
@@ -30,6 +35,28 @@ class RuncRuntime:
         self.binary = str(binary)
         self.root = Path(root)
         self.name = os.path.basename(self.binary)
+        self._mount_options: frozenset[str] | None = None  # from ``<binary> features``, asked once
+
+    def _check_recursive_options(self, bundle: Path) -> None:
+        """A runc without "rro" & co. (before 1.1) would pass them to the kernel as mount data and
+        fail obscurely, or a newer one silently; refuse them with a clear error instead."""
+        with open(bundle / "config.json", "rb") as f:
+            mounts = json.loads(f.read()).get("mounts") or []
+        wanted = [(option, m.get("destination", "")) for m in mounts for option in m.get("options") or []
+                  if option in _RECURSIVE_OPTIONS]
+        if not wanted:
+            return
+        if self._mount_options is None:
+            try:
+                features = json.loads(self._run("features"))
+                self._mount_options = frozenset(features.get("mountOptions") or ())
+            except (errdefs.DockyardError, ValueError, AttributeError):
+                self._mount_options = frozenset()  # no "features" verb: a runc older than 1.1
+        for option, destination in wanted:
+            if option not in self._mount_options:
+                raise errdefs.InvalidParameter(
+                    f'mount option "{option}" for {destination} is not supported by runtime "{self.name}" '
+                    f"({self.binary} features does not list it; runc 1.1 or later makes submounts read-only)")
 
     def _run(self, *args: str, stdio: tuple[int, int, int] | None = None) -> str:
         """Run one verb; runc's log goes to a temp file (a pipe would be held open by the
@@ -63,6 +90,7 @@ class RuncRuntime:
         pid_file: Path | None = None,
     ) -> int:
         # runc's init must end up with a reaper in our process tree, like our own runtime's
+        self._check_recursive_options(Path(bundle))
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         pid_path = Path(pid_file) if pid_file else self.root / f"{container_id}.pid"
         args = ["create", "--bundle", str(bundle), "--pid-file", str(pid_path)]

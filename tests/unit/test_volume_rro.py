@@ -106,3 +106,45 @@ def test_mount_setattr_names_the_path_on_failure() -> None:
     with pytest.raises(OSError) as info:
         sc.mount_setattr("/nonexistent-dy-rro", sc.MOUNT_ATTR_RDONLY, 0)
     assert info.value.errno == errno.ENOENT and "mount_setattr /nonexistent-dy-rro" in str(info.value)
+
+
+def _fake_runc(tmp: str, features: str | None) -> str:
+    """A runc stand-in: ``features`` prints the given JSON (None: fails, as runc < 1.1); every
+    call is logged to calls.log."""
+    path = os.path.join(tmp, "fake-runc")
+    answer = f"cat <<'JSON'\n{features}\nJSON\nexit 0" if features is not None else "echo 'no such command' >&2; exit 1"
+    with open(path, "w") as f:
+        f.write(f'#!/bin/sh\necho "$@" >> {tmp}/calls.log\n'
+                f'for a in "$@"; do if [ "$a" = features ]; then {answer}; fi; done\nexit 1\n')
+    os.chmod(path, 0o755)
+    return path
+
+
+def _bundle(tmp: str, options: list[str]) -> str:
+    import json
+    bundle = os.path.join(tmp, "bundle")
+    os.makedirs(bundle, exist_ok=True)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump({"mounts": [{"destination": "/m", "type": "bind", "source": "/x", "options": options}]}, f)
+    return bundle
+
+
+def test_runc_without_rro_is_a_clear_error() -> None:
+    from pathlib import Path
+
+    from dockyard import errdefs
+    from dockyard.runtime.runc import RuncRuntime
+
+    with tempfile.TemporaryDirectory(prefix="dy-rro-runc-") as tmp:
+        old = RuncRuntime(_fake_runc(tmp, None), Path(tmp) / "state")
+        with pytest.raises(errdefs.InvalidParameter, match=r'mount option "rro" for /m is not supported by runtime "fake-runc"'):
+            old.create("c1", Path(_bundle(tmp, ["rbind", "rprivate", "rro"])))
+        calls = open(os.path.join(tmp, "calls.log")).read()
+        assert "features" in calls and "create" not in calls  # refused before runc create ran
+
+        new = RuncRuntime(_fake_runc(tmp, '{"mountOptions": ["rbind", "ro", "rro"]}'), Path(tmp) / "state")
+        new._check_recursive_options(Path(_bundle(tmp, ["rbind", "rro"])))  # listed: accepted
+        os.unlink(os.path.join(tmp, "calls.log"))
+        RuncRuntime(_fake_runc(tmp, None), Path(tmp) / "state")._check_recursive_options(
+            Path(_bundle(tmp, ["rbind", "ro"])))
+        assert not os.path.exists(os.path.join(tmp, "calls.log"))  # no recursive option: runc not asked
