@@ -3,7 +3,7 @@
 Config file keys (all optional): ``addr``, ``data``, ``tls_cert``, ``tls_key``, ``htpasswd``,
 ``service``, ``proxy_remote_url``, ``proxy_username``, ``proxy_password`` (pull-through cache
 mode), ``s3`` (blobs in an S3-compatible bucket: endpoint, bucket, access_key, secret_key,
-region, prefix, presign_expires; secrets belong in the file, not on a command line), ``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins``
+region, prefix, presign_expires, part_size (bytes, at least 5 MiB; default 16 MiB); secrets belong in the file, not on a command line), ``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins``
 ([users]), ``max_manifest`` (bytes). A flag given on the command line wins over the file.
 """
 
@@ -71,6 +71,7 @@ def load(opts: argparse.Namespace) -> HubConfig:
         missing = {"endpoint", "bucket", "access_key", "secret_key"} - set(config.s3)
         if set(config.s3) - allowed or missing:
             raise ValueError(f"s3: unknown keys {sorted(set(config.s3) - allowed)}, missing {sorted(missing)}")
+        S3Settings(**config.s3)  # its own checks (part_size)
     config.host_port  # a malformed address fails here, before anything listens
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")

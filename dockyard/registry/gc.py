@@ -99,4 +99,6 @@ def _collect(store: Store, collection: Collection, grace: float, upload_age: flo
             report.uploads_removed += 1
             if not dry_run:
                 store.remove_upload_dir(uuid)
+    if not dry_run:
+        report.uploads_removed += store.blobs.drop_orphaned_sessions(store.upload_exists)
     return report

@@ -33,7 +33,7 @@ from typing import AsyncIterator, BinaryIO
 from dockyard import errdefs
 from dockyard.registry import errors, manifests
 from dockyard.registry.names import ANY_DIGEST_RE, is_digest, valid_digest, valid_name, valid_tag
-from dockyard.registry.blobs import Blobs, FilesystemBlobs
+from dockyard.registry.blobs import Blobs, FilesystemBlobs, Session
 from dockyard.registry.sweeplock import SweepLock
 from dockyard.storage.content import Descriptor
 from dockyard.storage.fsutil import remove_tree, write_atomic
@@ -69,42 +69,33 @@ class ManifestInfo:
 
 
 class Upload:
-    """An upload session: bytes appended in order to uploads/<uuid>/data.
+    """An upload session: its directory ``uploads/<uuid>/`` (``repo`` names the repository) and
+    the bytes received so far, kept by the blob backend's Session.
 
     ``async_lock`` orders the requests of one session (the server holds it while appending or
     committing), so two chunks of one upload never interleave."""
 
-    def __init__(self, root: Path, uuid: str, repo: str) -> None:
-        self.root, self.uuid, self.repo = root, uuid, repo
-        self.data = root / "data"
+    def __init__(self, root: Path, uuid: str, repo: str, session: Session) -> None:
+        self.root, self.uuid, self.repo, self.session = root, uuid, repo, session
         self.async_lock = asyncio.Lock()
+
+    def _unknown(self) -> errors.BlobUploadUnknown:
+        return errors.BlobUploadUnknown("blob upload unknown to registry", {"uuid": self.uuid})
 
     @property
     def size(self) -> int:
         try:
-            return self.data.stat().st_size
+            return self.session.size
         except FileNotFoundError:
-            raise errors.BlobUploadUnknown("blob upload unknown to registry", {"uuid": self.uuid}) from None
+            raise self._unknown() from None
 
     async def append(self, chunks: AsyncIterator[bytes], start: int | None = None) -> int:
         """Append byte chunks; a failure (a client gone mid-chunk) leaves the upload as it was
         before the chunk. ``start`` must equal the current size (else RANGE_INVALID, 416)."""
         try:
-            f = open(self.data, "r+b")
+            return await self.session.append(chunks, start)
         except FileNotFoundError:
-            raise errors.BlobUploadUnknown("blob upload unknown to registry", {"uuid": self.uuid}) from None
-        with f:
-            offset = f.seek(0, os.SEEK_END)
-            if start is not None and start != offset:
-                raise errors.RangeInvalid(f"upload chunk starts at {start}, expected {offset}",
-                                          {"offset": offset})
-            try:
-                async for chunk in chunks:
-                    f.write(chunk)
-            except BaseException:
-                f.truncate(offset)
-                raise
-            return f.tell()
+            raise self._unknown() from None
 
 
 class Store:
@@ -196,7 +187,7 @@ class Store:
         root.mkdir()
         (root / "data").touch()
         (root / "repo").write_text(name)
-        upload = Upload(root, uuid, name)
+        upload = Upload(root, uuid, name, self.blobs.session(root))
         with self._uploads_lock:
             self._open_uploads[uuid] = upload
         return upload
@@ -213,7 +204,7 @@ class Store:
                     repo = (root / "repo").read_text()
                 except OSError:
                     raise unknown from None
-                upload = self._open_uploads[uuid] = Upload(root, uuid, repo)
+                upload = self._open_uploads[uuid] = Upload(root, uuid, repo, self.blobs.session(root))
         if upload.repo != name:
             raise unknown
         return upload
@@ -221,6 +212,7 @@ class Store:
     def cancel_upload(self, upload: Upload) -> None:
         with self._uploads_lock:
             self._open_uploads.pop(upload.uuid, None)
+        upload.session.discard()
         remove_tree(upload.root)
 
     def finish_upload(self, upload: Upload, digest: str) -> Descriptor:
@@ -228,12 +220,20 @@ class Store:
         A mismatch ends the session too (the spec: the client starts over)."""
         check_digest(digest)
         try:
-            with self.sweep.live([digest]), open(upload.data, "rb") as f:
-                desc = self.blobs.ingest(f, expected_digest=digest)
+            with self.sweep.live([digest]):
+                desc = upload.session.commit(digest)
                 self.link_blob(upload.repo, digest)
         except errdefs.InvalidParameter as e:
             self.cancel_upload(upload)
             raise errors.DigestInvalid(f"digest invalid: {e}", {"digest": digest}) from None
+        except BaseException:
+            # a commit that failed otherwise (storage down) ends the session too, so nothing it
+            # started (an S3 multipart upload) is left behind; the client starts over
+            try:
+                self.cancel_upload(upload)
+            except (OSError, errdefs.Unavailable, errdefs.System):
+                pass  # garbage collection clears what the storage did not let go now
+            raise
         self.cancel_upload(upload)
         return desc
 
@@ -260,9 +260,13 @@ class Store:
                 out.append((entry.name, now - entry.stat().st_mtime))
         return out
 
+    def upload_exists(self, uuid: str) -> bool:
+        return len(uuid) == 32 and (self._uploads / uuid).is_dir()
+
     def remove_upload_dir(self, uuid: str) -> None:
         with self._uploads_lock:
             self._open_uploads.pop(uuid, None)
+        self.blobs.session(self._uploads / uuid).discard()
         remove_tree(self._uploads / uuid)
 
     # ---- manifests -----------------------------------------------------------------
