@@ -27,6 +27,7 @@ import os
 import selectors
 import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from dockyard.shim import shim
 from dockyard.shim.sockpath import short_path
 
 REQUEST_TIMEOUT = 5.0
+SPARE_DELAY = 0.02  # after a spawn, how long the zygote waits before forking the next spare
 
 
 def _read_request(conn: socket.socket) -> dict:
@@ -68,12 +70,17 @@ class Zygote:
         self.sel.register(self.listener, selectors.EVENT_READ)
         self.sel.register(0, selectors.EVENT_READ)  # the daemon's pipe: EOF means it is gone
         self.spare: socket.socket | None = None  # our end of the pair of the next shim
+        self.spare_due = 0.0  # when to fork the next spare (monotonic)
 
     def serve(self) -> None:
         while True:
+            timeout = None
             if self.spare is None:
-                self.spare = self._fork_spare()
-            for key, _ in self.sel.select():
+                timeout = self.spare_due - time.monotonic()
+                if timeout <= 0:
+                    self.spare = self._fork_spare()
+                    timeout = None
+            for key, _ in self.sel.select(timeout):
                 if key.fd == 0:
                     if not os.read(0, 4096):
                         self.close()
@@ -103,6 +110,9 @@ class Zygote:
 
     def _hand_over(self, conn: socket.socket) -> None:
         """Give ``conn`` to the spare, which becomes its shim; a dead spare is replaced once."""
+        # the next spare waits until the shim just handed over has done its create: forking
+        # it meanwhile would take CPU from that start
+        self.spare_due = time.monotonic() + SPARE_DELAY
         for _ in range(2):
             spare, self.spare = self.spare or self._fork_spare(), None
             try:
