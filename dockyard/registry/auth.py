@@ -94,7 +94,12 @@ class Policy:
         the accounts as they were (refusing everyone would lock the owners out of their hub)."""
         if self.htpasswd is None:
             return
-        st = os.stat(self.htpasswd)
+        try:
+            st = os.stat(self.htpasswd)
+        except OSError:
+            if self._htpasswd_stamp == (0, 0):
+                raise
+            return  # moved away mid-edit: keep what was read
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._htpasswd_stamp:
             try:

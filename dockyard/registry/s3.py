@@ -543,6 +543,7 @@ class S3Session:
         before = _Parts(parts.upload_id, list(parts.etags), list(parts.sizes))
         hasher = self._hasher.copy() if self._hasher is not None else None
         saved = self._root / "data.before"
+        saved.unlink(missing_ok=True)  # left by a hub that stopped mid-request
         with open(self._data, "r+b") as f:
             waiting = f.seek(0, os.SEEK_END)
             offset = sum(parts.sizes) + waiting

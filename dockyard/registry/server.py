@@ -22,7 +22,7 @@ from aiohttp import web
 from dockyard import errdefs
 from dockyard.oci import image_spec as spec
 from dockyard.registry import auth, errors, hub, pages
-from dockyard.registry.tokenserver import basic_user, get_token, post_token
+from dockyard.registry.tokenserver import basic_user, get_token, post_token, revoke_token
 from dockyard.registry.blobs import make_blobs
 from dockyard.registry.config import HubConfig
 from dockyard.registry.keys import CONFIG, ISSUER, METRICS, POLICY, REFRESH, STORE, UPSTREAM
@@ -509,6 +509,7 @@ def make_app(config: HubConfig) -> web.Application:
     app.router.add_route("*", "/v2/{path:.+}", dispatch)
     app.router.add_get("/token", get_token)
     app.router.add_post("/token", post_token)
+    app.router.add_post("/token/revoke", revoke_token)
     app.router.add_get("/v1/search", search)
     app.router.add_put("/api/repositories/{name:.+}/star", star)
     app.router.add_delete("/api/repositories/{name:.+}/star", star)

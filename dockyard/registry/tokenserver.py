@@ -12,6 +12,9 @@ Errors are RFC 6749 section 5.2 bodies: 400 ``{"error": "invalid_request" | "inv
 
 Both answer ``access_token`` (GET also ``token``), ``expires_in``, ``issued_at``, ``scope``
 (what was granted, as scope strings) and ``refresh_token`` when one was asked for.
+
+``POST /token/revoke`` (RFC 7009): a form with ``token=<refresh token>`` ends that refresh
+token; 200 whether or not it was known, as the RFC says.
 """
 
 from __future__ import annotations
@@ -142,3 +145,13 @@ async def post_token(request: web.Request) -> web.Response:
         return _oauth_error("unsupported_grant_type", f"unsupported grant_type {grant_type!r}")
     granted = await _blocking(_grant, request, user, [param("scope")] if param("scope") else [])
     return _answer(request, user, granted, refresh, legacy=False)
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    if request.content_type != "application/x-www-form-urlencoded":
+        return _oauth_error("invalid_request", "the body must be application/x-www-form-urlencoded")
+    token = (await request.post()).get("token", "")
+    if not isinstance(token, str) or not token:
+        return _oauth_error("invalid_request", "missing token")
+    await _blocking(request.app[REFRESH].revoke, token)
+    return web.json_response({}, headers=_NO_STORE)

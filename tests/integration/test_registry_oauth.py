@@ -1,6 +1,6 @@
 """The hub's OAuth2 token endpoint (distribution spec/auth/oauth) with ``requests``: password and
 refresh-token grants, offline access, RFC 6749 errors, and refresh tokens that stop working when
-the password changes or the account goes; then docker login through dockyardd, whose identity
+the password changes, the account goes or the holder revokes it (RFC 7009); then docker login through dockyardd, whose identity
 token (a refresh token) docker keeps in config.json and dockyardd redeems with the POST grant."""
 
 from __future__ import annotations
@@ -125,9 +125,14 @@ def test_refresh_tokens_revoked_by_password_change_and_account_removal(hub):
     assert post(hub, grant_type="password", username="alice", password="new-pw", **base).status_code == 200
     assert post(hub, grant_type="refresh_token", refresh_token=bob, **base).status_code == 200
 
+    # revoked by its holder (RFC 7009)
+    revoked = requests.post(f"http://{hub.host}/token/revoke", data={"token": bob_get}, timeout=30)
+    assert revoked.status_code == 200
+    assert post(hub, grant_type="refresh_token", refresh_token=bob_get, **base).json()["error"] == "invalid_grant"
+    assert post(hub, grant_type="refresh_token", refresh_token=bob, **base).status_code == 200
+
     rewrite_htpasswd(hub, htpasswd_line("alice", "new-pw"))
-    for token in (bob, bob_get):
-        assert post(hub, grant_type="refresh_token", refresh_token=token, **base).json()["error"] == "invalid_grant"
+    assert post(hub, grant_type="refresh_token", refresh_token=bob, **base).json()["error"] == "invalid_grant"
 
 
 def test_docker_login_keeps_an_identity_token(dockyardd, hub):
