@@ -31,29 +31,52 @@ def _record(entry: LogEntry) -> LogRecord:
                      time_ns=entry.time_ns)
 
 
-def parse_frames(buf: bytes | bytearray, start: int = 0) -> tuple[list[LogEntry], int]:
-    """The complete entries in ``buf[start:]`` and the offset after the last one. Stops at a
-    torn entry (the writer is mid-write) or at bytes that are not a frame (a damaged file:
-    what follows cannot be trusted, dockerd stops there too)."""
-    entries = []
+def parse_records(buf: bytes | bytearray, start: int = 0) -> tuple[list[LogRecord], int]:
+    """The records of the complete entries in ``buf[start:]`` and the offset after the last one.
+    Stops at a torn entry (the writer is mid-write) or at bytes that are not a frame (a damaged
+    file: what follows cannot be trusted, dockerd stops there too).
+
+    The usual entry, as our writer and dockerd's lay it out, is decoded in place: source (6
+    bytes), time (a 9-byte varint until 2255), line. Consecutive entries of one write share
+    source and time, so those are decoded once per run of them. Any other entry goes through
+    the general protobuf decoder."""
+    records: list[LogRecord] = []
+    append = records.append
+    unpack = _LEN.unpack_from
     pos, end = start, len(buf)
+    key = b""
+    source, time_ns, stamp = "", 0, ""
     while pos + 2 * FRAME_LEN <= end:
-        (size,) = _LEN.unpack_from(buf, pos)
+        (size,) = unpack(buf, pos)
         stop = pos + FRAME_LEN + size + FRAME_LEN
-        if size > MAX_ENTRY or stop > end:
+        if size > MAX_ENTRY or stop > end or unpack(buf, stop - FRAME_LEN)[0] != size:
             break
-        if _LEN.unpack_from(buf, stop - FRAME_LEN)[0] != size:
-            break
+        b, line_end = pos + FRAME_LEN, stop - FRAME_LEN
+        if size > 20 and buf[b] == 0x0A and buf[b + 1] == 6 and buf[b + 8] == 0x10 \
+                and buf[b + 18] == 0x1A:
+            head = bytes(buf[b + 2:b + 18])
+            if head != key and buf[b + 17] < 0x80 and min(buf[b + 9:b + 17]) >= 0x80:
+                key, source = head, head[:6].decode()
+                time_ns = sum((byte & 0x7F) << (7 * i) for i, byte in enumerate(head[7:16]))
+                stamp = format_time(time_ns)
+            if head == key:
+                length, q = buf[b + 19], b + 20
+                if length >= 0x80 and buf[b + 20] < 0x80:
+                    length, q = (length & 0x7F) | (buf[b + 20] << 7), b + 21
+                if q + length == line_end:
+                    append(LogRecord(source, bytes(buf[q:line_end]) + b"\n", stamp, time_ns))
+                    pos = stop
+                    continue
         try:
-            entries.append(decode_entry(bytes(buf[pos + FRAME_LEN:stop - FRAME_LEN])))
+            append(_record(decode_entry(bytes(buf[b:line_end]))))
         except ValueError:
             break
         pos = stop
-    return entries, pos
+    return records, pos
 
 
-def _entries_forward(f: BinaryIO, end: int | None = None) -> Iterator[LogEntry]:
-    """Every entry of an open file (or gzip stream) up to ``end`` bytes (None: to EOF)."""
+def _records_forward(f: BinaryIO, end: int | None = None) -> Iterator[LogRecord]:
+    """Every record of an open file (or gzip stream) up to ``end`` bytes (None: to EOF)."""
     buf = b""
     left = end
     while left is None or left > 0:
@@ -63,8 +86,8 @@ def _entries_forward(f: BinaryIO, end: int | None = None) -> Iterator[LogEntry]:
         if left is not None:
             left -= len(chunk)
         buf += chunk
-        entries, used = parse_frames(buf)
-        yield from entries
+        records, used = parse_records(buf)
+        yield from records
         buf = buf[used:]
         if len(buf) > MAX_ENTRY + 2 * FRAME_LEN:
             return  # not a frame and never will be: a damaged file ends here
@@ -146,22 +169,22 @@ def read_logs(path: Path, max_files: int = 5, since_ns: int = 0, until_ns: int |
     rotated = [opened for i in range(1, max(1, max_files))
                if (opened := _open_rotated(path, i, since_ns)) is not None]
 
-    def keep(entry: LogEntry) -> bool:
-        return entry.time_ns >= since_ns and (until_ns is None or entry.time_ns <= until_ns)
+    def keep(rec: LogRecord) -> bool:
+        return rec.time_ns >= since_ns and (until_ns is None or rec.time_ns <= until_ns)
 
     if tail is None:
         def forward() -> Iterator[LogRecord]:
             try:
                 for f, _ in reversed(rotated):
-                    yield from (_record(e) for e in _entries_forward(f) if keep(e))
-                yield from (_record(e) for e in _entries_forward(current, position.offset) if keep(e))
+                    yield from filter(keep, _records_forward(f))
+                yield from filter(keep, _records_forward(current, position.offset))
             finally:
                 for f, _ in rotated:
                     f.close()
                 current.close()
         return forward(), position
 
-    found: list[LogEntry] = []
+    found: list[LogRecord] = []
     try:
         sources: list[tuple[BinaryIO, bool, int | None]] = [(current, False, position.offset)]
         sources += [(f, gz, None) for f, gz in rotated]
@@ -170,19 +193,21 @@ def read_logs(path: Path, max_files: int = 5, since_ns: int = 0, until_ns: int |
             if need <= 0:
                 break
             if gz:  # no way back through a gzip stream: the last `need` going forward
-                found.extend(reversed(deque((e for e in _entries_forward(f) if keep(e)), maxlen=need)))
+                found.extend(reversed(deque(filter(keep, _records_forward(f)), maxlen=need)))
                 continue
             fd = f.fileno()
             for entry in _entries_backwards(fd, os.fstat(fd).st_size if end is None else end):
-                if keep(entry):
-                    found.append(entry)
+                rec = _record(entry)
+                if keep(rec):
+                    found.append(rec)
                     if len(found) >= tail:
                         break
     finally:
         for f, _ in rotated:
             f.close()
         current.close()
-    return [_record(e) for e in reversed(found)], position
+    found.reverse()
+    return found, position
 
 
 async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
@@ -209,12 +234,12 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
             if chunk:
                 offset += len(chunk)
                 buf += chunk
-                entries, used = parse_frames(buf)
+                records, used = parse_records(buf)
                 buf = buf[used:]
-                for entry in entries:
-                    if until_ns is not None and entry.time_ns > until_ns:
+                for rec in records:
+                    if until_ns is not None and rec.time_ns > until_ns:
                         return
-                    yield _record(entry)
+                    yield rec
                 continue
             try:
                 rotated = os.stat(path).st_ino != inode

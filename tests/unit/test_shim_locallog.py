@@ -13,13 +13,21 @@ from dockyard.shim.jsonlog_reader import parse_time
 from dockyard.shim.locallog import (
     LocalLogWriter, LogEntry, decode_entry, encode_entry, gzip_extra_last_time,
 )
-from dockyard.shim.locallog_reader import follow, parse_frames, read_logs
+from dockyard.shim.locallog_reader import follow, parse_records, read_logs
+
+
+def frames(raw: bytes) -> list[LogEntry]:
+    found, pos = [], 0
+    while pos < len(raw):
+        (size,) = struct.unpack_from(">I", raw, pos)
+        assert raw[pos + 4 + size:pos + 8 + size] == raw[pos:pos + 4]
+        found.append(decode_entry(raw[pos + 4:pos + 4 + size]))
+        pos += size + 8
+    return found
 
 
 def entries(path: Path) -> list[LogEntry]:
-    found, used = parse_frames(path.read_bytes())
-    assert used == path.stat().st_size
-    return found
+    return frames(path.read_bytes())
 
 
 def test_frame_is_dockerd_shape() -> None:
@@ -32,6 +40,17 @@ def test_frame_is_dockerd_shape() -> None:
     assert b"\x20\x01\x2a\x08\x08\x01\x12\x02ab\x18\x03" in encode_entry(partial)
     # fields we do not write (attrs, 6) are skipped
     assert decode_entry(body + b"\x32\x04\x0a\x00\x12\x00").line == b"hi"
+
+
+def test_fast_and_general_decoding_agree() -> None:
+    items = [LogEntry("stdout", 1_795_910_400_123_456_789, b"x" * n) for n in (0, 1, 127, 128, 20000)]
+    items += [LogEntry("stderr", 1_795_910_400_123_456_789, b"p", True, False, "id", 1), LogEntry("stdout", 5, b"y")]
+    raw = b"".join(encode_entry(e) for e in items)
+    records, used = parse_records(raw + encode_entry(items[0])[:-1])
+    assert used == len(raw)
+    assert [(r.stream, r.data, r.time_ns) for r in records] == \
+        [(e.source, e.line + (b"" if e.partial else b"\n"), e.time_ns) for e in items]
+    assert records[0].time == "2026-11-29T00:00:00.123456789Z"
 
 
 def test_writer_lines_partials_and_stream_end(tmp_path: Path) -> None:
@@ -71,7 +90,7 @@ def test_rotation_and_compression(tmp_path: Path) -> None:
         ["container.log", "container.log.1.gz", "container.log.2.gz"]
     assert log.stat().st_size < 2000 + 40
     raw = gzip.decompress((tmp_path / "container.log.1.gz").read_bytes())
-    last = parse_frames(raw)[0][-1]
+    last = frames(raw)[-1]
     assert parse_time(gzip_extra_last_time(tmp_path / "container.log.1.gz")) == last.time_ns
     records, _ = read_logs(log, max_files=3)
     numbers = [int(r.data.split()[1]) for r in records]
@@ -81,7 +100,7 @@ def test_rotation_and_compression(tmp_path: Path) -> None:
     assert tail == [f"line {n}\n".encode() for n in numbers[3:]]  # across the gzipped files
     # a file whose last entry is before --since is not even decompressed
     assert [r.data for r in read_logs(log, max_files=3, since_ns=last.time_ns + 1)[0]] == \
-        [f"line {n}\n".encode() for n in numbers if n > int(parse_frames(raw)[0][-1].line.split()[1])]
+        [f"line {n}\n".encode() for n in numbers if n > int(last.line.split()[1])]
 
 
 def test_uncompressed_rotation_and_one_file(tmp_path: Path) -> None:

@@ -20,6 +20,9 @@ from dockyard.shim import jsonlog_reader as jsonlog
 from dockyard.shim import locallog_reader
 
 
+CHUNK = 64 * 1024
+
+
 @dataclass(frozen=True)
 class LogOptions:
     stdout: bool = True
@@ -83,10 +86,23 @@ async def _records(reader: ModuleType, path: Path, max_files: int, options: LogO
         data = (fixed_time(r.time_ns) + b" " + r.data) if options.timestamps else r.data
         return stream, data
 
+    # what is already written goes out in chunks of consecutive records of one stream: one
+    # frame and one socket write per chunk instead of per line (the client sees the same bytes)
+    chunk: list[bytes] = []
+    chunk_stream = chunk_size = 0
     for r in records:
         item = frame(r)
-        if item:
-            yield item
+        if item is None:
+            continue
+        stream, data = item
+        if chunk and (stream != chunk_stream or chunk_size >= CHUNK):
+            yield chunk_stream, b"".join(chunk)
+            chunk, chunk_size = [], 0
+        chunk_stream = stream
+        chunk.append(data)
+        chunk_size += len(data)
+    if chunk:
+        yield chunk_stream, b"".join(chunk)
     if options.follow and (until is None or until > 0):
         async for r in reader.follow(path, position, stopped, until_ns=until):
             if r.time_ns < since:
