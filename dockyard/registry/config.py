@@ -3,8 +3,10 @@
 Config file keys (all optional): ``addr``, ``data``, ``tls_cert``, ``tls_key``, ``htpasswd``,
 ``service``, ``proxy_remote_url``, ``proxy_username``, ``proxy_password`` (pull-through cache
 mode), ``s3`` (blobs in an S3-compatible bucket: endpoint, bucket, access_key, secret_key,
-region, prefix, presign_expires, part_size (bytes, at least 5 MiB; default 16 MiB); secrets belong in the file, not on a command line), ``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins``
-([users]), ``max_manifest`` (bytes). A flag given on the command line wins over the file.
+region, prefix, presign_expires, part_size: bytes, at least 5 MiB, default 16 MiB; secrets
+belong in the file, not on a command line), ``organisations`` ({org: [users]}), ``private``
+([namespaces]), ``admins`` ([users]), ``max_manifest`` (bytes). A flag given on the command
+line wins over the file.
 """
 
 from __future__ import annotations

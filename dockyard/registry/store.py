@@ -4,7 +4,10 @@ Layout under the data directory::
 
     content/blobs/sha256/<hex>            every blob and manifest, once (dockyard.storage.content;
     content/ingest/                       or an S3-compatible bucket, dockyard.registry.s3)
-    uploads/<uuid>/data, repo             upload sessions (chunked uploads append to data)
+    uploads/<uuid>/data, repo             upload sessions (chunked uploads append to data; with
+    uploads/<uuid>/parts.json             S3, data holds what is not yet sent as a part)
+    gc/lock, journal, running, run.lock   garbage collection against pushes (sweeplock.py)
+    auth/token.key, auth/refresh/<sha256> token signing key, refresh tokens (auth.py)
     repositories/<name>/_layers/<hex>                  the repository holds this blob
     repositories/<name>/_manifests/revisions/<hex>     a manifest of the repository (text: media type)
     repositories/<name>/_manifests/tags/<tag>          text: the manifest digest
