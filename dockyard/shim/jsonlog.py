@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 PARTIAL_LIMIT = 16 * 1024  # dockerd's copier flushes a line without newline at its 16K buffer
+# what JSON escapes (controls, quote, backslash) or what needs decoding first (non-ASCII)
+_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
 
 
 def format_time(ns: int) -> str:
@@ -72,12 +75,19 @@ class JsonLogWriter:
         stamp = format_time(time.time_ns())
         batch = []
         batch_size = 0
+        # a piece of plain ASCII needs no escaping but its newline: the record is made directly,
+        # several times faster than json.dumps and the same bytes
+        tail = b'","stream":"' + stream.encode() + b'","time":"' + stamp.encode() + b'"}\n'
         for piece in pieces:
-            record = json.dumps({"log": piece.decode("utf-8", "replace"), "stream": stream,
-                                 "time": stamp}, ensure_ascii=False, separators=(",", ":"))
-            # raw UTF-8 as Go writes it, but the two JSON-legal line separators escaped as Go does
-            record = (record.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-                      + "\n").encode()
+            ends_line = piece.endswith(b"\n")
+            if _NEEDS_ESCAPE.search(piece, 0, len(piece) - ends_line) is None:
+                record = b'{"log":"' + (piece[:-1] + b"\\n" if ends_line else piece) + tail
+            else:
+                text = json.dumps({"log": piece.decode("utf-8", "replace"), "stream": stream,
+                                   "time": stamp}, ensure_ascii=False, separators=(",", ":"))
+                # raw UTF-8 as Go writes it, but the two JSON-legal line separators escaped as Go does
+                record = (text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+                          + "\n").encode()
             if self.max_size and self._size + batch_size + len(record) > self.max_size \
                     and self._size + batch_size > 0:
                 self._write_all(b"".join(batch))
