@@ -356,6 +356,9 @@ class LocalLogWriter:
             try:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                # the shim's fds (the container's stdin, its output pipes, the listener) must not
+                # stay open here: an EOF the shim gives the container would wait for this child
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
                 compress_file(source, self._last_time_ns)
                 code = 0
             except BaseException:
