@@ -47,10 +47,14 @@ def _unb64(text: str) -> bytes:
 
 
 def read_htpasswd(path: Path) -> dict[str, bytes]:
+    return parse_htpasswd(path.read_text(), path)
+
+
+def parse_htpasswd(text: str, path: Path) -> dict[str, bytes]:
     """user -> bcrypt hash. Lines that are not bcrypt ($2y$/$2a$/$2b$) are refused loudly,
     as distribution does: a weaker hash must not silently grant access."""
     users = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -84,31 +88,32 @@ class Policy:
     private: list[str] = field(default_factory=list)
     admins: list[str] = field(default_factory=list)
     htpasswd: Path | None = None  # read again when it changes (passwords changed, users removed)
-    _htpasswd_stamp: tuple[int, int] = field(default=(0, 0), init=False, repr=False)
+    _htpasswd_digest: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.reload()
 
     def reload(self) -> None:
-        """Read the htpasswd file again if it changed since the last read. A broken edit keeps
+        """Read the htpasswd file again if it changed since the last read (by content: a file
+        rewritten within one mtime tick at the same size is still seen). A broken edit keeps
         the accounts as they were (refusing everyone would lock the owners out of their hub)."""
         if self.htpasswd is None:
             return
         try:
-            st = os.stat(self.htpasswd)
+            content = self.htpasswd.read_bytes()
         except OSError:
-            if self._htpasswd_stamp == (0, 0):
+            if not self._htpasswd_digest:
                 raise
             return  # moved away mid-edit: keep what was read
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp != self._htpasswd_stamp:
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != self._htpasswd_digest:
             try:
-                self.users = read_htpasswd(self.htpasswd)
+                self.users = parse_htpasswd(content.decode(errors="replace"), self.htpasswd)
             except ValueError:
-                if self._htpasswd_stamp == (0, 0):
+                if not self._htpasswd_digest:
                     raise
                 return
-            self._htpasswd_stamp = stamp
+            self._htpasswd_digest = digest
 
     @property
     def open(self) -> bool:

@@ -86,3 +86,34 @@ def test_config_flags_over_file(tmp):
     opts.tls_cert = "c.pem"
     with pytest.raises(ValueError, match="go together"):
         config.load(opts)
+
+
+def test_refresh_tokens_stored_hashed_and_revocable(tmp, monkeypatch):
+    def line(user: str, password: str) -> str:
+        return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}\n"
+
+    (tmp / "htpasswd").write_text(line("alice", "pw") + line("bob", "pw"))
+    policy = auth.Policy(htpasswd=tmp / "htpasswd")
+    tokens = auth.RefreshTokens(tmp / "refresh")
+    alice, bob = tokens.issue(policy, "alice", "docker"), tokens.issue(policy, "bob", "docker")
+    assert tokens.redeem(policy, alice) == "alice" and tokens.redeem(policy, bob) == "bob"
+    assert all(alice not in p.read_text() and alice not in p.name for p in (tmp / "refresh").iterdir())
+    assert tokens.redeem(policy, "not-issued") is None and tokens.redeem(policy, "") is None
+    tokens.revoke(bob)
+    assert tokens.redeem(policy, bob) is None
+    # a broken edit of the accounts file keeps the accounts as they were
+    (tmp / "htpasswd").write_text("alice:$apr1$md5$hash\n")
+    policy.reload()
+    assert tokens.redeem(policy, alice) == "alice"
+    # alice's password changes: her token is dead, and purge removes its record
+    (tmp / "htpasswd").write_text(line("alice", "new") + line("bob", "pw"))
+    policy.reload()
+    carol = tokens.issue(policy, "bob", "docker")
+    assert tokens.purge(policy) == 1 and len(list((tmp / "refresh").iterdir())) == 1
+    assert tokens.redeem(policy, alice) is None and tokens.redeem(policy, carol) == "bob"
+    assert tokens.purge(policy, user="bob") == 1 and tokens.redeem(policy, carol) is None
+    # and a token past REFRESH_TTL no longer works
+    old = tokens.issue(policy, "bob", "docker")
+    now = auth.time.time()
+    monkeypatch.setattr(auth.time, "time", lambda: now + auth.REFRESH_TTL + 1)
+    assert tokens.redeem(policy, old) is None
