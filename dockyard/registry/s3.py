@@ -524,6 +524,11 @@ class S3Session:
     def size(self) -> int:
         return sum(self._parts().sizes) + self._data.stat().st_size
 
+    def _part_size(self, sent: int) -> int:
+        """The session's total is unknown until its end: parts grow by ``part_size`` every
+        1000, so S3's 10000 parts hold 55000 x ``part_size`` (880 GB at the default)."""
+        return self._blobs.settings.part_size * (1 + sent // 1000)
+
     def _send_part(self, f: BinaryIO, parts: _Parts) -> None:
         """Send every byte of ``f`` (the waiting bytes) as the next part, then empty it."""
         size = f.seek(0, os.SEEK_END)
@@ -554,7 +559,7 @@ class S3Session:
                     f.write(chunk)
                     if hasher is not None:
                         hasher.update(chunk)
-                    if f.tell() >= self._blobs.settings.part_size:
+                    if f.tell() >= self._part_size(len(parts.etags)):
                         if not saved.exists():  # what was waiting, to put back if this request fails
                             f.seek(0)
                             with open(saved, "wb") as keep:
@@ -562,8 +567,7 @@ class S3Session:
                         f.flush()
                         await _in_thread(self._send_part, f, parts)
             except BaseException:
-                if saved.exists():
-                    parts.upload_id = parts.upload_id or before.upload_id
+                if saved.exists():  # keep the upload id: the parts sent are overwritten later
                     self._save(_Parts(parts.upload_id, before.etags, before.sizes))
                     f.seek(0)
                     f.truncate()
