@@ -29,6 +29,7 @@ from dockyard.mount import Mount
 from dockyard.runtime import syscalls as sc
 from dockyard.storage import fsroot
 from dockyard.storage.archive import extract_copy
+from dockyard.storage.fsutil import remove_tree
 
 _WILDCARD = set("*?[")
 _ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
@@ -209,6 +210,10 @@ def copy_into(rootfs: Path, sources: list[Source], dest: str, owner: tuple[int, 
                     with open(source.path, "rb") as archive:
                         extract_copy(archive, dest_fd, owner=owner, any_symlink_target=True)
                     continue
+                if not source.is_dir and stat.S_ISREG(os.stat(source.path).st_mode):
+                    if not _excluded(source.name, exclude):
+                        _copy_file(source.path, dest_fd, rename or source.name, owner or (0, 0), chmod)
+                    continue
                 with tempfile.TemporaryFile() as spool:
                     _tar(spool, source, rename, owner or (0, 0), chmod, exclude)
                     spool.seek(0)
@@ -217,6 +222,57 @@ def copy_into(rootfs: Path, sources: list[Source], dest: str, owner: tuple[int, 
                 os.close(dest_fd)
     finally:
         os.close(root_fd)
+
+
+def _copy_file(path: str, dest_fd: int, name: str, owner: tuple[int, int], chmod: int | None) -> None:
+    """One regular file (or a symlink's target: a source lands with its target's content),
+    copied in the kernel: the common big COPY never goes through a tar. What is at ``name``
+    goes first, never followed, as the tar extraction of the directory case replaces it."""
+    src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(src)
+        try:
+            existing = os.lstat(name, dir_fd=dest_fd)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISDIR(existing.st_mode):
+                remove_tree(name, dir_fd=dest_fd)
+            else:
+                os.unlink(name, dir_fd=dest_fd)
+        dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=dest_fd)
+        try:
+            _kernel_copy(src, dst, st.st_size)
+            # chown clears set-id bits: owner first, then the mode
+            os.fchown(dst, *owner)
+            os.fchmod(dst, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _kernel_copy(src: int, dst: int, size: int) -> None:
+    """copy_file_range (reflinks or in-kernel copy on one filesystem), else sendfile."""
+    offset = 0
+    use_range = True
+    while offset < size:
+        if use_range:
+            try:
+                sent = os.copy_file_range(src, dst, size - offset, offset, offset)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                use_range = False
+                continue
+        else:
+            os.lseek(dst, offset, os.SEEK_SET)
+            sent = os.sendfile(dst, src, offset, size - offset)
+        if sent == 0:
+            break  # the file shrank while we copied: what there was is copied
+        offset += sent
 
 
 def _tar(out: tempfile._TemporaryFileWrapper, source: Source, rename: str | None, owner: tuple[int, int],
