@@ -24,6 +24,7 @@ import functools
 import importlib
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -57,6 +58,7 @@ EXITED_LINGER = 24 * 3600.0  # a stopped shim waits this long for the daemon to 
 ORPHAN_CHECK = 10.0  # how often a stopped shim looks whether its container was removed
 HIGH_WATER = 256 * 1024  # per-client output backlog at which the shim stops reading the container
 CONSOLE_TIMEOUT = 10.0
+HELPER_REPLY_MAX = 65536  # one create request or reply between a shim and its helper
 
 
 def load_runtime(name: str, root: Path) -> Runtime:
@@ -193,32 +195,33 @@ class Shim:
 
     # ---- create -------------------------------------------------------------
 
-    def create(self) -> None:
-        """Mount, set stdio up and run ``runtime create``; on failure undo everything and raise."""
+    def create(self, helper: Helper, body: dict) -> None:
+        """Set stdio up and have ``helper`` mount the rootfs and run
+        ``runtime create`` for ``body`` (the spawn request's JSON); on failure undo everything
+        and raise."""
         req = self.request
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd gets written
         signal.set_wakeup_fd(self.sigchld_w)
         self.sel.register(self.sigchld_r, selectors.EVENT_READ, self._on_sigchld)
-        spec = runtime_spec.decode((req.bundle / "config.json").read_bytes())
-        self.root = Path(spec.root.path) if os.path.isabs(spec.root.path) \
-            else req.bundle / spec.root.path
-        self.cgroups_path = spec.linux.cgroups_path
         child_fds: list[int] = []
         console = None
+        console_path = self.state_dir / "console.sock"
         try:
-            rootfs.mount_all(req.rootfs_mounts, self.root)
-            self.mounted = True
             self.log = open_log_writer(req)
             if req.tty:
-                console_path = self.state_dir / "console.sock"
                 console = self._unix_listener(console_path)
-                with short_path(console_path) as reachable:
-                    self.init_pid = self.runtime.create(self.id, req.bundle,
-                                                        console_socket=Path(reachable))
-                self._receive_console(console)
             else:
-                stdio = self._make_pipes(child_fds)
-                self.init_pid = self.runtime.create(self.id, req.bundle, stdio=stdio)
+                self._make_pipes(child_fds)
+            # the init is the helper's child; when the helper exits, the init is re-parented
+            # to us (a child subreaper)
+            created = helper.create({"request": body,
+                                      "console": str(console_path) if req.tty else None}, child_fds)
+            self.mounted = True
+            self.root = Path(created["root"])
+            self.cgroups_path = created.get("cgroups_path")
+            self.init_pid = int(created["pid"])
+            if console is not None:
+                self._receive_console(console)
             # only now: a listener inherited by the init (blocked before exec) would accept
             # connections nobody serves if the shim died
             self._listen()
@@ -229,11 +232,12 @@ class Shim:
                 traceback.print_exc()
             raise
         finally:
+            helper.close()
             for fd in child_fds:
                 os.close(fd)
             if console is not None:
                 console.close()
-                _unlink(self.state_dir / "console.sock")
+                _unlink(console_path)
         self.status = "created"
         write_state_file(self.state_dir / "init.pid", str(self.init_pid).encode())
 
@@ -250,12 +254,12 @@ class Shim:
         self.listener.setblocking(False)
         self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
 
-    def _make_pipes(self, child_fds: list[int]) -> tuple[int, int, int]:
-        self.stdin_fd, stdio, outputs = _stdio_pipes(self.request.open_stdin, child_fds)
+    def _make_pipes(self, child_fds: list[int]) -> None:
+        """The container's stdio pipes; their child ends (stdin, stdout, stderr) go to ``child_fds``."""
+        self.stdin_fd, _, outputs = _stdio_pipes(self.request.open_stdin, child_fds)
         for r, stream in outputs.items():
             self.outputs[r] = stream
             self.sel.register(r, selectors.EVENT_READ, self._on_output)
-        return stdio
 
     def _accept_console(self, console: socket.socket) -> int:
         console.settimeout(CONSOLE_TIMEOUT)
@@ -918,9 +922,104 @@ def _unlink(path: Path) -> None:
         pass
 
 
-def run(conn: socket.socket, body: dict) -> int:
+# ---- the create helper --------------------------------------------------------
+#
+# The work of a create (decoding config.json, mounting, cgroups, forking the init, waiting for
+# it) allocates and frees many Python objects and so dirties pages inherited from the zygote:
+# done in the shim, ~2.5 MB of them stayed private to every long-lived shim. A helper forked
+# ahead (with the spare, off the start path) does it instead and exits.
+
+
+class Helper:
+    """The create helper of a (spare) shim: its pid and our end of its socket pair."""
+
+    def __init__(self) -> None:
+        """Fork it; it leaves at once if the pair closes unused."""
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX,
+                                              socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                self.sock.close()
+                code = _create_helper(theirs)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        theirs.close()
+
+    def create(self, message: dict, child_fds: list[int]) -> dict:
+        """Send the create request (``child_fds``: the init's stdio), return the successful
+        reply or raise its error. The reply is awaited together with the helper's exit: the
+        socket alone cannot tell, as the init it forked (blocked before exec) holds its end."""
+        socket.send_fds(self.sock, [json.dumps(message).encode()], child_fds)
+        pidfd = os.pidfd_open(self.pid)
+        try:
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            poller.register(pidfd, select.POLLIN)
+            while not any(fd == self.sock.fileno() for fd, _ in poller.poll()):
+                if not select.select([self.sock], [], [], 0.5)[0]:  # a reply sent just before exiting
+                    raise errdefs.System(f"the shim's create helper (pid {self.pid}) died during "
+                                         f"create (see shim.log)")
+        finally:
+            os.close(pidfd)
+        data = self.sock.recv(HELPER_REPLY_MAX)
+        if not data:
+            raise errdefs.System(f"the shim's create helper (pid {self.pid}) died during create")
+        return P.raise_for_reply(json.loads(data))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _create_helper(pair: socket.socket) -> int:
+    try:
+        data, fds, _, _ = socket.recv_fds(pair, HELPER_REPLY_MAX, 3)
+    except OSError:
+        return 0
+    if not data:
+        return 0  # our shim left unused
+    try:
+        message = json.loads(data)
+        request = spawn_request_from_json(message["request"])
+        os.chdir(request.state_dir)
+        log_fd = os.open("shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        os.dup2(log_fd, 2)  # our errors (and the runtime's) to the shim's log, as the shim's
+        os.close(log_fd)
+        reply = {"ok": True, **_create_container(request, tuple(fds) if len(fds) == 3 else None,
+                                                 message.get("console"))}
+    except Exception as err:
+        traceback.print_exc()
+        reply = P.error_reply(err)
+    pair.send(json.dumps(reply).encode())
+    return 0
+
+
+def _create_container(req: SpawnRequest, stdio: tuple[int, int, int] | None,
+                      console_path: str | None) -> dict:
+    """Mount the rootfs and run ``runtime create``; on failure unmount again and raise."""
+    spec = runtime_spec.decode((req.bundle / "config.json").read_bytes())
+    root = Path(spec.root.path) if os.path.isabs(spec.root.path) else req.bundle / spec.root.path
+    rootfs.mount_all(req.rootfs_mounts, root)
+    try:
+        runtime = load_runtime(req.runtime, req.runtime_root)
+        if console_path is not None:
+            with short_path(Path(console_path)) as reachable:
+                pid = runtime.create(req.container_id, req.bundle, console_socket=Path(reachable))
+        else:
+            pid = runtime.create(req.container_id, req.bundle, stdio=stdio)
+    except BaseException:
+        rootfs.unmount_all(req.rootfs_mounts, root)
+        raise
+    return {"pid": pid, "root": str(root), "cgroups_path": spec.linux.cgroups_path}
+
+
+def run(conn: socket.socket, body: dict, helper: Helper) -> int:
     """Body of the shim process, called in the zygote's grandchild. ``conn`` is the daemon's
-    spawn connection: it gets our pid, then the init's pid or the create error."""
+    spawn connection: it gets our pid, then the init's pid or the create error. ``helper``: the
+    process forked ahead to do the create."""
     conn.setblocking(True)
     conn.sendall(P.json_frame(P.REPLY, {"ok": True, "shim_pid": os.getpid()}))
     try:
@@ -935,7 +1034,7 @@ def run(conn: socket.socket, body: dict) -> int:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         write_state_file(request.state_dir / "shim.pid", str(os.getpid()).encode())
         shim = Shim(request, load_runtime(request.runtime, request.runtime_root))
-        shim.create()
+        shim.create(helper, body)
     except Exception as err:
         conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
         return 1

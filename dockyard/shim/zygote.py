@@ -160,13 +160,15 @@ class Zygote:
 
 
 def _spare(pair: socket.socket) -> int:
-    """Life of a spare: wait for a spawn connection, then be its shim."""
+    """Life of a spare: fork its create helper, wait for a spawn connection, be its shim."""
+    helper = shim.Helper()
     try:
         _, fds, _, _ = socket.recv_fds(pair, 1, 1)
     except OSError:
         fds = []
     pair.close()
     if not fds:
+        helper.close()
         return 0  # the zygote is gone
     conn = socket.socket(fileno=fds[0])
     try:
@@ -174,12 +176,13 @@ def _spare(pair: socket.socket) -> int:
         if request.get("op") != "spawn":
             raise ValueError(f"zygote: unknown request {request.get('op')!r}")
     except Exception as err:
+        helper.close()
         try:
             conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
         except OSError:
             pass
         return 1
-    return shim.run(conn, request["request"])
+    return shim.run(conn, request["request"], helper)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,7 +123,8 @@ class ForkExecRuntime:
 
 
 class CrashAfterCreateRuntime(ForkExecRuntime):
-    """Kills the calling shim right after create: the init it forked keeps the shim's fds."""
+    """Kills the calling process (the shim's create helper) right after create: the init it
+    forked keeps its fds."""
 
     def create(self, container_id: str, bundle: Path, **kw) -> int:
         super().create(container_id, bundle, **kw)
