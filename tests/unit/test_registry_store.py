@@ -116,7 +116,7 @@ def test_gc_removes_only_unreferenced_old_blobs(store):
         os.utime(link, (old, old))
     store.put_blob("r", sha(b"fresh upload"), b"fresh upload")  # its manifest may still come
     abandoned = store.start_upload("r")
-    os.utime(abandoned.data, (old - 86400, old - 86400))
+    os.utime(abandoned.root / "data", (old - 86400, old - 86400))
     report = gc.collect(store, grace=3600, dry_run=True)
     assert set(report.blobs_removed) == {dropped, sha(b"dropped"), sha(json.dumps(
         {"os": "linux", "layer": "dropped"}).encode())}
@@ -136,7 +136,7 @@ def test_upload_session_checks(store):
         store.upload("other", upload.uuid)  # a session belongs to its repository
     with pytest.raises(errors.BlobUploadUnknown):
         store.upload("r", "../../etc")
-    upload.data.write_bytes(b"abc")
+    (upload.root / "data").write_bytes(b"abc")
     with pytest.raises(errors.DigestInvalid):
         store.finish_upload(upload, sha(b"abd"))
     with pytest.raises(errors.BlobUploadUnknown):
