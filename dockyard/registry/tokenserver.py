@@ -10,8 +10,9 @@ POST (spec/auth/oauth, RFC 6749): a form with ``grant_type=password`` (``usernam
 Errors are RFC 6749 section 5.2 bodies: 400 ``{"error": "invalid_request" | "invalid_grant" |
 "unsupported_grant_type", "error_description": ...}``.
 
-Both answer ``access_token`` (GET also ``token``), ``expires_in``, ``issued_at``, ``scope``
-(what was granted, as scope strings) and ``refresh_token`` when one was asked for.
+Both answer ``access_token`` (GET also ``token``, POST also ``token_type``), ``expires_in``,
+``issued_at``, ``scope`` (what was granted, as scope strings) and ``refresh_token`` when one
+was asked for.
 
 ``POST /token/revoke`` (RFC 7009): a form with ``token=<refresh token>`` ends that refresh
 token; 200 whether or not it was known, as the RFC says.
@@ -77,6 +78,8 @@ def _answer(request: web.Request, user: str, granted: list[auth.Access], refresh
                   "scope": " ".join(f"{a.type}:{a.name}:{','.join(a.actions)}" for a in granted if a.actions)}
     if legacy:
         body["token"] = value
+    else:
+        body["token_type"] = "Bearer"  # RFC 6749 section 5.1 requires it
     if refresh:
         body["refresh_token"] = refresh
     return web.json_response(body, headers=_NO_STORE)

@@ -53,7 +53,7 @@ def test_password_grant_and_refresh_grant(hub):
     assert got.status_code == 200, got.text
     assert got.headers["cache-control"] == "no-store"
     body = got.json()
-    assert set(body) == {"access_token", "expires_in", "issued_at", "scope", "refresh_token"}
+    assert set(body) == {"access_token", "token_type", "expires_in", "issued_at", "scope", "refresh_token"}
     assert body["scope"] == "repository:alice/app:pull,push"  # nothing on bob's repository
     assert claims(body["access_token"])["sub"] == "alice"
     auth = {"Authorization": f"Bearer {body['access_token']}"}
