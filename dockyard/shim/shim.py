@@ -192,6 +192,7 @@ class Shim:
         self.exec_exits: dict[str, int] = {}  # finished, until exec_wait collects them
         self.exec_waiters: dict[str, list[_Client]] = {}
         self.sigchld_r, self.sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.helper: Helper | None = None  # creates and starts the container (see Helper)
 
     # ---- create -------------------------------------------------------------
 
@@ -206,6 +207,7 @@ class Shim:
         child_fds: list[int] = []
         console = None
         console_path = self.state_dir / "console.sock"
+        self.helper = helper  # until the start
         try:
             self.log = open_log_writer(req)
             if req.tty:
@@ -232,7 +234,6 @@ class Shim:
                 traceback.print_exc()
             raise
         finally:
-            helper.close()
             for fd in child_fds:
                 os.close(fd)
             if console is not None:
@@ -446,7 +447,12 @@ class Shim:
     def _op_start(self, client: _Client, req: dict) -> dict:
         if self.status != "created":
             raise errdefs.Conflict(f"container {self.id} is {self.status}, not created")
-        self.runtime.start(self.id)
+        assert self.helper is not None  # it leaves after the start (or with the container)
+        helper, self.helper = self.helper, None
+        try:
+            helper.start()
+        finally:
+            helper.close()
         self.status = "running"
         return {}
 
@@ -877,6 +883,9 @@ class Shim:
 
     def _cleanup(self, delete: bool) -> None:
         """runtime delete, unmount the rootfs, remove the socket. Keeps exit.json as the record."""
+        if self.helper is not None:  # never started: the helper leaves (its init dies below)
+            self.helper.close()
+            self.helper = None
         if delete:
             try:
                 self.runtime.delete(self.id, force=True)
@@ -924,10 +933,11 @@ def _unlink(path: Path) -> None:
 
 # ---- the create helper --------------------------------------------------------
 #
-# The work of a create (decoding config.json, mounting, cgroups, forking the init, waiting for
-# it) allocates and frees many Python objects and so dirties pages inherited from the zygote:
-# done in the shim, ~2.5 MB of them stayed private to every long-lived shim. A helper forked
-# ahead (with the spare, off the start path) does it instead and exits.
+# The work of a create and a start (decoding config.json, mounting, cgroups, forking the init and
+# waiting for it, releasing it) allocates and frees many Python objects and runs much code, and so
+# dirties pages inherited from the zygote: done in the shim, they stayed private to every
+# long-lived shim. A helper forked ahead (with the spare, off the start path) does both instead
+# and exits after the start, or when the shim closes its pair.
 
 
 class Helper:
@@ -951,9 +961,17 @@ class Helper:
 
     def create(self, message: dict, child_fds: list[int]) -> dict:
         """Send the create request (``child_fds``: the init's stdio), return the successful
-        reply or raise its error. The reply is awaited together with the helper's exit: the
-        socket alone cannot tell, as the init it forked (blocked before exec) holds its end."""
-        socket.send_fds(self.sock, [json.dumps(message).encode()], child_fds)
+        reply or raise its error."""
+        return self._ask(message, child_fds, "create")
+
+    def start(self) -> None:
+        """Release the init (``runtime start``); the helper exits after it."""
+        self._ask({"op": "start"}, [], "start")
+
+    def _ask(self, message: dict, fds: list[int], what: str) -> dict:
+        """The reply is awaited together with the helper's exit: the socket alone cannot tell,
+        as the init it forked (blocked before exec) holds its end."""
+        socket.send_fds(self.sock, [json.dumps(message).encode()], fds)
         pidfd = os.pidfd_open(self.pid)
         try:
             poller = select.poll()
@@ -961,13 +979,13 @@ class Helper:
             poller.register(pidfd, select.POLLIN)
             while not any(fd == self.sock.fileno() for fd, _ in poller.poll()):
                 if not select.select([self.sock], [], [], 0.5)[0]:  # a reply sent just before exiting
-                    raise errdefs.System(f"the shim's create helper (pid {self.pid}) died during "
-                                         f"create (see shim.log)")
+                    break
         finally:
             os.close(pidfd)
-        data = self.sock.recv(HELPER_REPLY_MAX)
+        data = self.sock.recv(HELPER_REPLY_MAX) if select.select([self.sock], [], [], 0)[0] else b""
         if not data:
-            raise errdefs.System(f"the shim's create helper (pid {self.pid}) died during create")
+            raise errdefs.System(f"the shim's create helper (pid {self.pid}) died during {what} "
+                                 f"(see shim.log)")
         return P.raise_for_reply(json.loads(data))
 
     def close(self) -> None:
@@ -988,23 +1006,36 @@ def _create_helper(pair: socket.socket) -> int:
         log_fd = os.open("shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         os.dup2(log_fd, 2)  # our errors (and the runtime's) to the shim's log, as the shim's
         os.close(log_fd)
-        reply = {"ok": True, **_create_container(request, tuple(fds) if len(fds) == 3 else None,
+        runtime = load_runtime(request.runtime, request.runtime_root)
+        reply = {"ok": True, **_create_container(runtime, request, tuple(fds) if len(fds) == 3 else None,
                                                  message.get("console"))}
     except Exception as err:
         traceback.print_exc()
+        pair.send(json.dumps(P.error_reply(err)).encode())
+        return 0
+    pair.send(json.dumps(reply).encode())
+    try:
+        data = pair.recv(HELPER_REPLY_MAX)
+    except OSError:
+        return 0
+    if not data:
+        return 0  # the shim deleted the container instead of starting it
+    try:
+        runtime.start(request.container_id)
+        reply = {"ok": True}
+    except Exception as err:
         reply = P.error_reply(err)
     pair.send(json.dumps(reply).encode())
     return 0
 
 
-def _create_container(req: SpawnRequest, stdio: tuple[int, int, int] | None,
+def _create_container(runtime: Runtime, req: SpawnRequest, stdio: tuple[int, int, int] | None,
                       console_path: str | None) -> dict:
     """Mount the rootfs and run ``runtime create``; on failure unmount again and raise."""
     spec = runtime_spec.decode((req.bundle / "config.json").read_bytes())
     root = Path(spec.root.path) if os.path.isabs(spec.root.path) else req.bundle / spec.root.path
     rootfs.mount_all(req.rootfs_mounts, root)
     try:
-        runtime = load_runtime(req.runtime, req.runtime_root)
         if console_path is not None:
             with short_path(Path(console_path)) as reachable:
                 pid = runtime.create(req.container_id, req.bundle, console_socket=Path(reachable))
