@@ -193,7 +193,8 @@ def test_a_client_that_leaves_cancels_every_stage(dockyardd):
 def test_platform_args_and_from_platform(dockyardd, tmp_path):
     (tmp_path / "f").write_text("f\n")
     (tmp_path / "Dockerfile").write_text(
-        "FROM --platform=$BUILDPLATFORM busybox\n"
+        "ARG TARGETARCH\n"
+        "FROM --platform=$BUILDPLATFORM busybox:${TARGETARCH:+latest}\n"
         "ARG TARGETPLATFORM\n"
         "ARG BUILDARCH\n"
         "RUN echo \"t=$TARGETPLATFORM b=$BUILDARCH o=$TARGETOS.\"\n")

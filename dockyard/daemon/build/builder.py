@@ -235,7 +235,7 @@ class _Job:
                 if key in self.options.build_args and self.options.build_args[key] is not None:
                     values[key] = self.options.build_args[key]
                     self.used_args.add(key)
-                else:
+                elif default is not None or key not in values:  # `ARG TARGETARCH` keeps its value
                     values[key] = default
         return values
 
