@@ -39,7 +39,8 @@ def test_squash_merges_the_final_stage_into_one_layer(dockyardd, tmp_path):
         "RUN echo from-helper > /h\n"
         "FROM busybox\n"
         "RUN echo added > /added && echo temp > /temp && mkdir -p /d/sub && echo x > /d/sub/x\n"
-        "RUN rm /temp /etc/group && rm -rf /d/sub && echo y > /d/y\n"
+        "RUN rm /temp /etc/group && rm -rf /d/sub && echo y > /d/y \\\n"
+        "    && rm -rf /var && mkdir -p /var/new && echo v > /var/new/v\n"
         "COPY f.txt /f.txt\n"
         "COPY --from=helper /h /h\n"
         "ENV A=1\n")
@@ -62,12 +63,12 @@ def test_squash_merges_the_final_stage_into_one_layer(dockyardd, tmp_path):
     assert history[-1]["comment"] == f"merge {unsquashed} to {base_id}" and "created_by" not in history[-1]
     assert unsquashed != image_id and config["config"]["Env"][-1] == "A=1"
     merged = set(layers[-1])
-    assert {"added", "d", "d/y", "f.txt", "h", "etc/.wh.group"} <= merged
+    assert {"added", "d", "d/y", "f.txt", "h", "etc/.wh.group", "var/.wh..wh..opq", "var/new/v"} <= merged
     # added then deleted: neither the file nor a whiteout; a base file deleted: a whiteout
     assert not {"temp", ".wh.temp", "d/sub", "d/sub/x", "d/.wh.sub", "etc/group"} & merged
     listing = ok(dockyardd, "run", "--rm", tag, "sh", "-c",
-                 "cat /added /d/y /f.txt /h; ls /temp /etc/group /d/sub 2>&1 | wc -l")
-    assert listing == "added\ny\ncopied\nfrom-helper\n3\n"
+                 "cat /added /d/y /f.txt /h; ls /temp /etc/group /d/sub 2>&1 | wc -l; ls /var")
+    assert listing == "added\ny\ncopied\nfrom-helper\n3\nnew\n"  # /var: opaque, the base's entries hidden
     # the builder's own image stays (as on dockerd); the cache keeps working with --squash
     again = built(build(dockyardd, ctx, "--squash", "-t", tag), dockyardd)
     assert again.count(" ---> Using cache") == 6
