@@ -5,7 +5,7 @@ stacking them bottom first into one fresh upper dir gives what overlay would sho
 base: a later whiteout removes what earlier layers wrote, a file added and deleted again is
 gone, an opaque (or replaced) directory hides everything below it. A whiteout is kept only
 where the base itself has the path, so the merged layer is what moby's diff against the base
-gives (``daemon/images/image_squash.go``: the parent's layers plus this one). Unchanged
+gives (``daemon/images/image_squash.go``: the parent's layers plus this one). The merged
 files are hard links to the layers' own files, so squashing a big COPY copies nothing here.
 """
 
