@@ -10,6 +10,10 @@ Two ``flock`` locks and a journal under ``<data>/gc/`` close that window, across
     gc/run.lock   held exclusively by the one collection running (a second one waits)
     gc/lock       shared by every operation that makes a blob live (commit + link, mount,
                   manifest put), exclusive for each of the collector's deletions
+    gc/gate       passed (shared, at once released) before taking gc/lock shared, and held
+                  exclusively by the collector while it waits for gc/lock: flock has no
+                  writer priority, so without it a hub that never stops committing would
+                  hold a collection back for ever
     gc/running    exists while a collection runs (it also survives a collector that crashed:
                   the next collection starts over and clears it)
     gc/journal    digests made live while a collection runs, one per line
@@ -36,6 +40,7 @@ class SweepLock:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = directory / "lock"
+        self._gate = directory / "gate"
         self._marker = directory / "running"
         self._journal = directory / "journal"
 
@@ -49,9 +54,16 @@ class SweepLock:
             os.close(fd)  # closing drops the lock
 
     @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._flock(self._gate, fcntl.LOCK_EX), self._flock(self._lock, fcntl.LOCK_EX):
+            yield
+
+    @contextmanager
     def live(self, digests: list[str]) -> Iterator[None]:
         """Around an operation that makes ``digests`` live: no deletion runs inside it, and a
         collection in progress will spare them."""
+        with self._flock(self._gate, fcntl.LOCK_SH):
+            pass  # wait behind a deletion that is waiting for the operations in flight
         with self._flock(self._lock, fcntl.LOCK_SH):
             if self._marker.exists():
                 fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -65,13 +77,13 @@ class SweepLock:
     def collection(self) -> Iterator["Collection"]:
         """One collection: from before its mark to after its last deletion."""
         with self._flock(self.directory / "run.lock", fcntl.LOCK_EX):
-            with self._flock(self._lock, fcntl.LOCK_EX):
+            with self._exclusive():
                 self._journal.write_bytes(b"")
                 self._marker.touch()
             try:
                 yield Collection(self)
             finally:
-                with self._flock(self._lock, fcntl.LOCK_EX):
+                with self._exclusive():
                     self._marker.unlink(missing_ok=True)
                     self._journal.unlink(missing_ok=True)
 
@@ -86,7 +98,7 @@ class Collection:
     def deleting(self) -> Iterator[set[str]]:
         """Hold off every operation that makes a blob live; yields the digests made live since
         the collection began (the caller must not delete those)."""
-        with self._lock._flock(self._lock._lock, fcntl.LOCK_EX):
+        with self._lock._exclusive():
             try:
                 with open(self._lock._journal, "rb") as f:
                     f.seek(self._offset)

@@ -139,3 +139,56 @@ def test_hub_push_during_a_collection_in_another_process(hub):
     assert digest not in report.blobs_removed
     for name in ("b/app", "c/app"):
         assert hub.request("GET", f"/v2/{name}/blobs/{digest}").body == layer
+
+
+def test_a_waiting_deletion_goes_before_new_pushes(store):
+    """flock has no writer priority; the gate gives it: once a deletion waits for the operations
+    in flight, new ones queue behind it, so a busy hub cannot hold a collection back for ever."""
+    import fcntl
+
+    order: list[str] = []
+    release_first = threading.Event()
+    in_first = threading.Event()
+
+    def first_push() -> None:
+        with store.sweep.live(["sha256:" + "a" * 64]):
+            in_first.set()
+            release_first.wait(30)
+            order.append("first push")
+
+    def second_push() -> None:
+        with store.sweep.live([]):
+            order.append("second push")
+
+    def gate_taken() -> bool:
+        fd = os.open(store.sweep.directory / "gate", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    with store.sweep.collection() as collection:
+        def deletion() -> None:
+            with collection.deleting():
+                order.append("deletion")
+
+        threads = [threading.Thread(target=first_push)]
+        threads[0].start()
+        assert in_first.wait(30)
+        threads.append(threading.Thread(target=deletion))
+        threads[1].start()
+        deadline = time.monotonic() + 30
+        while not gate_taken():  # the deletion holds the gate and waits for the first push
+            assert time.monotonic() < deadline
+            threading.Event().wait(0.01)
+        second = threading.Thread(target=second_push)
+        second.start()
+        second.join(0.3)
+        assert order == []  # neither the deletion nor the second push got through yet
+        release_first.set()
+        for t in (threads[0], threads[1], second):
+            t.join(30)
+    assert order == ["first push", "deletion", "second push"]
