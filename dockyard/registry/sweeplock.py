@@ -61,7 +61,8 @@ class SweepLock:
     @contextmanager
     def live(self, digests: list[str]) -> Iterator[None]:
         """Around an operation that makes ``digests`` live: no deletion runs inside it, and a
-        collection in progress will spare them."""
+        collection in progress will spare them. Never nested: an inner call would wait at the
+        gate for a deletion that waits for the outer one."""
         with self._flock(self._gate, fcntl.LOCK_SH):
             pass  # wait behind a deletion that is waiting for the operations in flight
         with self._flock(self._lock, fcntl.LOCK_SH):
