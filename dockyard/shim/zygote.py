@@ -19,7 +19,6 @@ Run as ``python -m dockyard.shim.zygote --socket PATH [--preload MODULE]...``; i
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
 import json
@@ -185,16 +184,31 @@ def _spare(pair: socket.socket) -> int:
     return shim.run(conn, request["request"], helper)
 
 
+def _parse_args(argv: list[str]) -> tuple[str, list[str]]:
+    """``--socket PATH [--preload MODULE]...`` -> (socket path, modules). By hand: argparse
+    would be ~1.6 MB of the zygote's memory, and of every shim's."""
+    socket_path, preload = None, []
+    pairs = iter(argv)
+    for flag in pairs:
+        value = next(pairs, None)
+        if value is None or flag not in ("--socket", "--preload"):
+            raise SystemExit(f"usage: python -m dockyard.shim.zygote --socket PATH [--preload MODULE]... "
+                             f"(bad argument {flag!r})")
+        if flag == "--socket":
+            socket_path = value
+        else:
+            preload.append(value)  # another module to import before forking (e.g. a test runtime)
+    if socket_path is None:
+        raise SystemExit("usage: python -m dockyard.shim.zygote --socket PATH [--preload MODULE]...")
+    return socket_path, preload
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dockyard.shim.zygote")
-    parser.add_argument("--socket", required=True)
-    parser.add_argument("--preload", action="append", default=[],
-                        help="another module to import before forking (e.g. a test runtime)")
-    args = parser.parse_args(argv)
-    for name in args.preload:  # dockyard.shim.shim already imported what a shim uses
+    socket_path, preload = _parse_args(sys.argv[1:] if argv is None else argv)
+    for name in preload:  # dockyard.shim.shim already imported what a shim uses
         importlib.import_module(name)
     shim.warm_up()
-    zygote = Zygote(args.socket)
+    zygote = Zygote(socket_path)
     gc.freeze()
     sys.stdout.write("ready\n")
     sys.stdout.flush()
