@@ -82,6 +82,39 @@ def warm_up() -> None:
     runtime_spec.decode(runtime_spec.encode(spec))
     compiled_seccomp(default_seccomp(capability_list()))
     manager_for("/")
+    _rehearse_requests()
+
+
+WARM_ROUNDS = 64  # enough calls for CPython to quicken and specialize the code
+
+
+def _rehearse_requests() -> None:
+    """Run what every shim runs for the daemon (a spawn request decoded, framed requests read,
+    dispatched and answered) until the interpreter has specialized that code: it rewrites a
+    code object's bytecode in place as it warms up, which after the fork would dirty those
+    pages in every shim (~300 kB measured on a comparable slice)."""
+    body = {"container_id": "0" * 64, "bundle": "/", "state_dir": "/", "runtime": "dockyard",
+            "runtime_root": "/", "tty": False, "open_stdin": False, "stdin_once": False,
+            "rootfs_mounts": [{"type": "overlay", "source": "overlay", "options": ["lowerdir=/"]}]}
+    request = spawn_request_from_json(body)
+    ours, theirs = socket.socketpair()
+    rehearsal = Shim(request, DockyardRuntime(Path("/")))
+    try:
+        client = _Client(ours)
+        rehearsal.clients[ours.fileno()] = client
+        rehearsal.sel.register(ours, selectors.EVENT_READ, rehearsal._on_client)
+        reader = P.FrameReader()
+        for _ in range(WARM_ROUNDS):
+            spawn_request_from_json(body)
+            theirs.sendall(P.json_frame(P.REQUEST, {"op": "state"}))
+            rehearsal._on_client(ours.fileno(), selectors.EVENT_READ)
+            reader.feed(theirs.recv(65536))
+    finally:
+        rehearsal.sel.close()
+        os.close(rehearsal.sigchld_r)
+        os.close(rehearsal.sigchld_w)
+        ours.close()
+        theirs.close()
 
 
 def spawn_request_from_json(body: dict) -> SpawnRequest:
