@@ -241,3 +241,30 @@ def test_platform_with_docker_py(dockyardd, tmp_path):
             client.images.build(path=str(tmp_path), platform="linux/a/b/c", rm=True)
     finally:
         client.close()
+
+
+def test_from_platform_pulls_that_platform(dockyardd, tmp_path):
+    from tests.integration import distribution_registry as dr
+    if not dr.available():
+        pytest.skip("docker-registry is not installed")
+    registry = dr.start()
+    try:
+        (tmp_path / "f").write_text("f\n")
+        (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY f /f\n")
+        arm = f"{registry.host}/build/arm:1"
+        built(build(dockyardd, tmp_path, "--platform", "linux/arm64", "-t", arm), dockyardd)
+        ok(dockyardd, "push", arm)
+        ok(dockyardd, "rmi", arm)
+        (tmp_path / "Dockerfile").write_text(f"FROM --platform=linux/arm64 {arm}\nCOPY f /g\n")
+        tag = name()
+        out = built(build(dockyardd, tmp_path, "-t", tag), dockyardd)
+        assert "Pulling from build/arm" in out
+        assert ok(dockyardd, "image", "inspect", "-f", "{{.Architecture}}", tag) == "arm64\n"
+        # the host's platform: the registry has only arm64, and the local copy is arm64 too
+        (tmp_path / "Dockerfile").write_text(f"FROM {arm}\nCOPY f /g\n")
+        r = build(dockyardd, tmp_path)
+        assert r.returncode == 1
+        assert "does not match the specified platform: wanted linux/amd64, actual: linux/arm64" in r.stderr.decode()
+        ok(dockyardd, "rmi", tag, arm)
+    finally:
+        dr.stop(registry)
