@@ -8,6 +8,7 @@
   ``chown``: ``--chown`` names from the image's own passwd/group files
 - ``run``: RUN containers through the container service's public operations
 - ``cache``: the step cache table; ``images``: the image store as the builder needs it
-- ``builder``: stages, steps, the cache probe and the stream; ``stream``: message shapes
+- ``builder``: stages (in parallel), steps, the cache probe and the stream; ``stream``: message shapes
+- ``squash``: ``--squash``'s merge of overlay layers; ``platforms``: ``--platform``, ``FROM --platform``
 - ``service``: the BuildService the API router calls (build, prune, df, start-up cleanup)
 """

@@ -4,8 +4,11 @@ For each step the builder first asks the cache (parent image + step key); a hit 
 image and touches no container. A miss runs the step: metadata instructions make an image
 with the parent's layers and a new config (an ``empty_layer`` history entry); RUN runs a
 container and commits its diff; COPY/ADD write into a scratch snapshot of the parent and
-commit that. Stages the target does not need are skipped. The stream is the classic
+commit that. Stages the target does not need are skipped; the ones it needs run as soon as
+the stages they need are built, so independent stages run at the same time (``_stages``:
+their output is held per stage and shown in Dockerfile order). The stream is the classic
 builder's (``Step 1/5 : ...``, `` ---> Using cache``, `` ---> <id>``, ``Successfully built``).
+``--squash`` then merges the target stage's layers into one (``squash``).
 """
 
 from __future__ import annotations
