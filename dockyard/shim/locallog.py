@@ -236,10 +236,14 @@ class LocalLogWriter:
         self.compress = compress and self.max_files > 1
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        self._size = st.st_size
         self._buffered: dict[str, bytes] = {}  # the start of a line not yet ended, per stream
         self._partials: dict[str, _Partial] = {}
-        self._last_time_ns = 0
+        # the time of the file's last entry, for the gzip header once it rotates; a file from an
+        # earlier start of the container: its last write, no earlier than its last entry, so a
+        # reader's --since never skips the file wrongly
+        self._last_time_ns = st.st_mtime_ns if st.st_size else 0
         self._compressor: int | None = None  # pidfd of the child gzipping <log>.1
 
     def write(self, stream: str, data: bytes) -> None:

@@ -172,3 +172,18 @@ def test_follow_continues_across_rotation_until_stopped(tmp_path: Path) -> None:
         return got
 
     assert asyncio.run(main()) == [f"after {i}\n".encode() for i in range(6)] + [b"partial\n"]
+
+
+def test_a_restarted_container_appends_and_its_first_rotation_keeps_since_working(tmp_path: Path) -> None:
+    log = tmp_path / "c.log"
+    w = LocalLogWriter(log, max_size=200, max_files=2, compress=True)
+    w.write("stdout", b"first start\n")
+    w.close()
+    written = entries(log)[-1].time_ns
+    w = LocalLogWriter(log, max_size=len(log.read_bytes()), max_files=2, compress=True)
+    w.write("stdout", b"second start\n")  # the file is full: it rotates before this entry
+    w.wait_compressed()
+    w.close()
+    assert parse_time(gzip_extra_last_time(tmp_path / "c.log.1.gz")) >= written
+    assert [r.data for r in read_logs(log, max_files=2, since_ns=written)[0]] == \
+        [b"first start\n", b"second start\n"]
