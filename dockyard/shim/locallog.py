@@ -235,16 +235,26 @@ class LocalLogWriter:
         self.max_files = max(1, max_files)
         self.compress = compress and self.max_files > 1
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         st = os.fstat(self._fd)
         self._size = st.st_size
         self._buffered: dict[str, bytes] = {}  # the start of a line not yet ended, per stream
         self._partials: dict[str, _Partial] = {}
-        # the time of the file's last entry, for the gzip header once it rotates; a file from an
-        # earlier start of the container: its last write, no earlier than its last entry, so a
-        # reader's --since never skips the file wrongly
-        self._last_time_ns = st.st_mtime_ns if st.st_size else 0
+        # the time of the file's last entry, for the gzip header once it rotates (a file from an
+        # earlier start of the container has one already)
+        self._last_time_ns = self._last_entry_time() if st.st_size else 0
         self._compressor: int | None = None  # pidfd of the child gzipping <log>.1
+
+    def _last_entry_time(self) -> int:
+        """By the last entry's length suffix; if that is torn or foreign, now: no earlier than
+        any entry in the file, so a reader's --since never skips the file wrongly."""
+        try:
+            (size,) = _LEN.unpack(os.pread(self._fd, FRAME_LEN, self._size - FRAME_LEN))
+            if size > min(MAX_ENTRY, self._size - 2 * FRAME_LEN):
+                raise ValueError("not a frame")
+            return decode_entry(os.pread(self._fd, size, self._size - FRAME_LEN - size)).time_ns
+        except (OSError, ValueError, struct.error):
+            return time.time_ns()
 
     def write(self, stream: str, data: bytes) -> None:
         """Log ``data`` read from ``stream`` ("stdout"/"stderr"): whole lines now, the rest later."""
