@@ -895,6 +895,13 @@ class Shim:
         self.linger_deadline = time.monotonic() + EXITED_LINGER
         if self.shutdown_waiters:
             self._shutdown()
+            return
+        # The daemon asks for the shutdown as soon as it has the exit: release the container now,
+        # while that answer travels, instead of after the request (the shutdown repeats it).
+        try:
+            self._release()
+        except Exception:  # the shutdown tries again and reports it
+            traceback.print_exc()
 
     def _oom_killed(self) -> bool:
         """Whether the kernel OOM-killed anything in the container's memory cgroup (v1 or v2)."""
@@ -914,8 +921,9 @@ class Shim:
 
     # ---- teardown -----------------------------------------------------------
 
-    def _cleanup(self, delete: bool) -> None:
-        """runtime delete, unmount the rootfs, remove the socket. Keeps exit.json as the record."""
+    def _release(self, delete: bool = True) -> None:
+        """What the container held: the runtime's state and cgroup (runtime delete: kills what is
+        left in it), the pty, the rootfs mounts. Safe to repeat."""
         if self.helper is not None:  # never started: the helper leaves (its init dies below)
             self.helper.close()
             self.helper = None
@@ -930,6 +938,10 @@ class Shim:
         if self.mounted:
             rootfs.unmount_all(self.request.rootfs_mounts, self.root)
             self.mounted = False
+
+    def _cleanup(self, delete: bool) -> None:
+        """runtime delete, unmount the rootfs, remove the socket. Keeps exit.json as the record."""
+        self._release(delete)
         if self.listener is not None:
             _unlink(self.sock_path)
             self.listener.close()
