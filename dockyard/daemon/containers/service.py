@@ -310,14 +310,21 @@ class ContainerService:
         auto_remove = False
         async with self._lock(cid):
             self._live.pop(cid, None)
-            try:
-                await running.handle.shutdown()
-            except Exception as e:
-                log.warning("container %s: shim shutdown: %s", cid, e)
-            try:
-                await self._networks.release_sandbox(cid)
-            except Exception as e:
-                log.warning("container %s: releasing the sandbox: %s", cid, e)
+
+            async def shutdown() -> None:
+                try:
+                    await running.handle.shutdown()
+                except Exception as e:
+                    log.warning("container %s: shim shutdown: %s", cid, e)
+
+            async def release_sandbox() -> None:
+                try:
+                    await self._networks.release_sandbox(cid)
+                except Exception as e:
+                    log.warning("container %s: releasing the sandbox: %s", cid, e)
+
+            # independent: the shim's cleanup and the network's teardown overlap
+            await asyncio.gather(shutdown(), release_sandbox())
             await self._volumes.unmount(cid)
             if self._store.has_id(cid):
                 rec = self._store.get(cid)
