@@ -5,8 +5,8 @@
   so the figure is the log driver's pace (the container blocks on a full pipe while the driver
   lags). json-file with `max-size=200m,max-file=2` on every target (nothing rotates away), then
   the local driver with its defaults (20 MB x 5, rotated files compressed).
-- logs_write_raw: RAW_MIB of output without newlines (`dd if=/dev/zero`), which every driver
-  cuts into 16 KB partial entries: the per-byte cost without the per-line one.
+- logs_write_raw: RAW_MIB of output without newlines (`dd if=/dev/zero` made printable by `tr`), which
+  every driver cuts into 16 KB partial entries: the per-byte cost without the per-line one.
 - logs_read / logs_read_local: `docker logs <c>` of the lines container, all of its output read
   through the CLI (counted, then dropped); the json-file one checks every byte came back.
 
@@ -66,7 +66,9 @@ def _write_case(name: str, log_args: list[str]):
 
 def _write_raw(target: Target, state: Any) -> dict[str, float]:
     mib = RAW_MIB_QUICK if target.quick else RAW_MIB
-    ms, cid = _run_to_exit(target, *JSON_FILE, IMAGE, "dd", "if=/dev/zero", "bs=1048576", f"count={mib}")
+    # printable bytes: NULs would measure JSON's \u0000 escaping (6 bytes each), not the log path
+    ms, cid = _run_to_exit(target, *JSON_FILE, IMAGE, "sh", "-c",
+                           f"dd if=/dev/zero bs=1048576 count={mib} 2>/dev/null | tr '\\0' x")
     _remove(target, cid)
     return {"logs_write_raw": ms}
 
@@ -117,7 +119,7 @@ CASES: list[Case] = [
                                            "--log-driver local (compressed rotation)", "ms")],
          _write_case("logs_write_lines_local", LOCAL)),
     Case("logs_write_raw", [Metric("logs_write_raw", f"a container writes {RAW_MIB} MiB without newlines "
-                                   "(dd), json-file log", "ms")],
+                                   "(dd | tr), json-file log", "ms")],
          _write_raw),
     _read("logs_read", f"docker logs of the {LINES_MIB} MiB of lines (json-file)", JSON_FILE, True),
     _read("logs_read_local", f"docker logs of the {LINES_MIB} MiB of lines (local; what its 5 x 20 MB "
