@@ -119,6 +119,7 @@ def test_daemon_json_default_local_driver():
         d = daemon_harness.new_daemon(["--config-file", str(conf)])
         try:
             daemon_harness.load_busybox(d)
+            assert ok(d, "info", "-f", "{{.LoggingDriver}}") == "local\n"
             name = f"ll-{secrets.token_hex(4)}"
             ok(d, "run", "--name", name, "--log-opt", "max-size=1k", "busybox", "sh", "-c",
                "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done")
