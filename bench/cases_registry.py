@@ -21,7 +21,7 @@ import shutil
 import tarfile
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cases import MIB, Case, Metric, timed_cli
