@@ -109,6 +109,25 @@ def _bool_filter(key: str, value: str) -> bool:
     raise errdefs.InvalidParameter(f"invalid filter '{key}={value}'")
 
 
+_TRUE, _FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _prune_all(values: list[str]) -> bool:
+    """The prune filter ``all`` as moby reads it: one value, a Go boolean (strconv.ParseBool)."""
+    if len(values) > 1:
+        raise errdefs.InvalidParameter(f"invalid filter 'all=[{' '.join(values)}]': only one value is expected")
+    if not values or values[0] in _FALSE:
+        return False
+    if values[0] in _TRUE:
+        return True
+    raise errdefs.InvalidParameter(f'invalid filter \'all\': strconv.ParseBool: parsing "{values[0]}": invalid syntax')
+
+
+def _prunable(rec: VolumeRecord) -> bool:
+    """A volume prune and df deal with: the local driver's, holding its data on this disk."""
+    return rec.driver == "local" and not rec.options
+
+
 def _label_match(labels: dict[str, str], want: str) -> bool:
     key, sep, value = want.partition("=")
     if key not in labels:
@@ -157,6 +176,7 @@ class VolumesService:
         self._plugin_timeout = plugin_timeout
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        self._pruning = threading.Lock()  # one prune at a time, as moby
 
     # ---- records ----------------------------------------------------------------
     def _get(self, name: str) -> VolumeRecord | None:
@@ -427,34 +447,46 @@ class VolumesService:
         return await asyncio.to_thread(self._prune, filters)
 
     def _prune(self, filters: dict[str, list[str]]) -> PruneResponse:
+        """Remove the unused volumes of the local driver that prune may take, as moby's: anonymous
+        ones unless ``all`` is true (API 1.42+; the API layer sets it for older clients). A plugin's
+        volumes and local volumes with mount options (tmpfs, NFS, a bound device) are never pruned:
+        removing them frees no space here."""
         for key in filters:
             if key not in PRUNE_FILTERS:
                 raise errdefs.InvalidParameter(f"invalid filter '{key}'")
-        prune_all = any(_bool_filter("all", v) for v in filters.get("all", []))
-        deleted, reclaimed = [], 0
-        for rec in self._all():
-            if rec.users or (not prune_all and not rec.anonymous):
-                continue
-            labels = rec.labels or {}
-            if not all(_label_match(labels, want) for want in filters.get("label", [])):
-                continue
-            if any(_label_match(labels, want) for want in filters.get("label!", [])):
-                continue
-            try:
-                with self._lock(rec.name):
-                    reclaimed += self._remove_locked(rec.name, force=False)
-            except errdefs.DockyardError as e:
-                log.warning("prune: volume %s: %s", rec.name, e)
-                continue
-            deleted.append(rec.name)
+        prune_all = _prune_all(filters.get("all", []))
+        if not self._pruning.acquire(blocking=False):
+            raise errdefs.Conflict("a prune operation is already running")
+        try:
+            deleted, reclaimed = [], 0
+            for rec in self._all():
+                if rec.users or not _prunable(rec) or (not prune_all and not rec.anonymous):
+                    continue
+                labels = rec.labels or {}
+                if not all(_label_match(labels, want) for want in filters.get("label", [])):
+                    continue
+                if any(_label_match(labels, want) for want in filters.get("label!", [])):
+                    continue
+                try:
+                    with self._lock(rec.name):
+                        reclaimed += self._remove_locked(rec.name, force=False)
+                except errdefs.DockyardError as e:
+                    log.warning("prune: volume %s: %s", rec.name, e)
+                    continue
+                deleted.append(rec.name)
+        finally:
+            self._pruning.release()
         self._events.emit("volume", "prune", "", {"reclaimed": str(reclaimed)})
         return PruneResponse(volumes_deleted=deleted or None, space_reclaimed=reclaimed)
 
     def disk_usage(self) -> list[Volume]:
-        """Every volume with UsageData (Size -1 where the driver cannot tell), for /system/df."""
+        """The volumes /system/df reports, with UsageData: as moby's, only the local driver's
+        without mount options (a plugin's or a tmpfs/NFS volume's size says nothing of this disk)."""
         out = []
         for rec in self._all():
-            size = tree_size(Path(self._local.path(rec.name))) if rec.driver == "local" else -1
+            if not _prunable(rec):
+                continue
+            size = tree_size(Path(self._local.path(rec.name)))
             out.append(self._view(rec, usage=UsageData(size=size, ref_count=len(rec.users))))
         return out
 

@@ -74,12 +74,17 @@ def test_tmpfs_volume_and_df(env):
     ok(handle, "volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=2m", "scratch")
     info = json.loads(ok(handle, "volume", "inspect", "scratch"))[0]
     assert info["Options"] == {"device": "tmpfs", "o": "size=2m", "type": "tmpfs"}
-    data = handle.data_root / "volumes/scratch/_data"
-    (data / "f").write_bytes(b"x" * 5000)
+    ok(handle, "volume", "create", "plain")
+    (handle.data_root / "volumes/plain/_data/f").write_bytes(b"x" * 5000)
+    ok(handle, "volume", "create", "-d", "dirplugin", "pluggy")
     df = ok(handle, "system", "df", "-v", "--format", "{{json .Volumes}}")
     volumes = {v["Name"]: v for v in json.loads(df)}
-    assert volumes["scratch"]["Size"] == "5kB" and volumes["scratch"]["Links"] == "0"
-    ok(handle, "volume", "rm", "scratch")
+    assert volumes["plain"]["Size"] == "5kB" and volumes["plain"]["Links"] == "0"
+    # as moby: df and prune take the local driver's volumes without mount options only
+    assert "scratch" not in volumes and "pluggy" not in volumes
+    pruned = ok(handle, "volume", "prune", "-f", "-a")
+    assert "plain" in pruned and "scratch" not in pruned and "pluggy" not in pruned
+    ok(handle, "volume", "rm", "scratch", "pluggy")
 
 
 def test_plugin_volume(env):

@@ -282,3 +282,29 @@ def test_volumes_only_the_plugin_knows(root, plugin):
         hang.close()
         db.close()
     assert ("volume", "destroy", "outside2", {"driver": "dirplugin"}) in events.events
+
+
+def test_prune_and_df_leave_plugin_volumes(root, plugin):
+    """As moby's prune and df (local driver only): a plugin's volumes, recorded or only in the
+    plugin, unused and anonymous or not, are neither pruned nor counted."""
+    _create_behind_our_back(root, "outside")
+    svc, db, _ = make(root)
+
+    async def flow():
+        await svc.create(CreateRequest(name="pnamed", driver="dirplugin"))
+        await svc.create(CreateRequest(driver="dirplugin", labels={}))  # anonymous, in the plugin
+        anon = await svc.create(CreateRequest())  # anonymous, local
+        assert [v.name for v in svc.disk_usage()] == [anon.name]
+        pruned = await svc.prune({"all": ["true"]})
+        assert pruned.volumes_deleted == [anon.name]
+        left = await svc.list({"driver": ["dirplugin"]})
+        assert len(left.volumes) == 3 and "outside" in {v.name for v in left.volumes}
+        assert sorted(p.name for p in (root / "plugin-state/volumes").iterdir()) == sorted(
+            v.name for v in left.volumes)
+        for vol in left.volumes:
+            await svc.remove(vol.name)
+
+    try:
+        asyncio.run(flow())
+    finally:
+        db.close()

@@ -330,3 +330,25 @@ def test_subpath_is_pinned_and_never_follows_symlinks(root):
     for cid in ("c1", "c2", "c3", "c4"):
         run(svc.release(cid, remove_anonymous=False))
     run(svc.remove("sub"))
+
+
+def test_prune_and_df_take_plain_local_volumes_only(root):
+    """moby's prune and df: the local driver's volumes without mount options (a tmpfs volume's
+    size is not this disk's); ``all`` is one Go boolean."""
+    svc, db, _ = make(root)
+    try:
+        run(svc.create(CreateRequest(name="plain")))
+        run(svc.create(CreateRequest(name="scratch", driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})))
+        (root / "data/volumes/plain/_data/f").write_bytes(b"12345")
+        assert {v.name: v.usage_data.size for v in svc.disk_usage()} == {"plain": 5}
+        for bad, message in [(["true", "false"], r"invalid filter 'all=\[true false\]': only one value is expected"),
+                             (["yes"], r'invalid filter \'all\': strconv.ParseBool: parsing "yes": invalid syntax')]:
+            with pytest.raises(errdefs.InvalidParameter, match=message):
+                run(svc.prune({"all": bad}))
+        assert run(svc.prune({"all": ["False"]})).volumes_deleted is None  # named volumes stay
+        pruned = run(svc.prune({"all": ["T"]}))
+        assert pruned.volumes_deleted == ["plain"] and pruned.space_reclaimed == 5
+        assert [v.name for v in run(svc.list({})).volumes] == ["scratch"]
+        run(svc.remove("scratch"))
+    finally:
+        db.close()
