@@ -152,6 +152,8 @@ def load_config(argv: list[str]) -> DaemonConfig:
         if key in ("data_root", "exec_root", "pidfile", "tlscacert", "tlscert", "tlskey"):
             value = Path(value).absolute()
         setattr(config, key, value)
+    if config.log_driver != "json-file" and "log_opts" not in values:
+        config.log_opts = {}  # the bounded default is json-file's; local has its own, as dockerd's
     if config.tlsverify:
         config.tls = True
     if "exec_root" in values and "hosts" not in values:

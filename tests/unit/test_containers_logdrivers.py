@@ -60,3 +60,14 @@ def test_writer_settings_and_paths(tmp_path: Path) -> None:
     assert logdrivers.log_file(tmp_path, "abc", "none") == ""
     assert logdrivers.inspect_log_path("local", "/x/container.log") == ""
     assert logdrivers.max_files(local) == 5
+
+
+def test_daemon_json_local_without_opts_keeps_the_drivers_defaults(tmp_path: Path) -> None:
+    from dockyard.cmd.dockyardd import load_config
+    conf = tmp_path / "daemon.json"
+    conf.write_text('{"log-driver": "local"}')
+    config = load_config(["--config-file", str(conf)])
+    assert (config.log_driver, config.log_opts) == ("local", {})
+    assert merged("", {}, config).config == {}  # inspect shows Config {} as dockerd's
+    conf.write_text('{"log-driver": "local", "log-opts": {"max-file": "2"}}')
+    assert load_config(["--config-file", str(conf)]).log_opts == {"max-file": "2"}
