@@ -226,37 +226,28 @@ class Shim:
         self.exec_waiters: dict[str, list[_Client]] = {}
         self.sigchld_r, self.sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.helper: Helper | None = None  # creates and starts the container (see Helper)
+        self.release_due = False  # stopped, the container not yet released (see _finish)
 
     # ---- create -------------------------------------------------------------
 
-    def create(self, helper: Helper, body: dict) -> None:
-        """Set stdio up and have ``helper`` mount the rootfs and run
-        ``runtime create`` for ``body`` (the spawn request's JSON); on failure undo everything
-        and raise."""
+    def create(self, helper: Helper) -> None:
+        """Take the result of the create ``helper`` is doing (``Helper.ask_create``): the init's
+        pid and our ends of its stdio; on failure undo everything and raise."""
         req = self.request
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd gets written
         signal.set_wakeup_fd(self.sigchld_w)
         self.sel.register(self.sigchld_r, selectors.EVENT_READ, self._on_sigchld)
-        child_fds: list[int] = []
-        console = None
-        console_path = self.state_dir / "console.sock"
         self.helper = helper  # until the start
         try:
             self.log = open_log_writer(req)
-            if req.tty:
-                console = self._unix_listener(console_path)
-            else:
-                self._make_pipes(child_fds)
             # the init is the helper's child; when the helper exits, the init is re-parented
             # to us (a child subreaper)
-            created = helper.create({"request": body,
-                                      "console": str(console_path) if req.tty else None}, child_fds)
+            created, fds = helper.created()
             self.mounted = True
             self.root = Path(created["root"])
             self.cgroups_path = created.get("cgroups_path")
             self.init_pid = int(created["pid"])
-            if console is not None:
-                self._receive_console(console)
+            self._take_stdio(created["fds"], fds)
             # only now: a listener inherited by the init (blocked before exec) would accept
             # connections nobody serves if the shim died
             self._listen()
@@ -266,52 +257,29 @@ class Shim:
             except Exception:  # the create error is the one to report; this goes to shim.log
                 traceback.print_exc()
             raise
-        finally:
-            for fd in child_fds:
-                os.close(fd)
-            if console is not None:
-                console.close()
-                _unlink(console_path)
         self.status = "created"
         write_state_file(self.state_dir / "init.pid", str(self.init_pid).encode())
 
-    def _unix_listener(self, path: Path) -> socket.socket:
-        _unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        with short_path(path) as reachable:
-            sock.bind(reachable)
-        sock.listen(16)
-        return sock
+    def _take_stdio(self, names: list[str], fds: list[int]) -> None:
+        """Our ends of the container's stdio, as the helper named them: a pty master, or the
+        stdin pipe's write end and the stdout/stderr pipes' read ends (non-blocking)."""
+        for name, fd in zip(names, fds):
+            if name == "master":
+                self.master = fd
+                self.outputs[fd] = "stdout"
+                if self.request.open_stdin:
+                    self.stdin_fd = os.dup(fd)  # its own selector entry for writes
+            elif name == "stdin":
+                self.stdin_fd = fd
+                continue
+            else:
+                self.outputs[fd] = name
+            self.sel.register(fd, selectors.EVENT_READ, self._on_output)
 
     def _listen(self) -> None:
-        self.listener = self._unix_listener(self.sock_path)
+        self.listener = unix_listener(self.sock_path)
         self.listener.setblocking(False)
         self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
-
-    def _make_pipes(self, child_fds: list[int]) -> None:
-        """The container's stdio pipes; their child ends (stdin, stdout, stderr) go to ``child_fds``."""
-        self.stdin_fd, _, outputs = _stdio_pipes(self.request.open_stdin, child_fds)
-        for r, stream in outputs.items():
-            self.outputs[r] = stream
-            self.sel.register(r, selectors.EVENT_READ, self._on_output)
-
-    def _accept_console(self, console: socket.socket) -> int:
-        console.settimeout(CONSOLE_TIMEOUT)
-        conn, _ = console.accept()
-        with conn:
-            conn.settimeout(CONSOLE_TIMEOUT)
-            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
-        if not fds:
-            raise errdefs.System(f"container {self.id}: the runtime sent no console")
-        return fds[0]
-
-    def _receive_console(self, console: socket.socket) -> None:
-        self.master = self._accept_console(console)
-        os.set_blocking(self.master, False)
-        self.outputs[self.master] = "stdout"
-        self.sel.register(self.master, selectors.EVENT_READ, self._on_output)
-        if self.request.open_stdin:
-            self.stdin_fd = os.dup(self.master)  # its own selector entry for writes
 
     # ---- loop ---------------------------------------------------------------
 
@@ -521,7 +489,9 @@ class Shim:
 
     def _op_wait(self, client: _Client, req: dict) -> dict | None:
         if self.exit is not None:
-            return {"exit": self.exit}
+            self._reply(client, {"ok": True, "exit": self.exit})
+            self._release_early()
+            return None
         self.waiters.append(client)
         return None
 
@@ -590,11 +560,10 @@ class Shim:
         console_path = self.state_dir / f"exec-{exec_id[:12]}.sock"
         try:
             if ex.tty:
-                console = self._unix_listener(console_path)
+                console = unix_listener(console_path)
                 with short_path(console_path) as reachable:
                     ex.pid = self.runtime.exec(self.id, process, console_socket=Path(reachable))
-                ex.master = self._accept_console(console)
-                os.set_blocking(ex.master, False)
+                ex.master = accept_console(console, f"exec {exec_id}")
                 ex.outputs[ex.master] = "stdout"
                 if req.get("stdin"):
                     ex.stdin_fd = os.dup(ex.master)
@@ -888,6 +857,7 @@ class Shim:
         self.status = "stopped"
         for client in self.waiters:
             self._reply(client, {"ok": True, "exit": self.exit})
+        answered = bool(self.waiters)
         self.waiters.clear()
         for client in list(self.clients.values()):
             if client.attached:
@@ -896,8 +866,18 @@ class Shim:
         if self.shutdown_waiters:
             self._shutdown()
             return
-        # The daemon asks for the shutdown as soon as it has the exit: release the container now,
-        # while that answer travels, instead of after the request (the shutdown repeats it).
+        # The daemon asks for the shutdown as soon as it has the exit: release the container
+        # while that answer travels, instead of after the request (the shutdown repeats it). Not
+        # before the daemon's wait is answered, though: for a short-lived container it often
+        # arrives just after the exit, and would wait behind the release.
+        self.release_due = True
+        if answered:
+            self._release_early()
+
+    def _release_early(self) -> None:
+        if not self.release_due:
+            return
+        self.release_due = False
         try:
             self._release()
         except Exception:  # the shutdown tries again and reports it
@@ -946,6 +926,28 @@ class Shim:
             _unlink(self.sock_path)
             self.listener.close()
             self.listener = None
+
+
+def accept_console(console: socket.socket, what: str) -> int:
+    """The pty master the runtime sends on a console socket (non-blocking)."""
+    console.settimeout(CONSOLE_TIMEOUT)
+    conn, _ = console.accept()
+    with conn:
+        conn.settimeout(CONSOLE_TIMEOUT)
+        _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+    if not fds:
+        raise errdefs.System(f"{what}: the runtime sent no console")
+    os.set_blocking(fds[0], False)
+    return fds[0]
+
+
+def unix_listener(path: Path) -> socket.socket:
+    _unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    with short_path(path) as reachable:
+        sock.bind(reachable)
+    sock.listen(16)
+    return sock
 
 
 def _stdio_pipes(with_stdin: bool, child_fds: list[int],
@@ -1004,19 +1006,23 @@ class Helper:
                 os._exit(code)
         theirs.close()
 
-    def create(self, message: dict, child_fds: list[int]) -> dict:
-        """Send the create request (``child_fds``: the init's stdio), return the successful
-        reply or raise its error."""
-        return self._ask(message, child_fds, "create")
+    def ask_create(self, body: dict) -> None:
+        """Start the create of ``body`` (the spawn request's JSON), at once: the shim sets itself
+        up meanwhile and takes the result with ``created``."""
+        self.sock.send(json.dumps(body).encode())
+
+    def created(self) -> tuple[dict, list[int]]:
+        """The successful reply (``fds`` names the fds that came with it) or its error raised."""
+        return self._reply("create")
 
     def start(self) -> None:
         """Release the init (``runtime start``); the helper exits after it."""
-        self._ask({"op": "start"}, [], "start")
+        self.sock.send(b"start")
+        self._reply("start")
 
-    def _ask(self, message: dict, fds: list[int], what: str) -> dict:
+    def _reply(self, what: str) -> tuple[dict, list[int]]:
         """The reply is awaited together with the helper's exit: the socket alone cannot tell,
         as the init it forked (blocked before exec) holds its end."""
-        socket.send_fds(self.sock, [json.dumps(message).encode()], fds)
         pidfd = os.pidfd_open(self.pid)
         try:
             poller = select.poll()
@@ -1027,11 +1033,13 @@ class Helper:
                     break
         finally:
             os.close(pidfd)
-        data = self.sock.recv(HELPER_REPLY_MAX) if select.select([self.sock], [], [], 0)[0] else b""
+        data, fds = b"", []
+        if select.select([self.sock], [], [], 0)[0]:
+            data, fds, _, _ = socket.recv_fds(self.sock, HELPER_REPLY_MAX, 4)
         if not data:
             raise errdefs.System(f"the shim's create helper (pid {self.pid}) died during {what} "
                                  f"(see shim.log)")
-        return P.raise_for_reply(json.loads(data))
+        return P.raise_for_reply(json.loads(data)), fds
 
     def close(self) -> None:
         self.sock.close()
@@ -1039,26 +1047,28 @@ class Helper:
 
 def _create_helper(pair: socket.socket) -> int:
     try:
-        data, fds, _, _ = socket.recv_fds(pair, HELPER_REPLY_MAX, 3)
+        data = pair.recv(HELPER_REPLY_MAX)
     except OSError:
         return 0
     if not data:
         return 0  # our shim left unused
+    ours: list[int] = []  # the stdio ends that go to the shim with the reply
     try:
-        message = json.loads(data)
-        request = spawn_request_from_json(message["request"])
+        request = spawn_request_from_json(json.loads(data))
+        request.state_dir.mkdir(parents=True, exist_ok=True)
         os.chdir(request.state_dir)
         log_fd = os.open("shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         os.dup2(log_fd, 2)  # our errors (and the runtime's) to the shim's log, as the shim's
         os.close(log_fd)
         runtime = load_runtime(request.runtime, request.runtime_root)
-        reply = {"ok": True, **_create_container(runtime, request, tuple(fds) if len(fds) == 3 else None,
-                                                 message.get("console"))}
+        reply = {"ok": True, **_create_container(runtime, request, ours)}
     except Exception as err:
         traceback.print_exc()
         pair.send(json.dumps(P.error_reply(err)).encode())
         return 0
-    pair.send(json.dumps(reply).encode())
+    socket.send_fds(pair, [json.dumps(reply).encode()], ours)
+    for fd in ours:
+        os.close(fd)
     try:
         data = pair.recv(HELPER_REPLY_MAX)
     except OSError:
@@ -1074,28 +1084,51 @@ def _create_helper(pair: socket.socket) -> int:
     return 0
 
 
-def _create_container(runtime: Runtime, req: SpawnRequest, stdio: tuple[int, int, int] | None,
-                      console_path: str | None) -> dict:
-    """Mount the rootfs and run ``runtime create``; on failure unmount again and raise."""
+def _create_container(runtime: Runtime, req: SpawnRequest, ours: list[int]) -> dict:
+    """Mount the rootfs, make the init's stdio (pipes, or a pty through the console socket) and
+    run ``runtime create``; the shim's ends of the stdio go to ``ours``. On failure undo it all
+    and raise."""
     spec = runtime_spec.decode((req.bundle / "config.json").read_bytes())
     root = Path(spec.root.path) if os.path.isabs(spec.root.path) else req.bundle / spec.root.path
+    child_fds: list[int] = []
+    console = None
+    console_path = req.state_dir / "console.sock"
     rootfs.mount_all(req.rootfs_mounts, root)
     try:
-        if console_path is not None:
-            with short_path(Path(console_path)) as reachable:
+        if req.tty:
+            console = unix_listener(console_path)
+            with short_path(console_path) as reachable:
                 pid = runtime.create(req.container_id, req.bundle, console_socket=Path(reachable))
+            ours.append(accept_console(console, f"container {req.container_id}"))
+            names = ["master"]
         else:
+            stdin_w, stdio, outputs = _stdio_pipes(req.open_stdin, child_fds)
+            names = (["stdin"] if stdin_w is not None else []) + list(outputs.values())
+            ours += ([stdin_w] if stdin_w is not None else []) + list(outputs)
             pid = runtime.create(req.container_id, req.bundle, stdio=stdio)
     except BaseException:
+        for fd in ours:
+            os.close(fd)
+        ours.clear()
+        try:
+            runtime.delete(req.container_id, force=True)  # an init whose console never came
+        except Exception:
+            pass
         rootfs.unmount_all(req.rootfs_mounts, root)
         raise
-    return {"pid": pid, "root": str(root), "cgroups_path": spec.linux.cgroups_path}
+    finally:
+        for fd in child_fds:
+            os.close(fd)
+        if console is not None:
+            console.close()
+            _unlink(console_path)
+    return {"pid": pid, "root": str(root), "cgroups_path": spec.linux.cgroups_path, "fds": names}
 
 
 def run(conn: socket.socket, body: dict, helper: Helper) -> int:
     """Body of the shim process, called in the zygote's grandchild. ``conn`` is the daemon's
     spawn connection: it gets our pid, then the init's pid or the create error. ``helper``: the
-    process forked ahead to do the create."""
+    process forked ahead, already doing the create (``Helper.ask_create``)."""
     conn.setblocking(True)
     conn.sendall(P.json_frame(P.REPLY, {"ok": True, "shim_pid": os.getpid()}))
     try:
@@ -1110,7 +1143,7 @@ def run(conn: socket.socket, body: dict, helper: Helper) -> int:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         write_state_file(request.state_dir / "shim.pid", str(os.getpid()).encode())
         shim = Shim(request, load_runtime(request.runtime, request.runtime_root))
-        shim.create(helper, body)
+        shim.create(helper)
     except Exception as err:
         conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
         return 1

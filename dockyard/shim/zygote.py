@@ -181,6 +181,7 @@ def _spare(pair: socket.socket) -> int:
         except OSError:
             pass
         return 1
+    helper.ask_create(request["request"])  # first: it works while the shim sets itself up
     return shim.run(conn, request["request"], helper)
 
 
