@@ -35,7 +35,7 @@ from dockyard.shim import shim
 from dockyard.shim.sockpath import short_path
 
 REQUEST_TIMEOUT = 5.0
-SPARE_DELAY = 0.02  # after a spawn, how long the zygote waits before forking the next spare
+SPARE_DELAY = 0.035  # after a spawn, how long the zygote waits before forking the next spare
 
 
 def _read_request(conn: socket.socket) -> dict:
@@ -109,8 +109,9 @@ class Zygote:
 
     def _hand_over(self, conn: socket.socket) -> None:
         """Give ``conn`` to the spare, which becomes its shim; a dead spare is replaced once."""
-        # the next spare waits until the shim just handed over has done its create: forking
-        # it meanwhile would take CPU from that start
+        # the next spare waits until the shim just handed over is past its create and start
+        # (and, for a short-lived container, its exit and cleanup: ~30 ms here): forking it
+        # meanwhile would take CPU from them
         self.spare_due = time.monotonic() + SPARE_DELAY
         for _ in range(2):
             spare, self.spare = self.spare or self._fork_spare(), None
