@@ -16,6 +16,8 @@ import pytest
 
 from tests import daemon_harness
 
+IMAGE = "busybox"
+
 
 def ok(d, *args, timeout=60) -> str:
     r = d.docker(*args, timeout=timeout)
@@ -130,3 +132,19 @@ def test_daemon_json_default_local_driver():
             assert ok(d, "logs", "--tail", "2", name) == "line-198\nline-199\n"
         finally:
             daemon_harness.destroy(d)
+
+
+def test_docker_py_and_our_cli(dockyardd, docker_client, names):
+    from docker.types import LogConfig
+
+    name = _name(names)
+    container = docker_client.containers.run(IMAGE, ["sh", "-c", "echo one; echo two >&2"], name=name,
+                                             detach=True, log_config=LogConfig(type="local"))
+    container.wait(timeout=30)
+    assert container.logs(stdout=True, stderr=False) == b"one\n"
+    assert container.logs(stdout=False, stderr=True) == b"two\n"
+    assert container.attrs["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {}}
+    ours = _name(names)
+    r = dockyardd.dockyard("run", "--name", ours, "--log-driver", "local", IMAGE, "echo", "hi")
+    assert r.returncode == 0, r.stderr.decode()
+    assert dockyardd.dockyard("logs", ours).stdout == b"hi\n"
