@@ -13,6 +13,7 @@ set up, leaving the init re-parented to the nearest child subreaper: the shim
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -30,12 +31,27 @@ from dockyard.runtime.rootfs import RECURSIVE_ATTRS
 _RECURSIVE_OPTIONS = frozenset(RECURSIVE_ATTRS)
 
 
+@functools.cache
+def mount_options(binary: str) -> frozenset[str]:
+    """The mount options ``<binary> features`` lists, asked once per binary (the daemon asks too:
+    a plain read-only bind falls back to "ro" on a runtime without "rro", as Docker's); empty for
+    a runc older than 1.1, which has no "features" verb."""
+    import subprocess  # on use, as in _run: the zygote stays without threading
+
+    try:
+        result = subprocess.run([binary, "features"], stdin=subprocess.DEVNULL, capture_output=True,
+                                check=False, timeout=30)
+        features = json.loads(result.stdout) if result.returncode == 0 else {}
+        return frozenset(features.get("mountOptions") or ())
+    except (OSError, ValueError, AttributeError, subprocess.TimeoutExpired):
+        return frozenset()
+
+
 class RuncRuntime:
     def __init__(self, binary: str | Path, root: Path) -> None:
         self.binary = str(binary)
         self.root = Path(root)
         self.name = os.path.basename(self.binary)
-        self._mount_options: frozenset[str] | None = None  # from ``<binary> features``, asked once
 
     def _check_recursive_options(self, bundle: Path) -> None:
         """A runc without "rro" & co. (before 1.1) would pass them to the kernel as mount data and
@@ -46,14 +62,9 @@ class RuncRuntime:
                   if option in _RECURSIVE_OPTIONS]
         if not wanted:
             return
-        if self._mount_options is None:
-            try:
-                features = json.loads(self._run("features"))
-                self._mount_options = frozenset(features.get("mountOptions") or ())
-            except (errdefs.DockyardError, ValueError, AttributeError):
-                self._mount_options = frozenset()  # no "features" verb: a runc older than 1.1
+        supported = mount_options(self.binary)
         for option, destination in wanted:
-            if option not in self._mount_options:
+            if option not in supported:
                 raise errdefs.InvalidParameter(
                     f'mount option "{option}" for {destination} is not supported by runtime "{self.name}" '
                     f"({self.binary} features does not list it; runc 1.1 or later makes submounts read-only)")

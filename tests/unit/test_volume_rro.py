@@ -108,10 +108,10 @@ def test_mount_setattr_names_the_path_on_failure() -> None:
     assert info.value.errno == errno.ENOENT and "mount_setattr /nonexistent-dy-rro" in str(info.value)
 
 
-def _fake_runc(tmp: str, features: str | None) -> str:
+def _fake_runc(tmp: str, features: str | None, name: str = "fake-runc") -> str:
     """A runc stand-in: ``features`` prints the given JSON (None: fails, as runc < 1.1); every
-    call is logged to calls.log."""
-    path = os.path.join(tmp, "fake-runc")
+    call is logged to calls.log. Its answer is cached per path: each stand-in gets a name of its own."""
+    path = os.path.join(tmp, name)
     answer = f"cat <<'JSON'\n{features}\nJSON\nexit 0" if features is not None else "echo 'no such command' >&2; exit 1"
     with open(path, "w") as f:
         f.write(f'#!/bin/sh\necho "$@" >> {tmp}/calls.log\n'
@@ -142,9 +142,9 @@ def test_runc_without_rro_is_a_clear_error() -> None:
         calls = open(os.path.join(tmp, "calls.log")).read()
         assert "features" in calls and "create" not in calls  # refused before runc create ran
 
-        new = RuncRuntime(_fake_runc(tmp, '{"mountOptions": ["rbind", "ro", "rro"]}'), Path(tmp) / "state")
+        new = RuncRuntime(_fake_runc(tmp, '{"mountOptions": ["rbind", "ro", "rro"]}', "new-runc"), Path(tmp) / "state")
         new._check_recursive_options(Path(_bundle(tmp, ["rbind", "rro"])))  # listed: accepted
         os.unlink(os.path.join(tmp, "calls.log"))
-        RuncRuntime(_fake_runc(tmp, None), Path(tmp) / "state")._check_recursive_options(
+        RuncRuntime(_fake_runc(tmp, None, "unasked-runc"), Path(tmp) / "state")._check_recursive_options(
             Path(_bundle(tmp, ["rbind", "ro"])))
         assert not os.path.exists(os.path.join(tmp, "calls.log"))  # no recursive option: runc not asked
