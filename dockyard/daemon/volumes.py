@@ -43,6 +43,7 @@ from dockyard.apitypes.volume import CreateRequest, ListResponse, MountSpec, Pru
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.interfaces import EventSink
 from dockyard.oci import runtime_spec as oci
+from dockyard.runtime import runc
 from dockyard.storage.metadata import Database
 from dockyard.volume import copyup, kernel, mountspec, names, plugin
 from dockyard.volume.driver import DriverVolume, VolumeDriver
@@ -144,15 +145,29 @@ def _name_match(name: str, pattern: str) -> bool:
         return pattern in name
 
 
-def _write_mode(m: PlannedMount) -> str:
+def _rro_unsupported(runtime: str) -> str:
+    """"" when the container's runtime can make a mount read-only recursively, else why not, as
+    Docker's supportsRecursivelyReadOnly: the kernel (mount_setattr), and for a runc-compatible
+    binary the "rro" its ``features`` lists. Our own runtime (and a test's module:factory) does it
+    wherever the kernel can."""
+    why_not = kernel.supports_recursive_readonly()
+    if why_not:
+        return f"rro is not supported: {why_not}"
+    if runtime and runtime != "dockyard" and ":" not in runtime and "rro" not in runc.mount_options(runtime):
+        return f'rro is not supported by runtime "{os.path.basename(runtime)}"'
+    return ""
+
+
+def _write_mode(m: PlannedMount, runtime: str) -> str:
     """The OCI option for a bind's write mode, as Docker 25+ (API 1.44+): a read-only mount is made
-    recursively read-only ("rro": its submounts too) where the kernel can, and must be where
-    bind-recursive=readonly asks it; bind-recursive=writable keeps the submounts writable ("ro")."""
+    recursively read-only ("rro": its submounts too) where the kernel and the runtime can, and must
+    be where bind-recursive=readonly asks it; elsewhere it quietly stays "ro" (submounts writable),
+    as bind-recursive=writable asks and as binds of clients before API 1.44 are."""
     if not m.read_only:
         return "rw"
     if m.recursive in ("writable", "disabled"):
-        return "ro"  # no submounts to make read-only with a plain bind
-    why_not = kernel.supports_recursive_readonly()
+        return "ro"  # disabled: no submounts to make read-only with a plain bind
+    why_not = _rro_unsupported(runtime)
     if not why_not:
         return "rro"
     if m.recursive == "readonly":
@@ -493,11 +508,14 @@ class VolumesService:
     # ---- containers' mounts -----------------------------------------------------------
     def resolve_mounts(self, container_id: str, host_config: HostConfig,
                              config_volumes: dict[str, object] | None, image_layer_dirs: list[Path],
-                             volumes_from_lookup: VolumesFromLookup) -> list[MountPoint]:
+                             volumes_from_lookup: VolumesFromLookup,
+                             default_read_only_non_recursive: bool = False) -> list[MountPoint]:
         """Work out a new container's mounts, create the volumes they need, record them.
 
         ``config_volumes`` is Config.Volumes with the image's VOLUMEs merged in (the docker
-        CLI sends ``-v /path`` there). On any error nothing is left behind."""
+        CLI sends ``-v /path`` there). ``default_read_only_non_recursive`` is moby's flag for a
+        client before API 1.44: its read-only binds stay non-recursive, as they were then, and
+        it cannot ask for ReadOnlyForceRecursive. On any error nothing is left behind."""
         by_destination: dict[str, PlannedMount] = {}
         # --volumes-from first; -v and --mount may replace what it brings.
         for spec in host_config.volumes_from or []:
@@ -520,6 +538,14 @@ class VolumesService:
             except msgspec.ValidationError as e:
                 raise errdefs.InvalidParameter(f"invalid mount config: {e}") from None
             requests.append(mountspec.parse_mount(spec))
+        if default_read_only_non_recursive:
+            for req in requests:
+                if req.type != "bind" or not req.read_only:
+                    continue
+                if req.recursive == "readonly":
+                    raise errdefs.InvalidParameter("BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer")
+                if req.recursive == "enabled":
+                    req.recursive = "writable"
         seen: set[str] = set()
         for req in requests:
             if req.destination in seen:
@@ -576,15 +602,16 @@ class VolumesService:
 
     async def resolve_mounts_async(self, container_id: str, host_config: HostConfig,
                                    config_volumes: dict[str, object] | None, image_layer_dirs: list[Path],
-                                   volumes_from_lookup: VolumesFromLookup) -> list[MountPoint]:
+                                   volumes_from_lookup: VolumesFromLookup,
+                                   default_read_only_non_recursive: bool = False) -> list[MountPoint]:
         """``resolve_mounts`` for a caller on the event loop: a container with mounts has them
         resolved in a worker thread (plugin calls up to their timeout, copy-up of an image
         directory), so a slow volume plugin never stalls the daemon; one without costs nothing."""
+        args = (container_id, host_config, config_volumes, image_layer_dirs, volumes_from_lookup,
+                default_read_only_non_recursive)
         if not (host_config.binds or host_config.mounts or host_config.volumes_from or config_volumes):
-            return self.resolve_mounts(container_id, host_config, config_volumes, image_layer_dirs,
-                                       volumes_from_lookup)
-        return await asyncio.to_thread(self.resolve_mounts, container_id, host_config, config_volumes,
-                                       image_layer_dirs, volumes_from_lookup)
+            return self.resolve_mounts(*args)
+        return await asyncio.to_thread(self.resolve_mounts, *args)
 
     def _record_plan(self, container_id: str, plan: ContainerMounts) -> None:
         """Save the container's mounts and make it a user of its volumes, in one transaction."""
@@ -643,18 +670,20 @@ class VolumesService:
         finally:
             self._call(driver, "unmount", rec.name, mount_id)
 
-    async def mount(self, container_id: str) -> list[oci.Mount]:
+    async def mount(self, container_id: str, runtime: str = "") -> list[oci.Mount]:
         """At start: mount each volume through its driver; the OCI mounts for the container's spec.
+        ``runtime`` is what the shim runs ("dockyard" or a runc-compatible binary): a read-only
+        bind is recursive only where it can be.
 
         If one fails, those already mounted are unmounted again."""
         plan = self._plan(container_id)
         if plan is None:
             return []  # the common case on the hot path: no thread hop, no driver
         if not any(m.type == "volume" for m in plan.mounts):
-            return self._mount(container_id, plan)
-        return await asyncio.to_thread(self._mount, container_id, plan)
+            return self._mount(container_id, plan, runtime)
+        return await asyncio.to_thread(self._mount, container_id, plan, runtime)
 
-    def _mount(self, container_id: str, plan: ContainerMounts) -> list[oci.Mount]:
+    def _mount(self, container_id: str, plan: ContainerMounts, runtime: str) -> list[oci.Mount]:
         out: list[oci.Mount] = []
         mounted: list[PlannedMount] = []
         try:
@@ -675,7 +704,7 @@ class VolumesService:
                     source = self._mount_volume(container_id, m)
                     mounted.append(m)
                 options = ["rbind" if m.recursive != "disabled" else "bind",
-                           m.propagation or mountspec.DEFAULT_PROPAGATION, _write_mode(m)]
+                           m.propagation or mountspec.DEFAULT_PROPAGATION, _write_mode(m, runtime)]
                 out.append(oci.Mount(destination=m.destination, type="bind", source=source, options=options))
         except BaseException:
             for m in mounted:

@@ -352,3 +352,42 @@ def test_prune_and_df_take_plain_local_volumes_only(root):
         run(svc.remove("scratch"))
     finally:
         db.close()
+
+
+def test_read_only_bind_modes_by_api_version_and_runtime(root):
+    """A read-only bind is "rro" where the kernel and the runtime can (runc: its ``features``),
+    else quietly "ro"; bind-recursive=readonly refuses a runtime without it; a client before API
+    1.44 gets non-recursive read-only binds and may not force recursion."""
+    from tests.unit.test_volume_rro import _fake_runc
+
+    if kernel.supports_recursive_readonly():
+        pytest.skip("this kernel has no mount_setattr")
+    svc, db, _ = make(root)
+    src = root / "src"
+    src.mkdir()
+    forced = {"Type": "bind", "Source": str(src), "Target": "/f", "ReadOnly": True,
+              "BindOptions": {"ReadOnlyForceRecursive": True}}
+    try:
+        norro = _fake_runc(str(root), '{"mountOptions": ["rbind", "ro"]}', "norro")
+        withrro = _fake_runc(str(root), '{"mountOptions": ["rbind", "ro", "rro"]}', "withrro")
+        svc.resolve_mounts("c1", HostConfig(binds=[f"{src}:/m:ro"]), None, [], no_lookup)
+        modes = lambda cid, runtime: [m.options[-1] for m in run(svc.mount(cid, runtime))]  # noqa: E731
+        assert modes("c1", "dockyard") == ["rro"] and modes("c1", withrro) == ["rro"]
+        assert modes("c1", norro) == ["ro"]
+        svc.resolve_mounts("c2", HostConfig(mounts=[forced]), None, [], no_lookup)
+        assert modes("c2", withrro) == ["rro"]
+        with pytest.raises(errdefs.InvalidParameter, match='rro is not supported by runtime "norro"'):
+            run(svc.mount("c2", norro))
+        # API < 1.44: -v ...:ro and --mount readonly stay non-recursive; forcing is refused
+        svc.resolve_mounts("c3", HostConfig(binds=[f"{src}:/m:ro"], mounts=[
+            {"Type": "bind", "Source": str(src), "Target": "/n", "ReadOnly": True}]), None, [], no_lookup,
+            default_read_only_non_recursive=True)
+        assert modes("c3", "dockyard") == ["ro", "ro"]
+        with pytest.raises(errdefs.InvalidParameter, match="BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer"):
+            svc.resolve_mounts("c4", HostConfig(mounts=[forced]), None, [], no_lookup,
+                               default_read_only_non_recursive=True)
+        assert svc.mount_points("c4") == []
+        for cid in ("c1", "c2", "c3"):
+            run(svc.release(cid, remove_anonymous=True))
+    finally:
+        db.close()
