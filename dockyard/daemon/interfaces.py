@@ -159,19 +159,23 @@ class VolumeMounter(Protocol):
 
     def resolve_mounts(self, container_id: str, host_config: HostConfig,
                        config_volumes: dict[str, Any] | None, image_layer_dirs: list[Path],
-                       volumes_from_lookup: Any) -> list[MountPoint]:
+                       volumes_from_lookup: Any, default_read_only_non_recursive: bool = False) -> list[MountPoint]:
         """At create: validate, create named/anonymous volumes, copy-up, record; the inspect
         Mounts. volumes_from_lookup(ref) -> full container ID (raises NotFound). Nothing is
-        left behind on error. Blocks only for plugin calls and copy-up."""
+        left behind on error. Blocks only for plugin calls and copy-up.
+        default_read_only_non_recursive: a client before API 1.44 (read-only binds not recursive)."""
 
     async def resolve_mounts_async(self, container_id: str, host_config: HostConfig,
                                    config_volumes: dict[str, Any] | None, image_layer_dirs: list[Path],
-                                   volumes_from_lookup: Any) -> list[MountPoint]:
+                                   volumes_from_lookup: Any,
+                                   default_read_only_non_recursive: bool = False) -> list[MountPoint]:
         """``resolve_mounts`` for a caller on the event loop: driver calls (a slow volume plugin,
         copy-up) run in a worker thread."""
 
-    async def mount(self, container_id: str) -> list[oci.Mount]:
-        """At start: the OCI mounts (binds of volumes and host paths, --mount tmpfs) for the spec."""
+    async def mount(self, container_id: str, runtime: str = "") -> list[oci.Mount]:
+        """At start: the OCI mounts (binds of volumes and host paths, --mount tmpfs) for the spec.
+        runtime: what the shim runs ("dockyard" or a runc-compatible binary), whose support of
+        "rro" decides whether a read-only bind is recursive."""
 
     async def unmount(self, container_id: str) -> None:
         """At stop/exit (idempotent)."""

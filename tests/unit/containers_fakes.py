@@ -222,7 +222,11 @@ class FakeVolumes:
             self.plans[container_id] = plan
         return [MountPoint(type="bind", source=s, destination=d, rw=not ro) for s, d, ro in plan]
 
-    async def mount(self, container_id):
+    async def resolve_mounts_async(self, container_id, host_config, config_volumes, image_layer_dirs,
+                                   volumes_from_lookup, default_read_only_non_recursive=False):
+        return self.resolve_mounts(container_id, host_config, config_volumes, image_layer_dirs, volumes_from_lookup)
+
+    async def mount(self, container_id, runtime=""):
         from dockyard.oci import runtime_spec as oci
         self.mounted.add(container_id)
         return [oci.Mount(destination=d, type="bind", source=s, options=["rbind", "rprivate", "ro" if ro else "rw"])

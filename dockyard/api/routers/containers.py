@@ -12,8 +12,8 @@ import msgspec
 from aiohttp import web
 
 from dockyard import errdefs
-from dockyard.api import hijack
-from dockyard.api.app import json_response, read_json
+from dockyard.api import hijack, versions
+from dockyard.api.app import api_version, json_response, read_json
 from dockyard.api.routers.system import parse_filters
 from dockyard.apitypes.container import (
     ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse, UpdateRequest,
@@ -32,7 +32,8 @@ class AttachSession(Protocol):
 
 
 class ContainersBackend(Protocol):
-    async def create_async(self, request: CreateRequest, name: str | None = None) -> CreateResponse: ...
+    async def create_async(self, request: CreateRequest, name: str | None = None,
+                           default_read_only_non_recursive: bool = False) -> CreateResponse: ...
     def list(self, all: bool = False, limit: int = -1, size: bool = False,
              filters: dict[str, list[str]] | None = None) -> list[ContainerSummary]: ...
     def inspect(self, ref: str, size: bool = False) -> ContainerInspect: ...
@@ -84,7 +85,10 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         body = await read_json(request, CreateRequest)
         if body is None:
             raise errdefs.InvalidParameter("config cannot be empty in order to create a container")
-        return json_response(await backend.create_async(body, request.query.get("name") or None), status=201)
+        # before API 1.44 read-only binds were not recursive (moby's DefaultReadOnlyNonRecursive)
+        old_ro = not versions.at_least(api_version(request), "1.44")
+        return json_response(await backend.create_async(body, request.query.get("name") or None, old_ro),
+                             status=201)
 
     async def list_containers(request: web.Request) -> web.Response:
         return json_response(backend.list(

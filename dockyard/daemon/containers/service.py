@@ -163,12 +163,15 @@ class ContainerService:
         new = self._begin_create(request, name)
         return self._finish_create(new, self._volumes.resolve_mounts(*self._mount_args(new)))
 
-    async def create_async(self, request: CreateRequest, name: str | None = None) -> CreateResponse:
+    async def create_async(self, request: CreateRequest, name: str | None = None,
+                           default_read_only_non_recursive: bool = False) -> CreateResponse:
         """The API's create: the volumes' driver calls (a volume plugin up to its timeout, copy-up)
         run in a worker thread, so a slow plugin delays this answer, never the event loop. A name
-        taken meanwhile is still refused, by the store's unique name."""
+        taken meanwhile is still refused, by the store's unique name. A client before API 1.44
+        sets ``default_read_only_non_recursive`` (its read-only binds stay non-recursive)."""
         new = self._begin_create(request, name)
-        return self._finish_create(new, await self._volumes.resolve_mounts_async(*self._mount_args(new)))
+        return self._finish_create(new, await self._volumes.resolve_mounts_async(
+            *self._mount_args(new), default_read_only_non_recursive))
 
     def _begin_create(self, request: CreateRequest, name: str | None) -> _NewContainer:
         if name:

@@ -121,7 +121,7 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
             port_bindings=hc.port_bindings, exposed_ports=list(rec.config.exposed_ports or {}),
             publish_all=hc.publish_all_ports, endpoint_config=primary, links=hc.links or [],
             more_networks=configs)
-        volume_mounts = await volumes.mount(rec.id)
+        volume_mounts = await volumes.mount(rec.id, rec.runtime)
         mounted = True
         spec = specmod.build(rec, exec_user, rootfs=str(exec_dir / "rootfs"), sandbox=sandbox,
                              cgroup_parent=config.cgroup_parent, volume_mounts=volume_mounts)
