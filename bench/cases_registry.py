@@ -137,13 +137,26 @@ def _remove_image(target: Target, image_id: str) -> None:
     target.cli("rmi", "-f", image_id, check=False)
 
 
-def _registry_case(name: str, what: str, full: Workload, quick: Workload) -> Case:
+def _size(n: int) -> str:
+    return f"{n / MB:.0f} MB" if n >= 10 * MB else f"{n / MB:.2g} MB"
+
+
+def _metrics(name: str, what: str, workload: Workload) -> list[Metric]:
+    """The case's rows, titled after the workload it runs (quick mode's is smaller): ``what``
+    may name ``{layers}`` (how many) and ``{size}`` (their uncompressed bytes)."""
+    size = sum(c.random + c.text for layer in workload.layers for c in layer)
+    what = what.format(layers=len(workload.layers), size=_size(size))
     metrics = []
     for server, title in SERVERS.items():
         metrics.append(Metric(f"{name}_push_{server}", f"push {what} → {title}", "ms"))
         metrics.append(Metric(f"{name}_pull_{server}", f"pull {what} ← {title}", "ms"))
     for server, title in SERVERS.items():
         metrics.append(Metric(f"{name}_rss_{server}", f"{title} peak RSS while serving ({what})", "MiB"))
+    return metrics
+
+
+def _registry_case(name: str, what: str, full: Workload, quick: Workload) -> Case:
+    metrics = _metrics(name, what, full)
 
     def setup(target: Target) -> State:
         if target.name == "podman":
@@ -152,7 +165,9 @@ def _registry_case(name: str, what: str, full: Workload, quick: Workload) -> Cas
         servers: list[RegistryServer] = []
         try:
             tag = f"bench-{name.replace('_', '-')}:latest"
-            archive = make_archive(workdir, quick if target.quick else full, tag)
+            workload = quick if target.quick else full
+            metrics[:] = _metrics(name, what, workload)  # the same rows, titled after this workload
+            archive = make_archive(workdir, workload, tag)
             target.cli("load", "-i", str(archive), timeout=600)
             archive.unlink()
             image_id = target.api.inspect_image(tag)["Id"]
@@ -205,14 +220,14 @@ def _layer(i: int, random: int, text: int) -> list[Content]:
 
 CASES: list[Case] = [
     # #5's and #9's big layer: 100 MB random + 100 MB text in one layer (210 MB as a tar)
-    _registry_case("registry_200mb", "200 MB image, 1 layer",
+    _registry_case("registry_200mb", "{size} image, 1 layer",
                    Workload([_layer(0, 100 * MB, 100 * MB)]), Workload([_layer(0, 2 * MB, 2 * MB)])),
     # #5's many layers: 20 × (2 MB random + 3 MB text)
-    _registry_case("registry_20_layers", "20-layer image, 100 MB",
+    _registry_case("registry_20_layers", "{layers}-layer image, {size}",
                    Workload([_layer(i, 2 * MB, 3 * MB) for i in range(20)]),
                    Workload([_layer(i, 32 << 10, 32 << 10) for i in range(20)])),
     # #9's small blobs: 100 layers of one 1 KiB random file (each blob about 1.2 KB gzipped)
-    _registry_case("registry_100_blobs", "100 small layers",
+    _registry_case("registry_100_blobs", "{layers} small layers",
                    Workload([[Content(f"f{i}", 1024, 0)] for i in range(100)]),
                    Workload([[Content(f"f{i}", 1024, 0)] for i in range(10)])),
 ]
