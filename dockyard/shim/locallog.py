@@ -12,10 +12,10 @@ index. ``LogEntry`` (moby ``api/types/plugins/logdriver/entry.proto``)::
     4 partial bool                          5 partial_log_metadata {1 last bool, 2 id string,
                                                                     3 ordinal int32}
 
-A line longer than ``PARTIAL_LIMIT`` is written in pieces sharing one id (ordinal 1, 2, ...;
-the piece that ends the line has ``last``); output that ends without a newline is a last
-piece too. A reader adds the newline to every entry that is not partial or is last, as
-dockerd does.
+A line longer than ``PARTIAL_LIMIT`` is written in pieces sharing one id and the first
+piece's time (ordinal 1, 2, ...; the piece that ends the line has ``last``). Output that ends
+without a newline ends with a partial piece that is not last, as dockerd's copier writes it.
+A reader adds the newline to every entry that is not partial or is last, as dockerd does.
 
 Rotation (``max-size``/``max-file``, default 20 MB x 5): when the current file has reached
 ``max_size``, ``<log>.N-1`` is dropped, ``<log>.i`` becomes ``<log>.i+1``, ``<log>`` becomes
@@ -281,11 +281,12 @@ class LocalLogWriter:
         self._emit(frames)
 
     def end_stream(self, stream: str) -> None:
-        """The stream is closed: what is left is the last piece of its line."""
+        """The stream is closed: what is left is a piece of a line that never ended (partial, not
+        last, so ``docker logs`` prints it without a newline, as dockerd's)."""
         rest = self._buffered.pop(stream, b"")
         if rest:
-            self._partials.setdefault(stream, _Partial(time.time_ns()))
-            self._emit([self._entry(stream, rest, time.time_ns(), ends=True)])
+            self._emit([self._entry(stream, rest, time.time_ns(), ends=False)])
+        self._partials.pop(stream, None)
 
     def close(self) -> None:
         """Flush and close; a compression under way finishes on its own (the shim reaps it)."""

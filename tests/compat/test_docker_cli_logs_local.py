@@ -79,14 +79,14 @@ def test_streams_timestamps_since_until_and_tty(dockyardd, names):
     ok(dockyardd, "run", "--name", name, "--log-driver", "local", "busybox", "sh", "-c",
        "echo out; echo err >&2; printf no-newline")
     r = dockyardd.docker("logs", name)
-    assert r.stdout == b"out\nno-newline\n" and r.stderr == b"err\n"  # dockerd ends the last line
-    assert dockyardd.docker("logs", "--tail", "1", name).stdout == b"no-newline\n"
+    assert r.stdout == b"out\nno-newline" and r.stderr == b"err\n"  # as dockerd: no newline added
+    assert dockyardd.docker("logs", "--tail", "1", name).stdout == b"no-newline"
     stamped = ok(dockyardd, "logs", "-t", name).splitlines()
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z \S+", line) for line in stamped), stamped
     stamp = stamped[0].split()[0]
-    assert ok(dockyardd, "logs", "--since", stamp, name) == "out\nno-newline\n"
+    assert ok(dockyardd, "logs", "--since", stamp, name) == "out\nno-newline"
     assert ok(dockyardd, "logs", "--until", "2000-01-01T00:00:00Z", name) == ""
-    assert ok(dockyardd, "logs", "--since", "1h", name) == "out\nno-newline\n"
+    assert ok(dockyardd, "logs", "--since", "1h", name) == "out\nno-newline"
     r = dockyardd.docker("logs", "--since", "yesterday", name)
     assert r.returncode != 0
     tty = _name(names)

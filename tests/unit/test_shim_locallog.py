@@ -70,10 +70,11 @@ def test_writer_lines_partials_and_stream_end(tmp_path: Path) -> None:
     assert all(e.partial and e.partial_id == long[0].partial_id for e in long)
     assert [(e.partial_ordinal, e.partial_last) for e in long] == [(1, False), (2, False), (3, True)]
     assert long[0].time_ns == long[2].time_ns
-    assert got[7].line == b"rest" and got[7].partial_last  # output that ends without a newline
+    # output that ends without a newline: a partial piece, not last (dockerd's copier at EOF)
+    assert got[7].line == b"rest" and got[7].partial and not got[7].partial_last
     records, _ = read_logs(log)
     assert b"".join(r.data for r in records if r.stream == "stdout") == \
-        b"one\n\ntwo\n" + b"x" * (PARTIAL_LIMIT * 2 + 5) + b"yz\nrest\n"
+        b"one\n\ntwo\n" + b"x" * (PARTIAL_LIMIT * 2 + 5) + b"yz\nrest"
 
 
 def test_rotation_and_compression(tmp_path: Path) -> None:
@@ -170,7 +171,7 @@ def test_follow_continues_across_rotation_until_stopped(tmp_path: Path) -> None:
         w.wait_compressed()
         return got
 
-    assert asyncio.run(main()) == [f"after {i}\n".encode() for i in range(6)] + [b"partial\n"]
+    assert asyncio.run(main()) == [f"after {i}\n".encode() for i in range(6)] + [b"partial"]
 
 
 def test_a_restarted_container_appends_and_its_first_rotation_keeps_since_working(tmp_path: Path) -> None:
@@ -186,3 +187,23 @@ def test_a_restarted_container_appends_and_its_first_rotation_keeps_since_workin
     assert parse_time(gzip_extra_last_time(tmp_path / "c.log.1.gz")) >= written
     assert [r.data for r in read_logs(log, max_files=2, since_ns=written)[0]] == \
         [b"first start\n", b"second start\n"]
+
+
+DOCKERD_LOG = Path(__file__).parent / "data" / "dockerd-local-log" / "container.log"
+
+
+def test_reads_what_dockerd_wrote() -> None:
+    """Files of dockerd 20.10's local driver (max-size=3k, max-file=4) for
+    ``for i in 0..119: echo line-$i; head -c 40000 /dev/zero | tr '\\0' y; echo; printf tail``
+    (and an ``echo err >&2`` that dockerd's separate stderr copier logged early enough to be
+    rotated out): its framing, partial pieces and gzip header are ours."""
+    records = list(read_logs(DOCKERD_LOG, max_files=4)[0])
+    assert {r.stream for r in records} == {"stdout"}
+    # 20.10 printed the last piece of a long line without its newline; dockerd 28 adds it, as we do
+    assert b"".join(r.data for r in records) == \
+        b"".join(b"line-%d\n" % i for i in range(86, 120)) + b"y" * 40000 + b"\ntail"
+    pieces = [r for r in records if r.data.startswith(b"y")]
+    assert [len(r.data) for r in pieces] == [16384, 16384, 7233] and len({r.time_ns for r in pieces}) == 1
+    last = parse_time(gzip_extra_last_time(DOCKERD_LOG.with_name("container.log.3.gz")))
+    assert last == pieces[0].time_ns  # the first piece ends the oldest file
+    assert [r.data for r in read_logs(DOCKERD_LOG, max_files=4, tail=2)[0]] == [b"y" * 7232 + b"\n", b"tail"]
