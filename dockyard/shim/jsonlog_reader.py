@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,12 +46,33 @@ class LogPosition:
     offset: int
 
 
+# a record as the writer lays it out with nothing escaped but the newline: read without json
+_PLAIN = re.compile(rb'\{"log":"([^"\\]*)(\\n)?","stream":"(stdout|stderr)","time":"([^"\\]*)"\}')
+_last_time: tuple[str, int] = ("", 0)  # the records of one write share their time: parse it once
+
+
+def _time_ns(stamp: str) -> int:
+    global _last_time
+    if _last_time[0] != stamp:
+        _last_time = (stamp, parse_time(stamp) if stamp else 0)
+    return _last_time[1]
+
+
 def _decode_line(line: bytes) -> LogRecord | None:
+    plain = _PLAIN.fullmatch(line)
+    if plain is not None:
+        text, newline, stream, stamp = plain.groups()
+        stamp = stamp.decode()
+        try:
+            return LogRecord(stream=stream.decode(), data=text + b"\n" if newline else text,
+                             time=stamp, time_ns=_time_ns(stamp))
+        except ValueError:
+            return None
     try:
         obj = json.loads(line)
         stamp = obj.get("time", "")
         return LogRecord(stream=obj.get("stream", "stdout"), data=obj.get("log", "").encode(),
-                         time=stamp, time_ns=parse_time(stamp) if stamp else 0)
+                         time=stamp, time_ns=_time_ns(stamp))
     except (ValueError, AttributeError):
         return None  # a torn or foreign line: dockerd skips those too
 
