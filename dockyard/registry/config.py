@@ -1,12 +1,13 @@
 """The hub's settings: flags of ``dockyard registry serve`` over a JSON config file.
 
 Config file keys (all optional): ``addr``, ``data``, ``tls_cert``, ``tls_key``, ``htpasswd``,
-``service``, ``proxy_remote_url``, ``proxy_username``, ``proxy_password`` (pull-through cache
-mode), ``s3`` (blobs in an S3-compatible bucket: endpoint, bucket, access_key, secret_key,
-region, prefix, presign_expires, part_size: bytes, at least 5 MiB, default 16 MiB; secrets
-belong in the file, not on a command line), ``organisations`` ({org: [users]}), ``private``
-([namespaces]), ``admins`` ([users]), ``max_manifest`` (bytes). A flag given on the command
-line wins over the file.
+``service``, ``proxy_remote_url``, ``proxy_username``, ``proxy_password``, ``proxy_ttl``
+(pull-through cache mode; the TTL of cached content as distribution's ``proxy.ttl``: a Go
+duration, default "168h", "0" never expires), ``s3`` (blobs in an S3-compatible bucket:
+endpoint, bucket, access_key, secret_key, region, prefix, presign_expires, part_size: bytes,
+at least 5 MiB, default 16 MiB; secrets belong in the file, not on a command line),
+``organisations`` ({org: [users]}), ``private`` ([namespaces]), ``admins`` ([users]),
+``max_manifest`` (bytes). A flag given on the command line wins over the file.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class HubConfig:
     proxy_remote_url: str = ""
     proxy_username: str = ""
     proxy_password: str = ""
+    proxy_ttl: str = "168h"
     s3: dict[str, str | bool | int] = field(default_factory=dict)
 
     @property
@@ -50,6 +52,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service", help="token service name (default dockyard-hub)")
     parser.add_argument("--proxy-remote-url", dest="proxy_remote_url",
                         help="run as a pull-through cache (registry mirror) of this upstream registry")
+    parser.add_argument("--proxy-ttl", dest="proxy_ttl",
+                        help='how long cached content is kept after it was fetched: a duration ("168h", '
+                             'the default; "0": for ever)')
 
 
 def load(opts: argparse.Namespace) -> HubConfig:
@@ -75,6 +80,9 @@ def load(opts: argparse.Namespace) -> HubConfig:
             raise ValueError(f"s3: unknown keys {sorted(set(config.s3) - allowed)}, missing {sorted(missing)}")
         S3Settings(**config.s3)  # its own checks (part_size)
     config.host_port  # a malformed address fails here, before anything listens
+    from dockyard.registry.proxy import parse_duration
+
+    parse_duration(str(config.proxy_ttl))  # a malformed TTL too
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
     return config

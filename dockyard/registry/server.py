@@ -175,11 +175,23 @@ def _acceptable(request: web.Request, media_type: str) -> bool:
         media_type in spec.MANIFEST_TYPES and not accepted & set(spec.MANIFEST_TYPES + spec.INDEX_TYPES)
 
 
+def _holds_manifest(store: Store, name: str, digest: str) -> bool:
+    """Whether the repository itself has the manifest (its bytes may be in the store for another
+    repository only, or stay after the cache's TTL removed this repository's link)."""
+    try:
+        store.resolve(name, digest)
+    except (errors.ManifestUnknown, errors.NameUnknown):
+        return False
+    return True
+
+
 async def get_manifest(request: web.Request, name: str, ref: str) -> web.Response:
     store = request.app[STORE]
     upstream = request.app[UPSTREAM]
-    if upstream is not None and (not is_digest(ref) or not await _blocking(store.blobs.has, ref)):
-        await upstream.manifest(name, ref)
+    if upstream is not None:
+        await upstream.expire_due()  # what the cache TTL took is not served
+        if not is_digest(ref) or not await _blocking(_holds_manifest, store, name, ref):
+            await upstream.manifest(name, ref)
     info = await _blocking(store.resolve, name, ref)
     if not _acceptable(request, info.media_type):
         raise errors.ManifestUnknown(f"manifest unknown: {info.media_type} is not in the Accept header",
@@ -226,6 +238,8 @@ async def delete_manifest(request: web.Request, name: str, ref: str) -> web.Resp
 async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamResponse:
     store = request.app[STORE]
     check_digest(digest)
+    if request.app[UPSTREAM] is not None:
+        await request.app[UPSTREAM].expire_due()  # what the cache TTL took is not served
     try:
         desc = await _blocking(store.blob, name, digest)
     except errors.BlobUnknown:
@@ -499,10 +513,14 @@ def make_app(config: HubConfig) -> web.Application:
     app[UPSTREAM] = None
     if config.proxy_remote_url:
         upstream = app[UPSTREAM] = Upstream(config.proxy_remote_url, store, config.proxy_username,
-                                            config.proxy_password)
+                                            config.proxy_password, str(config.proxy_ttl))
+
+        async def start_upstream(app: web.Application) -> None:
+            upstream.start()
 
         async def close_upstream(app: web.Application) -> None:
             await upstream.close()
+        app.on_startup.append(start_upstream)
         app.on_cleanup.append(close_upstream)
     app.router.add_get("/v2/", base)
     app.router.add_get("/v2/_catalog", catalog)
