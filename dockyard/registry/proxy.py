@@ -77,6 +77,9 @@ class Expiry:
             pass
         except (ValueError, KeyError, TypeError) as e:  # a damaged schedule: content stays until re-fetched
             log.warning("%s: unreadable, starting a new schedule: %s", path, e)
+        # the earliest deadline, read without the lock on the request path (a float is read whole);
+        # never later than the real one: a deadline moved later leaves it early until the next sweep
+        self._next = min(self._due.values(), default=float("inf"))
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,12 +90,13 @@ class Expiry:
     def add(self, kind: str, name: str, digest: str) -> None:
         """``kind`` "manifest" or "blob", just fetched from upstream: it goes ``ttl`` from now."""
         with self._lock:
-            self._due[(kind, name, digest)] = self.clock() + self.ttl
+            deadline = self._due[(kind, name, digest)] = self.clock() + self.ttl
+            self._next = min(self._next, deadline)
             self._save()
 
     def anything_due(self) -> bool:
         """Cheap (no I/O): whether ``expire`` has work, for the request path."""
-        return bool(self._due) and min(self._due.values()) <= self.clock()
+        return self._next <= self.clock()
 
     def expire(self, store: Store) -> list[tuple[str, str, str]]:
         """Remove from ``store`` what is due; returns what went."""
@@ -112,6 +116,7 @@ class Expiry:
                     continue
                 del self._due[(kind, name, digest)]
                 log.info("expired %s %s@%s from the cache", kind, name, digest)
+            self._next = min(self._due.values(), default=float("inf"))
             if gone:
                 self._save()
             return gone
