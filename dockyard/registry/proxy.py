@@ -102,8 +102,8 @@ class Expiry:
         """Remove from ``store`` what is due; returns what went."""
         with self._lock:
             now = self.clock()
-            gone = [key for key, when in self._due.items() if when <= now]
-            for kind, name, digest in gone:
+            gone = []
+            for kind, name, digest in [key for key, when in self._due.items() if when <= now]:
                 try:
                     if kind == "manifest":
                         store.delete_manifest(name, digest)
@@ -115,11 +115,13 @@ class Expiry:
                     log.warning("expiring %s %s@%s: %s (tried again at the next sweep)", kind, name, digest, e)
                     continue
                 del self._due[(kind, name, digest)]
+                gone.append((kind, name, digest))
                 log.info("expired %s %s@%s from the cache", kind, name, digest)
             self._next = min(self._due.values(), default=float("inf"))
             if gone:
                 self._save()
             return gone
+
 
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 ACCEPT = ", ".join([
