@@ -85,9 +85,10 @@ class RegistryServer:
         self.start()
 
     def rss_kib(self) -> int:
-        """The server's resident memory with any processes below it."""
+        """The server's resident memory with any processes below it (descendants() lists the
+        server itself first)."""
         pid = self.pid
-        return sum(procs.rss_kib(p) for p in [pid, *procs.descendants(pid)]) if pid else 0
+        return sum(procs.rss_kib(p) for p in procs.descendants(pid)) if pid else 0
 
     def log_tail(self, lines: int = 3) -> str:
         try:
