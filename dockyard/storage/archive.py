@@ -604,6 +604,7 @@ class _TarWriter:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._links: dict[tuple[int, int], str] = {}
+        self.data_size = 0  # file content bytes written (hardlinks not counted): Docker's layer size
 
     def _take(self, force: bool = False) -> Iterator[bytes]:
         if self._buf and (force or len(self._buf) >= _CHUNK):
@@ -628,6 +629,7 @@ class _TarWriter:
                     self._links[key] = name
                 ti.type, ti.size = tarfile.REGTYPE, st.st_size
                 data_size = st.st_size
+                self.data_size += data_size
         elif stat.S_ISDIR(mode):
             ti.type = tarfile.DIRTYPE
         elif stat.S_ISLNK(mode):
@@ -666,6 +668,9 @@ class _TarWriter:
                 if not chunk:  # the file shrank while we read: keep the header's promise
                     chunk = bytes(min(_CHUNK, left))
                 left -= len(chunk)
+                if not self._buf and len(chunk) >= _CHUNK:
+                    yield chunk  # a big file's data as read: no copy through the buffer
+                    continue
                 self._buf += chunk
                 yield from self._take()
         finally:
@@ -723,6 +728,65 @@ def tar_dir_changes(upper: Path) -> Iterator[bytes]:
         else:
             yield from writer.entry(path, name, st, opaque=stat.S_ISDIR(st.st_mode) and _is_opaque(path))
     yield from writer.end()
+
+
+def adopt_changes(upper: Path) -> ExtractResult:
+    """Make the overlay upper dir ``upper`` (not mounted) a layer directory in place, and
+    return what ``extract_layer`` of ``tar_dir_changes(upper)`` would: the tar's diff ID and
+    sizes, hashed as it is generated, never written.
+
+    The directory is left as that extraction would leave it, so the merged view and a later
+    ``tar_dir_changes`` of it (the tar regenerated on demand) are exactly the tar path's:
+    overlay's own xattrs (origin, impure, ...) other than an opaque marker are removed, times
+    are cut to whole seconds with atime = mtime (a tar header holds only the mtime, in
+    seconds), sockets are dropped, the top directory becomes root-owned 0755 without xattrs.
+    Each entry's header is hashed before the entry is changed; none of the changes alters a
+    header, except a socket's removal bumping its directory's mtime, which is put back."""
+    writer = _TarWriter()
+    digest = hashlib.sha256()
+    tar_size = 0
+    top = str(upper)
+    for path, name, st in _walk(top):
+        if stat.S_ISSOCK(st.st_mode):
+            parent = os.path.dirname(path)
+            before = os.lstat(parent)  # already normalized: the walk yields a dir before its entries
+            os.unlink(path)
+            os.utime(parent, ns=(before.st_atime_ns, before.st_mtime_ns), follow_symlinks=False)
+            continue
+        whiteout = _is_whiteout(st)
+        opaque = not whiteout and stat.S_ISDIR(st.st_mode) and _is_opaque(path)
+        for chunk in writer.whiteout(name, st) if whiteout else writer.entry(path, name, st, opaque=opaque):
+            digest.update(chunk)
+            tar_size += len(chunk)
+        _strip_private_xattrs(path, keep_opaque=opaque)
+        seconds_ns = int(st.st_mtime) * 1_000_000_000  # what the header says, as extraction sets it
+        if st.st_mtime_ns != seconds_ns or st.st_atime_ns != seconds_ns:
+            os.utime(path, ns=(seconds_ns, seconds_ns), follow_symlinks=False)
+    for chunk in writer.end():
+        digest.update(chunk)
+        tar_size += len(chunk)
+    # the layer root: not in the tar; extraction makes it a fresh root-owned 0755 directory
+    os.chown(top, 0, 0)
+    os.chmod(top, 0o755)
+    _strip_private_xattrs(top, keep_opaque=False, every=True)
+    return ExtractResult("sha256:" + digest.hexdigest(), writer.data_size, tar_size)
+
+
+def _strip_private_xattrs(path: str, keep_opaque: bool, every: bool = False) -> None:
+    """Remove overlay's bookkeeping xattrs (all xattrs with ``every``); keep a "y" opaque marker
+    when ``keep_opaque``."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as err:
+        if err.errno in (errno.ENOTSUP, errno.EPERM):
+            return
+        raise
+    for name in names:
+        if not every and not name.startswith(_PRIVATE_XATTR_PREFIXES):
+            continue
+        if keep_opaque and name == OVERLAY_OPAQUE_XATTR:
+            continue
+        os.removexattr(path, name, follow_symlinks=False)
 
 
 def tar_at(parent_fd: int, base: str, name: str, top_fd: int | None = None) -> Iterator[bytes]:

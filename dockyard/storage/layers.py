@@ -8,31 +8,36 @@ Layout under ``root``::
     tmp-<random>/      an extraction in progress; garbage at start-up
 
 The ``layers`` table (metadata.py) is the truth: a directory without a row is garbage
-collected by ``gc()``. Each layer's uncompressed tar is kept in the content store under
-its diff ID, so save/push reproduce the exact diff.
+collected by ``gc()``. A layer unpacked from a tar keeps that uncompressed tar in the content
+store under its diff ID, so save/push reproduce the exact diff. A layer adopted from an
+overlay upper dir (``register_dir``: build steps) has no blob until one is needed:
+``tar_stream`` regenerates it from the layer directory, which ``adopt_changes`` left exactly
+as the tar describes, and stores it only if its digest is the diff ID.
 
 chain_id = diff_id for a base layer, else sha256(parent_chain_id + " " + diff_id) (OCI
 image spec). A layer is referenced by an image whose ``top_chain_id`` it is, or by a
 child layer (``parent``); ``release`` removes it only when neither holds.
 
-Crash safety of ``register``: extract into tmp-, syncfs, rename to <cache_id>, fsync the
-root, then insert the row. A crash before the insert leaves only garbage for ``gc``.
+Crash safety of ``register`` and ``register_dir``: extract into (or rename the upper dir to)
+tmp-, syncfs, rename to <cache_id>, fsync the root, then insert the row. A crash before the
+insert leaves only garbage for ``gc``; a missing diff blob is made again when asked for.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import os
 import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 from dockyard import errdefs
-from dockyard.storage.archive import extract_layer
-from dockyard.storage.content import ContentStore
+from dockyard.storage.archive import adopt_changes, extract_layer, tar_dir_changes
+from dockyard.storage.content import ContentStore, Descriptor
 from dockyard.storage.fsutil import fsync_dir, remove_tree, syncfs
 from dockyard.storage.metadata import Database
 
@@ -107,7 +112,42 @@ class LayerStore:
 
     def tar_stream(self, chain_id: str) -> BinaryIO:
         """The layer's exact uncompressed diff tar (open file; the caller closes it)."""
-        return self._content.open(self.get(chain_id).diff_id)
+        layer = self.get(chain_id)
+        try:
+            return self._content.open(layer.diff_id)
+        except errdefs.NotFound:
+            pass
+        self._store_diff(layer)
+        return self._content.open(layer.diff_id)
+
+    def diff_blob(self, chain_id: str) -> Descriptor:
+        """The layer's diff tar as a content-store blob (its digest is the diff ID), made now
+        for a layer adopted from an upper dir that had none yet."""
+        layer = self.get(chain_id)
+        try:
+            return self._content.info(layer.diff_id)
+        except errdefs.NotFound:
+            pass
+        self._store_diff(layer)
+        return self._content.info(layer.diff_id)
+
+    def _store_diff(self, layer: Layer) -> None:
+        """Regenerate the diff blob of a layer adopted from an upper dir (``register_dir``)."""
+        with self._content.writer() as blob:
+            try:
+                for chunk in tar_dir_changes(layer.path):
+                    blob.write(chunk)
+            except FileNotFoundError:
+                raise errdefs.NotFound(f"layer {layer.chain_id} was removed") from None
+            try:
+                blob.commit(expected_digest=layer.diff_id)
+            except errdefs.InvalidParameter as err:
+                raise errdefs.System(f"layer {layer.chain_id} does not match its diff ID any more "
+                                     f"(its directory {layer.path} was changed): {err}") from None
+        with self._lock:  # a release that ran meanwhile could not delete the blob: do it for it
+            if not self._db.query("SELECT 1 FROM layers WHERE diff_id = ? LIMIT 1", (layer.diff_id,)):
+                self._content.delete(layer.diff_id)
+                raise errdefs.NotFound(f"layer {layer.chain_id} was removed")
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -142,6 +182,37 @@ class LayerStore:
                         raise errdefs.NotFound(f"parent layer {parent_chain_id} was removed meanwhile")
                     blob.commit(expected_digest=result.diff_id)
                     return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
+        finally:
+            remove_tree(tmp)  # gone already when it became the layer
+
+    def register_dir(self, upper: Path, parent_chain_id: str | None) -> Layer:
+        """Make the overlay upper dir ``upper`` (unmounted, given up by the caller) the layer of
+        its changes on top of ``parent_chain_id``: moved into the store and adopted in place
+        (``adopt_changes``), so the data is neither copied nor written as a tar. Same result as
+        ``register`` of ``tar_dir_changes(upper)``: diff ID, chain, merged view. ``upper`` is
+        gone afterwards, also on failure. Raises errdefs.NotFound for an unknown parent."""
+        if parent_chain_id is not None and not self.exists(parent_chain_id):
+            raise errdefs.NotFound(f"parent layer {parent_chain_id} does not exist")
+        tmp = self.root / (_TMP_PREFIX + secrets.token_hex(8))
+        try:
+            os.rename(upper, tmp)
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            try:  # the snapshots live on another filesystem: copy through the tar
+                return self.register(_ChunkReader(tar_dir_changes(upper)), parent_chain_id)
+            finally:
+                remove_tree(upper)
+        try:
+            result = adopt_changes(tmp)
+            chain_id = chain_id_of(parent_chain_id, result.diff_id)
+            with self._lock:
+                existing = self._find(chain_id)
+                if existing is not None:
+                    return existing
+                if parent_chain_id is not None and not self.exists(parent_chain_id):
+                    raise errdefs.NotFound(f"parent layer {parent_chain_id} was removed meanwhile")
+                return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
         finally:
             remove_tree(tmp)  # gone already when it became the layer
 
@@ -201,3 +272,22 @@ class LayerStore:
         for entry in self.root.iterdir():
             if entry.name not in known:
                 remove_tree(entry)
+
+
+class _ChunkReader:
+    """A file-like ``read`` over an iterator of byte chunks (a tar being generated)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buffer) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if n < 0:
+            n = len(self._buffer)
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data

@@ -36,7 +36,7 @@ from dockyard import errdefs
 from dockyard.mount import Mount
 from dockyard.storage.archive import tar_dir_changes
 from dockyard.storage.fsutil import remove_tree, syncfs, write_atomic
-from dockyard.storage.layers import LayerStore
+from dockyard.storage.layers import Layer, LayerStore
 
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # never ".init" nor ".tmp-*"
 _INIT_DIRS = ("dev/pts", "dev/shm", "proc", "sys", "etc")
@@ -138,6 +138,16 @@ class OverlaySnapshotter:
         doomed = self.root / f".tmp-{key}-{secrets.token_hex(4)}"
         os.rename(directory, doomed)
         remove_tree(doomed)
+
+    def commit(self, key: str) -> Layer:
+        """Turn the snapshot's changes into a layer on its parent and remove the snapshot (also
+        when that fails): the upper dir is moved into the layer store, not copied
+        (``LayerStore.register_dir``). The caller has unmounted it. Raises errdefs.NotFound."""
+        parent = self.parent(key)
+        try:
+            return self._layers.register_dir(self.upper_dir(key), parent)
+        finally:
+            self.remove(key)
 
     def diff(self, key: str) -> Iterator[bytes]:
         """The snapshot's changes as a Docker layer tar (for commit)."""

@@ -628,8 +628,8 @@ class _Job:
             if not created:
                 config = self._new_config(state, created_by, cmd, empty=True, diff_id=None)
                 return self.b._images.with_config(state.image, config)
-            return self.b._images.with_layer(
-                state.image, self.b._images.diff(snap),
+            return self.b._images.with_snapshot(
+                state.image, snap,
                 lambda diff_id: self._new_config(state, created_by, cmd, empty=False, diff_id=diff_id))
         finally:
             self.b._images.remove(snap)
@@ -859,8 +859,8 @@ class _Job:
                 with copyops.mounted(mounts, scratch / "dst") as rootfs:
                     owner = chownmod.owner(rootfs, chown) if chown else None
                     copyops.copy_into(rootfs, found, dest, owner, chmod, exclude)
-                return self.b._images.with_layer(
-                    state.image, self.b._images.diff(snap),
+                return self.b._images.with_snapshot(
+                    state.image, snap,
                     lambda diff_id: self._new_config(state, created_by, cmd, empty=False, diff_id=diff_id))
             finally:
                 self.b._images.remove(snap)

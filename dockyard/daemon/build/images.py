@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from dockyard import errdefs
 from dockyard.daemon.images import references
 from dockyard.daemon.images.register import (IteratorReader, NewImage, register_image,
-                                             register_with_new_layer)
+                                             register_with_layer, register_with_new_layer)
 from dockyard.daemon.images.resolve import resolve
 from dockyard.daemon.images.service import ImageService
 from dockyard.mount import Mount
@@ -71,6 +71,24 @@ class BuildImages:
         result = register_with_new_layer(self._service.lock, self._service.layers, self._service.store,
                                          IteratorReader(diff), parent.top_chain_id, config_bytes, [],
                                          parent=parent.id)
+        record = self._service.store.get(result.id)
+        assert record is not None
+        return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)
+
+    def with_snapshot(self, parent: BaseImage, key: str,
+                      make_config: Callable[[str], spec.ImageConfig]) -> BaseImage:
+        """A filesystem step done in the scratch snapshot ``key`` (over ``parent``, unmounted):
+        its upper dir becomes the new layer as it is, without a tar written and unpacked again.
+        The snapshot is gone afterwards."""
+        made: list[spec.ImageConfig] = []
+
+        def config_bytes(diff_id: str) -> bytes:
+            made.append(make_config(diff_id))
+            return spec.encode(made[-1])
+
+        result = register_with_layer(self._service.lock, self._service.layers, self._service.store,
+                                     lambda: self._service.snapshotter.commit(key), config_bytes, [],
+                                     parent=parent.id)
         record = self._service.store.get(result.id)
         assert record is not None
         return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)

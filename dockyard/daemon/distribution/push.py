@@ -151,7 +151,7 @@ def _push_layer(svc: DistributionService, repo: RepositoryAPI, ref: references.R
             progress.layer(layer_id, f"Mounted from {source}")
             return spec.Descriptor(media_type=k.media_type, digest=k.digest, size=k.size)
         break  # the registry started an upload instead: use it
-    total = svc.content.info(diff_id).size
+    total = svc.images.layers.diff_blob(chain).size
     meter = progress.meter(layer_id, "Pushing", total)
     attempt = 0
     while True:

@@ -18,7 +18,7 @@ from dockyard import errdefs
 from dockyard.daemon.images import references
 from dockyard.daemon.images.store import ImageStore
 from dockyard.oci import image_spec as spec
-from dockyard.storage.layers import LayerStore, chain_id_of
+from dockyard.storage.layers import Layer, LayerStore, chain_id_of
 
 
 @dataclass
@@ -107,8 +107,17 @@ def register_with_new_layer(lock: threading.RLock, layers: LayerStore, store: Im
                             names: list[references.Reference], parent: str = "") -> Registered:
     """Import and commit: the config names the new layer by its diff ID, known only once the
     layer is unpacked. ``make_config(diff_id)`` builds the config bytes, base layers first."""
+    return register_with_layer(lock, layers, store, lambda: layers.register(diff, parent_chain_id), make_config,
+                               names, parent)
+
+
+def register_with_layer(lock: threading.RLock, layers: LayerStore, store: ImageStore, new_layer: Callable[[], Layer],
+                        make_config: Callable[[str], bytes], names: list[references.Reference],
+                        parent: str = "") -> Registered:
+    """``register_with_new_layer`` for a layer that ``new_layer()`` makes in the layer store
+    (a build step's snapshot adopted as a layer: ``OverlaySnapshotter.commit``)."""
     with lock:
-        layer = layers.register(diff, parent_chain_id)
+        layer = new_layer()
         try:
             config = make_config(layer.diff_id)
             chain = [lay.diff_id for lay in reversed(layers.chain(layer.chain_id))]

@@ -68,7 +68,7 @@ def _entries(service: ImageService, exports: list[_Export]) -> Iterator[ArchiveE
         chain: str | None = None
         for diff_id in record.config.rootfs.diff_ids:
             chain = chain_id_of(chain, diff_id)
-            layers.append(LayerBlob(diff_id, service.content.info(diff_id).size, partial(_read_layer, service, chain)))
+            layers.append(LayerBlob(diff_id, service.layers.diff_blob(chain).size, partial(_read_layer, service, chain)))
         yield ArchiveEntry(config=record.config_bytes, layers=layers, tags=export.tags)
 
 
