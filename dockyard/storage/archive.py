@@ -28,6 +28,7 @@ import os
 import queue
 import stat
 import tarfile
+import tempfile
 import threading
 import zlib
 from dataclasses import dataclass
@@ -256,6 +257,8 @@ class _Extractor:
         self._dirs: dict[tuple[str, ...], int] = {}
         self._dir_times: list[tuple[tuple[str, ...], int, int]] = []
         self.size = 0
+        # the fd of the (plain, seekable) tar's file: member data is then copied by the kernel
+        self.data_fd: int | None = None
 
     def close(self) -> None:
         self._forget_dirs()
@@ -422,12 +425,15 @@ class _Extractor:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=parent_fd)
         try:
-            src = tar.extractfile(member)
-            assert src is not None  # a regular member always has data
-            while chunk := src.read(_CHUNK):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+            if self.data_fd is not None and not member.sparse:
+                _copy_range(self.data_fd, fd, member.offset_data, member.size)
+            else:
+                src = tar.extractfile(member)
+                assert src is not None  # a regular member always has data
+                while chunk := src.read(_CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
             self.size += member.size
             # chown clears set-id bits and file capabilities: owner first, then mode, then xattrs
             os.fchown(fd, *self._ids(member))
@@ -478,6 +484,27 @@ class _Extractor:
             self._bound_cache()
             parent_fd = self._dir_fd(parts[:-1], "/".join(parts), create=False)
             os.utime(parts[-1], ns=(atime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
+
+
+def _copy_range(src: int, dst: int, offset: int, size: int) -> None:
+    """``size`` bytes of the file ``src`` from ``offset`` to the end of ``dst``, in the kernel:
+    copy_file_range, else sendfile (another filesystem on an older kernel)."""
+    done = 0
+    use_range = True
+    while done < size:
+        if use_range:
+            try:
+                sent = os.copy_file_range(src, dst, size - done, offset + done)
+            except OSError as err:
+                if err.errno not in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                use_range = False
+                continue
+        else:
+            sent = os.sendfile(dst, src, offset + done, size - done)
+        if sent == 0:
+            raise tarfile.ReadError("unexpected end of data")
+        done += sent
 
 
 def _times(member: tarfile.TarInfo) -> tuple[int, int]:
@@ -535,6 +562,27 @@ def _check_link(member: tarfile.TarInfo, any_symlink_target: bool = False) -> No
         _split(f"{parent}/{member.linkname}" if parent else member.linkname, member.name)
 
 
+def _is_compressed(fileobj: BinaryIO) -> bool:
+    head = fileobj.read(6)
+    fileobj.seek(0)
+    return head.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ\x00"))
+
+
+def _os_file(fileobj: BinaryIO) -> int | None:
+    """The fd of the file holding ``fileobj``'s bytes, to copy member data in the kernel; None
+    for a tar in memory (asking a SpooledTemporaryFile for its fd would write it to disk)."""
+    if isinstance(fileobj, tempfile.SpooledTemporaryFile) and not fileobj._rolled:  # type: ignore[attr-defined]
+        return None
+    try:
+        fd = fileobj.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+    flush = getattr(fileobj, "flush", None)
+    if flush is not None:
+        flush()  # bytes still in Python's write buffer are not in the file yet
+    return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+
+
 def extract_copy(fileobj: BinaryIO, dest_fd: int, owner: tuple[int, int] | None = None,
                  no_overwrite_dir_non_dir: bool = False, any_symlink_target: bool = False) -> None:
     """Unpack a plain (or compressed) tar into the directory ``dest_fd``, docker cp style:
@@ -542,30 +590,35 @@ def extract_copy(fileobj: BinaryIO, dest_fd: int, owner: tuple[int, int] | None 
 
     ``fileobj`` must be seekable: a first pass checks every entry (escaping names and links,
     paths through symlinks in dest, dir/non-dir overwrites) so that a refused tar changes
-    nothing; only then is it extracted. Raises errdefs.InvalidParameter for a refused or
-    corrupt tar, errdefs.System for a write the kernel refused (the OSError is the cause)."""
+    nothing; only then is it extracted. A plain tar is read by seeking: the first pass reads
+    headers only and the second reads each file's data once, copied in the kernel when the tar
+    is in a file; a compressed one is decompressed twice. Raises errdefs.InvalidParameter for a
+    refused or corrupt tar, errdefs.System for a write the kernel refused (the OSError is the cause)."""
     extractor = _Extractor(dest_fd, whiteouts=False, owner=owner,
                            no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
     member: tarfile.TarInfo | None = None
     try:
-        for check_only in (True, False):
-            fileobj.seek(0)
-            source = _decompressed(fileobj)
-            with tarfile.open(fileobj=source, mode="r|", bufsize=_TAR_BUFSIZE) as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    if check_only:
-                        try:
-                            _check_link(member, any_symlink_target)
-                        except errdefs.InvalidParameter:
-                            raise errdefs.InvalidParameter(
-                                f"refusing to extract {member.name!r}: it would be written, or link, outside "
-                                "the destination directory (an absolute or ../ path); nothing was copied") from None
-                        extractor.check(member)
-                    else:
-                        extractor.apply(tar, member)
+        fileobj.seek(0)
+        if _is_compressed(fileobj):
+            for check_only in (True, False):
+                fileobj.seek(0)
+                with tarfile.open(fileobj=_decompressed(fileobj), mode="r|",  # type: ignore[call-overload]
+                                  bufsize=_TAR_BUFSIZE) as tar:
+                    for member in tar:
+                        if check_only:
+                            _check_copy(extractor, member, any_symlink_target)
+                        else:
+                            extractor.apply(tar, member)
+                    member = None
+        else:
+            extractor.data_fd = _os_file(fileobj)
+            with tarfile.open(fileobj=fileobj, mode="r:") as tar:
+                for member in tar:  # headers only: random access seeks over the data
+                    _check_copy(extractor, member, any_symlink_target)
+                for member in tar.getmembers():  # read once above, kept by tarfile
+                    extractor.apply(tar, member)
                 member = None
-                if not check_only:
-                    extractor.finish()
+        extractor.finish()
     except (tarfile.TarError, EOFError) as err:
         raise errdefs.InvalidParameter(f"invalid tar archive: {err}") from None
     except OSError as err:
@@ -573,6 +626,16 @@ def extract_copy(fileobj: BinaryIO, dest_fd: int, owner: tuple[int, int] | None 
         raise errdefs.System(f"failed to extract the archive{where}: {err.strerror}") from err
     finally:
         extractor.close()
+
+
+def _check_copy(extractor: _Extractor, member: tarfile.TarInfo, any_symlink_target: bool) -> None:
+    try:
+        _check_link(member, any_symlink_target)
+    except errdefs.InvalidParameter:
+        raise errdefs.InvalidParameter(
+            f"refusing to extract {member.name!r}: it would be written, or link, outside "
+            "the destination directory (an absolute or ../ path); nothing was copied") from None
+    extractor.check(member)
 
 
 # ---- tar writing ------------------------------------------------------------------------
