@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -141,3 +142,45 @@ def test_upload_session_checks(store):
         store.finish_upload(upload, sha(b"abd"))
     with pytest.raises(errors.BlobUploadUnknown):
         store.upload("r", upload.uuid)  # a failed commit ends the session
+
+
+async def _chunks(*parts: bytes, fail: bool = False):
+    for part in parts:
+        yield part
+    if fail:
+        raise ConnectionResetError("client gone mid-chunk")
+
+
+def test_chunked_upload_hashes_as_it_goes_and_commits_by_rename(store):
+    upload = store.start_upload("r")
+    asyncio.run(upload.append(_chunks(b"hello ", b"big ")))
+    with pytest.raises(ConnectionResetError):  # a broken chunk: out of the file and of the hash
+        asyncio.run(upload.append(_chunks(b"garbage", fail=True)))
+    asyncio.run(upload.append(_chunks(b"world"), start=10))
+    inode = os.stat(upload.root / "data").st_ino
+    desc = store.finish_upload(upload, sha(b"hello big world"))
+    path = store.blobs.path(desc.digest)
+    assert desc.size == 15 and path.read_bytes() == b"hello big world"
+    assert os.stat(path).st_ino == inode  # the upload's file itself, not a copy
+    assert os.stat(path).st_mode & 0o777 == 0o444
+    assert store.blob("r", desc.digest) == desc
+
+
+def test_upload_picked_up_after_a_restart_is_hashed_from_its_file(store):
+    upload = store.start_upload("r")
+    asyncio.run(upload.append(_chunks(b"first half, ")))
+    again = Store(store.root).upload("r", upload.uuid)  # a new hub process: no running hash
+    asyncio.run(again.append(_chunks(b"second half")))
+    with pytest.raises(errors.DigestInvalid):
+        Store(store.root).finish_upload(Store(store.root).upload("r", upload.uuid), sha(b"first half"))
+    upload = store.start_upload("r")
+    asyncio.run(upload.append(_chunks(b"first half, ")))
+    again = Store(store.root).upload("r", upload.uuid)
+    asyncio.run(again.append(_chunks(b"second half")))
+    desc = Store(store.root).finish_upload(again, sha(b"first half, second half"))
+    assert store.blobs.read_bytes(desc.digest) == b"first half, second half"
+    # the same blob pushed again: the stored one stays, the upload goes
+    upload = store.start_upload("r2")
+    asyncio.run(upload.append(_chunks(b"first half, second half")))
+    assert store.finish_upload(upload, desc.digest) == desc
+    assert not upload.root.exists() and store.blob("r2", desc.digest) == desc
