@@ -7,7 +7,9 @@ random and text-like bytes, `docker load`), never fetched.
 
 One run: both servers restart with empty storage (untimed), `docker push` to each (timed), then
 for each server the local image is removed (`docker rmi -f <id>`, untimed) and `docker pull`
-(timed) brings it back. Each server's peak RSS over the run is its memory while serving.
+(timed) brings it back. Every timed command starts after an untimed `sync`, so none pays for
+writing back what the one before it left dirty. Each server's peak RSS over the run is its
+memory while serving.
 podman is not measured: its Docker-compatible API does not push to a plain-HTTP registry
 unless the client asks for tlsVerify=false, which the docker CLI never sends."""
 
@@ -189,10 +191,14 @@ def _registry_case(name: str, what: str, full: Workload, quick: Workload) -> Cas
         sampler = PeakRSS(state.servers)
         out = {}
         try:
+            # os.sync() first (untimed): else the second server's push or pull would also pay
+            # for writing back the hundreds of MB the first one left dirty
             for server in state.servers:
+                os.sync()
                 out[f"{name}_push_{server.name}"] = timed_cli(target, "push", state.ref(server))[0]
             for server in state.servers:
                 _remove_image(target, state.image_id)
+                os.sync()
                 out[f"{name}_pull_{server.name}"] = timed_cli(target, "pull", state.ref(server))[0]
         finally:
             peak = sampler.stop()
