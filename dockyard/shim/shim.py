@@ -165,12 +165,13 @@ class _Client:
         self.attached = self.stdin = self.stdout = self.stderr = False
         self.closing = False  # close once wbuf is flushed
         self.stdin_done = False
-        self.exec: _Exec | None = None  # the exec'd process this connection started and streams
+        self.exec: _Process | None = None  # the exec'd process this connection started and streams
 
 
-class _Exec:
-    """One process exec'd into the container: its stdio (pipes or a pty master), the client
-    that streams it (none when detached: the output is dropped), its exit."""
+class _Process:
+    """A process of the container whose stdio the shim owns: the init (id "") or one exec'd
+    into it. Its stdio (pipes or a pty master); for an exec, the client that streams it (none
+    when detached: the output is dropped) and its exit."""
 
     __slots__ = ("id", "pid", "tty", "master", "outputs", "stdin_fd", "stdin_buf", "stdin_closing",
                  "client", "exit_code", "drain_deadline", "paused")
@@ -187,7 +188,7 @@ class _Exec:
         self.client: _Client | None = None
         self.exit_code: int | None = None
         self.drain_deadline: float | None = None
-        self.paused = False  # output not read while its client's backlog is over HIGH_WATER
+        self.paused = False  # output not read while a client's backlog is over HIGH_WATER
 
 
 class Shim:
@@ -206,13 +207,8 @@ class Shim:
         self.mounted = False
         self.sel = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
-        self.outputs: dict[int, str] = {}  # our read ends -> "stdout"/"stderr"
-        self.output_paused = False
-        self.stdin_fd: int | None = None  # our write end (or a dup of the pty master)
-        self.stdin_buf = bytearray()
-        self.stdin_closing = False
+        self.init = _Process("", request.tty)  # the container's own stdio
         self.stdin_once_used = False
-        self.master: int | None = None
         self.log: LogWriter | None = None
         self.clients: dict[int, _Client] = {}
         self.waiters: list[_Client] = []
@@ -220,8 +216,8 @@ class Shim:
         self.drain_deadline: float | None = None
         self.linger_deadline: float | None = None
         self.running = True
-        self.execs: dict[str, _Exec] = {}  # started and not yet finished
-        self.exec_pids: dict[int, _Exec] = {}  # not yet reaped
+        self.execs: dict[str, _Process] = {}  # started and not yet finished
+        self.exec_pids: dict[int, _Process] = {}  # not yet reaped
         self.exec_exits: dict[str, int] = {}  # finished, until exec_wait collects them
         self.exec_waiters: dict[str, list[_Client]] = {}
         self.sigchld_r, self.sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -265,15 +261,15 @@ class Shim:
         stdin pipe's write end and the stdout/stderr pipes' read ends (non-blocking)."""
         for name, fd in zip(names, fds):
             if name == "master":
-                self.master = fd
-                self.outputs[fd] = "stdout"
+                self.init.master = fd
+                self.init.outputs[fd] = "stdout"
                 if self.request.open_stdin:
-                    self.stdin_fd = os.dup(fd)  # its own selector entry for writes
+                    self.init.stdin_fd = os.dup(fd)  # its own selector entry for writes
             elif name == "stdin":
-                self.stdin_fd = fd
+                self.init.stdin_fd = fd
                 continue
             else:
-                self.outputs[fd] = name
+                self.init.outputs[fd] = name
             self.sel.register(fd, selectors.EVENT_READ, self._on_output)
 
     def _listen(self) -> None:
@@ -361,11 +357,11 @@ class Shim:
                     self._request(client, payload)
                 elif client.exec is not None:
                     if kind == P.STDIN:
-                        self._exec_write_stdin(client.exec, payload)
+                        self._write_stdin(client.exec, payload)
                     elif kind == P.STDIN_CLOSE:
-                        self._exec_stdin_eof(client.exec)
+                        self._stdin_eof(client.exec)
                 elif kind == P.STDIN and client.stdin and not client.stdin_done:
-                    self._write_stdin(payload)
+                    self._write_stdin(self.init, payload)
                 elif kind == P.STDIN_CLOSE and client.stdin:
                     self._client_stdin_closed(client)
 
@@ -396,7 +392,7 @@ class Shim:
             client.events = wanted
             self.sel.modify(client.sock, wanted, self._on_client)
         if client.exec is not None:
-            self._exec_backpressure(client.exec, len(client.wbuf) > HIGH_WATER)
+            self._pause_output(client.exec, len(client.wbuf) > HIGH_WATER)
         else:
             self._update_output_pause()
 
@@ -417,8 +413,8 @@ class Shim:
         if client.exec is not None:
             ex, client.exec = client.exec, None
             ex.client = None
-            self._exec_backpressure(ex, False)  # nobody reads it now: drain and drop
-            self._exec_stdin_eof(ex)  # a vanished client's stdin counts as EOF (moby: CloseStdin)
+            self._pause_output(ex, False)  # nobody reads it now: drain and drop
+            self._stdin_eof(ex)  # a vanished client's stdin counts as EOF (moby: CloseStdin)
         elif client.stdin and not client.stdin_done:
             self._client_stdin_closed(client)  # a vanished stdin client counts as EOF
         self._update_output_pause()
@@ -479,11 +475,11 @@ class Shim:
         return {}
 
     def _op_resize(self, client: _Client, req: dict) -> dict:
-        if self.master is None:
+        if self.init.master is None:
             raise errdefs.Conflict(f"container {self.id} has no TTY to resize")
         if self.status == "stopped":
             raise self._not_running()
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ,
+        fcntl.ioctl(self.init.master, termios.TIOCSWINSZ,
                     struct.pack("HHHH", int(req["height"]), int(req["width"]), 0, 0))
         return {}
 
@@ -497,11 +493,11 @@ class Shim:
 
     def _op_attach(self, client: _Client, req: dict) -> dict | None:
         client.attached = True
-        client.stdin = bool(req.get("stdin")) and self.stdin_fd is not None
+        client.stdin = bool(req.get("stdin")) and self.init.stdin_fd is not None
         client.stdout = bool(req.get("stdout"))
         client.stderr = bool(req.get("stderr"))
         self._reply(client, {"ok": True})
-        if not self.outputs and self.status in ("stopped", "draining"):
+        if not self.init.outputs and self.status in ("stopped", "draining"):
             self._end_attach(client)
         return None
 
@@ -554,7 +550,7 @@ class Shim:
         if exec_id in self.execs or exec_id in self.exec_exits:
             raise errdefs.Conflict(f"exec {exec_id} already exists in container {self.id}")
         process = msgspec.convert(req["process"], runtime_spec.Process)
-        ex = _Exec(exec_id, tty=process.terminal)
+        ex = _Process(exec_id, tty=process.terminal)
         child_fds: list[int] = []
         console = None
         console_path = self.state_dir / f"exec-{exec_id[:12]}.sock"
@@ -609,7 +605,7 @@ class Shim:
                     struct.pack("HHHH", int(req["height"]), int(req["width"]), 0, 0))
         return {}
 
-    def _on_exec_output(self, ex: _Exec, fd: int, events: int) -> None:
+    def _on_exec_output(self, ex: _Process, fd: int, events: int) -> None:
         try:
             data = os.read(fd, P.OUTPUT_CHUNK)
         except (BlockingIOError, InterruptedError):
@@ -619,76 +615,19 @@ class Shim:
                 raise
             data = b""
         if not data:
-            self._close_exec_output(ex, fd)
+            self._close_output(ex, fd)
             if not ex.outputs and ex.exit_code is not None:
                 self._finish_exec(ex)
             return
         if ex.client is not None:
             self._send(ex.client, P.frame(P.STDOUT if ex.outputs[fd] == "stdout" else P.STDERR, data))
 
-    def _exec_backpressure(self, ex: _Exec, full: bool) -> None:
-        if full == ex.paused:
-            return
-        ex.paused = full
-        for fd in ex.outputs:
-            if full:
-                self.sel.unregister(fd)
-            else:
-                self.sel.register(fd, selectors.EVENT_READ, functools.partial(self._on_exec_output, ex))
-
-    def _close_exec_output(self, ex: _Exec, fd: int) -> None:
-        del ex.outputs[fd]
-        if not ex.paused:
-            self.sel.unregister(fd)
-        if fd != ex.master:
-            os.close(fd)
-
-    def _exec_write_stdin(self, ex: _Exec, data: bytes) -> None:
-        if ex.stdin_fd is None or ex.stdin_closing:
-            return
-        ex.stdin_buf += data
-        self._flush_exec_stdin(ex, ex.stdin_fd, selectors.EVENT_WRITE)
-
-    def _exec_stdin_eof(self, ex: _Exec) -> None:
-        """The client's stdin ended: close the process's stdin once what it sent is written
-        (a pty has no separate stdin to close: the master stays)."""
-        if ex.stdin_fd is None or ex.tty:
-            return
-        ex.stdin_closing = True
-        self._flush_exec_stdin(ex, ex.stdin_fd, selectors.EVENT_WRITE)
-
-    def _flush_exec_stdin(self, ex: _Exec, fd: int, events: int) -> None:
-        try:
-            while ex.stdin_buf:
-                del ex.stdin_buf[:os.write(fd, ex.stdin_buf)]
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:  # EPIPE: the process closed its stdin
-            ex.stdin_buf.clear()
-        registered = self.sel.get_map().get(fd) is not None
-        if ex.stdin_buf and not registered:
-            self.sel.register(fd, selectors.EVENT_WRITE, functools.partial(self._flush_exec_stdin, ex))
-        elif not ex.stdin_buf:
-            if registered:
-                self.sel.unregister(fd)
-            if ex.stdin_closing:
-                self._close_exec_stdin(ex)
-
-    def _close_exec_stdin(self, ex: _Exec) -> None:
-        if ex.stdin_fd is None:
-            return
-        if self.sel.get_map().get(ex.stdin_fd) is not None:
-            self.sel.unregister(ex.stdin_fd)
-        os.close(ex.stdin_fd)
-        ex.stdin_fd = None
-        ex.stdin_buf.clear()
-
-    def _finish_exec(self, ex: _Exec) -> None:
+    def _finish_exec(self, ex: _Process) -> None:
         """Reaped and drained (or the drain timed out): answer the waiters, end the stream."""
         ex.drain_deadline = None
         for fd in list(ex.outputs):
-            self._close_exec_output(ex, fd)
-        self._close_exec_stdin(ex)
+            self._close_output(ex, fd)
+        self._close_stdin(ex)
         if ex.master is not None:
             os.close(ex.master)
             ex.master = None
@@ -716,9 +655,11 @@ class Shim:
             if err.errno != errno.EIO:
                 raise
             data = b""
-        stream = self.outputs[fd]
+        stream = self.init.outputs[fd]
         if not data:
-            self._end_output(fd)
+            self._close_output(self.init, fd)
+            if not self.init.outputs and self.status == "draining":
+                self._finish()
             return
         if self.log is not None:
             self.log.write(stream, data)
@@ -728,64 +669,71 @@ class Shim:
             if client.attached and (client.stdout if kind == P.STDOUT else client.stderr):
                 self._send(client, out)
 
-    def _end_output(self, fd: int) -> None:
-        self._close_output(fd)
-        if not self.outputs and self.status == "draining":
-            self._finish()
-
-    def _close_output(self, fd: int) -> None:
-        stream = self.outputs.pop(fd)
-        if not self.output_paused:
+    def _close_output(self, proc: _Process, fd: int) -> None:
+        stream = proc.outputs.pop(fd)
+        if not proc.paused:
             self.sel.unregister(fd)
-        if fd != self.master:
+        if fd != proc.master:
             os.close(fd)
-        if self.log is not None:
+        if proc is self.init and self.log is not None:
             self.log.end_stream(stream)
 
     def _update_output_pause(self) -> None:
         """Back-pressure: while a client's backlog is over HIGH_WATER, stop reading the container."""
-        backlog = any(len(c.wbuf) > HIGH_WATER for c in self.clients.values() if c.exec is None)
-        if backlog == self.output_paused:
+        self._pause_output(self.init, any(len(c.wbuf) > HIGH_WATER
+                                          for c in self.clients.values() if c.exec is None))
+
+    def _pause_output(self, proc: _Process, full: bool) -> None:
+        """Stop (``full``) or resume reading ``proc``'s output."""
+        if full == proc.paused:
             return
-        self.output_paused = backlog
-        for fd in self.outputs:
-            if backlog:
+        proc.paused = full
+        reader = self._on_output if proc is self.init else functools.partial(self._on_exec_output, proc)
+        for fd in proc.outputs:
+            if full:
                 self.sel.unregister(fd)
             else:
-                self.sel.register(fd, selectors.EVENT_READ, self._on_output)
+                self.sel.register(fd, selectors.EVENT_READ, reader)
 
-    def _write_stdin(self, data: bytes) -> None:
-        if self.stdin_fd is None or self.stdin_closing:
+    def _write_stdin(self, proc: _Process, data: bytes) -> None:
+        if proc.stdin_fd is None or proc.stdin_closing:
             return
-        self.stdin_buf += data
-        self._flush_stdin(self.stdin_fd, selectors.EVENT_WRITE)
+        proc.stdin_buf += data
+        self._flush_stdin(proc, proc.stdin_fd, selectors.EVENT_WRITE)
 
-    def _flush_stdin(self, fd: int, events: int) -> None:
-        assert self.stdin_fd is not None
+    def _stdin_eof(self, proc: _Process) -> None:
+        """The stdin ended: close the process's stdin once what was sent is written (a pty has
+        no separate stdin to close: the master stays)."""
+        if proc.stdin_fd is None or proc.tty:
+            return
+        proc.stdin_closing = True
+        self._flush_stdin(proc, proc.stdin_fd, selectors.EVENT_WRITE)
+
+    def _flush_stdin(self, proc: _Process, fd: int, events: int) -> None:
         try:
-            while self.stdin_buf:
-                del self.stdin_buf[:os.write(self.stdin_fd, self.stdin_buf)]
+            while proc.stdin_buf:
+                del proc.stdin_buf[:os.write(fd, proc.stdin_buf)]
         except (BlockingIOError, InterruptedError):
             pass
-        except OSError:  # EPIPE: the container closed its stdin; drop what it will never read
-            self.stdin_buf.clear()
-        registered = self.sel.get_map().get(self.stdin_fd) is not None
-        if self.stdin_buf and not registered:
-            self.sel.register(self.stdin_fd, selectors.EVENT_WRITE, self._flush_stdin)
-        elif not self.stdin_buf:
+        except OSError:  # EPIPE: the process closed its stdin; drop what it will never read
+            proc.stdin_buf.clear()
+        registered = self.sel.get_map().get(fd) is not None
+        if proc.stdin_buf and not registered:
+            self.sel.register(fd, selectors.EVENT_WRITE, functools.partial(self._flush_stdin, proc))
+        elif not proc.stdin_buf:
             if registered:
-                self.sel.unregister(self.stdin_fd)
-            if self.stdin_closing:
-                self._close_stdin()
+                self.sel.unregister(fd)
+            if proc.stdin_closing:
+                self._close_stdin(proc)
 
-    def _close_stdin(self) -> None:
-        if self.stdin_fd is None:
+    def _close_stdin(self, proc: _Process) -> None:
+        if proc.stdin_fd is None:
             return
-        if self.sel.get_map().get(self.stdin_fd) is not None:
-            self.sel.unregister(self.stdin_fd)
-        os.close(self.stdin_fd)
-        self.stdin_fd = None
-        self.stdin_buf.clear()
+        if self.sel.get_map().get(proc.stdin_fd) is not None:
+            self.sel.unregister(proc.stdin_fd)
+        os.close(proc.stdin_fd)
+        proc.stdin_fd = None
+        proc.stdin_buf.clear()
 
     def _client_stdin_closed(self, client: _Client) -> None:
         """Docker's rule: with StdinOnce (and no TTY) the first client's EOF closes the
@@ -794,9 +742,7 @@ class Shim:
         if self.request.stdin_once and not self.request.tty:
             if not self.stdin_once_used:
                 self.stdin_once_used = True
-                self.stdin_closing = True
-                if self.stdin_fd is not None:
-                    self._flush_stdin(self.stdin_fd, selectors.EVENT_WRITE)
+                self._stdin_eof(self.init)
         elif client.sock.fileno() >= 0 and client.attached:
             self._end_attach(client)
 
@@ -838,7 +784,7 @@ class Shim:
                 self.pending_exit = {"exit_code": 128 - code if code < 0 else code,
                                      "finished_at": format_time(time.time_ns())}
                 self.status = "draining"
-                if self.outputs:
+                if self.init.outputs:
                     self.drain_deadline = time.monotonic() + DRAIN_TIMEOUT
                 else:
                     self._finish()
@@ -846,12 +792,12 @@ class Shim:
     def _finish(self) -> None:
         """Output drained (or the drain timed out): record the exit and tell everyone."""
         self.drain_deadline = None
-        for fd in list(self.outputs):
-            self._close_output(fd)
+        for fd in list(self.init.outputs):
+            self._close_output(self.init, fd)
         if self.log is not None:
             self.log.close()
             self.log = None
-        self._close_stdin()
+        self._close_stdin(self.init)
         self.exit = {**self.pending_exit, "oom_killed": self._oom_killed(), "error": ""}
         write_state_file(self.state_dir / "exit.json", json.dumps(self.exit).encode())
         self.status = "stopped"
@@ -912,9 +858,9 @@ class Shim:
                 self.runtime.delete(self.id, force=True)
             except errdefs.NotFound:
                 pass
-        if self.master is not None:
-            os.close(self.master)
-            self.master = None
+        if self.init.master is not None:
+            os.close(self.init.master)
+            self.init.master = None
         if self.mounted:
             rootfs.unmount_all(self.request.rootfs_mounts, self.root)
             self.mounted = False
