@@ -236,6 +236,8 @@ class Shim:
         self.helper = helper  # until the start
         try:
             self.log = open_log_writer(req)
+            # while the helper works (the init, forked by the helper, cannot inherit it)
+            self._listen()
             # the init is the helper's child; when the helper exits, the init is re-parented
             # to us (a child subreaper)
             created, fds = helper.created()
@@ -244,9 +246,6 @@ class Shim:
             self.cgroups_path = created.get("cgroups_path")
             self.init_pid = int(created["pid"])
             self._take_stdio(created["fds"], fds)
-            # only now: a listener inherited by the init (blocked before exec) would accept
-            # connections nobody serves if the shim died
-            self._listen()
         except BaseException:
             try:
                 self._cleanup(delete=True)
