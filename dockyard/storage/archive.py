@@ -835,6 +835,100 @@ def adopt_changes(upper: Path) -> ExtractResult:
     return ExtractResult("sha256:" + digest.hexdigest(), writer.data_size, tar_size)
 
 
+def clone_changes(upper: Path, dest: Path) -> None:
+    """Copy the overlay upper dir ``upper`` (possibly of a running container) into the empty
+    directory ``dest`` as the layer directory ``adopt_changes`` would make of it: same entries,
+    whiteouts, opaque markers, hardlinks, owners, modes and other xattrs, times in whole
+    seconds; file data copied in the kernel. ``adopt_changes(dest)`` then gives the diff ID
+    (of the copy: a file changed meanwhile is the copy's, consistently)."""
+    links: dict[tuple[int, int], str] = {}
+    dir_times: list[tuple[str, int]] = []
+    top = str(upper)
+    for path, name, st in _walk(top):
+        target = os.path.join(dest, name)
+        mode = st.st_mode
+        seconds_ns = int(st.st_mtime) * 1_000_000_000
+        if stat.S_ISDIR(mode):
+            os.mkdir(target, 0o700)
+            dir_times.append((target, seconds_ns))  # set once nothing more is made inside
+        elif stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in links:
+                os.link(links[key], target, follow_symlinks=False)
+                continue
+            if st.st_nlink > 1:
+                links[key] = target
+            _clone_file(path, target, st)
+            continue  # owner, mode, xattrs and times set on the fd
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(path), target)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            os.mknod(target, stat.S_IFMT(mode) | 0o600, st.st_rdev)
+        else:
+            continue  # sockets: not in a layer
+        os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+        if not stat.S_ISLNK(mode):
+            os.chmod(target, stat.S_IMODE(mode))
+        _copy_xattrs(path, target, opaque_ok=stat.S_ISDIR(mode))
+        if not stat.S_ISDIR(mode):
+            os.utime(target, ns=(seconds_ns, seconds_ns), follow_symlinks=False)
+    for target, seconds_ns in reversed(dir_times):
+        os.utime(target, ns=(seconds_ns, seconds_ns), follow_symlinks=False)
+
+
+def _clone_file(path: str, target: str, st: os.stat_result) -> None:
+    src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            done = 0
+            while True:  # to the end as it is now: the file may grow or shrink meanwhile
+                try:
+                    sent = os.copy_file_range(src, dst, max(st.st_size - done, _CHUNK), done, done)
+                except OSError as err:
+                    if err.errno not in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                        raise
+                    os.lseek(dst, done, os.SEEK_SET)
+                    sent = os.sendfile(dst, src, done, max(st.st_size - done, _CHUNK))
+                if sent == 0:
+                    break
+                done += sent
+            # chown clears set-id bits and file capabilities: owner first, then mode, then xattrs
+            os.fchown(dst, st.st_uid, st.st_gid)
+            os.fchmod(dst, stat.S_IMODE(st.st_mode))
+            _copy_xattrs(path, dst, opaque_ok=False)
+            seconds_ns = int(st.st_mtime) * 1_000_000_000
+            os.utime(dst, ns=(seconds_ns, seconds_ns))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _copy_xattrs(path: str, target: str | int, opaque_ok: bool) -> None:
+    """What a layer tar carries (and, for a directory, a "y" opaque marker); ``target`` a path
+    (not followed) or an fd."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(_PRIVATE_XATTR_PREFIXES) and not (opaque_ok and name == OVERLAY_OPAQUE_XATTR):
+            continue
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+            if name == OVERLAY_OPAQUE_XATTR and value != b"y":
+                continue
+            if isinstance(target, int):
+                os.setxattr(target, name, value)
+            else:
+                os.setxattr(target, name, value, follow_symlinks=False)
+        except OSError as err:
+            # gone meanwhile, or (as extraction) a namespace the filesystem refuses here
+            if err.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
+                raise
+
+
 def _strip_private_xattrs(path: str, keep_opaque: bool, every: bool = False) -> None:
     """Remove overlay's bookkeeping xattrs (all xattrs with ``every``); keep a "y" opaque marker
     when ``keep_opaque``."""

@@ -18,8 +18,8 @@ chain_id = diff_id for a base layer, else sha256(parent_chain_id + " " + diff_id
 image spec). A layer is referenced by an image whose ``top_chain_id`` it is, or by a
 child layer (``parent``); ``release`` removes it only when neither holds.
 
-Crash safety of ``register`` and ``register_dir``: extract into (or rename the upper dir to)
-tmp-, syncfs, rename to <cache_id>, fsync the root, then insert the row. A crash before the
+Crash safety of ``register``, ``register_dir`` and ``register_copy``: extract into (or rename
+the upper dir to, or copy it to) tmp-, syncfs, rename to <cache_id>, fsync the root, then insert the row. A crash before the
 insert leaves only garbage for ``gc``; a missing diff blob is made again when asked for.
 """
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dockyard import errdefs
-from dockyard.storage.archive import adopt_changes, extract_layer, tar_dir_changes
+from dockyard.storage.archive import adopt_changes, clone_changes, extract_layer, tar_dir_changes
 from dockyard.storage.content import ContentStore, Descriptor
 from dockyard.storage.fsutil import fsync_dir, remove_tree, syncfs
 from dockyard.storage.metadata import Database
@@ -204,17 +204,34 @@ class LayerStore:
             finally:
                 remove_tree(upper)
         try:
-            result = adopt_changes(tmp)
-            chain_id = chain_id_of(parent_chain_id, result.diff_id)
-            with self._lock:
-                existing = self._find(chain_id)
-                if existing is not None:
-                    return existing
-                if parent_chain_id is not None and not self.exists(parent_chain_id):
-                    raise errdefs.NotFound(f"parent layer {parent_chain_id} was removed meanwhile")
-                return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
+            return self._adopt(tmp, parent_chain_id)
         finally:
             remove_tree(tmp)  # gone already when it became the layer
+
+    def register_copy(self, upper: Path, parent_chain_id: str | None) -> Layer:
+        """``register_dir`` of a copy of ``upper``, which stays as it is (a container's upper dir,
+        the container perhaps running: the caller pauses it to get one instant's state). The copy
+        is made in the store's tmp- directory (``clone_changes``, data copied in the kernel)."""
+        if parent_chain_id is not None and not self.exists(parent_chain_id):
+            raise errdefs.NotFound(f"parent layer {parent_chain_id} does not exist")
+        tmp = self.root / (_TMP_PREFIX + secrets.token_hex(8))
+        tmp.mkdir(mode=0o755)
+        try:
+            clone_changes(upper, tmp)
+            return self._adopt(tmp, parent_chain_id)
+        finally:
+            remove_tree(tmp)  # gone already when it became the layer
+
+    def _adopt(self, tmp: Path, parent_chain_id: str | None) -> Layer:
+        result = adopt_changes(tmp)
+        chain_id = chain_id_of(parent_chain_id, result.diff_id)
+        with self._lock:
+            existing = self._find(chain_id)
+            if existing is not None:
+                return existing
+            if parent_chain_id is not None and not self.exists(parent_chain_id):
+                raise errdefs.NotFound(f"parent layer {parent_chain_id} was removed meanwhile")
+            return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
 
     def _commit(self, tmp: Path, chain_id: str, diff_id: str, parent: str | None, size: int) -> Layer:
         syncfs(tmp)

@@ -139,11 +139,15 @@ class OverlaySnapshotter:
         os.rename(directory, doomed)
         remove_tree(doomed)
 
-    def commit(self, key: str) -> Layer:
-        """Turn the snapshot's changes into a layer on its parent and remove the snapshot (also
-        when that fails): the upper dir is moved into the layer store, not copied
-        (``LayerStore.register_dir``). The caller has unmounted it. Raises errdefs.NotFound."""
+    def commit(self, key: str, keep: bool = False) -> Layer:
+        """Turn the snapshot's changes into a layer on its parent. By default the upper dir is
+        moved into the layer store, not copied (``LayerStore.register_dir``: the caller has
+        unmounted it) and the snapshot is removed, also when that fails. ``keep``: the snapshot
+        stays as it is, mounted or not, and its upper dir is copied (``register_copy``; a
+        running container is held paused by the caller). Raises errdefs.NotFound."""
         parent = self.parent(key)
+        if keep:
+            return self._layers.register_copy(self.upper_dir(key), parent)
         try:
             return self._layers.register_dir(self.upper_dir(key), parent)
         finally:

@@ -1,6 +1,6 @@
-"""A snapshot's upper dir adopted as a layer (``OverlaySnapshotter.commit`` / ``LayerStore.register_dir``):
-the same diff ID, tar and on-disk layer as the tar path (``register`` of ``diff``), and a
-kill -9 at any step leaves either no layer or a whole one.
+"""A snapshot's upper dir adopted (moved, ``register_dir``) or copied (``register_copy``) as a
+layer (``OverlaySnapshotter.commit``): the same diff ID, tar and on-disk layer as the tar path
+(``register`` of ``diff``), and a kill -9 at any step leaves either no layer or a whole one.
 
 Runs as root on the real kernel; mounts are undone in a finally, everything is under tmp_path."""
 
@@ -103,6 +103,19 @@ def test_adopted_upper_dir_is_the_tar_paths_layer(stores, docker_save, tmp_path)
     finally:
         other_db.close()
 
+    # copied from the snapshot, still mounted (a running container's commit): the same layer
+    with mounted(snapshots.mounts("work"), tmp_path / "work") as rootfs:
+        copied = snapshots.commit("work", keep=True)
+        assert tree(rootfs) == expected_view  # the container's view is untouched
+    assert (copied.diff_id, copied.chain_id, copied.size) == (by_tar.diff_id, by_tar.chain_id, by_tar.size)
+    assert _layer_state(copied.path) == tar_state
+    assert not content.has(copied.diff_id)
+    with layers.tar_stream(copied.chain_id) as f:
+        assert f.read() == diff
+    empty = chain_of_empty(layers, top)  # a child that keeps the parents when copied goes
+    assert layers.release(copied.chain_id) == [copied.chain_id]
+    assert not content.has(copied.diff_id)
+
     upper = snapshots.upper_dir("work")
     adopted = snapshots.commit("work")
     assert not snapshots.exists("work") and not upper.exists()
@@ -128,7 +141,7 @@ def test_adopted_upper_dir_is_the_tar_paths_layer(stores, docker_save, tmp_path)
     # the same changes again: the existing layer, and the second upper dir is gone too
     with mounted(snapshots.prepare("again", top), tmp_path / "again") as rootfs:
         pass
-    assert snapshots.commit("again").chain_id == chain_of_empty(layers, top)
+    assert snapshots.commit("again").chain_id == empty
     assert layers.release(adopted.chain_id) == [adopted.chain_id]
     assert not content.has(adopted.diff_id)
     assert [p.name for p in snapshots.root.iterdir()] == [".init"]
@@ -178,7 +191,7 @@ _CHILD = textwrap.dedent("""
     from dockyard.storage.metadata import Database
     from dockyard.storage.snapshotter import OverlaySnapshotter
 
-    base, point = Path(sys.argv[1]), sys.argv[2]
+    base, how, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 
     def stop_at(name, real):
         def wrapper(*args, **kwargs):
@@ -189,6 +202,7 @@ _CHILD = textwrap.dedent("""
         return wrapper
 
     layers_mod.adopt_changes = stop_at("adopt", layers_mod.adopt_changes)
+    layers_mod.clone_changes = stop_at("clone", layers_mod.clone_changes)
     layers_mod.syncfs = stop_at("syncfs", layers_mod.syncfs)
     layers_mod.fsync_dir = stop_at("fsync_dir", layers_mod.fsync_dir)
     db = Database(base / "db.sqlite")
@@ -196,16 +210,18 @@ _CHILD = textwrap.dedent("""
     snapshots = OverlaySnapshotter(base / "snapshots", store)
     snapshots.prepare("work", None)
     (snapshots.upper_dir("work") / "file").write_bytes(b"x" * 100000)
-    snapshots.commit("work")
+    snapshots.commit("work", keep=how == "copy")
     print("done", flush=True)
 """)
 
 
-@pytest.mark.parametrize("point", ["adopt", "syncfs", "fsync_dir", "none"])
-def test_kill_9_during_adoption_leaves_no_half_layer(tmp_path, point):
-    """Killed while adopting, before the layer is durable, after the rename into place, or not
-    at all: after the start-up gc there is either no trace or a whole layer with its row."""
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), point], stdout=subprocess.PIPE,
+@pytest.mark.parametrize("how, point", [("move", "adopt"), ("move", "syncfs"), ("move", "fsync_dir"), ("move", "none"),
+                                        ("copy", "clone"), ("copy", "syncfs"), ("copy", "none")])
+def test_kill_9_during_adoption_leaves_no_half_layer(tmp_path, how, point):
+    """Killed while copying or adopting, before the layer is durable, after the rename into
+    place, or not at all: after the start-up gc there is either no trace or a whole layer with
+    its row (and a copied snapshot is untouched)."""
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), how, point], stdout=subprocess.PIPE,
                              text=True, cwd=Path(__file__).parents[2])
     try:
         line = child.stdout.readline().strip()  # type: ignore[union-attr]
@@ -231,6 +247,8 @@ def test_kill_9_during_adoption_leaves_no_half_layer(tmp_path, point):
                 assert hashlib.sha256(f.read()).hexdigest() == chain_id.removeprefix("sha256:")
         else:
             assert rows == [] and dirs == []
+        if how == "copy":
+            assert (snapshots.upper_dir("work") / "file").read_bytes() == b"x" * 100000
         for key in [p.name for p in snapshots.root.iterdir() if p.name != ".init"]:
             snapshots.remove(key)  # a snapshot left by the killed build: its owner removes it at start
     finally:

@@ -691,9 +691,10 @@ class _Job:
                 raise BuildFailed(f"The command '{' '.join(command)}' returned a non-zero code: {code}", code)
 
             def commit() -> BaseImage:
-                return self.b._images.with_layer(
-                    state.image, self.b._images.diff(container.id),
-                    lambda diff_id: self._new_config(state, created_by, saved, empty=False, diff_id=diff_id))
+                return self.b._images.with_snapshot(
+                    state.image, container.id,
+                    lambda diff_id: self._new_config(state, created_by, saved, empty=False, diff_id=diff_id),
+                    keep=True)
 
             image = await asyncio.to_thread(commit)
             keep = not self.options.remove and not self.options.force_remove

@@ -59,27 +59,11 @@ class BuildImages:
         assert image is not None
         return image
 
-    def with_layer(self, parent: BaseImage, diff: Iterator[bytes],
-                   make_config: Callable[[str], spec.ImageConfig]) -> BaseImage:
-        """A filesystem step: ``diff`` (a layer tar) on top of the parent's layers."""
-        made: list[spec.ImageConfig] = []
-
-        def config_bytes(diff_id: str) -> bytes:
-            made.append(make_config(diff_id))
-            return spec.encode(made[-1])
-
-        result = register_with_new_layer(self._service.lock, self._service.layers, self._service.store,
-                                         IteratorReader(diff), parent.top_chain_id, config_bytes, [],
-                                         parent=parent.id)
-        record = self._service.store.get(result.id)
-        assert record is not None
-        return BaseImage(id=record.id, config=record.config, top_chain_id=record.top_chain_id)
-
     def with_snapshot(self, parent: BaseImage, key: str,
-                      make_config: Callable[[str], spec.ImageConfig]) -> BaseImage:
-        """A filesystem step done in the scratch snapshot ``key`` (over ``parent``, unmounted):
-        its upper dir becomes the new layer as it is, without a tar written and unpacked again.
-        The snapshot is gone afterwards."""
+                      make_config: Callable[[str], spec.ImageConfig], keep: bool = False) -> BaseImage:
+        """A filesystem step done in the snapshot ``key`` (over ``parent``, unmounted): its upper
+        dir becomes the new layer, without a tar written and unpacked again. A scratch snapshot
+        is moved (gone afterwards); ``keep`` copies it (a RUN container's, which its service removes)."""
         made: list[spec.ImageConfig] = []
 
         def config_bytes(diff_id: str) -> bytes:
@@ -87,7 +71,7 @@ class BuildImages:
             return spec.encode(made[-1])
 
         result = register_with_layer(self._service.lock, self._service.layers, self._service.store,
-                                     lambda: self._service.snapshotter.commit(key), config_bytes, [],
+                                     lambda: self._service.snapshotter.commit(key, keep=keep), config_bytes, [],
                                      parent=parent.id)
         record = self._service.store.get(result.id)
         assert record is not None

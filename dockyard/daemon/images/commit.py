@@ -1,7 +1,7 @@
 """``POST /commit`` and the container service's commit: a container's changes as a new image.
 
-The new layer is the container's overlay upper dir as a Docker layer tar, on top of
-its image's layers. The config is the parent image's, with the container config merged
+The new layer is a copy of the container's overlay upper dir (the layer Docker's tar of it
+would unpack to), on top of its image's layers. The config is the parent image's, with the container config merged
 in as Docker's ``daemon/commit.go`` does (user config and ``--change`` lines win; the
 container's Env, ExposedPorts, Labels, Volumes, Cmd/Entrypoint fill the gaps) and one
 history entry added. The parent image is recorded (ParentId / history IDs).
@@ -17,7 +17,7 @@ from dockyard import errdefs
 from dockyard.apitypes import image as api
 from dockyard.daemon.images import changes as change_rules
 from dockyard.daemon.images import references
-from dockyard.daemon.images.register import IteratorReader, register_with_new_layer
+from dockyard.daemon.images.register import register_with_layer
 from dockyard.daemon.images.store import now_rfc3339, require
 
 from dockyard.oci import image_spec as spec
@@ -89,9 +89,10 @@ def commit(service: ImageService, container_id: str, image_id: str, snapshot_key
             container_config=container, history=history,
             rootfs=spec.RootFS(diff_ids=[*base.rootfs.diff_ids, diff_id])))
 
-    diff = IteratorReader(service.snapshotter.diff(snapshot_key))
-    result = register_with_new_layer(service.lock, service.layers, service.store, diff, parent.top_chain_id,
-                                     make_config, [name] if name else [], parent=parent.id)
+    # the upper dir copied as the layer (data copied in the kernel, no tar written and unpacked)
+    result = register_with_layer(service.lock, service.layers, service.store,
+                                 lambda: service.snapshotter.commit(snapshot_key, keep=True),
+                                 make_config, [name] if name else [], parent=parent.id)
     for ref in result.tagged:
         service.events.emit("image", "tag", result.id, {"name": ref.familiar()})
     return result.id
