@@ -301,7 +301,9 @@ class LocalLogWriter:
         """Block until the last rotation's compression is done (tests; the next rotation)."""
         if self._compressor is None:
             return
-        select.select([self._compressor], [], [])
+        poller = select.poll()  # a pidfd is readable once its process has exited
+        poller.register(self._compressor, select.POLLIN)
+        poller.poll()
         try:  # reap it if no one else has (in the shim, the SIGCHLD handler may be first)
             os.waitid(os.P_PIDFD, self._compressor, os.WEXITED | os.WNOHANG)
         except ChildProcessError:
