@@ -9,7 +9,8 @@ One run: both servers restart with empty storage (untimed), `docker push` to eac
 for each server the local image is removed (`docker rmi -f <id>`, untimed) and `docker pull`
 (timed) brings it back. Every timed command starts after an untimed `sync`, so none pays for
 writing back what the one before it left dirty. Each server's peak RSS over the run is its
-memory while serving.
+memory while serving; its CPU time over the run (start-up left out) is the work it did, a
+figure the machine's noise moves much less than the wall-clock ones.
 podman is not measured: its Docker-compatible API does not push to a plain-HTTP registry
 unless the client asks for tlsVerify=false, which the docker CLI never sends."""
 
@@ -154,6 +155,8 @@ def _metrics(name: str, what: str, workload: Workload) -> list[Metric]:
         metrics.append(Metric(f"{name}_pull_{server}", f"pull {what} ← {title}", "ms"))
     for server, title in SERVERS.items():
         metrics.append(Metric(f"{name}_rss_{server}", f"{title} peak RSS while serving ({what})", "MiB"))
+    for server, title in SERVERS.items():
+        metrics.append(Metric(f"{name}_cpu_{server}", f"{title} CPU time serving ({what})", "ms"))
     return metrics
 
 
@@ -188,6 +191,7 @@ def _registry_case(name: str, what: str, full: Workload, quick: Workload) -> Cas
     def measure(target: Target, state: State) -> dict[str, float]:
         for server in state.servers:
             server.restart()
+        cpu = {server.name: server.cpu_ms() for server in state.servers}  # less its start-up
         sampler = PeakRSS(state.servers)
         out = {}
         try:
@@ -202,11 +206,14 @@ def _registry_case(name: str, what: str, full: Workload, quick: Workload) -> Cas
                 out[f"{name}_pull_{server.name}"] = timed_cli(target, "pull", state.ref(server))[0]
         finally:
             peak = sampler.stop()
+            for server in state.servers:
+                cpu[server.name] = server.cpu_ms() - cpu[server.name]
             # the next run pushes the same image to every server again
             for server in state.servers:
                 target.cli("tag", state.image_id, state.ref(server), check=False)
         for server in state.servers:
             out[f"{name}_rss_{server.name}"] = peak[server.name] / MIB
+            out[f"{name}_cpu_{server.name}"] = cpu[server.name]
         return out
 
     def teardown(target: Target, state: State) -> None:

@@ -9,6 +9,7 @@ has the blobs would make a push a round of HEAD requests)."""
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
 import signal
 import socket
@@ -89,6 +90,18 @@ class RegistryServer:
         server itself first)."""
         pid = self.pid
         return sum(procs.rss_kib(p) for p in procs.descendants(pid)) if pid else 0
+
+    def cpu_ms(self) -> float:
+        """User + system CPU time the server (with the processes below it) has used so far."""
+        total = 0
+        for p in procs.descendants(self.pid) if self.pid else []:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return total * 1000 / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self, lines: int = 3) -> str:
         try:
