@@ -155,6 +155,51 @@ def _open_rotated(path: Path, index: int, since_ns: int) -> tuple[BinaryIO, bool
         return None
 
 
+def _is_compressed_copy(gz: Path, size: int, last_ns: int) -> bool:
+    """Whether ``gz`` is the compressed copy of a file of ``size`` bytes ending with an entry
+    of ``last_ns``: gzip's trailer holds the size (mod 2**32), dockerd's header the last time."""
+    try:
+        with open(gz, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            (stored,) = struct.unpack("<I", f.read(4))
+        last = gzip_extra_last_time(gz)
+        return stored == size & 0xFFFFFFFF and last is not None and parse_time(last) == last_ns
+    except (OSError, ValueError, struct.error):
+        return False
+
+
+def _rotated_after(path: Path, old: BinaryIO, size: int) -> list[BinaryIO]:
+    """The files rotated after ``old`` (the former current file, read to its end ``size``) while
+    a follower was still reading it, opened, oldest first: without them ``follow`` would skip
+    from ``old`` to the new current file. Found by walking ``<log>.1``, ``<log>.2``, ... until
+    ``old`` itself (its inode, or once compressed its size and last time)."""
+    last = next(_entries_backwards(old.fileno(), size), None)
+    if last is None:
+        return []  # an empty file is never rotated: nothing came between
+    inode = os.fstat(old.fileno()).st_ino
+    newer: list[BinaryIO] = []
+    index = 1
+    while True:
+        plain = Path(f"{path}.{index}")
+        try:
+            f: BinaryIO = open(plain, "rb")
+            if os.fstat(f.fileno()).st_ino == inode:
+                f.close()
+                break
+        except FileNotFoundError:
+            gz = Path(f"{plain}.gz")
+            if _is_compressed_copy(gz, size, last.time_ns):
+                break
+            try:
+                f = gzip.open(gz, "rb")
+            except FileNotFoundError:
+                break  # no more rotated files: the old one was rotated out entirely
+        newer.append(f)
+        index += 1
+    newer.reverse()
+    return newer
+
+
 def read_logs(path: Path, max_files: int = 5, since_ns: int = 0, until_ns: int | None = None,
               tail: int | None = None) -> tuple[Iterable[LogRecord], LogPosition]:
     """The records of ``docker logs`` (``--since``, ``--until``, ``--tail``), oldest first, and the
@@ -246,8 +291,20 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
             except FileNotFoundError:
                 rotated = f is not None  # unlinked (max-file 1) and not yet made again
             if rotated and f is not None:
-                f.close()  # the old file is complete: move on to the new current file
+                # the old file is complete: on to the new current file, through any rotated
+                # in between (dockerd's follow skips those, with a warning)
+                missed = _rotated_after(path, f, offset)
+                f.close()
                 f = None
+                try:
+                    for rotated_file in missed:
+                        for rec in _records_forward(rotated_file):
+                            if until_ns is not None and rec.time_ns > until_ns:
+                                return
+                            yield rec
+                finally:
+                    for rotated_file in missed:
+                        rotated_file.close()
                 continue
             if stopping:
                 return

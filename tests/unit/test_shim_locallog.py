@@ -7,6 +7,8 @@ import gzip
 import struct
 from pathlib import Path
 
+import pytest
+
 from dockyard.shim.jsonlog import PARTIAL_LIMIT
 from dockyard.shim.jsonlog_reader import parse_time
 from dockyard.shim.locallog import (
@@ -207,3 +209,30 @@ def test_reads_what_dockerd_wrote() -> None:
     last = parse_time(gzip_extra_last_time(DOCKERD_LOG.with_name("container.log.3.gz")))
     assert last == pieces[0].time_ns  # the first piece ends the oldest file
     assert [r.data for r in read_logs(DOCKERD_LOG, max_files=4, tail=2)[0]] == [b"y" * 7232 + b"\n", b"tail"]
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_follow_reads_the_files_rotated_while_it_lagged(tmp_path: Path, compress: bool) -> None:
+    log = tmp_path / "c.log"
+    w = LocalLogWriter(log, max_size=300, max_files=10, compress=compress)
+    w.write("stdout", b"before\n")
+    _, position = read_logs(log, max_files=10)
+
+    async def follow_after_the_writer_ran_ahead() -> list[bytes]:
+        got = []
+        reading = follow(log, position, stop=lambda: True, poll_interval=0.01)
+        for i in range(3):
+            w.write("stdout", f"early {i}\n".encode())
+        got.append((await reading.__anext__()).data)  # the follower holds the first file open
+        for i in range(60):  # meanwhile several rotations
+            w.write("stdout", f"line {i}\n".encode())
+            if i % 10 == 0:
+                w.wait_compressed()
+        w.wait_compressed()
+        got += [rec.data async for rec in reading]
+        return got
+
+    got = asyncio.run(follow_after_the_writer_ran_ahead())
+    w.close()
+    assert len([p for p in tmp_path.iterdir() if p.name != "c.log"]) >= 3
+    assert got == [f"early {i}\n".encode() for i in range(3)] + [f"line {i}\n".encode() for i in range(60)]
