@@ -156,6 +156,25 @@ def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int |
     return records, position
 
 
+def _rotated_after(path: Path, inode: int) -> list[BinaryIO]:
+    """The files rotated after the one with ``inode`` (the former current file) while a follower
+    was still reading it, opened, oldest first: ``<log>.1``, ``<log>.2``, ... until that one."""
+    newer: list[BinaryIO] = []
+    index = 1
+    while True:
+        try:
+            f = open(f"{path}.{index}", "rb")
+        except FileNotFoundError:
+            break  # no more: the old file was rotated out entirely
+        if os.fstat(f.fileno()).st_ino == inode:
+            f.close()
+            break
+        newer.append(f)
+        index += 1
+    newer.reverse()
+    return newer
+
+
 async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
                  until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[LogRecord]:
     """Records appended after ``position`` (``docker logs -f``), across rotations, until ``stop()``
@@ -194,8 +213,21 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
             except FileNotFoundError:
                 rotated = False
             if rotated and f is not None:
-                f.close()  # the old file is complete: move on to the new current file
+                # the old file is complete: on to the new current file, through any rotated in
+                # between while this follower lagged (dockerd's follow skips those)
+                missed = _rotated_after(path, inode)
+                f.close()
                 f = None
+                try:
+                    for rec in map(_decode_line, _lines_forward([(m, None) for m in missed])):
+                        if rec is None:
+                            continue
+                        if until_ns is not None and rec.time_ns > until_ns:
+                            return
+                        yield rec
+                finally:
+                    for m in missed:
+                        m.close()
                 continue
             if f is not None and os.fstat(f.fileno()).st_size < offset:
                 offset, carry = 0, b""  # truncated in place (max-file 1): start over
