@@ -6,6 +6,7 @@ Runs as root on the real kernel; mounts are undone in a finally, everything is u
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -253,3 +254,25 @@ def test_kill_9_during_adoption_leaves_no_half_layer(tmp_path, how, point):
             snapshots.remove(key)  # a snapshot left by the killed build: its owner removes it at start
     finally:
         db.close()
+
+
+def test_upper_dir_on_another_filesystem_goes_through_the_tar(stores, monkeypatch):
+    content, layers, snapshots, _ = stores
+    snapshots.prepare("work", None)
+    upper = snapshots.upper_dir("work")
+    (upper / "file").write_bytes(b"data")
+    os.mknod(upper / "gone", stat.S_IFCHR, os.makedev(0, 0))  # a whiteout
+    expected = hashlib.sha256(b"".join(snapshots.diff("work"))).hexdigest()
+    real_rename = os.rename
+
+    def rename(src, dst, *args, **kwargs):
+        if Path(src) == upper:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr("dockyard.storage.layers.os.rename", rename)
+    layer = snapshots.commit("work")
+    assert layer.diff_id == "sha256:" + expected
+    assert content.has(layer.diff_id)  # the tar path keeps its blob
+    assert (layer.path / "file").read_bytes() == b"data"
+    assert not snapshots.exists("work") and not upper.exists()
