@@ -1,18 +1,22 @@
 """The per-container shim: one small single-threaded supervisor per container.
 
-Forked from the zygote (``dockyard.shim.zygote``), detached from the daemon. It
-mounts the container's rootfs, owns the container's stdio (pipes or a pty),
-creates and starts the container through the runtime, copies output to the
-json-file log and to attached clients, reaps the init (it is a child subreaper),
-records ``exit.json``, and serves ``<state_dir>/shim.sock`` (protocol:
+Forked from the zygote (``dockyard.shim.zygote``), detached from the daemon. Its
+``Helper`` (a child forked ahead, with the spare shim) mounts the container's rootfs,
+makes its stdio (pipes or a pty), creates and starts it through the runtime, and
+exits; the shim owns the stdio, copies output to the log and to attached clients,
+reaps the init (it is a child subreaper: the init comes to it when the helper
+exits), records ``exit.json``, and serves ``<state_dir>/shim.sock`` (protocol:
 ``dockyard.shim.protocol``). A selectors loop, no asyncio, no threads: after the
-fork it touches few Python objects so most of the zygote's pages stay shared.
+fork it touches few Python objects so most of the zygote's pages stay shared
+(that is also why the create and start run in the short-lived helper).
 
 Life of a shim::
 
-    create (mount, stdio, runtime create) -> created --start--> running <-pause/resume-> paused
+    create (the helper: mount, stdio, runtime create) -> created
+        created --start (the helper: runtime start; it exits)--> running <-pause/resume-> paused
         running/paused --init reaped--> draining (output to EOF, at most DRAIN_TIMEOUT)
-        draining --> stopped (exit.json written, waiters answered, attach streams ended)
+        draining --> stopped (exit.json written, waiters answered, attach streams ended,
+                              then runtime delete and unmount)
         created/stopped --shutdown (or EXITED_LINGER without one)--> runtime delete, unmount, exit
 """
 
