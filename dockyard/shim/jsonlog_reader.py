@@ -7,6 +7,7 @@ files are read oldest first (``<log>.N`` ... ``<log>.1``, ``<log>``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -156,6 +157,20 @@ def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int |
     return records, position
 
 
+def batches(records: Iterable[LogRecord], size: int = 1000) -> Iterator[list[LogRecord]]:
+    """``records`` in lists of ``size``."""
+    it = iter(records)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+def cut_at_until(batch: list[LogRecord], until_ns: int | None) -> tuple[list[LogRecord], bool]:
+    """The records of ``batch`` up to ``until``, and whether one was past it (follow ends)."""
+    if until_ns is None or not batch or batch[-1].time_ns <= until_ns:
+        return batch, False
+    return [r for r in itertools.takewhile(lambda r: r.time_ns <= until_ns, batch)], True
+
+
 def _rotated_after(path: Path, inode: int) -> list[BinaryIO]:
     """The files rotated after the one with ``inode`` (the former current file) while a follower
     was still reading it, opened, oldest first: ``<log>.1``, ``<log>.2``, ... until that one."""
@@ -176,9 +191,10 @@ def _rotated_after(path: Path, inode: int) -> list[BinaryIO]:
 
 
 async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
-                 until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[LogRecord]:
+                 until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[list[LogRecord]]:
     """Records appended after ``position`` (``docker logs -f``), across rotations, until ``stop()``
-    says the container is gone and everything written has been read, or a record is past ``until``."""
+    says the container is gone and everything written has been read, or a record is past ``until``;
+    in batches of what one read found, so a caller can send them together."""
     offset, inode = position.offset, position.inode
     carry = b""
     f = None
@@ -200,13 +216,12 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
                 offset += len(chunk)
                 lines = (carry + chunk).split(b"\n")
                 carry = lines.pop()
-                for line in lines:
-                    rec = _decode_line(line) if line else None
-                    if rec is None:
-                        continue
-                    if until_ns is not None and rec.time_ns > until_ns:
-                        return
-                    yield rec
+                decoded = [r for r in map(_decode_line, lines) if r is not None]
+                batch, past_until = cut_at_until(decoded, until_ns)
+                if batch:
+                    yield batch
+                if past_until:
+                    return
                 continue
             try:
                 rotated = os.stat(path).st_ino != inode
@@ -219,12 +234,14 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
                 f.close()
                 f = None
                 try:
-                    for rec in map(_decode_line, _lines_forward([(m, None) for m in missed])):
-                        if rec is None:
-                            continue
-                        if until_ns is not None and rec.time_ns > until_ns:
+                    records = (r for r in map(_decode_line, _lines_forward([(m, None) for m in missed]))
+                               if r is not None)
+                    for batch in batches(records):
+                        batch, past_until = cut_at_until(batch, until_ns)
+                        if batch:
+                            yield batch
+                        if past_until:
                             return
-                        yield rec
                 finally:
                     for m in missed:
                         m.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
 
 from dockyard.shim.jsonlog import format_time
-from dockyard.shim.jsonlog_reader import LogPosition, LogRecord, parse_time
+from dockyard.shim.jsonlog_reader import LogPosition, LogRecord, batches, cut_at_until, parse_time
 from dockyard.shim.locallog import FRAME_LEN, MAX_ENTRY, LogEntry, decode_entry, gzip_extra_last_time
 
 _LEN = struct.Struct(">I")
@@ -256,9 +256,10 @@ def read_logs(path: Path, max_files: int = 5, since_ns: int = 0, until_ns: int |
 
 
 async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
-                 until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[LogRecord]:
+                 until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[list[LogRecord]]:
     """Records appended after ``position`` (``docker logs -f``), across rotations, until ``stop()``
-    says the container is gone and everything written has been read, or a record is past ``until``."""
+    says the container is gone and everything written has been read, or a record is past ``until``;
+    in batches of what one read found, so a caller can send them together."""
     offset, inode = position.offset, position.inode
     buf = b""
     f = None
@@ -281,10 +282,11 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
                 buf += chunk
                 records, used = parse_records(buf)
                 buf = buf[used:]
-                for rec in records:
-                    if until_ns is not None and rec.time_ns > until_ns:
-                        return
-                    yield rec
+                batch, past_until = cut_at_until(records, until_ns)
+                if batch:
+                    yield batch
+                if past_until:
+                    return
                 continue
             try:
                 rotated = os.stat(path).st_ino != inode
@@ -298,10 +300,12 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
                 f = None
                 try:
                     for rotated_file in missed:
-                        for rec in _records_forward(rotated_file):
-                            if until_ns is not None and rec.time_ns > until_ns:
+                        for batch in batches(_records_forward(rotated_file)):
+                            batch, past_until = cut_at_until(batch, until_ns)
+                            if batch:
+                                yield batch
+                            if past_until:
                                 return
-                            yield rec
                 finally:
                     for rotated_file in missed:
                         rotated_file.close()

@@ -118,7 +118,8 @@ def test_unknown_option_is_refused_at_create(dockyardd):
 def test_daemon_json_default_local_driver():
     with tempfile.TemporaryDirectory(prefix="dyt-conf-") as tmp:
         conf = Path(tmp) / "daemon.json"
-        conf.write_text(json.dumps({"log-driver": "local", "log-opts": {"max-file": "3", "compress": "false"}}))
+        conf.write_text(json.dumps({"log-driver": "local",
+                                    "log-opts": {"max-file": "3", "compress": "false"}}))
         d = daemon_harness.new_daemon(["--config-file", str(conf)])
         try:
             daemon_harness.load_busybox(d)

@@ -112,8 +112,8 @@ def test_follow_continues_across_rotation_until_stopped(tmp_path: Path) -> None:
         got: list[bytes] = []
 
         async def consume() -> None:
-            async for rec in follow(log, position, stop=lambda: stopped, poll_interval=0.01):
-                got.append(rec.data)
+            async for batch in follow(log, position, stop=lambda: stopped, poll_interval=0.01):
+                got.extend(rec.data for rec in batch)
 
         task = asyncio.create_task(consume())
         for i in range(6):

@@ -19,10 +19,10 @@ def test_follow_reads_the_files_rotated_while_it_lagged(tmp_path: Path) -> None:
         reading = follow(log, position, stop=lambda: True, poll_interval=0.01)
         for i in range(3):
             w.write("stdout", f"early {i}\n".encode())
-        got = [(await reading.__anext__()).data]  # the follower holds the first file open
+        got = [r.data for r in await reading.__anext__()]  # the follower holds the first file open
         for i in range(60):  # meanwhile several rotations
             w.write("stdout", f"line {i}\n".encode())
-        got += [rec.data async for rec in reading]
+        got += [rec.data async for batch in reading for rec in batch]
         return got
 
     got = asyncio.run(follow_after_the_writer_ran_ahead())

@@ -45,7 +45,8 @@ def test_frame_is_dockerd_shape() -> None:
 
 def test_fast_and_general_decoding_agree() -> None:
     items = [LogEntry("stdout", 1_795_910_400_123_456_789, b"x" * n) for n in (0, 1, 127, 128, 20000)]
-    items += [LogEntry("stderr", 1_795_910_400_123_456_789, b"p", True, False, "id", 1), LogEntry("stdout", 5, b"y")]
+    items += [LogEntry("stderr", 1_795_910_400_123_456_789, b"p", True, False, "id", 1),
+              LogEntry("stdout", 5, b"y")]
     raw = b"".join(encode_entry(e) for e in items)
     records, used = parse_records(raw + encode_entry(items[0])[:-1])
     assert used == len(raw)
@@ -144,7 +145,7 @@ def test_reader_since_until_tail_and_torn_end(tmp_path: Path) -> None:
         f.write(torn[-3:])
 
     async def rest() -> list[bytes]:
-        return [r.data async for r in follow(log, position, stop=lambda: True)]
+        return [r.data async for batch in follow(log, position, stop=lambda: True) for r in batch]
     assert asyncio.run(rest()) == [b"torn\n"]
 
 
@@ -159,8 +160,8 @@ def test_follow_continues_across_rotation_until_stopped(tmp_path: Path) -> None:
         got: list[bytes] = []
 
         async def consume() -> None:
-            async for rec in follow(log, position, stop=lambda: stopped, poll_interval=0.01):
-                got.append(rec.data)
+            async for batch in follow(log, position, stop=lambda: stopped, poll_interval=0.01):
+                got.extend(rec.data for rec in batch)
 
         task = asyncio.create_task(consume())
         for i in range(6):
@@ -223,13 +224,13 @@ def test_follow_reads_the_files_rotated_while_it_lagged(tmp_path: Path, compress
         reading = follow(log, position, stop=lambda: True, poll_interval=0.01)
         for i in range(3):
             w.write("stdout", f"early {i}\n".encode())
-        got.append((await reading.__anext__()).data)  # the follower holds the first file open
+        got.extend(r.data for r in await reading.__anext__())  # the follower holds the first file open
         for i in range(60):  # meanwhile several rotations
             w.write("stdout", f"line {i}\n".encode())
             if i % 10 == 0:
                 w.wait_compressed()
         w.wait_compressed()
-        got += [rec.data async for rec in reading]
+        got += [rec.data async for batch in reading for rec in batch]
         return got
 
     got = asyncio.run(follow_after_the_writer_ran_ahead())

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Iterable, Iterator
 
 from dockyard import errdefs
 from dockyard.daemon.containers import logdrivers
@@ -86,27 +86,28 @@ async def _records(reader: ModuleType, path: Path, max_files: int, options: LogO
         data = (fixed_time(r.time_ns) + b" " + r.data) if options.timestamps else r.data
         return stream, data
 
-    # what is already written goes out in chunks of consecutive records of one stream: one
-    # frame and one socket write per chunk instead of per line (the client sees the same bytes)
-    chunk: list[bytes] = []
-    chunk_stream = chunk_size = 0
-    for r in records:
-        item = frame(r)
-        if item is None:
-            continue
-        stream, data = item
-        if chunk and (stream != chunk_stream or chunk_size >= CHUNK):
-            yield chunk_stream, b"".join(chunk)
-            chunk, chunk_size = [], 0
-        chunk_stream = stream
-        chunk.append(data)
-        chunk_size += len(data)
-    if chunk:
-        yield chunk_stream, b"".join(chunk)
-    if options.follow and (until is None or until > 0):
-        async for r in reader.follow(path, position, stopped, until_ns=until):
-            if r.time_ns < since:
-                continue
+    def chunks(batch: Iterable[jsonlog.LogRecord]) -> Iterator[tuple[int, bytes]]:
+        """Consecutive records of one stream in chunks: one frame and one socket write per chunk
+        instead of per line (the client sees the same bytes)."""
+        chunk: list[bytes] = []
+        chunk_stream = chunk_size = 0
+        for r in batch:
             item = frame(r)
-            if item:
+            if item is None:
+                continue
+            stream, data = item
+            if chunk and (stream != chunk_stream or chunk_size >= CHUNK):
+                yield chunk_stream, b"".join(chunk)
+                chunk, chunk_size = [], 0
+            chunk_stream = stream
+            chunk.append(data)
+            chunk_size += len(data)
+        if chunk:
+            yield chunk_stream, b"".join(chunk)
+
+    for item in chunks(records):
+        yield item
+    if options.follow and (until is None or until > 0):
+        async for batch in reader.follow(path, position, stopped, until_ns=until):
+            for item in chunks(r for r in batch if r.time_ns >= since):
                 yield item
