@@ -190,7 +190,10 @@ class LayerStore:
         its changes on top of ``parent_chain_id``: moved into the store and adopted in place
         (``adopt_changes``), so the data is neither copied nor written as a tar. Same result as
         ``register`` of ``tar_dir_changes(upper)``: diff ID, chain, merged view. ``upper`` is
-        gone afterwards, also on failure. Raises errdefs.NotFound for an unknown parent."""
+        gone afterwards, also on failure. Its files must be its own (as overlay makes them):
+        times, owners and xattrs are set in place, so a hard link to another layer's file
+        would change that layer (use ``register_copy``). Raises errdefs.NotFound for an
+        unknown parent."""
         if parent_chain_id is not None and not self.exists(parent_chain_id):
             raise errdefs.NotFound(f"parent layer {parent_chain_id} does not exist")
         tmp = self.root / (_TMP_PREFIX + secrets.token_hex(8))

@@ -485,7 +485,7 @@ class _Job:
                     final.config, created=created, history=history,
                     rootfs=spec.RootFS(diff_ids=[*base.config.rootfs.diff_ids, diff_id]))
 
-            return images.squashed(base, images.diff(snap), config)
+            return images.squashed(base, snap, config)
         finally:
             images.remove(snap)
 

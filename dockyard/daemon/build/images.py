@@ -12,12 +12,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from dockyard import errdefs
 from dockyard.daemon.images import references
-from dockyard.daemon.images.register import (IteratorReader, NewImage, register_image,
-                                             register_with_layer, register_with_new_layer)
+from dockyard.daemon.images.register import NewImage, register_image, register_with_layer
 from dockyard.daemon.images.resolve import resolve
 from dockyard.daemon.images.service import ImageService
 from dockyard.mount import Mount
@@ -84,17 +83,18 @@ class BuildImages:
         chain = self._service.layers.chain(image.top_chain_id)  # top first
         return [layer.path for layer in reversed(chain[:len(chain) - len(base.config.rootfs.diff_ids)])]
 
-    def squashed(self, base: BaseImage, diff: Iterator[bytes],
-                 make_config: Callable[[str], spec.ImageConfig]) -> BaseImage:
-        """The merged layer on top of ``base``'s layers; no parent, as moby's SquashImage."""
+    def squashed(self, base: BaseImage, key: str, make_config: Callable[[str], spec.ImageConfig]) -> BaseImage:
+        """The merged layer in the snapshot ``key`` (over ``base``) on top of ``base``'s layers; no
+        parent, as moby's SquashImage. Its files are hard links to the layers' own files, so the
+        layer is a copy of the upper dir (``commit(keep=True)``), never the dir itself."""
         made: list[spec.ImageConfig] = []
 
         def config_bytes(diff_id: str) -> bytes:
             made.append(make_config(diff_id))
             return spec.encode(made[-1])
 
-        result = register_with_new_layer(self._service.lock, self._service.layers, self._service.store,
-                                         IteratorReader(diff), base.top_chain_id, config_bytes, [])
+        result = register_with_layer(self._service.lock, self._service.layers, self._service.store,
+                                     lambda: self._service.snapshotter.commit(key, keep=True), config_bytes, [])
         image = self.get(result.id)
         assert image is not None
         return image
@@ -122,9 +122,6 @@ class BuildImages:
     # ---- scratch rootfs for COPY/ADD -------------------------------------------------
     def prepare(self, key: str, image: BaseImage) -> list[Mount]:
         return self._service.snapshotter.prepare(key, image.top_chain_id)
-
-    def diff(self, key: str) -> Iterator[bytes]:
-        return self._service.snapshotter.diff(key)
 
     def remove(self, key: str) -> None:
         self._service.snapshotter.remove(key)
