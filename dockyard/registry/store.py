@@ -16,7 +16,8 @@ Layout under the data directory::
 
 Name components cannot start with ``_`` (the grammar), so a repository's own directories can
 never be mistaken for a nested repository. Blobs are committed by the content store (fsync,
-verify, rename); links and tags are written atomically; a crash leaves either the old state or
+verify, rename; an upload's own file is checked against the hash kept while it arrived and
+renamed in); links and tags are written atomically; a crash leaves either the old state or
 the new one. A blob reaches a repository only after it is committed and verified.
 """
 
