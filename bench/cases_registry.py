@@ -9,9 +9,9 @@ One run: both servers restart with empty storage (untimed), `docker push` to eac
 for each server the local image is removed (`docker rmi -f <id>`, untimed) and `docker pull`
 (timed) brings it back; which server goes first alternates from run to run. Every timed
 command starts after an untimed `sync`, so none pays for writing back what the one before it
-left dirty. Each server's peak RSS over the run is its
-memory while serving; its CPU time over the run (start-up left out) is the work it did, a
-figure the machine's noise moves much less than the wall-clock ones.
+left dirty. Each server's peak RSS over the run is its memory while serving; its CPU time
+over the run (start-up left out) is the work it did, a figure the machine's noise moves much
+less than the wall-clock ones.
 podman is not measured: its Docker-compatible API does not push to a plain-HTTP registry
 unless the client asks for tlsVerify=false, which the docker CLI never sends."""
 
