@@ -35,7 +35,7 @@ from typing import Iterator
 from dockyard import errdefs
 from dockyard.mount import Mount
 from dockyard.storage.archive import tar_dir_changes
-from dockyard.storage.fsutil import remove_tree, syncfs, write_atomic
+from dockyard.storage.fsutil import remove_tree, syncfs
 from dockyard.storage.layers import Layer, LayerStore
 
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # never ".init" nor ".tmp-*"
@@ -92,7 +92,7 @@ class OverlaySnapshotter:
             (tmp / "upper").mkdir()
             os.chmod(tmp / "upper", 0o755)  # the container's "/": exactly, whatever the umask
             (tmp / "work").mkdir(mode=0o700)
-            write_atomic(tmp / "parent", (parent_chain_id or "").encode())
+            _write_synced(tmp / "parent", (parent_chain_id or "").encode())
             mounts = [self._overlay(final, lowers)]
             os.rename(tmp, final)
         except BaseException:
@@ -165,3 +165,17 @@ class OverlaySnapshotter:
         for entry in self.root.iterdir():
             if entry.name.startswith(".tmp-"):
                 remove_tree(entry)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """A new file of a snapshot still in its temp dir: no temp file of its own (the dir's rename
+    publishes it whole) and one fsync, for its data: delayed allocation could leave it empty
+    after a crash. The entries themselves (the dirs, this file, the rename) are metadata, which
+    the journal commits in order, at the latest with the fsync of the container's row that
+    follows, so fsyncs of the temp dir and of the root would buy nothing (~0.4 ms each)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
