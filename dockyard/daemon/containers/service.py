@@ -128,6 +128,8 @@ class ContainerService:
         self._pending: dict[str, list[AttachSession]] = {}
         self._exit_waiters: dict[str, list[asyncio.Future]] = {}
         self._removed_waiters: dict[str, list[asyncio.Future]] = {}
+        self._shim_shutdowns: dict[str, asyncio.Future] = {}  # an exited auto-remove's, for its removal
+        self._file_cleanups: set[asyncio.Future] = set()  # those shutdowns and the file removals after them
         # the container's execs that have not ended (inspect's ExecIDs); daemon.py wires it to
         # the exec service, which keeps the exec records
         self.exec_ids: Callable[[str], list[str]] = lambda cid: []
@@ -326,8 +328,17 @@ class ContainerService:
                 except Exception as e:
                     log.warning("container %s: releasing the sandbox: %s", cid, e)
 
-            # independent: the shim's cleanup and the network's teardown overlap
-            await asyncio.gather(shutdown(), release_sandbox())
+            # independent: the shim's cleanup and the network's teardown overlap. An auto-remove
+            # container (never restarted: create refuses a restart policy with it) is removed
+            # without waiting for its shim's cleanup, whose rootfs unmount waits for an RCU grace
+            # period (1-100 ms): the removal's file cleanup, in the background, waits for it.
+            if self._store.has_id(cid) and self._store.get(cid).host_config.auto_remove:
+                task = self._shim_shutdowns[cid] = asyncio.ensure_future(shutdown())
+                self._file_cleanups.add(task)  # held until done (the loop keeps weak references)
+                task.add_done_callback(self._file_cleanups.discard)
+                await release_sandbox()
+            else:
+                await asyncio.gather(shutdown(), release_sandbox())
             await self._volumes.unmount(cid)
             if self._store.has_id(cid):
                 rec = self._store.get(cid)
@@ -363,6 +374,7 @@ class ContainerService:
                 await self.remove(cid, force=False)
             except errdefs.DockyardError as e:
                 log.warning("container %s: auto-remove: %s", cid, e)
+        self._shim_shutdowns.pop(cid, None)  # no removal took it: the next start's sweep will
 
     def _restart_delay(self, rec: ContainerRecord, running: _Running, exit_code: int,
                        ran_for: float) -> float | None:
@@ -560,14 +572,23 @@ class ContainerService:
             if not self._store.has_id(rec.id):
                 return  # removed meanwhile (auto-remove)
             st.transition(rec.state, st.REMOVING, rec.name)
-            self._store.save(rec, durable=False)  # the delete below (or Dead on failure) syncs it
-            try:
-                # Deleting a big tree takes a while: off the event loop.
-                await asyncio.to_thread(self._remove_files, rec)
-            except Exception as e:
-                st.transition(rec.state, st.DEAD, rec.name)  # Docker shows such a container as Dead
-                self._store.save(rec)
-                raise errdefs.System(f"unable to remove filesystem for {rec.id}: {e}") from None
+            shim_shutdown = self._shim_shutdowns.pop(rec.id, None)
+            if shim_shutdown is None:
+                self._store.save(rec, durable=False)  # the delete below (or Dead on failure) syncs it
+                try:
+                    # Deleting a big tree takes a while: off the event loop.
+                    await asyncio.to_thread(self._remove_files, rec)
+                except Exception as e:
+                    st.transition(rec.state, st.DEAD, rec.name)  # Docker shows such a container as Dead
+                    self._store.save(rec)
+                    raise errdefs.System(f"unable to remove filesystem for {rec.id}: {e}") from None
+            else:
+                # an auto-remove: the row goes first (name and ID free at once, the waiters
+                # answered), the files after its shim's cleanup, in the background. A crash
+                # meanwhile leaves files without a row, which the next start sweeps.
+                task = asyncio.ensure_future(self._remove_files_later(rec, shim_shutdown))
+                self._file_cleanups.add(task)
+                task.add_done_callback(self._file_cleanups.discard)
             await self._volumes.release(rec.id, remove_anonymous=volumes or rec.host_config.auto_remove)
             self._store.delete(rec.id)
             for session in self._pending.pop(rec.id, []):
@@ -577,6 +598,15 @@ class ContainerService:
                 if not fut.done():
                     fut.set_result(rec.state.exit_code)
         self._locks.pop(rec.id, None)
+
+    async def _remove_files_later(self, rec: ContainerRecord, shim_shutdown: asyncio.Future) -> None:
+        """An auto-removed container's files, once its shim has unmounted the rootfs (or given up:
+        ``_remove_files`` unmounts what is left). Moby too only logs an auto-remove's failure."""
+        await shim_shutdown
+        try:
+            await asyncio.to_thread(self._remove_files, rec)
+        except Exception as e:
+            log.warning("container %s: auto-remove: unable to remove filesystem: %s", rec.id, e)
 
     def _remove_files(self, rec: ContainerRecord) -> None:
         rootfs_dir = self._exec_dir(rec.id) / "rootfs"
@@ -1028,7 +1058,8 @@ class ContainerService:
 
     def _sweep_leftovers(self) -> None:
         """A crash during create or rm leaves files of a container without its row (the row is
-        added last and deleted last): its snapshot, its data and exec dirs. Blocking."""
+        added last and deleted last; an auto-remove deletes it first): its snapshot, its data
+        and exec dirs. Blocking."""
         dirs = (self._config.data_root / "containers", self._config.exec_root / "containers",
                 self._config.snapshot_root)
         stray = {entry.name for d in dirs if d.is_dir() for entry in d.iterdir()
@@ -1090,3 +1121,5 @@ class ContainerService:
             if running.watch is not None:
                 running.watch.cancel()
         self._live.clear()
+        # what a shutdown interrupts the next start sweeps; finishing it is quicker for everyone
+        await asyncio.gather(*self._file_cleanups, return_exceptions=True)
