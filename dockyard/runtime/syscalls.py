@@ -255,3 +255,12 @@ def set_controlling_tty(fd: int) -> None:
 def set_winsize(fd: int, rows: int, cols: int) -> None:
     packed = ctypes.create_string_buffer(struct.pack("HHHH", rows, cols, 0, 0), 8)
     _check(_libc.ioctl(fd, ctypes.c_ulong(TIOCSWINSZ), packed), "ioctl(TIOCSWINSZ)")
+
+
+def malloc_trim() -> None:
+    """Give the free pages of the C heap back to the kernel (glibc's malloc_trim; a no-op on a
+    libc without it): what imports, warm-ups and finished requests allocated and freed
+    otherwise stays in the process's RSS. Takes well under a millisecond."""
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
