@@ -294,6 +294,35 @@ def test_restore(env):
     assert states[dead].status == "exited" and states[dead].error == "shim died"
 
 
+def test_restore_removes_stopped_auto_remove_containers(env):
+    """moby's restore: an auto-remove container found not running goes (an auto-remove's delete
+    is not fsynced: a power loss may bring it back as created or exited); a running one stays."""
+    config, db, parts = env
+    parts["shims"].exit_code = None
+    svc = ContainerService(config, db, **parts)
+
+    async def first():
+        created = svc.create(body(host_config=HostConfig(auto_remove=True))).id
+        running = svc.create(body(host_config=HostConfig(auto_remove=True))).id
+        kept = svc.create(body()).id
+        await svc.start(running)
+        await svc.close()
+        return created, running, kept
+
+    created, running, kept = run(first())
+    parts["shims"].alive = {running}
+    svc2 = ContainerService(config, db, **parts)
+
+    async def second():
+        await svc2.restore()
+        ids = {c.id for c in svc2.list(all=True)}
+        await svc2.close()
+        return ids
+
+    assert run(second()) == {running, kept}
+    assert created not in parts["images"].rootfs and kept in parts["images"].rootfs
+
+
 def test_parse_signal():
     assert parse_signal("SIGKILL") == 9 and parse_signal("kill") == 9 and parse_signal("15") == 15
     assert parse_signal(None, default="SIGTERM") == 15

@@ -590,7 +590,9 @@ class ContainerService:
                 self._file_cleanups.add(task)
                 task.add_done_callback(self._file_cleanups.discard)
             await self._volumes.release(rec.id, remove_anonymous=volumes or rec.host_config.auto_remove)
-            self._store.delete(rec.id)
+            # an auto-remove's delete needs no fsync: should a power loss undo it, the container
+            # is found stopped at the next start, and removed then (restore)
+            self._store.delete(rec.id, durable=shim_shutdown is None)
             for session in self._pending.pop(rec.id, []):
                 session.abandon()
             self._emit(rec, "destroy")
@@ -1054,6 +1056,14 @@ class ContainerService:
                 log.warning("container %s: releasing the sandbox: %s", rec.id, e)
             await self._volumes.unmount(rec.id)
             self._emit(rec, "die", exitCode=str(status.exit_code))
+        # moby's restore: an auto-remove container that is not running is removed (its exit came
+        # while the daemon was down, or the removal's commit did not outlive a power loss)
+        for rec in self._store.all():
+            if rec.host_config.auto_remove and rec.state.status not in (st.RUNNING, st.PAUSED, st.RESTARTING):
+                try:
+                    await self.remove(rec.id, force=True, volumes=True)
+                except errdefs.DockyardError as e:
+                    log.warning("container %s: auto-remove at start-up: %s", rec.id, e)
         await asyncio.to_thread(self._sweep_leftovers)
 
     def _sweep_leftovers(self) -> None:

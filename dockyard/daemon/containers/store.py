@@ -64,7 +64,8 @@ class ContainerStore:
             rec.name = old
             raise names.name_conflict(new_name, self.holder_of(new_name) or "") from None
 
-    def delete(self, cid: str) -> None:
-        with self._db.transaction() as cur:
+    def delete(self, cid: str, durable: bool = True) -> None:
+        """``durable=False``: for an auto-remove, which a start-up redoes if a power loss undoes it."""
+        with self._db.transaction(durable=durable) as cur:
             cur.execute("DELETE FROM containers WHERE id = ?", (cid,))
         self._by_id.pop(cid, None)
