@@ -93,7 +93,7 @@ class FileSession:
         return self._data.stat().st_size
 
     async def append(self, chunks: AsyncIterator[bytes], start: int | None = None) -> int:
-        with open(self._data, "r+b", buffering=0) as f:
+        with open(self._data, "r+b") as f:
             offset = f.seek(0, os.SEEK_END)
             if start is not None and start != offset:
                 raise errors.RangeInvalid(f"upload chunk starts at {start}, expected {offset}", {"offset": offset})
