@@ -33,6 +33,7 @@ import selectors
 import signal
 import socket
 import struct
+import sys
 import termios
 import time
 import traceback
@@ -1079,7 +1080,7 @@ def run(conn: socket.socket, body: dict, helper: Helper) -> int:
     spawn connection: it gets our pid, then the init's pid or the create error. ``helper``: the
     process forked ahead, already doing the create (``Helper.ask_create``)."""
     conn.setblocking(True)
-    conn.sendall(P.json_frame(P.REPLY, {"ok": True, "shim_pid": os.getpid()}))
+    daemon_there = _tell(conn, {"ok": True, "shim_pid": os.getpid()})
     try:
         request = spawn_request_from_json(body)
         request.state_dir.mkdir(parents=True, exist_ok=True)
@@ -1094,9 +1095,25 @@ def run(conn: socket.socket, body: dict, helper: Helper) -> int:
         shim = Shim(request, load_runtime(request.runtime, request.runtime_root))
         shim.create(helper)
     except Exception as err:
-        conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
+        _tell(conn, P.error_reply(err))
         return 1
-    conn.sendall(P.json_frame(P.REPLY, {"ok": True, "pid": shim.init_pid}))
+    if not (_tell(conn, {"ok": True, "pid": shim.init_pid}) and daemon_there):
+        # The daemon went away during the spawn (killed, or it gave the start up): nobody will
+        # start this container or end this shim, and a daemon restarted meanwhile may have looked
+        # for shim.sock before it was bound. Undo the create rather than leave its init blocked
+        # before exec, in its cgroup, for ever.
+        print(f"shim: the daemon left during the spawn of {shim.id}; deleting it", file=sys.stderr)
+        shim._cleanup(delete=True)
+        return 1
     conn.close()
     shim.serve()
     return 0
+
+
+def _tell(conn: socket.socket, body: dict) -> bool:
+    """Send a reply on the spawn connection; False if the daemon is gone."""
+    try:
+        conn.sendall(P.json_frame(P.REPLY, body))
+        return True
+    except OSError:
+        return False

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from dockyard import errdefs
-from dockyard.shim.manager import ZygoteShimManager
+from dockyard.shim import protocol
+from dockyard.shim.manager import ZygoteShimManager, spawn_request_to_json
 from dockyard.shim.jsonlog_reader import read_logs
 from tests.integration.test_shim_support import (FORK_EXEC_RUNTIME, Bundle, is_mounted,
                                                  make_bundle)
@@ -264,6 +265,37 @@ def test_a_shim_dying_during_create_does_not_hang_spawn(tmp_path: Path) -> None:
                 init_pid = int(pid_file.read_text())  # itself deletes the container)
                 os.kill(init_pid, signal.SIGKILL)  # the orphaned init, blocked before exec
                 await wait_gone(init_pid)
+            if is_mounted(b.rootfs):
+                os.system(f"umount {b.rootfs}")
+    run(tmp_path, body)
+
+
+def test_a_daemon_leaving_during_the_spawn_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The daemon is killed (or gives the start up) once the shim has its request: nobody will
+    start or delete that container, and a restarted daemon may have looked for its shim.sock
+    too early; the shim undoes the create itself (init killed, rootfs unmounted) and exits."""
+    async def body(h: Harness) -> None:
+        b = h.bundle(["sleep", "60"])
+        request = json.dumps({"op": "spawn", "request": spawn_request_to_json(
+            b.request(h.runtime, h.runtime_root))}).encode()
+        reader, writer = await asyncio.open_unix_connection(str(h.manager.zygote_socket))
+        init_pid = 0
+        try:
+            writer.write(protocol.frame(protocol.REQUEST, request))
+            header = await asyncio.wait_for(reader.readexactly(protocol.HEADER.size), 10)
+            _, length = protocol.HEADER.unpack(header)
+            shim_pid = int(json.loads(await reader.readexactly(length))["shim_pid"])
+            writer.close()  # the daemon is gone before the create's answer
+            gone = await wait_gone(shim_pid, 10)
+            pid_file = h.runtime_root / b.container_id / "pid"
+            if pid_file.exists():
+                init_pid = int(pid_file.read_text())
+            assert gone and not pid_file.exists()  # runtime delete ran: its init was killed
+            assert not is_mounted(b.rootfs)
+            assert not (b.state_dir / "shim.sock").exists()
+        finally:
+            if init_pid and pid_alive(init_pid):
+                os.kill(init_pid, signal.SIGKILL)
             if is_mounted(b.rootfs):
                 os.system(f"umount {b.rootfs}")
     run(tmp_path, body)
