@@ -213,10 +213,18 @@ def _count_pull(meta) -> None:
 async def _read_limited(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise errors.ManifestTooBig(f"manifest too big: {request.content_length} bytes, the limit is {limit}")
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
+    # read(n) returns what has arrived so far, not n bytes: a manifest that comes in several
+    # pieces (dockerd's 100-layer manifest, now and then) must be read to its end
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
         raise errors.ManifestTooBig(f"manifest too big: more than {limit} bytes")
-    return data
+    return b"".join(chunks)
 
 
 async def put_manifest(request: web.Request, name: str, ref: str) -> web.Response:

@@ -176,6 +176,25 @@ def test_manifest_faults(hub):
     assert hub.request("PUT", "/v2/f/manifests/-bad", missing).code == "TAG_INVALID"
 
 
+
+def test_manifest_arriving_in_pieces_is_read_whole(hub):
+    """dockerd's big manifests sometimes reach the hub in several reads; all of it counts."""
+    layers = [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": push_blob(hub, "pieces", b"l%d" % i),
+               "size": len(b"l%d" % i)} for i in range(3)]
+    config = push_blob(hub, "pieces", b"cfg")
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": layers,
+                       "config": {"mediaType": "x", "digest": config, "size": 3}}).encode()
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=30) as s:
+        s.sendall(f"PUT /v2/pieces/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Type: {OCI_MANIFEST}\r\n"
+                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:40])
+        threading.Event().wait(0.2)  # the first piece is in the server's hands before the rest
+        s.sendall(body[40:])
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 201"), reply
+    assert hub.request("GET", "/v2/pieces/manifests/v1", headers={"Accept": OCI_MANIFEST}).body == body
+
 @pytest.mark.parametrize("path", ["/v2/UPPER/tags/list", "/v2/a/../b/tags/list", "/v2/a/%2e%2e/b/tags/list",
                                   "/v2/a//b/tags/list", "/v2/_a/tags/list", "/v2/a/blobs/..%2F..%2Fetc",
                                   "/v2/a/blobs/sha256:..%2f..%2f" + "0" * 58])
