@@ -136,12 +136,15 @@ class FilesystemBlobs(ContentStore):
 
     def adopt(self, path: Path, desc: Descriptor) -> Descriptor:
         """Make the verified file ``path`` (on the same filesystem) the blob ``desc``: fsync,
-        read-only, rename into place, fsync the directory, as the content store commits."""
+        read-only, rename into place, fsync the directory, as the content store commits. Its
+        age starts now, as an ingested blob's does (an upload idle for hours must not look
+        old enough to collect before its manifest comes)."""
         final = self.path(desc.digest)
         if final.exists():
             return desc  # already stored: content addressing makes it equal
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
+            os.utime(fd)
             os.fsync(fd)
             os.fchmod(fd, 0o444)
         finally:

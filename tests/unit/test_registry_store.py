@@ -158,11 +158,13 @@ def test_chunked_upload_hashes_as_it_goes_and_commits_by_rename(store):
         asyncio.run(upload.append(_chunks(b"garbage", fail=True)))
     asyncio.run(upload.append(_chunks(b"world"), start=10))
     inode = os.stat(upload.root / "data").st_ino
+    os.utime(upload.root / "data", (time.time() - 7200, time.time() - 7200))  # an upload idle for 2 h
     desc = store.finish_upload(upload, sha(b"hello big world"))
     path = store.blobs.path(desc.digest)
     assert desc.size == 15 and path.read_bytes() == b"hello big world"
     assert os.stat(path).st_ino == inode  # the upload's file itself, not a copy
     assert os.stat(path).st_mode & 0o777 == 0o444
+    assert store.blobs.age(desc.digest) < 600  # garbage collection's grace starts at the commit
     assert store.blob("r", desc.digest) == desc
 
 
