@@ -279,7 +279,7 @@ def test_a_daemon_leaving_during_the_spawn_leaves_nothing_behind(tmp_path: Path)
         request = json.dumps({"op": "spawn", "request": spawn_request_to_json(
             b.request(h.runtime, h.runtime_root))}).encode()
         reader, writer = await asyncio.open_unix_connection(str(h.manager.zygote_socket))
-        init_pid = 0
+        init_pid = shim_pid = 0
         try:
             writer.write(protocol.frame(protocol.REQUEST, request))
             header = await asyncio.wait_for(reader.readexactly(protocol.HEADER.size), 10)
@@ -294,8 +294,9 @@ def test_a_daemon_leaving_during_the_spawn_leaves_nothing_behind(tmp_path: Path)
             assert not is_mounted(b.rootfs)
             assert not (b.state_dir / "shim.sock").exists()
         finally:
-            if init_pid and pid_alive(init_pid):
-                os.kill(init_pid, signal.SIGKILL)
+            for pid in (init_pid, shim_pid):  # the shim's create helper leaves on its pair's EOF
+                if pid and pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
             if is_mounted(b.rootfs):
                 os.system(f"umount {b.rootfs}")
     run(tmp_path, body)
