@@ -1,6 +1,6 @@
 """Pull against a fake registry: formats, platforms, auth, and every fault the issue lists.
 
-Each test gets its own image store (tests.integration.test_images_service.Harness) and a
+Each test gets its own image store (tests.integration.image_harness.Harness) and a
 DistributionService with short timeouts and back-off, so retries are exercised quickly.
 After a failure nothing may be visible: no image row, no layer, nothing in ingest/.
 """
@@ -21,7 +21,7 @@ from dockyard.daemon.distribution.service import DistributionService
 from dockyard.distribution.client import RegistryClient, RetryPolicy
 from dockyard.distribution.endpoints import Endpoints, RegistrySettings
 from tests.integration.distribution_fake import FakeRegistry, digest_of, docker_archive, make_image, make_index
-from tests.integration.test_images_service import Harness
+from tests.integration.image_harness import Harness
 
 
 class Env:

@@ -17,7 +17,7 @@ from dockyard.distribution.client import RegistryClient, RetryPolicy
 from dockyard.distribution.endpoints import Endpoints, RegistrySettings
 from tests.integration import distribution_registry as dr
 from tests.integration.distribution_fake import FakeRegistry, docker_archive, make_image
-from tests.integration.test_images_service import Harness
+from tests.integration.image_harness import Harness
 
 pytestmark = pytest.mark.skipif(not dr.available() or not shutil.which("openssl"),
                                 reason="docker-registry or openssl missing")

@@ -5,28 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import shutil
 import tarfile
-import tempfile
-from pathlib import Path
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from dockyard.api.app import make_app
 from dockyard.api.routers import images as images_router
-from tests.integration.test_images_service import BUSYBOX_ID, FIXTURES, Harness
-
-
-@pytest.fixture
-def h():
-    root = Path(tempfile.mkdtemp(prefix="dockyard-images-api-"))
-    harness = Harness(root)
-    try:
-        yield harness
-    finally:
-        harness.db.close()
-        shutil.rmtree(root, ignore_errors=True)
+from tests.integration.image_harness import BUSYBOX_ID, FIXTURES, Harness
 
 
 def run(h: Harness, scenario) -> None:

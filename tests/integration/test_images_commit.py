@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import stat
 import tarfile
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 from dockyard import errdefs
 from dockyard.daemon.interfaces import CommitTarget
 from dockyard.daemon.images.service import ImageService
-from tests.integration.test_images_service import BUSYBOX_ID, Harness
+from tests.integration.image_harness import BUSYBOX_ID, Harness
 
 
 class Containers:
@@ -34,17 +32,6 @@ class Containers:
     def paused_for_commit(self, container_id: str, pause: bool):
         self.paused.append((container_id, pause))
         yield
-
-
-@pytest.fixture
-def h():
-    root = Path(tempfile.mkdtemp(prefix="dockyard-images-commit-"))
-    harness = Harness(root)
-    try:
-        yield harness
-    finally:
-        harness.db.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _container(h: Harness, key: str) -> Path:

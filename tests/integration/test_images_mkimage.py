@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from dockyard.cmd import mkimage
-from tests.integration.test_images_service import Harness
 
 pytestmark = pytest.mark.skipif(not mkimage.BUSYBOX.is_file(), reason="busybox-static not installed")
-
-
-@pytest.fixture
-def h():
-    root = Path(tempfile.mkdtemp(prefix="dockyard-mkimage-"))
-    harness = Harness(root)
-    try:
-        yield harness
-    finally:
-        harness.db.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_busybox_archive_is_stable_and_loads(h):

@@ -6,81 +6,19 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from dockyard import errdefs
-from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.images.archive_read import read_archive
-from dockyard.daemon.images.service import ImageService
-from dockyard.storage.content import ContentStore
-from dockyard.storage.layers import LayerStore, chain_id_of
-from dockyard.storage.metadata import Database
-from dockyard.storage.snapshotter import OverlaySnapshotter
+from dockyard.storage.layers import chain_id_of
+from tests.integration.image_harness import BUSYBOX_ID, FIXTURES, Harness
 
-FIXTURES = Path("/work/shared/fixtures")
-BUSYBOX_ID = "sha256:d7cd88ae98201f321ecfd5e5bbeb8ff8e5e0db86fd6558f924b3971778a6d67a"
 WHITEOUTS_ID = "sha256:ae5c5a80006ab77c64baade1da72502325bbb51767844c3961c67336497f242c"
 WHITEOUTS_OCI_ID = "sha256:71b73dccfd143993745604a13d293a169bcfa2ac216fbd7035b34e7774473b43"
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, str, dict | None]] = []
-
-    def emit(self, type, action, actor_id, attributes=None, scope="local") -> None:
-        self.seen.append((type, action, actor_id, attributes))
-
-    def actions(self) -> list[str]:
-        return [action for _, action, _, _ in self.seen]
-
-
-class Usage:
-    def __init__(self) -> None:
-        self.by_image: dict[str, list[tuple[str, bool]]] = {}
-
-    def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
-        return self.by_image.get(image_id, [])
-
-
-class Harness:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.config = DaemonConfig(data_root=root / "data", exec_root=root / "run")
-        self.db = Database(self.config.db_path)
-        self.content = ContentStore(self.config.image_root / "content")
-        self.layers = LayerStore(self.config.image_root / "layers", self.content, self.db)
-        self.snapshotter = OverlaySnapshotter(self.config.snapshot_root, self.layers)
-        self.events = Events()
-        self.usage = Usage()
-        self.service = ImageService(self.config, self.db, self.content, self.layers, self.snapshotter,
-                                    self.events, self.usage)
-
-    def load(self, name: str) -> list[str]:
-        with open(FIXTURES / name, "rb") as f:
-            return [m.stream for m in self.service.load(f)]
-
-    def rows(self, table: str) -> int:
-        return self.db.query(f"SELECT COUNT(*) FROM {table}")[0][0]
-
-    def layer_dirs(self) -> list[str]:
-        return sorted(os.listdir(self.config.image_root / "layers"))
-
-
-@pytest.fixture
-def h():
-    root = Path(tempfile.mkdtemp(prefix="dockyard-images-"))
-    harness = Harness(root)
-    try:
-        yield harness
-    finally:
-        harness.db.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_load_docker_archive_and_inspect(h):
