@@ -22,7 +22,10 @@ import ssl
 import sys
 from pathlib import Path
 
+from dockyard.apitypes.container import LogConfig
 from dockyard.daemon.config import DaemonConfig
+from dockyard.daemon.containers import logdrivers
+from dockyard.errdefs import InvalidParameter
 
 log = logging.getLogger("dockyardd")
 
@@ -154,6 +157,7 @@ def load_config(argv: list[str]) -> DaemonConfig:
         setattr(config, key, value)
     if config.log_driver != "json-file" and "log_opts" not in values:
         config.log_opts = {}  # the bounded default is json-file's; local has its own, as dockerd's
+    _check_log_config(config)
     if config.tlsverify:
         config.tls = True
     if "exec_root" in values and "hosts" not in values:
@@ -164,6 +168,14 @@ def load_config(argv: list[str]) -> DaemonConfig:
     if runc and "runc" not in config.runtimes:
         config.runtimes["runc"] = runc
     return config
+
+
+def _check_log_config(config: DaemonConfig) -> None:
+    """dockerd refuses to start with a log driver or option it would refuse at create."""
+    try:
+        logdrivers.validate(LogConfig(type=config.log_driver, config=dict(config.log_opts)))
+    except InvalidParameter as e:
+        raise SystemExit(f"failed to start daemon: failed to set log opts: {e}") from None
 
 
 def _lock_data_root(config: DaemonConfig) -> int:
