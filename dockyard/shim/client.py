@@ -38,7 +38,9 @@ class SpawnRequest:
     log_max_size: int | None = None  # bytes; rotation (issue 4 completes it)
     log_max_files: int = 1
     log_driver: str = "json-file"  # or "local" (dockyard.shim.locallog)
-    log_compress: bool = False  # local: gzip rotated files
+    log_compress: bool = False  # gzip rotated files (local, json-file compress=true)
+    # the attrs every entry carries (log-opts tag/labels/env...: moby's ExtraAttributes), sorted
+    log_attrs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ def spawn_request_to_json(request: SpawnRequest) -> dict:
         "log_max_files": request.log_max_files,
         "log_driver": request.log_driver,
         "log_compress": request.log_compress,
+        "log_attrs": [list(pair) for pair in request.log_attrs],
     }
 
 

@@ -140,6 +140,7 @@ def spawn_request_from_json(body: dict) -> SpawnRequest:
         log_max_files=int(body.get("log_max_files", 1)),
         log_driver=body.get("log_driver", "json-file"),
         log_compress=bool(body.get("log_compress", False)),
+        log_attrs=tuple((str(k), str(v)) for k, v in body.get("log_attrs", ())),
     )
 
 
