@@ -4,11 +4,16 @@ One JSON object per line, as dockerd writes::
 
     {"log":"hello\\n","stream":"stdout","time":"2026-11-29T00:00:00.123456789Z"}
 
+With log-opts tag/labels/env (``dockyard.daemon.containers.logdrivers.log_attrs``) each record
+carries them, between stream and time as dockerd's marshaller puts them:
+``{"log":"hi\\n","stream":"stdout","attrs":{"tag":"web"},"time":"..."}``.
+
 Output is split at newlines; a line without a newline is written as it is when it
 reaches ``PARTIAL_LIMIT`` bytes or when its stream ends. With ``max_size`` the file
 rotates: ``<log>`` -> ``<log>.1`` -> ... -> ``<log>.<max_files-1>`` (Docker's
-``max-size``/``max-file``; one file means truncate in place). Reading (``docker logs``):
-``dockyard.shim.jsonlog_reader``.
+``max-size``/``max-file``; one file means truncate in place). With ``compress`` the rotated
+files are ``<log>.1.gz`` ... (``dockyard.shim.logcompress``, gzipped in a child process, as
+dockerd's). Reading (``docker logs``): ``dockyard.shim.jsonlog_reader``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import os
 import re
 import time
 from pathlib import Path
+
+from dockyard.shim import logcompress
 
 PARTIAL_LIMIT = 16 * 1024  # dockerd's copier flushes a line without newline at its 16K buffer
 # what JSON escapes (controls, quote, backslash) or what needs decoding first (non-ASCII)
@@ -33,18 +40,44 @@ def format_time(ns: int) -> str:
     return base + "Z"
 
 
+def attrs_json(attrs: tuple[tuple[str, str], ...]) -> bytes:
+    """The attrs object as Go's json.Marshal of a map writes it: keys sorted, <>& and the line
+    separators escaped, raw UTF-8 otherwise."""
+    text = json.dumps(dict(attrs), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text.encode()
+
+
 # ---- writing (in the shim) ----------------------------------------------------
 
 class JsonLogWriter:
     """Appends records for one container; not thread-safe (the shim is single-threaded)."""
 
-    def __init__(self, path: Path, max_size: int | None = None, max_files: int = 1) -> None:
+    def __init__(self, path: Path, max_size: int | None = None, max_files: int = 1,
+                 compress: bool = False, attrs: tuple[tuple[str, str], ...] = ()) -> None:
         self.path = path
         self.max_size = max_size if max_size and max_size > 0 else None
         self.max_files = max(1, max_files)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.compress = compress and self.max_files > 1 and self.max_size is not None
+        self._attrs = b',"attrs":' + attrs_json(attrs) if attrs else b""
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = os.fstat(self._fd).st_size
         self._partial: dict[str, bytes] = {}
+        self._compressor = logcompress.Compressor()
+        # the time of the file's last record, for the gzip header once it rotates (a file from an
+        # earlier start of the container has one already)
+        self._last_stamp = self._last_record_time() if self._size else ""
+
+    def _last_record_time(self) -> str:
+        """From the file's last line; if that is torn or foreign, now: no earlier than any
+        record in the file, so a reader's --since never skips the file wrongly."""
+        tail = os.pread(self._fd, 4096, max(0, self._size - 4096))
+        try:
+            return str(json.loads(tail.rstrip(b"\n").rsplit(b"\n", 1)[-1])["time"])
+        except (ValueError, KeyError, TypeError):
+            return format_time(time.time_ns())
 
     def write(self, stream: str, data: bytes) -> None:
         """Log ``data`` read from ``stream`` ("stdout"/"stderr"): whole lines now, the rest later."""
@@ -68,6 +101,11 @@ class JsonLogWriter:
         for stream in list(self._partial):
             self.end_stream(stream)
         os.close(self._fd)
+        self._compressor.close()
+
+    def wait_compressed(self) -> None:
+        """Block until the last rotation's compression is done (tests; the next rotation)."""
+        self._compressor.wait()
 
     def _emit(self, stream: str, pieces: list[bytes]) -> None:
         if not pieces:
@@ -77,17 +115,17 @@ class JsonLogWriter:
         batch_size = 0
         # a piece of plain ASCII needs no escaping but its newline: the record is made directly,
         # several times faster than json.dumps and the same bytes
-        tail = b'","stream":"' + stream.encode() + b'","time":"' + stamp.encode() + b'"}\n'
+        tail = (b'","stream":"' + stream.encode() + b'"' + self._attrs + b',"time":"'
+                + stamp.encode() + b'"}\n')
         for piece in pieces:
             ends_line = piece.endswith(b"\n")
             if _NEEDS_ESCAPE.search(piece, 0, len(piece) - ends_line) is None:
                 record = b'{"log":"' + (piece[:-1] + b"\\n" if ends_line else piece) + tail
             else:
-                text = json.dumps({"log": piece.decode("utf-8", "replace"), "stream": stream,
-                                   "time": stamp}, ensure_ascii=False, separators=(",", ":"))
+                text = json.dumps(piece.decode("utf-8", "replace"), ensure_ascii=False)
                 # raw UTF-8 as Go writes it, but the two JSON-legal line separators escaped as Go does
-                record = (text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-                          + "\n").encode()
+                record = (b'{"log":' + text.replace("\u2028", "\\u2028").replace(
+                    "\u2029", "\\u2029").encode()[:-1] + tail)
             if self.max_size and self._size + batch_size + len(record) > self.max_size \
                     and self._size + batch_size > 0:
                 self._write_all(b"".join(batch))
@@ -95,6 +133,7 @@ class JsonLogWriter:
                 self._rotate()
             batch.append(record)
             batch_size += len(record)
+            self._last_stamp = stamp  # of the file's last record, once it is rotated
         self._write_all(b"".join(batch))
 
     def _write_all(self, data: bytes) -> None:
@@ -108,12 +147,16 @@ class JsonLogWriter:
             os.ftruncate(self._fd, 0)
             self._size = 0
             return
+        self._compressor.wait()
+        ext = ".gz" if self.compress else ""
         for index in range(self.max_files - 1, 1, -1):
             try:
-                os.rename(f"{self.path}.{index - 1}", f"{self.path}.{index}")
+                os.rename(f"{self.path}.{index - 1}{ext}", f"{self.path}.{index}{ext}")
             except FileNotFoundError:
                 pass
         os.rename(self.path, f"{self.path}.1")
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = 0
+        if self.compress:
+            self._compressor.start(Path(f"{self.path}.1"), self._last_stamp)

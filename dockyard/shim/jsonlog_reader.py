@@ -1,20 +1,26 @@
 """Reading json-file logs for ``docker logs``: since/until/tail filtering and follow.
 
 The format and the writer (in the shim) are in ``dockyard.shim.jsonlog``. Rotated
-files are read oldest first (``<log>.N`` ... ``<log>.1``, ``<log>``).
+files are read oldest first (``<log>.N`` ... ``<log>.1``, ``<log>``), each plain or gzipped
+(``.gz``, with ``compress=true``; the plain one is preferred: it exists while its compression
+is under way).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import json
 import os
 import re
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
+
+from dockyard.shim.logcompress import compressed_size, gzip_extra_last_time
 
 
 def parse_time(text: str) -> int:
@@ -38,6 +44,7 @@ class LogRecord:
     data: bytes
     time: str  # RFC3339Nano as written
     time_ns: int
+    attrs: tuple[tuple[str, str], ...] = ()  # log-opts tag/labels/env, for ``logs --details``
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,10 @@ class LogPosition:
 
 
 # a record as the writer lays it out with nothing escaped but the newline: read without json
-_PLAIN = re.compile(rb'\{"log":"([^"\\]*)(\\n)?","stream":"(stdout|stderr)","time":"([^"\\]*)"\}')
+_PLAIN = re.compile(rb'\{"log":"([^"\\]*)(\\n)?","stream":"(stdout|stderr)"(?:,"attrs":(\{[^}]*\}))?'
+                    rb',"time":"([^"\\]*)"\}')
 _last_time: tuple[str, int] = ("", 0)  # the records of one write share their time: parse it once
+_last_attrs: tuple[bytes, tuple[tuple[str, str], ...]] = (b"", ())  # every record has the same
 
 
 def _time_ns(stamp: str) -> int:
@@ -59,21 +68,31 @@ def _time_ns(stamp: str) -> int:
     return _last_time[1]
 
 
+def _attrs(raw: bytes | None) -> tuple[tuple[str, str], ...]:
+    global _last_attrs
+    if not raw:
+        return ()
+    if _last_attrs[0] != raw:
+        _last_attrs = (raw, tuple((str(k), str(v)) for k, v in json.loads(raw).items()))
+    return _last_attrs[1]
+
+
 def _decode_line(line: bytes) -> LogRecord | None:
     plain = _PLAIN.fullmatch(line)
     if plain is not None:
-        text, newline, stream, stamp = plain.groups()
+        text, newline, stream, attrs, stamp = plain.groups()
         stamp = stamp.decode()
         try:
             return LogRecord(stream=stream.decode(), data=text + b"\n" if newline else text,
-                             time=stamp, time_ns=_time_ns(stamp))
+                             time=stamp, time_ns=_time_ns(stamp), attrs=_attrs(attrs))
         except ValueError:
             return None
     try:
         obj = json.loads(line)
         stamp = obj.get("time", "")
         return LogRecord(stream=obj.get("stream", "stdout"), data=obj.get("log", "").encode(),
-                         time=stamp, time_ns=_time_ns(stamp))
+                         time=stamp, time_ns=_time_ns(stamp),
+                         attrs=tuple((str(k), str(v)) for k, v in (obj.get("attrs") or {}).items()))
     except (ValueError, AttributeError):
         return None  # a torn or foreign line: dockerd skips those too
 
@@ -115,9 +134,31 @@ def _lines_forward(files: list[tuple[BinaryIO, int | None]]) -> Iterator[bytes]:
 
 
 def log_files(path: Path, max_files: int = 1) -> list[Path]:
-    """The rotated files then the current one, oldest first, those that exist."""
-    rotated = [Path(f"{path}.{i}") for i in range(max(1, max_files) - 1, 0, -1)]
-    return [p for p in rotated if p.exists()] + ([path] if path.exists() else [])
+    """The rotated files then the current one, oldest first, those that exist (a rotated one
+    plain if it is, else gzipped)."""
+    found = []
+    for i in range(max(1, max_files) - 1, 0, -1):
+        plain, gz = Path(f"{path}.{i}"), Path(f"{path}.{i}.gz")
+        if plain.exists():
+            found.append(plain)
+        elif gz.exists():
+            found.append(gz)
+    return found + ([path] if path.exists() else [])
+
+
+def _open(p: Path) -> BinaryIO:
+    return gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")  # type: ignore[return-value]
+
+
+def _ends_before(p: Path, since_ns: int) -> bool:
+    """Whether a gzipped file's header says its last record is before ``since`` (skip it)."""
+    if not since_ns or p.suffix != ".gz":
+        return False
+    try:
+        last = gzip_extra_last_time(p)
+        return last is not None and parse_time(last) < since_ns
+    except (OSError, ValueError):
+        return False
 
 
 def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int | None = None,
@@ -130,7 +171,7 @@ def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int |
         position = LogPosition(st.st_ino, st.st_size)
     except FileNotFoundError:
         position = LogPosition(0, 0)
-    files = log_files(path, max_files)
+    files = [p for p in log_files(path, max_files) if not _ends_before(p, since_ns)]
 
     def keep(rec: LogRecord | None) -> bool:
         return rec is not None and rec.time_ns >= since_ns and (until_ns is None or rec.time_ns <= until_ns)
@@ -140,12 +181,17 @@ def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int |
 
     if tail is None:
         # opened now: a rotation while the caller iterates cannot shift the files under it
-        opened = [(open(p, "rb"), end_of(p)) for p in files]
+        opened = [(_open(p), end_of(p)) for p in files]
         return (rec for rec in map(_decode_line, _lines_forward(opened)) if keep(rec)), position
     records = []
     for p in reversed(files):
         if len(records) >= tail:
             break
+        if p.suffix == ".gz":  # no way back through a gzip stream: the last ones going forward
+            need = tail - len(records)
+            lines = _lines_forward([(_open(p), None)])
+            records.extend(reversed(deque(filter(keep, map(_decode_line, lines)), maxlen=need)))
+            continue
         end = end_of(p)
         for line in _lines_backwards(p, os.path.getsize(p) if end is None else end):
             if len(records) >= tail:
@@ -171,19 +217,26 @@ def cut_at_until(batch: list[LogRecord], until_ns: int | None) -> tuple[list[Log
     return [r for r in itertools.takewhile(lambda r: r.time_ns <= until_ns, batch)], True
 
 
-def _rotated_after(path: Path, inode: int) -> list[BinaryIO]:
-    """The files rotated after the one with ``inode`` (the former current file) while a follower
-    was still reading it, opened, oldest first: ``<log>.1``, ``<log>.2``, ... until that one."""
+def _rotated_after(path: Path, inode: int, size: int) -> list[BinaryIO]:
+    """The files rotated after the one with ``inode`` (the former current file, ``size`` bytes)
+    while a follower was still reading it, opened, oldest first: ``<log>.1``, ``<log>.2``, ...
+    until that one (by its inode, or once gzipped by the size its trailer records)."""
     newer: list[BinaryIO] = []
     index = 1
     while True:
         try:
-            f = open(f"{path}.{index}", "rb")
+            f: BinaryIO = open(f"{path}.{index}", "rb")
+            if os.fstat(f.fileno()).st_ino == inode:
+                f.close()
+                break
         except FileNotFoundError:
-            break  # no more: the old file was rotated out entirely
-        if os.fstat(f.fileno()).st_ino == inode:
-            f.close()
-            break
+            gz = Path(f"{path}.{index}.gz")
+            try:
+                if compressed_size(gz) == size & 0xFFFFFFFF:
+                    break
+                f = _open(gz)
+            except (FileNotFoundError, OSError):
+                break  # no more: the old file was rotated out entirely
         newer.append(f)
         index += 1
     newer.reverse()
@@ -230,7 +283,7 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
             if rotated and f is not None:
                 # the old file is complete: on to the new current file, through any rotated in
                 # between while this follower lagged (dockerd's follow skips those)
-                missed = _rotated_after(path, inode)
+                missed = _rotated_after(path, inode, offset)
                 f.close()
                 f = None
                 try:

@@ -11,6 +11,7 @@ index. ``LogEntry`` (moby ``api/types/plugins/logdriver/entry.proto``)::
     1 source string ("stdout"/"stderr")    2 time_nano int64    3 line bytes (no newline)
     4 partial bool                          5 partial_log_metadata {1 last bool, 2 id string,
                                                                     3 ordinal int32}
+    6 attrs repeated {1 key string, 2 value string}  (log-opts tag/labels/env, every entry)
 
 A line longer than ``PARTIAL_LIMIT`` is written in pieces sharing one id and the first
 piece's time (ordinal 1, 2, ...; the piece that ends the line has ``last``). Output that ends
@@ -20,28 +21,21 @@ A reader adds the newline to every entry that is not partial or is last, as dock
 Rotation (``max-size``/``max-file``, default 20 MB x 5): when the current file has reached
 ``max_size``, ``<log>.N-1`` is dropped, ``<log>.i`` becomes ``<log>.i+1``, ``<log>`` becomes
 ``<log>.1`` and a new ``<log>`` is started (with one file, the old one is unlinked: a reader
-keeps its inode). With ``compress`` (the default) a child process gzips ``<log>.1`` into
-``<log>.1.gz`` (written to a temporary name, renamed, then ``<log>.1`` unlinked, so a reader
-always finds one complete copy) with dockerd's header: the Extra field holds
-``{"lastTime": <RFC3339Nano of the file's last entry>}`` so ``--since`` can skip whole files.
-Compressing in a child keeps the shim's loop copying output; the next rotation waits for it,
-as dockerd's does. Reading: ``dockyard.shim.locallog_reader``.
+keeps its inode). With ``compress`` (the default) ``<log>.1`` becomes ``<log>.1.gz``
+in a child process (``dockyard.shim.logcompress``, shared with json-file). Reading:
+``dockyard.shim.locallog_reader``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import select
-import signal
 import struct
 import time
-import traceback
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.shim.jsonlog import PARTIAL_LIMIT, format_time
+from dockyard.shim.logcompress import Compressor
 
 DEFAULT_MAX_SIZE = 20 * 1024 * 1024
 DEFAULT_MAX_FILES = 5
@@ -75,11 +69,18 @@ class LogEntry:
     partial_last: bool = False
     partial_id: str = ""
     partial_ordinal: int = 0
+    attrs: tuple[tuple[str, str], ...] = ()
 
     @property
     def ends_line(self) -> bool:
         """Whether a reader adds the newline (dockerd: not partial, or the last piece)."""
         return not self.partial or self.partial_last
+
+
+def encode_attrs(attrs: tuple[tuple[str, str], ...]) -> bytes:
+    """Field 6 of every entry: the attrs in the order given (moby sorts them by key, value)."""
+    return b"".join(_field(0x32, _field(0x0A, k.encode()) + _field(0x12, v.encode()))
+                    for k, v in attrs)
 
 
 def encode_entry(entry: LogEntry) -> bytes:
@@ -101,6 +102,7 @@ def encode_entry(entry: LogEntry) -> bytes:
         if entry.partial_ordinal:
             meta += b"\x18" + _varint(entry.partial_ordinal)
         body += _field(0x2A, bytes(meta))
+    body += encode_attrs(entry.attrs)
     size = _LEN.pack(len(body))
     return size + body + size
 
@@ -141,10 +143,11 @@ def _fields(buf: bytes):
 
 
 def decode_entry(body: bytes) -> LogEntry:
-    """A ``LogEntry`` from its protobuf bytes (fields we do not know, e.g. attrs, are skipped);
-    raises ValueError on bytes that are not one."""
+    """A ``LogEntry`` from its protobuf bytes (fields we do not know are skipped); raises
+    ValueError on bytes that are not one."""
     source, time_ns, line, partial = "", 0, b"", False
     last, pid, ordinal = False, "", 0
+    attrs: list[tuple[str, str]] = []
     try:
         for number, value in _fields(body):
             if number == 1:
@@ -163,52 +166,13 @@ def decode_entry(body: bytes) -> LogEntry:
                         pid = bytes(subvalue).decode("utf-8", "replace")
                     elif sub == 3:
                         ordinal = subvalue
+            elif number == 6:
+                pair = dict(_fields(bytes(value)))
+                attrs.append((bytes(pair.get(1, b"")).decode("utf-8", "replace"),
+                              bytes(pair.get(2, b"")).decode("utf-8", "replace")))
     except (IndexError, TypeError) as e:
         raise ValueError(f"not a log entry: {e}") from None
-    return LogEntry(source, time_ns, line, partial, last, pid, ordinal)
-
-
-# ---- gzip with dockerd's header --------------------------------------------------------------
-
-def gzip_header(last_time_ns: int) -> bytes:
-    """RFC 1952 header as Go's gzip writer makes it with only Extra set: FEXTRA, no name, no
-    mtime, OS unknown (255); Extra is moby's rotateFileMetadata JSON."""
-    extra = json.dumps({"lastTime": format_time(last_time_ns)}, separators=(",", ":")).encode()
-    return b"\x1f\x8b\x08\x04" + b"\x00" * 4 + b"\x00\xff" + struct.pack("<H", len(extra)) + extra
-
-
-def gzip_extra_last_time(path: Path) -> str | None:
-    """The ``lastTime`` a compressed log file's header records, or None."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:2] != b"\x1f\x8b" or not head[3] & 0x04:
-            return None
-        (size,) = struct.unpack("<H", head[10:12])
-        try:
-            return json.loads(f.read(size)).get("lastTime")
-        except (ValueError, AttributeError):
-            return None
-
-
-def compress_file(source: Path, last_time_ns: int) -> None:
-    """``<source>`` -> ``<source>.gz`` (temp name, fsync, rename), then ``<source>`` unlinked."""
-    target = Path(f"{source}.gz")
-    tmp = Path(f"{source}.gz.tmp")
-    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)  # Go's default level
-    crc = size = 0
-    with open(source, "rb") as src, open(tmp, "wb") as out:
-        os.fchmod(out.fileno(), 0o640)
-        out.write(gzip_header(last_time_ns))
-        while chunk := src.read(1 << 20):
-            crc = zlib.crc32(chunk, crc)
-            size += len(chunk)
-            out.write(deflate.compress(chunk))
-        out.write(deflate.flush())
-        out.write(struct.pack("<II", crc, size & 0xFFFFFFFF))
-        out.flush()
-        os.fsync(out.fileno())
-    os.rename(tmp, target)
-    os.unlink(source)
+    return LogEntry(source, time_ns, line, partial, last, pid, ordinal, tuple(attrs))
 
 
 # ---- writing (in the shim) ---------------------------------------------------------------
@@ -229,7 +193,8 @@ class LocalLogWriter:
     Same interface as ``JsonLogWriter``: ``write``, ``end_stream``, ``close``."""
 
     def __init__(self, path: Path, max_size: int | None = DEFAULT_MAX_SIZE,
-                 max_files: int = DEFAULT_MAX_FILES, compress: bool = True) -> None:
+                 max_files: int = DEFAULT_MAX_FILES, compress: bool = True,
+                 attrs: tuple[tuple[str, str], ...] = ()) -> None:
         self.path = path
         self.max_size = max_size if max_size and max_size > 0 else None
         self.max_files = max(1, max_files)
@@ -243,7 +208,9 @@ class LocalLogWriter:
         # the time of the file's last entry, for the gzip header once it rotates (a file from an
         # earlier start of the container has one already)
         self._last_time_ns = self._last_entry_time() if st.st_size else 0
-        self._compressor: int | None = None  # pidfd of the child gzipping <log>.1
+        self._compressor = Compressor()
+        self.attrs = attrs
+        self._attrs = encode_attrs(attrs)  # the same bytes end every entry
 
     def _last_entry_time(self) -> int:
         """By the last entry's length suffix; if that is torn or foreign, now: no earlier than
@@ -269,8 +236,9 @@ class LocalLogWriter:
         # the common case, whole lines: the entry's source and time are the same for all
         head = _field(0x0A, stream.encode()) + b"\x10" + _varint(now)
         pack = _LEN.pack
+        attrs = self._attrs
         for line in lines:
-            body = head + b"\x1a" + _varint(len(line)) + line if line else head
+            body = (head + b"\x1a" + _varint(len(line)) + line if line else head) + attrs
             size = pack(len(body))
             frames.append((now, size + body + size))
         while len(rest) >= PARTIAL_LIMIT:
@@ -293,35 +261,23 @@ class LocalLogWriter:
         for stream in list(self._buffered):
             self.end_stream(stream)
         os.close(self._fd)
-        if self._compressor is not None:
-            os.close(self._compressor)
-            self._compressor = None
+        self._compressor.close()
 
     def wait_compressed(self) -> None:
         """Block until the last rotation's compression is done (tests; the next rotation)."""
-        if self._compressor is None:
-            return
-        poller = select.poll()  # a pidfd is readable once its process has exited
-        poller.register(self._compressor, select.POLLIN)
-        poller.poll()
-        try:  # reap it if no one else has (in the shim, the SIGCHLD handler may be first)
-            os.waitid(os.P_PIDFD, self._compressor, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            pass
-        os.close(self._compressor)
-        self._compressor = None
+        self._compressor.wait()
 
     def _entry(self, stream: str, line: bytes, now: int, ends: bool) -> tuple[int, bytes]:
         partial = self._partials.get(stream)
         if partial is None and ends:
-            return now, encode_entry(LogEntry(stream, now, line))
+            return now, encode_entry(LogEntry(stream, now, line, attrs=self.attrs))
         if partial is None:
             partial = self._partials[stream] = _Partial(now)
         partial.ordinal += 1
         if ends:
             del self._partials[stream]
         return partial.time_ns, encode_entry(LogEntry(stream, partial.time_ns, line, True, ends,
-                                                      partial.id, partial.ordinal))
+                                                      partial.id, partial.ordinal, self.attrs))
 
     def _emit(self, frames: list[tuple[int, bytes]]) -> None:
         batch: list[bytes] = []
@@ -364,23 +320,4 @@ class LocalLogWriter:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._size = 0
         if self.compress:
-            self._start_compression(Path(f"{self.path}.1"))
-
-    def _start_compression(self, source: Path) -> None:
-        pid = os.fork()
-        if pid == 0:  # the child: compress and leave, touching nothing of the shim's
-            code = 1
-            try:
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                # the shim's fds (the container's stdin, its output pipes, the listener) must not
-                # stay open here: an EOF the shim gives the container would wait for this child
-                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-                compress_file(source, self._last_time_ns)
-                code = 0
-            except BaseException:
-                traceback.print_exc()  # to shim.log; <log>.1 stays, readers still find it
-            finally:
-                os._exit(code)
-        # a pidfd names this child even once it is reaped and its pid reused
-        self._compressor = os.pidfd_open(pid)
+            self._compressor.start(Path(f"{self.path}.1"), format_time(self._last_time_ns))

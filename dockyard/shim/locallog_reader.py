@@ -19,7 +19,8 @@ from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
 
 from dockyard.shim.jsonlog import format_time
 from dockyard.shim.jsonlog_reader import LogPosition, LogRecord, batches, cut_at_until, parse_time
-from dockyard.shim.locallog import FRAME_LEN, MAX_ENTRY, LogEntry, decode_entry, gzip_extra_last_time
+from dockyard.shim.locallog import FRAME_LEN, MAX_ENTRY, LogEntry, decode_entry
+from dockyard.shim.logcompress import gzip_extra_last_time
 
 _LEN = struct.Struct(">I")
 _CHUNK = 1 << 20
@@ -28,7 +29,7 @@ _CHUNK = 1 << 20
 def _record(entry: LogEntry) -> LogRecord:
     line = entry.line + b"\n" if entry.ends_line else entry.line
     return LogRecord(stream=entry.source or "stdout", data=line, time=format_time(entry.time_ns),
-                     time_ns=entry.time_ns)
+                     time_ns=entry.time_ns, attrs=entry.attrs)
 
 
 def parse_records(buf: bytes | bytearray, start: int = 0) -> tuple[list[LogRecord], int]:

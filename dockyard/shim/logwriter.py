@@ -19,5 +19,7 @@ def open_log_writer(req: SpawnRequest) -> LogWriter | None:
     if req.log_path is None:
         return None
     if req.log_driver == "local":
-        return LocalLogWriter(req.log_path, req.log_max_size, req.log_max_files, req.log_compress)
-    return JsonLogWriter(req.log_path, req.log_max_size, req.log_max_files)
+        return LocalLogWriter(req.log_path, req.log_max_size, req.log_max_files, req.log_compress,
+                              req.log_attrs)
+    return JsonLogWriter(req.log_path, req.log_max_size, req.log_max_files, req.log_compress,
+                         req.log_attrs)

@@ -8,9 +8,17 @@ from pathlib import Path
 import pytest
 
 from dockyard import errdefs
-from dockyard.apitypes.container import HostConfig, LogConfig
+from dockyard.apitypes.container import ContainerConfig, HostConfig, LogConfig
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import create, logdrivers
+from dockyard.daemon.containers.logs import details_prefix
+from dockyard.daemon.containers.record import ContainerRecord
+
+REC = ContainerRecord(
+    id="c" * 64, name="web", created="2026-11-29T00:00:00Z", image_id="sha256:" + "e" * 64,
+    path="sh", args=["-c", "echo hi"], host_config=HostConfig(), log_path="/x/c-json.log",
+    config=ContainerConfig(image="busybox", env=["A=1", "APP_MODE=prod", "APP_X=a=b", "PATH=/bin"],
+                           labels={"com.site": "web", "tier": "front end", "other": "x"}))
 
 
 def merged(type_: str, opts: dict, config: DaemonConfig | None = None) -> LogConfig:
@@ -39,6 +47,11 @@ def test_daemon_defaults_fill_only_its_own_driver() -> None:
     ("local", {"max-file": "-1", "compress": "false"}, "max-file must not be negative"),
     ("local", {"max-file": "1"}, "compression cannot be enabled when max file count is 1"),
     ("syslog", {}, "logger: no log driver named 'syslog' is registered"),
+    ("json-file", {"compress": "true", "max-file": "1"},
+     "compress cannot be true when max-file is less than 2 or max-size is not set"),
+    ("json-file", {"compress": "maybe"}, 'strconv.ParseBool: parsing "maybe": invalid syntax'),
+    ("json-file", {"tag": "{{.Nope}}"}, "can't evaluate field Nope in type *logger.Info"),
+    ("local", {"labels-regex": "("}, "error parsing regexp for labels-regex"),
 ])
 def test_bad_options_are_refused_with_moby_messages(type_, opts, message) -> None:
     with pytest.raises(errdefs.InvalidParameter) as err:
@@ -48,13 +61,15 @@ def test_bad_options_are_refused_with_moby_messages(type_, opts, message) -> Non
 
 def test_writer_settings_and_paths(tmp_path: Path) -> None:
     local = LogConfig(type="local", config={})
-    assert logdrivers.writer_settings(local) == {
-        "log_driver": "local", "log_max_size": 20 * 1024 * 1024, "log_max_files": 5, "log_compress": True}
+    assert logdrivers.writer_settings(local, REC) == {
+        "log_driver": "local", "log_max_size": 20 * 1024 * 1024, "log_max_files": 5, "log_compress": True,
+        "log_attrs": ()}
     small = LogConfig(type="local", config={"max-size": "10k", "max-file": "1", "compress": "false"})
-    assert logdrivers.writer_settings(small)["log_max_size"] == 10_000  # decimal, as FromHumanSize
-    json_file = LogConfig(type="json-file", config={"max-size": "10k", "max-file": "2"})
-    assert logdrivers.writer_settings(json_file) == {
-        "log_driver": "json-file", "log_max_size": 10 * 1024, "log_max_files": 2}
+    assert logdrivers.writer_settings(small, REC)["log_max_size"] == 10_000  # decimal, as FromHumanSize
+    json_file = LogConfig(type="json-file", config={"max-size": "10k", "max-file": "2", "compress": "1"})
+    assert logdrivers.writer_settings(json_file, REC) == {
+        "log_driver": "json-file", "log_max_size": 10 * 1024, "log_max_files": 2, "log_compress": True,
+        "log_attrs": ()}
     assert logdrivers.log_file(tmp_path, "abc", "local") == str(tmp_path / "local-logs" / "container.log")
     assert logdrivers.log_file(tmp_path, "abc", "json-file") == str(tmp_path / "abc-json.log")
     assert logdrivers.log_file(tmp_path, "abc", "none") == ""
@@ -71,3 +86,35 @@ def test_daemon_json_local_without_opts_keeps_the_drivers_defaults(tmp_path: Pat
     assert merged("", {}, config).config == {}  # inspect shows Config {} as dockerd's
     conf.write_text('{"log-driver": "local", "log-opts": {"max-file": "2"}}')
     assert load_config(["--config-file", str(conf)]).log_opts == {"max-file": "2"}
+
+
+def test_attrs_as_moby_extra_attributes_and_tag() -> None:
+    log = LogConfig(type="json-file", config={
+        "labels": "com.site,missing", "labels-regex": "^ti", "env": "A,NOPE", "env-regex": "^APP_",
+        "tag": "{{.ImageName}}/{{.Name}}/{{ .ID }}"})
+    assert logdrivers.log_attrs(log, REC) == (
+        ("A", "1"), ("APP_MODE", "prod"), ("APP_X", "a=b"), ("com.site", "web"),
+        ("tag", "busybox/web/cccccccccccc"), ("tier", "front end"))
+    assert logdrivers.log_attrs(LogConfig(type="local", config={"tag": "{{.FullID}}"}), REC) == \
+        (("tag", "c" * 64),)
+    assert logdrivers.log_attrs(LogConfig(type="json-file", config={}), REC) == ()
+    assert logdrivers.log_attrs(LogConfig(type="none", config={"tag": "x"}), REC) == ()
+
+
+def test_details_prefix_as_dockerd() -> None:
+    assert details_prefix(()) == b" "
+    assert details_prefix((("tier", "front end"), ("a/b", "x&y"))) == b"a%2Fb=x%26y,tier=front+end "
+
+
+def test_daemon_refuses_to_start_with_bad_log_opts(tmp_path: Path) -> None:
+    from dockyard.cmd.dockyardd import load_config
+    conf = tmp_path / "daemon.json"
+    for body, message in (
+            ('{"log-opts": {"max-age": "1"}}', "unknown log opt 'max-age' for json-file log driver"),
+            ('{"log-driver": "syslog"}', "logger: no log driver named 'syslog' is registered"),
+            ('{"log-driver": "local", "log-opts": {"max-file": "x"}}', "invalid value for max-file")):
+        conf.write_text(body)
+        with pytest.raises(SystemExit) as exit_:
+            load_config(["--config-file", str(conf)])
+        assert str(exit_.value).startswith("failed to start daemon: failed to set log opts: ")
+        assert message in str(exit_.value)

@@ -11,9 +11,8 @@ import pytest
 
 from dockyard.shim.jsonlog import PARTIAL_LIMIT
 from dockyard.shim.jsonlog_reader import parse_time
-from dockyard.shim.locallog import (
-    LocalLogWriter, LogEntry, decode_entry, encode_entry, gzip_extra_last_time,
-)
+from dockyard.shim.locallog import LocalLogWriter, LogEntry, decode_entry, encode_entry
+from dockyard.shim.logcompress import gzip_extra_last_time
 from dockyard.shim.locallog_reader import follow, parse_records, read_logs
 
 

@@ -6,15 +6,21 @@ RAMInBytes) and has no default rotation in dockerd; ours comes from the daemon's
 default log-opts. ``local`` (``dockyard.shim.locallog``) takes decimal units (FromHumanSize)
 and defaults to 20 MB x 5 files, compressed, as dockerd's. ``none`` keeps nothing and, as in
 moby, accepts any option.
+
+``tag``, ``labels``, ``labels-regex``, ``env``, ``env-regex`` (both drivers) name attrs every
+entry carries (moby's ``Info.ExtraAttributes`` and ``ParseLogTag``); ``docker logs --details``
+prints them.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 from dockyard import errdefs
 from dockyard.apitypes.container import LogConfig
+from dockyard.daemon.containers.record import ContainerRecord
 
 JSON_FILE, LOCAL, NONE = "json-file", "local", "none"
 DRIVERS = (JSON_FILE, LOCAL, NONE)
@@ -74,6 +80,74 @@ def _local_settings(opts: dict[str, str]) -> tuple[int, int, bool]:
     return max_size, max_files, compress
 
 
+# a tag template's actions: only field references ({{.Name}}, {{ .ID }}), the form moby's docs give
+_TAG_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}")
+_TAG_FIELD = re.compile(r"\.([A-Za-z]\w*)")
+
+
+_TAG_NAMES = ("ID", "FullID", "Name", "ContainerID", "ContainerName", "ContainerEntrypoint",
+              "ContainerImageID", "ImageID", "ImageFullID", "ContainerImageName", "ImageName",
+              "Command", "Hostname", "ContainerCreated", "LogPath", "DaemonName")
+
+
+def _tag_fields(rec: ContainerRecord) -> dict[str, str]:
+    """What a tag template can name (``_TAG_NAMES``): moby's logger.Info fields and methods
+    that are strings."""
+    image_id = rec.image_id
+    return {
+        "ID": rec.id[:12], "FullID": rec.id, "Name": rec.name, "ContainerID": rec.id,
+        "ContainerName": "/" + rec.name, "ContainerEntrypoint": rec.path,
+        "ContainerImageID": image_id, "ImageID": image_id[:12], "ImageFullID": image_id,
+        "ContainerImageName": rec.config.image, "ImageName": rec.config.image,
+        "Command": " ".join([rec.path, *rec.args]), "Hostname": socket.gethostname(),
+        "ContainerCreated": rec.created, "LogPath": rec.log_path, "DaemonName": "docker",
+    }
+
+
+def _render_tag(template: str, fields: dict[str, str]) -> str:
+    def action(match: re.Match) -> str:
+        ref = _TAG_FIELD.fullmatch(match.group(1))
+        if ref is None:
+            raise errdefs.InvalidParameter(
+                f"template: log-tag: unsupported action {match.group(0)!r} (only {{{{.Field}}}})")
+        if ref.group(1) not in fields:
+            raise errdefs.InvalidParameter(
+                f'template: log-tag:1:{match.start() + 2}: executing "log-tag" at <.{ref.group(1)}>: '
+                f"can't evaluate field {ref.group(1)} in type *logger.Info")
+        return fields[ref.group(1)]
+    return _TAG_ACTION.sub(action, template)
+
+
+def _regex(key: str, pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise errdefs.InvalidParameter(f"error parsing regexp for {key}: {e}") from None
+
+
+def log_attrs(log: LogConfig, rec: ContainerRecord) -> tuple[tuple[str, str], ...]:
+    """The attrs each entry carries, sorted by key: moby's ExtraAttributes (labels and env named
+    or matched), then ``tag`` rendered when set (no default template, as json-file and local)."""
+    opts = log.config or {}
+    if log.type == NONE:
+        return ()
+    labels = rec.config.labels or {}
+    env = dict(e.split("=", 1) for e in rec.config.env or [] if "=" in e)
+    attrs: dict[str, str] = {}
+    for key, source in (("labels", labels), ("env", env)):
+        for name in filter(None, opts.get(key, "").split(",")):
+            if name in source:
+                attrs[name] = source[name]
+        if opts.get(f"{key}-regex"):
+            pattern = _regex(f"{key}-regex", opts[f"{key}-regex"])
+            attrs.update((k, v) for k, v in source.items() if pattern.search(k))
+    if opts.get("tag"):
+        tag = _render_tag(opts["tag"], _tag_fields(rec))
+        if tag:
+            attrs["tag"] = tag
+    return tuple(sorted(attrs.items()))
+
+
 def validate(log: LogConfig) -> None:
     """Refuse an unknown driver or option, or a bad value, before the container is made."""
     if log.type not in DRIVERS:
@@ -86,6 +160,11 @@ def validate(log: LogConfig) -> None:
             if log.type == LOCAL:
                 raise errdefs.InvalidParameter(f"unknown log opt '{key}' for log driver {LOCAL}")
             raise errdefs.InvalidParameter(f"unknown log opt '{key}' for {log.type} log driver")
+    for key in ("labels-regex", "env-regex"):
+        if opts.get(key):
+            _regex(key, opts[key])
+    if opts.get("tag"):
+        _render_tag(opts["tag"], dict.fromkeys(_TAG_NAMES, ""))
     if log.type == LOCAL:
         _local_settings(opts)
         return
@@ -96,6 +175,17 @@ def validate(log: LogConfig) -> None:
             raise errdefs.InvalidParameter(str(e)) from None
     if "max-file" in opts and not (opts["max-file"].isdigit() and int(opts["max-file"]) >= 1):
         raise errdefs.InvalidParameter("max-file cannot be less than 1")
+    if _json_compress(opts) and (int(opts.get("max-file", "1")) < 2 or "max-size" not in opts):
+        raise errdefs.InvalidParameter(
+            "compress cannot be true when max-file is less than 2 or max-size is not set")
+
+
+def _json_compress(opts: dict[str, str]) -> bool:
+    value = opts.get("compress", "false")
+    if value not in _GO_BOOLS:
+        raise errdefs.InvalidParameter(
+            f'strconv.ParseBool: parsing "{value}": invalid syntax')
+    return _GO_BOOLS[value]
 
 
 def log_file(data_dir: Path, container_id: str, driver: str) -> str:
@@ -120,13 +210,15 @@ def max_files(log: LogConfig) -> int:
     return int(opts.get("max-file", "1"))
 
 
-def writer_settings(log: LogConfig) -> dict:
+def writer_settings(log: LogConfig, rec: ContainerRecord) -> dict:
     """The log fields of the shim's SpawnRequest (besides the path)."""
     opts = log.config or {}
+    attrs = log_attrs(log, rec)
     if log.type == LOCAL:
         size, files, compress = _local_settings(opts)
         return {"log_driver": LOCAL, "log_max_size": size or None, "log_max_files": max(1, files),
-                "log_compress": compress}
+                "log_compress": compress, "log_attrs": attrs}
     return {"log_driver": log.type,
             "log_max_size": human_size(opts["max-size"], 1024) if "max-size" in opts else None,
-            "log_max_files": int(opts.get("max-file", "1"))}
+            "log_max_files": int(opts.get("max-file", "1")), "log_compress": _json_compress(opts),
+            "log_attrs": attrs}

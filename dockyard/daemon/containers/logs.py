@@ -8,6 +8,7 @@ this module turns the API's options into their arguments and records into (strea
 from __future__ import annotations
 
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +33,7 @@ class LogOptions:
     until: str = ""
     timestamps: bool = False
     tail: str = "all"
+    details: bool = False  # each line after its attrs (log-opts tag/labels/env), as dockerd
 
 
 def _time_ns(value: str) -> int | None:
@@ -68,6 +70,14 @@ def read(rec: ContainerRecord, options: LogOptions,
                     tail, stopped)
 
 
+def details_prefix(attrs: tuple[tuple[str, str], ...]) -> bytes:
+    """``logs --details``: ``key=value,key2=value2 `` sorted by key, each side query-escaped as
+    Go's url.QueryEscape (space as +); a lone space when there are none, as dockerd."""
+    quote = urllib.parse.quote_plus
+    return (",".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(attrs))
+            + " ").encode()
+
+
 def fixed_time(ns: int) -> bytes:
     """Go's RFC3339NanoFixed in UTC (always nine digits), as dockerd prefixes ``logs -t`` lines."""
     secs, frac = divmod(ns, 1_000_000_000)
@@ -83,7 +93,11 @@ async def _records(reader: ModuleType, path: Path, max_files: int, options: LogO
         stream = 2 if r.stream == "stderr" else 1
         if (stream == 1 and not options.stdout) or (stream == 2 and not options.stderr):
             return None
-        data = (fixed_time(r.time_ns) + b" " + r.data) if options.timestamps else r.data
+        data = r.data
+        if options.details:
+            data = details_prefix(r.attrs) + data
+        if options.timestamps:
+            data = fixed_time(r.time_ns) + b" " + data
         return stream, data
 
     def chunks(batch: Iterable[jsonlog.LogRecord]) -> Iterator[tuple[int, bytes]]:

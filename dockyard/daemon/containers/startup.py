@@ -133,7 +133,7 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
             state_dir=exec_dir, runtime=rec.runtime, runtime_root=config.runtime_root,
             tty=rec.config.tty, open_stdin=rec.config.open_stdin, stdin_once=rec.config.stdin_once,
             log_path=Path(rec.log_path) if rec.log_path else None,
-            **logdrivers.writer_settings(hc.log_config),
+            **logdrivers.writer_settings(hc.log_config, rec),
         )
         try:
             handle = await shims.spawn(request)
