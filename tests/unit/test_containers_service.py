@@ -14,7 +14,8 @@ import pytest
 from dockyard import errdefs
 from dockyard.apitypes.container import CreateRequest, HostConfig
 from dockyard.daemon.config import DaemonConfig
-from dockyard.daemon.containers.service import ContainerService, parse_signal
+from dockyard.daemon.containers.service import ContainerService
+from dockyard.daemon.containers.signals import parse_signal
 from dockyard.storage.metadata import Database
 from tests.unit.containers_fakes import IMAGE_ID, FakeEvents, FakeImages, FakeNetworks, FakeShims, FakeVolumes
 
