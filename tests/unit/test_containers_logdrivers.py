@@ -118,3 +118,25 @@ def test_daemon_refuses_to_start_with_bad_log_opts(tmp_path: Path) -> None:
             load_config(["--config-file", str(conf)])
         assert str(exit_.value).startswith("failed to start daemon: failed to set log opts: ")
         assert message in str(exit_.value)
+
+
+def test_logs_details_prefix_each_line_after_its_timestamp(tmp_path: Path) -> None:
+    import asyncio
+
+    from dockyard.daemon.containers import logs
+    from dockyard.shim.jsonlog import JsonLogWriter
+
+    path = tmp_path / "c-json.log"
+    w = JsonLogWriter(path, attrs=(("tag", "web 1"), ("a", "b")))
+    w.write("stdout", b"hi\n")
+    w.close()
+    rec = ContainerRecord(id="c" * 64, name="web", created="", image_id="sha256:x", path="sh",
+                          args=[], config=ContainerConfig(), log_path=str(path),
+                          host_config=HostConfig(log_config=LogConfig(type="json-file", config={})))
+
+    async def read(options: logs.LogOptions) -> list[bytes]:
+        return [data async for _, data in logs.read(rec, options, lambda: True)]
+
+    assert asyncio.run(read(logs.LogOptions(details=True))) == [b"a=b,tag=web+1 hi\n"]
+    stamped = asyncio.run(read(logs.LogOptions(details=True, timestamps=True)))[0]
+    assert stamped.endswith(b"Z a=b,tag=web+1 hi\n")  # dockerd: time, then attrs, then the line
