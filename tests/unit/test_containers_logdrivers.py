@@ -49,6 +49,7 @@ def test_daemon_defaults_fill_only_its_own_driver() -> None:
     ("syslog", {}, "logger: no log driver named 'syslog' is registered"),
     ("json-file", {"compress": "true", "max-file": "1"},
      "compress cannot be true when max-file is less than 2 or max-size is not set"),
+    ("json-file", {"max-size": "0"}, "max-size must be a positive number"),
     ("json-file", {"compress": "maybe"}, 'strconv.ParseBool: parsing "maybe": invalid syntax'),
     ("json-file", {"tag": "{{.Nope}}"}, "can't evaluate field Nope in type *logger.Info"),
     ("local", {"labels-regex": "("}, "error parsing regexp for labels-regex"),
@@ -68,7 +69,7 @@ def test_writer_settings_and_paths(tmp_path: Path) -> None:
     assert logdrivers.writer_settings(small, REC)["log_max_size"] == 10_000  # decimal, as FromHumanSize
     json_file = LogConfig(type="json-file", config={"max-size": "10k", "max-file": "2", "compress": "1"})
     assert logdrivers.writer_settings(json_file, REC) == {
-        "log_driver": "json-file", "log_max_size": 10 * 1024, "log_max_files": 2, "log_compress": True,
+        "log_driver": "json-file", "log_max_size": 10_000, "log_max_files": 2, "log_compress": True,
         "log_attrs": ()}
     assert logdrivers.log_file(tmp_path, "abc", "local") == str(tmp_path / "local-logs" / "container.log")
     assert logdrivers.log_file(tmp_path, "abc", "json-file") == str(tmp_path / "abc-json.log")

@@ -1,8 +1,8 @@
 """Log drivers: which exist, their options (checked at create, with moby's messages), their
 defaults, where each keeps a container's log, and what the shim is told to write.
 
-``json-file`` (``dockyard.shim.jsonlog``) takes its sizes in binary units (go-units
-RAMInBytes) and has no default rotation in dockerd; ours comes from the daemon's bounded
+``json-file`` (``dockyard.shim.jsonlog``) takes its sizes in decimal units (go-units
+FromHumanSize, as moby's jsonfilelog.New) and has no default rotation in dockerd; ours comes from the daemon's bounded
 default log-opts. ``local`` (``dockyard.shim.locallog``) takes decimal units (FromHumanSize)
 and defaults to 20 MB x 5 files, compressed, as dockerd's. ``none`` keeps nothing and, as in
 moby, accepts any option.
@@ -170,9 +170,11 @@ def validate(log: LogConfig) -> None:
         return
     if "max-size" in opts:
         try:
-            human_size(opts["max-size"], 1024)
+            size = human_size(opts["max-size"], 1000)
         except ValueError as e:
             raise errdefs.InvalidParameter(str(e)) from None
+        if size <= 0:
+            raise errdefs.InvalidParameter("max-size must be a positive number")
     if "max-file" in opts and not (opts["max-file"].isdigit() and int(opts["max-file"]) >= 1):
         raise errdefs.InvalidParameter("max-file cannot be less than 1")
     if _json_compress(opts) and (int(opts.get("max-file", "1")) < 2 or "max-size" not in opts):
@@ -219,6 +221,6 @@ def writer_settings(log: LogConfig, rec: ContainerRecord) -> dict:
         return {"log_driver": LOCAL, "log_max_size": size or None, "log_max_files": max(1, files),
                 "log_compress": compress, "log_attrs": attrs}
     return {"log_driver": log.type,
-            "log_max_size": human_size(opts["max-size"], 1024) if "max-size" in opts else None,
+            "log_max_size": human_size(opts["max-size"], 1000) if "max-size" in opts else None,
             "log_max_files": int(opts.get("max-file", "1")), "log_compress": _json_compress(opts),
             "log_attrs": attrs}
