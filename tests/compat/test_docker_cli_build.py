@@ -276,8 +276,7 @@ def test_from_pulls_a_missing_base_image(dockyardd, ctx):
     from tests.integration import distribution_registry as dr
     if not dr.available():
         pytest.skip("docker-registry is not installed")
-    registry = dr.start()
-    try:
+    with dr.running() as registry:
         base = f"{registry.host}/build/base:1"
         ok(dockyardd, "tag", "busybox", base)
         ok(dockyardd, "push", base)
@@ -291,8 +290,6 @@ def test_from_pulls_a_missing_base_image(dockyardd, ctx):
         r = build(dockyardd, None, input=f"FROM {registry.host}/build/absent:1\n".encode())
         assert r.returncode == 1 and "build/absent" in r.stderr.decode()
         ok(dockyardd, "rmi", tag, base)
-    finally:
-        dr.stop(registry)
 
 
 def _post_build(d, body: bytes, query: str = "", headers: dict | None = None):

@@ -247,8 +247,7 @@ def test_from_platform_pulls_that_platform(dockyardd, tmp_path):
     from tests.integration import distribution_registry as dr
     if not dr.available():
         pytest.skip("docker-registry is not installed")
-    registry = dr.start()
-    try:
+    with dr.running() as registry:
         (tmp_path / "f").write_text("f\n")
         (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY f /f\n")
         arm = f"{registry.host}/build/arm:1"
@@ -266,5 +265,3 @@ def test_from_platform_pulls_that_platform(dockyardd, tmp_path):
         assert r.returncode == 1
         assert "does not match the specified platform: wanted linux/amd64, actual: linux/arm64" in r.stderr.decode()
         ok(dockyardd, "rmi", tag, arm)
-    finally:
-        dr.stop(registry)

@@ -29,15 +29,6 @@ def fail(d, *args, timeout=120):
     return r.stderr.decode()
 
 
-@pytest.fixture
-def registry():
-    r = dr.start()
-    try:
-        yield r
-    finally:
-        dr.stop(r)
-
-
 def test_push_rmi_pull_round_trip(dockyardd, registry):
     d = dockyardd
     image_id = ok(d, "image", "inspect", "-f", "{{.Id}}", "busybox").strip()
@@ -96,8 +87,7 @@ def test_pull_all_tags(dockyardd, registry):
 
 def test_login_push_pull_logout_basic_auth(dockyardd):
     d = dockyardd
-    registry = dr.start(htpasswd=("carol", "pa55word"))
-    try:
+    with dr.running(htpasswd=("carol", "pa55word")) as registry:
         name = f"{registry.host}/carol/app"
         r = d.docker("login", "-u", "carol", "--password-stdin", registry.host, input=b"wrong\n")
         assert r.returncode != 0 and b"401 Unauthorized" in r.stderr, r.stderr
@@ -115,8 +105,6 @@ def test_login_push_pull_logout_basic_auth(dockyardd):
         ok(d, "rmi", f"{name}:1")
         err = fail(d, "pull", f"{name}:1")
         assert "no basic auth credentials" in err
-    finally:
-        dr.stop(registry)
 
 
 def test_search_against_a_registry_without_search(dockyardd, registry):
@@ -262,12 +250,11 @@ def test_image_pulled_into_an_empty_store_runs(fresh_daemon, registry):
 def test_docker_cli_with_our_hub(dockyardd, tmp_path):
     import subprocess as sp
 
-    from tests.integration.test_distribution_hub import Hub
+    from tests.integration import registry_hub as rh
 
     d = dockyardd
     sp.run(["htpasswd", "-Bbc", str(tmp_path / "htpasswd"), "hanna", "hubpw"], check=True, capture_output=True)
-    hub = Hub(tmp_path, "--htpasswd", str(tmp_path / "htpasswd"))
-    try:
+    with rh.running("--htpasswd", str(tmp_path / "htpasswd"), root=tmp_path, keep=True) as hub:
         name = f"{hub.host}/hanna/busybox"
         ok(d, "tag", "busybox", f"{name}:1")
         assert "denied: requested access to the resource is denied" in fail(d, "push", f"{name}:1")
@@ -279,15 +266,12 @@ def test_docker_cli_with_our_hub(dockyardd, tmp_path):
         assert "Status: " in ok(d, "pull", f"{name}:1")  # public: anonymous pull
         assert "hanna/busybox" in ok(d, "search", "--format", "{{.Name}}", f"{hub.host}/busybox")
         ok(d, "rmi", f"{name}:1")
-    finally:
-        hub.stop()
 
 
 def test_rmi_of_the_last_tag_drops_its_digest_references(dockyardd):
     """moby: untagging a repository's last tag removes that repository's digest references,
     so a pulled image does not survive as <none>@sha256."""
-    registry = dr.start()
-    try:
+    with dr.running() as registry:
         repo = f"{registry.host}/rmi/busybox"
         assert dockyardd.docker("tag", "busybox", f"{repo}:1").returncode == 0
         assert dockyardd.docker("push", f"{repo}:1").returncode == 0
@@ -297,5 +281,3 @@ def test_rmi_of_the_last_tag_drops_its_digest_references(dockyardd):
         assert f"Untagged: {repo}:1" in out and f"Untagged: {repo}@sha256:" in out
         digests = dockyardd.docker("images", "--digests", "--format", "{{.Repository}}", "-a").stdout.decode()
         assert repo not in digests
-    finally:
-        dr.stop(registry)

@@ -11,8 +11,7 @@ pytestmark = pytest.mark.skipif(not dr.available(), reason="docker-registry is n
 
 
 def test_docker_py_push_pull_login_registry_data(docker_client):
-    registry = dr.start(htpasswd=("dave", "pw"))
-    try:
+    with dr.running(htpasswd=("dave", "pw")) as registry:
         repo = f"{registry.host}/py/busybox"
         image = docker_client.images.get("busybox")
         assert image.tag(repo, "v1")
@@ -34,5 +33,3 @@ def test_docker_py_push_pull_login_registry_data(docker_client):
         with pytest.raises(docker.errors.APIError):
             docker_client.images.pull(repo, tag="v1")  # no credentials
         docker_client.images.remove(f"{repo}:v1")
-    finally:
-        dr.stop(registry)

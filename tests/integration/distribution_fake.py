@@ -409,8 +409,16 @@ class FakeRegistry:
         return f"127.0.0.1:{self.server.server_address[1]}"
 
     def stop(self) -> None:
+        self.blob_rate = 0  # a handler thread still sending a throttled blob ends at once
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> "FakeRegistry":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 class ForwardProxy:

@@ -17,6 +17,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -172,7 +174,9 @@ def start(htpasswd: tuple[str, str] | None = None, tls: dict[str, Path] | None =
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited: {registry.log()}")
+            out = registry.log()
+            stop(registry)
+            raise RuntimeError(f"docker-registry exited: {out}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return registry
@@ -180,6 +184,16 @@ def start(htpasswd: tuple[str, str] | None = None, tls: dict[str, Path] | None =
             time.sleep(0.05)
     stop(registry)
     raise RuntimeError("docker-registry did not start")
+
+
+@contextmanager
+def running(**options) -> Iterator[Registry]:
+    """``start(**options)``, stopped (by PID) and its dir removed when the block ends."""
+    registry = start(**options)
+    try:
+        yield registry
+    finally:
+        stop(registry)
 
 
 def stop(registry: Registry) -> None:

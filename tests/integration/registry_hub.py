@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +103,16 @@ def start(*flags: str, config: dict | None = None, root: Path | None = None) -> 
             time.sleep(0.05)
     stop(hub)
     raise RuntimeError("the hub did not start")
+
+
+@contextmanager
+def running(*flags: str, config: dict | None = None, root: Path | None = None, keep: bool = False) -> Iterator[Hub]:
+    """``start(...)``, stopped by PID when the block ends (its dir removed unless ``keep``)."""
+    hub = start(*flags, config=config, root=root)
+    try:
+        yield hub
+    finally:
+        stop(hub, keep=keep)
 
 
 def stop(hub: Hub, keep: bool = False) -> int | None:

@@ -24,15 +24,6 @@ def theirs(d, *args, input=None):
     return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
-@pytest.fixture
-def registry():
-    r = dr.start()
-    try:
-        yield r
-    finally:
-        dr.stop(r)
-
-
 def test_push_pull_quiet_and_all_tags(dockyardd, registry):
     d = dockyardd
     name = f"{registry.host}/ours/busybox"

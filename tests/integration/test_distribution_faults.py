@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ from dockyard.apitypes.distribution import AuthConfig
 from dockyard.daemon.distribution.service import DistributionService
 from dockyard.distribution.client import RegistryClient, RetryPolicy
 from dockyard.distribution.endpoints import Endpoints, RegistrySettings
-from tests.integration.distribution_fake import FakeRegistry, digest_of, docker_archive, make_image, make_index
-from tests.integration.image_harness import Harness
+from tests.integration.distribution_fake import digest_of, docker_archive, make_image, make_index
+from tests.integration.image_harness import Harness, temp_dir
 
 
 class Env:
@@ -38,6 +39,10 @@ class Env:
         self.svc.pull(image, tag, platform, auth or AuthConfig(), self.messages.append)
         return [m.status for m in self.messages if m.status]
 
+    def close(self) -> None:
+        self.svc.close()
+        self.h.db.close()
+
     def nothing_visible(self) -> None:
         assert self.h.rows("images") == 0
         assert self.h.rows("layers") == 0
@@ -47,24 +52,8 @@ class Env:
 
 @pytest.fixture
 def env():
-    root = Path(tempfile.mkdtemp(prefix="dy-dist-"))
-    e = Env(root)
-    try:
+    with temp_dir("dy-dist-") as root, closing(Env(root)) as e:
         yield e
-    finally:
-        e.svc.close()
-        e.h.db.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def fake():
-    registry = FakeRegistry()
-    registry.start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
 
 
 def _files(n: int, size: int = 2000) -> list[dict[str, bytes]]:

@@ -3,83 +3,35 @@ push, mount, token auth with accounts, search, and the hub as a pull-through mir
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+from contextlib import closing
 
 import pytest
 
 from dockyard import errdefs
 from dockyard.apitypes.distribution import AuthConfig
 from tests.integration import distribution_registry as dr
+from tests.integration import registry_hub as rh
 from tests.integration.distribution_fake import docker_archive, make_image
+from tests.integration.image_harness import temp_dir
 from tests.integration.test_distribution_registry import Env
-
-
-class Hub:
-    def __init__(self, root: Path, *args: str) -> None:
-        self.root = root
-        self.port = dr.free_port()
-        log = open(root / "hub.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dockyard.cmd.registry", "serve", "--addr",
-                                      f"127.0.0.1:{self.port}", "--data", str(root / "data"), *args],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((root / "hub.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the hub did not start")
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture
 def root():
-    path = Path(tempfile.mkdtemp(prefix="dy-hub-"))
-    try:
+    with temp_dir("dy-hub-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
 def env(root):
-    e = Env(root / "store")
-    try:
+    with closing(Env(root / "store")) as e:
         yield e
-    finally:
-        e.svc.close()
-        e.h.db.close()
 
 
 def test_round_trip_chunked_mount_search(env, root):
-    hub = Hub(root)
-    try:
+    with rh.running(root=root, keep=True) as hub:
         image = make_image([{f"h{i}": os.urandom(30_000)} for i in range(4)])
         name = f"{hub.host}/team/app"
         env.load(docker_archive(image, f"{name}:v1"))
@@ -96,14 +48,11 @@ def test_round_trip_chunked_mount_search(env, root):
         assert env.h.service.inspect(f"{name}:v1").id == image.id
         found = env.svc.search(f"{hub.host}/app", 25, {}, AuthConfig())
         assert {r.name for r in found} >= {"team/app", "other/app"}
-    finally:
-        hub.stop()
 
 
 def test_token_auth_with_accounts(env, root):
     subprocess.run(["htpasswd", "-Bbc", str(root / "htpasswd"), "gina", "hubpw"], check=True, capture_output=True)
-    hub = Hub(root, "--htpasswd", str(root / "htpasswd"))
-    try:
+    with rh.running("--htpasswd", str(root / "htpasswd"), root=root, keep=True) as hub:
         good = AuthConfig(username="gina", password="hubpw", serveraddress=hub.host)
         assert env.svc.login(good).status == "Login Succeeded"
         with pytest.raises(errdefs.Unauthorized):
@@ -117,19 +66,15 @@ def test_token_auth_with_accounts(env, root):
         env.h.service.remove(image.id, force=True)
         env.pull(name, "1")  # a public repository: anonymous pull
         assert env.h.service.inspect(f"{name}:1").id == image.id
-    finally:
-        hub.stop()
 
 
 def test_hub_as_a_pull_through_mirror(env, root):
-    upstream = dr.start()
-    try:
+    with dr.running() as upstream:
         image = make_image([{"mirrored": os.urandom(4000)}])
         env.load(docker_archive(image, f"{upstream.host}/library/mirrored:1"))
         env.push(f"{upstream.host}/library/mirrored", "1")
         env.h.service.remove(image.id, force=True)
-        hub = Hub(root, "--proxy-remote-url", f"http://{upstream.host}")
-        try:
+        with rh.running("--proxy-remote-url", f"http://{upstream.host}", root=root, keep=True) as hub:
             from dockyard.daemon.distribution.service import DistributionService
             from dockyard.distribution.client import RegistryClient, RetryPolicy
             from dockyard.distribution.endpoints import Endpoints, RegistrySettings
@@ -144,7 +89,3 @@ def test_hub_as_a_pull_through_mirror(env, root):
                 assert env.h.service.inspect("mirrored:1").id == image.id
             finally:
                 mirrored.close()
-        finally:
-            hub.stop()
-    finally:
-        dr.stop(upstream)

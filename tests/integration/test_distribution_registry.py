@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from dockyard.distribution.client import RegistryClient, RetryPolicy
 from dockyard.distribution.endpoints import Endpoints, RegistrySettings
 from tests.integration import distribution_registry as dr
 from tests.integration.distribution_fake import docker_archive, make_image
-from tests.integration.image_harness import Harness
+from tests.integration.image_harness import Harness, temp_dir
 
 pytestmark = pytest.mark.skipif(not dr.available(), reason="docker-registry is not installed")
 
@@ -47,29 +48,18 @@ class Env:
     def pull(self, name: str, tag: str = "", auth: AuthConfig | None = None) -> list[str]:
         return self.run(self.svc.pull, name, tag, "", auth=auth)
 
+    def close(self) -> None:
+        self.svc.close()
+        self.h.db.close()
+
     def load(self, archive: bytes) -> None:
         self.h.service.load(io.BytesIO(archive))
 
 
 @pytest.fixture
 def env():
-    root = Path(tempfile.mkdtemp(prefix="dy-reg-"))
-    e = Env(root)
-    try:
+    with temp_dir("dy-reg-") as root, closing(Env(root)) as e:
         yield e
-    finally:
-        e.svc.close()
-        e.h.db.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def registry():
-    r = dr.start()
-    try:
-        yield r
-    finally:
-        dr.stop(r)
 
 
 def _manifest(registry: dr.Registry, repo: str, ref: str) -> dict:
@@ -136,8 +126,7 @@ def test_push_missing_image_and_pull_missing_tag(env, registry):
 
 
 def test_basic_auth_login_push_pull(env):
-    registry = dr.start(htpasswd=("alice", "s3cret"))
-    try:
+    with dr.running(htpasswd=("alice", "s3cret")) as registry:
         good = AuthConfig(username="alice", password="s3cret", serveraddress=registry.host)
         assert env.svc.login(good).status == "Login Succeeded"
         with pytest.raises(errdefs.Unauthorized, match="401"):
@@ -156,8 +145,6 @@ def test_basic_auth_login_push_pull(env):
                      auth=AuthConfig(username="alice", password="wrong", serveraddress=registry.host))
         env.pull(f"{registry.host}/private/app", "v1", auth=good)
         assert env.h.service.inspect(f"{registry.host}/private/app:v1").id == image.id
-    finally:
-        dr.stop(registry)
 
 
 def test_search_on_a_registry_without_v1_search(env, registry):

@@ -8,43 +8,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from tests import daemon_harness
-from tests.integration.distribution_fake import FakeRegistry, digest_of, make_image
+from tests.integration.distribution_fake import digest_of, make_image
+from tests.integration.image_harness import temp_dir
 from tests.integration.test_distribution_faults import Env
 
 LAYER = 6 << 20
 
 
 @pytest.fixture
-def fake():
-    registry = FakeRegistry()
-    registry.start()
-    try:
-        yield registry
-    finally:
-        registry.blob_rate = 0  # a handler thread still sending ends at once
-        registry.stop()
-
-
-@pytest.fixture
 def env():
-    root = Path(tempfile.mkdtemp(prefix="dy-resume-"))
-    e = Env(root)
-    try:
+    with temp_dir("dy-resume-") as root, closing(Env(root)) as e:
         yield e
-    finally:
-        e.svc.close()
-        e.h.db.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _partial(root: Path, digest: str) -> Path | None:

@@ -21,15 +21,6 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture
-def hub():
-    h = rh.start()
-    try:
-        yield h
-    finally:
-        rh.stop(h)
-
-
 def push_blob(hub, repo: str, data: bytes) -> str:
     digest = sha(data)
     reply = hub.request("POST", f"/v2/{repo}/blobs/uploads/?digest={digest}", data)
@@ -176,7 +167,6 @@ def test_manifest_faults(hub):
     assert hub.request("PUT", "/v2/f/manifests/-bad", missing).code == "TAG_INVALID"
 
 
-
 def test_manifest_arriving_in_pieces_is_read_whole(hub):
     """dockerd's big manifests sometimes reach the hub in several reads; all of it counts."""
     layers = [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": push_blob(hub, "pieces", b"l%d" % i),
@@ -256,12 +246,9 @@ def test_disconnect_mid_upload_keeps_nothing_partial(hub):
 def test_graceful_shutdown_keeps_commits(hub):
     digest, body = push_image(hub, "keep", "v1", [b"kept layer"])
     assert rh.stop(hub, keep=True) == 0
-    again = rh.start(root=hub.root)
-    try:
+    with rh.running(root=hub.root) as again:
         assert again.request("GET", "/v2/keep/manifests/v1").body == body
         assert again.request("GET", f"/v2/keep/blobs/{sha(b'kept layer')}").body == b"kept layer"
-    finally:
-        rh.stop(again)
 
 
 def test_search_metadata_and_metrics(hub):

@@ -10,26 +10,14 @@ from tests.integration import registry_hub as rh
 
 
 @pytest.fixture
-def hub():
-    h = rh.start()
-    try:
-        yield h
-    finally:
-        rh.stop(h)
-
-
-@pytest.fixture
 def hub_with_accounts():
     import bcrypt
 
     root = rh.tempfile.mkdtemp(prefix="dyhub-")
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
     (rh.Path(root) / "htpasswd").write_text(f"alice:{hashed}\n")
-    h = rh.start("--htpasswd", f"{root}/htpasswd", root=rh.Path(root))
-    try:
+    with rh.running("--htpasswd", f"{root}/htpasswd", root=rh.Path(root)) as h:
         yield h
-    finally:
-        rh.stop(h)
 
 
 def test_docker_push_pull_round_trip(dockyardd, hub):

@@ -20,7 +20,6 @@ import pytest
 
 from dockyard.registry import gc
 from dockyard.registry.store import Store
-from tests.integration import registry_hub as rh
 
 OLD = time.time() - 7200  # older than the collector's grace below
 
@@ -112,15 +111,6 @@ def test_a_deletion_holds_off_a_push_until_it_is_done(store):
         with collection.deleting() as spared:
             assert sha(layer) in spared  # a later deletion of this collection would skip it
     assert store.blob("b/app", sha(layer)).size == len(layer)
-
-
-@pytest.fixture
-def hub():
-    h = rh.start()
-    try:
-        yield h
-    finally:
-        rh.stop(h)
 
 
 def test_hub_push_during_a_collection_in_another_process(hub):

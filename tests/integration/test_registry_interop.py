@@ -13,18 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_harness import VENV_BIN
-from tests.integration import registry_hub as rh
 
 SKOPEO = shutil.which("skopeo")
-
-
-@pytest.fixture
-def hub():
-    h = rh.start()
-    try:
-        yield h
-    finally:
-        rh.stop(h)
 
 
 @pytest.fixture

@@ -8,24 +8,13 @@ import json
 import os
 import threading
 
-import pytest
 
-from tests.integration import registry_hub as rh
 
 PUSHERS, PULLERS, IMAGES = 6, 6, 4
 
 
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def hub():
-    h = rh.start()
-    try:
-        yield h
-    finally:
-        rh.stop(h)
 
 
 def chunked_push(hub, repo: str, data: bytes) -> None:

@@ -25,11 +25,8 @@ def htpasswd_line(user: str, password: str) -> str:
 def hub():
     root = Path(tempfile.mkdtemp(prefix="dyhub-"))
     (root / "htpasswd").write_text(htpasswd_line("alice", "a-pw") + "\n" + htpasswd_line("bob", "b-pw") + "\n")
-    h = rh.start("--htpasswd", str(root / "htpasswd"), root=root)
-    try:
+    with rh.running("--htpasswd", str(root / "htpasswd"), root=root) as h:
         yield h
-    finally:
-        rh.stop(h)
 
 
 def post(hub, **form) -> requests.Response:

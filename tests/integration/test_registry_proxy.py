@@ -12,20 +12,14 @@ from tests.integration.test_registry_api import push_image, sha
 
 @pytest.fixture
 def upstream():
-    h = rh.start()
-    try:
+    with rh.running() as h:
         yield h
-    finally:
-        rh.stop(h)
 
 
 @pytest.fixture
 def mirror(upstream):
-    h = rh.start("--proxy-remote-url", f"http://{upstream.host}")
-    try:
+    with rh.running("--proxy-remote-url", f"http://{upstream.host}") as h:
         yield h
-    finally:
-        rh.stop(h)
 
 
 def test_pull_through_and_offline_cache(upstream, mirror):

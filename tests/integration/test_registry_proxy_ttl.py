@@ -83,12 +83,8 @@ def root():
 
 @pytest.fixture
 def upstream():
-    h = rh.start()
-    try:
+    with rh.running() as h:
         yield h
-    finally:
-        if h.proc.poll() is None:
-            rh.stop(h)
 
 
 def test_cached_content_expires_after_the_ttl(root, upstream):

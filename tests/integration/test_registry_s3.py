@@ -57,11 +57,8 @@ def s3():
 
 @pytest.fixture
 def hub(s3):
-    h = rh.start(config={"s3": s3})
-    try:
+    with rh.running(config={"s3": s3}) as h:
         yield h
-    finally:
-        rh.stop(h)
 
 
 def objects(s3) -> list[str]:
@@ -206,8 +203,7 @@ def append(upload, data: bytes, fail_after: bool = False) -> int:
 
 
 def test_chunked_upload_goes_up_in_parts(s3):
-    h = rh.start(config={"s3": {**s3, "part_size": PART}})
-    try:
+    with rh.running(config={"s3": {**s3, "part_size": PART}}) as h:
         blob = big()
         start = h.request("POST", "/v2/s3/big/blobs/uploads/")
         location = start.headers["location"]
@@ -237,8 +233,6 @@ def test_chunked_upload_goes_up_in_parts(s3):
         assert hashlib.sha256(requests.get(h.request("GET", f"/v2/s3/big/blobs/{sha(other)}").headers["location"],
                                            timeout=60).content).hexdigest() == sha(other)[7:]
         assert leftovers(s3) == ([], [])
-    finally:
-        rh.stop(h)
 
 
 def test_part_failure_leaves_nothing(s3_store, s3, monkeypatch):
