@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import json
 import time
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from tests import daemon_harness
-from tests.integration.test_volume_plugin import start_plugin, stop
+from tests.integration.dirplugin import daemon_with_plugin
 
 
 @pytest.fixture(scope="module")
 def env():
-    plugins = Path(tempfile.mkdtemp(prefix="dy-vol-cli-"))
-    proc = start_plugin(plugins / "dirplugin.sock", plugins / "state")
-    handle = None
-    try:
-        handle = daemon_harness.new_daemon(["--plugin-dir", str(plugins)])
-        yield handle, plugins
-    finally:
-        if handle is not None:
-            daemon_harness.destroy(handle)
-        stop(proc)
-        shutil.rmtree(plugins, ignore_errors=True)
+    with daemon_with_plugin("dy-vol-cli-") as started:
+        yield started
 
 
 def ok(handle, *args: str) -> str:

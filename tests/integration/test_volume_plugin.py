@@ -7,7 +7,6 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -22,10 +21,9 @@ from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.volumes import VolumesService
 from dockyard.storage.metadata import Database
 from dockyard.volume import plugin as plugin_mod
+from tests.integration.dirplugin import start_plugin, stop
 from tests.unit.test_volume_service import Events
 
-REPO = Path(__file__).resolve().parents[2]
-PLUGIN = REPO / "examples/volume-plugin/dirplugin.py"
 
 
 @pytest.fixture
@@ -35,24 +33,6 @@ def root():
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def start_plugin(sock: Path, state: Path) -> subprocess.Popen:
-    sock.unlink(missing_ok=True)  # a killed plugin leaves its socket file behind
-    proc = subprocess.Popen([sys.executable, "-S", str(PLUGIN), "--socket", str(sock), "--root", str(state)])
-    deadline = time.monotonic() + 10
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("dirplugin did not start")
-        time.sleep(0.02)
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
 
 
 class Plugins:
