@@ -97,23 +97,10 @@ def _decode_line(line: bytes) -> LogRecord | None:
         return None  # a torn or foreign line: dockerd skips those too
 
 
-def _lines_backwards(path: Path, end: int, block: int = 65536) -> Iterator[bytes]:
+def _lines_backwards(path: Path, end: int) -> Iterator[bytes]:
     """Complete lines of ``path[:end]``, last first, reading from the end."""
     with open(path, "rb") as f:
-        pos = end
-        carry = b""
-        while pos > 0:
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start) + carry
-            pos = start
-            lines = chunk.split(b"\n")
-            carry = lines.pop(0)
-            for line in reversed(lines):
-                if line:
-                    yield line
-        if carry:
-            yield carry
+        yield from _lines_backwards_fd(f, end, 65536)
 
 
 def _lines_forward(files: list[tuple[BinaryIO, int | None]]) -> Iterator[bytes]:
@@ -217,10 +204,36 @@ def cut_at_until(batch: list[LogRecord], until_ns: int | None) -> tuple[list[Log
     return [r for r in itertools.takewhile(lambda r: r.time_ns <= until_ns, batch)], True
 
 
-def _rotated_after(path: Path, inode: int, size: int) -> list[BinaryIO]:
-    """The files rotated after the one with ``inode`` (the former current file, ``size`` bytes)
+def _last_record_time(f: BinaryIO, size: int) -> str | None:
+    """The time of the last record in the first ``size`` bytes of an open plain file."""
+    for line in _lines_backwards_fd(f, size):
+        rec = _decode_line(line)
+        if rec is not None:
+            return rec.time
+    return None
+
+
+def _lines_backwards_fd(f: BinaryIO, end: int, block: int = 4096) -> Iterator[bytes]:
+    """Complete lines of an open file's first ``end`` bytes, last first."""
+    pos, carry = end, b""
+    while pos > 0:
+        start = max(0, pos - block)
+        chunk = os.pread(f.fileno(), pos - start, start) + carry
+        pos = start
+        lines = chunk.split(b"\n")
+        carry = lines.pop(0)
+        yield from (line for line in reversed(lines) if line)
+    if carry:
+        yield carry
+
+
+def _rotated_after(path: Path, old: BinaryIO, size: int) -> list[BinaryIO]:
+    """The files rotated after ``old`` (the former current file, still open, ``size`` bytes)
     while a follower was still reading it, opened, oldest first: ``<log>.1``, ``<log>.2``, ...
-    until that one (by its inode, or once gzipped by the size its trailer records)."""
+    until ``old`` itself (by its inode, or once gzipped by the size its trailer records and the
+    lastTime its header records: rotated files are often the same size)."""
+    inode = os.fstat(old.fileno()).st_ino
+    last = _last_record_time(old, size)
     newer: list[BinaryIO] = []
     index = 1
     while True:
@@ -232,7 +245,7 @@ def _rotated_after(path: Path, inode: int, size: int) -> list[BinaryIO]:
         except FileNotFoundError:
             gz = Path(f"{path}.{index}.gz")
             try:
-                if compressed_size(gz) == size & 0xFFFFFFFF:
+                if compressed_size(gz) == size & 0xFFFFFFFF and gzip_extra_last_time(gz) == last:
                     break
                 f = _open(gz)
             except (FileNotFoundError, OSError):
@@ -283,7 +296,7 @@ async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
             if rotated and f is not None:
                 # the old file is complete: on to the new current file, through any rotated in
                 # between while this follower lagged (dockerd's follow skips those)
-                missed = _rotated_after(path, inode, offset)
+                missed = _rotated_after(path, f, offset)
                 f.close()
                 f = None
                 try:

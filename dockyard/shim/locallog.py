@@ -78,8 +78,10 @@ class LogEntry:
 
 
 def encode_attrs(attrs: tuple[tuple[str, str], ...]) -> bytes:
-    """Field 6 of every entry: the attrs in the order given (moby sorts them by key, value)."""
-    return b"".join(_field(0x32, _field(0x0A, k.encode()) + _field(0x12, v.encode()))
+    """Field 6 of every entry: the attrs in the order given (moby sorts them by key, value);
+    an empty key or value left out, as proto3 does."""
+    return b"".join(_field(0x32, (_field(0x0A, k.encode()) if k else b"")
+                           + (_field(0x12, v.encode()) if v else b""))
                     for k, v in attrs)
 
 

@@ -19,7 +19,7 @@ from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
 
 from dockyard.shim.jsonlog import format_time
 from dockyard.shim.jsonlog_reader import LogPosition, LogRecord, batches, cut_at_until, parse_time
-from dockyard.shim.locallog import FRAME_LEN, MAX_ENTRY, LogEntry, decode_entry
+from dockyard.shim.locallog import FRAME_LEN, MAX_ENTRY, LogEntry, decode_entry, encode_attrs
 from dockyard.shim.logcompress import gzip_extra_last_time
 
 _LEN = struct.Struct(">I")
@@ -40,13 +40,15 @@ def parse_records(buf: bytes | bytearray, start: int = 0) -> tuple[list[LogRecor
     The usual entry, as our writer and dockerd's lay it out, is decoded in place: source (6
     bytes), time (a 9-byte varint until 2255), line. Consecutive entries of one write share
     source and time, so those are decoded once per run of them. Any other entry goes through
-    the general protobuf decoder."""
+    the general protobuf decoder. Attrs (log-opts tag/labels/env) end every entry with the same
+    bytes: once the general decoder has seen them, they are recognised in place too."""
     records: list[LogRecord] = []
     append = records.append
     unpack = _LEN.unpack_from
     pos, end = start, len(buf)
     key = b""
     source, time_ns, stamp = "", 0, ""
+    attrs_blob, attrs = b"", ()
     while pos + 2 * FRAME_LEN <= end:
         (size,) = unpack(buf, pos)
         stop = pos + FRAME_LEN + size + FRAME_LEN
@@ -64,14 +66,19 @@ def parse_records(buf: bytes | bytearray, start: int = 0) -> tuple[list[LogRecor
                 length, q = buf[b + 19], b + 20
                 if length >= 0x80 and buf[b + 20] < 0x80:
                     length, q = (length & 0x7F) | (buf[b + 20] << 7), b + 21
-                if q + length == line_end:
-                    append(LogRecord(source, bytes(buf[q:line_end]) + b"\n", stamp, time_ns))
+                extra = line_end - q - length
+                if extra == 0 or (extra == len(attrs_blob) and buf[line_end - extra:line_end] == attrs_blob):
+                    append(LogRecord(source, bytes(buf[q:q + length]) + b"\n", stamp, time_ns,
+                                     attrs if extra else ()))
                     pos = stop
                     continue
         try:
-            append(_record(decode_entry(bytes(buf[b:line_end]))))
+            entry = decode_entry(bytes(buf[b:line_end]))
         except ValueError:
             break
+        append(_record(entry))
+        if entry.attrs and entry.attrs != attrs:
+            attrs_blob, attrs = encode_attrs(entry.attrs), entry.attrs
         pos = stop
     return records, pos
 

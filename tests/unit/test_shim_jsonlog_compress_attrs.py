@@ -92,3 +92,16 @@ def test_local_entries_carry_attrs_as_field_6(tmp_path: Path) -> None:
     records = list(local_read_logs(log)[0])
     assert [r.data for r in records][:2] == [b"one\n", b"two\n"]
     assert all(r.attrs == ATTRS for r in records)
+
+
+def test_local_attrs_read_in_place_after_the_first_entry(tmp_path: Path) -> None:
+    from dockyard.shim.locallog_reader import parse_records
+
+    empty_value = (("a", ""), ("tag", "x"))
+    frames = b"".join(encode_entry(LogEntry("stdout", 1_700_000_000_000_000_000 + i, b"l%d" % i,
+                                            attrs=empty_value)) for i in range(3))
+    frames += encode_entry(LogEntry("stdout", 1_700_000_000_000_000_009, b"bare"))
+    records, used = parse_records(frames)
+    assert used == len(frames)
+    assert [(r.data, r.attrs) for r in records] == \
+        [(b"l0\n", empty_value), (b"l1\n", empty_value), (b"l2\n", empty_value), (b"bare\n", ())]
