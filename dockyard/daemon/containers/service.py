@@ -12,53 +12,44 @@ Siblings arrive as Protocols (images, networks, shims, events, volumes);
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import logging
-import shutil
-import tempfile
-from dataclasses import dataclass
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from typing import AsyncIterator, Callable, Iterator, Protocol
 
 import msgspec
 
 from dockyard import errdefs
 from dockyard.apitypes.container import (
-    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, EndpointSettings, MountPoint, PruneResponse,
+    ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, EndpointSettings, PruneResponse,
     UpdateRequest, WaitResponse,
 )
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import archive as cp
-from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import changes as changes_mod
-from dockyard.daemon.containers import logdrivers, names, startup, views
+from dockyard.daemon.containers import copying, creation, listing, names, startup
 from dockyard.daemon.containers import health as health_mod
-from dockyard.daemon.containers import spec as spec_mod
-from dockyard.daemon.containers import update as update_mod
-from dockyard.daemon.containers import user as users
 from dockyard.daemon.containers import restore as restoring
-from dockyard.daemon.containers.core import ContainerCore, rootfs_mounts
-from dockyard.daemon.containers.removal import Removal
-from dockyard.daemon.containers.stopping import Stopping
-from dockyard.daemon.containers.supervisor import Supervisor
-from dockyard.runtime.cgroups import manager_for
+from dockyard.daemon.containers import spec as spec_mod
+from dockyard.daemon.containers import state as st
 from dockyard.daemon.containers import stats as stats_mod
 from dockyard.daemon.containers import top as top_mod
-from dockyard.daemon.containers import state as st
-from dockyard.daemon.containers.changes import Change
+from dockyard.daemon.containers import update as update_mod
 from dockyard.daemon.containers.attach import DEFAULT_DETACH_KEYS, AttachSession, parse_detach_keys
+from dockyard.daemon.containers.changes import Change
+from dockyard.daemon.containers.core import ContainerCore, rootfs_mounts
 from dockyard.daemon.containers.logs import LogOptions, read as read_logs
-from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
+from dockyard.daemon.containers.record import ContainerRecord
+from dockyard.daemon.containers.removal import Removal
+from dockyard.daemon.containers.stopping import Stopping
 from dockyard.daemon.containers.store import ContainerStore
+from dockyard.daemon.containers.supervisor import Supervisor
 from dockyard.daemon.containers.top import TopResponse
 from dockyard.daemon.interfaces import (
-    CommitTarget, EventSink, ImageInfo, ImageLookup, NetworkAttacher, SandboxInfo, VolumeMounter,
+    CommitTarget, EventSink, ImageLookup, NetworkAttacher, SandboxInfo, VolumeMounter,
 )
 from dockyard.mount import Mount
+from dockyard.runtime.cgroups import manager_for
 from dockyard.shim.client import ShimHandle, ShimManager
 from dockyard.storage.metadata import Database
-
-log = logging.getLogger("dockyard.containers")
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
@@ -66,17 +57,6 @@ WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 class RootfsExporter(Protocol):
     def export(self, mounts: list[Mount]) -> Iterator[bytes]:
         """Tar of the merged tree the mounts make (mounted briefly by the image service)."""
-
-
-@dataclass
-class _NewContainer:
-    """A container create between its checks and its record (its mounts are resolved between)."""
-    cid: str
-    name: str
-    image: ImageInfo
-    prepared: creating.Created
-    endpoints: dict[str, EndpointSettings]
-
 
 
 class ContainerService:
@@ -95,69 +75,16 @@ class ContainerService:
     def get(self, ref: str) -> ContainerRecord:
         return self._store.get(ref)
 
-    # ---- create --------------------------------------------------------------------
+    # ---- create (creation) -------------------------------------------------------------
     def create(self, request: CreateRequest, name: str | None = None) -> CreateResponse:
         """For synchronous callers (build steps): volume drivers are called on this thread."""
-        new = self._begin_create(request, name)
-        return self._finish_create(new, self._core.volumes.resolve_mounts(*self._mount_args(new)))
+        return creation.create(self._core, request, name)
 
     async def create_async(self, request: CreateRequest, name: str | None = None,
                            default_read_only_non_recursive: bool = False) -> CreateResponse:
-        """The API's create: the volumes' driver calls (a volume plugin up to its timeout, copy-up)
-        run in a worker thread, so a slow plugin delays this answer, never the event loop. A name
-        taken meanwhile is still refused, by the store's unique name. A client before API 1.44
-        sets ``default_read_only_non_recursive`` (its read-only binds stay non-recursive)."""
-        new = self._begin_create(request, name)
-        return self._finish_create(new, await self._core.volumes.resolve_mounts_async(
-            *self._mount_args(new), default_read_only_non_recursive))
-
-    def _begin_create(self, request: CreateRequest, name: str | None) -> _NewContainer:
-        if name:
-            name = names.validate_name(name)
-            holder = self._store.holder_of(name)
-            if holder:
-                raise names.name_conflict(name, holder)
-        image = startup.resolve_image(self._core.images, request.image)
-        cid = names.new_id(self._store.has_id)
-        prepared = creating.prepare(request, image, cid, self._core.config)
-        endpoints = creating.endpoints_config(request, prepared.host_config.network_mode)
-        self._core.networks.check_endpoints(prepared.host_config.network_mode, endpoints)
-        name = name or names.generate_name(lambda n: self._store.holder_of(n) is not None)
-        return _NewContainer(cid, name, image, prepared, endpoints)
-
-    def _mount_args(self, new: _NewContainer) -> tuple:
-        return (new.cid, new.prepared.host_config, new.prepared.config.volumes,
-                self._core.images.layer_dirs(new.image), lambda ref: self._store.get(ref).id)
-
-    def _finish_create(self, new: _NewContainer, mounts: list[MountPoint]) -> CreateResponse:
-        """After the mounts are resolved: the rootfs snapshot and the record (undone on failure)."""
-        cid, name, image, prepared, endpoints = new.cid, new.name, new.image, new.prepared, new.endpoints
-        data_dir = self._core.data_dir(cid)
-        try:
-            rootfs = self._core.images.prepare_rootfs(cid, image)
-        except BaseException:
-            self._core.volumes.release_blocking(cid, remove_anonymous=True)
-            raise
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            rec = ContainerRecord(
-                id=cid, name=name, created=views.now_rfc3339(), image_id=image.id,
-                path=prepared.path, args=prepared.args, config=prepared.config,
-                host_config=prepared.host_config, runtime=prepared.runtime,
-                log_path=logdrivers.log_file(data_dir, cid, prepared.host_config.log_config.type),
-                mounts=mounts, networks=endpoints,
-                rootfs_mounts=[RootfsMount(type=m.type, source=m.source, options=list(m.options))
-                               for m in rootfs],
-            )
-            self._store.add(rec)
-        except BaseException:
-            self._core.images.remove_rootfs(cid)
-            self._core.volumes.release_blocking(cid, remove_anonymous=True)
-            shutil.rmtree(data_dir, ignore_errors=True)
-            raise
-        self._core.emit(rec, "create")
-        self._core.migration_warmer.poke()  # a start usually follows (docker run)
-        return CreateResponse(id=cid, warnings=prepared.warnings)
+        """The API's create: the volumes' driver calls run in a worker thread. A client before
+        API 1.44 sets ``default_read_only_non_recursive`` (its read-only binds stay non-recursive)."""
+        return await creation.create_async(self._core, request, name, default_read_only_non_recursive)
 
     # ---- start / stop / kill / restart / pause (supervisor, stopping) -------------------
     async def start(self, ref: str) -> None:
@@ -286,11 +213,7 @@ class ContainerService:
             cgroups.thaw()
 
     def inspect(self, ref: str, size: bool = False) -> ContainerInspect:
-        rec = self._store.get(ref)
-        size_rw = startup.dir_size(self._core.upper(rec)) if size else None
-        view = views.inspect(rec, size_rw=size_rw)
-        view.exec_ids = self.exec_ids(rec.id) or None
-        return view
+        return listing.inspect(self._core, ref, size, self.exec_ids)
 
     # ---- exec (daemon/containers/exec.py keeps the exec records) ---------------------------
     def exec_target(self, ref: str) -> tuple[ContainerRecord, ShimHandle]:
@@ -309,64 +232,20 @@ class ContainerService:
     def emit_exec_event(self, rec: ContainerRecord, action: str, exec_id: str, **extra: str) -> None:
         self._core.emit(rec, action, execID=exec_id, **extra)
 
+    # ---- list (listing) -------------------------------------------------------------------
     def list(self, all: bool = False, limit: int = -1, size: bool = False,
              filters: dict[str, list[str]] | None = None) -> list[ContainerSummary]:
-        filters = dict(filters or {})
-        views.check_filters(filters)
-        records = sorted(self._store.all(), key=lambda r: r.created, reverse=True)
-        if "before" in filters:
-            before = self._store.get(filters.pop("before")[0])
-            records = [r for r in records if r.created < before.created]
-            all = True
-        if "since" in filters:
-            since = self._store.get(filters.pop("since")[0])
-            records = [r for r in records if r.created > since.created]
-            all = True
-        if limit > 0 or "status" in filters or "exited" in filters:
-            all = True
-        ancestors: set[str] = set()
-        for value in filters.get("ancestor", []):
-            try:
-                ancestors.add(self._core.images.resolve(value).id)
-            except errdefs.NotFound:
-                continue
-        out = []
-        labels: dict[str, str] = {}
-        for rec in records:
-            if not all and not rec.state.running and rec.state.status != st.RESTARTING:
-                continue
-            if not views.matches(rec, filters, ancestors):
-                continue
-            if rec.config.image not in labels:
-                labels[rec.config.image] = self._image_label(rec)
-            size_rw = startup.dir_size(self._core.upper(rec)) if size else None
-            out.append(views.summary(rec, labels[rec.config.image], size_rw=size_rw))
-            if 0 < limit <= len(out):
-                break
-        return out
-
-    def _image_label(self, rec: ContainerRecord) -> str:
-        """The name the container was made from, or the image ID once that name points elsewhere."""
-        try:
-            if self._core.images.resolve(rec.config.image).id == rec.image_id:
-                return rec.config.image
-        except errdefs.DockyardError:
-            pass
-        return rec.image_id
+        return listing.list_containers(self._core, all, limit, size, filters)
 
     def counts(self) -> dict[str, int]:
-        records = self._store.all()
-        running = sum(1 for r in records if r.state.status == st.RUNNING)
-        paused = sum(1 for r in records if r.state.status == st.PAUSED)
-        return {"total": len(records), "running": running, "paused": paused,
-                "stopped": len(records) - running - paused}
+        return listing.counts(self._core)
 
     def disk_usage(self) -> list[dict]:
         """Summaries with SizeRw, for /system/df."""
         return [msgspec.to_builtins(s) for s in self.list(all=True, size=True)]
 
     def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
-        return [(r.id, r.state.running) for r in self._store.all() if r.image_id == image_id]
+        return listing.containers_using_image(self._core, image_id)
 
     # ---- attach / logs / resize / export ------------------------------------------------
     async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
@@ -497,64 +376,18 @@ class ContainerService:
         exporter: RootfsExporter = self._core.images  # type: ignore[assignment]
         return exporter.export(rootfs_mounts(rec))
 
-    # ---- docker cp: /containers/{id}/archive -----------------------------------------------
-    @asynccontextmanager
-    async def _cp_view(self, ref: str) -> AsyncIterator[tuple[ContainerRecord, cp.View]]:
-        """The container's files for cp. A stopped container's snapshot is mounted by the
-        operation itself, so its lock is held throughout (start and remove wait)."""
-        rec = self._store.get(ref)
-        binds = cp.view_binds(rec.mounts, {"/etc/hostname": rec.hostname_path, "/etc/hosts": rec.hosts_path,
-                                           "/etc/resolv.conf": rec.resolv_conf_path},
-                              self._core.volumes.volume_path)
-        view = cp.View(live_root=None, rootfs_mounts=tuple(rootfs_mounts(rec)), binds=binds,
-                       scratch=self._core.config.exec_root / "cp")
-        async with self._core.lock(rec.id):
-            if rec.id not in self._core.live:
-                yield rec, view
-                return
-        yield rec, dataclasses.replace(view, live_root=self._core.exec_dir(rec.id) / "rootfs")
-
+    # ---- docker cp: /containers/{id}/archive (copying) ---------------------------------------
     async def stat_path(self, ref: str, path: str) -> cp.PathStat:
-        async with self._cp_view(ref) as (_, view):
-            return await asyncio.to_thread(cp.stat_path, view, path, ref)
+        return await copying.stat_path(self._core, ref, path)
 
     async def get_archive(self, ref: str, path: str) -> tuple[cp.PathStat, AsyncIterator[bytes]]:
         """The path's stat and a tar of it; the stream must be read to its end or closed."""
-        files = self._cp_view(ref)
-        rec, view = await files.__aenter__()
-        try:
-            reader = await asyncio.to_thread(cp.ArchiveReader, view, path, ref)
-        except BaseException:
-            await files.__aexit__(None, None, None)
-            raise
-        self._core.emit(rec, "archive-path")
-
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                while (chunk := await asyncio.to_thread(reader.next_chunk)) is not None:
-                    yield chunk
-            finally:
-                await asyncio.to_thread(reader.close)
-                await files.__aexit__(None, None, None)
-        return reader.stat, chunks()
+        return await copying.get_archive(self._core, ref, path)
 
     async def put_archive(self, ref: str, path: str, body: AsyncIterator[bytes], copy_uid_gid: bool = False,
                           no_overwrite_dir_non_dir: bool = False) -> None:
-        """Extract a tar into the directory ``path``. The tar is spooled to disk first and
-        checked whole before anything is written: a refused tar changes nothing."""
-        rec = self._store.get(ref)
-        cp.check_writable(path, rec.mounts, rec.host_config.readonly_rootfs)
-        owner = None
-        if copy_uid_gid and rec.config.user:
-            layers = self._core.images.layer_dirs(self._core.images.resolve(rec.image_id))
-            user = await asyncio.to_thread(users.resolve, rec.config.user, layers)
-            owner = (user.uid, user.gid)
-        with tempfile.TemporaryFile(dir=self._core.config.data_root) as spool:
-            async for chunk in body:
-                spool.write(chunk)
-            async with self._cp_view(ref) as (rec, view):
-                await asyncio.to_thread(cp.extract, view, path, ref, spool, owner, no_overwrite_dir_non_dir)
-        self._core.emit(rec, "extract-to-dir")
+        """Extract a tar into the directory ``path``; a refused tar changes nothing."""
+        await copying.put_archive(self._core, ref, path, body, copy_uid_gid, no_overwrite_dir_non_dir)
 
     # ---- daemon start / stop -----------------------------------------------------------
     async def restore(self) -> None:
