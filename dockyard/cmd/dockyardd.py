@@ -84,8 +84,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--default-address-pool", dest="default_address_pools", action="append", type=_pool,
                    default=S, help="Default address pools for node specific local networks")
     p.add_argument("--cgroup-parent", default=S, help="Set parent cgroup for all containers")
-    p.add_argument("--log-driver", default=S, choices=["json-file", "local", "none"],
-                   help="Default driver for container logs (default json-file)")
+    p.add_argument("--log-driver", default=S,  # checked with the options, in dockerd's words
+                   help="Default driver for container logs: json-file (default), local, none")
     p.add_argument("--log-opt", dest="log_opts", action="append", type=_log_opt, default=S,
                    help="Default log driver options for containers (max-size=20m, max-file=5)")
     p.add_argument("--live-restore", type=_bool, nargs="?", const=True, default=S,

@@ -119,6 +119,12 @@ def test_daemon_refuses_to_start_with_bad_log_opts(tmp_path: Path) -> None:
             load_config(["--config-file", str(conf)])
         assert str(exit_.value).startswith("failed to start daemon: failed to set log opts: ")
         assert message in str(exit_.value)
+    conf.write_text("{}")
+    for flags, message in ((["--log-driver", "syslog"], "no log driver named 'syslog'"),
+                           (["--log-opt", "max-file=x"], "max-file cannot be less than 1")):
+        with pytest.raises(SystemExit) as exit_:
+            load_config(["--config-file", str(conf), *flags])
+        assert message in str(exit_.value)
 
 
 def test_logs_details_prefix_each_line_after_its_timestamp(tmp_path: Path) -> None:
