@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tests import daemon_harness
+from tests.compat.helpers import until
 
 SANE = {"created", "running", "exited", "dead"}
 
@@ -36,15 +37,6 @@ def _churn(d, stop: threading.Event, seed: int) -> None:
             pass
         except OSError:
             pass
-
-
-def _until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _running_pid_alive_or_exited(d, cid: str) -> bool:
@@ -86,7 +78,7 @@ def test_kill_9_during_churn_leaves_sane_state(fresh_daemon):
             cid, state = line.split()
             assert state in SANE, (round_, line, d.log())
             if state == "running":  # its process is there, or its exit is recorded soon (sleep 0)
-                assert _until(lambda: _running_pid_alive_or_exited(d, cid)), (cid, d.log())
+                assert until(lambda: _running_pid_alive_or_exited(d, cid), timeout=5.0), (cid, d.log())
 
     ids = d.docker("ps", "-aq").stdout.decode().split()
     if ids:

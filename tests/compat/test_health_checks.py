@@ -4,38 +4,11 @@ events, ps --filter health=, a HEALTHCHECK from the image, --no-healthcheck."""
 from __future__ import annotations
 
 import json
-import random
 import time
 
-import pytest
-
+from tests.compat.helpers import new_name, until
 from tests.compat.openapi import validate
 from tests.compat.test_api_errors import call
-
-
-def _until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def names(dockyardd):
-    made: list[str] = []
-    yield made
-    for n in made:
-        dockyardd.docker("rm", "-f", n)
-    for image in [n for n in made if n.startswith("hcimg")]:
-        dockyardd.docker("rmi", "-f", image)
-
-
-def _name(names: list[str], prefix: str = "hc") -> str:
-    name = f"{prefix}-{random.randrange(16**6):06x}"
-    names.append(name)
-    return name
 
 
 def _health(d, name: str) -> dict | None:
@@ -45,22 +18,22 @@ def _health(d, name: str) -> dict | None:
 
 def test_health_flags_status_log_events_and_filter(dockyardd, names):
     d = dockyardd
-    name = _name(names)
+    name = new_name(names, "hc")
     r = d.docker("run", "-d", "--name", name, "--health-cmd", "test -e /tmp/ok && echo fine || (echo bad; exit 1)",
                  "--health-interval", "100ms", "--health-retries", "2", "busybox", "sleep", "1000")
     assert r.returncode == 0, r.stderr.decode()
     status = d.docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout.decode()
     assert "(health: starting)" in status or "(unhealthy)" in status
-    assert _until(lambda: (_health(d, name) or {}).get("Status") == "unhealthy")
+    assert until(lambda: (_health(d, name) or {}).get("Status") == "unhealthy")
     health = _health(d, name)
     assert health["FailingStreak"] >= 2
     assert health["Log"][-1]["ExitCode"] == 1 and health["Log"][-1]["Output"] == "bad\n"
     assert {"Start", "End"} <= set(health["Log"][-1])
-    assert _until(lambda: len(_health(d, name)["Log"]) == 5)  # only the last five are kept
+    assert until(lambda: len(_health(d, name)["Log"]) == 5)  # only the last five are kept
     assert name in d.docker("ps", "--filter", "health=unhealthy", "--format", "{{.Names}}").stdout.decode()
 
     assert d.docker("exec", name, "touch", "/tmp/ok").returncode == 0
-    assert _until(lambda: _health(d, name)["Status"] == "healthy")
+    assert until(lambda: _health(d, name)["Status"] == "healthy")
     assert _health(d, name)["FailingStreak"] == 0
     assert d.docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout.decode().strip() \
         .endswith("(healthy)")
@@ -82,46 +55,46 @@ def test_health_flags_status_log_events_and_filter(dockyardd, names):
 
 def test_timeout_and_exec_form(dockyardd, names):
     d = dockyardd
-    name = _name(names)
+    name = new_name(names, "hc")
     r = d.docker("run", "-d", "--name", name, "--health-cmd", "sleep 5", "--health-interval", "100ms",
                  "--health-timeout", "200ms", "--health-retries", "1", "busybox", "sleep", "1000")
     assert r.returncode == 0, r.stderr.decode()
-    assert _until(lambda: (_health(d, name) or {}).get("Status") == "unhealthy")
+    assert until(lambda: (_health(d, name) or {}).get("Status") == "unhealthy")
     entry = _health(d, name)["Log"][0]
     assert entry["ExitCode"] == -1 and entry["Output"] == "Health check exceeded timeout (200ms)"
 
 
 def test_start_period_keeps_starting(dockyardd, names):
     d = dockyardd
-    name = _name(names)
+    name = new_name(names, "hc")
     r = d.docker("run", "-d", "--name", name, "--health-cmd", "exit 1", "--health-interval", "100ms",
                  "--health-retries", "1", "--health-start-period", "30s", "--health-start-interval", "100ms",
                  "busybox", "sleep", "1000")
     assert r.returncode == 0, r.stderr.decode()
-    assert _until(lambda: len((_health(d, name) or {}).get("Log") or []) >= 2)
+    assert until(lambda: len((_health(d, name) or {}).get("Log") or []) >= 2)
     health = _health(d, name)
     assert health["Status"] == "starting" and health["FailingStreak"] == 0
 
 
 def test_image_healthcheck_and_no_healthcheck(dockyardd, names):
     d = dockyardd
-    image = _name(names, "hcimg")
+    image = new_name(names, "hcimg")
     # no builder here: an image gets the health check of the container it is committed from
-    source = _name(names)
+    source = new_name(names, "hc")
     assert d.docker("create", "--name", source, "--health-cmd", "true", "--health-interval", "100ms",
                     "--health-retries", "1", "busybox", "true").returncode == 0
     commit = d.docker("commit", source, image)
     assert commit.returncode == 0, commit.stderr.decode()
     config = d.docker("image", "inspect", "-f", "{{json .Config.Healthcheck}}", image).stdout.decode()
     assert json.loads(config)["Test"] == ["CMD-SHELL", "true"]
-    with_check = _name(names)
+    with_check = new_name(names, "hc")
     assert d.docker("run", "-d", "--name", with_check, image, "sleep", "1000").returncode == 0
-    assert _until(lambda: (_health(d, with_check) or {}).get("Status") == "healthy")
-    tuned = _name(names)  # --health-* flags override only what they set
+    assert until(lambda: (_health(d, with_check) or {}).get("Status") == "healthy")
+    tuned = new_name(names, "hc")  # --health-* flags override only what they set
     assert d.docker("run", "-d", "--name", tuned, "--health-retries", "7", image, "sleep", "1000").returncode == 0
     config = json.loads(d.docker("inspect", "-f", "{{json .Config.Healthcheck}}", tuned).stdout)
     assert config["Test"] == ["CMD-SHELL", "true"] and config["Retries"] == 7 and config["Interval"] == 100_000_000
-    without = _name(names)
+    without = new_name(names, "hc")
     assert d.docker("run", "-d", "--name", without, "--no-healthcheck", image, "sleep", "1000").returncode == 0
     time.sleep(0.3)
     assert _health(d, without) is None

@@ -13,15 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import daemon_harness
-
-
-def _until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
+from tests.compat.helpers import until
 
 
 def _alive(pid: int) -> bool:
@@ -62,7 +54,7 @@ def test_kill_9_of_the_daemon_leaves_containers_running(daemon):
     waited = _run(d, "busybox", "sh", "-c", "sleep 1000")
     talker = _run(d, "-i", "busybox", "sh", "-c", "read line; echo got $line")
     ticker = _run(d, "busybox", "sh", "-c", "while true; do echo tick; sleep 0.2; done")
-    assert _until(lambda: _state(d, ender) == "exited 7")
+    assert until(lambda: _state(d, ender) == "exited 7")
     assert d.docker("start", ender).returncode == 0  # it ends again while the daemon is down
     init = _pid_file(d, runner, "init.pid")
 
@@ -96,7 +88,7 @@ def test_kill_9_of_the_daemon_leaves_containers_running(daemon):
         attach.wait()
     r = d.docker("attach", talker, input=b"hello\n", timeout=15)
     assert r.returncode == 0, r.stderr.decode()
-    assert _until(lambda: _state(d, talker) == "exited 0")
+    assert until(lambda: _state(d, talker) == "exited 0")
     assert d.docker("logs", talker).stdout == b"got hello\n"  # stdin reached it through the shim
 
     assert d.docker("stop", "-t", "1", runner).returncode == 0
@@ -127,9 +119,9 @@ def test_a_killed_shim_exits_the_container_with_a_reason(daemon):
     cid = _run(d, "busybox", "sleep", "1000")
     shim, init = _pid_file(d, cid, "shim.pid"), _pid_file(d, cid, "init.pid")
     os.kill(shim, signal.SIGKILL)
-    assert _until(lambda: _state(d, cid, "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}")
+    assert until(lambda: _state(d, cid, "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}")
                   == "exited 255 shim died")
-    assert _until(lambda: not _alive(init))  # killed, as containerd kills a dead shim's container
+    assert until(lambda: not _alive(init))  # killed, as containerd kills a dead shim's container
     assert not _mounted(d.exec_root / "containers" / cid / "rootfs")
     assert not _cgroup_dirs(d, cid)
     assert d.docker("start", cid).returncode == 0  # and it can run again
@@ -144,7 +136,7 @@ def test_a_shim_killed_while_the_daemon_is_down(daemon):
     os.kill(shim, signal.SIGKILL)
     daemon_harness.start(d)
     assert _state(d, cid, "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}") == "exited 255 shim died"
-    assert _until(lambda: not _alive(init))
+    assert until(lambda: not _alive(init))
     assert not _mounted(d.exec_root / "containers" / cid / "rootfs")
     assert d.docker("rm", cid).returncode == 0
 
@@ -170,12 +162,12 @@ def test_health_and_restart_policy_across_a_daemon_kill(daemon):
     d = daemon
     healthy = _run(d, "--health-cmd", "true", "--health-interval", "100ms", "busybox", "sleep", "1000")
     flapping = _run(d, "--restart", "always", "busybox", "sh", "-c", "sleep 0.2; exit 1")
-    assert _until(lambda: _state(d, healthy, "{{.State.Health.Status}}") == "healthy")
-    assert _until(lambda: int(_state(d, flapping, "{{.RestartCount}}")) >= 2)
+    assert until(lambda: _state(d, healthy, "{{.State.Health.Status}}") == "healthy")
+    assert until(lambda: int(_state(d, flapping, "{{.RestartCount}}")) >= 2)
     daemon_harness.stop(d, signal.SIGKILL)  # the flapping one may be waiting out its back-off
     time.sleep(0.3)
     daemon_harness.start(d)
-    assert _until(lambda: _state(d, healthy, "{{.State.Health.Status}}") == "healthy")
+    assert until(lambda: _state(d, healthy, "{{.State.Health.Status}}") == "healthy")
     count = int(_state(d, flapping, "{{.RestartCount}}"))
-    assert _until(lambda: int(_state(d, flapping, "{{.RestartCount}}")) > count)
+    assert until(lambda: int(_state(d, flapping, "{{.RestartCount}}")) > count)
     assert _state(d, flapping, "{{.State.Status}}") in ("running", "restarting")

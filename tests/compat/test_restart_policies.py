@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from tests import daemon_harness
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{random.randrange(16**6):06x}"
+from tests.compat.helpers import new_name, until
 
 
 def _state(d, name: str) -> tuple[str, int, int]:
@@ -24,26 +18,8 @@ def _state(d, name: str) -> tuple[str, int, int]:
     return status, int(code), int(count)
 
 
-def _until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def names(dockyardd):
-    made: list[str] = []
-    yield made
-    for n in made:
-        dockyardd.docker("rm", "-f", n)
-
-
 def _run(d, names: list[str], *args: str) -> str:
-    name = _name("rp")
-    names.append(name)
+    name = new_name(names, "rp")
     r = d.docker("run", "-d", "--name", name, *args)
     assert r.returncode == 0, r.stderr.decode()
     return name
@@ -51,7 +27,7 @@ def _run(d, names: list[str], *args: str) -> str:
 
 def test_on_failure_stops_after_max_retries(dockyardd, names):
     name = _run(dockyardd, names, "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")
-    assert _until(lambda: _state(dockyardd, name) == ("exited", 3, 2))
+    assert until(lambda: _state(dockyardd, name) == ("exited", 3, 2))
     time.sleep(1.0)  # the back-off would be 400 ms: no third restart comes; and the CLI sends
     assert _state(dockyardd, name) == ("exited", 3, 2)  # --until in whole seconds: let this one pass
     actions = dockyardd.docker("events", "--since", "0", "--until", "0s", "--filter", f"container={name}",
@@ -61,21 +37,21 @@ def test_on_failure_stops_after_max_retries(dockyardd, names):
 
 def test_on_failure_ignores_a_clean_exit(dockyardd, names):
     name = _run(dockyardd, names, "--restart", "on-failure", "busybox", "true")
-    assert _until(lambda: _state(dockyardd, name)[0] == "exited")
+    assert until(lambda: _state(dockyardd, name)[0] == "exited")
     time.sleep(0.3)
     assert _state(dockyardd, name) == ("exited", 0, 0)
 
 
 def test_no_policy_never_restarts(dockyardd, names):
     name = _run(dockyardd, names, "busybox", "sh", "-c", "exit 1")
-    assert _until(lambda: _state(dockyardd, name)[0] == "exited")
+    assert until(lambda: _state(dockyardd, name)[0] == "exited")
     time.sleep(0.3)
     assert _state(dockyardd, name) == ("exited", 1, 0)
 
 
 def test_always_restarts_with_back_off_until_stopped(dockyardd, names):
     name = _run(dockyardd, names, "--restart", "always", "busybox", "true")
-    assert _until(lambda: _state(dockyardd, name)[2] >= 3)
+    assert until(lambda: _state(dockyardd, name)[2] >= 3)
     r = dockyardd.docker("inspect", "-f", "{{.State.Running}} {{.State.Restarting}}", name)
     assert r.stdout.decode().split()[0] == "true"  # running or restarting: Docker says Running for both
     ps = dockyardd.docker("ps", "--filter", f"name={name}", "--format", "{{.Status}}").stdout.decode()
@@ -93,31 +69,30 @@ def test_always_restarts_with_back_off_until_stopped(dockyardd, names):
 def test_a_manual_kill_is_respected(dockyardd, names):
     name = _run(dockyardd, names, "--restart", "unless-stopped", "busybox", "sleep", "1000")
     assert dockyardd.docker("kill", name).returncode == 0
-    assert _until(lambda: _state(dockyardd, name)[0] == "exited")
+    assert until(lambda: _state(dockyardd, name)[0] == "exited")
     time.sleep(0.4)
     assert _state(dockyardd, name) == ("exited", 137, 0)
 
 
 def test_a_manual_start_resets_the_count(dockyardd, names):
     name = _run(dockyardd, names, "--restart", "on-failure:1", "busybox", "sh", "-c", "exit 2")
-    assert _until(lambda: _state(dockyardd, name) == ("exited", 2, 1))
+    assert until(lambda: _state(dockyardd, name) == ("exited", 2, 1))
     assert dockyardd.docker("start", name).returncode == 0
-    assert _until(lambda: _state(dockyardd, name) == ("exited", 2, 1))
+    assert until(lambda: _state(dockyardd, name) == ("exited", 2, 1))
 
 
 def test_update_restart_takes_effect(dockyardd, names):
-    name = _name("rp")
-    names.append(name)
+    name = new_name(names, "rp")
     assert dockyardd.docker("create", "--name", name, "busybox", "sh", "-c", "exit 5").returncode == 0
     r = dockyardd.docker("update", "--restart", "on-failure:2", name)
     assert r.returncode == 0, r.stderr.decode()
     assert dockyardd.docker("start", name).returncode == 0
-    assert _until(lambda: _state(dockyardd, name) == ("exited", 5, 2))
+    assert until(lambda: _state(dockyardd, name) == ("exited", 5, 2))
 
 
 def test_force_remove_of_a_restarting_container(dockyardd, names):
     name = _run(dockyardd, names, "--restart", "always", "busybox", "sh", "-c", "sleep 0.05")
-    assert _until(lambda: _state(dockyardd, name)[2] >= 2)
+    assert until(lambda: _state(dockyardd, name)[2] >= 2)
     r = dockyardd.docker("rm", "-f", name)
     assert r.returncode == 0, r.stderr.decode()
     assert dockyardd.docker("inspect", name).returncode != 0
@@ -156,7 +131,7 @@ def test_policies_at_daemon_start(fresh_daemon):
     assert status(always_stopped) == "running"  # always: back with the daemon, even after a stop
     assert status(unless_stopped) == "exited"
     # found exited through their lingering shims: the policy brings them back after its delay
-    assert _until(lambda: status(unless_died) == "running")
-    assert _until(lambda: status(failed) == "running")  # exit 137 is a failure
+    assert until(lambda: status(unless_died) == "running")
+    assert until(lambda: status(failed) == "running")  # exit 137 is a failure
     assert status(plain) == "exited"
     assert Path(d.exec_root / "containers" / unless_died / "init.pid").exists()
