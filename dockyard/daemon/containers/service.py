@@ -12,7 +12,7 @@ Siblings arrive as Protocols (images, networks, shims, events, volumes);
 from __future__ import annotations
 
 import asyncio
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import AsyncIterator, Callable, Iterator, Protocol
 
 import msgspec
@@ -25,18 +25,14 @@ from dockyard.apitypes.container import (
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers import archive as cp
 from dockyard.daemon.containers import changes as changes_mod
-from dockyard.daemon.containers import copying, creation, listing, names, startup
+from dockyard.daemon.containers import copying, creation, listing, names, resources, startup, streams
 from dockyard.daemon.containers import health as health_mod
 from dockyard.daemon.containers import restore as restoring
-from dockyard.daemon.containers import spec as spec_mod
 from dockyard.daemon.containers import state as st
-from dockyard.daemon.containers import stats as stats_mod
-from dockyard.daemon.containers import top as top_mod
-from dockyard.daemon.containers import update as update_mod
-from dockyard.daemon.containers.attach import DEFAULT_DETACH_KEYS, AttachSession, parse_detach_keys
+from dockyard.daemon.containers.attach import AttachSession
 from dockyard.daemon.containers.changes import Change
 from dockyard.daemon.containers.core import ContainerCore, rootfs_mounts
-from dockyard.daemon.containers.logs import LogOptions, read as read_logs
+from dockyard.daemon.containers.logs import LogOptions
 from dockyard.daemon.containers.record import ContainerRecord
 from dockyard.daemon.containers.removal import Removal
 from dockyard.daemon.containers.stopping import Stopping
@@ -47,7 +43,6 @@ from dockyard.daemon.interfaces import (
     CommitTarget, EventSink, ImageLookup, NetworkAttacher, SandboxInfo, VolumeMounter,
 )
 from dockyard.mount import Mount
-from dockyard.runtime.cgroups import manager_for
 from dockyard.shim.client import ShimHandle, ShimManager
 from dockyard.storage.metadata import Database
 
@@ -197,20 +192,9 @@ class ContainerService:
         return CommitTarget(id=rec.id, image_id=rec.image_id, snapshot_key=rec.id,
                             config=msgspec.to_builtins(rec.config))
 
-    @contextmanager
-    def paused_for_commit(self, container_id: str, pause: bool) -> Iterator[None]:
-        """Freeze the container's cgroup while its diff is read (called from a worker thread,
-        so through the cgroup itself rather than the shim; the visible state stays running)."""
-        rec = self._store.get(container_id)
-        if not (pause and rec.state.running and not rec.state.paused):
-            yield
-            return
-        cgroups = manager_for(self._core.cgroups_path(rec))
-        cgroups.freeze()
-        try:
-            yield
-        finally:
-            cgroups.thaw()
+    def paused_for_commit(self, container_id: str, pause: bool) -> AbstractContextManager[None]:
+        """The container's cgroup frozen while its diff is read (when ``pause`` and it runs)."""
+        return resources.paused_for_commit(self._core, container_id, pause)
 
     def inspect(self, ref: str, size: bool = False) -> ContainerInspect:
         return listing.inspect(self._core, ref, size, self.exec_ids)
@@ -247,118 +231,41 @@ class ContainerService:
     def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
         return listing.containers_using_image(self._core, image_id)
 
-    # ---- attach / logs / resize / export ------------------------------------------------
+    # ---- attach / logs / resize (streams) -------------------------------------------------
     async def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool, logs: bool = False,
                      stream: bool = True, detach_keys: str | None = None) -> AttachSession:
-        rec = self._store.get(ref)
-        if rec.state.paused:
-            raise errdefs.Conflict("You cannot attach to a paused container, unpause it first")
-        if rec.state.restarting:
-            raise errdefs.Conflict("You cannot attach to a restarting container, wait until it is running")
-        keys = parse_detach_keys(detach_keys or DEFAULT_DETACH_KEYS)
-        session = AttachSession(rec.id, stdin=stdin and rec.config.open_stdin, stdout=stdout, stderr=stderr,
-                                tty=rec.config.tty, stdin_once=rec.config.stdin_once, detach_keys=keys)
-        if logs and rec.log_path:
-            session.replay = [item async for item in read_logs(
-                rec, LogOptions(stdout=stdout, stderr=stderr), lambda: True)]
-        if not stream:
-            session.abandon()
-            return session
-        async with self._core.lock(rec.id):
-            running = self._core.live.get(rec.id)
-            if running is not None and rec.state.running:
-                session.connect(await running.handle.attach(session.stdin, stdout, stderr))
-            else:
-                self._core.pending.setdefault(rec.id, []).append(session)
-        self._core.emit(rec, "attach")
-        return session
+        return await streams.attach(self._core, ref, stdin=stdin, stdout=stdout, stderr=stderr, logs=logs,
+                                    stream=stream, detach_keys=detach_keys)
 
     async def detach(self, session: AttachSession) -> None:
         """The client went away: drop a still-pending session, close a connected one."""
-        pending = self._core.pending.get(session.container_id)
-        if pending and session in pending:
-            pending.remove(session)
-        await session.close()
-        if session.detached and self._store.has_id(session.container_id):
-            self._core.emit(self._store.get(session.container_id), "detach")
+        await streams.detach(self._core, session)
 
     def logs(self, ref: str, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: str = "", until: str = "", timestamps: bool = False,
              tail: str = "all") -> AsyncIterator[tuple[int, bytes]]:
-        options = LogOptions(stdout=stdout, stderr=stderr, follow=follow, since=since, until=until,
-                             timestamps=timestamps, tail=tail)
-        rec = self._store.get(ref)
-        if rec.host_config.log_config.type == "none" or not rec.log_path:
-            raise errdefs.NotImplementedFeature("configured logging driver does not support reading")
-        if not options.stdout and not options.stderr:
-            raise errdefs.InvalidParameter("You must choose at least one stream")
-        cid = rec.id
-        return read_logs(rec, options, lambda: cid not in self._core.live)
+        return streams.logs(self._core, ref, LogOptions(stdout=stdout, stderr=stderr, follow=follow, since=since,
+                                                        until=until, timestamps=timestamps, tail=tail))
 
     def tty(self, ref: str) -> bool:
         return self._store.get(ref).config.tty
 
     async def resize(self, ref: str, height: int, width: int) -> None:
-        rec = self._store.get(ref)
-        running = self._core.live.get(rec.id)
-        if running is None or not rec.state.running:
-            raise errdefs.Conflict(f"Container {rec.id} is not running")
-        await running.handle.resize(height, width)
-        self._core.emit(rec, "resize", height=str(height), width=str(width))
+        await streams.resize(self._core, ref, height, width)
 
+    # ---- top / stats / update (resources) --------------------------------------------------
     async def top(self, ref: str, ps_args: str = "") -> TopResponse:
-        rec = self._store.get(ref)
-        if rec.id not in self._core.live or not rec.state.running:
-            raise errdefs.Conflict(f"Container {rec.id} is not running")
-        cgroups_path = self._core.cgroups_path(rec)
-
-        def run() -> TopResponse:
-            return top_mod.top(top_mod.container_pids(cgroups_path), ps_args or "-ef")
-        result = await asyncio.to_thread(run)
-        self._core.emit(rec, "top")
-        return result
+        return await resources.top(self._core, ref, ps_args)
 
     async def stats(self, ref: str, stream: bool = True, one_shot: bool = False) -> AsyncIterator[dict]:
         """Docker's stats documents: one per second while streaming; a stopped container gives
         one empty sample, as dockerd does."""
-        rec = self._store.get(ref)
-        cgroups_path = self._core.cgroups_path(rec)
-
-        async def documents() -> AsyncIterator[dict]:
-            previous = None
-            while True:
-                if rec.id not in self._core.live:
-                    yield {"name": "/" + rec.name, "id": rec.id, "read": stats_mod.ZERO_TIME,
-                           "preread": stats_mod.ZERO_TIME}
-                    return
-                current = await asyncio.to_thread(stats_mod.sample, cgroups_path, rec.state.pid,
-                                                  rec.host_config.pids_limit)
-                if previous is not None or one_shot or stream:
-                    yield stats_mod.document(rec.id, rec.name, current, previous)
-                    if not stream:
-                        return
-                previous = current
-                await asyncio.sleep(1)
-
-        return documents()
+        return resources.stats(self._core, ref, stream, one_shot)
 
     async def update(self, ref: str, request: UpdateRequest) -> dict:
-        rec = self._store.get(ref)
-        async with self._core.lock(rec.id):
-            hc, warnings = update_mod.merged(rec.host_config, request, rec.host_config.auto_remove)
-            if rec.id in self._core.live and rec.state.running:
-                cgroups_path = f"{hc.cgroup_parent or self._core.config.cgroup_parent}/{rec.id}"  # the updated config
-                resources = spec_mod.resources(hc)
-                resources.devices = []  # the device rules do not change; rewriting them is not free
-                try:
-                    await asyncio.to_thread(manager_for(cgroups_path).apply, resources)
-                except OSError as e:
-                    raise errdefs.InvalidParameter(f"Cannot update container {rec.id}: {e}") from None
-            rec.host_config = hc
-            self._store.save(rec)
-            self._core.emit(rec, "update")
-        return {"Warnings": warnings}
+        return await resources.update(self._core, ref, request)
 
+    # ---- changes / export ------------------------------------------------------------------
     async def changes(self, ref: str) -> list[Change]:
         rec = self._store.get(ref)
         upper = self._core.upper(rec)
