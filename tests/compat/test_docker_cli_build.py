@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.compat.helpers import building, read_until, until
+
 
 def build(d, ctx, *args, input=None, timeout=120):
     env = {**d.env, "DOCKER_BUILDKIT": "0"}
@@ -249,27 +251,10 @@ def test_dockyard_cli_build(dockyardd, ctx, tmp_path_factory):
 
 
 def test_client_disconnect_cancels_the_build(dockyardd):
-    import subprocess
-    import time
-    from tests.daemon_harness import DOCKER
-    proc = subprocess.Popen([DOCKER, "build", "-"], env={**dockyardd.env, "DOCKER_BUILDKIT": "0"},
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        proc.stdin.write(b"FROM busybox\nRUN echo $((40+2)); sleep 60\n")
-        proc.stdin.close()
-        seen = b""
-        deadline = time.monotonic() + 30
-        while b"\n42\n" not in seen and time.monotonic() < deadline:
-            seen += proc.stdout.read1(4096)
-        assert b"\n42\n" in seen
+    with building(dockyardd, b"FROM busybox\nRUN echo $((40+2)); sleep 60\n") as proc:
+        assert b"\n42\n" in read_until(proc, b"\n42\n")
         assert ok(dockyardd, "ps", "-q") != ""
-    finally:
-        proc.kill()
-        proc.wait()
-    deadline = time.monotonic() + 10
-    while ok(dockyardd, "ps", "-aq") != "" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ok(dockyardd, "ps", "-aq") == ""
+    assert until(lambda: ok(dockyardd, "ps", "-aq") == "")
 
 
 def test_from_pulls_a_missing_base_image(dockyardd, ctx):
@@ -429,26 +414,12 @@ def test_copy_exclude_and_add_checksum(dockyardd, ctx):
 
 def test_daemon_killed_mid_build_leaves_nothing(fresh_daemon):
     import signal
-    import subprocess
-    import time
     from tests import daemon_harness
-    from tests.daemon_harness import DOCKER
     d = fresh_daemon
     daemon_harness.load_busybox(d)
-    proc = subprocess.Popen([DOCKER, "build", "-"], env={**d.env, "DOCKER_BUILDKIT": "0"},
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        proc.stdin.write(b"FROM busybox\nRUN echo $((40+2)); sleep 60\n")
-        proc.stdin.close()
-        seen = b""
-        deadline = time.monotonic() + 30
-        while b"\n42\n" not in seen and time.monotonic() < deadline:
-            seen += proc.stdout.read1(4096)
-        assert b"\n42\n" in seen
+    with building(d, b"FROM busybox\nRUN echo $((40+2)); sleep 60\n") as proc:
+        assert b"\n42\n" in read_until(proc, b"\n42\n")
         daemon_harness.stop(d, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
     daemon_harness.start(d)
     assert ok(d, "ps", "-aq") == ""
     snapshots = d.data_root / "overlay"

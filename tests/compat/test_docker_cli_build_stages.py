@@ -4,14 +4,13 @@ through the real docker CLI 28 (classic builder, DOCKER_BUILDKIT=0) and docker-p
 import io
 import json
 import socket
-import subprocess
 import tarfile
 import time
 
 import pytest
 
+from tests.compat.helpers import building, until
 from tests.compat.test_docker_cli_build import build, built, name, ok
-from tests.daemon_harness import DOCKER
 
 CLOSED = "127.0.0.1:9"  # a registry address nobody listens on: a pull from it fails at once
 
@@ -164,31 +163,16 @@ def test_a_failing_stage_stops_the_others(dockyardd, tmp_path):
     out = r.stdout.decode()
     assert "bad-ran" in out and "Step 5/9" not in out  # the stage after `bad` never starts
     assert "The command '/bin/sh -c echo bad-ran; exit 3' returned a non-zero code: 3" in r.stderr.decode()
-    deadline = time.monotonic() + 10
-    while ok(dockyardd, "ps", "-aq") != "" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert ok(dockyardd, "ps", "-aq") == ""
+    assert until(lambda: ok(dockyardd, "ps", "-aq") == "")
 
 
 def test_a_client_that_leaves_cancels_every_stage(dockyardd):
-    proc = subprocess.Popen([DOCKER, "build", "-"], env={**dockyardd.env, "DOCKER_BUILDKIT": "0"},
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        proc.stdin.write(b"FROM busybox AS one\nRUN echo $((40+2)); sleep 60\n"
-                         b"FROM busybox AS two\nRUN echo $((50+3)); sleep 60\n"
-                         b"FROM busybox\nCOPY --from=one /bin/true /1\nCOPY --from=two /bin/true /2\n")
-        proc.stdin.close()
-        deadline = time.monotonic() + 30
-        while len(ok(dockyardd, "ps", "-q").split()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+    with building(dockyardd, b"FROM busybox AS one\nRUN echo $((40+2)); sleep 60\n"
+                             b"FROM busybox AS two\nRUN echo $((50+3)); sleep 60\n"
+                             b"FROM busybox\nCOPY --from=one /bin/true /1\nCOPY --from=two /bin/true /2\n"):
+        until(lambda: len(ok(dockyardd, "ps", "-q").split()) >= 2, timeout=30)
         assert len(ok(dockyardd, "ps", "-q").split()) == 2  # both RUNs at once
-    finally:
-        proc.kill()
-        proc.wait()
-    deadline = time.monotonic() + 15
-    while ok(dockyardd, "ps", "-aq") != "" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ok(dockyardd, "ps", "-aq") == ""
+    assert until(lambda: ok(dockyardd, "ps", "-aq") == "", timeout=15)
 
 
 def test_platform_args_and_from_platform(dockyardd, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from tests import daemon_harness
 from tests.integration import distribution_registry as dr
-from tests.integration.distribution_fake import FakeRegistry, docker_archive, make_image
+from tests.integration.distribution_fake import BUSYBOX_SEARCH, FakeRegistry, docker_archive, make_image
 
 pytestmark = pytest.mark.skipif(not dr.available(), reason="docker-registry is not installed")
 
@@ -114,9 +114,7 @@ def test_search_against_a_registry_without_search(dockyardd, registry):
 
 def test_pull_killed_halfway_resumes(fresh_daemon):
     d = fresh_daemon
-    fake = FakeRegistry()
-    fake.start()
-    try:
+    with FakeRegistry() as fake:
         image = make_image([{f"f{i}": os.urandom(200_000)} for i in range(4)])
         fake.add("slow/app", "v1", image)
         from tests.integration.distribution_fake import digest_of
@@ -141,17 +139,13 @@ def test_pull_killed_halfway_resumes(fresh_daemon):
         assert "Downloaded newer image" in out
         assert [fake.blob_gets[x] - before[x] for x in layers] == [0, 0, 0, 1]
         assert ok(d, "image", "inspect", "-f", "{{.Id}}", f"{fake.host}/slow/app:v1").strip() == image.id
-    finally:
-        fake.stop()
 
 
 def test_import_from_url(dockyardd):
     from tests.integration.distribution_fake import layer_tar
     d = dockyardd
-    fake = FakeRegistry()
-    fake.files["/rootfs.tar"] = layer_tar({"hello.txt": b"imported over http\n"})
-    fake.start()
-    try:
+    with FakeRegistry() as fake:
+        fake.files["/rootfs.tar"] = layer_tar({"hello.txt": b"imported over http\n"})
         out = ok(d, "import", f"http://{fake.host}/rootfs.tar", "fromurl:1").splitlines()
         assert out[0] == f"Downloading from http://{fake.host}/rootfs.tar"
         assert out[-1].startswith("sha256:")
@@ -159,21 +153,11 @@ def test_import_from_url(dockyardd):
         err = fail(d, "import", f"http://{fake.host}/missing.tar", "fromurl:2")
         assert f"failed to GET http://{fake.host}/missing.tar with status 404" in err
         ok(d, "rmi", "fromurl:1")
-    finally:
-        fake.stop()
 
 
 def test_search_through_the_daemon(dockyardd):
-    fake = FakeRegistry()
-    fake.search_results = [
-        {"name": "busybox", "description": "Busybox base image.", "star_count": 3000, "is_official": True,
-         "is_automated": False},
-        {"name": "someone/busybox-extra", "description": "A very long description that goes on and on, past "
-                                                         "forty-five characters", "star_count": 4,
-         "is_official": False, "is_automated": True},
-    ]
-    fake.start()
-    try:
+    with FakeRegistry() as fake:
+        fake.search_results = list(BUSYBOX_SEARCH)
         out = ok(dockyardd, "search", f"{fake.host}/busybox").splitlines()
         assert out[0].split() == ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]
         assert out[1].split()[:1] == ["busybox"] and out[1].rstrip().endswith("[OK]")
@@ -184,8 +168,6 @@ def test_search_through_the_daemon(dockyardd):
         assert out == "busybox:3000\n"
         out = ok(dockyardd, "search", "--limit", "1", "--format", "{{.Name}}", f"{fake.host}/busybox")
         assert out == "busybox\n"
-    finally:
-        fake.stop()
 
 
 def test_registry_endpoints_fit_the_spec(dockyardd, registry):
@@ -203,16 +185,12 @@ def test_registry_endpoints_fit_the_spec(dockyardd, registry):
                            {"Content-Type": "application/json"})
     assert status == 200, body
     validate("post", "/auth", 200, json.loads(body))
-    fake = FakeRegistry()
-    fake.search_results = [{"name": "busybox", "description": "d", "star_count": 1, "is_official": True,
-                            "is_automated": False}]
-    fake.start()
-    try:
+    with FakeRegistry() as fake:
+        fake.search_results = [{"name": "busybox", "description": "d", "star_count": 1, "is_official": True,
+                                "is_automated": False}]
         status, _, body = call(d, "GET", f"/v1.50/images/search?term={fake.host}/busybox")
         assert status == 200, body
         validate("get", "/images/search", 200, json.loads(body))
-    finally:
-        fake.stop()
     ok(d, "rmi", f"{name}:1")
 
 

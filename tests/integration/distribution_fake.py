@@ -124,6 +124,16 @@ def docker_archive(image: Image, tag: str) -> bytes:
     return buf.getvalue()
 
 
+# /v1/search answers for "busybox": an official image, and a long description docker truncates
+BUSYBOX_SEARCH = [
+    {"name": "busybox", "description": "Busybox base image.", "star_count": 3000, "is_official": True,
+     "is_automated": False},
+    {"name": "someone/busybox-extra", "description": "A very long description that goes on and on, past "
+                                                     "forty-five characters", "star_count": 4,
+     "is_official": False, "is_automated": True},
+]
+
+
 @dataclass
 class FakeRegistry:
     manifests: dict[str, dict[str, tuple[str, bytes]]] = field(default_factory=dict)  # repo -> ref -> (type, bytes)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tests.integration import distribution_registry as dr
-from tests.integration.distribution_fake import FakeRegistry, docker_archive, make_image, make_index
+from tests.integration.distribution_fake import BUSYBOX_SEARCH, FakeRegistry, docker_archive, make_image, make_index
 
 pytestmark = pytest.mark.skipif(not dr.available(), reason="docker-registry is not installed")
 
@@ -49,16 +49,14 @@ def test_push_pull_quiet_and_all_tags(dockyardd, registry):
 
 def test_pull_platform(dockyardd):
     d = dockyardd
-    fake = FakeRegistry()
-    amd = make_image([{"arch": b"amd64"}], arch="amd64")
-    arm = make_image([{"arch": b"arm64"}], arch="arm64")
-    for image in (amd, arm):
-        fake.add("multi", image.digest, image)
-    media_type, index = make_index([(amd, {"os": "linux", "architecture": "amd64"}),
-                                    (arm, {"os": "linux", "architecture": "arm64"})])
-    fake.add_index("multi", "latest", media_type, index)
-    fake.start()
-    try:
+    with FakeRegistry() as fake:
+        amd = make_image([{"arch": b"amd64"}], arch="amd64")
+        arm = make_image([{"arch": b"arm64"}], arch="arm64")
+        for image in (amd, arm):
+            fake.add("multi", image.digest, image)
+        media_type, index = make_index([(amd, {"os": "linux", "architecture": "amd64"}),
+                                        (arm, {"os": "linux", "architecture": "arm64"})])
+        fake.add_index("multi", "latest", media_type, index)
         code, out, err = ours(d, "pull", "--platform", "linux/arm64", f"{fake.host}/multi")
         assert code == 0, err
         code, out, _ = ours(d, "image", "inspect", "-f", "{{.Architecture}}", f"{fake.host}/multi")
@@ -67,8 +65,6 @@ def test_pull_platform(dockyardd):
         assert code == 0, err
         assert [m["platform"]["architecture"] for m in json.loads(out)["manifests"]] == ["amd64", "arm64"]
         ours(d, "rmi", f"{fake.host}/multi")
-    finally:
-        fake.stop()
 
 
 def test_login_logout_and_config_file(dockyardd):
@@ -105,23 +101,13 @@ def test_login_logout_and_config_file(dockyardd):
 
 def test_search_matches_docker(dockyardd):
     d = dockyardd
-    fake = FakeRegistry()
-    fake.search_results = [
-        {"name": "busybox", "description": "Busybox base image.", "star_count": 3000, "is_official": True,
-         "is_automated": False},
-        {"name": "someone/busybox-extra", "description": "A very long description that goes on and on, past "
-                                                         "forty-five characters", "star_count": 4,
-         "is_official": False, "is_automated": True},
-    ]
-    fake.start()
-    try:
+    with FakeRegistry() as fake:
+        fake.search_results = list(BUSYBOX_SEARCH)
         for args in ([], ["--no-trunc"], ["--limit", "1"], ["--filter", "is-official=true"],
                      ["--format", "{{.Name}} {{.StarCount}} {{.IsOfficial}}"], ["--format", "json"]):
             mine = ours(d, "search", *args, f"{fake.host}/busybox")
             docker = theirs(d, "search", *args, f"{fake.host}/busybox")
             assert mine == docker, (args, mine, docker)
-    finally:
-        fake.stop()
 
 
 def test_manifest_inspect_of_a_pushed_image(dockyardd, registry):
