@@ -1,12 +1,20 @@
 """ContainerService: the container operations of the Engine API, without HTTP.
 
-The facade the API routers and the other services call. Its parts share one
-``core.ContainerCore`` (the containers table through ``ContainerStore``, the running
-containers' shim handles, the per-container locks, waiters and pending attach sessions):
-``supervisor`` (start, the watch on exits, policy restarts, health), ``stopping`` (kill,
-stop, restart, pause), ``removal`` (rm, auto-remove, prune) and ``restore`` (daemon start).
-Siblings arrive as Protocols (images, networks, shims, events, volumes);
-``daemon/daemon.py`` wires them.
+The one facade the API routers and the other services call; the work is done by parts that
+share one ``core.ContainerCore`` (the containers table through ``ContainerStore``, the running
+containers' shims, the per-container locks, the waiters and pending attach sessions):
+
+- ``creation``: create (checks, mounts, snapshot, record)
+- ``supervisor``: start, the watch on exits, policy restarts, health checks, shutdown
+- ``stopping`` (over ``signals``): kill, stop, restart, pause, unpause
+- ``removal``: rm, auto-remove (files in the background), prune, the start-up sweep
+- ``restore``: the containers at daemon start, then the restart policies' starts
+- ``listing``: ps, inspect, counts; ``streams``: attach, logs, resize; ``resources``: top,
+  stats, update, commit's freeze; ``copying``: docker cp
+
+What stays here fits on a screen: wait, rename, the network service's hooks, the exec
+target, changes and export. Siblings arrive as Protocols (images, networks, shims, events,
+volumes); ``daemon/daemon.py`` wires them.
 """
 
 from __future__ import annotations
@@ -196,9 +204,6 @@ class ContainerService:
         """The container's cgroup frozen while its diff is read (when ``pause`` and it runs)."""
         return resources.paused_for_commit(self._core, container_id, pause)
 
-    def inspect(self, ref: str, size: bool = False) -> ContainerInspect:
-        return listing.inspect(self._core, ref, size, self.exec_ids)
-
     # ---- exec (daemon/containers/exec.py keeps the exec records) ---------------------------
     def exec_target(self, ref: str) -> tuple[ContainerRecord, ShimHandle]:
         """A running container and its shim; moby's getActiveContainer refusals otherwise."""
@@ -216,7 +221,10 @@ class ContainerService:
     def emit_exec_event(self, rec: ContainerRecord, action: str, exec_id: str, **extra: str) -> None:
         self._core.emit(rec, action, execID=exec_id, **extra)
 
-    # ---- list (listing) -------------------------------------------------------------------
+    # ---- inspect / list (listing) ----------------------------------------------------------
+    def inspect(self, ref: str, size: bool = False) -> ContainerInspect:
+        return listing.inspect(self._core, ref, size, self.exec_ids)
+
     def list(self, all: bool = False, limit: int = -1, size: bool = False,
              filters: dict[str, list[str]] | None = None) -> list[ContainerSummary]:
         return listing.list_containers(self._core, all, limit, size, filters)

@@ -37,7 +37,7 @@ class Supervisor:
 
     # ---- start -----------------------------------------------------------------------
     async def start(self, ref: str) -> None:
-        """A user's start."""
+        """A user's start (and the restart policies' at daemon start, as a user's would be)."""
         core = self._core
         rec = core.store.get(ref)
         try:
