@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests import daemon_harness
-from tests.integration.image_harness import temp_dir
+from tests.integration.tempdirs import temp_dir
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "examples/volume-plugin/dirplugin.py"

@@ -5,8 +5,6 @@ the images, commit and distribution tests."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,7 @@ from dockyard.storage.content import ContentStore
 from dockyard.storage.layers import LayerStore
 from dockyard.storage.metadata import Database
 from dockyard.storage.snapshotter import OverlaySnapshotter
+from tests.integration.tempdirs import temp_dir
 
 FIXTURES = Path("/work/shared/fixtures")
 BUSYBOX_ID = "sha256:d7cd88ae98201f321ecfd5e5bbeb8ff8e5e0db86fd6558f924b3971778a6d67a"
@@ -63,16 +62,6 @@ class Harness:
 
     def layer_dirs(self) -> list[str]:
         return sorted(os.listdir(self.config.image_root / "layers"))
-
-
-@contextmanager
-def temp_dir(prefix: str) -> Iterator[Path]:
-    """A fresh dir under /tmp, removed afterwards whatever happened."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager

@@ -22,7 +22,8 @@ from dockyard.daemon.distribution.service import DistributionService
 from dockyard.distribution.client import RegistryClient, RetryPolicy
 from dockyard.distribution.endpoints import Endpoints, RegistrySettings
 from tests.integration.distribution_fake import digest_of, docker_archive, make_image, make_index
-from tests.integration.image_harness import Harness, temp_dir
+from tests.integration.image_harness import Harness
+from tests.integration.tempdirs import temp_dir
 
 
 class Env:

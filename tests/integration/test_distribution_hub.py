@@ -14,7 +14,7 @@ from dockyard.apitypes.distribution import AuthConfig
 from tests.integration import distribution_registry as dr
 from tests.integration import registry_hub as rh
 from tests.integration.distribution_fake import docker_archive, make_image
-from tests.integration.image_harness import temp_dir
+from tests.integration.tempdirs import temp_dir
 from tests.integration.test_distribution_registry import Env
 
 

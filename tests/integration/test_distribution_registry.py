@@ -24,7 +24,8 @@ from dockyard.distribution.client import RegistryClient, RetryPolicy
 from dockyard.distribution.endpoints import Endpoints, RegistrySettings
 from tests.integration import distribution_registry as dr
 from tests.integration.distribution_fake import docker_archive, make_image
-from tests.integration.image_harness import Harness, temp_dir
+from tests.integration.image_harness import Harness
+from tests.integration.tempdirs import temp_dir
 
 pytestmark = pytest.mark.skipif(not dr.available(), reason="docker-registry is not installed")
 

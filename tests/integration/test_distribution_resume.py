@@ -18,7 +18,7 @@ import pytest
 
 from tests import daemon_harness
 from tests.integration.distribution_fake import digest_of, make_image
-from tests.integration.image_harness import temp_dir
+from tests.integration.tempdirs import temp_dir
 from tests.integration.test_distribution_faults import Env
 
 LAYER = 6 << 20

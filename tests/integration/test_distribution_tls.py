@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from dockyard.distribution.endpoints import Endpoints, RegistrySettings
 from tests.integration import distribution_registry as dr
 from tests.integration.distribution_fake import FakeRegistry, docker_archive, make_image
 from tests.integration.image_harness import Harness
+from tests.integration.tempdirs import temp_dir
 
 pytestmark = pytest.mark.skipif(not dr.available() or not shutil.which("openssl"),
                                 reason="docker-registry or openssl missing")
@@ -25,11 +25,8 @@ pytestmark = pytest.mark.skipif(not dr.available() or not shutil.which("openssl"
 
 @pytest.fixture
 def root():
-    path = Path(tempfile.mkdtemp(prefix="dy-tls-"))
-    try:
+    with temp_dir("dy-tls-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _service(root: Path, **settings) -> tuple[Harness, DistributionService]:

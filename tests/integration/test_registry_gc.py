@@ -10,16 +10,14 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from dockyard.registry import gc
 from dockyard.registry.store import Store
+from tests.integration.tempdirs import temp_dir
 
 OLD = time.time() - 7200  # older than the collector's grace below
 
@@ -30,11 +28,8 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture
 def store():
-    root = Path(tempfile.mkdtemp(prefix="dyhub-gc-"))
-    try:
+    with temp_dir("dyhub-gc-") as root:
         yield Store(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def age(store: Store, name: str, digest: str) -> None:

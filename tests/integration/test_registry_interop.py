@@ -7,23 +7,20 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.daemon_harness import VENV_BIN
+from tests.integration.tempdirs import temp_dir
 
 SKOPEO = shutil.which("skopeo")
 
 
 @pytest.fixture
 def workdir():
-    d = Path(tempfile.mkdtemp(prefix="dyhub-interop-"))
-    try:
+    with temp_dir("dyhub-interop-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess:

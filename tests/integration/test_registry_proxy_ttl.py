@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from dockyard.registry.proxy import Upstream, parse_duration
 from dockyard.registry.server import make_app
 from dockyard.registry.store import Store
 from tests.integration import registry_hub as rh
+from tests.integration.tempdirs import temp_dir
 from tests.integration.test_registry_api import push_image, sha
 
 HOUR = 3600.0
@@ -74,11 +73,8 @@ class InProcessMirror:
 
 @pytest.fixture
 def root():
-    path = Path(tempfile.mkdtemp(prefix="dy-proxy-ttl-"))
-    try:
+    with temp_dir("dy-proxy-ttl-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

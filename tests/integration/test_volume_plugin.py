@@ -4,10 +4,8 @@ its socket or a .spec file; plugins that hang, die, or are not plugins."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,17 +20,15 @@ from dockyard.daemon.volumes import VolumesService
 from dockyard.storage.metadata import Database
 from dockyard.volume import plugin as plugin_mod
 from tests.integration.dirplugin import start_plugin, stop
+from tests.integration.tempdirs import temp_dir
 from tests.unit.test_volume_service import Events
 
 
 
 @pytest.fixture
 def root():
-    path = Path(tempfile.mkdtemp(prefix="dy-vol-plugin-"))
-    try:
+    with temp_dir("dy-vol-plugin-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class Plugins:
