@@ -89,6 +89,10 @@ def test_tag_labels_env_attrs_are_stored_and_logs_unchanged(dockyardd, names, dr
        "busybox", "sh", "-c", "echo out; echo err >&2")
     r = dockyardd.docker("logs", name)
     assert (r.stdout, r.stderr) == (b"out\n", b"err\n")
+    # --details: the attrs sorted by key, query-escaped, before each line (dockerd's format)
+    prefix = f"APP_MODE=prod,tag=busybox%2F{name},tier=front+end ".encode()
+    r = dockyardd.docker("logs", "--details", name)
+    assert (r.stdout, r.stderr) == (prefix + b"out\n", prefix + b"err\n")
     if driver == "json-file":
         records = [json.loads(line) for line in _log_path(dockyardd, name).read_bytes().splitlines()]
         assert [rec["attrs"] for rec in records] == \

@@ -251,9 +251,10 @@ class ContainerService:
 
     def logs(self, ref: str, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: str = "", until: str = "", timestamps: bool = False,
-             tail: str = "all") -> AsyncIterator[tuple[int, bytes]]:
+             tail: str = "all", details: bool = False) -> AsyncIterator[tuple[int, bytes]]:
         return streams.logs(self._core, ref, LogOptions(stdout=stdout, stderr=stderr, follow=follow, since=since,
-                                                        until=until, timestamps=timestamps, tail=tail))
+                                                        until=until, timestamps=timestamps, tail=tail,
+                                                        details=details))
 
     def tty(self, ref: str) -> bool:
         return self._store.get(ref).config.tty
