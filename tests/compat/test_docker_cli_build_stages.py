@@ -3,7 +3,6 @@ through the real docker CLI 28 (classic builder, DOCKER_BUILDKIT=0) and docker-p
 
 import io
 import json
-import socket
 import tarfile
 import time
 
@@ -11,6 +10,7 @@ import pytest
 
 from tests.compat.helpers import building, until
 from tests.compat.test_docker_cli_build import build, built, name, ok
+from tests.integration.ports import free_port
 
 CLOSED = "127.0.0.1:9"  # a registry address nobody listens on: a pull from it fails at once
 
@@ -95,12 +95,6 @@ def test_squash_with_docker_py_and_from_scratch(dockyardd, tmp_path):
         client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 PARALLEL = (
     "FROM busybox AS a\n"
     "ARG PORT\n"
@@ -122,7 +116,7 @@ PARALLEL = (
 def test_independent_stages_run_in_parallel_and_show_in_order(dockyardd, tmp_path):
     (tmp_path / "Dockerfile").write_text(PARALLEL)
     tag = name()
-    port = str(_free_port())
+    port = str(free_port())
     t0 = time.monotonic()
     out = built(build(dockyardd, tmp_path, "--network", "host", "--build-arg", f"PORT={port}", "-t", tag),
                 dockyardd)

@@ -13,6 +13,7 @@ import pytest
 from tests import daemon_harness
 from tests.integration import distribution_registry as dr
 from tests.integration.distribution_fake import BUSYBOX_SEARCH, FakeRegistry, docker_archive, make_image
+from tests.integration.ports import free_port
 
 pytestmark = pytest.mark.skipif(not dr.available(), reason="docker-registry is not installed")
 
@@ -66,7 +67,7 @@ def test_pull_progress_and_errors(dockyardd, registry):
     assert out.count("Pull complete") == 3
     err = fail(d, "pull", f"{registry.host}/cli/nothere")
     assert f"Error response from daemon: manifest for {registry.host}/cli/nothere:latest not found: manifest unknown" in err
-    err = fail(d, "pull", f"127.0.0.1:{dr.free_port()}/cli/three")
+    err = fail(d, "pull", f"127.0.0.1:{free_port()}/cli/three")
     assert "connection refused" in err.lower()
     ok(d, "rmi", image.id[7:19])
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -23,17 +22,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.integration.ports import free_port, wait_listening
+
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
 def available() -> bool:
     return os.path.exists(REGISTRY)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -171,19 +166,11 @@ def start(htpasswd: tuple[str, str] | None = None, tls: dict[str, Path] | None =
                             stdin=subprocess.DEVNULL)
     log.close()
     registry = Registry(root, port, proc)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = registry.log()
-            stop(registry)
-            raise RuntimeError(f"docker-registry exited: {out}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return registry
-        except OSError:
-            time.sleep(0.05)
+    if wait_listening(proc, port, 15):
+        return registry
+    out = registry.log()
     stop(registry)
-    raise RuntimeError("docker-registry did not start")
+    raise RuntimeError(f"docker-registry did not start (exit status {proc.returncode}): {out}")
 
 
 @contextmanager

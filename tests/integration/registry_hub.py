@@ -10,18 +10,16 @@ import http.client
 import json
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.distribution_registry import free_port
+from tests.integration.ports import free_port, wait_listening
 
 
 @dataclass
@@ -90,19 +88,11 @@ def start(*flags: str, config: dict | None = None, root: Path | None = None) -> 
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     hub = Hub(root, port, proc, tls="--tls-cert" in flags)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = hub.log()
-            shutil.rmtree(root, ignore_errors=True)
-            raise RuntimeError(f"the hub exited: {out}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return hub
-        except OSError:
-            time.sleep(0.05)
+    if wait_listening(proc, port, 20):
+        return hub
+    out = hub.log()
     stop(hub)
-    raise RuntimeError("the hub did not start")
+    raise RuntimeError(f"the hub did not start (exit status {proc.returncode}): {out}")
 
 
 @contextmanager

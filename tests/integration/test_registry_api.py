@@ -286,7 +286,7 @@ def test_cli_serve_and_online_garbage_collect():
     from pathlib import Path
 
     from tests.daemon_harness import VENV_BIN
-    from tests.integration.distribution_registry import free_port
+    from tests.integration.ports import free_port
 
     root = Path(tempfile.mkdtemp(prefix="dyhub-"))
     port = free_port()

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.integration import registry_hub as rh
-from tests.integration.distribution_registry import free_port
+from tests.integration.ports import free_port
 from tests.integration.test_registry_api import push_image, sha
 
 MOTO = Path(sys.executable).parent / "moto_server"
