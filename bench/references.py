@@ -16,7 +16,7 @@ from pathlib import Path
 
 import docker
 
-from bench.targets import ManagedDaemon, Target, TargetUnavailable, free_subnet, rand_suffix
+from bench.targets import ManagedDaemon, Target, TargetUnavailable, free_subnet, rand_suffix, remove_cgroups
 
 APT_PACKAGES = ["docker.io", "podman"]
 PODMAN_NPROC = 32768  # podman 4.3's own RLIMIT_NPROC, which conmon and the runtime inherit
@@ -79,7 +79,7 @@ def docker_io() -> Target:
             "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--ip6tables=false",
             "--cgroup-parent", f"bench-dockerd-{bridge}", "--log-level", "warn",
             "--userland-proxy=false", "--storage-driver", "overlay2"]
-    target.cleanups.append(lambda: _remove_cgroups(f"bench-dockerd-{bridge}"))
+    target.cleanups.append(lambda: remove_cgroups(f"bench-dockerd-{bridge}"))
     return _ready(target, argv, workdir, sock)
 
 
@@ -107,22 +107,5 @@ def podman() -> Target:
     env = dict(os.environ, CONTAINERS_CONF=str(conf))
     # With cgroupfs, podman puts containers under libpod_parent and leaves it behind; only empty
     # directories are removed, so another podman's containers are never disturbed.
-    target.cleanups.append(lambda: _remove_cgroups("libpod_parent"))
+    target.cleanups.append(lambda: remove_cgroups("libpod_parent"))
     return _ready(target, argv, workdir, sock, env=env)
-
-
-def _remove_cgroups(name: str) -> None:
-    root = Path("/sys/fs/cgroup")
-    for ctrl in root.iterdir():
-        path = ctrl / name
-        if path.is_dir():
-            for sub in sorted(path.rglob("*"), key=lambda p: len(str(p)), reverse=True):
-                if sub.is_dir():
-                    try:
-                        sub.rmdir()
-                    except OSError:
-                        pass
-            try:
-                path.rmdir()
-            except OSError:
-                pass

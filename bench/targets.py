@@ -197,12 +197,13 @@ def dockyard_local() -> Target:
     sock, bridge = workdir / "dockyard.sock", f"dyb{rand_suffix()}"
     argv = [str(binary), "--data-root", str(workdir / "data"), "--exec-root", str(workdir / "exec"),
             "-H", f"unix://{sock}", "--bridge", bridge, "--bip", f"{free_subnet()}.1/24",
-            "--pidfile", str(workdir / "dockyardd.pid"),
+            "--pidfile", str(workdir / "dockyardd.pid"), "--cgroup-parent", f"/bench-dockyard-{bridge}",
             # The same host-side restraint as the references: no firewall rules, no forwarding sysctl.
             "--iptables=false", "--ip-forward=false"]
     target.docker_host = f"unix://{sock}"
     # Like dockerd's docker0, the bridge may outlive the daemon; it is ours, so it goes too.
     target.cleanups.append(lambda: subprocess.run(["ip", "link", "del", bridge], capture_output=True))
+    target.cleanups.append(lambda: remove_cgroups(f"bench-dockyard-{bridge}"))
     try:
         target.daemon = ManagedDaemon("dockyardd", argv, workdir, sock)
         target.daemon.wait_ready()
@@ -228,3 +229,22 @@ def dockyard_remote(docker_host: str) -> Target:
         for case in ("memory",):
             target.cannot[case] = "the daemon's pid is unknown (not a local unix socket)"
     return target
+
+
+def remove_cgroups(name: str) -> None:
+    """Remove the cgroup ``name`` (and what is left below it) in every v1 controller: a daemon's
+    cgroup parent outlives it."""
+    root = Path("/sys/fs/cgroup")
+    for ctrl in root.iterdir():
+        path = ctrl / name
+        if path.is_dir():
+            for sub in sorted(path.rglob("*"), key=lambda p: len(str(p)), reverse=True):
+                if sub.is_dir():
+                    try:
+                        sub.rmdir()
+                    except OSError:
+                        pass
+            try:
+                path.rmdir()
+            except OSError:
+                pass
