@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterator
+from typing import IO, Callable
 
 from dockyard import errdefs
 from dockyard.daemon.images import references
@@ -131,31 +131,3 @@ def register_with_layer(lock: threading.RLock, layers: LayerStore, store: ImageS
 
 def _present() -> IO[bytes]:
     raise AssertionError("layer expected to be registered already")
-
-
-class IteratorReader:
-    """A read-only file object over an iterator of byte chunks (a tar being produced)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buffer) < n:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if n < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:n], self._buffer[n:]
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
