@@ -110,9 +110,18 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, netloc: str = "") -> str:
+    """An error in the words of Go's net package, which users see from dockerd: a refused
+    connection is ``dial tcp HOST:PORT: connect: connection refused``; other system errors read
+    as their lower-case strerror, without Python's ``[Errno N]``."""
     if isinstance(e, socket.timeout):
         return "timeout: the registry stopped sending data"
+    if isinstance(e, ConnectionRefusedError) and netloc:
+        return f"dial tcp {netloc}: connect: connection refused"
+    if isinstance(e, socket.gaierror) and netloc:
+        return f"dial tcp: lookup {netloc.rsplit(':', 1)[0]}: no such host"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror[:1].lower() + e.strerror[1:]
     return str(e) or type(e).__name__
 
 
@@ -225,7 +234,7 @@ class Transport:
                 conn.close()
                 if attempt == 0 and not fresh and retry_ok:
                     continue
-                raise ConnectionFailed(f'{method.capitalize()} "{url}": {_describe(e)}') from None
+                raise ConnectionFailed(f'{method.capitalize()} "{url}": {_describe(e, parts.netloc)}') from None
             break
 
         def release(reuse: bool, conn=conn, key=key, proxy_headers=proxy_headers) -> None:
