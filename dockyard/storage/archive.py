@@ -770,11 +770,13 @@ def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
             prefixes.append(name)
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
+def is_whiteout(st: os.stat_result) -> bool:
+    """An overlay whiteout: a 0/0 character device (also read by the build's squash)."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _is_opaque(path: str) -> bool:
+def is_opaque(path: str) -> bool:
+    """An overlay opaque dir (its opaque xattr is "y")."""
     try:
         return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
@@ -786,10 +788,10 @@ def tar_dir_changes(upper: Path) -> Iterator[bytes]:
     overlay whiteouts become ``.wh.<name>``, opaque dirs get a ``.wh..wh..opq`` entry."""
     writer = _TarWriter()
     for path, name, st in _walk(str(upper)):
-        if _is_whiteout(st):
+        if is_whiteout(st):
             yield from writer.whiteout(name, st)
         else:
-            yield from writer.entry(path, name, st, opaque=stat.S_ISDIR(st.st_mode) and _is_opaque(path))
+            yield from writer.entry(path, name, st, opaque=stat.S_ISDIR(st.st_mode) and is_opaque(path))
     yield from writer.end()
 
 
@@ -816,8 +818,8 @@ def adopt_changes(upper: Path) -> ExtractResult:
             os.unlink(path)
             os.utime(parent, ns=(before.st_atime_ns, before.st_mtime_ns), follow_symlinks=False)
             continue
-        whiteout = _is_whiteout(st)
-        opaque = not whiteout and stat.S_ISDIR(st.st_mode) and _is_opaque(path)
+        whiteout = is_whiteout(st)
+        opaque = not whiteout and stat.S_ISDIR(st.st_mode) and is_opaque(path)
         for chunk in writer.whiteout(name, st) if whiteout else writer.entry(path, name, st, opaque=opaque):
             digest.update(chunk)
             tar_size += len(chunk)

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 from typing import Callable, Iterator
 
-from dockyard.storage.archive import OVERLAY_OPAQUE_XATTR
+from dockyard.storage.archive import OVERLAY_OPAQUE_XATTR, is_opaque, is_whiteout
 from dockyard.storage.fsutil import remove_tree
 
 _OVERLAY_XATTRS = "trusted.overlay."
@@ -34,14 +34,14 @@ def merge_layers(layers: list[Path], upper: Path) -> None:
                 current: os.stat_result | None = os.lstat(dst)
             except FileNotFoundError:
                 current = None
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 if current is not None:
                     remove_tree(dst)
                 os.mknod(dst, stat.S_IFCHR, os.makedev(0, 0))
                 os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
                 dir_stats.pop(rel, None)
             elif stat.S_ISDIR(st.st_mode):
-                opaque = _is_opaque(src)
+                opaque = is_opaque(src)
                 # a directory where a whiteout or a file was: nothing below it shows through
                 replaced = current is not None and not stat.S_ISDIR(current.st_mode)
                 if current is not None and (opaque or replaced):
@@ -71,16 +71,16 @@ def drop_foreign_whiteouts(upper: Path, in_base: Callable[[str], bool]) -> None:
     """Whiteouts of paths the base lacks (added, then deleted) go; so does the opaque mark
     of a directory the base lacks: neither hides anything, and moby's diff has neither."""
     for rel, path, st in list(_entries(upper)):
-        if _is_whiteout(st):
+        if is_whiteout(st):
             if not in_base(rel):
                 os.unlink(path)
-        elif stat.S_ISDIR(st.st_mode) and _is_opaque(path) and not in_base(rel):
+        elif stat.S_ISDIR(st.st_mode) and is_opaque(path) and not in_base(rel):
             os.removexattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False)
 
 
 def has_markers(upper: Path) -> bool:
     """Whether ``upper`` has a whiteout or an opaque dir (only then is the base consulted)."""
-    return any(_is_whiteout(st) or (stat.S_ISDIR(st.st_mode) and _is_opaque(path))
+    return any(is_whiteout(st) or (stat.S_ISDIR(st.st_mode) and is_opaque(path))
                for _, path, st in _entries(upper))
 
 
@@ -98,17 +98,6 @@ def _entries(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
             yield child, entry.path, st
             if stat.S_ISDIR(st.st_mode):
                 pending.append(child)
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def _copy_xattrs(src: str, dst: str) -> None:
