@@ -33,7 +33,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 from dockyard import errdefs
 from dockyard.storage.archive import adopt_changes, clone_changes, extract_layer, tar_dir_changes
@@ -42,6 +42,7 @@ from dockyard.storage.fsutil import fsync_dir, remove_tree, syncfs
 from dockyard.storage.metadata import Database
 
 _TMP_PREFIX = "tmp-"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -112,24 +113,22 @@ class LayerStore:
 
     def tar_stream(self, chain_id: str) -> BinaryIO:
         """The layer's exact uncompressed diff tar (open file; the caller closes it)."""
-        layer = self.get(chain_id)
-        try:
-            return self._content.open(layer.diff_id)
-        except errdefs.NotFound:
-            pass
-        self._store_diff(layer)
-        return self._content.open(layer.diff_id)
+        return self._from_diff_blob(chain_id, self._content.open)
 
     def diff_blob(self, chain_id: str) -> Descriptor:
         """The layer's diff tar as a content-store blob (its digest is the diff ID), made now
         for a layer adopted from an upper dir that had none yet."""
+        return self._from_diff_blob(chain_id, self._content.info)
+
+    def _from_diff_blob(self, chain_id: str, read: Callable[[str], _T]) -> _T:
+        """``read`` of the layer's diff blob, regenerated first when it has none."""
         layer = self.get(chain_id)
         try:
-            return self._content.info(layer.diff_id)
+            return read(layer.diff_id)
         except errdefs.NotFound:
             pass
         self._store_diff(layer)
-        return self._content.info(layer.diff_id)
+        return read(layer.diff_id)
 
     def _store_diff(self, layer: Layer) -> None:
         """Regenerate the diff blob of a layer adopted from an upper dir (``register_dir``)."""
