@@ -8,50 +8,19 @@ is under way).
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import itertools
 import json
 import os
 import re
 from collections import deque
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
 
-from dockyard.shim.logcompress import compressed_size, gzip_extra_last_time
+from dockyard.shim import logread
+from dockyard.shim.logcompress import gzip_extra_last_time
+from dockyard.shim.logread import LogPosition, LogRecord, parse_time
 
-
-def parse_time(text: str) -> int:
-    """Nanoseconds since the epoch from an RFC3339(Nano) timestamp."""
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    frac_ns = 0
-    dot = text.find(".")
-    if dot != -1:
-        end = dot + 1
-        while end < len(text) and text[end].isdigit():
-            end += 1
-        frac_ns = int(text[dot + 1:end].ljust(9, "0")[:9])
-        text = text[:dot] + text[end:]
-    return int(datetime.fromisoformat(text).timestamp()) * 1_000_000_000 + frac_ns
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    stream: str  # "stdout" or "stderr"
-    data: bytes
-    time: str  # RFC3339Nano as written
-    time_ns: int
-    attrs: tuple[tuple[str, str], ...] = ()  # log-opts tag/labels/env, for ``logs --details``
-
-
-@dataclass(frozen=True)
-class LogPosition:
-    """Where a read stopped in the current file, so ``follow`` continues without gap or repeat."""
-    inode: int
-    offset: int
+__all__ = ["LogPosition", "LogRecord", "follow", "log_files", "parse_time", "read_logs"]
 
 
 # a record as the writer lays it out with nothing escaped but the newline: read without json
@@ -190,29 +159,6 @@ def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int |
     return records, position
 
 
-def batches(records: Iterable[LogRecord], size: int = 1000) -> Iterator[list[LogRecord]]:
-    """``records`` in lists of ``size``."""
-    it = iter(records)
-    while batch := list(itertools.islice(it, size)):
-        yield batch
-
-
-def cut_at_until(batch: list[LogRecord], until_ns: int | None) -> tuple[list[LogRecord], bool]:
-    """The records of ``batch`` up to ``until``, and whether one was past it (follow ends)."""
-    if until_ns is None or not batch or batch[-1].time_ns <= until_ns:
-        return batch, False
-    return [r for r in itertools.takewhile(lambda r: r.time_ns <= until_ns, batch)], True
-
-
-def _last_record_time(f: BinaryIO, size: int) -> str | None:
-    """The time of the last record in the first ``size`` bytes of an open plain file."""
-    for line in _lines_backwards_fd(f, size):
-        rec = _decode_line(line)
-        if rec is not None:
-            return rec.time
-    return None
-
-
 def _lines_backwards_fd(f: BinaryIO, end: int, block: int = 4096) -> Iterator[bytes]:
     """Complete lines of an open file's first ``end`` bytes, last first."""
     pos, carry = end, b""
@@ -227,98 +173,30 @@ def _lines_backwards_fd(f: BinaryIO, end: int, block: int = 4096) -> Iterator[by
         yield carry
 
 
-def _rotated_after(path: Path, old: BinaryIO, size: int) -> list[BinaryIO]:
-    """The files rotated after ``old`` (the former current file, still open, ``size`` bytes)
-    while a follower was still reading it, opened, oldest first: ``<log>.1``, ``<log>.2``, ...
-    until ``old`` itself (by its inode, or once gzipped by the size its trailer records and the
-    lastTime its header records: rotated files are often the same size)."""
-    inode = os.fstat(old.fileno()).st_ino
-    last = _last_record_time(old, size)
-    newer: list[BinaryIO] = []
-    index = 1
-    while True:
-        try:
-            f: BinaryIO = open(f"{path}.{index}", "rb")
-            if os.fstat(f.fileno()).st_ino == inode:
-                f.close()
-                break
-        except FileNotFoundError:
-            gz = Path(f"{path}.{index}.gz")
-            try:
-                if compressed_size(gz) == size & 0xFFFFFFFF and gzip_extra_last_time(gz) == last:
-                    break
-                f = _open(gz)
-            except (FileNotFoundError, OSError):
-                break  # no more: the old file was rotated out entirely
-        newer.append(f)
-        index += 1
-    newer.reverse()
-    return newer
+def _parse(buf: bytes) -> tuple[list[LogRecord], int]:
+    """The records of the complete lines at the start of ``buf``, and the bytes they take."""
+    used = buf.rfind(b"\n") + 1
+    return [r for r in map(_decode_line, buf[:used].split(b"\n")) if r is not None], used
 
 
-async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
-                 until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[list[LogRecord]]:
-    """Records appended after ``position`` (``docker logs -f``), across rotations, until ``stop()``
-    says the container is gone and everything written has been read, or a record is past ``until``;
-    in batches of what one read found, so a caller can send them together."""
-    offset, inode = position.offset, position.inode
-    carry = b""
-    f = None
-    try:
-        while True:
-            if f is None:
-                try:
-                    f = open(path, "rb")
-                except FileNotFoundError:
-                    f = None
-                if f is not None:
-                    st = os.fstat(f.fileno())
-                    if st.st_ino != inode:
-                        inode, offset, carry = st.st_ino, 0, b""
-                    f.seek(offset)
-            stopping = stop()  # sample before reading: what was written before the stop is read
-            chunk = f.read() if f is not None else b""
-            if chunk:
-                offset += len(chunk)
-                lines = (carry + chunk).split(b"\n")
-                carry = lines.pop()
-                decoded = [r for r in map(_decode_line, lines) if r is not None]
-                batch, past_until = cut_at_until(decoded, until_ns)
-                if batch:
-                    yield batch
-                if past_until:
-                    return
-                continue
-            try:
-                rotated = os.stat(path).st_ino != inode
-            except FileNotFoundError:
-                rotated = False
-            if rotated and f is not None:
-                # the old file is complete: on to the new current file, through any rotated in
-                # between while this follower lagged (dockerd's follow skips those)
-                missed = _rotated_after(path, f, offset)
-                f.close()
-                f = None
-                try:
-                    records = (r for r in map(_decode_line, _lines_forward([(m, None) for m in missed]))
-                               if r is not None)
-                    for batch in batches(records):
-                        batch, past_until = cut_at_until(batch, until_ns)
-                        if batch:
-                            yield batch
-                        if past_until:
-                            return
-                finally:
-                    for m in missed:
-                        m.close()
-                continue
-            if f is not None and os.fstat(f.fileno()).st_size < offset:
-                offset, carry = 0, b""  # truncated in place (max-file 1): start over
-                f.seek(0)
-                continue
-            if stopping:
-                return
-            await asyncio.sleep(poll_interval)
-    finally:
-        if f is not None:
-            f.close()
+def _records(f: BinaryIO) -> Iterator[LogRecord]:
+    return (r for r in map(_decode_line, _lines_forward([(f, None)])) if r is not None)
+
+
+def _last_time_ns(f: BinaryIO, size: int) -> int | None:
+    """The time of the last record in the first ``size`` bytes of an open plain file."""
+    for line in _lines_backwards_fd(f, size):
+        rec = _decode_line(line)
+        if rec is not None:
+            return rec.time_ns
+    return None
+
+
+_FORMAT = logread.LogFormat(parse=_parse, records=_records, last_time_ns=_last_time_ns,
+                            read_size=-1, truncates=True)
+
+
+def follow(path: Path, position: LogPosition, stop: Callable[[], bool], until_ns: int | None = None,
+           poll_interval: float = 0.1) -> AsyncIterator[list[LogRecord]]:
+    """``logread.follow`` for json-file logs (``docker logs -f``)."""
+    return logread.follow(_FORMAT, path, position, stop, until_ns, poll_interval)

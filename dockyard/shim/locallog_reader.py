@@ -3,13 +3,12 @@
 The format and the writer (in the shim) are in ``dockyard.shim.locallog``. Files are read
 oldest first: ``<log>.N-1`` ... ``<log>.1`` then ``<log>``, each rotated one either plain or
 gzipped (``.gz``; the plain one is preferred: it exists while its compression is under way).
-The records and positions are ``jsonlog_reader``'s, so ``daemon/containers/logs.py`` treats
-both drivers alike.
+The records, positions and ``follow`` are ``logread``'s, as ``jsonlog_reader``'s, so
+``daemon/containers/logs.py`` treats both drivers alike.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import os
 import struct
@@ -17,8 +16,9 @@ from collections import deque
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
 
+from dockyard.shim import logread
 from dockyard.shim.jsonlog import format_time
-from dockyard.shim.jsonlog_reader import LogPosition, LogRecord, batches, cut_at_until, parse_time
+from dockyard.shim.logread import LogPosition, LogRecord, parse_time
 from dockyard.shim.locallog import FRAME_LEN, MAX_ENTRY, LogEntry, decode_entry, encode_attrs
 from dockyard.shim.logcompress import gzip_extra_last_time
 
@@ -163,51 +163,6 @@ def _open_rotated(path: Path, index: int, since_ns: int) -> tuple[BinaryIO, bool
         return None
 
 
-def _is_compressed_copy(gz: Path, size: int, last_ns: int) -> bool:
-    """Whether ``gz`` is the compressed copy of a file of ``size`` bytes ending with an entry
-    of ``last_ns``: gzip's trailer holds the size (mod 2**32), dockerd's header the last time."""
-    try:
-        with open(gz, "rb") as f:
-            f.seek(-4, os.SEEK_END)
-            (stored,) = struct.unpack("<I", f.read(4))
-        last = gzip_extra_last_time(gz)
-        return stored == size & 0xFFFFFFFF and last is not None and parse_time(last) == last_ns
-    except (OSError, ValueError, struct.error):
-        return False
-
-
-def _rotated_after(path: Path, old: BinaryIO, size: int) -> list[BinaryIO]:
-    """The files rotated after ``old`` (the former current file, read to its end ``size``) while
-    a follower was still reading it, opened, oldest first: without them ``follow`` would skip
-    from ``old`` to the new current file. Found by walking ``<log>.1``, ``<log>.2``, ... until
-    ``old`` itself (its inode, or once compressed its size and last time)."""
-    last = next(_entries_backwards(old.fileno(), size), None)
-    if last is None:
-        return []  # an empty file is never rotated: nothing came between
-    inode = os.fstat(old.fileno()).st_ino
-    newer: list[BinaryIO] = []
-    index = 1
-    while True:
-        plain = Path(f"{path}.{index}")
-        try:
-            f: BinaryIO = open(plain, "rb")
-            if os.fstat(f.fileno()).st_ino == inode:
-                f.close()
-                break
-        except FileNotFoundError:
-            gz = Path(f"{plain}.gz")
-            if _is_compressed_copy(gz, size, last.time_ns):
-                break
-            try:
-                f = gzip.open(gz, "rb")
-            except FileNotFoundError:
-                break  # no more rotated files: the old one was rotated out entirely
-        newer.append(f)
-        index += 1
-    newer.reverse()
-    return newer
-
-
 def read_logs(path: Path, max_files: int = 5, since_ns: int = 0, until_ns: int | None = None,
               tail: int | None = None) -> tuple[Iterable[LogRecord], LogPosition]:
     """The records of ``docker logs`` (``--since``, ``--until``, ``--tail``), oldest first, and the
@@ -263,64 +218,16 @@ def read_logs(path: Path, max_files: int = 5, since_ns: int = 0, until_ns: int |
     return found, position
 
 
-async def follow(path: Path, position: LogPosition, stop: Callable[[], bool],
-                 until_ns: int | None = None, poll_interval: float = 0.1) -> AsyncIterator[list[LogRecord]]:
-    """Records appended after ``position`` (``docker logs -f``), across rotations, until ``stop()``
-    says the container is gone and everything written has been read, or a record is past ``until``;
-    in batches of what one read found, so a caller can send them together."""
-    offset, inode = position.offset, position.inode
-    buf = b""
-    f = None
-    try:
-        while True:
-            if f is None:
-                try:
-                    f = open(path, "rb")
-                except FileNotFoundError:
-                    f = None
-                if f is not None:
-                    st = os.fstat(f.fileno())
-                    if st.st_ino != inode:
-                        inode, offset, buf = st.st_ino, 0, b""
-                    f.seek(offset)
-            stopping = stop()  # sample before reading: what was written before the stop is read
-            chunk = f.read(_CHUNK) if f is not None else b""
-            if chunk:
-                offset += len(chunk)
-                buf += chunk
-                records, used = parse_records(buf)
-                buf = buf[used:]
-                batch, past_until = cut_at_until(records, until_ns)
-                if batch:
-                    yield batch
-                if past_until:
-                    return
-                continue
-            try:
-                rotated = os.stat(path).st_ino != inode
-            except FileNotFoundError:
-                rotated = f is not None  # unlinked (max-file 1) and not yet made again
-            if rotated and f is not None:
-                # the old file is complete: on to the new current file, through any rotated
-                # in between (dockerd's follow skips those, with a warning)
-                missed = _rotated_after(path, f, offset)
-                f.close()
-                f = None
-                try:
-                    for rotated_file in missed:
-                        for batch in batches(_records_forward(rotated_file)):
-                            batch, past_until = cut_at_until(batch, until_ns)
-                            if batch:
-                                yield batch
-                            if past_until:
-                                return
-                finally:
-                    for rotated_file in missed:
-                        rotated_file.close()
-                continue
-            if stopping:
-                return
-            await asyncio.sleep(poll_interval)
-    finally:
-        if f is not None:
-            f.close()
+def _last_time_ns(f: BinaryIO, size: int) -> int | None:
+    last = next(_entries_backwards(f.fileno(), size), None)
+    return None if last is None else last.time_ns
+
+
+_FORMAT = logread.LogFormat(parse=parse_records, records=_records_forward, last_time_ns=_last_time_ns,
+                            read_size=_CHUNK, truncates=False)
+
+
+def follow(path: Path, position: LogPosition, stop: Callable[[], bool], until_ns: int | None = None,
+           poll_interval: float = 0.1) -> AsyncIterator[list[LogRecord]]:
+    """``logread.follow`` for local logs (``docker logs -f``)."""
+    return logread.follow(_FORMAT, path, position, stop, until_ns, poll_interval)
