@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import socket
 from dataclasses import dataclass
 
 from dockyard.oci.runtime_spec import Process
-from dockyard.runtime import caps, console, credentials, init
+from dockyard.runtime import console, init
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.cgroups import Manager
 
@@ -44,15 +43,7 @@ class ExecConfig:
 
 def _setup(cfg: ExecConfig) -> str:
     process = cfg.process
-    init.reset_signals()
-    os.setsid()
-    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if cfg.stdio is not None and not process.terminal:
-        copies = [os.dup(fd) for fd in cfg.stdio]
-        for target, fd in enumerate(copies):
-            os.dup2(fd, target, inheritable=True)
-            os.close(fd)
-    sc.cloexec_from(3)
+    init.begin_child(process, cfg.stdio)
     cfg.cgroup.add(0)  # before the cgroup namespace, so its root is our own cgroup
     for fd, nstype, what in cfg.namespaces:
         sc.setns(fd, nstype, what)
@@ -61,15 +52,7 @@ def _setup(cfg: ExecConfig) -> str:
         if cfg.console_socket is None:
             raise OSError(0, "process.terminal is set but no console socket was given")
         console.setup(cfg.console_socket, process.console_size)
-    if process.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(process.oom_score_adj))
-    credentials.set_rlimits(process.rlimits)
-    if cfg.seccomp_program is not None and not process.no_new_privileges:
-        sc.seccomp_filter(cfg.seccomp_program)
-    if process.capabilities is not None:
-        caps.drop_bounding(process.capabilities, caps.last_cap())
-    return init.lookup_executable(process.args[0], process.env)
+    return init.limit_process(process, cfg.seccomp_program)
 
 
 def run(cfg: ExecConfig) -> None:

@@ -106,6 +106,37 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def begin_child(process: Process, stdio: tuple[int, int, int] | None) -> None:
+    """The first steps of a forked container process, shared with ``docker exec``
+    (``execproc``): default signals, its own session, killed with its parent, ``stdio`` as
+    0, 1, 2 (unless it gets a terminal), every other fd closed on exec."""
+    reset_signals()
+    os.setsid()
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if stdio is not None and not process.terminal:
+        # via fresh copies, so a source that is itself 0, 1 or 2 is not overwritten before use
+        copies = [os.dup(fd) for fd in stdio]
+        for target, fd in enumerate(copies):
+            os.dup2(fd, target, inheritable=True)
+            os.close(fd)
+    sc.cloexec_from(3)
+
+
+def limit_process(process: Process, seccomp_program: bytes | None) -> str:
+    """The limits set while still privileged, shared with ``execproc``: OOM score, rlimits,
+    seccomp (here unless no_new_privileges defers it to ``exec_process``), capability
+    bounding set. Returns the executable of ``process.args[0]``."""
+    if process.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(process.oom_score_adj))
+    credentials.set_rlimits(process.rlimits)
+    if seccomp_program is not None and not process.no_new_privileges:
+        sc.seccomp_filter(seccomp_program)
+    if process.capabilities is not None:
+        caps.drop_bounding(process.capabilities, caps.last_cap())
+    return lookup_executable(process.args[0], process.env)
+
+
 def _namespaces(spec: Spec, cgroup: bool) -> None:
     """Join (by path) or unshare the spec's namespaces: all but cgroup when ``cgroup`` is false,
     only the cgroup namespace when it is true (that one must wait until we are in our cgroup)."""
@@ -135,16 +166,7 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
     """Everything up to "ready"; returns (executable, O_PATH fd of exec.fifo)."""
     spec = cfg.spec
     process = spec.process
-    reset_signals()
-    os.setsid()
-    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if cfg.stdio is not None and not process.terminal:
-        # via fresh copies, so a source that is itself 0, 1 or 2 is not overwritten before use
-        copies = [os.dup(fd) for fd in cfg.stdio]
-        for target, fd in enumerate(copies):
-            os.dup2(fd, target, inheritable=True)
-            os.close(fd)
-    sc.cloexec_from(3)
+    begin_child(process, cfg.stdio)
     _namespaces(spec, cgroup=False)
 
     def enter_cgroup_ns() -> None:
@@ -168,16 +190,7 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
     if spec.domainname:
         sc.setdomainname(spec.domainname)
     rootfs.finalize(spec)
-    if process.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(process.oom_score_adj))
-    credentials.set_rlimits(process.rlimits)
-    if cfg.seccomp_program is not None and not process.no_new_privileges:
-        sc.seccomp_filter(cfg.seccomp_program)
-    if process.capabilities is not None:
-        caps.drop_bounding(process.capabilities, caps.last_cap())
-    executable = lookup_executable(process.args[0], process.env)
-    return executable, fifo_fd
+    return limit_process(process, cfg.seccomp_program), fifo_fd
 
 
 def _after_start(cfg: InitConfig, executable: str) -> None:
