@@ -611,14 +611,9 @@ class Shim:
         return {}
 
     def _on_exec_output(self, ex: _Process, fd: int, events: int) -> None:
-        try:
-            data = os.read(fd, P.OUTPUT_CHUNK)
-        except (BlockingIOError, InterruptedError):
+        data = _read_output(fd)
+        if data is None:
             return
-        except OSError as err:  # EIO: the pty's last slave is closed
-            if err.errno != errno.EIO:
-                raise
-            data = b""
         if not data:
             self._close_output(ex, fd)
             if not ex.outputs and ex.exit_code is not None:
@@ -652,14 +647,9 @@ class Shim:
     # ---- stdio --------------------------------------------------------------
 
     def _on_output(self, fd: int, events: int) -> None:
-        try:
-            data = os.read(fd, P.OUTPUT_CHUNK)
-        except (BlockingIOError, InterruptedError):
+        data = _read_output(fd)
+        if data is None:
             return
-        except OSError as err:  # EIO: the pty's last slave is closed
-            if err.errno != errno.EIO:
-                raise
-            data = b""
         stream = self.init.outputs[fd]
         if not data:
             self._close_output(self.init, fd)
@@ -877,6 +867,18 @@ class Shim:
             _unlink(self.sock_path)
             self.listener.close()
             self.listener = None
+
+
+def _read_output(fd: int) -> bytes | None:
+    """A chunk of a container's or exec's output; b"" at its end, None when there is none yet."""
+    try:
+        return os.read(fd, P.OUTPUT_CHUNK)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as err:  # EIO: the pty's last slave is closed
+        if err.errno != errno.EIO:
+            raise
+        return b""
 
 
 def accept_console(console: socket.socket, what: str) -> int:
