@@ -31,7 +31,7 @@ from pathlib import Path
 from dockyard import errdefs
 from dockyard.daemon.images import references
 from dockyard.daemon.images.archive_write import ArchiveEntry, LayerBlob, write_archive
-from dockyard.daemon.images.platforms import host_arch
+from dockyard.oci.platform import host_arch
 from dockyard.oci import image_spec as spec
 
 BUSYBOX = Path("/bin/busybox")

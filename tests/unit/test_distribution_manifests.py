@@ -15,6 +15,7 @@ from dockyard.daemon.distribution.progress import bar, human_size
 from dockyard.daemon.distribution.pull import reference
 from dockyard.distribution.endpoints import Endpoints, RegistrySettings
 from dockyard.oci import image_spec as spec
+from dockyard.oci import platform as platforms
 
 D = "sha256:" + "a" * 64
 
@@ -26,23 +27,23 @@ def _index(*platforms: dict) -> spec.Index:
 
 
 def test_parse_platform():
-    assert str(manifests.parse_platform("linux/arm64/v8")) == "linux/arm64"
-    assert str(manifests.parse_platform("linux/arm")) == "linux/arm/v7"
-    assert str(manifests.parse_platform("linux/x86_64")) == "linux/amd64"
-    assert manifests.parse_platform("") == manifests.host_platform()
+    assert str(platforms.parse_platform("linux/arm64/v8")) == "linux/arm64"
+    assert str(platforms.parse_platform("linux/arm")) == "linux/arm/v7"
+    assert str(platforms.parse_platform("linux/x86_64")) == "linux/amd64"
+    assert platforms.parse_platform("") == platforms.host_platform()
     with pytest.raises(errdefs.InvalidParameter):
-        manifests.parse_platform("linux//")
+        platforms.parse_platform("linux//")
 
 
 def test_select_prefers_exact_variant_then_lower():
     index = _index({"os": "linux", "architecture": "arm", "variant": "v6"},
                    {"os": "linux", "architecture": "arm", "variant": "v7"},
                    {"os": "linux", "architecture": "amd64"})
-    assert manifests.select(index, manifests.parse_platform("linux/arm/v7")).digest == "sha256:" + "1" * 64
-    assert manifests.select(index, manifests.parse_platform("linux/arm/v8")).digest == "sha256:" + "1" * 64
-    assert manifests.select(index, manifests.parse_platform("linux/amd64")).digest == "sha256:" + "2" * 64
+    assert manifests.select(index, platforms.parse_platform("linux/arm/v7")).digest == "sha256:" + "1" * 64
+    assert manifests.select(index, platforms.parse_platform("linux/arm/v8")).digest == "sha256:" + "1" * 64
+    assert manifests.select(index, platforms.parse_platform("linux/amd64")).digest == "sha256:" + "2" * 64
     with pytest.raises(errdefs.NotFound, match="no matching manifest for linux/arm/v5 in the manifest list entries"):
-        manifests.select(index, manifests.parse_platform("linux/arm/v5"))
+        manifests.select(index, platforms.parse_platform("linux/arm/v5"))
 
 
 def test_decode_refuses_unknown_and_schema1():

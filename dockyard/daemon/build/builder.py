@@ -449,7 +449,7 @@ class _Job:
                                    "may require 'docker login'") from None
         if not platforms.matches(image.config, platform):
             raise errdefs.NotFound(f"image with reference {name} was found but does not match the specified "
-                                   f"platform: wanted {platform}, actual: {platforms.of(image.config)}")
+                                   f"platform: wanted {platform}, actual: {platforms.of_config(image.config)}")
         return image
 
     # ---- --squash -------------------------------------------------------------------

@@ -10,31 +10,13 @@ takes the stage's platform into the image config.
 from __future__ import annotations
 
 from dockyard.daemon.build.images import BaseImage
-from dockyard.daemon.distribution import manifests
 from dockyard.oci import image_spec as spec
+from dockyard.oci.platform import PlatformSpec as Platform
+from dockyard.oci.platform import host_platform as host
+from dockyard.oci.platform import matches, of_config
+from dockyard.oci.platform import parse_platform as parse
 
-Platform = manifests.PlatformSpec
-
-
-def parse(text: str) -> Platform:
-    return manifests.parse_platform(text)
-
-
-def host() -> Platform:
-    return manifests.host_platform()
-
-
-def of(config: spec.ImageConfig) -> Platform:
-    return parse("/".join(p for p in (config.os or "linux", config.architecture or host().architecture,
-                                      config.variant or "") if p))
-
-
-def matches(config: spec.ImageConfig, wanted: Platform) -> bool:
-    """OS and architecture equal; a variant only counts when both name one (containerd's
-    matcher as the classic builder uses it)."""
-    actual = of(config)
-    return (actual.os, actual.architecture) == (wanted.os, wanted.architecture) and \
-        (not actual.variant or not wanted.variant or actual.variant == wanted.variant)
+__all__ = ["Platform", "args", "host", "matches", "of_config", "parse", "scratch"]
 
 
 def args(prefix: str, platform: Platform) -> dict[str, str | None]:

@@ -9,13 +9,11 @@ version (v7 runs v6), then an entry without a variant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import msgspec
 
 from dockyard import errdefs
-from dockyard.daemon.images.platforms import host_arch
 from dockyard.oci import image_spec as spec
+from dockyard.oci.platform import PlatformSpec, normalize
 
 ACCEPT = [spec.DOCKER_MANIFEST, spec.DOCKER_MANIFEST_LIST, spec.OCI_MANIFEST, spec.OCI_INDEX]
 
@@ -27,51 +25,6 @@ LAYER_TYPES = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 }
 CONFIG_TYPES = {spec.DOCKER_CONFIG, spec.OCI_CONFIG}
-
-
-@dataclass(frozen=True)
-class PlatformSpec:
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm",
-                 "i386": "386"}
-
-
-def parse_platform(text: str) -> PlatformSpec:
-    """``linux/arm64/v8``, ``linux/amd64``, ``arm64``; empty: the host's platform."""
-    if not text:
-        return host_platform()
-    parts = text.lower().split("/")
-    if len(parts) > 3 or not all(parts):
-        raise errdefs.InvalidParameter(f'"{text}": unknown operating system or architecture: invalid argument')
-    if len(parts) == 1:
-        if parts[0] in ("linux", "windows", "darwin", "freebsd"):
-            return PlatformSpec(parts[0], host_arch())
-        return _normalize(PlatformSpec("linux", parts[0]))
-    return _normalize(PlatformSpec(parts[0], parts[1], parts[2] if len(parts) == 3 else ""))
-
-
-def _normalize(p: PlatformSpec) -> PlatformSpec:
-    arch = _ARCH_ALIASES.get(p.architecture, p.architecture)
-    variant = p.variant
-    if arch == "arm64" and variant in ("v8", "8"):
-        variant = ""
-    if arch == "arm" and variant == "" and p.architecture == "arm":
-        variant = "v7"
-    if arch == "amd64" and variant == "v1":
-        variant = ""
-    return PlatformSpec(p.os, arch, variant)
-
-
-def host_platform() -> PlatformSpec:
-    arch = host_arch()
-    return PlatformSpec("linux", arch, "v7" if arch == "arm" else "")
 
 
 def _variant_rank(wanted: str, offered: str) -> int | None:
@@ -91,7 +44,7 @@ def select(index: spec.Index, wanted: PlatformSpec) -> spec.Descriptor:
     for position, desc in enumerate(index.manifests):
         if desc.media_type not in spec.MANIFEST_TYPES or desc.platform is None:
             continue
-        offered = _normalize(PlatformSpec(desc.platform.os, desc.platform.architecture, desc.platform.variant or ""))
+        offered = normalize(PlatformSpec(desc.platform.os, desc.platform.architecture, desc.platform.variant or ""))
         if offered.os != wanted.os or offered.architecture != wanted.architecture:
             continue
         rank = _variant_rank(wanted.variant, offered.variant)

@@ -24,6 +24,7 @@ from dockyard.daemon.images.register import NewImage, register_images
 from dockyard.distribution.auth import Credentials
 from dockyard.distribution.client import codes_of
 from dockyard.oci import image_spec as spec
+from dockyard.oci import platform as platforms
 from dockyard.storage.layers import chain_id_of
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def reference(image: str, tag: str) -> references.Reference:
 def pull(svc: DistributionService, image: str, tag: str, platform: str, credentials: Credentials,
          progress: Progress) -> None:
     ref = reference(image, tag)
-    wanted = manifests.parse_platform(platform)
+    wanted = platforms.parse_platform(platform)
     asked = wanted if platform else None  # only an asked platform is checked on single manifests
     repo = svc.registry.repository(ref.domain, ref.path, credentials)
     if ref.tag is None and ref.digest is None:
@@ -82,7 +83,7 @@ def _translate(error: errdefs.DockyardError, ref: references.Reference) -> errde
 
 
 def _manifest(repo: RepositoryAPI, ref: references.Reference,
-              wanted: manifests.PlatformSpec) -> tuple[spec.Manifest, str, bool]:
+              wanted: platforms.PlatformSpec) -> tuple[spec.Manifest, str, bool]:
     """The image manifest for our platform, the digest to record (the list's, for a list), and
     whether it was chosen from a list."""
     try:
@@ -141,18 +142,16 @@ class _ExtractReader:
             self._done()
 
 
-def _check_platform(ref: references.Reference, config: spec.ImageConfig, asked: manifests.PlatformSpec) -> None:
+def _check_platform(ref: references.Reference, config: spec.ImageConfig, asked: platforms.PlatformSpec) -> None:
     """A single-platform image pulled with --platform must be that platform (moby's check)."""
-    actual = manifests.parse_platform("/".join(p for p in (config.os or "linux", config.architecture,
-                                                           config.variant or "") if p))
-    if (actual.os, actual.architecture) != (asked.os, asked.architecture) or \
-            (asked.variant and actual.variant and asked.variant != actual.variant):
+    if not platforms.matches(config, asked):
+        actual = platforms.of_config(config)
         raise errdefs.NotFound(f"image with reference {ref.familiar()} was found but does not match the specified "
                                f"platform: wanted {asked}, actual: {actual}")
 
 
 def _pull_one(svc: DistributionService, repo: RepositoryAPI, ref: references.Reference,
-              wanted: manifests.PlatformSpec, asked: manifests.PlatformSpec | None, progress: Progress) -> bool:
+              wanted: platforms.PlatformSpec, asked: platforms.PlatformSpec | None, progress: Progress) -> bool:
     """One tag or digest; True when a tag now names a different (or new) image."""
     manifest, manifest_digest, from_index = _manifest(repo, ref, wanted)
     # the repository path, as dockerd names it here: "library/busybox", "team/app"

@@ -22,7 +22,7 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.daemon.images import references
-from dockyard.daemon.images.platforms import host_arch
+from dockyard.oci.platform import host_arch
 from dockyard.oci import image_spec as spec
 
 _SYMLINK_HOPS = 16

@@ -13,7 +13,7 @@ from dockyard import errdefs
 from dockyard.apitypes import image as api
 from dockyard.daemon.images import changes as change_rules
 from dockyard.daemon.images import references
-from dockyard.daemon.images.platforms import host_arch
+from dockyard.oci.platform import host_arch
 from dockyard.daemon.images.register import register_with_new_layer
 from dockyard.daemon.images.store import now_rfc3339
 from dockyard.oci import image_spec as spec
