@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import re
-from collections import deque
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
 
@@ -64,12 +63,6 @@ def _decode_line(line: bytes) -> LogRecord | None:
                          attrs=tuple((str(k), str(v)) for k, v in (obj.get("attrs") or {}).items()))
     except (ValueError, AttributeError):
         return None  # a torn or foreign line: dockerd skips those too
-
-
-def _lines_backwards(path: Path, end: int) -> Iterator[bytes]:
-    """Complete lines of ``path[:end]``, last first, reading from the end."""
-    with open(path, "rb") as f:
-        yield from _lines_backwards_fd(f, end, 65536)
 
 
 def _lines_forward(files: list[tuple[BinaryIO, int | None]]) -> Iterator[bytes]:
@@ -139,24 +132,13 @@ def read_logs(path: Path, max_files: int = 1, since_ns: int = 0, until_ns: int |
         # opened now: a rotation while the caller iterates cannot shift the files under it
         opened = [(_open(p), end_of(p)) for p in files]
         return (rec for rec in map(_decode_line, _lines_forward(opened)) if keep(rec)), position
-    records = []
-    for p in reversed(files):
-        if len(records) >= tail:
-            break
-        if p.suffix == ".gz":  # no way back through a gzip stream: the last ones going forward
-            need = tail - len(records)
-            lines = _lines_forward([(_open(p), None)])
-            records.extend(reversed(deque(filter(keep, map(_decode_line, lines)), maxlen=need)))
-            continue
-        end = end_of(p)
-        for line in _lines_backwards(p, os.path.getsize(p) if end is None else end):
-            if len(records) >= tail:
-                break
-            rec = _decode_line(line)
-            if keep(rec):
-                records.append(rec)
-    records.reverse()
-    return records, position
+
+    def newest_first() -> Iterator[tuple[BinaryIO, bool, int | None]]:
+        for p in reversed(files):
+            with _open(p) as f:
+                yield f, p.suffix == ".gz", end_of(p)
+
+    return logread.last_records(_FORMAT, newest_first(), tail, keep), position
 
 
 def _lines_backwards_fd(f: BinaryIO, end: int, block: int = 4096) -> Iterator[bytes]:
@@ -183,6 +165,10 @@ def _records(f: BinaryIO) -> Iterator[LogRecord]:
     return (r for r in map(_decode_line, _lines_forward([(f, None)])) if r is not None)
 
 
+def _records_backwards(f: BinaryIO, end: int) -> Iterator[LogRecord]:
+    return (r for r in map(_decode_line, _lines_backwards_fd(f, end, 65536)) if r is not None)
+
+
 def _last_time_ns(f: BinaryIO, size: int) -> int | None:
     """The time of the last record in the first ``size`` bytes of an open plain file."""
     for line in _lines_backwards_fd(f, size):
@@ -192,8 +178,8 @@ def _last_time_ns(f: BinaryIO, size: int) -> int | None:
     return None
 
 
-_FORMAT = logread.LogFormat(parse=_parse, records=_records, last_time_ns=_last_time_ns,
-                            read_size=-1, truncates=True)
+_FORMAT = logread.LogFormat(parse=_parse, records=_records, backwards=_records_backwards,
+                            last_time_ns=_last_time_ns, read_size=-1, truncates=True)
 
 
 def follow(path: Path, position: LogPosition, stop: Callable[[], bool], until_ns: int | None = None,

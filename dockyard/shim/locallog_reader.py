@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from collections import deque
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Callable, Iterable, Iterator
 
@@ -192,30 +191,18 @@ def read_logs(path: Path, max_files: int = 5, since_ns: int = 0, until_ns: int |
                 current.close()
         return forward(), position
 
-    found: list[LogRecord] = []
     try:
         sources: list[tuple[BinaryIO, bool, int | None]] = [(current, False, position.offset)]
         sources += [(f, gz, None) for f, gz in rotated]
-        for f, gz, end in sources:
-            need = tail - len(found)
-            if need <= 0:
-                break
-            if gz:  # no way back through a gzip stream: the last `need` going forward
-                found.extend(reversed(deque(filter(keep, _records_forward(f)), maxlen=need)))
-                continue
-            fd = f.fileno()
-            for entry in _entries_backwards(fd, os.fstat(fd).st_size if end is None else end):
-                rec = _record(entry)
-                if keep(rec):
-                    found.append(rec)
-                    if len(found) >= tail:
-                        break
+        return logread.last_records(_FORMAT, sources, tail, keep), position
     finally:
         for f, _ in rotated:
             f.close()
         current.close()
-    found.reverse()
-    return found, position
+
+
+def _records_backwards(f: BinaryIO, end: int) -> Iterator[LogRecord]:
+    return map(_record, _entries_backwards(f.fileno(), end))
 
 
 def _last_time_ns(f: BinaryIO, size: int) -> int | None:
@@ -223,8 +210,8 @@ def _last_time_ns(f: BinaryIO, size: int) -> int | None:
     return None if last is None else last.time_ns
 
 
-_FORMAT = logread.LogFormat(parse=parse_records, records=_records_forward, last_time_ns=_last_time_ns,
-                            read_size=_CHUNK, truncates=False)
+_FORMAT = logread.LogFormat(parse=parse_records, records=_records_forward, backwards=_records_backwards,
+                            last_time_ns=_last_time_ns, read_size=_CHUNK, truncates=False)
 
 
 def follow(path: Path, position: LogPosition, stop: Callable[[], bool], until_ns: int | None = None,

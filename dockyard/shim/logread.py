@@ -11,6 +11,7 @@ import gzip
 import itertools
 import os
 import struct
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,8 @@ class LogFormat:
     parse: Callable[[bytes], tuple[list[LogRecord], int]]
     # every record of an open file or gzip stream
     records: Callable[[BinaryIO], Iterator[LogRecord]]
+    # the records of an open plain file's first ``end`` bytes, last first
+    backwards: Callable[[BinaryIO, int], Iterator[LogRecord]]
     # the time of the last record in the first ``size`` bytes of an open plain file
     last_time_ns: Callable[[BinaryIO, int], int | None]
     # how much ``follow`` reads at a time (-1: all there is)
@@ -77,6 +80,29 @@ def cut_at_until(batch: list[LogRecord], until_ns: int | None) -> tuple[list[Log
     if until_ns is None or not batch or batch[-1].time_ns <= until_ns:
         return batch, False
     return [r for r in itertools.takewhile(lambda r: r.time_ns <= until_ns, batch)], True
+
+
+def last_records(fmt: LogFormat, sources: Iterable[tuple[BinaryIO, bool, int | None]], tail: int,
+                 keep: Callable[[LogRecord], bool]) -> list[LogRecord]:
+    """The last ``tail`` records ``keep`` takes (``docker logs --tail``), oldest first, from
+    open files newest first, each with whether it is gzipped and where it ends (None: its size).
+    Plain files are read backwards; there is no way back through a gzip stream, so there the
+    last ones going forward."""
+    found: list[LogRecord] = []
+    for f, gz, end in sources:
+        need = tail - len(found)
+        if need <= 0:
+            break
+        if gz:
+            found.extend(reversed(deque(filter(keep, fmt.records(f)), maxlen=need)))
+            continue
+        for rec in fmt.backwards(f, os.fstat(f.fileno()).st_size if end is None else end):
+            if keep(rec):
+                found.append(rec)
+                if len(found) >= tail:
+                    break
+    found.reverse()
+    return found
 
 
 def _is_compressed_copy(gz: Path, size: int, last_ns: int) -> bool:
