@@ -172,15 +172,8 @@ class LayerStore:
                 if expected_diff_id is not None and result.diff_id != expected_diff_id:
                     raise errdefs.InvalidParameter(
                         f"layer diff ID mismatch: expected {expected_diff_id}, got {result.diff_id}")
-                chain_id = chain_id_of(parent_chain_id, result.diff_id)
-                with self._lock:
-                    existing = self._find(chain_id)
-                    if existing is not None:
-                        return existing
-                    if parent_chain_id is not None and not self.exists(parent_chain_id):
-                        raise errdefs.NotFound(f"parent layer {parent_chain_id} was removed meanwhile")
-                    blob.commit(expected_digest=result.diff_id)
-                    return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
+                return self._add(tmp, parent_chain_id, result.diff_id, result.size,
+                                 lambda: blob.commit(expected_digest=result.diff_id))
         finally:
             remove_tree(tmp)  # gone already when it became the layer
 
@@ -226,14 +219,23 @@ class LayerStore:
 
     def _adopt(self, tmp: Path, parent_chain_id: str | None) -> Layer:
         result = adopt_changes(tmp)
-        chain_id = chain_id_of(parent_chain_id, result.diff_id)
+        return self._add(tmp, parent_chain_id, result.diff_id, result.size)
+
+    def _add(self, tmp: Path, parent_chain_id: str | None, diff_id: str, size: int,
+             keep_blob: Callable[[], None] | None = None) -> Layer:
+        """The prepared ``tmp`` as the layer, or the one already there for its chain; under the
+        lock, so a racing register or a release of the parent is seen. ``keep_blob`` commits
+        the diff blob written alongside, only when this layer is the one kept."""
+        chain_id = chain_id_of(parent_chain_id, diff_id)
         with self._lock:
             existing = self._find(chain_id)
             if existing is not None:
                 return existing
             if parent_chain_id is not None and not self.exists(parent_chain_id):
                 raise errdefs.NotFound(f"parent layer {parent_chain_id} was removed meanwhile")
-            return self._commit(tmp, chain_id, result.diff_id, parent_chain_id, result.size)
+            if keep_blob is not None:
+                keep_blob()
+            return self._commit(tmp, chain_id, diff_id, parent_chain_id, size)
 
     def _commit(self, tmp: Path, chain_id: str, diff_id: str, parent: str | None, size: int) -> Layer:
         syncfs(tmp)
