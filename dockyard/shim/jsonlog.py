@@ -24,7 +24,7 @@ import re
 import time
 from pathlib import Path
 
-from dockyard.shim import logcompress
+from dockyard.shim.logrotate import RotatingLogFile
 
 PARTIAL_LIMIT = 16 * 1024  # dockerd's copier flushes a line without newline at its 16K buffer
 # what JSON escapes (controls, quote, backslash) or what needs decoding first (non-ASCII)
@@ -52,20 +52,14 @@ def attrs_json(attrs: tuple[tuple[str, str], ...]) -> bytes:
 
 # ---- writing (in the shim) ----------------------------------------------------
 
-class JsonLogWriter:
+class JsonLogWriter(RotatingLogFile):
     """Appends records for one container; not thread-safe (the shim is single-threaded)."""
 
     def __init__(self, path: Path, max_size: int | None = None, max_files: int = 1,
                  compress: bool = False, attrs: tuple[tuple[str, str], ...] = ()) -> None:
-        self.path = path
-        self.max_size = max_size if max_size and max_size > 0 else None
-        self.max_files = max(1, max_files)
-        self.compress = compress and self.max_files > 1 and self.max_size is not None
+        super().__init__(path, max_size, max_files, compress, truncates=True)
         self._attrs = b',"attrs":' + attrs_json(attrs) if attrs else b""
-        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = os.fstat(self._fd).st_size
         self._partial: dict[str, bytes] = {}
-        self._compressor = logcompress.Compressor()
         # the time of the file's last record, for the gzip header once it rotates (a file from an
         # earlier start of the container has one already)
         self._last_stamp = self._last_record_time() if self._size else ""
@@ -100,12 +94,7 @@ class JsonLogWriter:
     def close(self) -> None:
         for stream in list(self._partial):
             self.end_stream(stream)
-        os.close(self._fd)
-        self._compressor.close()
-
-    def wait_compressed(self) -> None:
-        """Block until the last rotation's compression is done (tests; the next rotation)."""
-        self._compressor.wait()
+        super().close()
 
     def _emit(self, stream: str, pieces: list[bytes]) -> None:
         if not pieces:
@@ -130,33 +119,8 @@ class JsonLogWriter:
                     and self._size + batch_size > 0:
                 self._write_all(b"".join(batch))
                 batch, batch_size = [], 0
-                self._rotate()
+                self._rotate(self._last_stamp)
             batch.append(record)
             batch_size += len(record)
             self._last_stamp = stamp  # of the file's last record, once it is rotated
         self._write_all(b"".join(batch))
-
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self._size += len(data)
-
-    def _rotate(self) -> None:
-        if self.max_files == 1:
-            os.ftruncate(self._fd, 0)
-            self._size = 0
-            return
-        self._compressor.wait()
-        ext = ".gz" if self.compress else ""
-        for index in range(self.max_files - 1, 1, -1):
-            try:
-                os.rename(f"{self.path}.{index - 1}{ext}", f"{self.path}.{index}{ext}")
-            except FileNotFoundError:
-                pass
-        os.rename(self.path, f"{self.path}.1")
-        os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = 0
-        if self.compress:
-            self._compressor.start(Path(f"{self.path}.1"), self._last_stamp)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.shim.jsonlog import PARTIAL_LIMIT, format_time
-from dockyard.shim.logcompress import Compressor
+from dockyard.shim.logrotate import RotatingLogFile
 
 DEFAULT_MAX_SIZE = 20 * 1024 * 1024
 DEFAULT_MAX_FILES = 5
@@ -190,27 +190,20 @@ class _Partial:
         self.time_ns = time_ns  # every piece carries the first piece's time, as dockerd's copier
 
 
-class LocalLogWriter:
+class LocalLogWriter(RotatingLogFile):
     """Appends entries for one container; not thread-safe (the shim is single-threaded).
     Same interface as ``JsonLogWriter``: ``write``, ``end_stream``, ``close``."""
 
     def __init__(self, path: Path, max_size: int | None = DEFAULT_MAX_SIZE,
                  max_files: int = DEFAULT_MAX_FILES, compress: bool = True,
                  attrs: tuple[tuple[str, str], ...] = ()) -> None:
-        self.path = path
-        self.max_size = max_size if max_size and max_size > 0 else None
-        self.max_files = max(1, max_files)
-        self.compress = compress and self.max_files > 1
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        st = os.fstat(self._fd)
-        self._size = st.st_size
+        super().__init__(path, max_size, max_files, compress, truncates=False)
         self._buffered: dict[str, bytes] = {}  # the start of a line not yet ended, per stream
         self._partials: dict[str, _Partial] = {}
         # the time of the file's last entry, for the gzip header once it rotates (a file from an
         # earlier start of the container has one already)
-        self._last_time_ns = self._last_entry_time() if st.st_size else 0
-        self._compressor = Compressor()
+        self._last_time_ns = self._last_entry_time() if self._size else 0
         self.attrs = attrs
         self._attrs = encode_attrs(attrs)  # the same bytes end every entry
 
@@ -262,12 +255,7 @@ class LocalLogWriter:
         """Flush and close; a compression under way finishes on its own (the shim reaps it)."""
         for stream in list(self._buffered):
             self.end_stream(stream)
-        os.close(self._fd)
-        self._compressor.close()
-
-    def wait_compressed(self) -> None:
-        """Block until the last rotation's compression is done (tests; the next rotation)."""
-        self._compressor.wait()
+        super().close()
 
     def _entry(self, stream: str, line: bytes, now: int, ends: bool) -> tuple[int, bytes]:
         partial = self._partials.get(stream)
@@ -289,37 +277,9 @@ class LocalLogWriter:
             if self.max_size and self._size + batch_size >= self.max_size:
                 self._write_all(b"".join(batch))
                 batch, batch_size = [], 0
-                self._rotate()
+                self._rotate(format_time(self._last_time_ns))
             batch.append(frame)
             batch_size += len(frame)
             self._last_time_ns = time_ns
         if batch:
             self._write_all(b"".join(batch))
-
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self._size += len(data)
-
-    def _rotate(self) -> None:
-        self.wait_compressed()
-        os.close(self._fd)
-        if self.max_files == 1:
-            os.unlink(self.path)
-        else:
-            ext = ".gz" if self.compress else ""
-            try:
-                os.unlink(f"{self.path}.{self.max_files - 1}{ext}")
-            except FileNotFoundError:
-                pass
-            for index in range(self.max_files - 1, 1, -1):
-                try:
-                    os.rename(f"{self.path}.{index - 1}{ext}", f"{self.path}.{index}{ext}")
-                except FileNotFoundError:
-                    pass
-            os.rename(self.path, f"{self.path}.1")
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = 0
-        if self.compress:
-            self._compressor.start(Path(f"{self.path}.1"), format_time(self._last_time_ns))
