@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
 
 from dockyard.shim.jsonlog import PARTIAL_LIMIT, JsonLogWriter, format_time
 from dockyard.shim.jsonlog_reader import follow, parse_time, read_logs
+from tests.unit.shim_logs import follow_while_writing
 
 
 def lines(path: Path) -> list[dict]:
@@ -104,24 +104,8 @@ def test_reader_since_until_tail(tmp_path: Path) -> None:
 def test_follow_continues_across_rotation_until_stopped(tmp_path: Path) -> None:
     log = tmp_path / "c.log"
 
-    async def main() -> list[bytes]:
-        w = JsonLogWriter(log, max_size=300, max_files=2)
-        w.write("stdout", b"before\n")
-        _, position = read_logs(log, max_files=2)
-        stopped = False
-        got: list[bytes] = []
-
-        async def consume() -> None:
-            async for batch in follow(log, position, stop=lambda: stopped, poll_interval=0.01):
-                got.extend(rec.data for rec in batch)
-
-        task = asyncio.create_task(consume())
-        for i in range(6):
-            w.write("stdout", f"after {i}\n".encode())  # rotates every few records
-            await asyncio.sleep(0.03)
-        w.close()
-        stopped = True
-        await asyncio.wait_for(task, 5)
-        return got
-
-    assert asyncio.run(main()) == [f"after {i}\n".encode() for i in range(6)]
+    w = JsonLogWriter(log, max_size=300, max_files=2)
+    w.write("stdout", b"before\n")
+    _, position = read_logs(log, max_files=2)
+    writes = [f"after {i}\n".encode() for i in range(6)]  # rotates every few records
+    assert follow_while_writing(follow, log, position, w, writes) == writes

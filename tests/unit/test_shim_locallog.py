@@ -14,6 +14,7 @@ from dockyard.shim.jsonlog_reader import parse_time
 from dockyard.shim.locallog import LocalLogWriter, LogEntry, decode_entry, encode_entry
 from dockyard.shim.logcompress import gzip_extra_last_time
 from dockyard.shim.locallog_reader import follow, parse_records, read_logs
+from tests.unit.shim_logs import follow_while_writing
 
 
 def frames(raw: bytes) -> list[LogEntry]:
@@ -151,29 +152,12 @@ def test_reader_since_until_tail_and_torn_end(tmp_path: Path) -> None:
 def test_follow_continues_across_rotation_until_stopped(tmp_path: Path) -> None:
     log = tmp_path / "c.log"
 
-    async def main() -> list[bytes]:
-        w = LocalLogWriter(log, max_size=100, max_files=3, compress=True)
-        w.write("stdout", b"before\n")
-        _, position = read_logs(log, max_files=3)
-        stopped = False
-        got: list[bytes] = []
-
-        async def consume() -> None:
-            async for batch in follow(log, position, stop=lambda: stopped, poll_interval=0.01):
-                got.extend(rec.data for rec in batch)
-
-        task = asyncio.create_task(consume())
-        for i in range(6):
-            w.write("stdout", f"after {i}\n".encode())  # rotates every few entries
-            await asyncio.sleep(0.03)
-        w.write("stdout", b"partial")
-        w.close()
-        stopped = True
-        await asyncio.wait_for(task, 5)
-        w.wait_compressed()
-        return got
-
-    assert asyncio.run(main()) == [f"after {i}\n".encode() for i in range(6)] + [b"partial"]
+    w = LocalLogWriter(log, max_size=100, max_files=3, compress=True)
+    w.write("stdout", b"before\n")
+    _, position = read_logs(log, max_files=3)
+    writes = [f"after {i}\n".encode() for i in range(6)] + [b"partial"]  # rotates every few entries
+    assert follow_while_writing(follow, log, position, w, writes) == writes
+    w.wait_compressed()
 
 
 def test_a_restarted_container_appends_and_its_first_rotation_keeps_since_working(tmp_path: Path) -> None:
