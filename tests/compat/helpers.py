@@ -16,6 +16,14 @@ from tests.daemon_harness import DOCKER
 T = TypeVar("T")
 
 
+def ok(d, *args: str, timeout: float = 60) -> str:
+    """``docker *args`` against the daemon ``d``; its stdout, or a failed assert with its stderr
+    and the daemon's log."""
+    r = d.docker(*args, timeout=timeout)
+    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}\n{r.stderr.decode()}\n{d.log()}"
+    return r.stdout.decode()
+
+
 def until(predicate: Callable[[], T], timeout: float = 10.0) -> T:
     """Poll ``predicate`` every 50 ms until it returns a true value or ``timeout`` seconds pass;
     returns its last value (so ``assert until(...)`` fails with what was last seen)."""
