@@ -9,34 +9,14 @@ import re
 import secrets
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from tests import daemon_harness
+from tests.compat.helpers import new_name, ok, until
 
 IMAGE = "busybox"
-
-
-def ok(d, *args, timeout=60) -> str:
-    r = d.docker(*args, timeout=timeout)
-    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}\n{r.stderr.decode()}\n{d.log()}"
-    return r.stdout.decode()
-
-
-@pytest.fixture
-def names(dockyardd):
-    made: list[str] = []
-    yield made
-    for name in made:
-        dockyardd.docker("rm", "-f", name)
-
-
-def _name(names: list[str]) -> str:
-    name = f"ll-{secrets.token_hex(4)}"
-    names.append(name)
-    return name
 
 
 def _log_dir(d, name: str) -> Path:
@@ -44,15 +24,8 @@ def _log_dir(d, name: str) -> Path:
     return d.data_root / "containers" / cid / "local-logs"
 
 
-def _until(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return value
-
-
 def test_rotation_compression_inspect_and_tail(dockyardd, names):
-    name = _name(names)
+    name = new_name(names, "ll")
     out = ok(dockyardd, "run", "--name", name, "--log-driver", "local", "--log-opt", "max-size=10k",
              "--log-opt", "max-file=3", "busybox", "sh", "-c",
              "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done")
@@ -62,7 +35,7 @@ def test_rotation_compression_inspect_and_tail(dockyardd, names):
     assert ok(dockyardd, "inspect", "-f", "{{.LogPath}}", name) == "\n"  # dockerd keeps it private
     log_dir = _log_dir(dockyardd, name)
     files = ["container.log", "container.log.1.gz", "container.log.2.gz"]
-    assert _until(lambda: sorted(p.name for p in log_dir.iterdir()) == files), list(log_dir.iterdir())
+    assert until(lambda: sorted(p.name for p in log_dir.iterdir()) == files, timeout=20.0), list(log_dir.iterdir())
     assert (log_dir / "container.log").stat().st_size <= 10_000 + 64
     raw = gzip.decompress((log_dir / "container.log.1.gz").read_bytes())
     assert raw[4:6] == b"\x0a\x06" and raw[6:12] == b"stdout"  # a length, then LogEntry.source
@@ -75,7 +48,7 @@ def test_rotation_compression_inspect_and_tail(dockyardd, names):
 
 
 def test_streams_timestamps_since_until_and_tty(dockyardd, names):
-    name = _name(names)
+    name = new_name(names, "ll")
     ok(dockyardd, "run", "--name", name, "--log-driver", "local", "busybox", "sh", "-c",
        "echo out; echo err >&2; printf no-newline")
     r = dockyardd.docker("logs", name)
@@ -89,13 +62,13 @@ def test_streams_timestamps_since_until_and_tty(dockyardd, names):
     assert ok(dockyardd, "logs", "--since", "1h", name) == "out\nno-newline"
     r = dockyardd.docker("logs", "--since", "yesterday", name)
     assert r.returncode != 0
-    tty = _name(names)
+    tty = new_name(names, "ll")
     ok(dockyardd, "run", "-t", "--name", tty, "--log-driver", "local", "busybox", "echo", "hi")
     assert ok(dockyardd, "logs", tty) == "hi\r\n"
 
 
 def test_follow_across_rotation_ends_when_the_container_stops(dockyardd, names):
-    name = _name(names)
+    name = new_name(names, "ll")
     ok(dockyardd, "run", "-d", "--name", name, "--log-driver", "local", "--log-opt", "max-size=6k",
        "--log-opt", "max-file=5", "busybox", "sh", "-c",
        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); [ $((i % 30)) = 0 ] && sleep 0.2; done")
@@ -139,14 +112,14 @@ def test_daemon_json_default_local_driver():
 def test_docker_py_and_our_cli(dockyardd, docker_client, names):
     from docker.types import LogConfig
 
-    name = _name(names)
+    name = new_name(names, "ll")
     container = docker_client.containers.run(IMAGE, ["sh", "-c", "echo one; echo two >&2"], name=name,
                                              detach=True, log_config=LogConfig(type="local"))
     container.wait(timeout=30)
     assert container.logs(stdout=True, stderr=False) == b"one\n"
     assert container.logs(stdout=False, stderr=True) == b"two\n"
     assert container.attrs["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {}}
-    ours = _name(names)
+    ours = new_name(names, "ll")
     r = dockyardd.dockyard("run", "--name", ours, "--log-driver", "local", IMAGE, "echo", "hi")
     assert r.returncode == 0, r.stderr.decode()
     assert dockyardd.dockyard("logs", ours).stdout == b"hi\n"

@@ -8,39 +8,12 @@ import gzip
 import json
 import secrets
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests import daemon_harness
-
-
-def ok(d, *args, timeout=60) -> str:
-    r = d.docker(*args, timeout=timeout)
-    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}\n{r.stderr.decode()}\n{d.log()}"
-    return r.stdout.decode()
-
-
-@pytest.fixture
-def names(dockyardd):
-    made: list[str] = []
-    yield made
-    for name in made:
-        dockyardd.docker("rm", "-f", name)
-
-
-def _name(names: list[str]) -> str:
-    name = f"lo-{secrets.token_hex(4)}"
-    names.append(name)
-    return name
-
-
-def _until(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return value
+from tests.compat.helpers import new_name, ok, until
 
 
 def _log_path(d, name: str) -> Path:
@@ -48,15 +21,15 @@ def _log_path(d, name: str) -> Path:
 
 
 def test_json_file_compress_rotates_into_gzip_files_docker_logs_reads(dockyardd, names):
-    name = _name(names)
+    name = new_name(names, "lo")
     out = ok(dockyardd, "run", "--name", name, "--log-opt", "max-size=2k", "--log-opt", "max-file=3",
              "--log-opt", "compress=true", "busybox", "sh", "-c",
              "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done")
     assert out.splitlines()[-1] == "line-399"
     log = _log_path(dockyardd, name)
     files = sorted([log.name, log.name + ".1.gz", log.name + ".2.gz"])
-    assert _until(lambda: sorted(p.name for p in log.parent.iterdir() if p.name.startswith(log.name))
-                  == files), list(log.parent.iterdir())
+    assert until(lambda: sorted(p.name for p in log.parent.iterdir() if p.name.startswith(log.name))
+                 == files, timeout=20.0), list(log.parent.iterdir())
     raw = gzip.decompress(Path(f"{log}.1.gz").read_bytes()).splitlines()
     assert json.loads(raw[-1])["stream"] == "stdout"
     lines = ok(dockyardd, "logs", name).splitlines()
@@ -68,7 +41,7 @@ def test_json_file_compress_rotates_into_gzip_files_docker_logs_reads(dockyardd,
 
 
 def test_json_file_follow_across_compressed_rotation(dockyardd, names):
-    name = _name(names)
+    name = new_name(names, "lo")
     ok(dockyardd, "run", "-d", "--name", name, "--log-opt", "max-size=3k", "--log-opt", "max-file=5",
        "--log-opt", "compress=true", "busybox", "sh", "-c",
        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); [ $((i % 30)) = 0 ] && sleep 0.2; done")
@@ -77,12 +50,12 @@ def test_json_file_follow_across_compressed_rotation(dockyardd, names):
     assert follow.returncode == 0, follow.stderr.decode()
     assert follow.stdout.decode().splitlines() == [f"line-{i}" for i in range(300)]
     log = _log_path(dockyardd, name)
-    assert _until(lambda: Path(f"{log}.1.gz").exists())
+    assert until(lambda: Path(f"{log}.1.gz").exists(), timeout=20.0)
 
 
 @pytest.mark.parametrize("driver", ["json-file", "local"])
 def test_tag_labels_env_attrs_are_stored_and_logs_unchanged(dockyardd, names, driver):
-    name = _name(names)
+    name = new_name(names, "lo")
     ok(dockyardd, "run", "--name", name, "--log-driver", driver, "--label", "tier=front end",
        "--label", "other=x", "-e", "APP_MODE=prod", "--log-opt", "labels=tier",
        "--log-opt", "env-regex=^APP_", "--log-opt", "tag={{.ImageName}}/{{.Name}}",
@@ -105,7 +78,7 @@ def test_tag_labels_env_attrs_are_stored_and_logs_unchanged(dockyardd, names, dr
 def test_docker_py_log_config_with_tag(dockyardd, docker_client, names):
     from docker.types import LogConfig
 
-    name = _name(names)
+    name = new_name(names, "lo")
     container = docker_client.containers.run(
         "busybox", ["echo", "hi"], name=name, detach=True,
         log_config=LogConfig(type="json-file", config={"tag": "{{.ID}}"}))
