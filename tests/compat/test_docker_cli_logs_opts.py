@@ -40,15 +40,21 @@ def test_json_file_compress_rotates_into_gzip_files_docker_logs_reads(dockyardd,
     assert b"compress cannot be true when max-file is less than 2 or max-size is not set" in r.stderr
 
 
-def test_json_file_follow_across_compressed_rotation(dockyardd, names):
-    name = new_name(names, "lo")
-    ok(dockyardd, "run", "-d", "--name", name, "--log-opt", "max-size=3k", "--log-opt", "max-file=5",
-       "--log-opt", "compress=true", "busybox", "sh", "-c",
+def follow_while_it_writes(d, name: str, *run_opts: str) -> None:
+    """``docker logs -f`` of a container (run with ``run_opts``) writing 300 lines in bursts
+    prints every line and ends when the container stops."""
+    ok(d, "run", "-d", "--name", name, *run_opts, "busybox", "sh", "-c",
        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); [ $((i % 30)) = 0 ] && sleep 0.2; done")
-    follow = subprocess.run([daemon_harness.DOCKER, "logs", "-f", name], env=dockyardd.env,
+    follow = subprocess.run([daemon_harness.DOCKER, "logs", "-f", name], env=d.env,
                             capture_output=True, timeout=60)
     assert follow.returncode == 0, follow.stderr.decode()
     assert follow.stdout.decode().splitlines() == [f"line-{i}" for i in range(300)]
+
+
+def test_json_file_follow_across_compressed_rotation(dockyardd, names):
+    name = new_name(names, "lo")
+    follow_while_it_writes(dockyardd, name, "--log-opt", "max-size=3k", "--log-opt", "max-file=5",
+                           "--log-opt", "compress=true")
     log = _log_path(dockyardd, name)
     assert until(lambda: Path(f"{log}.1.gz").exists(), timeout=20.0)
 
