@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -152,10 +153,20 @@ def test_hurry_migration_leaves_us_where_we_are_and_runs_one_at_a_time():
         before = f.read()
     hurry_migration()
     warmer = MigrationWarmer()
+    warmer.KEEP_OPEN_FOR = 0.3
     warmer.poke()
     first = warmer._thread
-    warmer.poke()  # while the first is waiting out its grace period: no second thread
-    assert warmer._thread is first or not first.is_alive()
+    assert first is not None
+    time.sleep(0.2)
+    warmer.poke()  # while the window is kept open: the same thread, kept going
+    assert warmer._thread is first
+    time.sleep(0.2)
+    assert first.is_alive()  # 0.4 s after the first poke: the second one extended it
     first.join(5)
+    assert not first.is_alive() and warmer._thread is None
+    warmer.poke()  # a poke after the thread ended starts another
+    second = warmer._thread
+    assert second is not None and second is not first
+    second.join(5)
     with open("/proc/self/cgroup") as f:
         assert f.read() == before

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -103,15 +104,38 @@ def hurry_migration() -> None:
 
 
 class MigrationWarmer:
-    """Calls ``hurry_migration`` on a short-lived thread of its own, at most one at a time: a
-    caller that knows a container start is coming (a create, a start request) pokes it, so the
-    grace period elapses while the start does its other work instead of in the middle of it."""
+    """Calls ``hurry_migration`` on a thread of its own, one at a time: a caller that knows a
+    container start is coming (a create, a start request) pokes it, so the grace period elapses
+    while the start does its other work instead of in the middle of it.
+
+    While starts keep coming it keeps the window open: the no-op move is repeated every
+    ``KEEP_OPEN_EVERY`` until ``KEEP_OPEN_FOR`` has passed since the last poke. The writer that
+    waits out a grace period holds the kernel's cgroup_mutex meanwhile, so a start that makes its
+    cgroup (mkdir) just then would wait for it too: in a burst of starts (a script's loop of
+    ``docker run``, a compose up) only the first pays. Each repeat is a ~50 us no-op while the
+    window is open (the window closes ~20-30 ms after the last move here)."""
+
+    KEEP_OPEN_EVERY = 0.010
+    KEEP_OPEN_FOR = 2.0
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._until = 0.0  # monotonic time after which the thread stops repeating
 
     def poke(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return  # the grace period under way serves this start too
-        self._thread = threading.Thread(target=hurry_migration, name="cgroup-warm", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._until = time.monotonic() + self.KEEP_OPEN_FOR
+            if self._thread is not None:
+                return  # the grace period under way (or the open window) serves this start too
+            self._thread = threading.Thread(target=self._keep_open, name="cgroup-warm", daemon=True)
+            self._thread.start()
+
+    def _keep_open(self) -> None:
+        while True:
+            hurry_migration()
+            with self._lock:
+                if time.monotonic() >= self._until:
+                    self._thread = None
+                    return
+            time.sleep(self.KEEP_OPEN_EVERY)
