@@ -25,7 +25,7 @@ from dockyard import errdefs
 from dockyard.api.app import json_response
 from dockyard.apitypes.container import Ulimit
 from dockyard.apitypes.distribution import AuthConfig
-from dockyard.daemon.build.builder import BuildFailed, BuildOptions
+from dockyard.daemon.build.options import BuildFailed, BuildOptions
 from dockyard.daemon.build.run import RunResources
 
 _SPOOL_MEMORY = 1 << 20

@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable, Protocol
+from typing import AsyncIterator
 
 import msgspec
 
@@ -41,6 +41,7 @@ from dockyard.daemon.build import instructions, platforms, run, shellwords, stre
 from dockyard.daemon.build import squash as squashmod
 from dockyard.daemon.build.context import Context
 from dockyard.daemon.build.images import BaseImage, BuildImages
+from dockyard.daemon.build.options import BasePuller, BuildFailed, BuildOptions
 from dockyard.apitypes.distribution import AuthConfig, JSONMessage
 from dockyard.daemon.images import references
 from dockyard.daemon.images.store import now_rfc3339
@@ -50,34 +51,6 @@ PROXY_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
 _COPY_FLAGS = {"from", "chown", "chmod", "link", "exclude"}
 _ADD_FLAGS = {"chown", "chmod", "link", "checksum", "keep-git-dir"}
-
-
-class BuildFailed(errdefs.DockyardError):
-    """A step failed; ``code`` is the failing command's exit code when there is one."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class BuildOptions:
-    tags: list[str] = field(default_factory=list)
-    dockerfile: str = ""
-    remote: str = ""
-    build_args: dict[str, str | None] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    target: str = ""
-    no_cache: bool = False
-    quiet: bool = False
-    remove: bool = True  # rm: remove intermediate containers after a successful step
-    force_remove: bool = False
-    pull: bool = False
-    cache_from: list[str] = field(default_factory=list)
-    resources: run.RunResources = field(default_factory=run.RunResources)
-    auth_configs: dict[str, AuthConfig] = field(default_factory=dict)  # X-Registry-Config
-    squash: bool = False  # the target stage's layers merged into one on top of its FROM image
-    platform: str = ""  # the target platform (``docker build --platform``); empty: the host's
 
 
 @dataclass
@@ -115,13 +88,6 @@ def split_stages(doc: parser.Dockerfile) -> tuple[list[parser.Instruction], list
         else:
             stages[-1].instructions.append(inst)
     return meta, stages
-
-
-class BasePuller(Protocol):
-    """Pulls a FROM image that is missing (or every one with ``--pull``)."""
-
-    def pull(self, image: str, tag: str, platform: str, auth: AuthConfig,
-             emit: Callable[[JSONMessage], None]) -> None: ...
 
 
 class Builder:
