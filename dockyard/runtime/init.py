@@ -20,10 +20,10 @@ Handshake (runc's sync + exec.fifo, in typed messages):
  =====  ==============  =============================  =============================
 
 Order of the setup mirrors runc: signals reset and a new session; namespaces
-(join by path, else unshare) except cgroup, while the caller moves the init
-into its cgroup (pipe ``cgroup_joined_fd``: one byte 1); then the cgroup
+(join by path, else unshare) except cgroup; then the cgroup
 namespace (so its root is the container's cgroup), entered as late as possible:
-just before the cgroup filesystem is mounted; mounts and
+just before the cgroup filesystem is mounted, after the init joined its cgroup
+itself (the caller made it and wrote its limits before the fork); mounts and
 pivot_root; terminal; hostname; sysctls, read-only and masked paths; oom
 score and rlimits; seccomp (unless no_new_privileges, then it goes last);
 bounding set; executable lookup; ready. After start: user switch, capability
@@ -44,6 +44,7 @@ import msgspec
 from dockyard.oci.runtime_spec import Process, Spec
 from dockyard.runtime import caps, console, credentials, rootfs
 from dockyard.runtime import syscalls as sc
+from dockyard.runtime.cgroups import Manager
 
 
 class SyncMessage(msgspec.Struct):
@@ -59,7 +60,7 @@ class ExecLookupError(Exception):
 class InitConfig:
     spec: Spec
     rootfs: str
-    cgroup_joined_fd: int  # the caller writes b"\1" once we are in the container's cgroup
+    cgroup: Manager  # made and limited by the caller; we join it ourselves
     seccomp_program: bytes | None
     sync_fd: int
     fifo_path: str
@@ -170,16 +171,14 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
     _namespaces(spec, cgroup=False)
 
     def enter_cgroup_ns() -> None:
-        # The caller moves us into our cgroup meanwhile (a v1 migration waits for an RCU grace
-        # period: milliseconds better spent on our own setup); the cgroup namespace must wait for it.
-        if os.read(cfg.cgroup_joined_fd, 1) != b"\1":
-            raise OSError(0, "the runtime could not place the container in its cgroup")
-        os.close(cfg.cgroup_joined_fd)
+        # join first, so the cgroup namespace's root is the container's cgroup; by ourselves:
+        # on v1 a thread moving itself skips the global lock a move by pid waits on (Manager.add)
+        cfg.cgroup.add(0)
         _namespaces(spec, cgroup=True)
 
     os.umask(0)
     fifo_fd = os.open(cfg.fifo_path, os.O_PATH | os.O_CLOEXEC)
-    rootfs.prepare(spec, cfg.rootfs, enter_cgroup_ns)  # validate() made sure of a mount namespace
+    rootfs.prepare(spec, cfg.rootfs, enter_cgroup_ns)
     rootfs.pivot(cfg.rootfs)
     if process.terminal:
         if cfg.console_socket is None:

@@ -156,9 +156,13 @@ class DockyardRuntime:
     ) -> int:
         # The container init must be our child so the caller can reap it; callers that are not
         # subreapers still are its parent, as no intermediate process is used.
+        try:
+            # limits first, on the empty cgroup: the init joins it itself (init.run), already limited
+            cgroup.apply(spec.linux.resources)
+        except OSError as err:
+            raise errdefs.System(f"container cgroup {cgroup.path}: {init._describe(err)}") from None
         sock = console.connect(str(console_socket)) if spec.process.terminal and console_socket else None
         sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
-        joined_read, joined_write = os.pipe2(os.O_CLOEXEC)
         pid_ns = next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
         own_pid_ns = -1
         try:
@@ -177,12 +181,11 @@ class DockyardRuntime:
             pid = os.fork()
             if pid == 0:
                 os.close(sync_read)
-                os.close(joined_write)
                 init.run(
                     init.InitConfig(
                         spec=spec,
                         rootfs=rootfs,
-                        cgroup_joined_fd=joined_read,
+                        cgroup=cgroup,
                         seccomp_program=program,
                         sync_fd=sync_write,
                         fifo_path=fifo,
@@ -196,29 +199,12 @@ class DockyardRuntime:
                 sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
                 os.close(own_pid_ns)
             os.close(sync_write)
-            os.close(joined_read)
             if sock is not None:
                 sock.close()
         try:
-            try:
-                # add first: the migration's RCU wait then overlaps the child's setup; the limits
-                # still apply before the child can run user code (it waits for the byte below)
-                cgroup.add(pid)
-                cgroup.apply(spec.linux.resources)
-                os.write(joined_write, b"\1")
-            except BaseException as err:
-                os.close(joined_write)
-                joined_write = -1
-                os.kill(pid, signal.SIGKILL)
-                _reap_failed(pid)
-                if isinstance(err, OSError):
-                    raise errdefs.System(f"container cgroup {cgroup.path}: {init._describe(err)}") from None
-                raise
             message = _read_sync(sync_read)
         finally:
             os.close(sync_read)
-            if joined_write >= 0:
-                os.close(joined_write)
         if message is None or message.type != "ready":
             _reap_failed(pid)
             text = message.message if message else "container init exited before it was ready"

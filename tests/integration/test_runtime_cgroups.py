@@ -120,6 +120,34 @@ def test_freezer_pause_resume_and_destroy_waits(v1):
     assert not manager.exists()
 
 
+@v1_only
+def test_a_process_joins_by_itself_through_tasks(v1):
+    """add(0) from a single-threaded child (a container's init, an exec'd process) moves it into
+    every hierarchy, through `tasks`: the path without the global lock a move by pid waits on."""
+    manager, _ = v1
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            manager.add(0)
+            os.write(write_end, b"in")
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 2) == b"in"
+        assert manager.pids() == [pid]
+        with open(f"/proc/{pid}/cgroup") as f:
+            paths = {line.split(":")[1]: line.strip().split(":", 2)[2] for line in f}
+        assert paths["memory"] == paths["pids"] == manager.path
+    finally:
+        os.close(read_end)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 def test_v2_core_files_on_the_unified_mount():
     if not os.path.exists(os.path.join(UNIFIED, "cgroup.procs")) and not is_unified():
         pytest.skip("no cgroup2 mount")
@@ -154,17 +182,20 @@ def test_hurry_migration_leaves_us_where_we_are_and_runs_one_at_a_time():
     hurry_migration()
     warmer = MigrationWarmer()
     warmer.KEEP_OPEN_FOR = 0.3
-    warmer.poke()
+    runc = "/usr/sbin/runc"  # moves its init by pid; ours joins by itself on v1 (nothing to warm)
+    warmer.poke("dockyard")
+    assert (warmer._thread is None) == (not is_unified())
+    warmer.poke(runc)
     first = warmer._thread
     assert first is not None
     time.sleep(0.2)
-    warmer.poke()  # while the window is kept open: the same thread, kept going
+    warmer.poke(runc)  # while the window is kept open: the same thread, kept going
     assert warmer._thread is first
     time.sleep(0.2)
     assert first.is_alive()  # 0.4 s after the first poke: the second one extended it
     first.join(5)
     assert not first.is_alive() and warmer._thread is None
-    warmer.poke()  # a poke after the thread ended starts another
+    warmer.poke(runc)  # a poke after the thread ended starts another
     second = warmer._thread
     assert second is not None and second is not first
     second.join(5)

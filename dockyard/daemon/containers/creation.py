@@ -90,5 +90,5 @@ def _finish(core: ContainerCore, new: _NewContainer, mounts: list[MountPoint]) -
         shutil.rmtree(data_dir, ignore_errors=True)
         raise
     core.emit(rec, "create")
-    core.migration_warmer.poke()  # a start usually follows (docker run)
+    core.migration_warmer.poke(rec.runtime)  # a start usually follows (docker run)
     return CreateResponse(id=cid, warnings=prepared.warnings)

@@ -61,7 +61,7 @@ class Supervisor:
         if rec.state.status == st.RUNNING:
             raise errdefs.NotModified("Container already started")
         st.check_start(rec.state, rec.id)
-        core.migration_warmer.poke()
+        core.migration_warmer.poke(rec.runtime)
         handle, sandbox = await startup.launch(
             rec, config=core.config, images=core.images, networks=core.networks, shims=core.shims,
             volumes=core.volumes, resolve_peer=self._network_peer, pending=core.pending.get(rec.id, []),

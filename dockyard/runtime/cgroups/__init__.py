@@ -106,7 +106,9 @@ def hurry_migration() -> None:
 class MigrationWarmer:
     """Calls ``hurry_migration`` on a thread of its own, one at a time: a caller that knows a
     container start is coming (a create, a start request) pokes it, so the grace period elapses
-    while the start does its other work instead of in the middle of it.
+    while the start does its other work instead of in the middle of it. Only for runtimes that
+    move the init by pid (runc), or on cgroup v2: our own runtime's init joins its v1 cgroups
+    itself, without that lock (``Manager.add(0)``).
 
     While starts keep coming it keeps the window open: the no-op move is repeated every
     ``KEEP_OPEN_EVERY`` until ``KEEP_OPEN_FOR`` has passed since the last poke. The writer that
@@ -123,7 +125,10 @@ class MigrationWarmer:
         self._thread: threading.Thread | None = None
         self._until = 0.0  # monotonic time after which the thread stops repeating
 
-    def poke(self) -> None:
+    def poke(self, runtime: str) -> None:
+        """``runtime``: what will start the container ("dockyard", ours, or a runc binary)."""
+        if runtime == "dockyard" and not is_unified():
+            return
         with self._lock:
             self._until = time.monotonic() + self.KEEP_OPEN_FOR
             if self._thread is not None:

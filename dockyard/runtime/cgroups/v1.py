@@ -73,8 +73,13 @@ class V1Manager:
         return any(os.path.isdir(d) for d in self.dirs.values())
 
     def add(self, pid: int) -> None:
+        # pid 0, the caller itself (single-threaded: a container's init or exec'd process), goes
+        # in through ``tasks``: moving the writing thread alone skips the kernel's global
+        # cgroup_threadgroup_rwsem, whose first writer after a quiet spell waits out an RCU grace
+        # period (5-30 ms here). Another process goes through cgroup.procs, all its threads.
+        name = "tasks" if pid == 0 else "cgroup.procs"
         for directory in self.dirs.values():
-            files.write(directory, "cgroup.procs", str(pid))
+            files.write(directory, name, str(pid))
 
     def pids(self) -> list[int]:
         # freezer, then any hierarchy: all share the same members
