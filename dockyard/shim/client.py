@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Protocol, Sequence
 
 from dockyard.oci import runtime_spec
 
@@ -102,6 +102,10 @@ class ShimHandle(Protocol):
     async def shutdown(self) -> None:
         """Ask the shim to clean up (runtime delete) and exit; after the container exited."""
 
+    async def discard(self) -> None:
+        """End a shim whose container must not run: kill everything in it, then ``shutdown``;
+        errors are swallowed (it may never have run, or be gone already)."""
+
     async def exec(self, exec_id: str, process: "runtime_spec.Process", *, stdin: bool,
                    attach: bool) -> tuple[int, AttachStream | None]:
         """Start ``process`` in the running container; (its host PID, its stdio stream when
@@ -120,6 +124,13 @@ class ShimManager(Protocol):
     async def spawn(self, request: SpawnRequest) -> ShimHandle:
         """Fork a shim from the zygote; it runs runtime create. Raises errdefs on failure
         with the runtime's message (e.g. 'exec: "nope": executable file not found in $PATH')."""
+
+    async def run(self, request: SpawnRequest, attach: Sequence[tuple[bool, bool, bool]] = ()
+                  ) -> tuple[ShimHandle, list[AttachStream]]:
+        """``spawn``, the attach sessions ``attach`` asks for ((stdin, stdout, stderr) each) and
+        ``start`` in one exchange: the shim starts the container as soon as they are attached,
+        without waiting for a start request. If the start fails, the shim is ended (container
+        deleted) and the runtime's error raised, as ``start`` raises it."""
 
     async def connect(self, state_dir: Path, container_id: str) -> ShimHandle | None:
         """Reattach to a live shim after a daemon restart; None if the shim is gone

@@ -13,9 +13,10 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import AsyncIterator, Awaitable
+from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -191,6 +192,16 @@ class ShimClient:
     async def shutdown(self) -> None:
         await self._call("shutdown")
 
+    async def discard(self) -> None:
+        try:
+            await self.kill(signal.SIGKILL, all_processes=True)
+        except Exception:
+            pass  # it may never have run
+        try:
+            await self.shutdown()
+        except Exception:
+            pass  # gone already
+
     async def exec(self, exec_id: str, process: runtime_spec.Process, *, stdin: bool,
                    attach: bool) -> tuple[int, AttachStream | None]:
         conn = await self._connect()
@@ -271,6 +282,42 @@ class ZygoteShimManager:
             raise errdefs.System("the shim zygote did not start (see the daemon's log for its error)")
 
     async def spawn(self, request: SpawnRequest) -> ShimClient:
+        conn = await self._ask_zygote(request, None)
+        try:
+            return await self._created(conn, request)
+        finally:
+            await conn.close()
+
+    async def run(self, request: SpawnRequest, attach: Sequence[tuple[bool, bool, bool]] = ()
+                  ) -> tuple[ShimClient, list[AttachStream]]:
+        conn = await self._ask_zygote(request, len(attach))
+        handle: ShimClient | None = None
+        streams: list[AttachStream] = []
+        pending: list[asyncio.Future] = []
+        try:
+            # the shim's first reply comes once shim.sock is bound: the attach requests queue
+            # there while it creates, and it starts the container once they are in
+            handle = await self._created(conn, request, lambda h: pending.extend(
+                asyncio.ensure_future(h.attach(*streams_of)) for streams_of in attach))
+            for future in pending:
+                streams.append(await future)
+            if await _unless_dead(handle.shim_pid, conn.reply()) is None:
+                raise errdefs.System(f"container {request.container_id}: the shim (pid {handle.shim_pid}) "
+                                     f"died during start; see {request.state_dir / 'shim.log'}")
+            return handle, streams
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            for stream in streams:
+                await stream.close()
+            if handle is not None and handle.pid:
+                await handle.discard()
+            raise
+        finally:
+            await conn.close()
+
+    async def _ask_zygote(self, request: SpawnRequest, start_after: int | None) -> _Connection:
+        """Ask the zygote for a shim; the connection is then the shim's (its replies follow)."""
         if self._proc is not None and self._proc.returncode is not None:
             log.warning("the shim zygote exited (status %s); starting a new one", self._proc.returncode)
             self._proc = None
@@ -279,19 +326,30 @@ class ZygoteShimManager:
             conn = await _Connection.open(self.zygote_socket)
         except (FileNotFoundError, ConnectionRefusedError):
             raise errdefs.Unavailable("the shim zygote is not running") from None
-        shim_pid = 0
+        body: dict = {"op": "spawn", "request": spawn_request_to_json(request)}
+        if start_after is not None:
+            body["start"] = start_after
         try:
-            await conn.send(protocol.REQUEST, json.dumps(
-                {"op": "spawn", "request": spawn_request_to_json(request)}).encode())
-            first = await conn.reply()
-            if first is not None:
-                shim_pid = int(first["shim_pid"])
-                second = await _unless_dead(shim_pid, conn.reply())
-                if second is not None:
-                    return ShimClient(request.container_id, request.state_dir, shim_pid,
-                                      int(second["pid"]))
-        finally:
+            await conn.send(protocol.REQUEST, json.dumps(body).encode())
+        except BaseException:
             await conn.close()
+            raise
+        return conn
+
+    async def _created(self, conn: _Connection, request: SpawnRequest,
+                       on_shim: Callable[[ShimClient], None] | None = None) -> ShimClient:
+        """The shim's first two replies: its pid (``on_shim`` is called then), the init's pid."""
+        shim_pid = 0
+        first = await conn.reply()
+        if first is not None:
+            shim_pid = int(first["shim_pid"])
+            handle = ShimClient(request.container_id, request.state_dir, shim_pid, 0)
+            if on_shim is not None:
+                on_shim(handle)
+            second = await _unless_dead(shim_pid, conn.reply())
+            if second is not None:
+                handle.pid = int(second["pid"])
+                return handle
         raise errdefs.System(f"container {request.container_id}: the shim (pid {shim_pid}) died "
                              f"during create; see {request.state_dir / 'shim.log'}")
 

@@ -229,37 +229,70 @@ class Shim:
         self.sigchld_r, self.sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.helper: Helper | None = None  # creates and starts the container (see Helper)
         self.release_due = False  # stopped, the container not yet released (see _finish)
+        # a spawn that also starts (``run``): its connection, which gets the start's outcome once
+        # ``start_after`` clients are attached (the daemon's attach sessions waiting for the run)
+        self.start_conn: socket.socket | None = None
+        self.start_after = 0
 
     # ---- create -------------------------------------------------------------
 
-    def create(self, helper: Helper) -> None:
-        """Take the result of the create ``helper`` is doing (``Helper.ask_create``): the init's
-        pid and our ends of its stdio; on failure undo everything and raise."""
-        req = self.request
+    def prepare(self, helper: Helper) -> None:
+        """What the shim sets up while ``helper`` creates the container (``Helper.ask_create``):
+        the log writer and ``shim.sock``, bound from here on (attach requests may queue on it)."""
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd gets written
         signal.set_wakeup_fd(self.sigchld_w)
         self.sel.register(self.sigchld_r, selectors.EVENT_READ, self._on_sigchld)
         self.helper = helper  # until the start
         try:
-            self.log = open_log_writer(req)
+            self.log = open_log_writer(self.request)
             # while the helper works (the init, forked by the helper, cannot inherit it)
             self._listen()
+        except BaseException:
+            self._undo_create()
+            raise
+
+    def create(self) -> None:
+        """Take the result of the helper's create: the init's pid and our ends of its stdio; on
+        failure undo everything and raise."""
+        assert self.helper is not None
+        try:
             # the init is the helper's child; when the helper exits, the init is re-parented
             # to us (a child subreaper)
-            created, fds = helper.created()
+            created, fds = self.helper.created()
             self.mounted = True
             self.root = Path(created["root"])
             self.cgroups_path = created.get("cgroups_path")
             self.init_pid = int(created["pid"])
             self._take_stdio(created["fds"], fds)
         except BaseException:
-            try:
-                self._cleanup(delete=True)
-            except Exception:  # the create error is the one to report; this goes to shim.log
-                traceback.print_exc()
+            self._undo_create()
             raise
         self.status = "created"
         write_state_file(self.state_dir / "init.pid", str(self.init_pid).encode())
+
+    def _undo_create(self) -> None:
+        try:
+            self._cleanup(delete=True)
+        except Exception:  # the create error is the one to report; this goes to shim.log
+            traceback.print_exc()
+
+    def start_when_attached(self, conn: socket.socket, attaches: int) -> None:
+        """Start the container once ``attaches`` clients have attached (at once for none) and
+        answer the outcome on ``conn``: the daemon's run without a start request of its own."""
+        self.start_conn, self.start_after = conn, attaches
+        self._start_if_attached()
+
+    def _start_if_attached(self) -> None:
+        if self.start_conn is None or sum(c.attached for c in self.clients.values()) < self.start_after:
+            return
+        conn, self.start_conn = self.start_conn, None
+        try:
+            self._start()
+            reply = {"ok": True}
+        except Exception as err:
+            reply = P.error_reply(err)
+        _tell(conn, reply)
+        conn.close()
 
     def _take_stdio(self, names: list[str], fds: list[int]) -> None:
         """Our ends of the container's stdio, as the helper named them: a pty master, or the
@@ -447,6 +480,10 @@ class Shim:
         return {"status": self.status, "pid": self.init_pid, "exit": self.exit}
 
     def _op_start(self, client: _Client, req: dict) -> dict:
+        self._start()
+        return {}
+
+    def _start(self) -> None:
         if self.status != "created":
             raise errdefs.Conflict(f"container {self.id} is {self.status}, not created")
         assert self.helper is not None  # it leaves after the start (or with the container)
@@ -456,7 +493,6 @@ class Shim:
         finally:
             helper.close()
         self.status = "running"
-        return {}
 
     def _op_kill(self, client: _Client, req: dict) -> dict:
         if self.status not in ("created", "running", "paused"):
@@ -504,6 +540,7 @@ class Shim:
         self._reply(client, {"ok": True})
         if not self.init.outputs and self.status in ("stopped", "draining"):
             self._end_attach(client)
+        self._start_if_attached()
         return None
 
     def _op_shutdown(self, client: _Client, req: dict) -> dict | None:
@@ -1078,12 +1115,13 @@ def _create_container(runtime: Runtime, req: SpawnRequest, ours: list[int]) -> d
     return {"pid": pid, "root": str(root), "cgroups_path": spec.linux.cgroups_path, "fds": names}
 
 
-def run(conn: socket.socket, body: dict, helper: Helper) -> int:
+def run(conn: socket.socket, body: dict, helper: Helper, start_after: int | None = None) -> int:
     """Body of the shim process, called in the zygote's grandchild. ``conn`` is the daemon's
-    spawn connection: it gets our pid, then the init's pid or the create error. ``helper``: the
-    process forked ahead, already doing the create (``Helper.ask_create``)."""
+    spawn connection: it gets our pid (once shim.sock is bound), then the init's pid or the create
+    error, and with ``start_after`` (a number of attach clients to wait for) the start's outcome.
+    ``helper``: the process forked ahead, already doing the create (``Helper.ask_create``)."""
     conn.setblocking(True)
-    daemon_there = _tell(conn, {"ok": True, "shim_pid": os.getpid()})
+    daemon_there = True
     try:
         request = spawn_request_from_json(body)
         request.state_dir.mkdir(parents=True, exist_ok=True)
@@ -1096,7 +1134,9 @@ def run(conn: socket.socket, body: dict, helper: Helper) -> int:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         write_state_file(request.state_dir / "shim.pid", str(os.getpid()).encode())
         shim = Shim(request, load_runtime(request.runtime, request.runtime_root))
-        shim.create(helper)
+        shim.prepare(helper)
+        daemon_there = _tell(conn, {"ok": True, "shim_pid": os.getpid()})
+        shim.create()
     except Exception as err:
         _tell(conn, P.error_reply(err))
         return 1
@@ -1108,7 +1148,10 @@ def run(conn: socket.socket, body: dict, helper: Helper) -> int:
         print(f"shim: the daemon left during the spawn of {shim.id}; deleting it", file=sys.stderr)
         shim._cleanup(delete=True)
         return 1
-    conn.close()
+    if start_after is None:
+        conn.close()
+    else:
+        shim.start_when_attached(conn, start_after)
     shim.serve()
     return 0
 

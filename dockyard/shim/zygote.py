@@ -184,7 +184,7 @@ def _spare(pair: socket.socket) -> int:
             pass
         return 1
     helper.ask_create(request["request"])  # first: it works while the shim sets itself up
-    return shim.run(conn, request["request"], helper)
+    return shim.run(conn, request["request"], helper, request.get("start"))
 
 
 def _parse_args(argv: list[str]) -> tuple[str, list[str]]:

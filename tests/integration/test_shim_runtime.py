@@ -114,6 +114,41 @@ def test_kill_tty_and_stdin(tmp_path: Path, runtime: str) -> None:
     run(tmp_path, runtime, body)
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_attaches_and_starts_in_one_exchange(tmp_path: Path, runtime: str) -> None:
+    """``run``: the attach sessions are in before the container starts (no output lost), with
+    no start request; a start that fails ends the shim and raises the runtime's error."""
+    async def body(h: RuntimeHarness) -> None:
+        b = h.bundle(["sh", "-c", "echo first; echo err >&2; read x; echo got $x"])
+        handle, (both, stdin_only) = await h.manager.run(
+            b.request(h.runtime, h.runtime_root, open_stdin=True),
+            [(False, True, True), (True, False, False)])
+        h.spawned.append((b, handle.shim_pid, handle.pid))
+        output = asyncio.create_task(collect(both))
+        assert (await handle.state()).status == "running"
+        await stdin_only.write_stdin(b"it\n")
+        assert (await asyncio.wait_for(handle.wait(), 10)).exit_code == 0
+        chunks = await asyncio.wait_for(output, 10)
+        assert joined(chunks, 1) == b"first\ngot it\n" and joined(chunks, 2) == b"err\n"
+        for stream in (both, stdin_only):
+            await stream.close()
+        await handle.shutdown()
+
+        detached, none = await h.manager.run(b.request(h.runtime, h.runtime_root))  # no attach
+        h.spawned.append((b, detached.shim_pid, detached.pid))
+        assert none == []
+        assert (await asyncio.wait_for(detached.wait(), 10)).exit_code == 0  # read got EOF
+        await detached.shutdown()
+
+        missing = h.bundle(["/no/such/program"])
+        with pytest.raises(Exception, match="no such file or directory"):
+            await h.manager.run(missing.request(h.runtime, h.runtime_root), [(False, True, True)])
+        assert not os.path.ismount(missing.rootfs)  # the shim was ended: runtime delete, unmount
+        assert not (missing.state_dir / "shim.sock").exists()
+        assert not any(os.path.isdir(p) for p in cgroup_dirs(f"{h.cgroup_parent}/{missing.container_id}"))
+    run(tmp_path, runtime, body)
+
+
 def test_reconnect_and_oom(tmp_path: Path) -> None:
     async def body(h: RuntimeHarness) -> None:
         b = h.bundle(["sh", "-c", "sleep 0.3; tail /dev/zero"], memory=16 * 1024 * 1024)

@@ -163,6 +163,10 @@ class FakeHandle:
     async def shutdown(self) -> None:
         self.shut_down = True
 
+    async def discard(self) -> None:
+        await self.kill(9, all_processes=True)
+        await self.shutdown()
+
 
 class FakeShims:
     def __init__(self) -> None:
@@ -181,6 +185,12 @@ class FakeShims:
         handle = FakeHandle(request, self.output, self.exit_code, self.echo)
         self.handles[request.container_id] = handle
         return handle
+
+    async def run(self, request: SpawnRequest, attach=()) -> tuple[FakeHandle, list[FakeStream]]:
+        handle = await self.spawn(request)
+        streams = [await handle.attach(*which) for which in attach]
+        await handle.start()
+        return handle, streams
 
     async def connect(self, state_dir: Path, container_id: str):
         if container_id in self.alive:

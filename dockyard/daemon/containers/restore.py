@@ -94,7 +94,7 @@ async def _reap_stray_shim(core: ContainerCore, rec: ContainerRecord) -> None:
         handle = None
     if handle is not None:
         log.info("container %s: ending the shim of a start the daemon did not finish", rec.id)
-        await startup.discard(handle)
+        await handle.discard()
     await asyncio.to_thread(startup.clean_orphan, rec, core.config)
 
 

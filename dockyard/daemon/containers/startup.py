@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -102,7 +101,6 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
     exec_dir = config.container_exec_dir(rec.id)
     data_dir = config.container_data_dir(rec.id)
     sandbox: SandboxInfo | None = None
-    handle: ShimHandle | None = None
     mounted = False
     exit_code = EXIT_UNKNOWN
     try:
@@ -136,17 +134,16 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
             **logdrivers.writer_settings(hc.log_config, rec),
         )
         try:
-            handle = await shims.spawn(request)
-            for session in pending:
-                session.connect(await handle.attach(session.stdin, session.stdout, session.stderr))
-            await handle.start()
+            # spawn, attach what is waiting for this start, start: one exchange with the shim
+            handle, streams = await shims.run(
+                request, [(session.stdin, session.stdout, session.stderr) for session in pending])
         except errdefs.DockyardError as e:
             err, exit_code = start_error(str(e))
             raise err from None
+        for session, stream in zip(pending, streams):
+            session.connect(stream)
         return handle, sandbox
     except BaseException as e:
-        if handle is not None:
-            await discard(handle)
         if mounted:
             await volumes.unmount(rec.id)
         if sandbox is not None:
@@ -154,18 +151,6 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
         if isinstance(e, errdefs.DockyardError):
             on_failure(e.message, exit_code)
         raise
-
-
-async def discard(handle: ShimHandle) -> None:
-    """End a shim whose container must not run: kill everything, then its cleanup."""
-    try:
-        await handle.kill(signal.SIGKILL, all_processes=True)
-    except Exception:
-        pass  # it may never have run
-    try:
-        await handle.shutdown()
-    except Exception:
-        pass
 
 
 def endpoints(sandbox: SandboxInfo, configured: dict[str, EndpointSettings] | None = None) -> dict[str, EndpointSettings]:
