@@ -290,8 +290,18 @@ def _one_malloc_arena() -> None:
         pass  # not glibc: nothing to tune
 
 
+def _pure_python_frozenlist() -> None:
+    """aiohttp's FrozenLists (the app's signals and middlewares: made at start-up, iterated a
+    few times per request) have a C version built as C++: importing it maps libstdc++, ~0.9 MB
+    of the daemon's RSS, for API round trips no faster than with the Python version (measured
+    with /_ping, /containers/json, /images/json). frozenlist's own switch picks the Python
+    one; it must be set before aiohttp is imported (``serve``)."""
+    os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
+
+
 def main(argv: list[str] | None = None) -> None:
     _one_malloc_arena()
+    _pure_python_frozenlist()
     config = load_config(sys.argv[1:] if argv is None else argv)
     level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(config.log_level, config.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
