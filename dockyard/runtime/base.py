@@ -37,8 +37,11 @@ class Runtime(Protocol):
         stdio: tuple[int, int, int] | None = None,
         console_socket: Path | None = None,
         pid_file: Path | None = None,
+        spec: runtime_spec.Spec | None = None,
     ) -> int:
-        """Set the container up and return its init's host PID.
+        """Set the container up and return its init's host PID. ``spec``: the bundle's
+        config.json when the caller has decoded it already (a runtime may use it instead of
+        reading the file again; runc reads its own).
 
         Without a terminal, ``stdio`` fds become the process's 0, 1, 2. With
         ``process.terminal`` the runtime makes a pty inside the container and sends

@@ -87,15 +87,17 @@ class DockyardRuntime:
         stdio: tuple[int, int, int] | None = None,
         console_socket: Path | None = None,
         pid_file: Path | None = None,
+        spec: Spec | None = None,
     ) -> int:
         directory = self._dir(container_id)
         bundle = Path(bundle).resolve()
-        try:
-            spec = runtime_spec.decode((bundle / "config.json").read_bytes())
-        except FileNotFoundError:
-            raise errdefs.NotFound(f"no config.json in bundle {bundle}") from None
-        except msgspec.ValidationError as err:
-            raise errdefs.InvalidParameter(f"invalid config.json in {bundle}: {err}") from None
+        if spec is None:
+            try:
+                spec = runtime_spec.decode((bundle / "config.json").read_bytes())
+            except FileNotFoundError:
+                raise errdefs.NotFound(f"no config.json in bundle {bundle}") from None
+            except msgspec.ValidationError as err:
+                raise errdefs.InvalidParameter(f"invalid config.json in {bundle}: {err}") from None
         validate(spec)
         if spec.process.terminal and console_socket is None:
             raise errdefs.InvalidParameter("cannot allocate a tty without a console socket (process.terminal is set)")

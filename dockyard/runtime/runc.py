@@ -99,6 +99,7 @@ class RuncRuntime:
         stdio: tuple[int, int, int] | None = None,
         console_socket: Path | None = None,
         pid_file: Path | None = None,
+        spec: runtime_spec.Spec | None = None,  # runc reads config.json itself
     ) -> int:
         # runc's init must end up with a reaper in our process tree, like our own runtime's
         self._check_recursive_options(Path(bundle))

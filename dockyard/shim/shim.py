@@ -280,12 +280,28 @@ class Shim:
         """Start the container once ``attaches`` clients have attached (at once for none) and
         answer the outcome on ``conn``: the daemon's run without a start request of its own."""
         self.start_conn, self.start_after = conn, attaches
+        if attaches:  # meanwhile, an EOF on it means the daemon gave the run up (or died)
+            self.sel.register(conn, selectors.EVENT_READ, self._on_start_conn)
         self._start_if_attached()
+
+    def _on_start_conn(self, fd: int, events: int) -> None:
+        try:
+            gone = not self.start_conn or not self.start_conn.recv(1)
+        except OSError:
+            gone = True
+        if gone:
+            print(f"shim: the daemon left before the start of {self.id}; deleting it", file=sys.stderr)
+            self.sel.unregister(fd)
+            self.start_conn = None
+            self._cleanup(delete=True)
+            self.running = False
 
     def _start_if_attached(self) -> None:
         if self.start_conn is None or sum(c.attached for c in self.clients.values()) < self.start_after:
             return
         conn, self.start_conn = self.start_conn, None
+        if self.start_after:
+            self.sel.unregister(conn)
         try:
             self._start()
             reply = {"ok": True}
@@ -1088,14 +1104,15 @@ def _create_container(runtime: Runtime, req: SpawnRequest, ours: list[int]) -> d
         if req.tty:
             console = unix_listener(console_path)
             with short_path(console_path) as reachable:
-                pid = runtime.create(req.container_id, req.bundle, console_socket=Path(reachable))
+                pid = runtime.create(req.container_id, req.bundle, console_socket=Path(reachable),
+                                     spec=spec)
             ours.append(accept_console(console, f"container {req.container_id}"))
             names = ["master"]
         else:
             stdin_w, stdio, outputs = _stdio_pipes(req.open_stdin, child_fds)
             names = (["stdin"] if stdin_w is not None else []) + list(outputs.values())
             ours += ([stdin_w] if stdin_w is not None else []) + list(outputs)
-            pid = runtime.create(req.container_id, req.bundle, stdio=stdio)
+            pid = runtime.create(req.container_id, req.bundle, stdio=stdio, spec=spec)
     except BaseException:
         for fd in ours:
             os.close(fd)

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import termios
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,8 @@ class ForkExecRuntime:
         return self.root / container_id
 
     def create(self, container_id: str, bundle: Path, *, stdio=None, console_socket=None,
-               pid_file=None) -> int:
-        spec = runtime_spec.decode((bundle / "config.json").read_bytes())
+               pid_file=None, spec=None) -> int:
+        spec = spec or runtime_spec.decode((bundle / "config.json").read_bytes())
         state = self._dir(container_id)
         state.mkdir(parents=True)
         fifo = state / "exec.fifo"
@@ -130,6 +131,15 @@ class CrashAfterCreateRuntime(ForkExecRuntime):
         super().create(container_id, bundle, **kw)
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
+
+
+class SlowCreateRuntime(ForkExecRuntime):
+    """Takes its time in create, so a daemon that leaves after the shim's first reply is gone
+    before the create's answer."""
+
+    def create(self, container_id: str, bundle: Path, **kw) -> int:
+        time.sleep(0.3)
+        return super().create(container_id, bundle, **kw)
 
 
 # ---- bundles -----------------------------------------------------------------

@@ -270,22 +270,32 @@ def test_a_shim_dying_during_create_does_not_hang_spawn(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
-def test_a_daemon_leaving_during_the_spawn_leaves_nothing_behind(tmp_path: Path) -> None:
-    """The daemon is killed (or gives the start up) once the shim has its request: nobody will
-    start or delete that container, and a restarted daemon may have looked for its shim.sock
-    too early; the shim undoes the create itself (init killed, rootfs unmounted) and exits."""
+@pytest.mark.parametrize("when", ["during_create", "before_start"])
+def test_a_daemon_leaving_during_the_spawn_leaves_nothing_behind(tmp_path: Path, when: str) -> None:
+    """The daemon is killed (or gives the start up) once the shim has its request, during the
+    create (its answer cannot be sent) or, in a run, after it but before the start (the shim
+    waits for an attach that never comes): nobody will start or delete that container, and a
+    restarted daemon may have looked for its shim.sock too early; the shim undoes the create
+    itself (init killed, rootfs unmounted) and exits."""
     async def body(h: Harness) -> None:
         b = h.bundle(["sleep", "60"])
-        request = json.dumps({"op": "spawn", "request": spawn_request_to_json(
-            b.request(h.runtime, h.runtime_root))}).encode()
+        runtime = f"{SUPPORT}:SlowCreateRuntime" if when == "during_create" else h.runtime
+        spawn = {"op": "spawn", "request": spawn_request_to_json(b.request(runtime, h.runtime_root))}
+        if when == "before_start":
+            spawn["start"] = 1  # one attach to wait for: it never comes
         reader, writer = await asyncio.open_unix_connection(str(h.manager.zygote_socket))
         init_pid = shim_pid = 0
-        try:
-            writer.write(protocol.frame(protocol.REQUEST, request))
+
+        async def reply() -> dict:
             header = await asyncio.wait_for(reader.readexactly(protocol.HEADER.size), 10)
             _, length = protocol.HEADER.unpack(header)
-            shim_pid = int(json.loads(await reader.readexactly(length))["shim_pid"])
-            writer.close()  # the daemon is gone before the create's answer
+            return json.loads(await reader.readexactly(length))
+        try:
+            writer.write(protocol.frame(protocol.REQUEST, json.dumps(spawn).encode()))
+            shim_pid = int((await reply())["shim_pid"])
+            if when == "before_start":
+                assert (await reply())["pid"] > 0  # created
+            writer.close()  # the daemon is gone
             gone = await wait_gone(shim_pid, 10)
             pid_file = h.runtime_root / b.container_id / "pid"
             if pid_file.exists():
