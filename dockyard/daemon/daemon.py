@@ -14,7 +14,7 @@ import time
 from dockyard.daemon.build.images import BuildImages
 from dockyard.daemon.build.service import BuildService
 from dockyard.daemon.config import DaemonConfig
-from dockyard.daemon.distribution.service import DistributionService, registry_client
+from dockyard.daemon.distribution.service import DistributionService
 from dockyard.daemon.containers import health
 from dockyard.daemon.containers.exec import ExecService
 from dockyard.daemon.containers.service import ContainerService
@@ -65,7 +65,7 @@ class Daemon:
         self.networks.endpoints_changed = self.containers.network_endpoints_changed
         self.networks.stopped_containers = self.containers
         self.images.commit_source = self.containers
-        self.distribution = DistributionService(config, self.images, registry_client(config))
+        self.distribution = DistributionService(config, self.images)  # its registry client: at first use
         self.build = BuildService(config, self.db, BuildImages(self.images), self.containers, self.events,
                                   puller=self.distribution)
         self.system = SystemService(config, self.containers, self.images, self._runtimes(),

@@ -11,16 +11,20 @@ from types import SimpleNamespace
 
 from dockyard.daemon import daemon as daemon_mod
 
-# The builder and what only it uses: loaded at the first build, not at daemon start.
-BUILD_ONLY = ("dockyard.daemon.build.builder", "dockyard.daemon.build.context", "dockyard.daemon.build.copy",
-              "dockyard.daemon.build.dockerfile", "dockyard.daemon.build.instructions",
-              "dockyard.daemon.build.squash", "dockyard.daemon.build.platforms")
+# Loaded at the first build or registry operation, not at daemon start: the builder and what
+# only it uses, the registry client and the pull/push code.
+FIRST_USE = ("dockyard.daemon.build.builder", "dockyard.daemon.build.context", "dockyard.daemon.build.copy",
+             "dockyard.daemon.build.dockerfile", "dockyard.daemon.build.instructions",
+             "dockyard.daemon.build.squash", "dockyard.daemon.build.platforms",
+             "dockyard.distribution.client", "dockyard.distribution.transport", "dockyard.distribution.auth",
+             "dockyard.daemon.distribution.pull", "dockyard.daemon.distribution.push",
+             "dockyard.daemon.distribution.download", "dockyard.daemon.distribution.manifests")
 
 
-def test_the_daemon_starts_without_the_builder():
+def test_the_daemon_starts_without_the_builder_and_the_registry_client():
     # What dockyardd imports to serve (cmd, then serve's imports), in a fresh interpreter.
     code = ("import sys, dockyard.cmd.dockyardd, aiohttp.web, dockyard.api.server, dockyard.daemon.daemon\n"
-            f"print(' '.join(m for m in {BUILD_ONLY!r} if m in sys.modules))")
+            f"print(' '.join(m for m in {FIRST_USE!r} if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == []
