@@ -11,17 +11,18 @@ from types import SimpleNamespace
 
 from dockyard.daemon import daemon as daemon_mod
 
-# Loaded at the first build or registry operation, not at daemon start: the builder and what
-# only it uses, the registry client and the pull/push code.
+# Loaded at the first build, registry operation or log read, not at daemon start: the builder and
+# what only it uses, the registry client and the pull/push code, the log readers.
 FIRST_USE = ("dockyard.daemon.build.builder", "dockyard.daemon.build.context", "dockyard.daemon.build.copy",
              "dockyard.daemon.build.dockerfile", "dockyard.daemon.build.instructions",
              "dockyard.daemon.build.squash", "dockyard.daemon.build.platforms",
              "dockyard.distribution.client", "dockyard.distribution.transport", "dockyard.distribution.auth",
              "dockyard.daemon.distribution.pull", "dockyard.daemon.distribution.push",
-             "dockyard.daemon.distribution.download", "dockyard.daemon.distribution.manifests")
+             "dockyard.daemon.distribution.download", "dockyard.daemon.distribution.manifests",
+             "dockyard.shim.jsonlog_reader", "dockyard.shim.locallog_reader", "dockyard.shim.logread")
 
 
-def test_the_daemon_starts_without_the_builder_and_the_registry_client():
+def test_the_daemon_starts_without_the_builder_registry_client_and_log_readers():
     # What dockyardd imports to serve (cmd, then serve's imports), in a fresh interpreter.
     code = ("import sys, dockyard.cmd.dockyardd, aiohttp.web, dockyard.api.server, dockyard.daemon.daemon\n"
             f"print(' '.join(m for m in {FIRST_USE!r} if m in sys.modules))")
