@@ -233,6 +233,8 @@ class Shim:
         # ``start_after`` clients are attached (the daemon's attach sessions waiting for the run)
         self.start_conn: socket.socket | None = None
         self.start_after = 0
+        self.start_sent = False  # the helper was told to start (maybe before its create's reply)
+        self.start_watched = False  # start_conn in the selector: its EOF means the daemon left
 
     # ---- create -------------------------------------------------------------
 
@@ -253,12 +255,15 @@ class Shim:
 
     def create(self) -> None:
         """Take the result of the helper's create: the init's pid and our ends of its stdio; on
-        failure undo everything and raise."""
-        assert self.helper is not None
+        failure undo everything and raise. Meanwhile shim.sock is served: a run's attach requests
+        are taken as they come, and the start sent to the helper as soon as they are in."""
+        helper = self.helper
+        assert helper is not None
         try:
+            self._serve_until_readable(helper.sock, helper.pidfd)
             # the init is the helper's child; when the helper exits, the init is re-parented
             # to us (a child subreaper)
-            created, fds = self.helper.created()
+            created, fds = helper.created()
             self.mounted = True
             self.root = Path(created["root"])
             self.cgroups_path = created.get("cgroups_path")
@@ -270,19 +275,44 @@ class Shim:
         self.status = "created"
         write_state_file(self.state_dir / "init.pid", str(self.init_pid).encode())
 
+    def _serve_until_readable(self, *fds: int | socket.socket) -> None:
+        """Dispatch shim.sock's events (accepts, requests) until one of ``fds`` is readable."""
+        for fd in fds:
+            self.sel.register(fd, selectors.EVENT_READ, None)
+        try:
+            while True:
+                ready = self.sel.select()
+                if any(key.data is None for key, _ in ready):
+                    return
+                for key, events in ready:
+                    if key.data in (self._accept, self._on_client):
+                        try:
+                            key.data(key.fd, events)
+                        except Exception:  # as in serve: log it, the create goes on
+                            traceback.print_exc()
+        finally:
+            for fd in fds:
+                self.sel.unregister(fd)
+
     def _undo_create(self) -> None:
         try:
             self._cleanup(delete=True)
         except Exception:  # the create error is the one to report; this goes to shim.log
             traceback.print_exc()
 
-    def start_when_attached(self, conn: socket.socket, attaches: int) -> None:
+    def request_start(self, conn: socket.socket, attaches: int) -> None:
         """Start the container once ``attaches`` clients have attached (at once for none) and
-        answer the outcome on ``conn``: the daemon's run without a start request of its own."""
+        answer the outcome on ``conn``: the daemon's run without a start request of its own.
+        Called before the create: the helper gets the start as early as it can."""
         self.start_conn, self.start_after = conn, attaches
-        if attaches:  # meanwhile, an EOF on it means the daemon gave the run up (or died)
-            self.sel.register(conn, selectors.EVENT_READ, self._on_start_conn)
         self._start_if_attached()
+
+    def watch_start_conn(self) -> None:
+        """Created, waiting for the attaches: an EOF on the spawn connection now means the daemon
+        gave the run up (or died)."""
+        if self.start_conn is not None:
+            self.sel.register(self.start_conn, selectors.EVENT_READ, self._on_start_conn)
+            self.start_watched = True
 
     def _on_start_conn(self, fd: int, events: int) -> None:
         try:
@@ -292,18 +322,33 @@ class Shim:
         if gone:
             print(f"shim: the daemon left before the start of {self.id}; deleting it", file=sys.stderr)
             self.sel.unregister(fd)
+            self.start_watched = False
             self.start_conn = None
             self._cleanup(delete=True)
             self.running = False
 
     def _start_if_attached(self) -> None:
-        if self.start_conn is None or sum(c.attached for c in self.clients.values()) < self.start_after:
+        if (self.start_conn is None or self.start_sent
+                or sum(c.attached for c in self.clients.values()) < self.start_after):
             return
-        conn, self.start_conn = self.start_conn, None
-        if self.start_after:
-            self.sel.unregister(conn)
+        assert self.helper is not None
+        self.start_sent = True
         try:
-            self._start()
+            self.helper.send_start()
+        except OSError:  # the helper is gone (a failed create): created() reports why
+            return
+        if self.status == "created":
+            self.report_start()
+
+    def report_start(self) -> None:
+        """Take the helper's answer to the start sent and tell the daemon (spawn connection)."""
+        conn, self.start_conn = self.start_conn, None
+        assert conn is not None
+        if self.start_watched:
+            self.sel.unregister(conn)
+            self.start_watched = False
+        try:
+            self._await_started()
             reply = {"ok": True}
         except Exception as err:
             reply = P.error_reply(err)
@@ -503,9 +548,15 @@ class Shim:
         if self.status != "created":
             raise errdefs.Conflict(f"container {self.id} is {self.status}, not created")
         assert self.helper is not None  # it leaves after the start (or with the container)
+        self.helper.send_start()
+        self.start_sent = True
+        self._await_started()
+
+    def _await_started(self) -> None:
         helper, self.helper = self.helper, None
+        assert helper is not None
         try:
-            helper.start()
+            helper.started()
         finally:
             helper.close()
         self.status = "running"
@@ -550,7 +601,9 @@ class Shim:
 
     def _op_attach(self, client: _Client, req: dict) -> dict | None:
         client.attached = True
-        client.stdin = bool(req.get("stdin")) and self.init.stdin_fd is not None
+        # while creating (a run's attach), whether the init will have a stdin to write to
+        has_stdin = self.request.open_stdin if self.status == "creating" else self.init.stdin_fd is not None
+        client.stdin = bool(req.get("stdin")) and has_stdin
         client.stdout = bool(req.get("stdout"))
         client.stderr = bool(req.get("stderr"))
         self._reply(client, {"ok": True})
@@ -1011,6 +1064,7 @@ class Helper:
             finally:
                 os._exit(code)
         theirs.close()
+        self.pidfd = os.pidfd_open(self.pid)  # readable once it exited (it may be reaped meanwhile)
 
     def ask_create(self, body: dict) -> None:
         """Start the create of ``body`` (the spawn request's JSON), at once: the shim sets itself
@@ -1021,27 +1075,34 @@ class Helper:
         """The successful reply (``fds`` names the fds that came with it) or its error raised."""
         return self._reply("create")
 
-    def start(self) -> None:
-        """Release the init (``runtime start``); the helper exits after it."""
+    def send_start(self) -> None:
+        """Release the init (``runtime start``) once created: it may be sent before the create's
+        reply, the helper then starts at once after it. The helper exits after the start."""
         self.sock.send(b"start")
+
+    def started(self) -> None:
+        """The start's outcome (raised if it failed)."""
         self._reply("start")
 
     def _reply(self, what: str) -> tuple[dict, list[int]]:
         """The reply is awaited together with the helper's exit: the socket alone cannot tell,
         as the init it forked (blocked before exec) holds its end."""
-        pidfd = os.pidfd_open(self.pid)
-        try:
-            poller = select.poll()
-            poller.register(self.sock, select.POLLIN)
-            poller.register(pidfd, select.POLLIN)
-            while not any(fd == self.sock.fileno() for fd, _ in poller.poll()):
-                if not select.select([self.sock], [], [], 0.5)[0]:  # a reply sent just before exiting
-                    break
-        finally:
-            os.close(pidfd)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        poller.register(self.pidfd, select.POLLIN)
+        while not any(fd == self.sock.fileno() for fd, _ in poller.poll()):
+            if not select.select([self.sock], [], [], 0.5)[0]:  # a reply sent just before exiting
+                break
         data, fds = b"", []
-        if select.select([self.sock], [], [], 0)[0]:
-            data, fds, _, _ = socket.recv_fds(self.sock, HELPER_REPLY_MAX, 4)
+        for _ in range(2):
+            try:
+                if select.select([self.sock], [], [], 0)[0]:
+                    data, fds, _, _ = socket.recv_fds(self.sock, HELPER_REPLY_MAX, 4)
+                break
+            except ConnectionResetError:
+                # it left with our start unread (its create failed): the kernel reports that
+                # once, ahead of the reply still queued
+                continue
         if not data:
             raise errdefs.System(f"the shim's create helper (pid {self.pid}) died during {what} "
                                  f"(see shim.log)")
@@ -1049,6 +1110,7 @@ class Helper:
 
     def close(self) -> None:
         self.sock.close()
+        os.close(self.pidfd)
 
 
 def _create_helper(pair: socket.socket) -> int:
@@ -1153,6 +1215,8 @@ def run(conn: socket.socket, body: dict, helper: Helper, start_after: int | None
         shim = Shim(request, load_runtime(request.runtime, request.runtime_root))
         shim.prepare(helper)
         daemon_there = _tell(conn, {"ok": True, "shim_pid": os.getpid()})
+        if start_after is not None:
+            shim.request_start(conn, start_after)
         shim.create()
     except Exception as err:
         _tell(conn, P.error_reply(err))
@@ -1167,8 +1231,10 @@ def run(conn: socket.socket, body: dict, helper: Helper, start_after: int | None
         return 1
     if start_after is None:
         conn.close()
+    elif shim.start_sent:
+        shim.report_start()
     else:
-        shim.start_when_attached(conn, start_after)
+        shim.watch_start_conn()
     shim.serve()
     return 0
 
