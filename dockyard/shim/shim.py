@@ -43,7 +43,7 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.mount import Mount
-from dockyard.oci import runtime_spec
+from dockyard.oci import defaults, runtime_spec
 from dockyard.oci.defaults import capability_list
 from dockyard.oci.seccomp_default import default_seccomp
 from dockyard.runtime import syscalls as sc
@@ -51,6 +51,7 @@ from dockyard.runtime.base import Runtime
 from dockyard.runtime.cgroups import manager_for
 from dockyard.runtime.linux import DockyardRuntime, compiled_seccomp
 from dockyard.runtime.runc import RuncRuntime
+from dockyard.runtime.validate import validate
 from dockyard.shim import protocol as P
 from dockyard.shim import rootfs
 from dockyard.shim.client import SpawnRequest
@@ -88,6 +89,40 @@ def warm_up() -> None:
     compiled_seccomp(default_seccomp(capability_list()))
     manager_for("/")
     _rehearse_requests()
+    _REHEARSAL.append(_sample_create())
+
+
+def _sample_create() -> tuple[bytes, bytes]:
+    """A spawn request and config.json like the daemon's, for the helpers' rehearsal."""
+    cid = "0" * 64
+    spec = defaults.base_spec(["true"], ["PATH=/usr/bin:/bin"], "/", f"/nonexistent/{cid}/rootfs", cid[:12])
+    spec.linux.cgroups_path = f"/nonexistent/{cid}"
+    request = {"container_id": cid, "bundle": f"/nonexistent/{cid}", "state_dir": f"/nonexistent/{cid}",
+               "runtime": DockyardRuntime.name, "runtime_root": "/nonexistent", "tty": False,
+               "open_stdin": False, "stdin_once": False, "log_path": f"/nonexistent/{cid}/log.json",
+               "log_max_size": None, "log_max_files": 1, "log_driver": "json-file", "log_compress": False,
+               "log_attrs": [], "rootfs_mounts": [{"type": "overlay", "source": "overlay", "target": "",
+                                                   "options": ["lowerdir=/a:/b", "upperdir=/u", "workdir=/w"]}]}
+    return json.dumps({"op": "spawn", "request": request, "start": 1}).encode(), runtime_spec.encode(spec)
+
+
+_REHEARSAL: list[tuple[bytes, bytes]] = []  # the sample create (the zygote's warm_up makes it)
+
+
+def _rehearse_create() -> None:
+    """What a create runs first (the request and config.json decoded, the runtime loaded and
+    its checks, the cgroup manager, the seccomp program's lookup, the reply encoded), run on the
+    sample while the helper waits for its request: the pages this touches are copied from the
+    zygote now instead of on the start path (~250 copy-on-write faults, ~0.8 ms here)."""
+    for spawn, config in _REHEARSAL:
+        request = spawn_request_from_json(json.loads(spawn)["request"])
+        load_runtime(request.runtime, request.runtime_root)
+        spec = runtime_spec.decode(config)
+        validate(spec)
+        manager_for(spec.linux.cgroups_path)
+        compiled_seccomp(spec.linux.seccomp)
+        json.dumps({"ok": True, "pid": 0, "root": spec.root.path, "cgroups_path": spec.linux.cgroups_path,
+                    "fds": ["stdout", "stderr"]})
 
 
 WARM_ROUNDS = 64  # enough calls for CPython to quicken and specialize the code
@@ -1066,10 +1101,10 @@ class Helper:
         theirs.close()
         self.pidfd = os.pidfd_open(self.pid)  # readable once it exited (it may be reaped meanwhile)
 
-    def ask_create(self, body: dict) -> None:
-        """Start the create of ``body`` (the spawn request's JSON), at once: the shim sets itself
-        up meanwhile and takes the result with ``created``."""
-        self.sock.send(json.dumps(body).encode())
+    def ask_create(self, spawn: bytes) -> None:
+        """Start the create of ``spawn`` (the daemon's spawn request, JSON as it came), at once:
+        the shim sets itself up meanwhile and takes the result with ``created``."""
+        self.sock.send(spawn)
 
     def created(self) -> tuple[dict, list[int]]:
         """The successful reply (``fds`` names the fds that came with it) or its error raised."""
@@ -1114,6 +1149,7 @@ class Helper:
 
 
 def _create_helper(pair: socket.socket) -> int:
+    _rehearse_create()
     try:
         data = pair.recv(HELPER_REPLY_MAX)
     except OSError:
@@ -1122,7 +1158,10 @@ def _create_helper(pair: socket.socket) -> int:
         return 0  # our shim left unused
     ours: list[int] = []  # the stdio ends that go to the shim with the reply
     try:
-        request = spawn_request_from_json(json.loads(data))
+        spawn = json.loads(data)
+        if spawn.get("op") != "spawn":
+            raise ValueError(f"create helper: unknown request {spawn.get('op')!r}")
+        request = spawn_request_from_json(spawn["request"])
         request.state_dir.mkdir(parents=True, exist_ok=True)
         os.chdir(request.state_dir)
         log_fd = os.open("shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)

@@ -39,7 +39,8 @@ REQUEST_TIMEOUT = 5.0
 SPARE_DELAY = 0.035  # after a spawn, how long the zygote waits before forking the next spare
 
 
-def _read_request(conn: socket.socket) -> dict:
+def _read_request(conn: socket.socket) -> bytes:
+    """The spawn request frame's payload (JSON), as it came."""
     conn.settimeout(REQUEST_TIMEOUT)
     reader = P.FrameReader()
     while True:
@@ -51,7 +52,7 @@ def _read_request(conn: socket.socket) -> dict:
             kind, payload = frames[0]
             if kind != P.REQUEST:
                 raise ValueError(f"expected a request frame, got type {kind}")
-            return json.loads(payload)
+            return payload
 
 
 class Zygote:
@@ -173,7 +174,9 @@ def _spare(pair: socket.socket) -> int:
         return 0  # the zygote is gone
     conn = socket.socket(fileno=fds[0])
     try:
-        request = _read_request(conn)
+        payload = _read_request(conn)
+        helper.ask_create(payload)  # first, as it came: it works while the shim sets itself up
+        request = json.loads(payload)
         if request.get("op") != "spawn":
             raise ValueError(f"zygote: unknown request {request.get('op')!r}")
     except Exception as err:
@@ -183,7 +186,6 @@ def _spare(pair: socket.socket) -> int:
         except OSError:
             pass
         return 1
-    helper.ask_create(request["request"])  # first: it works while the shim sets itself up
     return shim.run(conn, request["request"], helper, request.get("start"))
 
 
