@@ -203,8 +203,10 @@ def _memory(target: Target, state: Any) -> dict[str, float]:
     # container (a zygote, say) belong to the daemon, not to the containers measured next.
     target.core_pids = set(procs.descendants(target.daemon_pid))
     core = sorted(target.core_pids)
+    _settle(core)
     idle_rss = sum(procs.rss_kib(p) for p in core)
     idle_pss = sum(procs.pss_kib(p) for p in core)
+    daemon_rss = procs.rss_kib(target.daemon_pid)
     cids = []
     try:
         for _ in range(COUNT):
@@ -218,11 +220,30 @@ def _memory(target: Target, state: Any) -> dict[str, float]:
     finally:
         _remove_all(target, cids)
     return {
+        "mem_daemon_process_idle": daemon_rss / MIB,
         "mem_daemon_idle": idle_rss / MIB,
+        "mem_daemon_idle_pss": idle_pss / MIB,
         "mem_daemon_20": busy_rss / MIB,
         "mem_per_container": (shim_pss + max(busy_pss - idle_pss, 0)) / COUNT / MIB,
         "mem_shim_per_container": shim_pss / COUNT / MIB,
     }
+
+
+SETTLE_FOR = 6.0  # seconds at most
+
+
+def _settle(pids: list[int]) -> None:
+    """Wait until the processes' RSS stops falling (half-second readings within 1%, at most
+    SETTLE_FOR): both daemons give memory freed by the previous case (an image load, a build)
+    back lazily, dockerd's Go runtime by its scavenger, Dockyard by a trim once it goes quiet."""
+    deadline = time.monotonic() + SETTLE_FOR
+    last = sum(procs.rss_kib(p) for p in pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sum(procs.rss_kib(p) for p in pids)
+        if now >= last * 0.99:
+            return
+        last = now
 
 
 # --- API round trips --------------------------------------------------------------------------
@@ -263,7 +284,9 @@ CASES: list[Case] = [
     _one("exec_true", "exec true", _exec_case, setup=_running, teardown=lambda t, cid: _remove(t, cid)),
     _one("start_20_sequence", f"{COUNT} × run -d, in sequence", _start_sequence, floor=""),
     _one("start_20_parallel", f"{COUNT} × run -d, in parallel", _start_parallel, floor=""),
-    Case("memory", [Metric("mem_daemon_idle", "daemon RSS, idle", "MiB"),
+    Case("memory", [Metric("mem_daemon_process_idle", "daemon process RSS, idle (dockerd; dockyardd)", "MiB"),
+                    Metric("mem_daemon_idle", "daemon RSS, idle (with containerd; with the zygote)", "MiB"),
+                    Metric("mem_daemon_idle_pss", "daemon PSS, idle (same processes)", "MiB"),
                     Metric("mem_daemon_20", f"daemon RSS, {COUNT} running", "MiB"),
                     Metric("mem_per_container", "per-container overhead (PSS: shim + daemon growth)", "MiB"),
                     Metric("mem_shim_per_container", "per-container shim PSS", "MiB")], _memory),

@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="few iterations, Dockyard only (what CI runs)")
     p.add_argument("--runs", type=int, help="timed runs per case and target (default 5; quick: 2)")
     p.add_argument("--warmup", type=int, help="untimed runs first (default 1; quick: 0)")
+    p.add_argument("--settle", type=float, help="seconds of pause after each measurement, so what a "
+                   "target does in the background after one (a removal, a shim's exit) does not "
+                   "land in the next target's (default 0.25; quick: 0)")
     p.add_argument("--cases", help="comma-separated case names (default: all): " + ",".join(catalog.BY_NAME))
     p.add_argument("--targets", help="comma-separated from " + ",".join(ALL_TARGETS) + " (quick: dockyard)")
     p.add_argument("--no-floor", action="store_true", help="skip the floor measurements")
@@ -46,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.runs = args.runs or (2 if args.quick else 5)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
+    args.settle = args.settle if args.settle is not None else (0.0 if args.quick else 0.25)
     args.targets = args.targets.split(",") if args.targets else (["dockyard"] if args.quick else ALL_TARGETS)
     unknown = set(args.targets) - set(ALL_TARGETS)
     if unknown:
@@ -103,6 +107,7 @@ def run_case(case: cases.Case, live: list[Target], args: argparse.Namespace) -> 
                 case.measure(t, states[t.name])
             except DAEMON_ERRORS as exc:
                 fail(t, "warm-up", exc)
+            time.sleep(args.settle)
     for _ in range(args.runs):
         for t in list(running):  # A B A B: each run visits every target before the next run
             try:
@@ -110,6 +115,7 @@ def run_case(case: cases.Case, live: list[Target], args: argparse.Namespace) -> 
                     cells[name][t.name].values.append(value)
             except DAEMON_ERRORS as exc:
                 fail(t, "run", exc)
+            time.sleep(args.settle)
     for t in live:
         try:
             if t.name in states:
