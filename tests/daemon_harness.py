@@ -120,7 +120,7 @@ def destroy(handle: DaemonHandle) -> None:
     stop(handle)
     _kill_pids_under(handle.exec_root)
     _unmount_under(handle.root)
-    _remove_cgroups(handle.cgroup_parent)
+    remove_cgroups(handle.cgroup_parent)
     subprocess.run(["ip", "link", "del", handle.bridge], capture_output=True)
     _remove_network_leftovers(handle)
     shutil.rmtree(handle.root, ignore_errors=True)
@@ -197,7 +197,9 @@ def _unmount_under(root: Path) -> None:
             subprocess.run(["umount", "-l", t], capture_output=True)
 
 
-def _remove_cgroups(parent: str) -> None:
+def remove_cgroups(parent: str) -> None:
+    """``parent`` and everything below it, in every hierarchy (v1 controllers and the hybrid
+    host's cgroup2 mount, where runc makes its cgroups too)."""
     bases = [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()]
     for base in bases:
         top = base / parent.lstrip("/")

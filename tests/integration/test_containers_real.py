@@ -21,12 +21,12 @@ from dockyard.daemon.containers.service import ContainerService
 from dockyard.daemon.images.service import ImageService
 from dockyard.daemon.networks import NetworkService
 from dockyard.daemon.volumes import VolumesService
-from dockyard.runtime.cgroups.v1 import hierarchies
 from dockyard.shim.manager import ZygoteShimManager
 from dockyard.storage.content import ContentStore
 from dockyard.storage.layers import LayerStore
 from dockyard.storage.metadata import Database
 from dockyard.storage.snapshotter import OverlaySnapshotter
+from tests.daemon_harness import remove_cgroups
 
 FIXTURE = Path("/work/shared/fixtures/busybox-docker-save.tar")
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -85,14 +85,7 @@ class Stack:
                 pass
         await self.shims.close()
         await self.networks.stop()
-        for mountpoint in set(hierarchies().values()):
-            path = os.path.join(mountpoint, self.config.cgroup_parent.lstrip("/"))
-            if os.path.isdir(path):
-                for directory in sorted((d for d, _, _ in os.walk(path)), reverse=True):
-                    try:
-                        os.rmdir(directory)
-                    except OSError:
-                        pass
+        remove_cgroups(self.config.cgroup_parent)
         os.system(f"grep -o ' {self.root}[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null")
         self.db.close()
 
