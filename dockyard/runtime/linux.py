@@ -180,7 +180,7 @@ class DockyardRuntime:
                         os.close(fd)
                 else:
                     sc.unshare(sc.CLONE_NEWPID)
-            pid = os.fork()
+            pid = sc.fork()
             if pid == 0:
                 os.close(sync_read)
                 init.run(
@@ -277,7 +277,7 @@ class DockyardRuntime:
                 own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
                 sc.setns(pid_fd, sc.CLONE_NEWPID, f"join namespace /proc/{st.pid}/ns/pid")
             try:
-                pid = os.fork()
+                pid = sc.fork()
                 if pid == 0:
                     os.close(sync_read)
                     execproc.run(execproc.ExecConfig(

@@ -19,6 +19,8 @@ import traceback
 import zlib
 from pathlib import Path
 
+from dockyard.runtime import syscalls as sc
+
 
 def gzip_header(last_time: str) -> bytes:
     """RFC 1952 header as Go's gzip writer makes it with only Extra set: FEXTRA, no name, no
@@ -78,7 +80,7 @@ class Compressor:
         self._pidfd: int | None = None  # names the child even once reaped and its pid reused
 
     def start(self, source: Path, last_time: str) -> None:
-        pid = os.fork()
+        pid = sc.fork()
         if pid == 0:  # the child: compress and leave, touching nothing of the shim's
             code = 1
             try:

@@ -1088,7 +1088,7 @@ class Helper:
         """Fork it; it leaves at once if the pair closes unused."""
         self.sock, theirs = socket.socketpair(socket.AF_UNIX,
                                               socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        self.pid = os.fork()
+        self.pid = sc.fork()
         if self.pid == 0:
             code = 1
             try:

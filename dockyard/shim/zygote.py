@@ -130,12 +130,12 @@ class Zygote:
         """Double fork a process that waits for a spawn connection; returns our end of its pair."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         gc.freeze()  # objects made since the last fork join the shared, never-scanned set
-        middle = os.fork()
+        middle = sc.fork()
         if middle == 0:
             code = 1
             try:
                 os.setsid()
-                if os.fork() != 0:
+                if sc.fork() != 0:
                     os._exit(0)
                 ours.close()
                 self._become_shim(theirs)
