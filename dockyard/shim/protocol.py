@@ -26,8 +26,13 @@ Requests on ``zygote.sock`` (one per connection):
 =========  ========================  ==============================================================
 op         args                      replies
 =========  ========================  ==============================================================
-spawn      ``request``: SpawnRequest  1st ``{"shim_pid"}`` as soon as the shim runs, then ``{"pid"}``
-                                      (container created) or an error (create failed); then EOF
+spawn      ``request``: SpawnRequest  1st ``{"shim_pid"}`` once the shim runs and shim.sock is
+           ``start``: N (optional)    bound, then ``{"pid"}`` (container created) or an error (create
+                                      failed); then EOF. With ``start`` (a run): the shim starts
+                                      the container once N attach requests are in on shim.sock (the
+                                      daemon sends them after the 1st reply; they are served during
+                                      the create) and answers ``{}`` or the start's error, then EOF;
+                                      an EOF from the daemon before that ends the container
 =========  ========================  ==============================================================
 
 Requests on ``<state_dir>/shim.sock`` (a connection may carry several, one at a time):
