@@ -105,7 +105,7 @@ async def launch(rec: ContainerRecord, *, config: DaemonConfig, images: ImageLoo
     exit_code = EXIT_UNKNOWN
     try:
         image = images.resolve(rec.image_id)
-        exec_user = users.resolve(rec.config.user, images.layer_dirs(image), hc.group_add)
+        exec_user = users.resolve(rec.config.user, images.layer_dirs(image), hc.group_add, image_layers=True)
         data_dir.mkdir(parents=True, exist_ok=True)
         _fresh_exec_dir(exec_dir)
         mode = hc.network_mode
