@@ -53,12 +53,18 @@ async def _until(condition, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def test_heap_trimmed_at_start_and_once_when_work_stops(monkeypatch):
+def _fake_clock(monkeypatch) -> tuple[list[float], list[float]]:
+    """(the trims made, at which CPU time; the process's CPU clock, for the test to advance)."""
     trims: list[float] = []
     cpu = [0.0]
     monkeypatch.setattr(daemon_mod.syscalls, "malloc_trim", lambda: trims.append(cpu[0]))
     monkeypatch.setattr(daemon_mod, "time", SimpleNamespace(process_time=lambda: cpu[0], monotonic=time.monotonic))
     monkeypatch.setattr(daemon_mod, "HEAP_TRIM_POLL", 0.01)
+    return trims, cpu
+
+
+def test_heap_trimmed_at_start_and_once_when_work_stops(monkeypatch):
+    trims, cpu = _fake_clock(monkeypatch)
 
     async def scenario() -> None:
         trimmer = asyncio.ensure_future(daemon_mod.Daemon._trim_heap())
@@ -77,11 +83,7 @@ def test_heap_trimmed_at_start_and_once_when_work_stops(monkeypatch):
 
 
 def test_heap_trimmed_now_and_then_while_busy(monkeypatch):
-    trims: list[float] = []
-    cpu = [0.0]
-    monkeypatch.setattr(daemon_mod.syscalls, "malloc_trim", lambda: trims.append(cpu[0]))
-    monkeypatch.setattr(daemon_mod, "time", SimpleNamespace(process_time=lambda: cpu[0], monotonic=time.monotonic))
-    monkeypatch.setattr(daemon_mod, "HEAP_TRIM_POLL", 0.01)
+    trims, cpu = _fake_clock(monkeypatch)
     monkeypatch.setattr(daemon_mod, "HEAP_TRIM_BUSY", 0.05)
 
     async def scenario() -> None:
