@@ -308,6 +308,9 @@ class ZygoteShimManager:
         except BaseException:
             for future in pending:
                 future.cancel()
+                if future.done() and not future.cancelled() and future.exception() is None \
+                        and future.result() not in streams:
+                    streams.append(future.result())  # attached, not yet taken: closed below
             for stream in streams:
                 await stream.close()
             if handle is not None and handle.pid:
