@@ -5,7 +5,9 @@ Layout under ``root``::
     .init/        the init layer, shared by every snapshot (read-only to overlay)
     <key>/upper   the container's changes (overlay upperdir)
     <key>/work    overlay workdir
-    <key>/parent  the parent chain id (empty: no layers), so mounts survive a restart
+    <key>         its xattr user.dockyard.parent: the parent chain id (empty: no layers), so
+                  mounts survive a restart (a ``parent`` file on filesystems without user
+                  xattrs, and in snapshots made before)
 
 The init layer is Docker's: the mount points the runtime binds over (``/etc/hosts``,
 ``/etc/resolv.conf``, ``/etc/hostname``, ``/dev/console``, ``/proc``, ``/sys``, ...) plus
@@ -26,6 +28,7 @@ refuses with a clear error instead of failing at container start.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -92,7 +95,7 @@ class OverlaySnapshotter:
             (tmp / "upper").mkdir()
             os.chmod(tmp / "upper", 0o755)  # the container's "/": exactly, whatever the umask
             (tmp / "work").mkdir(mode=0o700)
-            _write_synced(tmp / "parent", (parent_chain_id or "").encode())
+            _record_parent(tmp, (parent_chain_id or "").encode())
             mounts = [self._overlay(final, lowers)]
             os.rename(tmp, final)
         except BaseException:
@@ -118,8 +121,14 @@ class OverlaySnapshotter:
 
     def parent(self, key: str) -> str | None:
         """The chain id the snapshot sits on (None: an image without layers); NotFound."""
+        directory = self._dir(key)
         try:
-            return (self._dir(key) / "parent").read_text() or None
+            return os.getxattr(directory, PARENT_XATTR).decode() or None
+        except OSError as err:
+            if err.errno == errno.ENOENT:
+                raise errdefs.NotFound(f"snapshot {key} does not exist") from None
+        try:
+            return (directory / "parent").read_text() or None
         except FileNotFoundError:
             raise errdefs.NotFound(f"snapshot {key} does not exist") from None
 
@@ -127,7 +136,11 @@ class OverlaySnapshotter:
         return self._dir(key) / "upper"
 
     def exists(self, key: str) -> bool:
-        return (self._dir(key) / "parent").is_file()
+        try:
+            self.parent(key)
+        except errdefs.NotFound:
+            return False
+        return True
 
     def remove(self, key: str) -> None:
         """Delete the snapshot's directories (idempotent). The caller unmounts first."""
@@ -165,6 +178,23 @@ class OverlaySnapshotter:
         for entry in self.root.iterdir():
             if entry.name.startswith(".tmp-"):
                 remove_tree(entry)
+
+
+PARENT_XATTR = "user.dockyard.parent"
+
+
+def _record_parent(directory: Path, chain_id: bytes) -> None:
+    """The parent of a snapshot still in its temp dir, as an xattr of the dir: metadata, which
+    the journal commits in order with the dirs and the rename that publishes them, at the latest
+    with the fsync of the container's row that follows (a file's data would need its own fsync:
+    delayed allocation could leave it empty after a crash; ~0.8 ms of every create here). Where
+    user xattrs are refused (tmpfs before Linux 6.6), a synced file as before."""
+    try:
+        os.setxattr(directory, PARENT_XATTR, chain_id)
+    except OSError as err:
+        if err.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        _write_synced(directory / "parent", chain_id)
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -7,6 +7,7 @@ pytest's tmp_path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -25,6 +26,7 @@ from dockyard.mount import Mount
 from dockyard.storage.content import ContentStore
 from dockyard.storage.layers import LayerStore, chain_id_of
 from dockyard.storage.metadata import Database
+from dockyard.storage import snapshotter
 from dockyard.storage.snapshotter import OverlaySnapshotter
 
 FIXTURES = Path("/work/shared/fixtures")
@@ -228,6 +230,33 @@ def test_snapshot_lifecycle(stores, docker_save, tmp_path):
     with pytest.raises(errdefs.NotFound):
         snapshots.parent("c1")
     assert [p.name for p in snapshots.root.iterdir()] == [".init"]
+
+
+def test_snapshot_parent_is_an_xattr_with_a_file_where_refused(stores, docker_save, monkeypatch):
+    """The parent chain id rides on the snapshot dir's metadata (no data to fsync); snapshots
+    made before, and those on a filesystem refusing user xattrs, keep a ``parent`` file."""
+    _, layers, snapshots, _ = stores
+    root, manifest, _ = docker_save
+    top = register_all(layers, root, manifest["Layers"][:1])
+    snapshots.prepare("x1", top)
+    assert os.getxattr(snapshots.root / "x1", snapshotter.PARENT_XATTR) == top.encode()
+    assert not (snapshots.root / "x1" / "parent").exists()
+    # an older snapshot: the file, no xattr
+    os.removexattr(snapshots.root / "x1", snapshotter.PARENT_XATTR)
+    (snapshots.root / "x1" / "parent").write_text(top)
+    assert snapshots.parent("x1") == top and snapshots.exists("x1")
+
+    def refuse(*args):
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+    monkeypatch.setattr(snapshotter.os, "setxattr", refuse)
+    snapshots.prepare("x2", None)
+    assert (snapshots.root / "x2" / "parent").read_text() == ""
+    assert snapshots.parent("x2") is None and snapshots.exists("x2")
+    for key in ("x1", "x2"):
+        snapshots.remove(key)
+    assert not snapshots.exists("x1")
+    with pytest.raises(errdefs.NotFound):
+        snapshots.parent("x2")
 
 
 def tree(root: Path) -> dict[str, tuple]:
