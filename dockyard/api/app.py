@@ -55,12 +55,13 @@ async def read_json(request: web.Request, type: type | None = None, default: obj
         raise errdefs.InvalidParameter(f"invalid character in JSON body: {e}") from None
 
 
-def _common_headers(resp: web.StreamResponse, version: str) -> None:
-    if resp.prepared:
-        return
+async def _common_headers(request: web.Request, resp: web.StreamResponse) -> None:
+    """dockerd's headers on every answer, as its headers go out: streamed ones (attach, wait,
+    logs, events) included. Api-Version is the daemon's own, whatever the request's (dockerd's
+    VersionMiddleware)."""
     h = resp.headers
-    h.setdefault("Api-Version", version)
-    h.setdefault("Server", SERVER_HEADER)
+    h.setdefault("Api-Version", versions.MAX_VERSION)
+    h["Server"] = SERVER_HEADER  # over aiohttp's own, set just before this hook
     h.setdefault("Docker-Experimental", "true")  # what dockerd --experimental gates (build --squash) is always on
     h.setdefault("Ostype", "linux")
 
@@ -102,12 +103,12 @@ async def versioned(request: web.Request, handler: Handler) -> web.StreamRespons
     except Exception as e:  # a real internal fault: log it, never show a traceback
         log.exception("internal error serving %s %s", request.method, request.path)
         resp = error_response(f"internal error: {type(e).__name__}: {e}", 500)
-    _common_headers(resp, version)
     return resp
 
 
 def make_app(register_routes: Callable[[web.Application], None]) -> web.Application:
     """Build the app; ``register_routes`` adds every router's routes (composition root decides)."""
     app = web.Application(middlewares=[versioned], client_max_size=0)
+    app.on_response_prepare.append(_common_headers)
     register_routes(app)
     return app

@@ -34,6 +34,15 @@ def test_ping_headers(dockyardd):
     assert headers["Content-Length"] == "0" and headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
+def test_dockerd_headers_on_every_answer(dockyardd):
+    """As dockerd's VersionMiddleware: Api-Version is the daemon's own, whatever the request's,
+    and streamed answers (here /events, whose headers go out before its body) carry them too."""
+    for path in ("/v1.41/version", "/v1.44/events?since=0&until=1", "/v1.50/containers/nope/json"):
+        _, headers, _ = call(dockyardd, "GET", path)
+        assert headers["Api-Version"] == "1.50", path
+        assert headers["Server"].startswith("Dockyard/") and headers["Ostype"] == "linux", path
+
+
 def test_versions(dockyardd):
     assert call(dockyardd, "GET", "/v1.41/version")[0] == 200
     status, _, body = call(dockyardd, "GET", "/v1.99/version")
