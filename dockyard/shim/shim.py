@@ -269,7 +269,6 @@ class Shim:
         self.start_conn: socket.socket | None = None
         self.start_after = 0
         self.start_sent = False  # the helper was told to start (maybe before its create's reply)
-        self.start_watched = False  # start_conn in the selector: its EOF means the daemon left
 
     # ---- create -------------------------------------------------------------
 
@@ -347,7 +346,6 @@ class Shim:
         gave the run up (or died)."""
         if self.start_conn is not None:
             self.sel.register(self.start_conn, selectors.EVENT_READ, self._on_start_conn)
-            self.start_watched = True
 
     def _on_start_conn(self, fd: int, events: int) -> None:
         try:
@@ -357,7 +355,6 @@ class Shim:
         if gone:
             print(f"shim: the daemon left before the start of {self.id}; deleting it", file=sys.stderr)
             self.sel.unregister(fd)
-            self.start_watched = False
             self.start_conn = None
             self._cleanup(delete=True)
             self.running = False
@@ -379,9 +376,8 @@ class Shim:
         """Take the helper's answer to the start sent and tell the daemon (spawn connection)."""
         conn, self.start_conn = self.start_conn, None
         assert conn is not None
-        if self.start_watched:
+        if self.sel.get_map().get(conn.fileno()) is not None:  # watched for the daemon's EOF
             self.sel.unregister(conn)
-            self.start_watched = False
         try:
             self._await_started()
             reply = {"ok": True}
@@ -718,11 +714,7 @@ class Shim:
                 os.close(fd)
             raise
         finally:
-            for fd in child_fds:
-                os.close(fd)
-            if console is not None:
-                console.close()
-                _unlink(console_path)
+            _drop_child_side(child_fds, console, console_path)
         for fd in ex.outputs:
             self.sel.register(fd, selectors.EVENT_READ, functools.partial(self._on_exec_output, ex))
         self.execs[exec_id] = ex
@@ -1044,6 +1036,16 @@ def unix_listener(path: Path) -> socket.socket:
     return sock
 
 
+def _drop_child_side(child_fds: list[int], console: socket.socket | None, console_path: Path) -> None:
+    """After a create or an exec, what only the child needed: its ends of the stdio pipes and
+    the console socket the runtime sent the pty master through."""
+    for fd in child_fds:
+        os.close(fd)
+    if console is not None:
+        console.close()
+        _unlink(console_path)
+
+
 def _stdio_pipes(with_stdin: bool, child_fds: list[int],
                  ) -> tuple[int | None, tuple[int, int, int], dict[int, str]]:
     """Pipes for a process's stdio: (our stdin write end or None, the child's 0/1/2, our
@@ -1225,11 +1227,7 @@ def _create_container(runtime: Runtime, req: SpawnRequest, ours: list[int]) -> d
         rootfs.unmount_all(req.rootfs_mounts, root)
         raise
     finally:
-        for fd in child_fds:
-            os.close(fd)
-        if console is not None:
-            console.close()
-            _unlink(console_path)
+        _drop_child_side(child_fds, console, console_path)
     return {"pid": pid, "root": str(root), "cgroups_path": spec.linux.cgroups_path, "fds": names}
 
 
