@@ -138,28 +138,26 @@ def _hub_argv(workdir: Path, port: int) -> list[str]:
     return [str(HUB), "serve", "--addr", f"127.0.0.1:{port}", "--data", str(workdir / "data")]
 
 
-def docker_registry() -> RegistryServer:
-    if not DOCKER_REGISTRY.exists():
-        raise RegistryUnavailable(f"{DOCKER_REGISTRY} is not installed (apt-get install docker-registry)")
-    server = RegistryServer("registry", "docker-registry", _docker_registry_argv)
+def _started(server: RegistryServer) -> RegistryServer:
+    """``server`` running; what a failed start left is stopped."""
     try:
         server.start()
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def docker_registry() -> RegistryServer:
+    if not DOCKER_REGISTRY.exists():
+        raise RegistryUnavailable(f"{DOCKER_REGISTRY} is not installed (apt-get install docker-registry)")
+    return _started(RegistryServer("registry", "docker-registry", _docker_registry_argv))
 
 
 def hub() -> RegistryServer:
     if not HUB.exists():
         raise RegistryUnavailable(f"{HUB} is missing (pip install -e . in the venv)")
-    server = RegistryServer("hub", "Dockyard hub", _hub_argv)
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return _started(RegistryServer("hub", "Dockyard hub", _hub_argv))
 
 
 STARTERS: dict[str, Callable[[], RegistryServer]] = {"registry": docker_registry, "hub": hub}
