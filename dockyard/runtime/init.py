@@ -178,7 +178,7 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
 
     os.umask(0)
     fifo_fd = os.open(cfg.fifo_path, os.O_PATH | os.O_CLOEXEC)
-    rootfs.prepare(spec, cfg.rootfs, enter_cgroup_ns)
+    rootfs.prepare(spec, cfg.rootfs, enter_cgroup_ns)  # validate() made sure of a mount namespace
     rootfs.pivot(cfg.rootfs)
     if process.terminal:
         if cfg.console_socket is None:
