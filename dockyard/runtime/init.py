@@ -14,10 +14,14 @@ Handshake (runc's sync + exec.fifo, in typed messages):
  1'     sync pipe       ``{"type": "error", ...}``      setup failed; init exits 1
  2      exec.fifo       (init blocks opening it for    ``start`` opens it for reading
                         writing) then one NUL byte
- 3      exec.fifo       EOF (the fd is close-on-exec)  exec succeeded
- 3'     exec.fifo       error text, then EOF           post-start step or exec failed;
-                                                        init exits 1
+ 3      exec.fifo       EOF (closed before execve)     started
  =====  ==============  =============================  =============================
+
+The fifo is closed just before execve rather than by it: the kernel tears the init's
+copy of the caller's address space down inside execve, before it closes close-on-exec
+fds, and ``start`` need not wait for that (~1 ms). Everything that can fail is done
+before "ready"; an execve that still fails (say, a binary for another architecture)
+is reported as runc reports it: the message on the container's stderr, exit status 1.
 
 Order of the setup mirrors runc: signals reset and a new session; namespaces
 (join by path, else unshare) except cgroup; then the cgroup
@@ -26,8 +30,8 @@ just before the cgroup filesystem is mounted, after the init joined its cgroup
 itself (the caller made it and wrote its limits before the fork); mounts and
 pivot_root; terminal; hostname; sysctls, read-only and masked paths; oom
 score and rlimits; seccomp (unless no_new_privileges, then it goes last);
-bounding set; executable lookup; ready. After start: user switch, capability
-sets, cwd, no_new_privileges, seccomp, exec.
+bounding set; executable lookup; user switch, capability sets, cwd,
+no_new_privileges (then seccomp); ready. After start: exec.
 """
 
 from __future__ import annotations
@@ -125,7 +129,7 @@ def begin_child(process: Process, stdio: tuple[int, int, int] | None) -> None:
 
 def limit_process(process: Process, seccomp_program: bytes | None) -> str:
     """The limits set while still privileged, shared with ``execproc``: OOM score, rlimits,
-    seccomp (here unless no_new_privileges defers it to ``exec_process``), capability
+    seccomp (here unless no_new_privileges defers it to ``become_process``), capability
     bounding set. Returns the executable of ``process.args[0]``."""
     if process.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -163,8 +167,8 @@ def _namespaces(spec: Spec, cgroup: bool) -> None:
         sc.unshare(flags)
 
 
-def _setup(cfg: InitConfig) -> tuple[str, int]:
-    """Everything up to "ready"; returns (executable, O_PATH fd of exec.fifo)."""
+def _setup(cfg: InitConfig) -> tuple[str, dict[str, str], int]:
+    """Everything up to "ready"; returns (executable, environment, O_PATH fd of exec.fifo)."""
     spec = cfg.spec
     process = spec.process
     begin_child(process, cfg.stdio)
@@ -189,16 +193,13 @@ def _setup(cfg: InitConfig) -> tuple[str, int]:
     if spec.domainname:
         sc.setdomainname(spec.domainname)
     rootfs.finalize(spec)
-    return limit_process(process, cfg.seccomp_program), fifo_fd
+    executable = limit_process(process, cfg.seccomp_program)
+    return executable, become_process(process, cfg.seccomp_program), fifo_fd
 
 
-def _after_start(cfg: InitConfig, executable: str) -> None:
-    exec_process(cfg.spec.process, cfg.seccomp_program, executable)
-
-
-def exec_process(process: Process, seccomp_program: bytes | None, executable: str) -> None:
-    """The last steps, shared with ``docker exec`` (``execproc``): user switch, capability sets,
-    cwd, no_new_privileges (then seccomp), execve. Raises on failure, never returns otherwise."""
+def become_process(process: Process, seccomp_program: bytes | None) -> dict[str, str]:
+    """The last steps before execve, shared with ``docker exec`` (``execproc``): user switch,
+    capability sets, cwd, no_new_privileges (then seccomp). Returns the environment."""
     credentials.switch_user(process.user)
     if process.capabilities is not None:
         caps.set_sets(process.capabilities, caps.last_cap())
@@ -213,6 +214,12 @@ def exec_process(process: Process, seccomp_program: bytes | None, executable: st
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in process.env)
     if "HOME" not in env:
         env["HOME"] = credentials.home_of(process.user.uid)
+    return env
+
+
+def exec_process(process: Process, seccomp_program: bytes | None, executable: str) -> None:
+    """``become_process``, then execve. Raises on failure, never returns otherwise."""
+    env = become_process(process, seccomp_program)
     try:
         os.execve(executable, process.args, env)
     except OSError as err:
@@ -223,9 +230,8 @@ def run(cfg: InitConfig) -> None:
     """The child's whole life; never returns."""
     # a full collection would touch (and so copy) every page inherited from the caller
     gc.disable()
-    fifo_write = -1
     try:
-        executable, fifo_fd = _setup(cfg)
+        executable, env, fifo_fd = _setup(cfg)
         sc.prctl(sc.PR_SET_PDEATHSIG, 0)
         _send(cfg.sync_fd, SyncMessage(type="ready"))
         os.close(cfg.sync_fd)
@@ -233,16 +239,16 @@ def run(cfg: InitConfig) -> None:
         fifo_write = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
         os.close(fifo_fd)
         os.write(fifo_write, b"\0")
-        _after_start(cfg, executable)
+        os.close(fifo_write)
     except BaseException as err:  # noqa: BLE001 - the child must report, never unwind into the caller
-        message = _describe(err)
         try:
-            if fifo_write >= 0:
-                os.write(fifo_write, message.encode())
-            else:
-                _send(cfg.sync_fd, SyncMessage(type="error", message=message))
+            _send(cfg.sync_fd, SyncMessage(type="error", message=_describe(err)))
         finally:
             os._exit(1)
+    try:
+        os.execve(executable, cfg.spec.process.args, env)
+    except OSError as err:
+        os.write(2, f"exec {executable}: {err.strerror.lower()}\n".encode())
     os._exit(1)
 
 

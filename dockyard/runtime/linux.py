@@ -7,8 +7,9 @@ exec.fifo. The other verbs work from any process through
 ``<root>/<id>/state.json`` (see ``state``). The child's side is ``init``.
 
 Exit status and errors, for the caller:
-- setup failures (bad mount, missing binary, ...) raise from ``create`` with
-  the init's message; exec failures found only after start raise from ``start``.
+- setup failures (bad mount, missing binary, bad cwd, ...) raise from ``create``
+  with the init's message, as with runc; an execve that fails after ``start``
+  (see ``init``) shows on the container's stderr and in its exit status.
   Messages starting ``exec: `` or ``chdir to cwd`` are InvalidParameter (the
   daemon maps them to exit codes 127/126 as moby does), the rest System.
 - the container's exit status is the init's wait status, collected by the
@@ -230,8 +231,6 @@ class DockyardRuntime:
             os.unlink(fifo)
         if not data:
             raise errdefs.System(f"container {container_id}: init exited before start")
-        if len(data) > 1:
-            raise _error(data[1:].decode(errors="replace"))
 
     # exec -----------------------------------------------------------------
 
@@ -383,7 +382,7 @@ def _read_sync(fd: int) -> init.SyncMessage | None:
 
 
 def _drain_fifo(fd: int, st: state.ContainerState) -> bytes:
-    """Read the init's NUL byte and any error after it, until the init execs or exits (EOF)."""
+    """Read the init's NUL byte until the init closes the fifo (just before its execve) or exits."""
     data = b""
     poller = select.poll()
     poller.register(fd, select.POLLIN)

@@ -299,13 +299,26 @@ def test_missing_binary_and_permission_errors(h):
     assert not any((h.workdir / "state").iterdir())
 
 
-def test_bad_cwd_reported_by_start(h):
+def test_bad_cwd_reported_by_create(h):
+    # as runc: the cwd is entered before the init reports ready, so create fails
     spec = h.spec(["true"])
     spec.process.cwd = "/does/not/exist"
-    cid, pid = h.create(spec)
-    with pytest.raises(errdefs.InvalidParameter, match="chdir to cwd"):
-        h.runtime.start(cid)
-    assert _wait(pid) == 1
+    with pytest.raises(errdefs.InvalidParameter, match=r'^chdir to cwd \("/does/not/exist"\) set in config.json '
+                                                        r'failed: no such file or directory$'):
+        h.create(spec)
+    assert not any((h.workdir / "state").iterdir())
+
+
+def test_exec_failure_after_start_goes_to_stderr(h, rootfs):
+    # executable by its mode, not by its content: only execve itself can tell; runc's report
+    junk = rootfs / "junk"
+    junk.write_bytes(b"\x00\x01 not a program\n")
+    junk.chmod(0o755)
+    try:
+        status, output = h.run(["/junk"])
+    finally:
+        junk.unlink()
+    assert (status, output) == (1, "exec /junk: exec format error\n")
 
 
 # --- terminal ------------------------------------------------------------------
