@@ -27,7 +27,8 @@ Order of the setup mirrors runc: signals reset and a new session; namespaces
 (join by path, else unshare) except cgroup; then the cgroup
 namespace (so its root is the container's cgroup), entered as late as possible:
 just before the cgroup filesystem is mounted, after the init joined its cgroup
-itself (the caller made it and wrote its limits before the fork); mounts and
+itself (the caller makes it and writes its limits meanwhile, and says when; the
+init waits for that only there); mounts and
 pivot_root; terminal; hostname; sysctls, read-only and masked paths; oom
 score and rlimits; seccomp (unless no_new_privileges, then it goes last);
 bounding set; executable lookup; user switch, capability sets, cwd,
@@ -64,7 +65,8 @@ class ExecLookupError(Exception):
 class InitConfig:
     spec: Spec
     rootfs: str
-    cgroup: Manager  # made and limited by the caller; we join it ourselves
+    cgroup: Manager  # made and limited by the caller while we set up; we join it ourselves
+    cgroup_ready: int  # a pipe: one byte once the cgroup is ready, EOF if the caller gave up
     seccomp_program: bytes | None
     sync_fd: int
     fifo_path: str
@@ -177,6 +179,9 @@ def _setup(cfg: InitConfig) -> tuple[str, dict[str, str], int]:
     def enter_cgroup_ns() -> None:
         # join first, so the cgroup namespace's root is the container's cgroup; by ourselves:
         # on v1 a thread moving itself skips the global lock a move by pid waits on (Manager.add)
+        if not os.read(cfg.cgroup_ready, 1):
+            raise OSError(0, "the runtime gave up on the container's cgroup")
+        os.close(cfg.cgroup_ready)
         cfg.cgroup.add(0)
         _namespaces(spec, cgroup=True)
 

@@ -117,24 +117,43 @@ class DockyardRuntime:
             os.mkfifo(fifo, 0o622)
             cgroup_path = spec.linux.cgroups_path or f"/dockyard/{container_id}"
             cgroup = manager_for(cgroup_path)
-            cgroup.create()
             program = compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None
-            pid = self._fork_init(spec, rootfs, cgroup, program, fifo, stdio, console_socket)
-            start_time = state.process_start_time(pid)
+            pid, sync_read, cgroup_ready = self._fork_init(spec, rootfs, cgroup, program, fifo, stdio,
+                                                           console_socket)
+            try:
+                # while the init unshares and mounts: its cgroup, made and limited before it
+                # joins (it waits for this byte), and the state file
+                try:
+                    cgroup.create()
+                    cgroup.apply(spec.linux.resources)
+                except OSError as err:
+                    raise errdefs.System(f"container cgroup {cgroup.path}: {init._describe(err)}") from None
+                try:
+                    os.write(cgroup_ready, b"\0")
+                except BrokenPipeError:
+                    pass  # the init failed already: its message is on the sync pipe
+                os.close(cgroup_ready)
+                cgroup_ready = -1
+                start_time = state.process_start_time(pid)
+                if start_time is not None:
+                    state.save(directory, state.ContainerState(
+                        id=container_id, pid=pid, pid_start_time=start_time, bundle=str(bundle),
+                        rootfs=rootfs, cgroup_path=cgroup_path, created=_now()))
+                message = _read_sync(sync_read)
+            except BaseException:
+                if cgroup_ready >= 0:
+                    os.close(cgroup_ready)
+                _signal(pid, signal.SIGKILL)  # not yet past exec: nothing of the user's to lose
+                _reap_failed(pid)
+                raise
+            finally:
+                os.close(sync_read)
+            if message is None or message.type != "ready":
+                _reap_failed(pid)
+                text = message.message if message else "container init exited before it was ready"
+                raise _error(text)
             if start_time is None:
                 raise errdefs.System(f"container init {pid} exited during create")
-            state.save(
-                directory,
-                state.ContainerState(
-                    id=container_id,
-                    pid=pid,
-                    pid_start_time=start_time,
-                    bundle=str(bundle),
-                    rootfs=rootfs,
-                    cgroup_path=cgroup_path,
-                    created=_now(),
-                ),
-            )
             if pid_file is not None:
                 _write_atomic(Path(pid_file), str(pid))
             return pid
@@ -156,16 +175,14 @@ class DockyardRuntime:
         fifo: str,
         stdio: tuple[int, int, int] | None,
         console_socket: Path | None,
-    ) -> int:
+    ) -> tuple[int, int, int]:
+        """Fork the init; returns its pid, the read end of its sync pipe and the write end of
+        its cgroup pipe (one byte: its cgroup is ready to join; closed unwritten: give up)."""
         # The container init must be our child so the caller can reap it; callers that are not
         # subreapers still are its parent, as no intermediate process is used.
-        try:
-            # limits first, on the empty cgroup: the init joins it itself (init.run), already limited
-            cgroup.apply(spec.linux.resources)
-        except OSError as err:
-            raise errdefs.System(f"container cgroup {cgroup.path}: {init._describe(err)}") from None
         sock = console.connect(str(console_socket)) if spec.process.terminal and console_socket else None
         sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
+        cgroup_read, cgroup_write = os.pipe2(os.O_CLOEXEC)
         pid_ns = next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
         own_pid_ns = -1
         try:
@@ -184,11 +201,13 @@ class DockyardRuntime:
             pid = sc.fork()
             if pid == 0:
                 os.close(sync_read)
+                os.close(cgroup_write)
                 init.run(
                     init.InitConfig(
                         spec=spec,
                         rootfs=rootfs,
                         cgroup=cgroup,
+                        cgroup_ready=cgroup_read,
                         seccomp_program=program,
                         sync_fd=sync_write,
                         fifo_path=fifo,
@@ -197,22 +216,19 @@ class DockyardRuntime:
                         new_pid_ns=pid_ns is not None and not pid_ns.path,
                     )
                 )
+        except BaseException:
+            os.close(sync_read)
+            os.close(cgroup_write)
+            raise
         finally:
             if own_pid_ns >= 0:
                 sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
                 os.close(own_pid_ns)
             os.close(sync_write)
+            os.close(cgroup_read)
             if sock is not None:
                 sock.close()
-        try:
-            message = _read_sync(sync_read)
-        finally:
-            os.close(sync_read)
-        if message is None or message.type != "ready":
-            _reap_failed(pid)
-            text = message.message if message else "container init exited before it was ready"
-            raise _error(text)
-        return pid
+        return pid, sync_read, cgroup_write
 
     # start ----------------------------------------------------------------
 

@@ -252,6 +252,20 @@ def test_pids_limit_enforced(h):
     assert "can't fork" in out or "Resource temporarily unavailable" in out
 
 
+def test_refused_limit_fails_create_and_leaves_nothing(h):
+    # the cgroup is made and limited while the init sets itself up: a refusal must still undo
+    # all of it (the init killed and reaped, its cgroup and state gone)
+    spec = h.spec(["true"])
+    spec.linux.resources.cpu = rs.CPU(cpus=f"{os.cpu_count() + 64}")
+    with pytest.raises(errdefs.System, match=r"^container cgroup .*/cpuset.cpus: Numerical result out of range$"):
+        h.create(spec)
+    assert not any((h.workdir / "state").iterdir())
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+    cgroup = spec.linux.cgroups_path.lstrip("/")
+    assert not [m for m in hierarchies().values() if os.path.isdir(os.path.join(m, cgroup))]
+
+
 def test_pause_resume_and_kill(h):
     spec = h.spec(["sleep", "30"])
     cid, pid = h.create(spec)
