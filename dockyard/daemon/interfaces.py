@@ -127,6 +127,13 @@ class NetworkAttacher(Protocol):
         of the mode's network (--ip, --ip6, --mac-address, --network-alias); links are
         HostConfig.Links; more_networks (network name or ID -> its entry) are joined too."""
 
+    def prepare_sandbox_files(self, container_id: str, mode: str, hostname: str, dns: list[str],
+                              dns_search: list[str], dns_options: list[str], extra_hosts: list[str],
+                              data_dir: Path) -> None:
+        """Blocking, best effort; after a create, off its request's path: write now those of the
+        /etc files a start in ``mode`` would write that do not depend on what the start
+        allocates. The start leaves a file that already holds what it would write as it is."""
+
     def check_endpoints(self, mode: str, configs: dict[str, EndpointConfig | None]) -> None:
         """At container create: the networks of NetworkingConfig exist and their settings
         (--ip, --network-alias) are allowed there; raises Docker's errors."""
