@@ -74,9 +74,8 @@ class SandboxOps(EndpointOps):
                                      default_host_ip, ipv6) if publishable else []
         link_entries = self._link_entries(links) if bridge is not None else []
         host_gateway = self._host_gateway()
-        if network.driver == "host":
-            hosts = etcfiles.host_hosts(extra_hosts, host_gateway)
-            resolv = etcfiles.resolv_conf(dns, dns_search, dns_options, host_netns=True)
+        if network.driver == HOST:
+            hosts, resolv = self._host_files(dns, dns_search, dns_options, extra_hosts, host_gateway)
         else:
             # checks --add-host before anything is made
             hosts = etcfiles.hosts(hostname, domainname, None, extra_hosts, host_gateway)
@@ -144,6 +143,28 @@ class SandboxOps(EndpointOps):
                 raise
         return self._info(sandbox)
 
+    def prepare_sandbox_files(self, container_id: str, mode: str, hostname: str, dns: list[str],
+                              dns_search: list[str], dns_options: list[str], extra_hosts: list[str],
+                              data_dir: Path) -> None:
+        """See ``interfaces.NetworkAttacher``: only the host's namespace has files that nothing
+        the start allocates goes into."""
+        try:
+            network = self._network_for_mode(mode)
+            if network.driver != HOST:
+                return
+            hosts, resolv = self._host_files(dns, dns_search, dns_options, extra_hosts, self._host_gateway())
+        except errdefs.DockyardError:
+            return  # the start reports it
+        for path, text in zip(self._file_paths(data_dir), (hosts, resolv, etcfiles.hostname_file(hostname))):
+            etcfiles.write_atomic(path, text)
+
+    @staticmethod
+    def _host_files(dns: list[str], dns_search: list[str], dns_options: list[str], extra_hosts: list[str],
+                    host_gateway: str) -> tuple[str, str]:
+        """/etc/hosts and resolv.conf of a container in the host's namespace: the host's own."""
+        return (etcfiles.host_hosts(extra_hosts, host_gateway),
+                etcfiles.resolv_conf(dns, dns_search, dns_options, host_netns=True))
+
     def _link_entries(self, links: Iterable[str]) -> list[tuple[str, str]]:
         """Legacy --link name[:alias]: (address, "alias id12 name") lines for /etc/hosts."""
         out = []
@@ -183,9 +204,9 @@ class SandboxOps(EndpointOps):
         hosts_path, resolv_path, hostname_path = sandbox.files
         assert hosts_path is not None and resolv_path is not None and hostname_path is not None
         hosts_path.parent.mkdir(parents=True, exist_ok=True)
-        etcfiles.write_atomic(hosts_path, hosts)
-        etcfiles.write_atomic(resolv_path, resolv)
-        etcfiles.write_atomic(hostname_path, etcfiles.hostname_file(hostname))
+        etcfiles.write_if_changed(hosts_path, hosts)
+        etcfiles.write_if_changed(resolv_path, resolv)
+        etcfiles.write_if_changed(hostname_path, etcfiles.hostname_file(hostname))
         if sandbox.address is not None:
             # not fsync'd: addresses matter only for containers that survive a daemon restart,
             # and no container survives a reboot

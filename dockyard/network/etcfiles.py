@@ -46,6 +46,20 @@ def write_atomic(path: Path, data: str) -> None:
     os.rename(tmp, path)
 
 
+def write_if_changed(path: Path, data: str) -> None:
+    """``write_atomic`` unless the file already holds exactly ``data``: written ahead of the
+    start (at create) or by the container's last run. Reading a small file costs far less than
+    making one (0.1-0.3 ms on an ext4 root)."""
+    encoded = data.encode()
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(encoded) + 1) == encoded:
+                return
+    except OSError:
+        pass
+    write_atomic(path, data)
+
+
 def parse_extra_host(entry: str) -> tuple[str, str]:
     """``--add-host name:ip`` (or ``name=ip``) -> (name, ip); IPv6 addresses may be bracketed."""
     for sep in ("=", ":"):

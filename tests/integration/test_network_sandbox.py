@@ -225,6 +225,23 @@ def test_none_host_and_container_modes(env):
     assert host.netns_path is None and host.endpoints[0].network_name == "host"
     assert host.hosts_path.read_text().startswith(Path("/etc/hosts").read_text().rstrip("\n"))
 
+    # files prepared after a create are kept by the start when still right, rewritten if not
+    p, q = cid(), cid()
+    for x, extra in ((p, ["db:10.0.0.5"]), (q, [])):
+        data_dir = env.config.container_data_dir(x)
+        data_dir.mkdir(parents=True)
+        svc.prepare_sandbox_files(x, "host", "box", [], [], [], extra, data_dir)
+    env.config.container_data_dir(q).joinpath("hostname").write_text("stale\n")
+    inodes = {x: [path.stat().st_ino for path in sorted(env.config.container_data_dir(x).iterdir())]
+              for x in (p, q)}
+    prepared = env.sandbox(svc, p, "host", hostname="box", extra_hosts=["db:10.0.0.5"])
+    assert prepared.hosts_path.read_text().endswith("10.0.0.5\tdb\n")
+    assert [path.stat().st_ino for path in sorted(prepared.hosts_path.parent.iterdir())] == inodes[p]
+    assert env.sandbox(svc, q, "host", hostname="box").hostname_path.read_text() == "box\n"
+    for x in (p, q):
+        env.run(svc.release_sandbox(x))
+    svc.prepare_sandbox_files(cid(), "bridge", "box", [], [], [], [], env.root / "nowhere")  # nothing to do
+
     joined = env.sandbox(svc, c, f"container:{a}")
     assert joined.netns_path == none.netns_path and joined.endpoints == []
     assert (joined.hosts_path, joined.resolv_conf_path) == (none.hosts_path, none.resolv_conf_path)

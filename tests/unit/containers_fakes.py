@@ -51,12 +51,17 @@ class FakeNetworks:
     def __init__(self) -> None:
         self.sandboxes: dict[str, str] = {}
         self.fail: str | None = None
+        self.prepared: list[tuple[str, str, str]] = []  # prepare_sandbox_files calls
 
     def check_endpoints(self, mode, configs) -> None:
         pass
 
     def container_renamed(self, container_id, name) -> None:
         pass
+
+    def prepare_sandbox_files(self, container_id, mode, hostname, dns, dns_search, dns_options, extra_hosts,
+                              data_dir) -> None:
+        self.prepared.append((container_id, mode, hostname))
 
     async def create_sandbox(self, container_id, mode, hostname, domainname, dns, dns_search, dns_options,
                              extra_hosts, data_dir, peer_netns=None, container_name="", **network_options) -> SandboxInfo:

@@ -396,3 +396,22 @@ def test_update_created_container(env):
         run(svc.update(cid, UpdateRequest(memory=300 << 20)))
     assert svc.inspect(cid).host_config.memory == 100 << 20
     assert "update" in env[2]["events"].actions()
+
+
+def test_create_prepares_the_start_and_remove_waits_for_it(env):
+    svc = service(env)
+    config = env[0]
+
+    async def flow():
+        cid = (await svc.create_async(body(host_config=HostConfig(network_mode="host")))).id
+        await svc.start(cid)  # waits for the preparation if it still runs
+        early = (await svc.create_async(body())).id
+        await svc.remove(early)  # right after the create: nothing is made after the removal
+        await asyncio.sleep(0.05)
+        return cid, early
+
+    cid, early = run(flow())
+    assert [p[:2] for p in env[2]["networks"].prepared] == [(cid, "host"), (early, "bridge")]
+    assert json.loads((config.container_exec_dir(cid) / "config.json").read_bytes())["process"]["args"] == ["sh"]
+    assert (config.container_exec_dir(cid) / "rootfs").is_dir()
+    assert not config.container_exec_dir(early).exists() and not config.container_data_dir(early).exists()

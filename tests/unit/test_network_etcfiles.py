@@ -54,3 +54,16 @@ def test_write_atomic_replaces(tmp_path):
     etcfiles.write_atomic(path, "two\n")
     assert path.read_text() == "two\n"
     assert [p.name for p in tmp_path.iterdir()] == ["hosts"]
+
+
+def test_write_if_changed_keeps_an_identical_file(tmp_path):
+    path = tmp_path / "hosts"
+    etcfiles.write_if_changed(path, "a\n")  # missing: written
+    assert path.read_text() == "a\n"
+    inode = path.stat().st_ino
+    etcfiles.write_if_changed(path, "a\n")  # the same: left as it is
+    assert path.stat().st_ino == inode
+    etcfiles.write_if_changed(path, "a\nb\n")  # different (longer): replaced
+    assert path.read_text() == "a\nb\n" and path.stat().st_ino != inode
+    etcfiles.write_if_changed(path, "a\n")  # a prefix of what is there: replaced too
+    assert path.read_text() == "a\n"

@@ -54,6 +54,9 @@ class ContainerCore:
     removed_waiters: dict[str, list[asyncio.Future]] = field(default_factory=dict)
     shim_shutdowns: dict[str, asyncio.Future] = field(default_factory=dict)  # an exited auto-remove's
     background: set[asyncio.Future] = field(default_factory=set)  # those shutdowns, the file removals after
+    # what a create prepares for the start that usually follows (creation.warm_start), until
+    # that start or the removal takes it
+    warming: dict[str, asyncio.Future] = field(default_factory=dict)
     shutting_down: bool = False
     # the kernel's wait before moving a container's init into its cgroup (~10 ms) elapses
     # while the create's answer, the CLI's next requests and the shim's spawn go on
@@ -70,6 +73,12 @@ class ContainerCore:
         """Hold a background task until it is done (the loop keeps weak references); close() awaits it."""
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    async def warmed(self, cid: str) -> None:
+        """Wait for the files a create prepares (``creation.warm_start``), if it still runs."""
+        task = self.warming.pop(cid, None)
+        if task is not None:
+            await task
 
     def exec_dir(self, cid: str) -> Path:
         return self.config.container_exec_dir(cid)

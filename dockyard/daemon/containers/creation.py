@@ -4,13 +4,14 @@ prepared and its record added; what was made is undone when a later step fails."
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from dataclasses import dataclass
 
 from dockyard.apitypes.container import CreateRequest, CreateResponse, EndpointSettings, MountPoint
 from dockyard.daemon.containers import create as creating
 from dockyard.daemon.containers import logdrivers, names, startup, views
-from dockyard.daemon.containers.core import ContainerCore
+from dockyard.daemon.containers.core import ContainerCore, log
 from dockyard.daemon.containers.record import ContainerRecord, RootfsMount
 from dockyard.daemon.interfaces import ImageInfo
 
@@ -38,8 +39,32 @@ async def create_async(core: ContainerCore, request: CreateRequest, name: str | 
     taken meanwhile is still refused, by the store's unique name. A client before API 1.44
     sets ``default_read_only_non_recursive`` (its read-only binds stay non-recursive)."""
     new = _begin(core, request, name)
-    return _finish(core, new, await core.volumes.resolve_mounts_async(
+    response = _finish(core, new, await core.volumes.resolve_mounts_async(
         *_mount_args(core, new), default_read_only_non_recursive))
+    warm_start(core, core.store.get(new.cid))
+    return response
+
+
+def warm_start(core: ContainerCore, rec: ContainerRecord) -> None:
+    """After the answer, while the client sends its attach and wait: make the directories and
+    files the start that usually follows (docker run) would make, in a worker thread. Making a
+    file or a directory costs 0.1-0.3 ms on an ext4 root, writing into one far less. Best
+    effort: the start makes whatever is missing (``ContainerCore.warmed`` waits for this)."""
+    hc = rec.host_config
+    exec_dir, data_dir = core.exec_dir(rec.id), core.data_dir(rec.id)
+
+    def prepare() -> None:
+        try:
+            startup.prepare_exec_dir(exec_dir)
+            core.networks.prepare_sandbox_files(rec.id, hc.network_mode, rec.config.hostname, hc.dns or [],
+                                                hc.dns_search or [], hc.dns_options or [],
+                                                hc.extra_hosts or [], data_dir)
+        except Exception as e:  # the start makes what is missing, and reports what fails
+            log.info("container %s: preparing its start: %s", rec.id, e)
+
+    task = asyncio.ensure_future(asyncio.to_thread(prepare))
+    core.warming[rec.id] = task
+    core.keep(task)
 
 
 def _begin(core: ContainerCore, request: CreateRequest, name: str | None) -> _NewContainer:

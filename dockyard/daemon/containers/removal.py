@@ -48,6 +48,7 @@ class Removal:
             if not core.store.has_id(rec.id):
                 return  # removed meanwhile (auto-remove)
             st.transition(rec.state, st.REMOVING, rec.name)
+            await core.warmed(rec.id)  # its files are removed below: none may come after
             shim_shutdown = core.shim_shutdowns.pop(rec.id, None)
             if shim_shutdown is None:
                 core.store.save(rec, durable=False)  # the delete below (or Dead on failure) syncs it

@@ -53,14 +53,14 @@ def _with_default_tag(ref: str) -> str:
 
 
 def write_runtime_file(path: Path, data: bytes) -> None:
-    """Replace a file of the exec root atomically (temp + rename), without fsyncs: the exec root
-    is runtime state (tmpfs under /run) that a reboot voids and every start writes afresh, and a
-    daemon crash cannot lose what is in the page cache. On the start path each fsync here cost
-    1-3 ms when the exec root sat on a disk."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    """Write a file of the exec root in place, without fsyncs: the exec root is runtime state
+    (tmpfs under /run) that a reboot voids and every start writes afresh, and a daemon crash
+    cannot lose what is in the page cache. Nothing reads it before the start that writes it
+    hands it on (the shim), so no temp file and rename: writing into the file that
+    ``prepare_exec_dir`` made costs ~0.05 ms where making one cost 0.1-0.3 ms on an ext4 root
+    (each fsync 1-3 ms)."""
+    with open(path, "wb") as f:
         f.write(data)
-    os.rename(tmp, path)
 
 
 def start_error(message: str) -> tuple[errdefs.DockyardError, int]:
@@ -79,11 +79,21 @@ def start_error(message: str) -> tuple[errdefs.DockyardError, int]:
     return errdefs.System(message), EXIT_UNKNOWN
 
 
+_KEPT = ("rootfs", "config.json")  # the rootfs mountpoint; the bundle's spec, rewritten in place
+
+
+def prepare_exec_dir(exec_dir: Path) -> None:
+    """After a create, off its request's path: the exec dir, the rootfs mountpoint and an empty
+    config.json, which the start that usually follows then only writes into."""
+    (exec_dir / "rootfs").mkdir(parents=True, exist_ok=True)
+    os.close(os.open(exec_dir / "config.json", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+
 def _fresh_exec_dir(exec_dir: Path) -> None:
-    """Clear what a previous run left (exit.json, sockets); the rootfs mountpoint stays."""
+    """Clear what a previous run left (exit.json, sockets)."""
     exec_dir.mkdir(parents=True, exist_ok=True)
     for entry in exec_dir.iterdir():
-        if entry.name == "rootfs":
+        if entry.name in _KEPT:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

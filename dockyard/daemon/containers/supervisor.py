@@ -62,6 +62,7 @@ class Supervisor:
             raise errdefs.NotModified("Container already started")
         st.check_start(rec.state, rec.id)
         core.migration_warmer.poke(rec.runtime)
+        await core.warmed(rec.id)
         handle, sandbox = await startup.launch(
             rec, config=core.config, images=core.images, networks=core.networks, shims=core.shims,
             volumes=core.volumes, resolve_peer=self._network_peer, pending=core.pending.get(rec.id, []),
