@@ -160,16 +160,23 @@ def compile_filter(profile: Seccomp) -> bytes:
 
     asm = _Assembler()
     default_label = asm.ret(default)
+    returns = {default: default_label}  # one return per action, shared by every syscall it ends
+
+    def ret(action: int) -> int:
+        if action not in returns:
+            returns[action] = asm.ret(action)
+        return returns[action]
+
     bodies: dict[int, int] = {}
     for nr in sorted(rules, reverse=True):
         # rule bodies, last rule first; a failed rule falls through to the next one
         fail = default_label
         for args, action in reversed(rules[nr]):
-            entry = asm.ret(action)
             if not args:
-                fail = entry
+                fail = ret(action)
                 continue
-            success = entry
+            success = ret(action)
+            entry = success
             # all comparisons must hold: chain them, last first
             for arg in reversed(args):
                 entry = _compare(asm, arg, success, fail)
@@ -177,20 +184,37 @@ def compile_filter(profile: Seccomp) -> bytes:
             fail = entry
         bodies[nr] = fail
 
-    def dispatch(numbers: list[int]) -> int:
-        """A binary search on the syscall number (A holds it), so a call costs ~log2(n)
-        comparisons instead of a walk through hundreds."""
-        if len(numbers) <= 4:
-            target = default_label
-            for nr in reversed(numbers):
-                target = asm.jump(_JEQ_K, nr, bodies[nr], target)
-            return target
-        middle = len(numbers) // 2
-        upper = dispatch(numbers[middle:])
-        lower = dispatch(numbers[:middle])
-        return asm.jump(_JGE_K, numbers[middle], upper, lower)
+    # runs of consecutive syscall numbers that go to the same place, as (first, last, label):
+    # Docker's default profile allows ~350 calls in a few dozen runs
+    runs: list[tuple[int, int, int]] = []
+    for nr in sorted(bodies):
+        if runs and runs[-1][1] == nr - 1 and runs[-1][2] == bodies[nr]:
+            runs[-1] = (runs[-1][0], nr, bodies[nr])
+        else:
+            runs.append((nr, nr, bodies[nr]))
 
-    next_header = dispatch(sorted(rules))
+    def check(run: tuple[int, int, int], otherwise: int) -> int:
+        first, last, label = run
+        if first == last:
+            return asm.jump(_JEQ_K, first, label, otherwise)
+        inside = asm.jump(_JGE_K, first, label, otherwise)
+        return asm.jump(_JGT_K, last, otherwise, inside)
+
+    def dispatch(part: list[tuple[int, int, int]]) -> int:
+        """A binary search on the syscall number (A holds it) over the runs, so a call costs
+        ~log2(n) comparisons and the program stays short (the kernel's load of it, JIT
+        included, is on every container's start path: ~0.3 ms for 1,155 instructions)."""
+        if len(part) <= 3:
+            target = default_label
+            for run in reversed(part):
+                target = check(run, target)
+            return target
+        middle = len(part) // 2
+        upper = dispatch(part[middle:])
+        lower = dispatch(part[:middle])
+        return asm.jump(_JGE_K, part[middle][0], upper, lower)
+
+    next_header = dispatch(runs)
     # x32 ABI calls share the x86_64 audit arch; they get the default action
     asm.jump(_JGE_K, _X32_SYSCALL_BIT, default_label, next_header)
     load_nr = asm.stmt(_LD_W_ABS, _OFF_NR)

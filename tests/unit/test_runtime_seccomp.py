@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 
 import pytest
 
@@ -11,6 +12,7 @@ from dockyard.oci.defaults import DEFAULT_CAPABILITIES
 from dockyard.oci.runtime_spec import Seccomp, SeccompArg, SeccompSyscall
 from dockyard.oci.seccomp_default import default_seccomp
 from dockyard.runtime import seccomp, syscalls
+from dockyard.runtime.syscall_table import SYSCALLS_X86_64
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -111,3 +113,59 @@ def test_unknown_names_are_skipped_and_bad_input_rejected():
         seccomp.compile_filter(Seccomp(default_action="SCMP_ACT_BOGUS"))
     with pytest.raises(InvalidParameter):
         seccomp.compile_filter(Seccomp(default_action="SCMP_ACT_ALLOW", architectures=["SCMP_ARCH_AARCH64"]))
+
+
+def _run_bpf(program: bytes, nr: int, args: tuple[int, ...] = (0,) * 6, arch: int = seccomp.AUDIT_ARCH_X86_64) -> int:
+    """A classic-BPF interpreter for the instructions the compiler emits, over struct seccomp_data."""
+    data = struct.pack("<iI Q 6Q", nr, arch, 0, *args)
+    insns = [struct.unpack("HBBI", program[i:i + 8]) for i in range(0, len(program), 8)]
+    pc = acc = 0
+    while True:
+        code, jt, jf, k = insns[pc]
+        if code == 0x20:  # ld [k]
+            acc = struct.unpack_from("<I", data, k)[0]
+        elif code == 0x54:  # and #k
+            acc &= k
+        elif code == 0x06:  # ret #k
+            return k
+        elif code == 0x05:  # ja
+            pc += k
+        else:
+            taken = {0x15: acc == k, 0x25: acc > k, 0x35: acc >= k}[code]
+            pc += jt if taken else jf
+        pc += 1
+
+
+def _expected(profile: Seccomp, nr: int, args: tuple[int, ...]) -> int:
+    """What libseccomp's semantics give: the first rule for the call whose comparisons all hold."""
+    by_number = {number: name for name, number in SYSCALLS_X86_64.items()}
+    name = by_number.get(nr)
+    for rule in profile.syscalls:
+        if name not in rule.names:
+            continue
+        if all(_holds(arg, args[arg.index]) for arg in rule.args):
+            return seccomp.action_value(rule.action, rule.errno_ret)
+    return seccomp.action_value(profile.default_action, profile.default_errno_ret)
+
+
+def _holds(arg: SeccompArg, value: int) -> bool:
+    return {"SCMP_CMP_EQ": value == arg.value, "SCMP_CMP_NE": value != arg.value,
+            "SCMP_CMP_GT": value > arg.value, "SCMP_CMP_GE": value >= arg.value,
+            "SCMP_CMP_LT": value < arg.value, "SCMP_CMP_LE": value <= arg.value,
+            "SCMP_CMP_MASKED_EQ": value & arg.value == arg.value_two}[arg.op]
+
+
+def test_docker_default_profile_decides_every_call_as_the_profile_says():
+    # every syscall number (and some past the table), with argument values that hit and miss
+    # the profile's comparisons (clone's namespace flags, personality's values, socket families)
+    profile = default_seccomp(DEFAULT_CAPABILITIES)
+    program = seccomp.compile_filter(profile)
+    assert len(program) // 8 < 200  # runs of calls share their dispatch and their return
+    samples = [(0,) * 6, (0x10000000,) + (0,) * 5, (0x20008,) + (0,) * 5, (40,) + (0,) * 5,
+               (0xFFFFFFFF,) * 6, ((1 << 40) | 8,) + (0,) * 5]
+    for nr in range(max(SYSCALLS_X86_64.values()) + 20):
+        for args in samples:
+            assert _run_bpf(program, nr, args) == _expected(profile, nr, args), (nr, args)
+    allow = seccomp.action_value("SCMP_ACT_ALLOW", None)
+    assert _run_bpf(program, 0x40000000 | 1) != allow  # x32: the default action
+    assert _run_bpf(program, 1, arch=0x40000003) == seccomp.SECCOMP_RET_KILL_PROCESS  # i386
