@@ -72,7 +72,7 @@ class InitConfig:
     fifo_path: str
     stdio: tuple[int, int, int] | None
     console_socket: socket.socket | None
-    new_pid_ns: bool
+    detached: bool = False  # a prepared init (``linux.prepare_init``) did ``detach`` ahead
 
 
 def lookup_executable(name: str, env: list[str]) -> str:
@@ -113,13 +113,16 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def begin_child(process: Process, stdio: tuple[int, int, int] | None) -> None:
-    """The first steps of a forked container process, shared with ``docker exec``
-    (``execproc``): default signals, its own session, killed with its parent, ``stdio`` as
-    0, 1, 2 (unless it gets a terminal), every other fd closed on exec."""
+def detach() -> None:
+    """Default signals, its own session, killed with its parent: the first steps of a forked
+    container process (a prepared init takes them before it knows its container)."""
     reset_signals()
     os.setsid()
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def take_stdio(process: Process, stdio: tuple[int, int, int] | None) -> None:
+    """``stdio`` as 0, 1, 2 (unless the process gets a terminal), every other fd closed on exec."""
     if stdio is not None and not process.terminal:
         # via fresh copies, so a source that is itself 0, 1 or 2 is not overwritten before use
         copies = [os.dup(fd) for fd in stdio]
@@ -127,6 +130,12 @@ def begin_child(process: Process, stdio: tuple[int, int, int] | None) -> None:
             os.dup2(fd, target, inheritable=True)
             os.close(fd)
     sc.cloexec_from(3)
+
+
+def begin_child(process: Process, stdio: tuple[int, int, int] | None) -> None:
+    """The first steps of a forked container process, shared with ``docker exec`` (``execproc``)."""
+    detach()
+    take_stdio(process, stdio)
 
 
 def limit_process(process: Process, seccomp_program: bytes | None) -> str:
@@ -173,7 +182,9 @@ def _setup(cfg: InitConfig) -> tuple[str, dict[str, str], int]:
     """Everything up to "ready"; returns (executable, environment, O_PATH fd of exec.fifo)."""
     spec = cfg.spec
     process = spec.process
-    begin_child(process, cfg.stdio)
+    if not cfg.detached:
+        detach()
+    take_stdio(process, cfg.stdio)
     _namespaces(spec, cgroup=False)
 
     def enter_cgroup_ns() -> None:

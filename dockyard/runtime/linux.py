@@ -1,9 +1,9 @@
 """``DockyardRuntime``: our OCI runtime, run in-process by the shim.
 
 ``create`` forks the container init from the calling process (so the init is
-its child: the caller reaps it and sees its exit status) and returns once the
-init is set up and blocked before exec; ``start`` releases it through
-exec.fifo. The other verbs work from any process through
+its child: the caller reaps it and sees its exit status), or hands the container
+to an init the caller forked ahead (``prepare_init``), and returns once the init
+is set up and blocked before exec; ``start`` releases it through exec.fifo. The other verbs work from any process through
 ``<root>/<id>/state.json`` (see ``state``). The child's side is ``init``.
 
 Exit status and errors, for the caller:
@@ -19,10 +19,13 @@ Exit status and errors, for the caller:
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import re
 import select
 import signal
+import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,6 +64,126 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class PreparedInit:
+    """A container init forked ahead by ``prepare_init``: PID 1 of a new PID namespace, already
+    detached (signals, session), waiting on ``sock`` for its container (``_hand_over``)."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+
+    def discard(self) -> None:
+        """Unused: it leaves at the EOF."""
+        self.sock.close()
+        _reap_failed(self.pid)
+
+
+_prepared: PreparedInit | None = None
+
+
+def prepare_init(rehearsal: bytes | None = None) -> None:
+    """Fork the next container's init now, while nothing waits for it, for ``create`` to use:
+    the fork (~1 ms), the copy-on-write faults it causes on both sides, and the init's first
+    steps leave the start path. Call it from a single-threaded process before the work whose
+    pages should stay private to the caller. ``rehearsal``: a sample config.json, decoded by
+    the init ahead so its own decode later touches pages it already owns."""
+    global _prepared
+    discard_prepared()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.unshare(sc.CLONE_NEWPID)
+        pid = sc.fork()
+        if pid == 0:
+            ours.close()
+            _prepared_life(theirs, rehearsal)
+    finally:
+        sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
+        os.close(own_pid_ns)
+    theirs.close()
+    _prepared = PreparedInit(pid, ours)
+
+
+def discard_prepared() -> None:
+    """Let a prepared init that no create took go (a create with another runtime)."""
+    global _prepared
+    if _prepared is not None:
+        _prepared.discard()
+        _prepared = None
+
+
+def _take_prepared(spec: Spec) -> PreparedInit | None:
+    """The prepared init, if this container is to have a new PID namespace (the prepared one's);
+    otherwise it is discarded and None returned."""
+    global _prepared
+    prepared, _prepared = _prepared, None
+    if prepared is None:
+        return None
+    pid_ns = next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
+    if pid_ns is None or pid_ns.path:
+        prepared.discard()
+        return None
+    return prepared
+
+
+def _prepared_life(sock: socket.socket, rehearsal: bytes | None) -> None:
+    """A prepared init's life: detach, rehearse, wait for its container, be its init.
+    Never returns."""
+    gc.disable()  # as in init.run: a collection would copy every page inherited
+    sync_fd = -1
+    try:
+        init.detach()
+        if rehearsal is not None:
+            runtime_spec.decode(rehearsal)
+        data, fds, _, _ = socket.recv_fds(sock, 65536, 8)
+        if not data:
+            os._exit(0)  # not needed after all
+        sock.close()
+        order = json.loads(data)
+        sync_fd, cgroup_ready, *rest = fds
+        stdio = (rest[0], rest[1], rest[2]) if order["stdio"] else None
+        console_fd = rest[3 if stdio else 0] if order["console"] else -1
+        spec = runtime_spec.decode(Path(order["config"]).read_bytes())
+        cfg = init.InitConfig(
+            spec=spec, rootfs=order["rootfs"], cgroup=manager_for(order["cgroup"]), cgroup_ready=cgroup_ready,
+            seccomp_program=compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None,
+            sync_fd=sync_fd, fifo_path=order["fifo"], stdio=stdio,
+            console_socket=socket.socket(fileno=console_fd) if console_fd >= 0 else None, detached=True)
+    except BaseException as err:  # noqa: BLE001 - the child must report, never unwind into the caller
+        try:
+            if sync_fd >= 0:
+                init._send(sync_fd, init.SyncMessage(type="error", message=init._describe(err)))
+        finally:
+            os._exit(1)
+    init.run(cfg)
+
+
+def _hand_over(prepared: PreparedInit, config: str, rootfs: str, cgroup_path: str, fifo: str,
+               stdio: tuple[int, int, int] | None, console_socket: Path | None) -> tuple[int, int, int] | None:
+    """Give a prepared init its container; returns what ``_fork_init`` returns, or None if the
+    prepared init is gone (then the caller forks one)."""
+    sock = console.connect(str(console_socket)) if console_socket is not None else None
+    sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
+    cgroup_read, cgroup_write = os.pipe2(os.O_CLOEXEC)
+    order = {"config": config, "rootfs": rootfs, "cgroup": cgroup_path, "fifo": fifo,
+             "stdio": stdio is not None, "console": sock is not None}
+    fds = [sync_write, cgroup_read, *(stdio or ()), *([sock.fileno()] if sock is not None else [])]
+    try:
+        socket.send_fds(prepared.sock, [json.dumps(order).encode()], fds)
+    except OSError:
+        os.close(sync_read)
+        os.close(cgroup_write)
+        prepared.discard()
+        return None
+    finally:
+        os.close(sync_write)
+        os.close(cgroup_read)
+        if sock is not None:
+            sock.close()
+    prepared.sock.close()
+    return prepared.pid, sync_read, cgroup_write
+
+
 class DockyardRuntime:
     name = "dockyard"
 
@@ -90,6 +213,8 @@ class DockyardRuntime:
         pid_file: Path | None = None,
         spec: Spec | None = None,
     ) -> int:
+        """``spec``: the bundle's config.json if the caller decoded it already (a prepared init
+        reads the file itself)."""
         directory = self._dir(container_id)
         bundle = Path(bundle).resolve()
         if spec is None:
@@ -117,9 +242,15 @@ class DockyardRuntime:
             os.mkfifo(fifo, 0o622)
             cgroup_path = spec.linux.cgroups_path or f"/dockyard/{container_id}"
             cgroup = manager_for(cgroup_path)
-            program = compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None
-            pid, sync_read, cgroup_ready = self._fork_init(spec, rootfs, cgroup, program, fifo, stdio,
-                                                           console_socket)
+            prepared = _take_prepared(spec)
+            init_pipes = None
+            if prepared is not None:
+                init_pipes = _hand_over(prepared, str(bundle / "config.json"), rootfs, cgroup_path, fifo,
+                                        stdio, console_socket if spec.process.terminal else None)
+            if init_pipes is None:
+                program = compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None
+                init_pipes = self._fork_init(spec, rootfs, cgroup, program, fifo, stdio, console_socket)
+            pid, sync_read, cgroup_ready = init_pipes
             try:
                 # while the init unshares and mounts: its cgroup, made and limited before it
                 # joins (it waits for this byte), and the state file
@@ -213,7 +344,6 @@ class DockyardRuntime:
                         fifo_path=fifo,
                         stdio=stdio,
                         console_socket=sock,
-                        new_pid_ns=pid_ns is not None and not pid_ns.path,
                     )
                 )
         except BaseException:

@@ -49,7 +49,7 @@ from dockyard.oci.seccomp_default import default_seccomp
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.cgroups import manager_for
-from dockyard.runtime.linux import DockyardRuntime, compiled_seccomp
+from dockyard.runtime.linux import DockyardRuntime, compiled_seccomp, discard_prepared, prepare_init
 from dockyard.runtime.runc import RuncRuntime
 from dockyard.runtime.validate import validate
 from dockyard.shim import protocol as P
@@ -1151,6 +1151,15 @@ class Helper:
 
 
 def _create_helper(pair: socket.socket) -> int:
+    # the init first, so that the rehearsal makes the pages it touches ours again
+    prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None)
+    try:
+        return _serve_create(pair)
+    finally:
+        discard_prepared()  # a create that did not take it (another runtime, a failure)
+
+
+def _serve_create(pair: socket.socket) -> int:
     _rehearse_create()
     try:
         data = pair.recv(HELPER_REPLY_MAX)

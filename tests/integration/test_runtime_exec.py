@@ -34,9 +34,15 @@ def _exec(harness, cid: str, args: list[str], **kw) -> tuple[int, str]:
     return status, output
 
 
-@pytest.mark.parametrize("which", ["h", "runc_h"])
-def test_exec_joins_namespaces_cgroup_and_user(which, request):
-    harness = request.getfixturevalue(which)
+def test_exec_joins_namespaces_cgroup_and_user(h):
+    _check_exec_joins(h)
+
+
+def test_exec_joins_namespaces_cgroup_and_user_runc(runc_h):
+    _check_exec_joins(runc_h)
+
+
+def _check_exec_joins(harness) -> None:
     cid, init_pid = _running(harness)
     try:
         status, out = _exec(harness, cid, ["sh", "-c", "hostname; cat /proc/1/cmdline; echo; id -u; pwd; "

@@ -23,6 +23,7 @@ from dockyard.oci import defaults, runtime_spec as rs
 from dockyard.runtime.cgroups import files
 from dockyard.runtime.cgroups.v1 import hierarchies
 from dockyard.runtime.devices import host_devices
+from dockyard.runtime import linux
 from dockyard.runtime.linux import DockyardRuntime
 from dockyard.runtime.runc import RuncRuntime
 
@@ -52,11 +53,12 @@ def rootfs():
 
 
 class Harness:
-    def __init__(self, runtime, rootfs: Path, workdir: Path, cgroup_parent: str) -> None:
+    def __init__(self, runtime, rootfs: Path, workdir: Path, cgroup_parent: str, prepared: bool = False) -> None:
         self.runtime = runtime
         self.rootfs = rootfs
         self.workdir = workdir
         self.cgroup_parent = cgroup_parent
+        self.prepared = prepared  # each create takes an init forked ahead (linux.prepare_init)
         self.ids: list[str] = []
 
     def spec(self, args: list[str], **kw) -> rs.Spec:
@@ -74,7 +76,10 @@ class Harness:
         spec.linux.cgroups_path = f"{self.cgroup_parent}/{cid}"
         self.ids.append(cid)
         kw.setdefault("stdio", None)
-        return cid, self.runtime.create(cid, self.bundle(spec), **kw)
+        bundle = self.bundle(spec)
+        if self.prepared:
+            linux.prepare_init()
+        return cid, self.runtime.create(cid, bundle, **kw)
 
     def run(self, args: list[str], spec: rs.Spec | None = None) -> tuple[int, str]:
         """create+start+wait with stdout/stderr captured; returns (exit code as the shim computes it, output)."""
@@ -95,6 +100,7 @@ class Harness:
         return status, output
 
     def cleanup(self) -> None:
+        linux.discard_prepared()  # one a failed create did not take
         for cid in self.ids:
             try:
                 self.runtime.delete(cid, force=True)
@@ -142,10 +148,11 @@ def _read_all(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-@pytest.fixture
-def h(rootfs):
+@pytest.fixture(params=["forked", "prepared"])
+def h(rootfs, request):
     workdir = Path(tempfile.mkdtemp(prefix="dy-rt-"))
-    harness = Harness(DockyardRuntime(workdir / "state"), rootfs, workdir, f"/dytest-{secrets.token_hex(4)}")
+    harness = Harness(DockyardRuntime(workdir / "state"), rootfs, workdir, f"/dytest-{secrets.token_hex(4)}",
+                      prepared=request.param == "prepared")
     try:
         yield harness
     finally:
@@ -333,6 +340,20 @@ def test_exec_failure_after_start_goes_to_stderr(h, rootfs):
     finally:
         junk.unlink()
     assert (status, output) == (1, "exec /junk: exec format error\n")
+
+
+def test_prepared_init_not_taken_by_a_host_pid_namespace(h):
+    # the init forked ahead is PID 1 of a new PID namespace: a container in the host's cannot
+    # use it, so it is let go (and reaped) and a fresh init forked
+    h.prepared = False
+    linux.prepare_init()
+    prepared = linux._prepared.pid
+    spec = h.spec(["sh", "-c", "echo $$"])
+    spec.linux.namespaces = [ns for ns in spec.linux.namespaces if ns.type != "pid"]
+    code, out = h.run(spec.process.args, spec)
+    assert code == 0 and int(out) not in (1, prepared)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(prepared, os.WNOHANG)
 
 
 # --- terminal ------------------------------------------------------------------
