@@ -45,6 +45,10 @@ class ImageLookup(Protocol):
 
     def remove_rootfs(self, key: str) -> None: ...
 
+    def make_spare_rootfs(self) -> None:
+        """Blocking, off a create's path (after its answer): what the next ``prepare_rootfs``
+        would make first (its directories), made ahead."""
+
     def rootfs_diff(self, key: str) -> Any:
         """Iterator of tar bytes: the container's changes as a Docker layer (for commit)."""
 
