@@ -46,6 +46,7 @@ _INIT_DIRS = ("dev/pts", "dev/shm", "proc", "sys", "etc")
 _INIT_FILES = (".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname", "dev/console")
 _INIT_SYMLINKS = (("etc/mtab", "/proc/mounts"),)
 _MOUNT_DATA_MAX = os.sysconf("SC_PAGESIZE") - 1  # mount(2) copies one page, NUL included
+_SPARE = ".tmp-spare"  # a snapshot's dirs made ahead (OverlaySnapshotter.make_spare)
 
 
 class OverlaySnapshotter:
@@ -90,11 +91,11 @@ class OverlaySnapshotter:
         lowers = self._layers.lower_dirs(parent_chain_id) if parent_chain_id else []
         # built in a temp dir and renamed, so a half-made snapshot never carries the key
         tmp = self.root / f".tmp-{key}-{secrets.token_hex(4)}"
-        tmp.mkdir(mode=0o700)
         try:
-            (tmp / "upper").mkdir()
-            os.chmod(tmp / "upper", 0o755)  # the container's "/": exactly, whatever the umask
-            (tmp / "work").mkdir(mode=0o700)
+            os.rename(self.root / _SPARE, tmp)  # the dirs made ahead: a rename takes them
+        except FileNotFoundError:
+            _make_dirs(tmp)
+        try:
             _record_parent(tmp, (parent_chain_id or "").encode())
             mounts = [self._overlay(final, lowers)]
             os.rename(tmp, final)
@@ -102,6 +103,20 @@ class OverlaySnapshotter:
             remove_tree(tmp)
             raise
         return mounts
+
+    def make_spare(self) -> None:
+        """Blocking, off a create's path (after its answer): a snapshot's dirs made ahead, which
+        the next ``prepare`` takes with one rename. Making three directories costs 0.25-0.7 ms
+        of a create on an ext4 root, a rename ~0.03 ms. A spare is a temp dir: ``gc`` removes
+        it at the next start."""
+        if (self.root / _SPARE).exists():
+            return
+        tmp = self.root / f".tmp-spare-{secrets.token_hex(4)}"
+        try:
+            _make_dirs(tmp)
+            os.rename(tmp, self.root / _SPARE)  # ENOTEMPTY when a concurrent call made one
+        except OSError:
+            remove_tree(tmp)
 
     def _overlay(self, snapshot_dir: Path, lowers: list[Path]) -> Mount:
         lower = ":".join(str(p) for p in [*lowers, self._init])
@@ -181,6 +196,18 @@ class OverlaySnapshotter:
 
 
 PARENT_XATTR = "user.dockyard.parent"
+
+
+def _make_dirs(directory: Path) -> None:
+    """A snapshot's dirs, without its parent; removed again if one fails."""
+    directory.mkdir(mode=0o700)
+    try:
+        (directory / "upper").mkdir()
+        os.chmod(directory / "upper", 0o755)  # the container's "/": exactly, whatever the umask
+        (directory / "work").mkdir(mode=0o700)
+    except BaseException:
+        remove_tree(directory)
+        raise
 
 
 def _record_parent(directory: Path, chain_id: bytes) -> None:

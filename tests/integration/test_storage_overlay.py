@@ -341,3 +341,24 @@ def test_extraction_throughput(stores, tmp_path, capsys):
     with capsys.disabled():
         print(f"\nregister of a {size >> 20} MiB single-file layer: {size / elapsed / 1e6:.0f} MB/s "
               f"({elapsed:.2f} s, plain tar, including syncfs and the diff blob)")
+
+
+def test_prepare_takes_the_dirs_made_ahead(stores, docker_save):
+    _, layers, snapshots, _ = stores
+    root, manifest, _ = docker_save
+    top = register_all(layers, root, manifest["Layers"][:1])
+    spare = snapshots.root / snapshotter._SPARE
+    snapshots.prepare("s1", top)  # none made ahead: its own dirs
+    snapshots.make_spare()
+    inode = spare.stat().st_ino
+    snapshots.make_spare()  # one is enough
+    assert spare.stat().st_ino == inode
+    snapshots.prepare("s2", top)
+    assert not spare.exists() and (snapshots.root / "s2").stat().st_ino == inode
+    assert oct((snapshots.root / "s2" / "upper").stat().st_mode & 0o777) == "0o755"
+    assert (snapshots.root / "s2" / "work").is_dir() and snapshots.parent("s2") == top
+    snapshots.make_spare()
+    snapshots.gc()  # a spare is a temp dir: gone at the next start
+    assert not spare.exists()
+    for key in ("s1", "s2"):
+        snapshots.remove(key)

@@ -37,6 +37,9 @@ class FakeImages:
                       options=(f"lowerdir={self.layer}", f"upperdir={self.root}/{key}/upper",
                                f"workdir={self.root}/{key}/work"))]
 
+    def make_spare_rootfs(self) -> None:
+        pass
+
     def remove_rootfs(self, key: str) -> None:
         self.rootfs.discard(key)
 

@@ -67,6 +67,9 @@ class ImageService:
     def prepare_rootfs(self, key: str, image: ImageInfo) -> list[Mount]:
         return self.snapshotter.prepare(key, image.top_chain_id)
 
+    def make_spare_rootfs(self) -> None:
+        self.snapshotter.make_spare()
+
     def remove_rootfs(self, key: str) -> None:
         chain = snapshot_usage.snapshot_chain(self.snapshotter, self.store.db, key)
         self.snapshotter.remove(key)
