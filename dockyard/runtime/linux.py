@@ -126,6 +126,16 @@ def _take_prepared(spec: Spec) -> PreparedInit | None:
     return prepared
 
 
+def preload_config(config: Path) -> None:
+    """Name the config.json the next ``create`` will be given, so that the prepared init (if
+    there is one) decodes it while the caller goes on (mounting the rootfs)."""
+    if _prepared is not None:
+        try:
+            _prepared.sock.send(json.dumps({"config": str(config)}).encode())
+        except OSError:
+            discard_prepared()
+
+
 def _prepared_life(sock: socket.socket, rehearsal: bytes | None) -> None:
     """A prepared init's life: detach, rehearse, wait for its container, be its init.
     Never returns."""
@@ -135,15 +145,25 @@ def _prepared_life(sock: socket.socket, rehearsal: bytes | None) -> None:
         init.detach()
         if rehearsal is not None:
             runtime_spec.decode(rehearsal)
-        data, fds, _, _ = socket.recv_fds(sock, 65536, 8)
-        if not data:
-            os._exit(0)  # not needed after all
+        config, spec = "", None
+        while True:
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 8)
+            if not data:
+                os._exit(0)  # not needed after all
+            order = json.loads(data)
+            if fds:
+                break  # the container's order (``_hand_over``)
+            config = order["config"]  # a preload (``preload_config``)
+            try:
+                spec = runtime_spec.decode(Path(config).read_bytes())
+            except Exception:
+                spec = None  # decoded again with the order, which reports what is wrong
         sock.close()
-        order = json.loads(data)
         sync_fd, cgroup_ready, *rest = fds
         stdio = (rest[0], rest[1], rest[2]) if order["stdio"] else None
         console_fd = rest[3 if stdio else 0] if order["console"] else -1
-        spec = runtime_spec.decode(Path(order["config"]).read_bytes())
+        if spec is None or config != order["config"]:
+            spec = runtime_spec.decode(Path(order["config"]).read_bytes())
         cfg = init.InitConfig(
             spec=spec, rootfs=order["rootfs"], cgroup=manager_for(order["cgroup"]), cgroup_ready=cgroup_ready,
             seccomp_program=compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None,

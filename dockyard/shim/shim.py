@@ -49,7 +49,8 @@ from dockyard.oci.seccomp_default import default_seccomp
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.cgroups import manager_for
-from dockyard.runtime.linux import DockyardRuntime, compiled_seccomp, discard_prepared, prepare_init
+from dockyard.runtime.linux import (DockyardRuntime, compiled_seccomp, discard_prepared, preload_config,
+                                    prepare_init)
 from dockyard.runtime.runc import RuncRuntime
 from dockyard.runtime.validate import validate
 from dockyard.shim import protocol as P
@@ -1206,7 +1207,9 @@ def _create_container(runtime: Runtime, req: SpawnRequest, ours: list[int]) -> d
     """Mount the rootfs, make the init's stdio (pipes, or a pty through the console socket) and
     run ``runtime create``; the shim's ends of the stdio go to ``ours``. On failure undo it all
     and raise."""
-    spec = runtime_spec.decode((req.bundle / "config.json").read_bytes())
+    config = req.bundle / "config.json"
+    preload_config(config)
+    spec = runtime_spec.decode(config.read_bytes())
     root = Path(spec.root.path) if os.path.isabs(spec.root.path) else req.bundle / spec.root.path
     child_fds: list[int] = []
     console = None
@@ -1267,7 +1270,8 @@ def run(conn: socket.socket, body: dict, helper: Helper, start_after: int | None
     except Exception as err:
         _tell(conn, P.error_reply(err))
         return 1
-    if not (_tell(conn, {"ok": True, "pid": shim.init_pid}) and daemon_there):
+    told = _tell(conn, {"ok": True, "pid": shim.init_pid})
+    if not (told and daemon_there):
         # The daemon went away during the spawn (killed, or it gave the start up): nobody will
         # start this container or end this shim, and a daemon restarted meanwhile may have looked
         # for shim.sock before it was bound. Undo the create rather than leave its init blocked

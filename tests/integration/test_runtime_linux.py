@@ -79,6 +79,7 @@ class Harness:
         bundle = self.bundle(spec)
         if self.prepared:
             linux.prepare_init()
+            linux.preload_config(bundle / "config.json")
         return cid, self.runtime.create(cid, bundle, **kw)
 
     def run(self, args: list[str], spec: rs.Spec | None = None) -> tuple[int, str]:
@@ -354,6 +355,15 @@ def test_prepared_init_not_taken_by_a_host_pid_namespace(h):
     assert code == 0 and int(out) not in (1, prepared)
     with pytest.raises(ChildProcessError):
         os.waitpid(prepared, os.WNOHANG)
+
+
+def test_prepared_init_decodes_again_when_the_preload_named_another_config(h):
+    h.prepared = False
+    other = h.bundle(h.spec(["echo", "from the preload"]))
+    linux.prepare_init()
+    linux.preload_config(other / "config.json")
+    assert h.run(["echo", "from the order"]) == (0, "from the order\n")
+    assert linux._prepared is None  # taken
 
 
 # --- terminal ------------------------------------------------------------------
