@@ -305,12 +305,16 @@ def test_restore_removes_stopped_auto_remove_containers(env):
     async def first():
         created = svc.create(body(host_config=HostConfig(auto_remove=True))).id
         running = svc.create(body(host_config=HostConfig(auto_remove=True))).id
+        # its exit is not saved before its row goes: a daemon that died in between finds it
+        # running without its shim
+        exited = svc.create(body(host_config=HostConfig(auto_remove=True))).id
         kept = svc.create(body()).id
         await svc.start(running)
+        await svc.start(exited)
         await svc.close()
-        return created, running, kept
+        return created, running, exited, kept
 
-    created, running, kept = run(first())
+    created, running, exited, kept = run(first())
     parts["shims"].alive = {running}
     svc2 = ContainerService(config, db, **parts)
 
@@ -322,6 +326,7 @@ def test_restore_removes_stopped_auto_remove_containers(env):
 
     assert run(second()) == {running, kept}
     assert created not in parts["images"].rootfs and kept in parts["images"].rootfs
+    assert exited not in parts["images"].rootfs
 
 
 def test_parse_signal():

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard import errdefs
+from dockyard.apitypes.container import WaitResponse
 from dockyard.daemon.config import DaemonConfig
 from dockyard.daemon.containers.attach import AttachSession
 from dockyard.daemon.containers.record import ContainerRecord
@@ -96,9 +97,12 @@ class ContainerCore:
             return None
 
     def answer_waiters(self, waiters: list[asyncio.Future], exit_code: int) -> None:
+        """``ContainerService.wait``'s futures get their answer here, not through a task of
+        their own: the reply leaves one pass of the event loop sooner."""
+        answer = WaitResponse(status_code=exit_code)
         for fut in waiters:
             if not fut.done():
-                fut.set_result(exit_code)
+                fut.set_result(answer)
 
 
 def rootfs_mounts(rec: ContainerRecord) -> list[Mount]:

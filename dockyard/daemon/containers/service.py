@@ -121,20 +121,14 @@ class ContainerService:
         if condition not in WAIT_CONDITIONS:
             raise errdefs.InvalidParameter(f'invalid condition: "{condition}"')
         rec = self._store.get(ref)
-        loop = asyncio.get_running_loop()
-        inner: asyncio.Future = loop.create_future()
+        waiter: asyncio.Future = asyncio.get_running_loop().create_future()
         if condition == "not-running" and not rec.state.running and rec.state.status != st.RESTARTING:
-            inner.set_result(rec.state.exit_code)
+            waiter.set_result(WaitResponse(status_code=rec.state.exit_code))
         elif condition == "removed":
-            self._core.removed_waiters.setdefault(rec.id, []).append(inner)
+            self._core.removed_waiters.setdefault(rec.id, []).append(waiter)
         else:
-            self._core.exit_waiters.setdefault(rec.id, []).append(inner)
-
-        async def answer() -> WaitResponse:
-            code = await inner
-            return WaitResponse(status_code=code)
-
-        return asyncio.ensure_future(answer())
+            self._core.exit_waiters.setdefault(rec.id, []).append(waiter)
+        return waiter
 
     # ---- remove / rename / prune ------------------------------------------------------
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:

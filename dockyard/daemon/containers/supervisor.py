@@ -174,8 +174,11 @@ class Supervisor:
                 rec.state.error = status.error
                 startup.forget_sandbox(rec)
                 self.health.stop(cid, rec.health)
-                # an auto-remove's delete (durable) follows at once: one fsync instead of three
-                core.store.save(rec, durable=not (rec.host_config.auto_remove and delay is None))
+                # An auto-remove's row is deleted right after (removal): saving its exit first
+                # is undone at once. Should the daemon die between the two, the start-up finds
+                # it running without its shim, records the exit and removes it (restore).
+                if not (rec.host_config.auto_remove and delay is None):
+                    core.store.save(rec)
                 core.emit(rec, "die", exitCode=str(status.exit_code), execDuration=str(int(ran_for)))
                 if delay is not None:
                     self._restarts[cid] = asyncio.ensure_future(self._restart_later(cid, delay))
