@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
+from yarl import URL
 
 from dockyard import errdefs
 from dockyard.api import errors, versions
@@ -66,22 +67,38 @@ async def _common_headers(request: web.Request, resp: web.StreamResponse) -> Non
     h.setdefault("Ostype", "linux")
 
 
+class _Unversioned:
+    """What the router reads of a request (its path and method), with the path's version
+    prefix stripped: resolving this costs far less than a clone of the request (~16 us)."""
+    __slots__ = ("rel_url", "method")
+
+    def __init__(self, request: web.Request, path: str) -> None:
+        self.rel_url = URL.build(path=path)
+        self.method = request.method
+
+
+async def _versioned_route(request: web.Request) -> web.StreamResponse:
+    """Never called: the middleware dispatches a versioned path to its route."""
+    raise web.HTTPNotFound()
+
+
 @web.middleware
 async def versioned(request: web.Request, handler: Handler) -> web.StreamResponse:
     match = _VERSIONED.match(request.path)
     version = versions.MAX_VERSION
+    path = request.path
     try:
         if match:
             version = match.group(1)
             versions.check(version)
-            rel = match.group(2)
-            if request.rel_url.raw_query_string:
-                rel += "?" + request.rel_url.raw_query_string
-            request = request.clone(rel_url=rel)
-            match_info = await request.app.router.resolve(request)
+            path = match.group(2)
+            match_info = await request.app.router.resolve(_Unversioned(request, path))
             match_info.add_app(request.app)
             match_info.freeze()
-            request._match_info = match_info  # what aiohttp's own dispatch sets
+            # what aiohttp's own dispatch sets, over the versioned route's (read and cached
+            # by then: match_info is a reified property)
+            request._match_info = match_info
+            request._cache["match_info"] = match_info
             handler = match_info.handler
         request[API_VERSION] = version
         resp = await handler(request)
@@ -90,7 +107,7 @@ async def versioned(request: web.Request, handler: Handler) -> web.StreamRespons
     except web.HTTPNotFound:
         resp = error_response("page not found", 404)
     except web.HTTPMethodNotAllowed:
-        resp = error_response(f"method {request.method} not allowed for {request.path}", 405)
+        resp = error_response(f"method {request.method} not allowed for {path}", 405)
     except web.HTTPException as e:
         if e.status >= 400:
             resp = error_response(e.text or e.reason, e.status)
@@ -111,4 +128,7 @@ def make_app(register_routes: Callable[[web.Application], None]) -> web.Applicat
     app = web.Application(middlewares=[versioned], client_max_size=0)
     app.on_response_prepare.append(_common_headers)
     register_routes(app)
+    # Every /vX.Y/... path matches this route before the middleware runs: aiohttp's own
+    # dispatch then finds a route instead of building a 404 (~10 us a request).
+    app.router.add_route("*", r"/{version:v\d+\.\d+}/{path:.*}", _versioned_route)
     return app
