@@ -420,3 +420,15 @@ def test_create_prepares_the_start_and_remove_waits_for_it(env):
     assert json.loads((config.container_exec_dir(cid) / "config.json").read_bytes())["process"]["args"] == ["sh"]
     assert (config.container_exec_dir(cid) / "rootfs").is_dir()
     assert not config.container_exec_dir(early).exists() and not config.container_data_dir(early).exists()
+
+
+def test_image_layers_come_from_the_rootfs_mount(env):
+    from dockyard.daemon.containers import startup
+    from dockyard.daemon.containers.record import RootfsMount
+    svc = service(env)
+    rec = svc.get(svc.create(body()).id)
+    assert startup.image_layer_dirs(rec, env[2]["images"]) == [Path(env[2]["images"].layer)]
+    # a rootfs that is not an overlay: the image's layers
+    rec.rootfs_mounts = [RootfsMount(type="bind", source="/somewhere", options=["rbind"])]
+    assert startup.image_layer_dirs(rec, env[2]["images"]) == env[2]["images"].layer_dirs(
+        env[2]["images"].resolve(rec.image_id))
