@@ -9,15 +9,29 @@ ignored, as runc does with a warning.
 
 from __future__ import annotations
 
+import functools
+
 from dockyard.errdefs import InvalidParameter
 from dockyard.oci.defaults import CAPABILITY_NUMBERS
 from dockyard.oci.runtime_spec import Capabilities
 from dockyard.runtime import syscalls
 
 
+@functools.cache
 def last_cap() -> int:
+    """The kernel's highest capability number (read once: the zygote's warm-up does it for every
+    process it forks)."""
     with open("/proc/sys/kernel/cap_last_cap") as f:
         return int(f.read())
+
+
+def bounding_set() -> int:
+    """This process's capability bounding set (CapBnd of /proc/self/status)."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"CapBnd:"):
+                return int(line.split()[1], 16)
+    raise OSError(0, "no CapBnd in /proc/self/status")
 
 
 def mask(names: list[str], highest: int) -> int:
@@ -32,10 +46,11 @@ def mask(names: list[str], highest: int) -> int:
 
 
 def drop_bounding(caps: Capabilities, highest: int) -> None:
-    """Drop what the bounding set excludes; needs CAP_SETPCAP, so call it before the uid switch."""
-    bounding = mask(caps.bounding, highest)
+    """Drop what the bounding set excludes and this process still has (a prepared init dropped
+    most ahead); needs CAP_SETPCAP, so call it before the uid switch."""
+    drop = bounding_set() & ~mask(caps.bounding, highest)
     for number in range(highest + 1):
-        if not bounding & (1 << number):
+        if drop & (1 << number):
             syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
 
 

@@ -100,6 +100,25 @@ def lookup_executable(name: str, env: list[str]) -> str:
     raise ExecLookupError(f'exec: "{name}": executable file not found in $PATH')
 
 
+def rehearse() -> None:
+    """Make, harmlessly (on a path that does not exist), the calls an init makes, for a prepared
+    init while it waits: the first call of each in a forked process copies the pages of what it
+    touches (ctypes' machinery, the wrappers, errno's path), ~0.3 ms of its start otherwise."""
+    sc.unshare(0)
+    nowhere = "/nonexistent/dockyard-rehearsal"
+    for call in (lambda: sc.mount(None, nowhere, None, sc.MS_BIND), lambda: sc.umount2(nowhere, sc.MNT_DETACH),
+                 lambda: sc.pivot_root(nowhere, nowhere), lambda: sc.mknod(nowhere, stat.S_IFCHR | 0o666, 1, 3),
+                 lambda: sc.setns(-1, 0, "rehearsal"), lambda: sc.seccomp_filter(b""),
+                 lambda: sc.mount_setattr(nowhere, 0, 0), lambda: os.chdir(nowhere),
+                 lambda: lookup_executable("true", ["PATH=" + nowhere]), lambda: os.lstat(nowhere)):
+        try:
+            call()
+        except (OSError, ExecLookupError):
+            pass
+    sc.capget()
+    msgspec.json.encode(SyncMessage(type="ready"))
+
+
 def _send(fd: int, message: SyncMessage) -> None:
     os.write(fd, msgspec.json.encode(message) + b"\n")
 

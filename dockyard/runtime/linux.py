@@ -34,8 +34,9 @@ import msgspec
 
 from dockyard import errdefs
 from dockyard.oci import runtime_spec
-from dockyard.oci.runtime_spec import Seccomp, Spec
-from dockyard.runtime import console, execproc, init, seccomp, state
+from dockyard.oci.defaults import DEFAULT_CAPABILITIES
+from dockyard.oci.runtime_spec import Capabilities, Seccomp, Spec
+from dockyard.runtime import caps, console, execproc, init, seccomp, state
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import RuntimeState
 from dockyard.runtime.cgroups import Manager, manager_for
@@ -79,6 +80,7 @@ class PreparedInit:
 
 
 _prepared: PreparedInit | None = None
+PREPARED_BOUNDING = Capabilities(bounding=list(DEFAULT_CAPABILITIES))  # what a prepared init keeps
 
 
 def prepare_init(rehearsal: bytes | None = None) -> None:
@@ -120,7 +122,9 @@ def _take_prepared(spec: Spec) -> PreparedInit | None:
     if prepared is None:
         return None
     pid_ns = next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
-    if pid_ns is None or pid_ns.path:
+    capabilities = spec.process.capabilities
+    if (pid_ns is None or pid_ns.path or capabilities is None
+            or not set(capabilities.bounding) <= set(PREPARED_BOUNDING.bounding)):
         prepared.discard()
         return None
     return prepared
@@ -143,8 +147,11 @@ def _prepared_life(sock: socket.socket, rehearsal: bytes | None) -> None:
     sync_fd = -1
     try:
         init.detach()
+        # the bounding set most containers get (one that needs more does not take this init)
+        caps.drop_bounding(PREPARED_BOUNDING, caps.last_cap())
         if rehearsal is not None:
             runtime_spec.decode(rehearsal)
+        init.rehearse()
         config, spec = "", None
         while True:
             data, fds, _, _ = socket.recv_fds(sock, 65536, 8)

@@ -46,6 +46,7 @@ from dockyard.mount import Mount
 from dockyard.oci import defaults, runtime_spec
 from dockyard.oci.defaults import capability_list
 from dockyard.oci.seccomp_default import default_seccomp
+from dockyard.runtime import caps
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.cgroups import manager_for
@@ -83,11 +84,13 @@ def warm_up() -> None:
     """Run once in the zygote, so every shim inherits the results: msgspec builds its decoder
     for ``Spec`` on first use (after the fork that would be ~1 MB private per shim), and the
     BPF of Docker's default seccomp profile is compiled once instead of per container, and the
-    host's cgroup mounts and the zygote's own cgroups (a shim's too) are read once (0.6 ms)."""
+    kernel's last capability, the host's cgroup mounts and the zygote's own cgroups (a shim's
+    too) are read once (0.6 ms)."""
     spec = runtime_spec.Spec(process=runtime_spec.Process(args=["true"], cwd="/"),
                              root=runtime_spec.Root(path="/"))
     runtime_spec.decode(runtime_spec.encode(spec))
     compiled_seccomp(default_seccomp(capability_list()))
+    caps.last_cap()
     manager_for("/")
     _rehearse_requests()
     _REHEARSAL.append(_sample_create())

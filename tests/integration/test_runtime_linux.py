@@ -23,7 +23,7 @@ from dockyard.oci import defaults, runtime_spec as rs
 from dockyard.runtime.cgroups import files
 from dockyard.runtime.cgroups.v1 import hierarchies
 from dockyard.runtime.devices import host_devices
-from dockyard.runtime import linux
+from dockyard.runtime import caps, linux
 from dockyard.runtime.linux import DockyardRuntime
 from dockyard.runtime.runc import RuncRuntime
 
@@ -355,6 +355,28 @@ def test_prepared_init_not_taken_by_a_host_pid_namespace(h):
     assert code == 0 and int(out) not in (1, prepared)
     with pytest.raises(ChildProcessError):
         os.waitpid(prepared, os.WNOHANG)
+
+
+def test_prepared_init_not_taken_by_a_container_with_more_capabilities(h):
+    # the prepared init dropped what Docker's default set leaves out of the bounding set: a
+    # privileged container (or --cap-add) gets a fresh init, with the whole set we have
+    h.prepared = False
+    linux.prepare_init()
+    prepared = linux._prepared.pid
+    every = sorted(defaults.CAPABILITY_NUMBERS, key=defaults.CAPABILITY_NUMBERS.get)[:caps.last_cap() + 1]
+    spec = h.spec(["sh", "-c", "grep CapBnd /proc/self/status"])
+    spec.process.capabilities = rs.Capabilities(bounding=every, effective=every, permitted=every)
+    code, out = h.run(spec.process.args, spec)
+    assert code == 0 and int(out.split()[1], 16) == caps.bounding_set()  # ours: all this host allows
+    with pytest.raises(ChildProcessError):
+        os.waitpid(prepared, os.WNOHANG)
+
+
+def test_default_capabilities_bounding_set(h):
+    # the same set whether the init was prepared (most dropped ahead) or forked (all dropped now)
+    code, out = h.run(["sh", "-c", "grep CapBnd /proc/self/status"])
+    assert code == 0
+    assert int(out.split()[1], 16) == caps.mask(list(defaults.DEFAULT_CAPABILITIES), caps.last_cap())
 
 
 def test_prepared_init_decodes_again_when_the_preload_named_another_config(h):
