@@ -1188,22 +1188,42 @@ def _serve_create(pair: socket.socket) -> int:
         traceback.print_exc()
         pair.send(json.dumps(P.error_reply(err)).encode())
         return 0
+    started = None
+    if _start_queued(pair):
+        # a run whose start came during the create: start, then answer both at once; woken by
+        # the create's answer in between, the shim took the CPU on the way to the start
+        pair.recv(HELPER_REPLY_MAX)
+        started = _start(runtime, request.container_id)
     socket.send_fds(pair, [json.dumps(reply).encode()], ours)
     for fd in ours:
         os.close(fd)
+    if started is None:
+        try:
+            data = pair.recv(HELPER_REPLY_MAX)
+        except OSError:
+            return 0
+        if not data:
+            return 0  # the shim deleted the container instead of starting it
+        started = _start(runtime, request.container_id)
+    pair.send(started)
+    return 0
+
+
+def _start_queued(pair: socket.socket) -> bool:
     try:
-        data = pair.recv(HELPER_REPLY_MAX)
+        return pair.recv(HELPER_REPLY_MAX, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"start"
     except OSError:
-        return 0
-    if not data:
-        return 0  # the shim deleted the container instead of starting it
+        return False
+
+
+def _start(runtime: Runtime, container_id: str) -> bytes:
+    """``runtime start``'s outcome, as the reply to the shim."""
     try:
-        runtime.start(request.container_id)
+        runtime.start(container_id)
         reply = {"ok": True}
     except Exception as err:
         reply = P.error_reply(err)
-    pair.send(json.dumps(reply).encode())
-    return 0
+    return json.dumps(reply).encode()
 
 
 def _create_container(runtime: Runtime, req: SpawnRequest, ours: list[int]) -> dict:
