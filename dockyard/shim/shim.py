@@ -277,7 +277,7 @@ class Shim:
     # ---- create -------------------------------------------------------------
 
     def prepare(self, helper: Helper) -> None:
-        """What the shim sets up while ``helper`` creates the container (``Helper.ask_create``):
+        """What the shim sets up while ``helper`` creates the container (``Helper.spawn``):
         the log writer and ``shim.sock``, bound from here on (attach requests may queue on it)."""
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd gets written
         signal.set_wakeup_fd(self.sigchld_w)
@@ -1090,8 +1090,9 @@ def _unlink(path: Path) -> None:
 class Helper:
     """The create helper of a (spare) shim: its pid and our end of its socket pair."""
 
-    def __init__(self) -> None:
-        """Fork it; it leaves at once if the pair closes unused."""
+    def __init__(self, zygote: socket.socket) -> None:
+        """Fork it; it waits on ``zygote`` (the zygote's pair) for the spawn connection, and
+        leaves at once if either pair closes unused."""
         self.sock, theirs = socket.socketpair(socket.AF_UNIX,
                                               socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.pid = sc.fork()
@@ -1099,7 +1100,7 @@ class Helper:
             code = 1
             try:
                 self.sock.close()
-                code = _create_helper(theirs)
+                code = _create_helper(theirs, zygote)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -1107,10 +1108,17 @@ class Helper:
         theirs.close()
         self.pidfd = os.pidfd_open(self.pid)  # readable once it exited (it may be reaped meanwhile)
 
-    def ask_create(self, spawn: bytes) -> None:
-        """Start the create of ``spawn`` (the daemon's spawn request, JSON as it came), at once:
-        the shim sets itself up meanwhile and takes the result with ``created``."""
-        self.sock.send(spawn)
+    def spawn(self) -> tuple[socket.socket | None, bytes]:
+        """The daemon's spawn connection and its request (JSON as it came), once the helper has
+        them (it is creating by then: the shim sets itself up meanwhile and takes the result
+        with ``created``); (None, b"") if the helper left (the zygote is gone)."""
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, HELPER_REPLY_MAX, 1)
+        except OSError:
+            return None, b""
+        if not fds:
+            return None, b""
+        return socket.socket(fileno=fds[0]), data
 
     def created(self) -> tuple[dict, list[int]]:
         """The successful reply (``fds`` names the fds that came with it) or its error raised."""
@@ -1154,23 +1162,68 @@ class Helper:
         os.close(self.pidfd)
 
 
-def _create_helper(pair: socket.socket) -> int:
+def _create_helper(pair: socket.socket, zygote: socket.socket) -> int:
     # the init first, so that the rehearsal makes the pages it touches ours again
     prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None)
     try:
-        return _serve_create(pair)
+        _rehearse_create()
+        data = _take_spawn(pair, zygote)
+        return _serve_create(pair, data) if data else 0
     finally:
         discard_prepared()  # a create that did not take it (another runtime, a failure)
 
 
-def _serve_create(pair: socket.socket) -> int:
-    _rehearse_create()
+REQUEST_TIMEOUT = 5.0  # for the daemon's spawn request, once its connection is handed to us
+
+
+def _take_spawn(pair: socket.socket, zygote: socket.socket) -> bytes:
+    """Wait for the zygote to hand us a spawn connection; read its request and pass both on to
+    our shim. Returns the request (JSON as it came), or b"" if either the zygote or the shim
+    went away first."""
+    poller = select.poll()
+    poller.register(zygote, select.POLLIN)
+    poller.register(pair, select.POLLIN)
+    if any(fd == pair.fileno() for fd, _ in poller.poll()):
+        return b""  # our shim left (it only ever sends after the spawn)
     try:
-        data = pair.recv(HELPER_REPLY_MAX)
+        _, fds, _, _ = socket.recv_fds(zygote, 1, 1)
     except OSError:
-        return 0
-    if not data:
-        return 0  # our shim left unused
+        return b""
+    zygote.close()
+    if not fds:
+        return b""  # the zygote is gone
+    conn = socket.socket(fileno=fds[0])
+    try:
+        data = _read_request(conn)
+        socket.send_fds(pair, [data], [conn.fileno()])
+    except Exception as err:
+        try:
+            conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
+        except OSError:
+            pass
+        return b""
+    finally:
+        conn.close()
+    return data
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    """The spawn request frame's payload (JSON), as it came."""
+    conn.settimeout(REQUEST_TIMEOUT)
+    reader = P.FrameReader()
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            raise EOFError("the daemon closed the spawn connection")
+        frames = reader.feed(data)
+        if frames:
+            kind, payload = frames[0]
+            if kind != P.REQUEST:
+                raise ValueError(f"expected a request frame, got type {kind}")
+            return payload
+
+
+def _serve_create(pair: socket.socket, data: bytes) -> int:
     ours: list[int] = []  # the stdio ends that go to the shim with the reply
     try:
         spawn = json.loads(data)
@@ -1270,7 +1323,7 @@ def run(conn: socket.socket, body: dict, helper: Helper, start_after: int | None
     """Body of the shim process, called in the zygote's grandchild. ``conn`` is the daemon's
     spawn connection: it gets our pid (once shim.sock is bound), then the init's pid or the create
     error, and with ``start_after`` (a number of attach clients to wait for) the start's outcome.
-    ``helper``: the process forked ahead, already doing the create (``Helper.ask_create``)."""
+    ``helper``: the process forked ahead, already doing the create (``Helper.spawn``)."""
     conn.setblocking(True)
     daemon_there = True
     try:

@@ -7,11 +7,12 @@ starts this process once; it imports everything a shim needs, freezes the GC
 ``zygote.sock``. Shims are made by a double fork: the middle child calls ``setsid``
 and exits at once, so the shim is re-parented away from the zygote and outlives it
 and the daemon. One such process is always made ahead (the spare: its forks,
-``setsid`` and fd closing cost ~4 ms that a start would wait for); a ``spawn`` request
-(``dockyard.shim.protocol``) hands the spare its connection (SCM_RIGHTS) and the
-zygote makes the next spare while the shim works. The shim reads the request and
-reports its pid and the create result on the connection itself, so the zygote never
-waits on a container. A spare exits when the zygote goes (EOF on its socketpair).
+``setsid`` and fd closing cost ~4 ms that a start would wait for), with its create helper
+(``shim.Helper``); a ``spawn`` request (``dockyard.shim.protocol``) hands the helper the
+connection (SCM_RIGHTS), which reads the request, passes both on to the spare and begins the
+create, and the zygote makes the next spare while the shim works. The shim reports its pid
+and the create result on the connection itself, so the zygote never waits on a container.
+A spare and its helper exit when the zygote goes (EOF on the helper's socketpair).
 
 Run as ``python -m dockyard.shim.zygote --socket PATH [--preload MODULE]...``; it prints
 ``ready`` once listening and exits when its stdin (a pipe from the daemon) closes.
@@ -35,24 +36,7 @@ from dockyard.shim import protocol as P
 from dockyard.shim import shim
 from dockyard.shim.sockpath import short_path
 
-REQUEST_TIMEOUT = 5.0
 SPARE_DELAY = 0.035  # after a spawn, how long the zygote waits before forking the next spare
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    """The spawn request frame's payload (JSON), as it came."""
-    conn.settimeout(REQUEST_TIMEOUT)
-    reader = P.FrameReader()
-    while True:
-        data = conn.recv(65536)
-        if not data:
-            raise EOFError("the daemon closed the spawn connection")
-        frames = reader.feed(data)
-        if frames:
-            kind, payload = frames[0]
-            if kind != P.REQUEST:
-                raise ValueError(f"expected a request frame, got type {kind}")
-            return payload
 
 
 class Zygote:
@@ -110,7 +94,7 @@ class Zygote:
             pass
 
     def _hand_over(self, conn: socket.socket) -> None:
-        """Give ``conn`` to the spare, which becomes its shim; a dead spare is replaced once."""
+        """Give ``conn`` to the spare's create helper; a dead spare is replaced once."""
         # the next spare waits until the shim just handed over is past its create and start
         # (and, for a short-lived container, its exit and cleanup: ~30 ms here): forking it
         # meanwhile would take CPU from them
@@ -127,7 +111,8 @@ class Zygote:
         raise OSError("zygote: no shim process could be made")
 
     def _fork_spare(self) -> socket.socket:
-        """Double fork a process that waits for a spawn connection; returns our end of its pair."""
+        """Double fork a spare; returns our end of the pair on which its create helper waits for
+        a spawn connection."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         gc.freeze()  # objects made since the last fork join the shared, never-scanned set
         middle = sc.fork()
@@ -161,21 +146,16 @@ class Zygote:
         os.closerange(keep + 1, 1 << 20)
 
 
-def _spare(pair: socket.socket) -> int:
-    """Life of a spare: fork its create helper, wait for a spawn connection, be its shim."""
-    helper = shim.Helper()
-    try:
-        _, fds, _, _ = socket.recv_fds(pair, 1, 1)
-    except OSError:
-        fds = []
-    pair.close()
-    if not fds:
+def _spare(zygote: socket.socket) -> int:
+    """Life of a spare: fork its create helper, which takes the spawn connection from the
+    ``zygote`` pair and passes it on with the request; be that connection's shim."""
+    helper = shim.Helper(zygote)
+    zygote.close()  # the helper's now
+    conn, payload = helper.spawn()
+    if conn is None:
         helper.close()
         return 0  # the zygote is gone
-    conn = socket.socket(fileno=fds[0])
     try:
-        payload = _read_request(conn)
-        helper.ask_create(payload)  # first, as it came: it works while the shim sets itself up
         request = json.loads(payload)
         if request.get("op") != "spawn":
             raise ValueError(f"zygote: unknown request {request.get('op')!r}")
