@@ -273,6 +273,7 @@ class Shim:
         self.start_conn: socket.socket | None = None
         self.start_after = 0
         self.start_sent = False  # the helper was told to start (maybe before its create's reply)
+        self.told = False  # the helper told the daemon the init's pid and the start itself
 
     # ---- create -------------------------------------------------------------
 
@@ -306,6 +307,7 @@ class Shim:
             self.root = Path(created["root"])
             self.cgroups_path = created.get("cgroups_path")
             self.init_pid = int(created["pid"])
+            self.told = bool(created.get("told"))
             self._take_stdio(created["fds"], fds)
         except BaseException:
             self._undo_create()
@@ -387,7 +389,8 @@ class Shim:
             reply = {"ok": True}
         except Exception as err:
             reply = P.error_reply(err)
-        _tell(conn, reply)
+        if not self.told:
+            _tell(conn, reply)
         conn.close()
 
     def _take_stdio(self, names: list[str], fds: list[int]) -> None:
@@ -1167,8 +1170,13 @@ def _create_helper(pair: socket.socket, zygote: socket.socket) -> int:
     prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None)
     try:
         _rehearse_create()
-        data = _take_spawn(pair, zygote)
-        return _serve_create(pair, data) if data else 0
+        data, daemon = _take_spawn(pair, zygote)
+        if daemon is None:
+            return 0
+        try:
+            return _serve_create(pair, data, daemon)
+        finally:
+            daemon.close()
     finally:
         discard_prepared()  # a create that did not take it (another runtime, a failure)
 
@@ -1176,35 +1184,35 @@ def _create_helper(pair: socket.socket, zygote: socket.socket) -> int:
 REQUEST_TIMEOUT = 5.0  # for the daemon's spawn request, once its connection is handed to us
 
 
-def _take_spawn(pair: socket.socket, zygote: socket.socket) -> bytes:
+def _take_spawn(pair: socket.socket, zygote: socket.socket) -> tuple[bytes, socket.socket | None]:
     """Wait for the zygote to hand us a spawn connection; read its request and pass both on to
-    our shim. Returns the request (JSON as it came), or b"" if either the zygote or the shim
-    went away first."""
+    our shim. Returns the request (JSON as it came) and the connection (ours to answer a run's
+    start on, see ``_serve_create``), or (b"", None) if the zygote or the shim went away first."""
     poller = select.poll()
     poller.register(zygote, select.POLLIN)
     poller.register(pair, select.POLLIN)
     if any(fd == pair.fileno() for fd, _ in poller.poll()):
-        return b""  # our shim left (it only ever sends after the spawn)
+        return b"", None  # our shim left (it only ever sends after the spawn)
     try:
         _, fds, _, _ = socket.recv_fds(zygote, 1, 1)
     except OSError:
-        return b""
+        return b"", None
     zygote.close()
     if not fds:
-        return b""  # the zygote is gone
+        return b"", None  # the zygote is gone
     conn = socket.socket(fileno=fds[0])
     try:
         data = _read_request(conn)
+        conn.setblocking(True)
         socket.send_fds(pair, [data], [conn.fileno()])
     except Exception as err:
         try:
             conn.sendall(P.json_frame(P.REPLY, P.error_reply(err)))
         except OSError:
             pass
-        return b""
-    finally:
         conn.close()
-    return data
+        return b"", None
+    return data, conn
 
 
 def _read_request(conn: socket.socket) -> bytes:
@@ -1223,7 +1231,11 @@ def _read_request(conn: socket.socket) -> bytes:
             return payload
 
 
-def _serve_create(pair: socket.socket, data: bytes) -> int:
+def _serve_create(pair: socket.socket, data: bytes, daemon: socket.socket) -> int:
+    """Create, answer the shim, start when it says so. A run's container started here (its
+    start came during the create) is reported to the ``daemon`` by us, ahead of the shim: the
+    init's pid, then the start (the shim's first answer, its pid, went out before it sent the
+    start); the shim's answers then say ``told``."""
     ours: list[int] = []  # the stdio ends that go to the shim with the reply
     try:
         spawn = json.loads(data)
@@ -1247,6 +1259,8 @@ def _serve_create(pair: socket.socket, data: bytes) -> int:
         # the create's answer in between, the shim took the CPU on the way to the start
         pair.recv(HELPER_REPLY_MAX)
         started = _start(runtime, request.container_id)
+        if started.get("ok"):
+            reply["told"] = _tell(daemon, {"ok": True, "pid": reply["pid"]}, started)
     socket.send_fds(pair, [json.dumps(reply).encode()], ours)
     for fd in ours:
         os.close(fd)
@@ -1258,7 +1272,7 @@ def _serve_create(pair: socket.socket, data: bytes) -> int:
         if not data:
             return 0  # the shim deleted the container instead of starting it
         started = _start(runtime, request.container_id)
-    pair.send(started)
+    pair.send(json.dumps(started).encode())
     return 0
 
 
@@ -1269,14 +1283,13 @@ def _start_queued(pair: socket.socket) -> bool:
         return False
 
 
-def _start(runtime: Runtime, container_id: str) -> bytes:
+def _start(runtime: Runtime, container_id: str) -> dict:
     """``runtime start``'s outcome, as the reply to the shim."""
     try:
         runtime.start(container_id)
-        reply = {"ok": True}
+        return {"ok": True}
     except Exception as err:
-        reply = P.error_reply(err)
-    return json.dumps(reply).encode()
+        return P.error_reply(err)
 
 
 def _create_container(runtime: Runtime, req: SpawnRequest, ours: list[int]) -> dict:
@@ -1346,7 +1359,7 @@ def run(conn: socket.socket, body: dict, helper: Helper, start_after: int | None
     except Exception as err:
         _tell(conn, P.error_reply(err))
         return 1
-    told = _tell(conn, {"ok": True, "pid": shim.init_pid})
+    told = shim.told or _tell(conn, {"ok": True, "pid": shim.init_pid})
     if not (told and daemon_there):
         # The daemon went away during the spawn (killed, or it gave the start up): nobody will
         # start this container or end this shim, and a daemon restarted meanwhile may have looked
@@ -1365,10 +1378,10 @@ def run(conn: socket.socket, body: dict, helper: Helper, start_after: int | None
     return 0
 
 
-def _tell(conn: socket.socket, body: dict) -> bool:
-    """Send a reply on the spawn connection; False if the daemon is gone."""
+def _tell(conn: socket.socket, *bodies: dict) -> bool:
+    """Send replies on the spawn connection (one write); False if the daemon is gone."""
     try:
-        conn.sendall(P.json_frame(P.REPLY, body))
+        conn.sendall(b"".join(P.json_frame(P.REPLY, body) for body in bodies))
         return True
     except OSError:
         return False
