@@ -42,6 +42,7 @@ import os
 import signal
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -73,6 +74,7 @@ class InitConfig:
     stdio: tuple[int, int, int] | None
     console_socket: socket.socket | None
     detached: bool = False  # a prepared init (``linux.prepare_init``) did ``detach`` ahead
+    on_ready: Callable[[], None] | None = None  # called just before "ready" (``pages.Recorder``)
 
 
 def lookup_executable(name: str, env: list[str]) -> str:
@@ -268,6 +270,8 @@ def run(cfg: InitConfig) -> None:
     try:
         executable, env, fifo_fd = _setup(cfg)
         sc.prctl(sc.PR_SET_PDEATHSIG, 0)
+        if cfg.on_ready is not None:
+            cfg.on_ready()
         _send(cfg.sync_fd, SyncMessage(type="ready"))
         os.close(cfg.sync_fd)
         # blocks until start opens the fifo for reading

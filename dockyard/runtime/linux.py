@@ -36,7 +36,7 @@ from dockyard import errdefs
 from dockyard.oci import runtime_spec
 from dockyard.oci.defaults import DEFAULT_CAPABILITIES
 from dockyard.oci.runtime_spec import Capabilities, Seccomp, Spec
-from dockyard.runtime import caps, console, execproc, init, seccomp, state
+from dockyard.runtime import caps, console, execproc, init, pages, seccomp, state
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import RuntimeState
 from dockyard.runtime.cgroups import Manager, manager_for
@@ -83,12 +83,14 @@ _prepared: PreparedInit | None = None
 PREPARED_BOUNDING = Capabilities(bounding=list(DEFAULT_CAPABILITIES))  # what a prepared init keeps
 
 
-def prepare_init(rehearsal: bytes | None = None) -> None:
+def prepare_init(rehearsal: bytes | None = None, pages: str | None = None) -> None:
     """Fork the next container's init now, while nothing waits for it, for ``create`` to use:
     the fork (~1 ms), the copy-on-write faults it causes on both sides, and the init's first
     steps leave the start path. Call it from a single-threaded process before the work whose
     pages should stay private to the caller. ``rehearsal``: a sample config.json, decoded by
-    the init ahead so its own decode later touches pages it already owns."""
+    the init ahead so its own decode later touches pages it already owns. ``pages``: where the
+    pages an init writes are listed (``dockyard.runtime.pages``): copied ahead if the list is
+    there, recorded by this init otherwise."""
     global _prepared
     discard_prepared()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
@@ -98,7 +100,7 @@ def prepare_init(rehearsal: bytes | None = None) -> None:
         pid = sc.fork()
         if pid == 0:
             ours.close()
-            _prepared_life(theirs, rehearsal)
+            _prepared_life(theirs, rehearsal, pages)
     finally:
         sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
         os.close(own_pid_ns)
@@ -140,7 +142,7 @@ def preload_config(config: Path) -> None:
             discard_prepared()
 
 
-def _prepared_life(sock: socket.socket, rehearsal: bytes | None) -> None:
+def _prepared_life(sock: socket.socket, rehearsal: bytes | None, pages_path: str | None) -> None:
     """A prepared init's life: detach, rehearse, wait for its container, be its init.
     Never returns."""
     gc.disable()  # as in init.run: a collection would copy every page inherited
@@ -152,6 +154,7 @@ def _prepared_life(sock: socket.socket, rehearsal: bytes | None) -> None:
         if rehearsal is not None:
             runtime_spec.decode(rehearsal)
         init.rehearse()
+        learn = pages_path is not None and not pages.populate(pages_path)
         config, spec = "", None
         while True:
             data, fds, _, _ = socket.recv_fds(sock, 65536, 8)
@@ -167,6 +170,12 @@ def _prepared_life(sock: socket.socket, rehearsal: bytes | None) -> None:
                 spec = None  # decoded again with the order, which reports what is wrong
         sock.close()
         sync_fd, cgroup_ready, *rest = fds
+        recorder = None
+        if learn and not os.path.exists(pages_path):  # (none of the others did it meanwhile)
+            try:
+                recorder = pages.Recorder(pages_path)
+            except OSError:
+                pass
         stdio = (rest[0], rest[1], rest[2]) if order["stdio"] else None
         console_fd = rest[3 if stdio else 0] if order["console"] else -1
         if spec is None or config != order["config"]:
@@ -175,7 +184,8 @@ def _prepared_life(sock: socket.socket, rehearsal: bytes | None) -> None:
             spec=spec, rootfs=order["rootfs"], cgroup=manager_for(order["cgroup"]), cgroup_ready=cgroup_ready,
             seccomp_program=compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None,
             sync_fd=sync_fd, fifo_path=order["fifo"], stdio=stdio,
-            console_socket=socket.socket(fileno=console_fd) if console_fd >= 0 else None, detached=True)
+            console_socket=socket.socket(fileno=console_fd) if console_fd >= 0 else None, detached=True,
+            on_ready=recorder.record if recorder is not None else None)
     except BaseException as err:  # noqa: BLE001 - the child must report, never unwind into the caller
         try:
             if sync_fd >= 0:

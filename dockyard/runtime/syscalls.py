@@ -282,3 +282,14 @@ def malloc_trim() -> None:
     trim = getattr(_libc, "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+MADV_POPULATE_WRITE = 23
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def populate_write(address: int, length: int) -> bool:
+    """Fault ``length`` bytes at ``address`` in as if written (madvise MADV_POPULATE_WRITE,
+    Linux 5.14): copy-on-write pages are copied now. False where the range is not mapped
+    writable (or the kernel is older)."""
+    return _libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), MADV_POPULATE_WRITE) == 0

@@ -111,6 +111,7 @@ def _sample_create() -> tuple[bytes, bytes]:
 
 
 _REHEARSAL: list[tuple[bytes, bytes]] = []  # the sample create (the zygote's warm_up makes it)
+INIT_PAGES: list[str] = []  # where this zygote's prepared inits list their pages (runtime.pages)
 
 
 def _rehearse_create() -> None:
@@ -1167,7 +1168,7 @@ class Helper:
 
 def _create_helper(pair: socket.socket, zygote: socket.socket) -> int:
     # the init first, so that the rehearsal makes the pages it touches ours again
-    prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None)
+    prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None, INIT_PAGES[0] if INIT_PAGES else None)
     try:
         _rehearse_create()
         data, daemon = _take_spawn(pair, zygote)

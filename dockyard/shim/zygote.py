@@ -42,10 +42,7 @@ SPARE_DELAY = 0.035  # after a spawn, how long the zygote waits before forking t
 class Zygote:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
-        try:
-            os.unlink(socket_path)
-        except FileNotFoundError:
-            pass
+        _remove(socket_path)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         with short_path(Path(socket_path)) as reachable:
             self.listener.bind(reachable)
@@ -56,6 +53,12 @@ class Zygote:
         self.sel.register(0, selectors.EVENT_READ)  # the daemon's pipe: EOF means it is gone
         self.spare: socket.socket | None = None  # our end of the pair of the next shim
         self.spare_due = 0.0  # when to fork the next spare (monotonic)
+        # the pages our prepared inits write (runtime.pages): learned anew for this layout
+        directory = os.path.dirname(socket_path)
+        for name in os.listdir(directory):
+            if name.startswith(("init-pages.", ".init-pages.")):
+                _remove(os.path.join(directory, name))
+        shim.INIT_PAGES[:] = [os.path.join(directory, f"init-pages.{os.getpid()}")]
 
     def serve(self) -> None:
         while True:
@@ -88,10 +91,9 @@ class Zygote:
         if self.spare is not None:
             self.spare.close()  # EOF: the spare leaves
             self.spare = None
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        _remove(self.socket_path)
+        for path in shim.INIT_PAGES:
+            _remove(path)
 
     def _hand_over(self, conn: socket.socket) -> None:
         """Give ``conn`` to the spare's create helper; a dead spare is replaced once."""
@@ -144,6 +146,13 @@ class Zygote:
         keep = keep_sock.fileno()
         os.closerange(3, keep)
         os.closerange(keep + 1, 1 << 20)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _spare(zygote: socket.socket) -> int:

@@ -388,6 +388,18 @@ def test_default_capabilities_bounding_set(h):
     assert int(out.split()[1], 16) == caps.mask(list(defaults.DEFAULT_CAPABILITIES), caps.last_cap())
 
 
+def test_prepared_inits_learn_their_pages_once(h):
+    # the first prepared init lists the pages it wrote up to "ready"; the next ones copy them
+    # ahead and run as well
+    h.prepared = False
+    listing = h.workdir / "init-pages"
+    for round in range(3):
+        linux.prepare_init(pages=str(listing))
+        assert h.run(["echo", "round", str(round)]) == (0, f"round {round}\n")
+        assert listing.stat().st_size > 8 * 100
+    assert sorted(p.name for p in h.workdir.iterdir() if "pages" in p.name) == ["init-pages"]
+
+
 def test_prepared_init_decodes_again_when_the_preload_named_another_config(h):
     h.prepared = False
     other = h.bundle(h.spec(["echo", "from the preload"]))
