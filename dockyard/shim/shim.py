@@ -144,6 +144,7 @@ def _rehearse_requests() -> None:
     request = spawn_request_from_json(body)
     ours, theirs = socket.socketpair()
     rehearsal = Shim(request, DockyardRuntime(Path("/")))
+    rehearsal.deferred = None  # serving
     try:
         client = _Client(ours)
         rehearsal.clients[ours.fileno()] = client
@@ -275,6 +276,9 @@ class Shim:
         self.start_after = 0
         self.start_sent = False  # the helper was told to start (maybe before its create's reply)
         self.told = False  # the helper told the daemon the init's pid and the start itself
+        # until serve(): requests other than attaches wait here, for the daemon may hear of the
+        # start (from the helper) before we have taken the create's and the start's answers
+        self.deferred: list[tuple[_Client, bytes]] | None = []
 
     # ---- create -------------------------------------------------------------
 
@@ -419,6 +423,7 @@ class Shim:
 
     def serve(self) -> None:
         self._reap()  # the init may have died before the handler was of use
+        self.serve_deferred()
         while self.running:
             timeout = None
             deadlines = [d for d in (self.drain_deadline or self.linger_deadline,
@@ -453,6 +458,13 @@ class Shim:
                 except Exception:  # leaving is what matters now; say why cleanup failed
                     traceback.print_exc()
         self.sel.close()
+
+    def serve_deferred(self) -> None:
+        """Answer the requests that came before we served (see ``deferred``); serve from now on."""
+        deferred, self.deferred = self.deferred or [], None
+        for client, payload in deferred:
+            if client.sock.fileno() >= 0:
+                self._request(client, payload)
 
     def _accept(self, fd: int, events: int) -> None:
         assert self.listener is not None
@@ -563,6 +575,9 @@ class Shim:
         try:
             req = json.loads(payload)
             op = req.get("op")
+            if self.deferred is not None and op != "attach":
+                self.deferred.append((client, payload))
+                return
             handler = getattr(self, f"_op_{op}", None)
             if handler is None:
                 raise errdefs.InvalidParameter(f"shim: unknown request {op!r}")
