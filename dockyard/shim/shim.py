@@ -46,7 +46,7 @@ from dockyard.mount import Mount
 from dockyard.oci import defaults, runtime_spec
 from dockyard.oci.defaults import capability_list
 from dockyard.oci.seccomp_default import default_seccomp
-from dockyard.runtime import caps
+from dockyard.runtime import caps, pages
 from dockyard.runtime import syscalls as sc
 from dockyard.runtime.base import Runtime
 from dockyard.runtime.cgroups import manager_for
@@ -111,7 +111,8 @@ def _sample_create() -> tuple[bytes, bytes]:
 
 
 _REHEARSAL: list[tuple[bytes, bytes]] = []  # the sample create (the zygote's warm_up makes it)
-INIT_PAGES: list[str] = []  # where this zygote's prepared inits list their pages (runtime.pages)
+# where this zygote's prepared inits and create helpers list the pages they write (runtime.pages)
+PAGE_LISTS: dict[str, str] = {}
 
 
 def _rehearse_create() -> None:
@@ -1183,16 +1184,22 @@ class Helper:
 
 def _create_helper(pair: socket.socket, zygote: socket.socket) -> int:
     # the init first, so that the rehearsal makes the pages it touches ours again
-    prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None, INIT_PAGES[0] if INIT_PAGES else None)
+    prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None, PAGE_LISTS.get("init"))
     try:
         _rehearse_create()
+        listing = PAGE_LISTS.get("helper")
+        learn = listing is not None and not pages.populate(listing)
         data, daemon = _take_spawn(pair, zygote)
         if daemon is None:
             return 0
+        # the first helper of a zygote lists the pages its create and start write, after them
+        recorder = pages.Recorder(listing) if learn and not os.path.exists(listing) else None
         try:
             return _serve_create(pair, data, daemon)
         finally:
             daemon.close()
+            if recorder is not None:
+                recorder.record()
     finally:
         discard_prepared()  # a create that did not take it (another runtime, a failure)
 

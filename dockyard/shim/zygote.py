@@ -36,6 +36,7 @@ from dockyard.shim import protocol as P
 from dockyard.shim import shim
 from dockyard.shim.sockpath import short_path
 
+PAGE_LISTS = ("init", "helper")  # see shim.PAGE_LISTS
 SPARE_DELAY = 0.035  # after a spawn, how long the zygote waits before forking the next spare
 
 
@@ -53,12 +54,14 @@ class Zygote:
         self.sel.register(0, selectors.EVENT_READ)  # the daemon's pipe: EOF means it is gone
         self.spare: socket.socket | None = None  # our end of the pair of the next shim
         self.spare_due = 0.0  # when to fork the next spare (monotonic)
-        # the pages our prepared inits write (runtime.pages): learned anew for this layout
+        # the pages our prepared inits and create helpers write (runtime.pages): learned anew
+        # for this zygote's layout
         directory = os.path.dirname(socket_path)
         for name in os.listdir(directory):
-            if name.startswith(("init-pages.", ".init-pages.")):
+            if name.lstrip(".").startswith(tuple(f"{kind}-pages." for kind in PAGE_LISTS)):
                 _remove(os.path.join(directory, name))
-        shim.INIT_PAGES[:] = [os.path.join(directory, f"init-pages.{os.getpid()}")]
+        shim.PAGE_LISTS.update((kind, os.path.join(directory, f"{kind}-pages.{os.getpid()}"))
+                               for kind in PAGE_LISTS)
 
     def serve(self) -> None:
         while True:
@@ -92,7 +95,7 @@ class Zygote:
             self.spare.close()  # EOF: the spare leaves
             self.spare = None
         _remove(self.socket_path)
-        for path in shim.INIT_PAGES:
+        for path in shim.PAGE_LISTS.values():
             _remove(path)
 
     def _hand_over(self, conn: socket.socket) -> None:
