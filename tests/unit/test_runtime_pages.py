@@ -8,23 +8,7 @@ import struct
 
 from dockyard.runtime import pages
 from dockyard.runtime import syscalls as sc
-
-
-def _in_child(body) -> int:
-    """Run ``body`` in a forked child (its pages start shared with us); its int result."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            os.write(write_fd, str(body()).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        result = f.read()
-    os.waitpid(pid, 0)
-    return int(result)
+from tests.unit.forked import in_child
 
 
 def test_owned_pages_are_the_ones_written_since_the_fork():
@@ -38,7 +22,7 @@ def test_owned_pages_are_the_ones_written_since_the_fork():
         owned = set(pages.owned_pages())
         return sum(1 << i for i in range(8) if first + i in owned)
 
-    assert _in_child(child) == 1 << 3
+    assert in_child(child) == 1 << 3
 
 
 def test_recorded_pages_are_copied_ahead_by_populate(tmp_path):
@@ -55,7 +39,7 @@ def test_recorded_pages_are_copied_ahead_by_populate(tmp_path):
         return 0
 
     assert not pages.populate(str(listing))  # nothing learned yet
-    _in_child(recording_child)
+    in_child(recording_child)
     numbers = set(struct.unpack(f"<{listing.stat().st_size // 8}Q", listing.read_bytes()))
     assert {first + 2, first + 5} <= numbers and first + 3 not in numbers
     assert not [p for p in os.listdir(tmp_path) if p != "pages"]  # the temp file was renamed
@@ -65,7 +49,7 @@ def test_recorded_pages_are_copied_ahead_by_populate(tmp_path):
         owned = set(pages.owned_pages())  # copied without being written
         return sum(1 << i for i in range(8) if first + i in owned)
 
-    assert _in_child(populated_child) == (1 << 2) | (1 << 5)
+    assert in_child(populated_child) == (1 << 2) | (1 << 5)
 
 
 def _address(area: mmap.mmap) -> int:

@@ -13,6 +13,7 @@ from dockyard.oci.runtime_spec import Seccomp, SeccompArg, SeccompSyscall
 from dockyard.oci.seccomp_default import default_seccomp
 from dockyard.runtime import seccomp, syscalls
 from dockyard.runtime.syscall_table import SYSCALLS_X86_64
+from tests.unit.forked import in_child
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -21,20 +22,10 @@ SYS_GETPGID = 121
 
 def _in_child(program: bytes, probe) -> int:
     """Install ``program`` in a forked child, run ``probe()`` there; return its int result."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            syscalls.seccomp_filter(program)
-            os.write(write_fd, str(probe()).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        result = f.read()
-    os.waitpid(pid, 0)
-    return int(result)
+    def body() -> int:
+        syscalls.seccomp_filter(program)
+        return probe()
+    return in_child(body)
 
 
 def _getpgid_errno(value: int) -> int:
