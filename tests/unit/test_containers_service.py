@@ -432,3 +432,40 @@ def test_image_layers_come_from_the_rootfs_mount(env):
     rec.rootfs_mounts = [RootfsMount(type="bind", source="/somewhere", options=["rbind"])]
     assert startup.image_layer_dirs(rec, env[2]["images"]) == env[2]["images"].layer_dirs(
         env[2]["images"].resolve(rec.image_id))
+
+
+def test_exit_handling_survives_a_garbage_collection(env):
+    """The task handling an exit is held until it ends: awaiting something only it reaches
+    (a shim connection's reader, which its protocol holds weakly), it would be collected and
+    the exit never recorded nor its waiters answered."""
+    import gc
+    import weakref
+
+    env[2]["shims"].exit_code = None
+    svc = service(env)
+
+    async def flow():
+        cid = svc.create(body()).id
+        await svc.start(cid)
+        handle = env[2]["shims"].handles[cid]
+        awaited: list[weakref.ref] = []
+
+        async def shutdown() -> None:  # an answer nothing else holds on to
+            future = asyncio.get_running_loop().create_future()
+            awaited.append(weakref.ref(future))
+            await future
+
+        handle.shutdown = shutdown
+        waiter = svc.wait(cid, "not-running")
+        await svc.kill(cid, "SIGKILL")
+        while not awaited:
+            await asyncio.sleep(0)
+        for _ in range(5):  # the rest of the exit's handling to its wait for that answer
+            await asyncio.sleep(0)
+        gc.collect()
+        future = awaited[0]()
+        assert future is not None
+        future.set_result(None)
+        return (await asyncio.wait_for(waiter, 5)).status_code
+
+    assert run(flow()) == 137

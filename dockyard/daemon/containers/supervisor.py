@@ -114,6 +114,11 @@ class Supervisor:
         running = Running(handle=handle, exited=asyncio.Event())
         self._core.live[cid] = running
         running.watch = asyncio.ensure_future(self._watch_exit(cid, running))
+        # Held until it ends: the exit's handling drops ``live``'s entry first, and a task the
+        # loop alone knows (weakly) is collected mid-way with what it awaits when that is only
+        # reachable through it (a shim connection's StreamReader: its protocol's is a weakref);
+        # its waiters would never be answered.
+        self._core.keep(running.watch)
         return running
 
     async def _watch_exit(self, cid: str, running: Running) -> None:
