@@ -206,6 +206,7 @@ def _memory(target: Target, state: Any) -> dict[str, float]:
     _settle(core)
     idle_rss = sum(procs.rss_kib(p) for p in core)
     idle_pss = sum(procs.pss_kib(p) for p in core)
+    ahead_pss = sum(procs.pss_kib(p) for p in procs.forks_outside(target.core_pids))
     daemon_rss = procs.rss_kib(target.daemon_pid)
     cids = []
     try:
@@ -223,6 +224,7 @@ def _memory(target: Target, state: Any) -> dict[str, float]:
         "mem_daemon_process_idle": daemon_rss / MIB,
         "mem_daemon_idle": idle_rss / MIB,
         "mem_daemon_idle_pss": idle_pss / MIB,
+        "mem_made_ahead_pss": ahead_pss / MIB,
         "mem_daemon_20": busy_rss / MIB,
         "mem_per_container": (shim_pss + max(busy_pss - idle_pss, 0)) / COUNT / MIB,
         "mem_shim_per_container": shim_pss / COUNT / MIB,
@@ -287,6 +289,8 @@ CASES: list[Case] = [
     Case("memory", [Metric("mem_daemon_process_idle", "daemon process RSS, idle (dockerd; dockyardd)", "MiB"),
                     Metric("mem_daemon_idle", "daemon RSS, idle (with containerd; with the zygote)", "MiB"),
                     Metric("mem_daemon_idle_pss", "daemon PSS, idle (same processes)", "MiB"),
+                    Metric("mem_made_ahead_pss", "PSS of what is forked ahead for the next container, idle "
+                                                 "(Dockyard's spare shim, its create helper, the prepared init)", "MiB"),
                     Metric("mem_daemon_20", f"daemon RSS, {COUNT} running", "MiB"),
                     Metric("mem_per_container", "per-container overhead (PSS: shim + daemon growth)", "MiB"),
                     Metric("mem_shim_per_container", "per-container shim PSS", "MiB")], _memory),

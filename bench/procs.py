@@ -53,6 +53,23 @@ def naming(text: str) -> list[int]:
     return found
 
 
+def forks_outside(tree: set[int]) -> list[int]:
+    """Processes outside ``tree`` running the command line of one inside it: forks that left the
+    tree (Dockyard's zygote double-forks its spare shim, which forks its create helper and that
+    the prepared init of the next container)."""
+    lines = {_cmdline(p) for p in tree} - {b""}
+    return [int(e) for e in os.listdir("/proc")
+            if e.isdigit() and int(e) not in tree and _cmdline(int(e)) in lines]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def parent(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat") as f:
