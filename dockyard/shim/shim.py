@@ -319,7 +319,8 @@ class Shim:
             self._undo_create()
             raise
         self.status = "created"
-        write_state_file(self.state_dir / "init.pid", str(self.init_pid).encode())
+        if not self.told:  # else the helper wrote it
+            write_state_file(self.state_dir / "init.pid", str(self.init_pid).encode())
 
     def _serve_until_readable(self, *fds: int | socket.socket) -> None:
         """Dispatch shim.sock's events (accepts, requests) until one of ``fds`` is readable."""
@@ -1283,6 +1284,9 @@ def _serve_create(pair: socket.socket, data: bytes, daemon: socket.socket) -> in
         pair.recv(HELPER_REPLY_MAX)
         started = _start(runtime, request.container_id)
         if started.get("ok"):
+            # init.pid first, as the shim would: once the daemon has heard of the start, the
+            # file is there (a restarted daemon reads it)
+            write_state_file(request.state_dir / "init.pid", str(reply["pid"]).encode())
             reply["told"] = _tell(daemon, {"ok": True, "pid": reply["pid"]}, started)
     socket.send_fds(pair, [json.dumps(reply).encode()], ours)
     for fd in ours:

@@ -124,6 +124,9 @@ def test_run_attaches_and_starts_in_one_exchange(tmp_path: Path, runtime: str) -
             b.request(h.runtime, h.runtime_root, open_stdin=True),
             [(False, True, True), (True, False, False)])
         h.spawned.append((b, handle.shim_pid, handle.pid))
+        # a run's start may reach us from the create helper, ahead of the shim: init.pid is
+        # there all the same (a restarted daemon reads it)
+        assert int((b.state_dir / "init.pid").read_text()) == handle.pid
         output = asyncio.create_task(collect(both))
         assert (await handle.state()).status == "running"
         await stdin_only.write_stdin(b"it\n")
