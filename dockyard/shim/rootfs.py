@@ -15,7 +15,7 @@ from pathlib import Path
 from dockyard import errdefs
 from dockyard.mount import Mount
 from dockyard.runtime import syscalls as sc
-from dockyard.runtime.rootfs import parse_options
+from dockyard.runtime.rootfs import parse_options, secure_join
 
 
 def split_options(options: tuple[str, ...]) -> tuple[int, str]:
@@ -60,3 +60,17 @@ def unmount_all(mounts: tuple[Mount, ...], root: Path) -> None:
                 sc.umount2(target, sc.MNT_DETACH)
             elif err.errno not in (errno.EINVAL, errno.ENOENT):  # not mounted (any more)
                 raise
+
+
+def make_working_dir(root: Path, cwd: str) -> None:
+    """The process's working directory inside the mounted rootfs, made if missing (root's, 0755),
+    as moby's SetupWorkingDirectory does for any runtime: ``docker run -w /new`` starts there."""
+    if cwd in ("", "/"):
+        return
+    path = secure_join(str(root), cwd)
+    try:
+        os.makedirs(path, 0o755, exist_ok=True)
+    except OSError as err:
+        if os.path.exists(path) and not os.path.isdir(path) or err.errno in (errno.EEXIST, errno.ENOTDIR):
+            raise errdefs.InvalidParameter(f"Cannot mkdir: {os.path.normpath(cwd)} is not a directory") from None
+        raise errdefs.System(f"mkdir {cwd} in the container's rootfs: {err.strerror}") from None

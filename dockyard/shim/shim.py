@@ -1332,6 +1332,7 @@ def _create_container(runtime: Runtime, req: SpawnRequest, ours: list[int]) -> d
     console_path = req.state_dir / "console.sock"
     rootfs.mount_all(req.rootfs_mounts, root)
     try:
+        rootfs.make_working_dir(root, spec.process.cwd)
         if req.tty:
             console = unix_listener(console_path)
             with short_path(console_path) as reachable:

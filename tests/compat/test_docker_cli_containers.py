@@ -38,6 +38,17 @@ def test_run_pid1_hostname_env_workdir_user(dockyardd):
     assert out.split() == ["1", "boxy", "bar", "/tmp", "65534", "65534"]
 
 
+def test_a_missing_workdir_is_made_and_a_file_is_refused(dockyardd):
+    # moby's SetupWorkingDirectory: made in the rootfs, root's, 0755, for any user and runtime
+    out = ok(dockyardd, "run", "--rm", "-u", "nobody", "-w", "/new/dir", "busybox", "sh", "-c",
+             "pwd; stat -c '%U %a' /new/dir /new")
+    assert out.split("\n")[:3] == ["/new/dir", "root 755", "root 755"]
+    r = dockyardd.docker("run", "--rm", "-w", "/etc/passwd", "busybox", "pwd")
+    assert r.returncode == 125
+    assert r.stderr.decode().startswith(
+        "docker: Error response from daemon: Cannot mkdir: /etc/passwd is not a directory\n"), r.stderr
+
+
 def test_namespaces_are_private(dockyardd):
     out = ok(dockyardd, "run", "--rm", "busybox", "sh", "-c", "ps -o pid | wc -l; readlink /proc/1/ns/mnt")
     lines = out.split()

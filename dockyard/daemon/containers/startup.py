@@ -65,6 +65,8 @@ def write_runtime_file(path: Path, data: bytes) -> None:
 
 def start_error(message: str) -> tuple[errdefs.DockyardError, int]:
     """moby's translateContainerdStartErr: the class and exit code a runtime's refusal means."""
+    if "Cannot mkdir: " in message:  # the working directory (moby's own words, not the runtime's)
+        return errdefs.System(message[message.index("Cannot mkdir: "):]), EXIT_UNKNOWN
     if not message.startswith("failed to create task for container"):
         message = "failed to create task for container: " + message
     lower = message.lower()
