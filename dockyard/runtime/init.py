@@ -73,7 +73,6 @@ class InitConfig:
     fifo_path: str
     stdio: tuple[int, int, int] | None
     console_socket: socket.socket | None
-    detached: bool = False  # a prepared init (``linux.prepare_init``) did ``detach`` ahead
     on_ready: Callable[[], None] | None = None  # called just before "ready" (``pages.Recorder``)
 
 
@@ -136,7 +135,7 @@ def reset_signals() -> None:
 
 def detach() -> None:
     """Default signals, its own session, killed with its parent: the first steps of a forked
-    container process (a prepared init takes them before it knows its container)."""
+    container process (an init takes them before it has its container)."""
     reset_signals()
     os.setsid()
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -203,9 +202,7 @@ def _setup(cfg: InitConfig) -> tuple[str, dict[str, str], int]:
     """Everything up to "ready"; returns (executable, environment, O_PATH fd of exec.fifo)."""
     spec = cfg.spec
     process = spec.process
-    if not cfg.detached:
-        detach()
-    take_stdio(process, cfg.stdio)
+    take_stdio(process, cfg.stdio)  # detached already (the runtime forks it waiting for its order)
     _namespaces(spec, cgroup=False)
 
     def enter_cgroup_ns() -> None:

@@ -1,9 +1,10 @@
 """``DockyardRuntime``: our OCI runtime, run in-process by the shim.
 
-``create`` forks the container init from the calling process (so the init is
-its child: the caller reaps it and sees its exit status), or hands the container
-to an init the caller forked ahead (``prepare_init``), and returns once the init
-is set up and blocked before exec; ``start`` releases it through exec.fifo. The other verbs work from any process through
+``create`` hands the container to an init waiting on a socket pair, a child of
+the calling process (so the caller reaps it and sees its exit status): one the
+caller forked ahead (``prepare_init``), or, when none fits, one forked now; it
+returns once the init is set up and blocked before exec. ``start`` releases it
+through exec.fifo. The other verbs work from any process through
 ``<root>/<id>/state.json`` (see ``state``). The child's side is ``init``.
 
 Exit status and errors, for the caller:
@@ -65,9 +66,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class PreparedInit:
-    """A container init forked ahead by ``prepare_init``: PID 1 of a new PID namespace, already
-    detached (signals, session), waiting on ``sock`` for its container (``_hand_over``)."""
+class WaitingInit:
+    """A container init forked by ``_fork_waiting``, detached (signals, session), waiting on
+    ``sock`` for its container (``_hand_over``)."""
 
     def __init__(self, pid: int, sock: socket.socket) -> None:
         self.pid = pid
@@ -79,33 +80,23 @@ class PreparedInit:
         _reap_failed(self.pid)
 
 
-_prepared: PreparedInit | None = None
+_prepared: WaitingInit | None = None
 PREPARED_BOUNDING = Capabilities(bounding=list(DEFAULT_CAPABILITIES))  # what a prepared init keeps
+_NEW_PID_NS = runtime_spec.Namespace(type="pid")
 
 
 def prepare_init(rehearsal: bytes | None = None, pages: str | None = None) -> None:
     """Fork the next container's init now, while nothing waits for it, for ``create`` to use:
     the fork (~1 ms), the copy-on-write faults it causes on both sides, and the init's first
-    steps leave the start path. Call it from a single-threaded process before the work whose
-    pages should stay private to the caller. ``rehearsal``: a sample config.json, decoded by
-    the init ahead so its own decode later touches pages it already owns. ``pages``: where the
-    pages an init writes are listed (``dockyard.runtime.pages``): copied ahead if the list is
-    there, recorded by this init otherwise."""
+    steps leave the start path. It gets a new PID namespace and Docker's default bounding set
+    (``_take_prepared``). Call it from a single-threaded process before the work whose pages
+    should stay private to the caller. ``rehearsal``: a sample config.json, decoded by the init
+    ahead so its own decode later touches pages it already owns. ``pages``: where the pages an
+    init writes are listed (``dockyard.runtime.pages``): copied ahead if the list is there,
+    recorded by this init otherwise."""
     global _prepared
     discard_prepared()
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        sc.unshare(sc.CLONE_NEWPID)
-        pid = sc.fork()
-        if pid == 0:
-            ours.close()
-            _prepared_life(theirs, rehearsal, pages)
-    finally:
-        sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
-        os.close(own_pid_ns)
-    theirs.close()
-    _prepared = PreparedInit(pid, ours)
+    _prepared = _fork_waiting(_NEW_PID_NS, ahead=True, rehearsal=rehearsal, pages_path=pages)
 
 
 def discard_prepared() -> None:
@@ -116,14 +107,18 @@ def discard_prepared() -> None:
         _prepared = None
 
 
-def _take_prepared(spec: Spec) -> PreparedInit | None:
-    """The prepared init, if this container is to have a new PID namespace (the prepared one's);
-    otherwise it is discarded and None returned."""
+def _pid_namespace(spec: Spec) -> runtime_spec.Namespace | None:
+    return next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
+
+
+def _take_prepared(spec: Spec) -> WaitingInit | None:
+    """The prepared init, if this container is to have a new PID namespace (the prepared one's)
+    and no capability beyond Docker's default set; otherwise it is discarded and None returned."""
     global _prepared
     prepared, _prepared = _prepared, None
     if prepared is None:
         return None
-    pid_ns = next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
+    pid_ns = _pid_namespace(spec)
     capabilities = spec.process.capabilities
     if (pid_ns is None or pid_ns.path or capabilities is None
             or not set(capabilities.bounding) <= set(PREPARED_BOUNDING.bounding)):
@@ -142,20 +137,61 @@ def preload_config(config: Path) -> None:
             discard_prepared()
 
 
-def _prepared_life(sock: socket.socket, rehearsal: bytes | None, pages_path: str | None) -> None:
-    """A prepared init's life: detach, rehearse, wait for its container, be its init.
-    Never returns."""
+def _fork_waiting(pid_ns: runtime_spec.Namespace | None, *, ahead: bool = False,
+                  rehearsal: bytes | None = None, pages_path: str | None = None,
+                  spec: Spec | None = None, config: str = "") -> WaitingInit:
+    """Fork a container init that waits for its container: in a new PID namespace, the one at
+    ``pid_ns.path``, or ours (``pid_ns`` None). ``ahead``: it waits for a container yet
+    unknown (``prepare_init``), so it gets ready meanwhile; else ``spec``, decoded from
+    ``config``, is the container it is forked for."""
+    # The container init must be our child so the caller can reap it; callers that are not
+    # subreapers still are its parent, as no intermediate process is used.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    own_pid_ns = -1
+    try:
+        if pid_ns is not None:
+            # a new (or joined) PID namespace applies to children only: fork after entering it,
+            # then put ourselves back for our later children
+            own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            if pid_ns.path:
+                fd = os.open(pid_ns.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    sc.setns(fd, sc.CLONE_NEWPID, f"join namespace {pid_ns.path}")
+                finally:
+                    os.close(fd)
+            else:
+                sc.unshare(sc.CLONE_NEWPID)
+        pid = sc.fork()
+        if pid == 0:
+            ours.close()
+            _waiting_life(theirs, ahead, rehearsal, pages_path, spec, config)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        if own_pid_ns >= 0:
+            sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
+            os.close(own_pid_ns)
+        theirs.close()
+    return WaitingInit(pid, ours)
+
+
+def _waiting_life(sock: socket.socket, ahead: bool, rehearsal: bytes | None, pages_path: str | None,
+                  spec: Spec | None, config: str) -> None:
+    """A waiting init's life: detach (and, forked ahead, get ready), wait for its container, be
+    its init. Never returns."""
     gc.disable()  # as in init.run: a collection would copy every page inherited
     sync_fd = -1
     try:
         init.detach()
-        # the bounding set most containers get (one that needs more does not take this init)
-        caps.drop_bounding(PREPARED_BOUNDING, caps.last_cap())
-        if rehearsal is not None:
-            runtime_spec.decode(rehearsal)
-        init.rehearse()
-        learn = pages_path is not None and not pages.populate(pages_path)
-        config, spec = "", None
+        learn = False
+        if ahead:
+            # the bounding set most containers get (one that needs more does not take this init)
+            caps.drop_bounding(PREPARED_BOUNDING, caps.last_cap())
+            if rehearsal is not None:
+                runtime_spec.decode(rehearsal)
+            init.rehearse()
+            learn = pages_path is not None and not pages.populate(pages_path)
         while True:
             data, fds, _, _ = socket.recv_fds(sock, 65536, 8)
             if not data:
@@ -184,7 +220,7 @@ def _prepared_life(sock: socket.socket, rehearsal: bytes | None, pages_path: str
             spec=spec, rootfs=order["rootfs"], cgroup=manager_for(order["cgroup"]), cgroup_ready=cgroup_ready,
             seccomp_program=compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None,
             sync_fd=sync_fd, fifo_path=order["fifo"], stdio=stdio,
-            console_socket=socket.socket(fileno=console_fd) if console_fd >= 0 else None, detached=True,
+            console_socket=socket.socket(fileno=console_fd) if console_fd >= 0 else None,
             on_ready=recorder.record if recorder is not None else None)
     except BaseException as err:  # noqa: BLE001 - the child must report, never unwind into the caller
         try:
@@ -195,10 +231,11 @@ def _prepared_life(sock: socket.socket, rehearsal: bytes | None, pages_path: str
     init.run(cfg)
 
 
-def _hand_over(prepared: PreparedInit, config: str, rootfs: str, cgroup_path: str, fifo: str,
+def _hand_over(waiting: WaitingInit, config: str, rootfs: str, cgroup_path: str, fifo: str,
                stdio: tuple[int, int, int] | None, console_socket: Path | None) -> tuple[int, int, int] | None:
-    """Give a prepared init its container; returns what ``_fork_init`` returns, or None if the
-    prepared init is gone (then the caller forks one)."""
+    """Give a waiting init its container. Returns its pid, the read end of its sync pipe and the
+    write end of its cgroup pipe (one byte: its cgroup is ready to join; closed unwritten: give
+    up), or None if the init is gone."""
     sock = console.connect(str(console_socket)) if console_socket is not None else None
     sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
     cgroup_read, cgroup_write = os.pipe2(os.O_CLOEXEC)
@@ -206,19 +243,19 @@ def _hand_over(prepared: PreparedInit, config: str, rootfs: str, cgroup_path: st
              "stdio": stdio is not None, "console": sock is not None}
     fds = [sync_write, cgroup_read, *(stdio or ()), *([sock.fileno()] if sock is not None else [])]
     try:
-        socket.send_fds(prepared.sock, [json.dumps(order).encode()], fds)
+        socket.send_fds(waiting.sock, [json.dumps(order).encode()], fds)
     except OSError:
         os.close(sync_read)
         os.close(cgroup_write)
-        prepared.discard()
+        waiting.discard()
         return None
     finally:
         os.close(sync_write)
         os.close(cgroup_read)
         if sock is not None:
             sock.close()
-    prepared.sock.close()
-    return prepared.pid, sync_read, cgroup_write
+    waiting.sock.close()
+    return waiting.pid, sync_read, cgroup_write
 
 
 class DockyardRuntime:
@@ -279,14 +316,17 @@ class DockyardRuntime:
             os.mkfifo(fifo, 0o622)
             cgroup_path = spec.linux.cgroups_path or f"/dockyard/{container_id}"
             cgroup = manager_for(cgroup_path)
+            config = str(bundle / "config.json")
+            console_path = console_socket if spec.process.terminal else None
             prepared = _take_prepared(spec)
             init_pipes = None
             if prepared is not None:
-                init_pipes = _hand_over(prepared, str(bundle / "config.json"), rootfs, cgroup_path, fifo,
-                                        stdio, console_socket if spec.process.terminal else None)
-            if init_pipes is None:
-                program = compiled_seccomp(spec.linux.seccomp) if spec.linux.seccomp else None
-                init_pipes = self._fork_init(spec, rootfs, cgroup, program, fifo, stdio, console_socket)
+                init_pipes = _hand_over(prepared, config, rootfs, cgroup_path, fifo, stdio, console_path)
+            if init_pipes is None:  # none fits this container (or it died): one of its own, now
+                waiting = _fork_waiting(_pid_namespace(spec), spec=spec, config=config)
+                init_pipes = _hand_over(waiting, config, rootfs, cgroup_path, fifo, stdio, console_path)
+                if init_pipes is None:
+                    raise errdefs.System("container init exited before it was given its container")
             pid, sync_read, cgroup_ready = init_pipes
             try:
                 # while the init unshares and mounts: its cgroup, made and limited before it
@@ -333,69 +373,6 @@ class DockyardRuntime:
             if isinstance(err, OSError):
                 raise errdefs.System(init._describe(err)) from None
             raise
-
-    def _fork_init(
-        self,
-        spec: Spec,
-        rootfs: str,
-        cgroup: Manager,
-        program: bytes | None,
-        fifo: str,
-        stdio: tuple[int, int, int] | None,
-        console_socket: Path | None,
-    ) -> tuple[int, int, int]:
-        """Fork the init; returns its pid, the read end of its sync pipe and the write end of
-        its cgroup pipe (one byte: its cgroup is ready to join; closed unwritten: give up)."""
-        # The container init must be our child so the caller can reap it; callers that are not
-        # subreapers still are its parent, as no intermediate process is used.
-        sock = console.connect(str(console_socket)) if spec.process.terminal and console_socket else None
-        sync_read, sync_write = os.pipe2(os.O_CLOEXEC)
-        cgroup_read, cgroup_write = os.pipe2(os.O_CLOEXEC)
-        pid_ns = next((ns for ns in spec.linux.namespaces if ns.type == "pid"), None)
-        own_pid_ns = -1
-        try:
-            if pid_ns is not None:
-                # a new (or joined) PID namespace applies to children only: fork after entering it,
-                # then put ourselves back for our later children
-                own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-                if pid_ns.path:
-                    fd = os.open(pid_ns.path, os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        sc.setns(fd, sc.CLONE_NEWPID, f"join namespace {pid_ns.path}")
-                    finally:
-                        os.close(fd)
-                else:
-                    sc.unshare(sc.CLONE_NEWPID)
-            pid = sc.fork()
-            if pid == 0:
-                os.close(sync_read)
-                os.close(cgroup_write)
-                init.run(
-                    init.InitConfig(
-                        spec=spec,
-                        rootfs=rootfs,
-                        cgroup=cgroup,
-                        cgroup_ready=cgroup_read,
-                        seccomp_program=program,
-                        sync_fd=sync_write,
-                        fifo_path=fifo,
-                        stdio=stdio,
-                        console_socket=sock,
-                    )
-                )
-        except BaseException:
-            os.close(sync_read)
-            os.close(cgroup_write)
-            raise
-        finally:
-            if own_pid_ns >= 0:
-                sc.setns(own_pid_ns, sc.CLONE_NEWPID, "restore PID namespace")
-                os.close(own_pid_ns)
-            os.close(sync_write)
-            os.close(cgroup_read)
-            if sock is not None:
-                sock.close()
-        return pid, sync_read, cgroup_write
 
     # start ----------------------------------------------------------------
 
