@@ -206,12 +206,7 @@ def _waiting_life(sock: socket.socket, ahead: bool, rehearsal: bytes | None, pag
                 spec = None  # decoded again with the order, which reports what is wrong
         sock.close()
         sync_fd, cgroup_ready, *rest = fds
-        recorder = None
-        if learn and not os.path.exists(pages_path):  # (none of the others did it meanwhile)
-            try:
-                recorder = pages.Recorder(pages_path)
-            except OSError:
-                pass
+        recorder = pages.recorder(pages_path) if learn else None
         stdio = (rest[0], rest[1], rest[2]) if order["stdio"] else None
         console_fd = rest[3 if stdio else 0] if order["console"] else -1
         if spec is None or config != order["config"]:

@@ -38,6 +38,17 @@ def populate(path: str) -> bool:
     return True
 
 
+def recorder(path: str) -> Recorder | None:
+    """A Recorder for ``path``, or None if another process recorded it meanwhile or it cannot be
+    opened (the list is a speed-up: its absence must never fail a container)."""
+    if os.path.exists(path):
+        return None
+    try:
+        return Recorder(path)
+    except OSError:
+        return None
+
+
 class Recorder:
     """Records the pages this process owns into ``path``: opened now (the init's view of the
     host's paths goes with its pivot_root), written by ``record`` once."""

@@ -115,6 +115,16 @@ _REHEARSAL: list[tuple[bytes, bytes]] = []  # the sample create (the zygote's wa
 PAGE_LISTS: dict[str, str] = {}
 
 
+def place_page_lists(directory: str, owner: int) -> None:
+    """Put the page lists in ``directory``, named for the zygote ``owner`` (its pid: the layout
+    they describe), and remove lists and temp files any earlier zygote left there."""
+    kinds = ("init", "helper")
+    for name in os.listdir(directory):
+        if name.lstrip(".").startswith(tuple(f"{kind}-pages." for kind in kinds)):
+            _unlink(Path(directory, name))
+    PAGE_LISTS.update((kind, os.path.join(directory, f"{kind}-pages.{owner}")) for kind in kinds)
+
+
 def _rehearse_create() -> None:
     """What a create runs first (the request and config.json decoded, the runtime loaded and
     its checks, the cgroup manager, the seccomp program's lookup, the reply encoded), run on the
@@ -1194,7 +1204,7 @@ def _create_helper(pair: socket.socket, zygote: socket.socket) -> int:
         if daemon is None:
             return 0
         # the first helper of a zygote lists the pages its create and start write, after them
-        recorder = pages.Recorder(listing) if learn and not os.path.exists(listing) else None
+        recorder = pages.recorder(listing) if learn else None
         try:
             return _serve_create(pair, data, daemon)
         finally:

@@ -36,7 +36,6 @@ from dockyard.shim import protocol as P
 from dockyard.shim import shim
 from dockyard.shim.sockpath import short_path
 
-PAGE_LISTS = ("init", "helper")  # see shim.PAGE_LISTS
 SPARE_DELAY = 0.035  # after a spawn, how long the zygote waits before forking the next spare
 
 
@@ -54,14 +53,8 @@ class Zygote:
         self.sel.register(0, selectors.EVENT_READ)  # the daemon's pipe: EOF means it is gone
         self.spare: socket.socket | None = None  # our end of the pair of the next shim
         self.spare_due = 0.0  # when to fork the next spare (monotonic)
-        # the pages our prepared inits and create helpers write (runtime.pages): learned anew
-        # for this zygote's layout
-        directory = os.path.dirname(socket_path)
-        for name in os.listdir(directory):
-            if name.lstrip(".").startswith(tuple(f"{kind}-pages." for kind in PAGE_LISTS)):
-                _remove(os.path.join(directory, name))
-        shim.PAGE_LISTS.update((kind, os.path.join(directory, f"{kind}-pages.{os.getpid()}"))
-                               for kind in PAGE_LISTS)
+        # the pages our prepared inits and create helpers write: learned anew for our layout
+        shim.place_page_lists(os.path.dirname(socket_path), os.getpid())
 
     def serve(self) -> None:
         while True:
