@@ -41,16 +41,9 @@ def descendants(pid: int) -> list[int]:
 
 def naming(text: str) -> list[int]:
     """Processes whose command line contains text (a private directory: never a program name)."""
-    found, needle = [], text.encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if needle in f.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
+    needle = text.encode()
+    return [int(e) for e in os.listdir("/proc")
+            if e.isdigit() and int(e) != os.getpid() and needle in _cmdline(int(e))]
 
 
 def forks_outside(tree: set[int]) -> list[int]:
