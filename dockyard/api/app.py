@@ -15,12 +15,17 @@ from aiohttp import web
 from yarl import URL
 
 from dockyard import errdefs
-from dockyard.api import errors, versions
+from dockyard.api import errors, fastpath, versions
 
 log = logging.getLogger("dockyard.api")
 
 _VERSIONED = re.compile(r"^/v(\d+\.\d+)(/.*)$")
 SERVER_HEADER = "Dockyard/0.1.0 (linux)"
+# dockerd's headers on every answer; Api-Version is the daemon's own, whatever the request's
+# (dockerd's VersionMiddleware); what dockerd --experimental gates (build --squash) is always on
+COMMON_HEADERS = {"Api-Version": versions.MAX_VERSION, "Server": SERVER_HEADER,
+                  "Docker-Experimental": "true", "Ostype": "linux"}
+PLAIN_ROUTES = web.AppKey("plain_routes", dict)  # fastpath.PlainRoutes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 API_VERSION = web.RequestKey("api_version", str)
@@ -57,14 +62,26 @@ async def read_json(request: web.Request, type: type | None = None, default: obj
 
 
 async def _common_headers(request: web.Request, resp: web.StreamResponse) -> None:
-    """dockerd's headers on every answer, as its headers go out: streamed ones (attach, wait,
-    logs, events) included. Api-Version is the daemon's own, whatever the request's (dockerd's
-    VersionMiddleware)."""
+    """``COMMON_HEADERS`` on every answer, as its headers go out: streamed ones (attach, wait,
+    logs, events) included."""
     h = resp.headers
-    h.setdefault("Api-Version", versions.MAX_VERSION)
+    for name, value in COMMON_HEADERS.items():
+        h.setdefault(name, value)
     h["Server"] = SERVER_HEADER  # over aiohttp's own, set just before this hook
-    h.setdefault("Docker-Experimental", "true")  # what dockerd --experimental gates (build --squash) is always on
-    h.setdefault("Ostype", "linux")
+
+
+def add_plain_route(app: web.Application, methods: tuple[str, ...], path: str,
+                    handler: fastpath.PlainHandler) -> None:
+    """Route ``path`` to ``handler``, a plain route (``fastpath``): answered on a connection's
+    fast path, and by aiohttp like any route (the same handler) once aiohttp serves it."""
+    async def route(request: web.Request) -> web.Response:
+        plain = handler(request.query, api_version(request), request.method)
+        return web.Response(body=plain.body, status=plain.status,
+                            headers={"Content-Type": plain.content_type, **plain.headers})
+
+    for method in methods:
+        app.router.add_route(method, path, route)
+        app[PLAIN_ROUTES][(method.encode(), path.encode())] = handler
 
 
 class _Unversioned:
@@ -126,6 +143,7 @@ async def versioned(request: web.Request, handler: Handler) -> web.StreamRespons
 def make_app(register_routes: Callable[[web.Application], None]) -> web.Application:
     """Build the app; ``register_routes`` adds every router's routes (composition root decides)."""
     app = web.Application(middlewares=[versioned], client_max_size=0)
+    app[PLAIN_ROUTES] = {}
     app.on_response_prepare.append(_common_headers)
     register_routes(app)
     # Every /vX.Y/... path matches this route before the middleware runs: aiohttp's own

@@ -235,6 +235,8 @@ def _unix_listener(path: str) -> socket.socket:
 async def serve(config: DaemonConfig) -> None:
     from aiohttp import web
 
+    from dockyard.api.app import COMMON_HEADERS, PLAIN_ROUTES
+    from dockyard.api.fastpath import Listeners
     from dockyard.api.server import build_app
     from dockyard.daemon.daemon import Daemon
 
@@ -243,20 +245,20 @@ async def serve(config: DaemonConfig) -> None:
     app = build_app(daemon)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2)
     await runner.setup()
+    listeners = Listeners(runner, app[PLAIN_ROUTES], COMMON_HEADERS)
     ssl_ctx = _ssl_context(config)
     unix_paths = []
     for host in config.hosts:
         if host.startswith("unix://"):
             path = host[len("unix://"):]
-            await web.SockSite(runner, _unix_listener(path)).start()
+            await listeners.unix(_unix_listener(path))
             unix_paths.append(path)
         elif host.startswith(("tcp://", "http://")):
             hostport = host.split("://", 1)[1].rstrip("/")
             addr, _, port = hostport.rpartition(":")
             if not ssl_ctx and not addr.startswith("127.") and addr not in ("localhost", "[::1]"):
                 log.warning("API listening on %s without TLS: anyone who can reach it is root here", host)
-            await web.TCPSite(runner, addr.strip("[]") or "0.0.0.0", int(port or 2375),
-                              ssl_context=ssl_ctx).start()
+            await listeners.tcp(addr.strip("[]") or "0.0.0.0", int(port or 2375), ssl_ctx)
         else:
             raise SystemExit(f"dockyardd: unsupported host {host!r} (want unix:// or tcp://)")
     log.info("API listening on %s", ", ".join(config.hosts))
@@ -268,7 +270,7 @@ async def serve(config: DaemonConfig) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
-        await runner.cleanup()
+        await listeners.close()
         await daemon.stop()
         for path in unix_paths:
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Mapping
 from typing import AsyncIterator, Iterator, Protocol
 
 import msgspec
@@ -13,7 +14,8 @@ from aiohttp import web
 
 from dockyard import errdefs
 from dockyard.api import hijack, versions
-from dockyard.api.app import api_version, json_response, read_json
+from dockyard.api.app import add_plain_route, api_version, json_response, read_json
+from dockyard.api.fastpath import Plain
 from dockyard.api.routers.system import parse_filters
 from dockyard.apitypes.container import (
     ContainerInspect, ContainerSummary, CreateRequest, CreateResponse, PruneResponse, UpdateRequest,
@@ -65,13 +67,13 @@ class ContainersBackend(Protocol):
                           no_overwrite_dir_non_dir: bool = False) -> None: ...
 
 
-def bool_value(request: web.Request, key: str) -> bool:
+def bool_value(query: Mapping[str, str], key: str) -> bool:
     """moby's httputils.BoolValue: absent, "", "0", "no", "false", "none" are false."""
-    return request.query.get(key, "").strip().lower() not in ("", "0", "no", "false", "none")
+    return query.get(key, "").strip().lower() not in ("", "0", "no", "false", "none")
 
 
-def int_value(request: web.Request, key: str, default: int | None = None) -> int | None:
-    raw = request.query.get(key, "")
+def int_value(query: Mapping[str, str], key: str, default: int | None = None) -> int | None:
+    raw = query.get(key, "")
     if raw == "":
         return default
     try:
@@ -90,25 +92,25 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         return json_response(await backend.create_async(body, request.query.get("name") or None, old_ro),
                              status=201)
 
-    async def list_containers(request: web.Request) -> web.Response:
-        return json_response(backend.list(
-            all=bool_value(request, "all"), limit=int_value(request, "limit", -1),
-            size=bool_value(request, "size"), filters=parse_filters(request.query.get("filters"))))
+    def list_containers(query: Mapping[str, str], version: str, method: str) -> Plain:
+        return Plain(msgspec.json.encode(backend.list(
+            all=bool_value(query, "all"), limit=int_value(query, "limit", -1),
+            size=bool_value(query, "size"), filters=parse_filters(query.get("filters")))))
 
     async def inspect(request: web.Request) -> web.Response:
-        return json_response(backend.inspect(request.match_info["id"], size=bool_value(request, "size")))
+        return json_response(backend.inspect(request.match_info["id"], size=bool_value(request.query, "size")))
 
     async def start(request: web.Request) -> web.Response:
         await backend.start(request.match_info["id"])
         return web.Response(status=204)
 
     async def stop(request: web.Request) -> web.Response:
-        await backend.stop(request.match_info["id"], int_value(request, "t"),
+        await backend.stop(request.match_info["id"], int_value(request.query, "t"),
                            request.query.get("signal") or None)
         return web.Response(status=204)
 
     async def restart(request: web.Request) -> web.Response:
-        await backend.restart(request.match_info["id"], int_value(request, "t"),
+        await backend.restart(request.match_info["id"], int_value(request.query, "t"),
                               request.query.get("signal") or None)
         return web.Response(status=204)
 
@@ -140,8 +142,8 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         return resp
 
     async def remove(request: web.Request) -> web.Response:
-        await backend.remove(request.match_info["id"], force=bool_value(request, "force"),
-                             volumes=bool_value(request, "v"))
+        await backend.remove(request.match_info["id"], force=bool_value(request.query, "force"),
+                             volumes=bool_value(request.query, "v"))
         return web.Response(status=204)
 
     async def rename(request: web.Request) -> web.Response:
@@ -155,10 +157,10 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         ref = request.match_info["id"]
         q = request.query
         records = backend.logs(
-            ref, stdout=bool_value(request, "stdout"), stderr=bool_value(request, "stderr"),
-            follow=bool_value(request, "follow"), since=q.get("since", ""), until=q.get("until", ""),
-            timestamps=bool_value(request, "timestamps"), tail=q.get("tail", "all"),
-            details=bool_value(request, "details"))
+            ref, stdout=bool_value(request.query, "stdout"), stderr=bool_value(request.query, "stderr"),
+            follow=bool_value(request.query, "follow"), since=q.get("since", ""), until=q.get("until", ""),
+            timestamps=bool_value(request.query, "timestamps"), tail=q.get("tail", "all"),
+            details=bool_value(request.query, "details"))
         tty = backend.tty(ref)
         resp = web.StreamResponse(status=200, headers={
             "Content-Type": hijack.stream_content_type(request, tty)})
@@ -209,8 +211,8 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
 
     async def put_archive(request: web.Request) -> web.Response:
         await backend.put_archive(request.match_info["id"], archive_path(request), request.content.iter_any(),
-                                  copy_uid_gid=bool_value(request, "copyUIDGID"),
-                                  no_overwrite_dir_non_dir=bool_value(request, "noOverwriteDirNonDir"))
+                                  copy_uid_gid=bool_value(request.query, "copyUIDGID"),
+                                  no_overwrite_dir_non_dir=bool_value(request.query, "noOverwriteDirNonDir"))
         return web.Response(status=200)
 
     async def top(request: web.Request) -> web.Response:
@@ -219,7 +221,7 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
     async def stats(request: web.Request) -> web.StreamResponse:
         stream = request.query.get("stream", "1") not in ("0", "false", "False")
         documents = await backend.stats(request.match_info["id"], stream=stream,
-                                        one_shot=bool_value(request, "one-shot"))
+                                        one_shot=bool_value(request.query, "one-shot"))
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         await resp.prepare(request)
         try:
@@ -238,15 +240,15 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         return json_response(await backend.changes(request.match_info["id"]) or None)
 
     async def resize(request: web.Request) -> web.Response:
-        await backend.resize(request.match_info["id"], int_value(request, "h", 0) or 0,
-                             int_value(request, "w", 0) or 0)
+        await backend.resize(request.match_info["id"], int_value(request.query, "h", 0) or 0,
+                             int_value(request.query, "w", 0) or 0)
         return web.Response(status=200)
 
     async def attach(request: web.Request) -> web.StreamResponse:
         session = await backend.attach(
-            request.match_info["id"], stdin=bool_value(request, "stdin"),
-            stdout=bool_value(request, "stdout"), stderr=bool_value(request, "stderr"),
-            logs=bool_value(request, "logs"), stream=bool_value(request, "stream"),
+            request.match_info["id"], stdin=bool_value(request.query, "stdin"),
+            stdout=bool_value(request.query, "stdout"), stderr=bool_value(request.query, "stderr"),
+            logs=bool_value(request.query, "logs"), stream=bool_value(request.query, "stream"),
             detach_keys=request.query.get("detachKeys") or None)
         try:
             resp, client = await hijack.upgrade(request, hijack.stream_content_type(request, session.tty))
@@ -267,9 +269,9 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
 
     async def attach_ws(request: web.Request) -> web.StreamResponse:
         session = await backend.attach(
-            request.match_info["id"], stdin=bool_value(request, "stdin"),
-            stdout=bool_value(request, "stdout"), stderr=bool_value(request, "stderr"),
-            logs=bool_value(request, "logs"), stream=bool_value(request, "stream"),
+            request.match_info["id"], stdin=bool_value(request.query, "stdin"),
+            stdout=bool_value(request.query, "stdout"), stderr=bool_value(request.query, "stderr"),
+            logs=bool_value(request.query, "logs"), stream=bool_value(request.query, "stream"),
             detach_keys=request.query.get("detachKeys") or None)
         ws = web.WebSocketResponse()
         try:
@@ -290,7 +292,7 @@ def setup(app: web.Application, backend: ContainersBackend) -> None:
         return ws
 
     app.router.add_post("/containers/create", create)
-    app.router.add_get("/containers/json", list_containers)
+    add_plain_route(app, ("GET",), "/containers/json", list_containers)
     app.router.add_post("/containers/prune", prune)
     app.router.add_get("/containers/{id}/json", inspect)
     app.router.add_post("/containers/{id}/start", start)

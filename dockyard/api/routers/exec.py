@@ -78,8 +78,8 @@ def setup(app: web.Application, backend: ExecBackend) -> None:
         return resp
 
     async def resize(request: web.Request) -> web.Response:
-        await backend.resize(request.match_info["id"], int_value(request, "h", 0) or 0,
-                             int_value(request, "w", 0) or 0)
+        await backend.resize(request.match_info["id"], int_value(request.query, "h", 0) or 0,
+                             int_value(request.query, "w", 0) or 0)
         return web.Response(status=200)
 
     async def inspect(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Mapping
 from typing import IO, Any, Iterator, Protocol
 
 import msgspec
@@ -18,7 +19,8 @@ from aiohttp import web
 
 from dockyard import errdefs
 from dockyard.api import versions
-from dockyard.api.app import api_version, json_response, read_json
+from dockyard.api.app import add_plain_route, api_version, json_response, read_json
+from dockyard.api.fastpath import Plain
 from dockyard.api.routers import distribution
 from dockyard.api.routers.system import parse_filters
 from dockyard.apitypes import image as api
@@ -45,11 +47,11 @@ class ImagesBackend(Protocol):
                          overrides: dict[str, Any] | None = None) -> api.CommitResponse: ...
 
 
-def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+def query_bool(query: Mapping[str, str], name: str, default: bool = False) -> bool:
     """Docker's boolValue: absent -> default; "", 0, no, false, none -> false; anything else true."""
-    if name not in request.query:
+    if name not in query:
         return default
-    return request.query[name].strip().lower() not in ("", "0", "no", "false", "none")
+    return query[name].strip().lower() not in ("", "0", "no", "false", "none")
 
 
 async def _spool(request: web.Request) -> IO[bytes]:
@@ -93,10 +95,10 @@ def _progress(messages: list[api.ProgressMessage]) -> web.Response:
 
 
 def setup(app: web.Application, backend: ImagesBackend) -> None:
-    async def list_images(request: web.Request) -> web.Response:
-        return json_response(backend.list(
-            all=query_bool(request, "all"), filters=parse_filters(request.query.get("filters")),
-            shared_size=query_bool(request, "shared-size")))
+    def list_images(query: Mapping[str, str], version: str, method: str) -> Plain:
+        return Plain(msgspec.json.encode(backend.list(
+            all=query_bool(query, "all"), filters=parse_filters(query.get("filters")),
+            shared_size=query_bool(query, "shared-size"))))
 
     async def inspect_image(request: web.Request) -> web.Response:
         body = backend.inspect(request.match_info["name"])
@@ -113,8 +115,8 @@ def setup(app: web.Application, backend: ImagesBackend) -> None:
 
     async def remove_image(request: web.Request) -> web.Response:
         return json_response(await asyncio.to_thread(
-            backend.remove, request.match_info["name"], query_bool(request, "force"),
-            not query_bool(request, "noprune")))
+            backend.remove, request.match_info["name"], query_bool(request.query, "force"),
+            not query_bool(request.query, "noprune")))
 
     async def prune_images(request: web.Request) -> web.Response:
         return json_response(await asyncio.to_thread(backend.prune, parse_filters(request.query.get("filters"))))
@@ -166,11 +168,11 @@ def setup(app: web.Application, backend: ImagesBackend) -> None:
         result = await asyncio.to_thread(
             backend.commit_container, q.get("container", ""), q.get("repo", ""), q.get("tag", ""),
             q.get("author", ""), q.get("comment", ""), q.getall("changes", []),
-            query_bool(request, "pause", True), overrides if isinstance(overrides, dict) else None)
+            query_bool(request.query, "pause", True), overrides if isinstance(overrides, dict) else None)
         return json_response(result, status=201)
 
     r = app.router
-    r.add_get("/images/json", list_images)
+    add_plain_route(app, ("GET",), "/images/json", list_images)
     r.add_post("/images/prune", prune_images)
     r.add_post("/images/load", load_images)
     r.add_get("/images/get", save_images)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, AsyncIterator, Protocol
 
@@ -11,7 +12,8 @@ import msgspec
 from aiohttp import web
 
 from dockyard import errdefs
-from dockyard.api.app import json_response
+from dockyard.api.app import add_plain_route, json_response
+from dockyard.api.fastpath import Plain
 from dockyard.api.versions import MAX_VERSION
 
 
@@ -93,21 +95,21 @@ def _duration(value: str) -> float | None:
 
 def setup(app: web.Application, system: SystemBackend, events: EventsBackend,
           make_filter: Any) -> None:
-    async def ping(request: web.Request) -> web.Response:
+    def ping(query: Mapping[str, str], version: str, method: str) -> Plain:
         headers = {"Api-Version": MAX_VERSION, "Builder-Version": "1", "Swarm": "inactive",
                    "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
-        if request.method == "HEAD":
+        if method == "HEAD":
             # as dockerd: an explicit zero length (without one the Go client took ~1 ms longer
             # over every docker command, each of which begins with this ping)
-            return web.Response(headers={**headers, "Content-Length": "0",
-                                         "Content-Type": "text/plain; charset=utf-8"})
-        return web.Response(text="OK", headers=headers)
+            return Plain(b"", content_type="text/plain; charset=utf-8",
+                         headers={**headers, "Content-Length": "0"})
+        return Plain(b"OK", content_type="text/plain; charset=utf-8", headers=headers)
 
-    async def version(request: web.Request) -> web.Response:
-        return json_response(system.version())
+    def version(query: Mapping[str, str], version: str, method: str) -> Plain:
+        return Plain(msgspec.json.encode(system.version()))
 
-    async def info(request: web.Request) -> web.Response:
-        return json_response(system.info())
+    def info(query: Mapping[str, str], version: str, method: str) -> Plain:
+        return Plain(msgspec.json.encode(system.info()))
 
     async def df(request: web.Request) -> web.Response:
         return json_response(system.disk_usage())
@@ -125,9 +127,8 @@ def setup(app: web.Application, system: SystemBackend, events: EventsBackend,
         await resp.write_eof()
         return resp
 
-    app.router.add_route("GET", "/_ping", ping)
-    app.router.add_route("HEAD", "/_ping", ping)
-    app.router.add_get("/version", version)
-    app.router.add_get("/info", info)
+    add_plain_route(app, ("GET", "HEAD"), "/_ping", ping)
+    add_plain_route(app, ("GET",), "/version", version)
+    add_plain_route(app, ("GET",), "/info", info)
     app.router.add_get("/system/df", df)
     app.router.add_get("/events", stream_events)

@@ -39,7 +39,7 @@ def setup(app: web.Application, backend: VolumesBackend) -> None:
                                   "and this daemon has no cluster volumes.")
 
     async def remove_volume(request: web.Request) -> web.Response:
-        await backend.remove(request.match_info["name"], force=bool_value(request, "force"))
+        await backend.remove(request.match_info["name"], force=bool_value(request.query, "force"))
         return web.Response(status=204)
 
     async def prune_volumes(request: web.Request) -> web.Response:
