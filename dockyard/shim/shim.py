@@ -325,6 +325,7 @@ class Shim:
             self.init_pid = int(created["pid"])
             self.told = bool(created.get("told"))
             self._take_stdio(created["fds"], fds)
+            self._flush_early_stdin()
         except BaseException:
             self._undo_create()
             raise
@@ -425,6 +426,16 @@ class Shim:
             else:
                 self.init.outputs[fd] = name
             self.sel.register(fd, selectors.EVENT_READ, self._on_output)
+
+    def _flush_early_stdin(self) -> None:
+        """What attach sessions sent before the stdin came (``_stdin_to_come``): written now,
+        and the stdin closed after it if a session closed it; dropped without a stdin."""
+        init = self.init
+        if init.stdin_fd is None:
+            init.stdin_buf.clear()
+            init.stdin_closing = False
+        elif init.stdin_buf or init.stdin_closing:
+            self._flush_stdin(init, init.stdin_fd, selectors.EVENT_WRITE)
 
     def _listen(self) -> None:
         self.listener = unix_listener(self.sock_path)
@@ -859,18 +870,26 @@ class Shim:
                 self.sel.register(fd, selectors.EVENT_READ, reader)
 
     def _write_stdin(self, proc: _Process, data: bytes) -> None:
-        if proc.stdin_fd is None or proc.stdin_closing:
+        if proc.stdin_closing or (proc.stdin_fd is None and not self._stdin_to_come(proc)):
             return
         proc.stdin_buf += data
-        self._flush_stdin(proc, proc.stdin_fd, selectors.EVENT_WRITE)
+        if proc.stdin_fd is not None:
+            self._flush_stdin(proc, proc.stdin_fd, selectors.EVENT_WRITE)
 
     def _stdin_eof(self, proc: _Process) -> None:
         """The stdin ended: close the process's stdin once what was sent is written (a pty has
         no separate stdin to close: the master stays)."""
-        if proc.stdin_fd is None or proc.tty:
+        if proc.tty or (proc.stdin_fd is None and not self._stdin_to_come(proc)):
             return
         proc.stdin_closing = True
-        self._flush_stdin(proc, proc.stdin_fd, selectors.EVENT_WRITE)
+        if proc.stdin_fd is not None:
+            self._flush_stdin(proc, proc.stdin_fd, selectors.EVENT_WRITE)
+
+    def _stdin_to_come(self, proc: _Process) -> bool:
+        """Whether ``proc``'s stdin is still to come with the create's answer (``create``):
+        until then what a client sends is kept. A run's create helper tells the daemon of the
+        start before we have that answer, so its attach sessions may write (and close) first."""
+        return proc is self.init and self.status == "creating"
 
     def _flush_stdin(self, proc: _Process, fd: int, events: int) -> None:
         try:
