@@ -1,9 +1,10 @@
 """``DockyardRuntime``: our OCI runtime, run in-process by the shim.
 
 ``create`` hands the container to an init waiting on a socket pair, a child of
-the calling process (so the caller reaps it and sees its exit status): one the
-caller forked ahead (``prepare_init``), or, when none fits, one forked now; it
-returns once the init is set up and blocked before exec. ``start`` releases it
+the calling process (so the caller reaps it and sees its exit status), or with
+``siblings`` of the caller's parent (which then does): one the caller forked
+ahead (``prepare_init``), or, when none fits, one forked now; it returns once
+the init is set up and blocked before exec. ``start`` releases it
 through exec.fifo. The other verbs work from any process through
 ``<root>/<id>/state.json`` (see ``state``). The child's side is ``init``.
 
@@ -85,7 +86,7 @@ PREPARED_BOUNDING = Capabilities(bounding=list(DEFAULT_CAPABILITIES))  # what a 
 _NEW_PID_NS = runtime_spec.Namespace(type="pid")
 
 
-def prepare_init(rehearsal: bytes | None = None, pages: str | None = None) -> None:
+def prepare_init(rehearsal: bytes | None = None, pages: str | None = None, sibling: bool = False) -> None:
     """Fork the next container's init now, while nothing waits for it, for ``create`` to use:
     the fork (~1 ms), the copy-on-write faults it causes on both sides, and the init's first
     steps leave the start path. It gets a new PID namespace and Docker's default bounding set
@@ -93,10 +94,11 @@ def prepare_init(rehearsal: bytes | None = None, pages: str | None = None) -> No
     should stay private to the caller. ``rehearsal``: a sample config.json, decoded by the init
     ahead so its own decode later touches pages it already owns. ``pages``: where the pages an
     init writes are listed (``dockyard.runtime.pages``): copied ahead if the list is there,
-    recorded by this init otherwise."""
+    recorded by this init otherwise. ``sibling``: forked as our parent's child (see
+    ``DockyardRuntime``'s ``siblings``)."""
     global _prepared
     discard_prepared()
-    _prepared = _fork_waiting(_NEW_PID_NS, ahead=True, rehearsal=rehearsal, pages_path=pages)
+    _prepared = _fork_waiting(_NEW_PID_NS, ahead=True, rehearsal=rehearsal, pages_path=pages, sibling=sibling)
 
 
 def discard_prepared() -> None:
@@ -139,13 +141,14 @@ def preload_config(config: Path) -> None:
 
 def _fork_waiting(pid_ns: runtime_spec.Namespace | None, *, ahead: bool = False,
                   rehearsal: bytes | None = None, pages_path: str | None = None,
-                  spec: Spec | None = None, config: str = "") -> WaitingInit:
+                  spec: Spec | None = None, config: str = "", sibling: bool = False) -> WaitingInit:
     """Fork a container init that waits for its container: in a new PID namespace, the one at
     ``pid_ns.path``, or ours (``pid_ns`` None). ``ahead``: it waits for a container yet
     unknown (``prepare_init``), so it gets ready meanwhile; else ``spec``, decoded from
     ``config``, is the container it is forked for."""
-    # The container init must be our child so the caller can reap it; callers that are not
-    # subreapers still are its parent, as no intermediate process is used.
+    # The container init must be our child so the caller can reap it (or, ``sibling``, our
+    # parent's); callers that are not subreapers still are its parent, as no intermediate
+    # process is used.
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     own_pid_ns = -1
     try:
@@ -161,7 +164,7 @@ def _fork_waiting(pid_ns: runtime_spec.Namespace | None, *, ahead: bool = False,
                     os.close(fd)
             else:
                 sc.unshare(sc.CLONE_NEWPID)
-        pid = sc.fork()
+        pid = sc.fork_sibling() if sibling else sc.fork()
         if pid == 0:
             ours.close()
             _waiting_life(theirs, ahead, rehearsal, pages_path, spec, config)
@@ -256,8 +259,12 @@ def _hand_over(waiting: WaitingInit, config: str, rootfs: str, cgroup_path: str,
 class DockyardRuntime:
     name = "dockyard"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, siblings: bool = False) -> None:
+        """``siblings``: the inits are our parent's children (``sc.fork_sibling``), so that it
+        reaps them and hears of their exits while we live: for a caller that hands them to its
+        parent (the shim's create helper)."""
         self.root = Path(root)
+        self.siblings = siblings
 
     def _dir(self, container_id: str) -> str:
         if not _VALID_ID.match(container_id):
@@ -318,7 +325,7 @@ class DockyardRuntime:
             if prepared is not None:
                 init_pipes = _hand_over(prepared, config, rootfs, cgroup_path, fifo, stdio, console_path)
             if init_pipes is None:  # none fits this container (or it died): one of its own, now
-                waiting = _fork_waiting(_pid_namespace(spec), spec=spec, config=config)
+                waiting = _fork_waiting(_pid_namespace(spec), spec=spec, config=config, sibling=self.siblings)
                 init_pipes = _hand_over(waiting, config, rootfs, cgroup_path, fifo, stdio, console_path)
                 if init_pipes is None:
                     raise errdefs.System("container init exited before it was given its container")

@@ -35,6 +35,16 @@ def fork() -> int:
         raise OSError(ctypes.get_errno(), f"fork: {os.strerror(ctypes.get_errno())}")
     return pid
 
+
+def fork_sibling() -> int:
+    """``fork`` whose child is our parent's child, not ours (clone with CLONE_PARENT): our
+    parent reaps it and hears of its exit, also while we are still alive. A raw clone, so
+    only from a single-threaded process (no at-fork work runs, glibc's included)."""
+    pid = _syscall(SYS_CLONE, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0)
+    if pid < 0:
+        raise OSError(ctypes.get_errno(), f"clone: {os.strerror(ctypes.get_errno())}")
+    return pid
+
 # namespaces (sched.h)
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -115,6 +125,9 @@ SECCOMP_MODE_FILTER = 2
 
 # syscall numbers (x86_64) for calls glibc does not wrap
 SYS_PIVOT_ROOT = 155
+SYS_CLONE = 56
+CLONE_PARENT = 0x00008000
+SIGCHLD = 17
 SYS_CAPGET = 125
 SYS_CAPSET = 126
 SYS_SECCOMP = 317

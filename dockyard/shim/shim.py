@@ -4,8 +4,9 @@ Forked from the zygote (``dockyard.shim.zygote``), detached from the daemon. Its
 ``Helper`` (a child forked ahead, with the spare shim) mounts the container's rootfs,
 makes its stdio (pipes or a pty), creates and starts it through the runtime, and
 exits; the shim owns the stdio, copies output to the log and to attached clients,
-reaps the init (it is a child subreaper: the init comes to it when the helper
-exits), records ``exit.json``, and serves ``<state_dir>/shim.sock`` (protocol:
+reaps the init (our runtime's helper forks it as our child; another runtime's
+comes to us when the helper exits, as we are a child subreaper), records
+``exit.json``, and serves ``<state_dir>/shim.sock`` (protocol:
 ``dockyard.shim.protocol``). A selectors loop, no asyncio, no threads: after the
 fork it touches few Python objects so most of the zygote's pages stay shared
 (that is also why the create and start run in the short-lived helper).
@@ -69,11 +70,12 @@ CONSOLE_TIMEOUT = 10.0
 HELPER_REPLY_MAX = 65536  # one create request or reply between a shim and its helper
 
 
-def load_runtime(name: str, root: Path) -> Runtime:
+def load_runtime(name: str, root: Path, helper: bool = False) -> Runtime:
     """``dockyard`` -> our in-process runtime; ``module:factory`` -> a Python factory called with
-    ``root`` (tests and embedders); anything else -> the path of a runc-compatible binary."""
+    ``root`` (tests and embedders); anything else -> the path of a runc-compatible binary.
+    ``helper``: for the create helper, whose inits are the shim's children (``siblings``)."""
     if name == "dockyard":
-        return DockyardRuntime(root)
+        return DockyardRuntime(root, siblings=helper)
     if ":" in name:
         module, _, factory = name.partition(":")
         return getattr(importlib.import_module(module), factory)(root)
@@ -132,7 +134,7 @@ def _rehearse_create() -> None:
     zygote now instead of on the start path (~250 copy-on-write faults, ~0.8 ms here)."""
     for spawn, config in _REHEARSAL:
         request = spawn_request_from_json(json.loads(spawn)["request"])
-        load_runtime(request.runtime, request.runtime_root)
+        load_runtime(request.runtime, request.runtime_root, helper=True)
         spec = runtime_spec.decode(config)
         validate(spec)
         manager_for(spec.linux.cgroups_path)
@@ -316,8 +318,8 @@ class Shim:
         assert helper is not None
         try:
             self._serve_until_readable(helper.sock, helper.pidfd)
-            # the init is the helper's child; when the helper exits, the init is re-parented
-            # to us (a child subreaper)
+            # the init is our child (our runtime's ``siblings``), or the helper's, then ours
+            # when the helper exits (we are a child subreaper)
             created, fds = helper.created()
             self.mounted = True
             self.root = Path(created["root"])
@@ -1214,7 +1216,8 @@ class Helper:
 
 def _create_helper(pair: socket.socket, zygote: socket.socket) -> int:
     # the init first, so that the rehearsal makes the pages it touches ours again
-    prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None, PAGE_LISTS.get("init"))
+    # the init is the shim's child: the shim hears of its exit at once, not once we exited
+    prepare_init(_REHEARSAL[0][1] if _REHEARSAL else None, PAGE_LISTS.get("init"), sibling=True)
     try:
         _rehearse_create()
         listing = PAGE_LISTS.get("helper")
@@ -1300,7 +1303,7 @@ def _serve_create(pair: socket.socket, data: bytes, daemon: socket.socket) -> in
         log_fd = os.open("shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         os.dup2(log_fd, 2)  # our errors (and the runtime's) to the shim's log, as the shim's
         os.close(log_fd)
-        runtime = load_runtime(request.runtime, request.runtime_root)
+        runtime = load_runtime(request.runtime, request.runtime_root, helper=True)
         reply = {"ok": True, **_create_container(runtime, request, ours)}
     except Exception as err:
         traceback.print_exc()
@@ -1329,6 +1332,10 @@ def _serve_create(pair: socket.socket, data: bytes, daemon: socket.socket) -> in
             return 0  # the shim deleted the container instead of starting it
         started = _start(runtime, request.container_id)
     pair.send(json.dumps(started).encode())
+    # Done: what is left (the page list a zygote's first helper records, and our exit, which
+    # tears down our copy of the zygote's memory: ~0.7 ms) waits for an idle CPU. Nothing
+    # waits for it: the init is the shim's child, not ours.
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     return 0
 
 

@@ -567,3 +567,38 @@ def test_cli_verbs(h):
     spec.process.args = ["sh", "-c", "exit 7"]
     (bundle / "config.json").write_bytes(rs.encode(spec))
     assert cli("run", "--bundle", str(bundle), "c2").returncode == 7
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_siblings_are_reaped_by_the_callers_parent(rootfs, prepared):
+    """With ``siblings`` (the shim's create helper) the init is the caller's parent's child: the
+    parent (the shim) reaps it and hears of its exit while the caller is still alive."""
+    workdir = Path(tempfile.mkdtemp(prefix="dy-rt-"))
+    harness = Harness(DockyardRuntime(workdir / "state", siblings=True), rootfs, workdir,
+                      f"/dytest-{secrets.token_hex(4)}")
+    ready_r, ready_w = os.pipe()
+    caller = os.fork()
+    if caller == 0:  # the caller: creates and starts, then stays
+        try:
+            os.close(ready_r)
+            if prepared:
+                linux.prepare_init(sibling=True)
+            cid, pid = harness.create(harness.spec(["sh", "-c", "exit 7"]))
+            harness.runtime.start(cid)
+            os.write(ready_w, f"{cid} {pid}".encode())
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    try:
+        os.close(ready_w)
+        cid, pid = os.read(ready_r, 100).decode().split()
+        harness.ids.append(cid)
+        assert int(pid) in _children()
+        assert _wait(int(pid)) == 7
+        assert os.waitpid(caller, os.WNOHANG) == (0, 0)  # the caller is still there
+    finally:
+        os.kill(caller, signal.SIGKILL)
+        os.waitpid(caller, 0)
+        os.close(ready_r)
+        harness.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
