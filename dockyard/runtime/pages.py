@@ -60,25 +60,36 @@ class Recorder:
         self.fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600,
                           dir_fd=self.dir_fd)
 
-    def record(self) -> None:
-        """Write the list and put it in place; anything in the way (no /proc, say) leaves none."""
+    def record(self, pid: int | None = None) -> None:
+        """Write the list (of process ``pid``'s pages, by default ours) and put it in place;
+        anything in the way (no /proc, say) leaves none."""
         try:
-            os.write(self.fd, b"".join(struct.pack("<Q", n) for n in owned_pages()))
+            os.write(self.fd, b"".join(struct.pack("<Q", n) for n in owned_pages(pid)))
             os.rename(self.temp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         except OSError:
-            try:
-                os.unlink(self.temp, dir_fd=self.dir_fd)
-            except OSError:
-                pass
-        finally:
-            os.close(self.fd)
-            os.close(self.dir_fd)
+            self.abandon()
+            return
+        self._close()
+
+    def abandon(self) -> None:
+        """Leave no list (the work it was to follow failed)."""
+        try:
+            os.unlink(self.temp, dir_fd=self.dir_fd)
+        except OSError:
+            pass
+        self._close()
+
+    def _close(self) -> None:
+        os.close(self.fd)
+        os.close(self.dir_fd)
 
 
-def owned_pages() -> list[int]:
-    """Page numbers of this process's writable private mappings that it alone maps."""
+def owned_pages(pid: int | None = None) -> list[int]:
+    """Page numbers of the writable private mappings of this process (or ``pid``) that it alone
+    maps. Read from another process, the list has none of the pages its reading writes."""
+    proc = f"/proc/{pid}" if pid else "/proc/self"
     owned = []
-    with open("/proc/self/maps", "rb") as maps, open("/proc/self/pagemap", "rb") as pagemap:
+    with open(f"{proc}/maps", "rb") as maps, open(f"{proc}/pagemap", "rb") as pagemap:
         for line in maps:
             fields = line.split()
             if fields[1][1:2] != b"w" or fields[1][3:4] != b"p":

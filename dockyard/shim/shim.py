@@ -120,7 +120,7 @@ PAGE_LISTS: dict[str, str] = {}
 def place_page_lists(directory: str, owner: int) -> None:
     """Put the page lists in ``directory``, named for the zygote ``owner`` (its pid: the layout
     they describe), and remove lists and temp files any earlier zygote left there."""
-    kinds = ("init", "helper")
+    kinds = ("init", "helper", "shim")
     for name in os.listdir(directory):
         if name.lstrip(".").startswith(tuple(f"{kind}-pages." for kind in kinds)):
             _unlink(Path(directory, name))
@@ -1225,10 +1225,13 @@ def _create_helper(pair: socket.socket, zygote: socket.socket) -> int:
         data, daemon = _take_spawn(pair, zygote)
         if daemon is None:
             return 0
-        # the first helper of a zygote lists the pages its create and start write, after them
+        # the first helper of a zygote lists the pages its create and start write, after them,
+        # and those its shim wrote to set itself up, by the end of the create (``_spare``)
         recorder = pages.recorder(listing) if learn else None
+        shim_listing = PAGE_LISTS.get("shim")
+        shim_recorder = pages.recorder(shim_listing) if learn and shim_listing is not None else None
         try:
-            return _serve_create(pair, data, daemon)
+            return _serve_create(pair, data, daemon, shim_recorder)
         finally:
             daemon.close()
             if recorder is not None:
@@ -1287,7 +1290,8 @@ def _read_request(conn: socket.socket) -> bytes:
             return payload
 
 
-def _serve_create(pair: socket.socket, data: bytes, daemon: socket.socket) -> int:
+def _serve_create(pair: socket.socket, data: bytes, daemon: socket.socket,
+                  shim_recorder: pages.Recorder | None = None) -> int:
     """Create, answer the shim, start when it says so. A run's container started here (its
     start came during the create) is reported to the ``daemon`` by us, ahead of the shim: the
     init's pid, then the start (the shim's first answer, its pid, went out before it sent the
@@ -1308,7 +1312,12 @@ def _serve_create(pair: socket.socket, data: bytes, daemon: socket.socket) -> in
     except Exception as err:
         traceback.print_exc()
         pair.send(json.dumps(P.error_reply(err)).encode())
+        if shim_recorder is not None:
+            shim_recorder.abandon()
         return 0
+    if shim_recorder is not None:
+        # read by us, not by the shim: its list holds no page of the reading's own
+        shim_recorder.record(os.getppid())
     started = None
     if _start_queued(pair):
         # a run whose start came during the create: start, then answer both at once; woken by

@@ -31,6 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
+from dockyard.runtime import pages
 from dockyard.runtime import syscalls as sc
 from dockyard.shim import protocol as P
 from dockyard.shim import shim
@@ -153,9 +154,15 @@ def _remove(path: str) -> None:
 
 def _spare(zygote: socket.socket) -> int:
     """Life of a spare: fork its create helper, which takes the spawn connection from the
-    ``zygote`` pair and passes it on with the request; be that connection's shim."""
+    ``zygote`` pair and passes it on with the request; be that connection's shim. The pages a
+    shim writes to set itself up are copied ahead while it waits (listed by the zygote's first
+    helper, ``dockyard.runtime.pages``): on the start path they would be copy-on-write faults,
+    taking the CPU from the helper and the init."""
     helper = shim.Helper(zygote)
     zygote.close()  # the helper's now
+    listing = shim.PAGE_LISTS.get("shim")
+    if listing is not None:
+        pages.populate(listing)
     conn, payload = helper.spawn()
     if conn is None:
         helper.close()

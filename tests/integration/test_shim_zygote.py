@@ -372,8 +372,9 @@ def test_measure_start_latency_and_idle_pss(tmp_path: Path) -> None:
 
 
 def test_page_lists_are_learned_once_and_go_with_their_zygote(tmp_path: Path) -> None:
-    # runtime.pages: the first create helper of a zygote lists the pages it wrote, beside the
-    # zygote's socket; a list another zygote left is removed at start, ours when we stop
+    # runtime.pages: the first create helper of a zygote lists the pages it wrote, and those
+    # its shim wrote, beside the zygote's socket; a list another zygote left is removed at
+    # start, ours when we stop
     stale = tmp_path / "helper-pages.1"
     stale.write_bytes(b"\0" * 8)
 
@@ -384,7 +385,8 @@ def test_page_lists_are_learned_once_and_go_with_their_zygote(tmp_path: Path) ->
             await handle.start()
             assert (await asyncio.wait_for(handle.wait(), 10)).exit_code == 0
             await handle.shutdown()
-        listing = [p for p in tmp_path.iterdir() if p.name.startswith("helper-pages.")]
-        assert len(listing) == 1 and listing[0].stat().st_size > 8 * 100
+        for kind in ("helper", "shim"):
+            listing = [p for p in tmp_path.iterdir() if p.name.startswith(f"{kind}-pages.")]
+            assert len(listing) == 1 and listing[0].stat().st_size > 8 * 100, kind
     run(tmp_path, body)
     assert not [p for p in tmp_path.iterdir() if "-pages." in p.name]
