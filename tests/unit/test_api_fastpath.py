@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import socket
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -82,15 +80,6 @@ class Served:
         await self.listeners.close()
 
 
-@pytest.fixture
-def root():
-    path = Path(tempfile.mkdtemp(prefix="dy-fastpath-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 async def read_response(reader: asyncio.StreamReader, head_only: bool = False) -> tuple[str, dict, bytes]:
     """(status line, headers without Date, body) of one response."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode()
@@ -110,9 +99,9 @@ REQUESTS = [("HEAD", "/_ping"), ("GET", "/_ping"), ("GET", "/v1.41/version"), ("
 
 
 @pytest.mark.parametrize("method,path", REQUESTS)
-def test_fast_path_answers_as_aiohttp_does(root, method, path):
+def test_fast_path_answers_as_aiohttp_does(tmp_path, method, path):
     async def main():
-        async with Served(root) as served:
+        async with Served(tmp_path) as served:
             reader, writer = await asyncio.open_unix_connection(served.sock)
             writer.write(request(method, path))
             fast = await read_response(reader, method == "HEAD")
@@ -145,9 +134,9 @@ def test_fast_path_answers_as_aiohttp_does(root, method, path):
                      "please upgrade your client to a newer version"),
     ("/items?bad=yes", "bad query: yes"),
 ])
-def test_errors_are_answered_by_aiohttp(root, path, message):
+def test_errors_are_answered_by_aiohttp(tmp_path, path, message):
     async def main():
-        async with Served(root) as served:
+        async with Served(tmp_path) as served:
             reader, writer = await asyncio.open_unix_connection(served.sock)
             writer.write(request("GET", path))
             status, _, body = await read_response(reader)
@@ -163,9 +152,9 @@ def test_errors_are_answered_by_aiohttp(root, path, message):
     assert handed == 1
 
 
-def test_pipelined_requests_are_answered_in_order(root):
+def test_pipelined_requests_are_answered_in_order(tmp_path):
     async def main():
-        async with Served(root) as served:
+        async with Served(tmp_path) as served:
             reader, writer = await asyncio.open_unix_connection(served.sock)
             writer.write(request("GET", "/items?n=1") + request("POST", "/echo", "Content-Length: 5\r\n", b"hello")
                          + request("GET", "/items?n=3") + request("GET", "/nowhere"))
@@ -181,9 +170,9 @@ def test_pipelined_requests_are_answered_in_order(root):
     assert json.loads(missing[2]) == {"message": "page not found"}
 
 
-def test_a_request_split_across_reads(root):
+def test_a_request_split_across_reads(tmp_path):
     async def main():
-        async with Served(root) as served:
+        async with Served(tmp_path) as served:
             reader, writer = await asyncio.open_unix_connection(served.sock)
             data = request("GET", "/items?split=yes") + request("HEAD", "/_ping")
             for i in range(len(data)):  # one byte at a time
@@ -200,9 +189,9 @@ def test_a_request_split_across_reads(root):
     assert handed == 0
 
 
-def test_an_answer_bigger_than_the_socket_takes(root):
+def test_an_answer_bigger_than_the_socket_takes(tmp_path):
     async def main():
-        async with Served(root) as served:
+        async with Served(tmp_path) as served:
             reader, writer = await asyncio.open_unix_connection(served.sock)
             writer.write(request("GET", "/big") + request("GET", "/_ping"))
             await asyncio.sleep(0.2)  # the fast path's send fills the socket; aiohttp sends the rest
@@ -217,9 +206,9 @@ def test_an_answer_bigger_than_the_socket_takes(root):
     assert handed == 1
 
 
-def test_connection_close_is_honoured(root):
+def test_connection_close_is_honoured(tmp_path):
     async def main():
-        async with Served(root) as served:
+        async with Served(tmp_path) as served:
             reader, writer = await asyncio.open_unix_connection(served.sock)
             writer.write(request("GET", "/_ping", "Connection: close\r\n"))
             status, headers, body = await read_response(reader)
@@ -232,12 +221,12 @@ def test_connection_close_is_honoured(root):
     assert not connections
 
 
-def test_idle_and_remaining_connections_are_closed(root, monkeypatch):
+def test_idle_and_remaining_connections_are_closed(tmp_path, monkeypatch):
     monkeypatch.setattr(fastpath, "KEEPALIVE_TIMEOUT", 0.2)
     monkeypatch.setattr(fastpath, "IDLE_SWEEP", 0.1)
 
     async def main():
-        async with Served(root) as served:
+        async with Served(tmp_path) as served:
             idle_reader, idle = await asyncio.open_unix_connection(served.sock)
             idle.write(request("HEAD", "/_ping"))
             await read_response(idle_reader, head_only=True)
