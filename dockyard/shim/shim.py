@@ -123,7 +123,7 @@ def place_page_lists(directory: str, owner: int) -> None:
     kinds = ("init", "helper", "shim")
     for name in os.listdir(directory):
         if name.lstrip(".").startswith(tuple(f"{kind}-pages." for kind in kinds)):
-            _unlink(Path(directory, name))
+            Path(directory, name).unlink(missing_ok=True)
     PAGE_LISTS.update((kind, os.path.join(directory, f"{kind}-pages.{owner}")) for kind in kinds)
 
 
@@ -1053,7 +1053,7 @@ class Shim:
         """runtime delete, unmount the rootfs, remove the socket. Keeps exit.json as the record."""
         self._release(delete)
         if self.listener is not None:
-            _unlink(self.sock_path)
+            self.sock_path.unlink(missing_ok=True)
             self.listener.close()
             self.listener = None
 
@@ -1084,7 +1084,7 @@ def accept_console(console: socket.socket, what: str) -> int:
 
 
 def unix_listener(path: Path) -> socket.socket:
-    _unlink(path)
+    path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     with short_path(path) as reachable:
         sock.bind(reachable)
@@ -1099,7 +1099,7 @@ def _drop_child_side(child_fds: list[int], console: socket.socket | None, consol
         os.close(fd)
     if console is not None:
         console.close()
-        _unlink(console_path)
+        console_path.unlink(missing_ok=True)
 
 
 def _stdio_pipes(with_stdin: bool, child_fds: list[int],
@@ -1121,13 +1121,6 @@ def _stdio_pipes(with_stdin: bool, child_fds: list[int],
         outputs[r] = stream
         ends.append(w)
     return stdin_w, (stdin_r, ends[0], ends[1]), outputs
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 # ---- the create helper --------------------------------------------------------
@@ -1415,7 +1408,7 @@ def run(conn: socket.socket, body: dict, helper: Helper, start_after: int | None
     try:
         request = spawn_request_from_json(body)
         request.state_dir.mkdir(parents=True, exist_ok=True)
-        _unlink(request.state_dir / "exit.json")  # a restart's new run: the old record is void
+        (request.state_dir / "exit.json").unlink(missing_ok=True)  # a restart's new run: the old record is void
         log_fd = os.open(request.state_dir / "shim.log",
                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         os.dup2(log_fd, 2)

@@ -43,7 +43,7 @@ SPARE_DELAY = 0.035  # after a spawn, how long the zygote waits before forking t
 class Zygote:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
-        _remove(socket_path)
+        Path(socket_path).unlink(missing_ok=True)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         with short_path(Path(socket_path)) as reachable:
             self.listener.bind(reachable)
@@ -88,9 +88,9 @@ class Zygote:
         if self.spare is not None:
             self.spare.close()  # EOF: the spare leaves
             self.spare = None
-        _remove(self.socket_path)
+        Path(self.socket_path).unlink(missing_ok=True)
         for path in shim.PAGE_LISTS.values():
-            _remove(path)
+            Path(path).unlink(missing_ok=True)
 
     def _hand_over(self, conn: socket.socket) -> None:
         """Give ``conn`` to the spare's create helper; a dead spare is replaced once."""
@@ -143,13 +143,6 @@ class Zygote:
         keep = keep_sock.fileno()
         os.closerange(3, keep)
         os.closerange(keep + 1, 1 << 20)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _spare(zygote: socket.socket) -> int:
