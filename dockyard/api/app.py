@@ -19,7 +19,7 @@ from dockyard.api import errors, fastpath, versions
 
 log = logging.getLogger("dockyard.api")
 
-_VERSIONED = re.compile(r"^/v(\d+\.\d+)(/.*)$")
+_VERSIONED = re.compile(versions.VERSIONED_PATH)
 SERVER_HEADER = "Dockyard/0.1.0 (linux)"
 # dockerd's headers on every answer; Api-Version is the daemon's own, whatever the request's
 # (dockerd's VersionMiddleware); what dockerd --experimental gates (build --squash) is always on

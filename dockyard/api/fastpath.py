@@ -40,7 +40,7 @@ from dockyard.api import versions
 
 log = logging.getLogger("dockyard.api")
 
-_VERSIONED = re.compile(rb"^/v(\d+\.\d+)(/.*)$")
+_VERSIONED = re.compile(versions.VERSIONED_PATH.encode())  # the request's bytes
 _HAND_OFF_HEADERS = (b"\r\ncontent-length:", b"\r\ntransfer-encoding:", b"\r\nupgrade:", b"\r\nexpect:")
 MAX_HEAD = 8190  # aiohttp's default limit on the request line and on each header line
 KEEPALIVE_TIMEOUT = 75.0  # aiohttp's default: an idle connection is closed after it

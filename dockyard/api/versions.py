@@ -6,6 +6,7 @@ from dockyard import errdefs
 
 MIN_VERSION = "1.24"
 MAX_VERSION = "1.50"  # what the docker CLI 28 asks for
+VERSIONED_PATH = r"^/v(\d+\.\d+)(/.*)$"  # /vX.Y/<path>: the version, the path it prefixes
 
 
 def parse(version: str) -> tuple[int, int]:

@@ -599,7 +599,8 @@ def _destroy_quietly(cgroup: Manager) -> None:
 
 
 def _reap_failed(pid: int) -> None:
-    """The init reported failure and exits; reap it (a subreaper's own loop may have already)."""
+    """The init reported failure and exits; reap it (a subreaper's own loop may have already,
+    and a sibling, ``sc.fork_sibling``'s, is our parent's to reap)."""
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
